@@ -1,0 +1,319 @@
+"""The cohort filters and analysis settings: one frozen, validated object and its three spellings.
+
+A `Settings` value is what every metric, export and page is computed from. It converts to and from
+command-line flags (`--route IV --route IN --age-band 25-34`) and URL query parameters
+(`route=IV&route=IN&age_band=25-34`), with the same names, so a shared link and a command line describe
+the same view. Multi-valued filters are kept sorted in the spec's order, so two equal selections are equal
+objects (and hit the same cache entries). Defaults are left out of the URL and the flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from . import spec
+
+
+class SettingsError(ValueError):
+    """Invalid filter or setting values. `problems` lists one message per offending parameter."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+# name -> (allowed values or None for free codes, what the value is)
+_MULTI: dict[str, tuple[tuple[str, ...] | None, str]] = {
+    "route": (spec.ROUTES, "route"),
+    "site": (None, "site code"),
+    "diagnosis": (spec.DIAGNOSES, "primary diagnosis"),
+    "sex": (spec.SEXES, "sex"),
+    "age_band": (spec.AGE_BANDS, "age band"),
+    "setting": (spec.SETTINGS, "setting"),
+    "severity": (spec.SEVERITY_BANDS, "baseline severity band"),
+}
+_YES = {"yes", "true", "1", "y"}
+_NO = {"no", "false", "0", "n"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Cohort filters (empty means no filter) and analysis settings, validated on construction."""
+
+    # cohort filters
+    route: tuple[str, ...] = ()
+    site: tuple[str, ...] = ()
+    diagnosis: tuple[str, ...] = ()
+    sex: tuple[str, ...] = ()
+    age_band: tuple[str, ...] = ()
+    from_quarter: str | None = None
+    to_quarter: str | None = None
+    treatment_resistant: bool | None = None
+    setting: tuple[str, ...] = ()
+    integration: bool | None = None
+    severity: tuple[str, ...] = ()
+    # analysis settings
+    instrument: str = spec.DEFAULT_INSTRUMENT
+    min_baseline: int | None = None  # None: the instrument's default (spec.DEFAULT_MIN_BASELINE)
+    population: str = spec.DEFAULT_POPULATION
+    relief: str = spec.DEFAULT_RELIEF
+    window: int = spec.DEFAULT_WINDOW
+    min_cell: int = spec.DEFAULT_MIN_CELL
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for name, (allowed, what) in _MULTI.items():
+            raw = getattr(self, name)
+            if isinstance(raw, str):
+                raw = (raw,)
+            values = tuple(dict.fromkeys(str(v) for v in raw))
+            for v in values:
+                if allowed is None:
+                    if not spec.SITE_PATTERN.match(v):
+                        problems.append(f"{name}: {v!r} is not a {what} (1–32 letters, digits, '-' or '_')")
+                elif v not in allowed:
+                    problems.append(f"{name}: {v!r} is not a {what}; expected one of {', '.join(allowed)}")
+            if allowed is not None:
+                values = tuple(sorted(values, key=lambda v: allowed.index(v) if v in allowed else 99))
+            else:
+                values = tuple(sorted(values))
+            object.__setattr__(self, name, values)
+        for name in ("from_quarter", "to_quarter"):
+            v = getattr(self, name)
+            if v is not None and not spec.QUARTER_PATTERN.match(str(v)):
+                problems.append(f"{name}: {v!r} is not a quarter like 2025-Q3")
+        if (
+            self.from_quarter and self.to_quarter
+            and spec.QUARTER_PATTERN.match(self.from_quarter) and spec.QUARTER_PATTERN.match(self.to_quarter)
+            and self.from_quarter > self.to_quarter
+        ):
+            problems.append(f"from_quarter: {self.from_quarter!r} is after to_quarter {self.to_quarter!r}")
+        for name in ("treatment_resistant", "integration"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, bool):
+                problems.append(f"{name}: {v!r} is not yes or no")
+        if self.instrument not in spec.INSTRUMENTS:
+            problems.append(f"instrument: {self.instrument!r} is not one of {', '.join(spec.INSTRUMENTS)}")
+        elif self.min_baseline is not None:
+            lo, hi = spec.SCORE_RANGE[self.instrument]
+            if not _is_int(self.min_baseline) or not lo <= self.min_baseline <= hi:
+                problems.append(
+                    f"min_baseline: {self.min_baseline!r} is not a whole score from {lo} to {hi} on {self.instrument}"
+                )
+        if self.population not in spec.POPULATIONS:
+            problems.append(f"population: {self.population!r} is not one of {', '.join(spec.POPULATIONS)}")
+        if self.relief not in spec.RELIEF_THRESHOLDS:
+            problems.append(f"relief: {self.relief!r} is not one of {', '.join(spec.RELIEF_THRESHOLDS)}")
+        if not _is_int(self.window) or not 0 <= self.window <= spec.MAX_WINDOW:
+            problems.append(f"window: {self.window!r} is not a whole number of days from 0 to {spec.MAX_WINDOW}")
+        if not _is_int(self.min_cell) or not 0 <= self.min_cell <= spec.MAX_MIN_CELL:
+            problems.append(f"min_cell: {self.min_cell!r} is not a whole number from 0 to {spec.MAX_MIN_CELL}")
+        if problems:
+            raise SettingsError(problems)
+
+    # --- derived values ---------------------------------------------------------------------------------
+
+    @property
+    def baseline_minimum(self) -> int:
+        """The minimum baseline in force: the chosen one, or the instrument's default."""
+        if self.min_baseline is None:
+            return spec.DEFAULT_MIN_BASELINE[self.instrument]
+        return self.min_baseline
+
+    @property
+    def remission_cut(self) -> int:
+        return spec.REMISSION_CUT[self.instrument]
+
+    @property
+    def mcid(self) -> int:
+        return spec.MCID[self.instrument]
+
+    def is_filtered(self) -> bool:
+        """True when any cohort filter is active."""
+        return any(getattr(self, f.name) not in ((), None) for f in dataclasses.fields(self) if f.name in FILTER_NAMES)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    # --- SQL parameters ---------------------------------------------------------------------------------
+
+    def cohort_params(self) -> dict[str, Any]:
+        """Named parameters for the cohort filter in queries/*.sql. Empty lists bind as NULL (no filter)."""
+        floors = spec.SEVERITY_BAND_FLOORS[self.instrument]
+        return {
+            "routes": list(self.route) or None,
+            "sites": list(self.site) or None,
+            "diagnoses": list(self.diagnosis) or None,
+            "sexes": list(self.sex) or None,
+            "age_bands": list(self.age_band) or None,
+            "from_quarter": self.from_quarter,
+            "to_quarter": self.to_quarter,
+            "treatment_resistant": self.treatment_resistant,
+            "settings": list(self.setting) or None,
+            "integration": self.integration,
+            "severities": list(self.severity) or None,
+            "instrument": self.instrument,
+            "mild_floor": floors["mild"],
+            "moderate_floor": floors["moderate"],
+            "severe_floor": floors["severe"],
+        }
+
+    # --- URL query parameters ---------------------------------------------------------------------------
+
+    def to_query_params(self) -> list[tuple[str, str]]:
+        """Query-string pairs in a fixed order, defaults left out."""
+        pairs: list[tuple[str, str]] = []
+        default = _DEFAULT
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value == getattr(default, f.name):
+                continue
+            if isinstance(value, tuple):
+                pairs.extend((f.name, v) for v in value)
+            elif isinstance(value, bool):
+                pairs.append((f.name, "yes" if value else "no"))
+            else:
+                pairs.append((f.name, str(value)))
+        return pairs
+
+    def to_query_string(self) -> str:
+        from urllib.parse import urlencode
+
+        return urlencode(self.to_query_params())
+
+    @classmethod
+    def from_query_params(cls, params: Mapping[str, Any], *, ignore_unknown: bool = True) -> "Settings":
+        """Parse query parameters (values may be strings or lists of strings). Raises SettingsError."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for key, raw in params.items():
+            items = [raw] if isinstance(raw, str) else list(raw)
+            if key not in _FIELD_NAMES:
+                if not ignore_unknown:
+                    problems.append(f"{key}: unknown parameter")
+                continue
+            try:
+                values[key] = _parse_field(key, items)
+            except SettingsError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise SettingsError(problems)
+        try:
+            return cls(**values)
+        except SettingsError:
+            raise
+        except TypeError as exc:  # pragma: no cover - guarded by _parse_field
+            raise SettingsError([str(exc)]) from exc
+
+    # --- command-line flags -----------------------------------------------------------------------------
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        """Add the filter and setting flags (repeatable where a filter takes several values)."""
+        g = parser.add_argument_group("cohort filters (repeat a flag to allow several values)")
+        g.add_argument("--route", action="append", metavar="|".join(spec.ROUTES))
+        g.add_argument("--site", action="append", metavar="CODE")
+        g.add_argument("--diagnosis", action="append", metavar="|".join(spec.DIAGNOSES))
+        g.add_argument("--sex", action="append", metavar="|".join(spec.SEXES))
+        g.add_argument("--age-band", dest="age_band", action="append", metavar="|".join(spec.AGE_BANDS))
+        g.add_argument("--from-quarter", dest="from_quarter", metavar="YYYY-Qn")
+        g.add_argument("--to-quarter", dest="to_quarter", metavar="YYYY-Qn")
+        g.add_argument("--treatment-resistant", dest="treatment_resistant", metavar="yes|no")
+        g.add_argument("--setting", action="append", metavar="|".join(spec.SETTINGS))
+        g.add_argument("--integration", metavar="yes|no")
+        g.add_argument("--severity", action="append", metavar="|".join(spec.SEVERITY_BANDS))
+        a = parser.add_argument_group("analysis settings")
+        a.add_argument("--instrument", metavar="|".join(spec.INSTRUMENTS))
+        a.add_argument("--min-baseline", dest="min_baseline", metavar="N")
+        a.add_argument("--population", metavar="|".join(spec.POPULATIONS))
+        a.add_argument("--relief", metavar="|".join(spec.RELIEF_THRESHOLDS))
+        a.add_argument("--window", metavar="DAYS")
+        a.add_argument("--min-cell", dest="min_cell", metavar="K")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Settings":
+        """Build from parsed flags (see add_arguments). Raises SettingsError naming the bad flags."""
+        params = {name: getattr(args, name) for name in _FIELD_NAMES if getattr(args, name, None) is not None}
+        try:
+            return cls.from_query_params(params)
+        except SettingsError as exc:
+            raise SettingsError([_as_flag(p) for p in exc.problems]) from None
+
+    def to_args(self) -> list[str]:
+        """The flags that rebuild this object (defaults left out)."""
+        out: list[str] = []
+        for name, value in self.to_query_params():
+            out += ["--" + name.replace("_", "-"), value]
+        return out
+
+    # --- description ------------------------------------------------------------------------------------
+
+    def describe_filters(self) -> str:
+        """Plain-language description of the active cohort filters ('All patients' when none)."""
+        parts: list[str] = []
+        labels = {
+            "route": "route", "site": "site", "diagnosis": "diagnosis", "sex": "sex", "age_band": "age",
+            "setting": "setting", "severity": f"baseline severity ({spec.INSTRUMENT_LABELS[self.instrument]})",
+        }
+        for name, label in labels.items():
+            values = getattr(self, name)
+            if values:
+                parts.append(f"{label} {', '.join(values)}")
+        if self.from_quarter or self.to_quarter:
+            parts.append(f"started {self.from_quarter or '…'} to {self.to_quarter or '…'}")
+        if self.treatment_resistant is not None:
+            parts.append("treatment-resistant" if self.treatment_resistant else "not treatment-resistant")
+        if self.integration is not None:
+            parts.append("with integration therapy" if self.integration else "without integration therapy")
+        return "; ".join(parts) if parts else "All patients"
+
+
+FILTER_NAMES = (
+    "route", "site", "diagnosis", "sex", "age_band", "from_quarter", "to_quarter",
+    "treatment_resistant", "setting", "integration", "severity",
+)
+SETTING_NAMES = ("instrument", "min_baseline", "population", "relief", "window", "min_cell")
+_FIELD_NAMES = FILTER_NAMES + SETTING_NAMES
+_DEFAULT = Settings()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_field(name: str, items: list[Any]) -> Any:
+    if name in _MULTI:
+        return tuple(str(i).strip() for i in items if str(i).strip() != "")
+    if len(items) != 1:
+        raise SettingsError([f"{name}: given {len(items)} times, expected once"])
+    raw = str(items[0]).strip()
+    if name in ("treatment_resistant", "integration"):
+        low = raw.lower()
+        if low in _YES:
+            return True
+        if low in _NO:
+            return False
+        raise SettingsError([f"{name}: {raw!r} is not yes or no"])
+    if name in ("min_baseline", "window", "min_cell"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError([f"{name}: {raw!r} is not a whole number"]) from None
+    if name == "instrument":
+        return raw.upper()
+    return raw
+
+
+def _as_flag(problem: str) -> str:
+    name, sep, rest = problem.partition(":")
+    if sep and name in _FIELD_NAMES:
+        return "--" + name.replace("_", "-") + sep + rest
+    return problem
+
+
+def iter_defaults() -> Iterable[tuple[str, Any]]:
+    """(name, default) for every field, for forms that show the defaults."""
+    return ((f.name, getattr(_DEFAULT, f.name)) for f in dataclasses.fields(Settings))
