@@ -41,6 +41,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.patients < 1:
         print("--patients must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if args.seed < 0:
+        print("--seed must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
     counts = write_sample_export(
         Path(args.out), patients=args.patients, seed=args.seed, fmt=args.format,
         progress=None if args.quiet else _progress,
