@@ -31,6 +31,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     except ImportRefused as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print(f"Import interrupted; {args.db} was not changed.", file=sys.stderr)
+        return 130
     print(summary.describe())
     return EXIT_OK
 

@@ -1,0 +1,60 @@
+-- Value problems in the staged sessions table (all text): line, column, value, message.
+-- Includes the references to patients and the rule that a patient's sessions start on day 0.
+-- $line0 turns a row's position into its line in the file (2 for CSV after the header, 1 for Parquet rows).
+WITH s AS (SELECT rowid AS r, *, int_value(day) AS day_n FROM staging.sessions),
+first_line AS (SELECT session_id, min(r) AS r FROM s WHERE session_id IS NOT NULL GROUP BY session_id),
+first_day AS (
+    -- the earliest valid day of each known patient, at the first line holding it
+    SELECT patient_id, min(day_n) AS day_n, arg_min(r, (day_n, r)) AS r, arg_min(day, (day_n, r)) AS day
+    FROM s WHERE day_n >= 0 AND patient_id IN (SELECT patient_id FROM staging.patients)
+    GROUP BY patient_id
+)
+SELECT r + $line0 AS line, "column", value, message FROM (
+    SELECT r, 'session_id' AS "column", session_id AS value, code_problem(session_id, 64) AS message FROM s
+    UNION ALL
+    SELECT s.r, 'session_id', s.session_id, 'duplicate session_id (first on line ' || (f.r + $line0) || ')'
+    FROM s JOIN first_line f USING (session_id) WHERE s.r > f.r
+    UNION ALL
+    SELECT r, 'patient_id' AS "column", patient_id AS value, CASE
+        -- a known id is valid (its own table checks it); only the others need a closer look
+        WHEN patient_id IN (SELECT patient_id FROM staging.patients WHERE patient_id IS NOT NULL) THEN NULL
+        ELSE coalesce(code_problem(patient_id, 64), 'unknown patient_id: not in patients') END AS message FROM s
+    UNION ALL
+    SELECT r, 'day', day, int_problem(day, 0, 2147483647, true) FROM s
+    UNION ALL
+    SELECT r, 'day', day, 'this patient''s first session is not on day 0 (days count from the first session)'
+    FROM first_day WHERE day_n <> 0
+    UNION ALL
+    SELECT r, 'route', route, enum_problem(route, $routes, true) FROM s
+    UNION ALL
+    SELECT r, 'drug', drug, coalesce(enum_problem(drug, $drugs, false), CASE
+        WHEN drug = 'esketamine' AND route <> 'IN'
+            THEN 'esketamine is only given intranasally: the route must be IN' END) FROM s
+    UNION ALL
+    SELECT r, 'setting', setting, enum_problem(setting, $settings, true) FROM s
+    UNION ALL
+    SELECT r, 'phase', phase, enum_problem(phase, $phases, true) FROM s
+    UNION ALL
+    SELECT r, 'dose_mg', dose_mg, coalesce(float_problem(dose_mg), CASE
+        WHEN NOT TRY_CAST(dose_mg AS DOUBLE) > 0 OR TRY_CAST(dose_mg AS DOUBLE) > 1000
+            THEN 'out of range: must be more than 0 and at most 1000 mg' END) FROM s
+    UNION ALL
+    SELECT r, 'integration_therapy', integration_therapy, bool_problem(integration_therapy) FROM s
+    UNION ALL
+    SELECT r, 'sbp_pre', sbp_pre, int_problem(sbp_pre, 60, 260, false) FROM s
+    UNION ALL
+    SELECT r, 'sbp_peak', sbp_peak, int_problem(sbp_peak, 60, 260, false) FROM s
+    UNION ALL
+    SELECT r, 'dbp_pre', dbp_pre, int_problem(dbp_pre, 30, 160, false) FROM s
+    UNION ALL
+    SELECT r, 'dbp_peak', dbp_peak, int_problem(dbp_peak, 30, 160, false) FROM s
+    UNION ALL
+    SELECT r, 'heart_rate_peak', heart_rate_peak, int_problem(heart_rate_peak, 30, 220, false) FROM s
+    UNION ALL
+    SELECT r, 'cadss', cadss, int_problem(cadss, 0, 92, false) FROM s
+    UNION ALL
+    SELECT r, 'monitoring_minutes', monitoring_minutes, int_problem(monitoring_minutes, 0, 1440, false) FROM s
+    UNION ALL
+    SELECT r, 'completed', completed, bool_problem(completed) FROM s
+)
+WHERE message IS NOT NULL

@@ -1,0 +1,14 @@
+-- Typed patients from the checked staging table, sorted by patient_id; empty values take their defaults.
+INSERT INTO patients
+SELECT
+    patient_id,
+    site,
+    start_quarter,
+    age_band::age_band_t,
+    coalesce(sex, 'U')::sex_t,
+    primary_diagnosis::diagnosis_t,
+    bool_value(treatment_resistant, false),
+    int_value(prior_failed_treatments)::INTEGER,
+    bool_value(hypertension, false)
+FROM staging.patients
+ORDER BY patient_id
