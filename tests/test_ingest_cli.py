@@ -115,3 +115,23 @@ def test_import_killed_mid_way_leaves_the_old_database_and_the_next_run_cleans_u
     import_export(new, db, progress=messages.append)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db.duckdb", "new", "old"]
     assert f"Removed .db.duckdb.importing-{proc.pid}, left by an interrupted import" in messages
+
+
+def test_cli_ctrl_c_during_import_says_nothing_changed(tmp_path, capsys, monkeypatch):
+    from dashboard import ingest
+
+    export = write_export(tmp_path / "e", tables())
+    db = tmp_path / "db.duckdb"
+    assert cli.main(["import", str(export), "--db", str(db), "--quiet"]) == cli.EXIT_OK
+    before = db.read_bytes()
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ingest, "import_export", interrupted)
+    assert cli.main(["import", str(export), "--db", str(db), "--quiet"]) == 130
+    out, err = capsys.readouterr()
+    assert err == f"Import interrupted; {db} was not changed.\n"
+    assert "Traceback" not in out + err
+    assert db.read_bytes() == before
