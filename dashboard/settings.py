@@ -67,7 +67,9 @@ class Settings:
         problems: list[str] = []
         for name, (allowed, what) in _MULTI.items():
             raw = getattr(self, name)
-            if isinstance(raw, str):
+            if raw is None:
+                raw = ()
+            elif isinstance(raw, str):
                 raw = (raw,)
             values = tuple(dict.fromkeys(str(v) for v in raw))
             for v in values:
@@ -186,7 +188,10 @@ class Settings:
 
     @classmethod
     def from_query_params(cls, params: Mapping[str, Any], *, ignore_unknown: bool = True) -> "Settings":
-        """Parse query parameters (values may be strings or lists of strings). Raises SettingsError."""
+        """Parse query parameters (values may be strings or lists of strings). Raises SettingsError.
+
+        From Streamlit pass every value of a repeated key: `{k: st.query_params.get_all(k) for k in st.query_params}`
+        (`st.query_params.items()` gives only the last one)."""
         values: dict[str, Any] = {}
         problems: list[str] = []
         for key, raw in params.items():
@@ -199,14 +204,14 @@ class Settings:
                 values[key] = _parse_field(key, items)
             except SettingsError as exc:
                 problems.extend(exc.problems)
-        if problems:
-            raise SettingsError(problems)
         try:
-            return cls(**values)
-        except SettingsError:
-            raise
-        except TypeError as exc:  # pragma: no cover - guarded by _parse_field
-            raise SettingsError([str(exc)]) from exc
+            # validate what parsed, so every bad parameter is reported at once, not only the unparsable ones
+            settings = cls(**values)
+        except SettingsError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise SettingsError(sorted(problems, key=_problem_order))
+        return settings
 
     # --- command-line flags -----------------------------------------------------------------------------
 
@@ -277,7 +282,6 @@ FILTER_NAMES = (
 )
 SETTING_NAMES = ("instrument", "min_baseline", "population", "relief", "window", "min_cell")
 _FIELD_NAMES = FILTER_NAMES + SETTING_NAMES
-_DEFAULT = Settings()
 
 
 def _is_int(v: Any) -> bool:
@@ -307,6 +311,11 @@ def _parse_field(name: str, items: list[Any]) -> Any:
     return raw
 
 
+def _problem_order(problem: str) -> int:
+    name = problem.partition(":")[0]
+    return _FIELD_NAMES.index(name) if name in _FIELD_NAMES else len(_FIELD_NAMES)
+
+
 def _as_flag(problem: str) -> str:
     name, sep, rest = problem.partition(":")
     if sep and name in _FIELD_NAMES:
@@ -317,3 +326,6 @@ def _as_flag(problem: str) -> str:
 def iter_defaults() -> Iterable[tuple[str, Any]]:
     """(name, default) for every field, for forms that show the defaults."""
     return ((f.name, getattr(_DEFAULT, f.name)) for f in dataclasses.fields(Settings))
+
+
+_DEFAULT = Settings()  # after the helpers: constructing it runs the validation

@@ -1,0 +1,512 @@
+"""Disclosure control (docs/metrics.md, last paragraph): one function, `protect`, for every summary table.
+
+With a minimum cell k > 0 no table shows a count from 1 to k-1, nor a rate, interval, median or curve point
+resting on fewer than k patients, nor lets a hidden count be recovered by subtracting the shown routes from
+`ALL`. The export and the dashboard both call `protect` on the whole table (all routes and `ALL`) before
+showing any of it. The rules per table are data (`TABLES`); docs/choices.md explains each choice:
+
+- primary suppression: a count in 1..k-1, or a positive count describing fewer than k patients (e.g. the
+  sessions of a route with 5 patients);
+- complementary suppression, per line (the route cells of one column that add up to the `ALL` cell, e.g.
+  one event type): when any cell of the line is hidden, at least two cells are hidden and together they
+  hold at least k, adding the smallest shown non-zero cell (then zeros) until that holds. The part of
+  `ALL` no route holds (patients never dosed, in the funnel's first column) counts as a hidden cell;
+- row identities (events + censored = patients): never exactly one hidden part;
+- a derived value (rate, interval, median, mean) is hidden when a count it is computed from is hidden or
+  its base (the patients it rests on) is below k;
+- tables in two directions (breakdown groups, session numbers) are protected along both, against the
+  totals other tables show;
+- the Kaplan–Meier curve is thinned: a point is kept only where at least k are at risk and at least k
+  events happened since the previous kept point, so steps cannot be turned back into small counts; the
+  other points are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import spec
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one summary table is protected."""
+
+    counts: Mapping[str, str | None]  # count column -> the count of patients it describes (or None)
+    line_keys: tuple[str, ...] = ()  # columns besides route that identify a line (cells summing to ALL)
+    hide_with: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # derived -> counts it reveals
+    at_least_k: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # derived -> bases that must be >= k
+    parts: tuple[tuple[str, str, str], ...] = ()  # (total, part, part) in one row
+    residual: frozenset[str] = frozenset()  # counts whose ALL may hold patients of no route
+
+
+def _rates(rate_cols: tuple[str, ...], num: str, den: str, base: str | None = None) -> tuple[dict, dict]:
+    return ({c: (num, den) for c in rate_cols}, {c: (base or den,) for c in rate_cols})
+
+
+def _merge(*pairs: tuple[dict, dict]) -> tuple[dict, dict]:
+    hide, least = {}, {}
+    for h, a in pairs:
+        hide.update(h)
+        least.update(a)
+    return hide, least
+
+
+_RESP = _merge(
+    _rates(("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable"),
+    _rates(("remission_rate", "remission_ci_low", "remission_ci_high"), "remitters", "evaluable"),
+)
+_RELIEF_DERIVED = ("median_days", "median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS))
+_MAINT = _merge(
+    _rates(("uptake_rate",), "responders_in_maintenance", "responders"),
+    _rates(("median_days_to_first_maintenance", "median_interval_days", "sessions_per_patient_month"),
+           "maintenance_patients", "maintenance_sessions", "maintenance_patients"),
+    ({c: ("responders", "sustained_patients") for c in ("sustained_response_8w", "sustained_ci_low", "sustained_ci_high")},
+     {c: ("sustained_patients",) for c in ("sustained_response_8w", "sustained_ci_low", "sustained_ci_high")}),
+)
+_SIDE = _merge(
+    _rates(("session_rate",), "sessions_with_event", "sessions", "patients"),
+    _rates(("patient_rate",), "patients_with_event", "patients"),
+)
+_BP_MEDIANS = ("sbp_peak_median", "dbp_peak_median", "sbp_rise_median", "dbp_rise_median")
+_BP = _merge(
+    ({c: ("patients", "sessions_with_vitals") for c in _BP_MEDIANS}, {c: ("patients",) for c in _BP_MEDIANS}),
+    _rates(("share_bp_severe",), "sessions_bp_severe", "sessions_with_vitals", "patients"),
+)
+_TRAJ = _merge(
+    ({c: ("patients",) for c in ("mean_score", "ci_low", "ci_high")}, {c: ("patients",) for c in ("mean_score", "ci_low", "ci_high")}),
+    _rates(("responder_share",), "responders", "patients"),
+)
+_BREAK = _rates(("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable")
+
+TABLES: dict[str, Rule] = {
+    "cohort": Rule(
+        counts={c: None for c in ("patients", "with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint")},
+        residual=frozenset({"patients"}),
+    ),
+    "response_by_route": Rule(
+        counts={"patients": None, "evaluable": None, "responders": None, "remitters": None},
+        hide_with=_RESP[0], at_least_k=_RESP[1],
+    ),
+    "time_to_relief": Rule(
+        counts={"patients": None, "events": None, "censored": None},
+        hide_with={c: ("patients", "events", "censored") for c in _RELIEF_DERIVED},
+        at_least_k={c: ("patients",) for c in _RELIEF_DERIVED},
+        parts=(("patients", "events", "censored"),),
+    ),
+    "side_effects": Rule(
+        counts={"sessions": "patients", "sessions_with_event": "patients_with_event", "patients": None,
+                "patients_with_event": None},
+        line_keys=("event",), hide_with=_SIDE[0], at_least_k=_SIDE[1],
+    ),
+    "side_effect_severity": Rule(counts={"sessions_with_event": None}, line_keys=("event", "severity")),
+    "side_effect_by_session_number": Rule(
+        counts={"sessions": None, "sessions_with_event": None}, line_keys=("event", "session_number"),
+        hide_with={"session_rate": ("sessions_with_event", "sessions")}, at_least_k={"session_rate": ("sessions",)},
+    ),
+    "blood_pressure": Rule(
+        counts={"patients": None, "sessions_with_vitals": "patients", "sessions_sbp_180": None,
+                "sessions_dbp_110": None, "sessions_bp_severe": None},
+        hide_with=_BP[0], at_least_k=_BP[1],
+    ),
+    "maintenance": Rule(
+        counts={"responders": None, "responders_in_maintenance": None, "maintenance_patients": None,
+                "maintenance_sessions": "maintenance_patients", "sustained_patients": None},
+        hide_with=_MAINT[0], at_least_k=_MAINT[1],
+    ),
+    "maintenance_projection": Rule(
+        counts={"current_responders": None, "expected_in_maintenance": None},
+        hide_with={"sessions_per_month": ("current_responders", "expected_in_maintenance")},
+        at_least_k={"sessions_per_month": ("current_responders",)},
+    ),
+    "trajectory": Rule(
+        counts={"patients": None, "responders": None}, line_keys=("week",),
+        hide_with=_TRAJ[0], at_least_k=_TRAJ[1],
+    ),
+    "breakdown": Rule(
+        counts={"evaluable": None, "responders": None}, line_keys=("group",),
+        hide_with=_BREAK[0], at_least_k=_BREAK[1],
+    ),
+}
+SPECIAL_TABLES = ("time_to_relief_curve", "route_comparison", "logrank", "data_quality")
+ALIASES = {"cohort_funnel": "cohort"}
+
+
+def protect(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """The table with every cell hidden (NaN / <NA>) that metrics.md's minimum cell k forbids showing."""
+    name = ALIASES.get(name, name)
+    if name not in TABLES and name not in SPECIAL_TABLES:
+        raise KeyError(f"no disclosure rule for a table named {name!r}")
+    out = df.copy().reset_index(drop=True)
+    if name == "time_to_relief_curve":
+        return _protect_curve(out, k)
+    if name == "route_comparison":
+        return _protect_pairwise(out, k)
+    if name == "logrank":
+        return _protect_logrank(out, k)
+    if name == "data_quality":
+        return _protect_quality(out, k)
+    if name in TWO_WAY:
+        return _protect_two_way(out, name, k)
+    rule = TABLES[name]
+    hidden = hidden_cells(out, rule, k)
+    return _apply(out, rule, hidden, k)
+
+
+# --- counts: primary, complementary and row identities ---------------------------------------------------
+
+
+def hidden_cells(df: pd.DataFrame, rule: Rule, k: int) -> dict[str, np.ndarray]:
+    """For each count column, which rows must be hidden."""
+    n = len(df)
+    cols = [c for c in rule.counts if c in df.columns]
+    values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in cols}
+    hidden = {c: np.zeros(n, dtype=bool) for c in cols}
+    if k <= 0 or n == 0:
+        return hidden
+    hidden = _primary(df, rule, k)
+    routes = df["route"].astype(object).to_numpy()
+    rank = np.array([spec.ROUTES.index(r) if r in spec.ROUTES else len(spec.ROUTES) for r in routes])
+    lines: list[tuple[list[int], int]] = []
+    keys = [c for c in rule.line_keys if c in df.columns]
+    grouped = df.groupby(keys, sort=False, dropna=False).indices.values() if keys else [np.arange(n)]
+    for idx in grouped:
+        idx = list(idx)
+        total = [i for i in idx if routes[i] == spec.ALL]
+        if total:
+            lines.append(([i for i in idx if routes[i] != spec.ALL], total[0]))
+    changed = True
+    while changed:
+        changed = False
+        for c in cols:
+            for members, total in lines:
+                if _complement(values[c], hidden[c], members, total, c in rule.residual, k, rank):
+                    changed = True
+        for total_col, *part_cols in rule.parts:
+            if total_col not in hidden or any(p not in hidden for p in part_cols):
+                continue
+            for i in range(n):
+                if hidden[total_col][i]:
+                    continue
+                shown = [p for p in part_cols if not hidden[p][i]]
+                if len(shown) == len(part_cols) - 1 and shown:
+                    pick = min(shown, key=lambda p: values[p][i])
+                    hidden[pick][i] = True
+                    changed = True
+    return hidden
+
+
+def _primary(df: pd.DataFrame, rule: Rule, k: int) -> dict[str, np.ndarray]:
+    """Counts 1..k-1, and positive counts describing fewer than k patients."""
+    cols = [c for c in rule.counts if c in df.columns]
+    values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in cols}
+    hidden = {}
+    for c in cols:
+        v = values[c]
+        h = (v >= 1) & (v < k)
+        base = rule.counts[c]
+        if base and base in values:
+            h |= (v > 0) & (values[base] < k)
+        hidden[c] = h
+    return hidden
+
+
+def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: int, residual: bool, k: int,
+                rank: np.ndarray, pinned: np.ndarray | None = None) -> bool:
+    """Hide one more cell of a line if its hidden cells could be recovered from the ALL cell; True if so.
+
+    `pinned` cells are known from another table whatever is hidden here, so they cannot cover a hidden cell;
+    when no other cell is left, the line's total itself is hidden."""
+    if hidden[total] or np.isnan(v[total]):
+        return False
+    rest = float(v[total] - np.nansum(v[members])) if residual else 0.0
+    known = pinned if pinned is not None else np.zeros(len(v), dtype=bool)
+    hidden_members = [i for i in members if hidden[i] and not known[i]]
+    if not hidden_members and not (1 <= rest < k):
+        return False
+    cells = len(hidden_members) + (1 if rest > 0 else 0)
+    held = float(np.nansum(v[hidden_members])) + max(rest, 0.0)
+    if cells >= 2 and held >= k:
+        return False
+    shown = [i for i in members if not hidden[i] and not known[i] and not np.isnan(v[i])]
+    if not shown:
+        if pinned is not None:
+            hidden[total] = True
+            return True
+        return False
+    pick = min(shown, key=lambda i: (v[i] == 0, v[i], rank[i], i))
+    hidden[pick] = True
+    return True
+
+
+def _apply(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray], k: int) -> pd.DataFrame:
+    out = df.copy()
+    derived_hidden: dict[str, np.ndarray] = {}
+    for col in set(rule.hide_with) | set(rule.at_least_k):
+        if col not in out.columns:
+            continue
+        h = np.zeros(len(out), dtype=bool)
+        if k > 0:
+            for dep in rule.hide_with.get(col, ()):
+                if dep in hidden:
+                    h |= hidden[dep]
+            for base in rule.at_least_k.get(col, ()):
+                if base in out.columns:
+                    b = out[base].to_numpy(dtype=float, na_value=np.nan)
+                    h |= ~(b >= k)
+        derived_hidden[col] = h
+    for col, h in hidden.items():
+        out[col] = _as_nullable_int(out[col]).mask(h)
+    for col, h in derived_hidden.items():
+        out[col] = out[col].astype(float).mask(h)
+    return out
+
+
+def _as_nullable_int(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return s.astype("Int64")
+    values = s.to_numpy(dtype=float, na_value=np.nan)
+    if np.all(np.isnan(values) | (values == np.round(values))):
+        return s.astype("Float64").round().astype("Int64")
+    return s.astype(float)
+
+
+# --- tables in two directions ----------------------------------------------------------------------------
+
+# name -> the column whose values add up, per route, to a total another table shows: breakdown groups add
+# up to response_by_route, session numbers to side_effects' sessions and sessions with the event.
+TWO_WAY = {"breakdown": "group", "side_effect_by_session_number": "session_number"}
+
+
+def _protect_two_way(df: pd.DataFrame, name: str, k: int) -> pd.DataFrame:
+    """Protect lines in both directions until neither lets a hidden cell be recovered: the routes of a line
+    against its ALL row, and, per route, the cells along `TWO_WAY[name]` against their sum, which another
+    table shows unless its own rule (counts 1..k-1 and complements) hides it."""
+    rule = TABLES[name]
+    across = TWO_WAY[name]
+    cols = [c for c in rule.counts if c in df.columns]
+    n = len(df)
+    if k <= 0 or n == 0:
+        return _apply(df, rule, {c: np.zeros(n, dtype=bool) for c in cols}, k)
+    hidden = _primary(df, rule, k)
+    values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in cols}
+    routes = df["route"].astype(object).to_numpy()
+    rank = np.array([_sort_key(r) for r in routes])
+    others = [c for c in rule.line_keys if c != across and c in df.columns]
+    within: list[tuple[list[int], int]] = []
+    for idx in df.groupby([c for c in rule.line_keys if c in df.columns], sort=False).indices.values():
+        total = [i for i in idx if routes[i] == spec.ALL]
+        if total:
+            within.append(([i for i in idx if routes[i] != spec.ALL], total[0]))
+    # The totals along the second direction, protected as the other table protects them (its counts rule).
+    groups = df.groupby(["route", *others], sort=False)
+    along: list[list[int]] = [list(idx) for idx in groups.indices.values()]
+    sums = groups[cols].sum().reset_index()
+    totals_hidden = hidden_cells(sums, Rule(counts={c: None for c in cols}, line_keys=tuple(others)), k)
+    changed = True
+    while changed:
+        changed = False
+        for c in cols:
+            # a route with a single cell along the line shows that cell as its total in the other table
+            pinned = np.zeros(n, dtype=bool)
+            for j, members in enumerate(along):
+                if len(members) == 1 and values[c][members[0]] >= k and not totals_hidden[c][j]:
+                    pinned[members[0]] = True
+            for members, total in within:
+                if _complement(values[c], hidden[c], members, total, False, k, rank, pinned):
+                    changed = True
+            for j, members in enumerate(along):
+                if not totals_hidden[c][j] and _complement_shown_total(values[c], hidden[c], members, k, rank):
+                    changed = True
+    return _apply(df, rule, hidden, k)
+
+
+def _complement_shown_total(v: np.ndarray, hidden: np.ndarray, members: list[int], k: int, rank: np.ndarray) -> bool:
+    """As _complement for a line whose total (their sum) is shown in another table."""
+    held_cells = [i for i in members if hidden[i]]
+    if not held_cells:
+        return False
+    if len(held_cells) >= 2 and float(np.nansum(v[held_cells])) >= k:
+        return False
+    shown = [i for i in members if not hidden[i] and not np.isnan(v[i])]
+    if not shown:
+        return False
+    pick = min(shown, key=lambda i: (v[i] == 0, v[i], rank[i], i))
+    hidden[pick] = True
+    return True
+
+
+# --- the Kaplan–Meier curve -------------------------------------------------------------------------------
+
+_CURVE_VALUES = ("at_risk", "events", "relieved", "ci_low", "ci_high")
+
+
+def _protect_curve(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    out = df.copy()
+    out["at_risk"] = _as_nullable_int(out["at_risk"])
+    out["events"] = _as_nullable_int(out["events"])
+    if k <= 0 or out.empty:
+        return out
+    out = out.sort_values(["route", "day"], key=lambda s: s.map(_sort_key) if s.name == "route" else s,
+                          kind="stable").reset_index(drop=True)
+    day = out["day"].to_numpy(dtype=float)
+    at_risk = out["at_risk"].to_numpy(dtype=float, na_value=np.nan)
+    events = out["events"].to_numpy(dtype=float, na_value=np.nan)
+    routes = out["route"].astype(object).to_numpy()
+    keep = np.zeros(len(out), dtype=bool)
+    for route in dict.fromkeys(routes):
+        idx = np.flatnonzero(routes == route)
+        since = 0.0
+        for j, i in enumerate(idx):
+            if j == 0:
+                keep[i] = at_risk[i] >= k  # the start (day 0, everyone at risk, nothing relieved)
+                continue
+            since += events[i]
+            if at_risk[i] >= k and since >= k:
+                keep[i] = True
+                since = 0.0
+    # The route totals (at risk at the start, events, censored) are protected as time_to_relief protects them,
+    # so a route whose count is hidden there shows no count here either.
+    starts = {r: np.flatnonzero(routes == r)[0] for r in dict.fromkeys(routes)}
+    totals = pd.DataFrame({
+        "route": list(starts),
+        "patients": [at_risk[i] for i in starts.values()],
+        "events": [float(np.nansum(events[routes == r])) for r in starts],
+    })
+    totals["censored"] = totals["patients"] - totals["events"]
+    th = hidden_cells(totals, TABLES["time_to_relief"], k)
+    count_hidden_route = {r: bool(th["patients"][j] or th["events"][j] or th["censored"][j]) for j, r in enumerate(starts)}
+    show_risk = keep & ~np.array([count_hidden_route[r] for r in routes])
+    show_events = show_risk & ((events >= k) | (events == 0))
+    # ALL's counts at a day must not reveal, by subtraction, the routes' counts hidden at that day.
+    per_route = {r: np.flatnonzero(routes == r) for r in starts if r != spec.ALL}
+    for i in np.flatnonzero((routes == spec.ALL) & show_risk):
+        d = day[i]
+        unknown_risk = unknown_events = 0.0
+        for r, idx in per_route.items():
+            later = idx[day[idx] >= d]
+            if later.size and not show_risk[later[0]]:
+                unknown_risk += at_risk[later[0]]
+            exact = idx[day[idx] == d]
+            if exact.size and not show_events[exact[0]]:
+                unknown_events += events[exact[0]]
+        if 0 < unknown_risk < k:
+            show_risk[i] = False
+            show_events[i] = False
+        if 0 < unknown_events < k:
+            show_events[i] = False
+    out["at_risk"] = out["at_risk"].mask(~show_risk)
+    out["events"] = out["events"].mask(~show_events)
+    # Points not shown are left out altogether: even their days (an individual's follow-up time in the
+    # tail, how many distinct times a small route has) say something about fewer than k patients.
+    return out[keep].reset_index(drop=True)
+
+
+def _sort_key(route: object) -> int:
+    return spec.ROUTES.index(route) if route in spec.ROUTES else len(spec.ROUTES)
+
+
+# --- tables between pairs of routes ----------------------------------------------------------------------
+
+
+def _route_totals(df: pd.DataFrame, n_cols: tuple[str, str], rate_cols: tuple[str, str] | None) -> pd.DataFrame:
+    rows: dict[str, dict[str, float]] = {}
+    for _, r in df.iterrows():
+        for side, n_col in zip(("a", "b"), n_cols):
+            route = r[f"route_{side}"]
+            n = float(r[n_col])
+            count = float(round(r[rate_cols[0 if side == "a" else 1]] * n)) if rate_cols else 0.0
+            rows[route] = {"route": route, "evaluable": n, "responders": count, "remitters": count}
+    table = pd.DataFrame(sorted(rows.values(), key=lambda x: _sort_key(x["route"])),
+                         columns=["route", "evaluable", "responders", "remitters"])
+    total = {"route": spec.ALL, **{c: float(table[c].sum()) for c in ("evaluable", "responders", "remitters")}}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def _protect_pairwise(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    out = df.copy()
+    out["n_a"] = _as_nullable_int(out["n_a"])
+    out["n_b"] = _as_nullable_int(out["n_b"])
+    if k <= 0 or out.empty:
+        return out
+    totals = _route_totals(out, ("n_a", "n_b"), ("rate_a", "rate_b"))
+    rule = Rule(counts={"evaluable": None, "responders": None})
+    h = hidden_cells(totals, rule, k)
+    bad = {r for j, r in enumerate(totals["route"]) if h["evaluable"][j] or h["responders"][j]}
+    small = {r for j, r in enumerate(totals["route"]) if totals["evaluable"][j] < k}
+    row_bad = out["route_a"].isin(bad | small) | out["route_b"].isin(bad | small)
+    out["n_a"] = out["n_a"].mask(out["route_a"].isin(bad))
+    out["n_b"] = out["n_b"].mask(out["route_b"].isin(bad))
+    for col in ("rate_a", "rate_b", "difference", "ci_low", "ci_high", "p_value", "p_adjusted"):
+        out[col] = out[col].astype(float).mask(row_bad)
+    return out
+
+
+def _protect_logrank(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    out = df.copy()
+    out["n_a"] = _as_nullable_int(out["n_a"])
+    out["n_b"] = _as_nullable_int(out["n_b"])
+    if k <= 0 or out.empty:
+        return out
+    totals = _route_totals(out, ("n_a", "n_b"), None)
+    h = hidden_cells(totals, Rule(counts={"evaluable": None}), k)
+    bad = {r for j, r in enumerate(totals["route"]) if h["evaluable"][j]}
+    small = {r for j, r in enumerate(totals["route"]) if totals["evaluable"][j] < k}
+    out["n_a"] = out["n_a"].mask(out["route_a"].isin(bad))
+    out["n_b"] = out["n_b"].mask(out["route_b"].isin(bad))
+    row_small = out["route_a"].isin(small) | out["route_b"].isin(small)
+    for col in ("statistic", "p_value", "p_adjusted"):
+        out[col] = out[col].astype(float).mask(row_small)
+    return out
+
+
+# --- data quality -----------------------------------------------------------------------------------------
+
+# Quantities that add up: a total and its parts, as measure names / denominators of data_quality.
+_QUALITY_IDENTITIES = (
+    ("patients", ("never_dosed", "dosed")),
+    ("dosed", ("missing_baseline", "below_min_baseline", "eligible")),
+)
+_QUALITY_DENOMINATOR = {
+    "never_dosed": "patients", "missing_baseline": "dosed", "below_min_baseline": "dosed",
+    "eligible_without_followup": "eligible", "eligible_without_endpoint": "eligible",
+    "clinic_sessions_without_vitals": "clinic_sessions", "sessions_not_completed": "sessions",
+    "post_dose_questionnaires": "questionnaires",
+}
+
+
+def _protect_quality(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    out = df.copy()
+    out["count"] = _as_nullable_int(out["count"])
+    out["denominator"] = _as_nullable_int(out["denominator"])
+    if k <= 0 or out.empty:
+        return out
+    value: dict[str, float] = {}
+    for _, r in out.iterrows():
+        value[r["measure"]] = float(r["count"])
+        value[_QUALITY_DENOMINATOR.get(r["measure"], r["measure"] + "_denominator")] = float(r["denominator"])
+    hidden = {q: 1 <= v < k for q, v in value.items()}
+    changed = True
+    while changed:
+        changed = False
+        for total, parts in _QUALITY_IDENTITIES:
+            members = [q for q in (total, *parts) if q in value]
+            if len(members) < 1 + len(parts):
+                continue
+            if sum(hidden[q] for q in members) == 1:
+                shown = [q for q in parts if not hidden[q]] or [total]
+                pick = min(shown, key=lambda q: (value[q] == 0, value[q]))
+                hidden[pick] = True
+                changed = True
+    count_hidden = out["measure"].map(lambda m: hidden.get(m, False)).to_numpy(dtype=bool)
+    den_names = out["measure"].map(lambda m: _QUALITY_DENOMINATOR.get(m, m + "_denominator"))
+    den_hidden = den_names.map(lambda q: hidden.get(q, False)).to_numpy(dtype=bool)
+    den = out["denominator"].to_numpy(dtype=float, na_value=np.nan)
+    out["count"] = out["count"].mask(count_hidden)
+    out["denominator"] = out["denominator"].mask(den_hidden)
+    out["share"] = out["share"].astype(float).mask(count_hidden | den_hidden | ~(den >= k))
+    return out

@@ -1,0 +1,198 @@
+"""The CSV summaries of docs/metrics.md: computed once, protected, formatted by one function.
+
+`compute_summaries` runs the metrics for a `Settings` and applies disclosure control to each table;
+`summary_csv_bytes` is the only CSV formatter; `provenance` describes what the files were made from.
+The command line (`ketamine-outcomes export`) and the dashboard's downloads both come through here, so the
+same settings give the same bytes (no clock time, no random order, numbers in a fixed format).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import zipfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from . import __version__, metrics, spec, store
+from .disclosure import protect
+from .settings import FILTER_NAMES, Settings
+
+SUMMARY_FILES = (
+    "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",
+    "side_effects.csv", "maintenance.csv",
+)
+PROVENANCE_FILE = "provenance.json"
+SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stable against last-bit noise
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+
+
+def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, pd.DataFrame]:
+    """The six summary tables for these settings, disclosure control applied (minimum cell s.min_cell)."""
+    relief = metrics.time_to_relief(con, s, logrank=False)
+    counts = metrics.outcome_counts(con, s)
+    raw = {
+        "cohort.csv": ("cohort", metrics.funnel_from_counts(counts)),
+        "response_by_route.csv": ("response_by_route", metrics.response_from_counts(s, counts)),
+        "time_to_relief.csv": ("time_to_relief", relief.summary),
+        "time_to_relief_curve.csv": ("time_to_relief_curve", relief.curve),
+        "side_effects.csv": ("side_effects", metrics.side_effects(con, s)),
+        "maintenance.csv": ("maintenance", metrics.maintenance(con, s)),
+    }
+    return {file: protect(name, df, s.min_cell) for file, (name, df) in raw.items()}
+
+
+def format_value(v: Any) -> str:
+    """One cell: empty for undefined, integers as integers, other numbers with 10 significant digits."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        x = float(v)
+        if math.isnan(x) or math.isinf(x):
+            return ""
+        if x == 0:
+            return "0"  # no "-0"
+        text = format(x, f".{SIGNIFICANT_DIGITS}g")
+        if "e" in text:  # plain decimal notation, never 1e-05
+            text = format(Decimal(text), "f")
+        return text
+    return str(v)
+
+
+def summary_csv_bytes(df: pd.DataFrame) -> bytes:
+    """The CSV of a summary table: header in the table's column order, `\\n` line endings, UTF-8."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([str(c) for c in df.columns])
+    for row in df.itertuples(index=False, name=None):
+        writer.writerow([format_value(v) for v in row])
+    return buf.getvalue().encode("utf-8")
+
+
+def _database_name(con: duckdb.DuckDBPyConnection) -> str:
+    with con.cursor() as cur:
+        row = cur.execute(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+        ).fetchone()
+    return Path(row[0]).name if row and row[0] else "(in memory)"
+
+
+def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
+    """What the summaries were computed from: filters, settings, minimum cell, data set, program version.
+
+    Deterministic for the same database and settings (the import time is the data set's, not now)."""
+    filters: dict[str, Any] = {}
+    for name in FILTER_NAMES:
+        value = getattr(s, name)
+        filters[name] = list(value) if isinstance(value, tuple) else value
+    history = store.run_query(con, "import_provenance")
+    data_set: dict[str, Any] = {"database": _database_name(con)}
+    if len(history):
+        h = history.iloc[0]
+        data_set.update({
+            "import_id": int(h["import_id"]),
+            "imported_at": pd.Timestamp(h["imported_at"]).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source": str(h["source"]),
+            "source_format": str(h["source_format"]),
+            "source_sha256": str(h["source_sha256"]),
+            "rows": {t: int(h[t]) for t in spec.TABLES},
+            "imported_by_version": str(h["program_version"]),
+        })
+    return {
+        "program": "ketamine-outcomes",
+        "program_version": __version__,
+        "filters": filters,
+        "filters_description": s.describe_filters(),
+        "settings": {
+            "instrument": s.instrument,
+            "min_baseline": s.baseline_minimum,
+            "population": s.population,
+            "relief": s.relief,
+            "window": s.window,
+            "min_cell": s.min_cell,
+        },
+        "min_cell": s.min_cell,
+        "query_string": s.to_query_string(),
+        "command_line_flags": s.to_args(),
+        "data_set": data_set,
+        "files": list(SUMMARY_FILES),
+    }
+
+
+def provenance_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
+    return (json.dumps(provenance(con, s), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def summary_files(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, bytes]:
+    """Every file of the export, name -> bytes: the six CSVs then provenance.json."""
+    files = {name: summary_csv_bytes(df) for name, df in compute_summaries(con, s).items()}
+    files[PROVENANCE_FILE] = provenance_bytes(con, s)
+    return files
+
+
+def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
+    """All files in one zip with fixed timestamps, so the same settings give the same bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in summary_files(con, s).items():
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+# What queries/derive_*.sql build that the metric queries read: a table's newest column, or a macro.
+DERIVED_COLUMNS = (
+    ("patient_summary", "maintenance_gaps"),
+    ("patient_baseline", "ep_scores"),
+    ("session_facts", "severe_mask"),
+)
+DERIVED_MACROS = ("cohort", "cohort_outcomes")
+
+
+def require_derived_tables(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike[str]) -> None:
+    """Raise StoreError when the database predates the derived tables the metrics read (re-import it)."""
+    with con.cursor() as cur:
+        columns = set(cur.execute("SELECT table_name, column_name FROM duckdb_columns()").fetchall())
+        macros = {r[0] for r in cur.execute(
+            "SELECT function_name FROM duckdb_functions() WHERE function_type = 'table_macro'").fetchall()}
+    missing = [f"{t}.{c}" for t, c in DERIVED_COLUMNS if (t, c) not in columns]
+    missing += [f"macro {m}" for m in DERIVED_MACROS if m not in macros]
+    if missing:
+        raise store.StoreError(
+            f"{db_path} was built by an older version ({', '.join(missing)} missing); import the clinic "
+            f"export again with this version of ketamine-outcomes."
+        )
+
+
+def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], s: Settings) -> list[Path]:
+    """Write the six CSVs and provenance.json to out_dir (created if needed); raises store.StoreError."""
+    con = store.open_database(db_path, read_only=True)
+    try:
+        require_derived_tables(con, db_path)
+        files = summary_files(con, s)
+    finally:
+        con.close()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in files.items():
+        path = out / name
+        tmp = out / f".{name}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,493 @@
+"""The outcome metrics of docs/metrics.md, computed for one `Settings` (cohort filters + analysis settings).
+
+DuckDB does the heavy lifting over the derived per-patient tables built at import (queries/derive_*.sql):
+each function runs one or two named queries from queries/ with bound parameters and receives per-route
+aggregates or per-patient rows; SciPy does the statistics (Wilson intervals, Kaplan–Meier, log-rank,
+chi-square, Fisher, t intervals). Every function takes `(con, settings)` and returns DataFrames *before*
+disclosure control (dashboard/disclosure.py): rows per route in the order of `spec.ROUTES` (routes without
+patients left out), then `ALL`; rates are fractions 0–1; undefined values are NaN.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import spec, survival
+from .settings import Settings
+from .store import run_query
+
+NAN = float("nan")
+BREAKDOWNS = ("site", "diagnosis", "severity")
+
+
+# --- parameters and shaping -------------------------------------------------------------------------------
+
+
+def _params(s: Settings, **extra: Any) -> dict[str, Any]:
+    """Bound parameters for a metric query: the cohort filter plus the analysis settings it uses."""
+    return {**s.cohort_params(), **extra}
+
+
+def _outcome_params(s: Settings, **extra: Any) -> dict[str, Any]:
+    return _params(
+        s, min_baseline=s.baseline_minimum, window=s.window, remission_cut=s.remission_cut, **extra
+    )
+
+
+def _bp_params() -> dict[str, Any]:
+    # session_facts' event masks hold bit i for spec.EVENTS[i]; bp_severe takes the next bit
+    return {"sbp_severe": spec.BP_SEVERE_SBP, "dbp_severe": spec.BP_SEVERE_DBP,
+            "bp_bit": spec.SUMMARY_EVENTS.index(spec.BP_SEVERE)}
+
+
+def _label_routes(df: pd.DataFrame) -> pd.DataFrame:
+    """Name the total rows ALL (they come from SQL with route NULL and is_total true)."""
+    df = df.copy()
+    df["route"] = np.where(df["is_total"].astype(bool), spec.ALL, df["route"].astype(object))
+    return df.drop(columns="is_total")
+
+
+def _route_rank(route: Any) -> int:
+    return spec.ROUTES.index(route) if route in spec.ROUTES else len(spec.ROUTES)
+
+
+def _order_routes(df: pd.DataFrame, then: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows by route in spec order, ALL last, then by the given columns; a fresh 0..n-1 index."""
+    df = df.assign(_rank=df["route"].map(_route_rank))
+    return df.sort_values(["_rank", *then], kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def wilson(k: int, n: int) -> tuple[float, float, float]:
+    """(rate, low, high) with the 95 % Wilson score interval; NaN when n = 0."""
+    k, n = int(k), int(n)
+    if n <= 0:
+        return NAN, NAN, NAN
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return k / n, float(ci.low), float(ci.high)
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else NAN
+
+
+# --- cohort funnel and response -------------------------------------------------------------------------
+
+FUNNEL_COLUMNS = ("patients", "with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint")
+
+
+def outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """The raw per-route counts behind the funnel and response (for callers that need both)."""
+    return _outcome_counts(con, s)
+
+
+def _outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings, by: str | None = None) -> pd.DataFrame:
+    df = run_query(con, "outcome_counts", _outcome_params(s, by=by))
+    count_cols = [*FUNNEL_COLUMNS, "responders", "remitters"]
+    df[count_cols] = df[count_cols].astype("int64")
+    return df
+
+
+def cohort_funnel(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """metrics.md "Cohort funnel": per patient route and ALL; never-dosed patients count only in ALL."""
+    return funnel_from_counts(_outcome_counts(con, s))
+
+
+def funnel_from_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """The funnel from queries/outcome_counts.sql's rows (shared with response_by_route by the export)."""
+    routes = df[~df["is_total"] & df["route"].notna()]
+    total = df[df["is_total"]]
+    rows = [{"route": r["route"], **{c: int(r[c]) for c in FUNNEL_COLUMNS}} for _, r in routes.iterrows()]
+    if len(total):
+        rows.append({"route": spec.ALL, **{c: int(total.iloc[0][c]) for c in FUNNEL_COLUMNS}})
+    else:
+        rows.append({"route": spec.ALL, **{c: 0 for c in FUNNEL_COLUMNS}})
+    return _order_routes(pd.DataFrame(rows, columns=["route", *FUNNEL_COLUMNS]))
+
+
+RESPONSE_COLUMNS = (
+    "route", "patients", "evaluable", "responders", "response_rate", "response_ci_low", "response_ci_high",
+    "remitters", "remission_rate", "remission_ci_low", "remission_ci_high",
+)
+
+
+def _response_row(s: Settings, eligible: int, with_endpoint: int, responders: int, remitters: int) -> dict[str, Any]:
+    evaluable = eligible if s.population == "itt" else with_endpoint
+    rate, lo, hi = wilson(responders, evaluable)
+    rrate, rlo, rhi = wilson(remitters, evaluable)
+    return {
+        "patients": eligible, "evaluable": evaluable,
+        "responders": responders, "response_rate": rate, "response_ci_low": lo, "response_ci_high": hi,
+        "remitters": remitters, "remission_rate": rrate, "remission_ci_low": rlo, "remission_ci_high": rhi,
+    }
+
+
+def response_by_route(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """metrics.md "Response by route": eligible patients, the evaluable denominator of the population,
+    responders and remitters with 95 % Wilson intervals; routes without eligible patients left out."""
+    return response_from_counts(s, _outcome_counts(con, s))
+
+
+def response_from_counts(s: Settings, df: pd.DataFrame) -> pd.DataFrame:
+    """Response by route from queries/outcome_counts.sql's rows."""
+    rows = []
+    for _, r in df.iterrows():
+        if not r["is_total"] and (pd.isna(r["route"]) or r["eligible"] == 0):
+            continue
+        route = spec.ALL if r["is_total"] else r["route"]
+        rows.append({"route": route, **_response_row(s, int(r["eligible"]), int(r["with_endpoint"]),
+                                                      int(r["responders"]), int(r["remitters"]))})
+    if not any(row["route"] == spec.ALL for row in rows):
+        rows.append({"route": spec.ALL, **_response_row(s, 0, 0, 0, 0)})
+    return _order_routes(pd.DataFrame(rows, columns=list(RESPONSE_COLUMNS)))
+
+
+def breakdown(con: duckdb.DuckDBPyConnection, s: Settings, by: str) -> pd.DataFrame:
+    """Response by route within each site, primary diagnosis or baseline severity band (`by`)."""
+    if by not in BREAKDOWNS:
+        raise ValueError(f"breakdown by {by!r}: expected one of {', '.join(BREAKDOWNS)}")
+    df = _outcome_counts(con, s, by=by)
+    df = df[df["grp"].notna() & (df["eligible"] > 0)]
+    rows = []
+    for _, r in df.iterrows():
+        if not r["is_total"] and pd.isna(r["route"]):
+            continue
+        row = _response_row(s, int(r["eligible"]), int(r["with_endpoint"]), int(r["responders"]), int(r["remitters"]))
+        rows.append({
+            "group": r["grp"], "route": spec.ALL if r["is_total"] else r["route"],
+            **{k: row[k] for k in ("evaluable", "responders", "response_rate", "response_ci_low", "response_ci_high")},
+        })
+    columns = ["group", "route", "evaluable", "responders", "response_rate", "response_ci_low", "response_ci_high"]
+    out = pd.DataFrame(rows, columns=columns)
+    order = {"diagnosis": spec.DIAGNOSES, "severity": spec.SEVERITY_BANDS}.get(by)
+    out["_g"] = out["group"].map(lambda g: order.index(g) if order and g in order else 0)
+    out["_r"] = out["route"].map(_route_rank)
+    sort_keys = ["_g", "group", "_r"] if order is None else ["_g", "_r"]
+    return out.sort_values(sort_keys, kind="stable").drop(columns=["_g", "_r"]).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class RouteComparison:
+    """Routes compared on response or remission: chi-square across routes and every pair's difference."""
+
+    outcome: str
+    chi2: float
+    dof: int
+    p_value: float
+    pairwise: pd.DataFrame
+
+
+PAIRWISE_COLUMNS = ("route_a", "route_b", "n_a", "n_b", "rate_a", "rate_b", "difference", "ci_low", "ci_high",
+                    "p_value", "p_adjusted")
+
+
+def newcombe_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, float, float]:
+    """p1 - p2 with Newcombe's hybrid score interval (1998, method 10) built from SciPy's Wilson limits."""
+    p1, l1, u1 = wilson(k1, n1)
+    p2, l2, u2 = wilson(k2, n2)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def route_comparison(con: duckdb.DuckDBPyConnection, s: Settings, outcome: str = "response") -> RouteComparison:
+    """Pearson chi-square (no continuity correction) on the routes × outcome table, and for every pair of
+    routes the difference in rates (Newcombe interval) with Fisher's exact p and Benjamini–Hochberg."""
+    if outcome not in ("response", "remission"):
+        raise ValueError(f"outcome {outcome!r}: expected 'response' or 'remission'")
+    count_col = "responders" if outcome == "response" else "remitters"
+    table = response_by_route(con, s)
+    table = table[(table["route"] != spec.ALL) & (table["evaluable"] > 0)]
+    k = table[count_col].to_numpy(dtype=int)
+    n = table["evaluable"].to_numpy(dtype=int)
+    chi2, dof, p = NAN, 0, NAN
+    if len(table) >= 2 and 0 < k.sum() < n.sum():
+        res = stats.chi2_contingency(np.column_stack([k, n - k]), correction=False)
+        chi2, dof, p = float(res.statistic), int(res.dof), float(res.pvalue)
+    rows = []
+    routes = table["route"].tolist()
+    for i, j in combinations(range(len(routes)), 2):
+        d, lo, hi = newcombe_difference(k[i], n[i], k[j], n[j])
+        fisher = stats.fisher_exact([[k[i], n[i] - k[i]], [k[j], n[j] - k[j]]])
+        rows.append({
+            "route_a": routes[i], "route_b": routes[j], "n_a": int(n[i]), "n_b": int(n[j]),
+            "rate_a": k[i] / n[i], "rate_b": k[j] / n[j], "difference": d, "ci_low": lo, "ci_high": hi,
+            "p_value": float(fisher.pvalue),
+        })
+    pairwise = pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS[:-1]))
+    pairwise["p_adjusted"] = survival.benjamini_hochberg(pairwise["p_value"].to_numpy(dtype=float))
+    return RouteComparison(outcome, chi2, dof, p, pairwise)
+
+
+# --- time to relief ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReliefResult:
+    """Time to symptom relief: per-route summary, the full step curves and the pairwise log-rank tests."""
+
+    summary: pd.DataFrame
+    curve: pd.DataFrame
+    logrank: pd.DataFrame
+
+
+RELIEF_COLUMNS = (
+    "route", "patients", "events", "censored", "median_days", "median_ci_low", "median_ci_high",
+    *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS),
+)
+CURVE_COLUMNS = ("route", "day", "at_risk", "events", "relieved", "ci_low", "ci_high")
+
+
+def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for route in spec.ROUTES:
+        part = df[df["route"] == route]
+        if len(part):
+            groups[route] = (part["time"].to_numpy(dtype=float), part["event"].to_numpy(dtype=bool))
+    groups[spec.ALL] = (df["time"].to_numpy(dtype=float), df["event"].to_numpy(dtype=bool))
+    return groups
+
+
+def _curve_rows(route: str, km: survival.KaplanMeier) -> list[dict[str, Any]]:
+    # The curve starts at day 0 with everyone at risk and nobody relieved (no follow-up has t = 0).
+    rows = [{"route": route, "day": 0.0, "at_risk": km.n, "events": 0, "relieved": 0.0, "ci_low": 0.0, "ci_high": 0.0}]
+    for i, t in enumerate(km.times):
+        rows.append({
+            "route": route, "day": float(t), "at_risk": int(km.at_risk[i]), "events": int(km.events[i]),
+            "relieved": 1.0 - float(km.survival[i]),
+            "ci_low": 1.0 - float(km.ci_high[i]), "ci_high": 1.0 - float(km.ci_low[i]),
+        })
+    return rows
+
+
+def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool = True) -> ReliefResult:
+    """metrics.md "Time to symptom relief": Kaplan–Meier per route and ALL, log-rank between routes
+    (`logrank=False` skips the tests, leaving `.logrank` empty, for callers that do not show them)."""
+    df = run_query(con, "relief_times", _params(s, min_baseline=s.baseline_minimum, relief=s.relief, mcid=s.mcid))
+    groups = _groups_by_route(df)
+    summary, curve = [], []
+    for route, (times, events) in groups.items():
+        km = survival.fit(times, events)
+        if route != spec.ALL and km.n == 0:
+            continue
+        median, lo, hi = km.median()
+        summary.append({
+            "route": route, "patients": km.n, "events": km.n_events, "censored": km.n - km.n_events,
+            "median_days": median, "median_ci_low": lo, "median_ci_high": hi,
+            **{f"relieved_by_day_{d}": 1.0 - km.survival_at(d) for d in spec.RELIEF_DAYS},
+        })
+        if km.n:
+            curve.extend(_curve_rows(route, km))
+    tests = survival.pairwise_logrank({r: g for r, g in groups.items() if r != spec.ALL and logrank})
+    return ReliefResult(
+        pd.DataFrame(summary, columns=list(RELIEF_COLUMNS)),
+        pd.DataFrame(curve, columns=list(CURVE_COLUMNS)),
+        tests,
+    )
+
+
+# --- side effects -----------------------------------------------------------------------------------------
+
+SIDE_EFFECT_COLUMNS = ("route", "event", "sessions", "sessions_with_event", "session_rate", "patients",
+                       "patients_with_event", "patient_rate")
+
+
+def _event_rank(event: str) -> int:
+    return spec.SUMMARY_EVENTS.index(event) if event in spec.SUMMARY_EVENTS else len(spec.SUMMARY_EVENTS)
+
+
+def side_effects(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """metrics.md "Side effects": per session route × event type (bp_severe included), zeros included."""
+    df = run_query(con, "side_effect_counts", _params(s, events=list(spec.SUMMARY_EVENTS), **_bp_params()))
+    df = _label_routes(df)
+    if df.empty:
+        df = pd.DataFrame({"route": spec.ALL, "event": list(spec.SUMMARY_EVENTS), "sessions": 0,
+                           "sessions_with_event": 0, "patients": 0, "patients_with_event": 0})
+    for c in ("sessions", "sessions_with_event", "patients", "patients_with_event"):
+        df[c] = df[c].astype("int64")
+    df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
+    df["patient_rate"] = [_ratio(a, b) for a, b in zip(df["patients_with_event"], df["patients"])]
+    df = df.assign(_e=df["event"].map(_event_rank))
+    return _order_routes(df, then=("_e",)).drop(columns="_e")[list(SIDE_EFFECT_COLUMNS)]
+
+
+def side_effect_severity(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Sessions with each event type at each severity, per session route and ALL (zeros included)."""
+    df = run_query(con, "side_effect_severity", _params(s, events=list(spec.EVENTS), severity_levels=list(spec.SEVERITIES)))
+    df = _label_routes(df)
+    df["sessions_with_event"] = df["sessions_with_event"].astype("int64")
+    df = df.assign(_e=df["event"].map(_event_rank), _s=df["severity"].map(spec.SEVERITIES.index))
+    return _order_routes(df, then=("_e", "_s")).drop(columns=["_e", "_s"])[["route", "event", "severity", "sessions_with_event"]]
+
+
+def side_effect_by_session_number(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Side effects by session number (1 = first session), per session route and ALL."""
+    df = run_query(con, "side_effect_by_session_number", _params(s, events=list(spec.SUMMARY_EVENTS), **_bp_params()))
+    df = _label_routes(df)
+    for c in ("session_number", "sessions", "sessions_with_event"):
+        df[c] = df[c].astype("int64")
+    df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
+    df = df.assign(_e=df["event"].map(_event_rank))
+    return _order_routes(df, then=("_e", "session_number")).drop(columns="_e")[
+        ["route", "event", "session_number", "sessions", "sessions_with_event", "session_rate"]]
+
+
+BLOOD_PRESSURE_COLUMNS = ("route", "patients", "sessions_with_vitals", "sbp_peak_median", "dbp_peak_median",
+                          "sbp_rise_median", "dbp_rise_median", "sessions_sbp_180", "sessions_dbp_110",
+                          "sessions_bp_severe", "share_bp_severe")
+
+
+def blood_pressure(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Peak blood pressure and its rise over sessions with vitals, per session route and ALL."""
+    bp = _bp_params()
+    del bp["bp_bit"]
+    df = _label_routes(run_query(con, "blood_pressure", _params(s, **bp)))
+    for c in ("patients", "sessions_with_vitals", "sessions_sbp_180", "sessions_dbp_110", "sessions_bp_severe"):
+        df[c] = df[c].astype("int64")
+    df["share_bp_severe"] = [_ratio(a, b) for a, b in zip(df["sessions_bp_severe"], df["sessions_with_vitals"])]
+    return _order_routes(df)[list(BLOOD_PRESSURE_COLUMNS)]
+
+
+# --- maintenance ------------------------------------------------------------------------------------------
+
+MAINTENANCE_COLUMNS = (
+    "route", "responders", "responders_in_maintenance", "uptake_rate", "maintenance_patients",
+    "maintenance_sessions", "median_days_to_first_maintenance", "median_interval_days",
+    "sessions_per_patient_month", "sustained_patients", "sustained_response_8w", "sustained_ci_low",
+    "sustained_ci_high",
+)
+
+
+def maintenance(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """metrics.md "Maintenance": uptake among responders (observed, whatever the population setting),
+    timing and intensity over maintenance patients, and Kaplan–Meier sustained response at 8 weeks."""
+    params = _outcome_params(s)
+    counts = _label_routes(run_query(con, "maintenance_counts", params))
+    times = run_query(con, "sustained_times", params)
+    sustained = {}
+    for route, (t, e) in _groups_by_route(times).items():
+        km = survival.fit(t, e)
+        lo, hi = km.band_at(spec.SUSTAINED_DAYS)
+        sustained[route] = (km.n, km.survival_at(spec.SUSTAINED_DAYS), lo, hi)
+    rows = []
+    for _, r in counts.iterrows():
+        span = r["maintenance_span_days"]
+        months = float(span) / spec.DAYS_PER_MONTH if pd.notna(span) else 0.0
+        rows.append({
+            "route": r["route"],
+            "responders": int(r["responders"]),
+            "responders_in_maintenance": int(r["responders_in_maintenance"]),
+            "uptake_rate": _ratio(int(r["responders_in_maintenance"]), int(r["responders"])),
+            "maintenance_patients": int(r["maintenance_patients"]),
+            "maintenance_sessions": int(r["maintenance_sessions"]),
+            "median_days_to_first_maintenance": _float(r["median_days_to_first_maintenance"]),
+            "median_interval_days": _float(r["median_interval_days"]),
+            "sessions_per_patient_month": int(r["maintenance_sessions"]) / months if months > 0 else NAN,
+            **dict(zip(("sustained_patients", "sustained_response_8w", "sustained_ci_low", "sustained_ci_high"),
+                       sustained.get(r["route"], (0, NAN, NAN, NAN)))),
+        })
+    if not rows:
+        rows.append({"route": spec.ALL, "responders": 0, "responders_in_maintenance": 0, "uptake_rate": NAN,
+                     "maintenance_patients": 0, "maintenance_sessions": 0, "sustained_patients": 0})
+    return _order_routes(pd.DataFrame(rows, columns=list(MAINTENANCE_COLUMNS)))
+
+
+def maintenance_projection(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Projected monthly maintenance sessions for the current responders, per route:
+    expected_in_maintenance = responders × uptake_rate, sessions_per_month = that × sessions_per_patient_month
+    (the route's own observed rates; NaN where a rate is undefined). See docs/choices.md."""
+    m = maintenance(con, s)
+    out = pd.DataFrame({"route": m["route"], "current_responders": m["responders"]})
+    # responders × uptake_rate, which is exactly the responders already in maintenance (no rounding noise)
+    out["expected_in_maintenance"] = m["responders_in_maintenance"].astype(float).where(m["responders"] > 0)
+    out["sessions_per_month"] = out["expected_in_maintenance"] * m["sessions_per_patient_month"]
+    return out
+
+
+def _float(v: Any) -> float:
+    return NAN if v is None or pd.isna(v) else float(v)
+
+
+# --- trajectory -------------------------------------------------------------------------------------------
+
+TRAJECTORY_COLUMNS = ("route", "week", "patients", "mean_score", "ci_low", "ci_high", "responders", "responder_share")
+
+
+def trajectory(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Mean score (95 % t interval) and the share with improvement >= 0.5, by week since the first session
+    (week = floor(day / 7), baseline at week 0), over eligible patients, per route and ALL."""
+    df = _label_routes(run_query(con, "trajectory_counts", _params(s, min_baseline=s.baseline_minimum)))
+    n = df["patients"].to_numpy(dtype=np.int64)
+    total = [int(x) for x in df["score_sum"]]
+    squares = [int(x) for x in df["score_sum_squares"]]
+    mean = np.array([t / c for t, c in zip(total, n)], dtype=float)
+    # the variance from exact integer sums (no cancellation), then SciPy's t interval for every row at once
+    var = np.array([(c * q - t * t) / (c * (c - 1)) if c >= 2 else np.nan for c, t, q in zip(n, total, squares)])
+    sem = np.sqrt(np.maximum(var, 0.0) / n)
+    with np.errstate(all="ignore"):
+        lo, hi = stats.t.interval(0.95, np.maximum(n - 1, 1), loc=mean, scale=np.where(sem > 0, sem, 1.0))
+    lo = np.where(n >= 2, np.where(sem > 0, lo, mean), np.nan)
+    hi = np.where(n >= 2, np.where(sem > 0, hi, mean), np.nan)
+    responders = df["responders"].to_numpy(dtype=np.int64)
+    out = pd.DataFrame({
+        "route": df["route"].to_numpy(dtype=object), "week": df["week"].to_numpy(dtype=np.int64), "patients": n,
+        "mean_score": mean, "ci_low": lo, "ci_high": hi, "responders": responders, "responder_share": responders / n,
+    }, columns=list(TRAJECTORY_COLUMNS))
+    return _order_routes(out, then=("week",))
+
+
+# --- data quality -----------------------------------------------------------------------------------------
+
+# (measure, unit, numerator column, denominator column)
+_QUALITY = (
+    ("never_dosed", "patients", "never_dosed", "patients"),
+    ("missing_baseline", "patients", "missing_baseline", "dosed"),
+    ("below_min_baseline", "patients", "below_min_baseline", "dosed"),
+    ("eligible_without_followup", "patients", "eligible_without_followup", "eligible"),
+    ("eligible_without_endpoint", "patients", "eligible_without_endpoint", "eligible"),
+    ("clinic_sessions_without_vitals", "sessions", "clinic_sessions_without_vitals", "clinic_sessions"),
+    ("sessions_not_completed", "sessions", "sessions_not_completed", "sessions"),
+    ("post_dose_questionnaires", "questionnaires", "post_dose_questionnaires", "questionnaires"),
+)
+
+
+def data_quality(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Gaps in the cohort's data: each measure with its unit, count, denominator and share."""
+    r = run_query(con, "data_quality_counts", _outcome_params(s)).iloc[0]
+    rows = []
+    for measure, unit, num, den in _QUALITY:
+        count, denominator = int(r[num] or 0), int(r[den] or 0)
+        rows.append({"measure": measure, "patients_or_sessions": unit, "count": count,
+                     "denominator": denominator, "share": _ratio(count, denominator)})
+    return pd.DataFrame(rows, columns=["measure", "patients_or_sessions", "count", "denominator", "share"])
+
+
+# --- any side effect (the Overview's headline) ---------------------------------------------------------------
+
+ANY_EVENT = "any"
+
+
+def any_side_effect(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Sessions and patients with any side effect (any event type or bp_severe), per session route and ALL.
+
+    The columns of `side_effects` with event `any`, so `disclosure.protect("side_effects", …)` applies.
+    """
+    df = _label_routes(run_query(con, "any_side_effect_counts",
+                                 _params(s, sbp_severe=spec.BP_SEVERE_SBP, dbp_severe=spec.BP_SEVERE_DBP)))
+    if df.empty:
+        df = pd.DataFrame({"route": [spec.ALL], "sessions": [0], "sessions_with_event": [0], "patients": [0],
+                           "patients_with_event": [0]})
+    for c in ("sessions", "sessions_with_event", "patients", "patients_with_event"):
+        df[c] = df[c].astype("int64")
+    df["event"] = ANY_EVENT
+    df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
+    df["patient_rate"] = [_ratio(a, b) for a, b in zip(df["patients_with_event"], df["patients"])]
+    return _order_routes(df)[list(SIDE_EFFECT_COLUMNS)]

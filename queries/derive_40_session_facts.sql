@@ -1,0 +1,33 @@
+-- Derived per-session table for the side-effect metrics: the session's route, number, setting, phase and
+-- vitals with its adverse events folded into bit masks (bit i = the i-th event type in event_t's order, as
+-- spec.EVENTS), overall and per severity, so the metrics never join adverse_events at query time.
+CREATE OR REPLACE TABLE session_facts AS
+WITH ev AS (
+    SELECT
+        session_id,
+        bit_or(1::BIGINT << enum_code(event)::BIGINT) AS event_mask,
+        coalesce(bit_or(1::BIGINT << enum_code(event)::BIGINT) FILTER (WHERE severity = 'mild'), 0) AS mild_mask,
+        coalesce(bit_or(1::BIGINT << enum_code(event)::BIGINT) FILTER (WHERE severity = 'moderate'), 0) AS moderate_mask,
+        coalesce(bit_or(1::BIGINT << enum_code(event)::BIGINT) FILTER (WHERE severity = 'severe'), 0) AS severe_mask
+    FROM adverse_events
+    GROUP BY session_id
+)
+SELECT
+    s.patient_id,
+    s.session_id,
+    s.day,
+    s.route::VARCHAR AS route,
+    s.setting::VARCHAR AS setting,
+    s.phase::VARCHAR AS phase,
+    s.session_number,
+    s.sbp_pre,
+    s.sbp_peak,
+    s.dbp_pre,
+    s.dbp_peak,
+    coalesce(ev.event_mask, 0) AS event_mask,
+    coalesce(ev.mild_mask, 0) AS mild_mask,
+    coalesce(ev.moderate_mask, 0) AS moderate_mask,
+    coalesce(ev.severe_mask, 0) AS severe_mask
+FROM sessions s
+LEFT JOIN ev ON ev.session_id = s.session_id
+ORDER BY s.patient_id, s.day, s.session_id;

@@ -1,0 +1,40 @@
+-- Maintenance per patient route (and a total row, route NULL): responders (observed) and how many of them
+-- had a maintenance session; over maintenance patients (any cohort patient with one): sessions, the median
+-- days from L to the first, the summed days from L to the last (for sessions per patient-month) and the
+-- median gap between a patient's consecutive maintenance sessions, pooled.
+WITH o AS (
+    SELECT route, responder, n_maintenance, first_maintenance_day, last_maintenance_day, last_induction_day,
+           maintenance_gaps
+    FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                         $treatment_resistant, $settings, $integration, $severities, $instrument,
+                         $mild_floor, $moderate_floor, $severe_floor, $min_baseline, $window, $remission_cut)
+    WHERE n_sessions > 0
+),
+per_route AS (
+    SELECT
+        route,
+        grouping(route) = 1 AS is_total,
+        count(*) FILTER (WHERE responder) AS responders,
+        count(*) FILTER (WHERE responder AND n_maintenance > 0) AS responders_in_maintenance,
+        count(*) FILTER (WHERE n_maintenance > 0) AS maintenance_patients,
+        coalesce(sum(n_maintenance), 0) AS maintenance_sessions,
+        quantile_cont(first_maintenance_day - last_induction_day, 0.5) FILTER (WHERE n_maintenance > 0)
+            AS median_days_to_first_maintenance,
+        sum(last_maintenance_day - last_induction_day) FILTER (WHERE n_maintenance > 0) AS maintenance_span_days
+    FROM o
+    GROUP BY ROLLUP (route)
+),
+gaps AS (
+    SELECT route, unnest(maintenance_gaps) AS gap
+    FROM o
+    WHERE n_maintenance > 1
+),
+gap_medians AS (
+    SELECT route, grouping(route) = 1 AS is_total, quantile_cont(gap, 0.5) AS median_interval_days
+    FROM gaps
+    GROUP BY ROLLUP (route)
+)
+SELECT p.*, g.median_interval_days
+FROM per_route p
+LEFT JOIN gap_medians g ON g.is_total = p.is_total AND (p.is_total OR g.route = p.route)
+ORDER BY p.is_total, p.route;

@@ -1,0 +1,30 @@
+-- The cohort funnel and response counts per patient route, per group of $by (NULL: no grouping; 'site',
+-- 'diagnosis' or 'severity'), with a row per group over every route (route NULL, is_total true).
+-- Patients without a session have no route: they appear only in the total rows.
+WITH o AS (
+    SELECT
+        *,
+        CASE $by
+            WHEN 'site' THEN site
+            WHEN 'diagnosis' THEN primary_diagnosis
+            WHEN 'severity' THEN severity
+        END AS grp
+    FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                         $treatment_resistant, $settings, $integration, $severities, $instrument,
+                         $mild_floor, $moderate_floor, $severe_floor, $min_baseline, $window, $remission_cut)
+)
+SELECT
+    grp,
+    route,
+    grouping(route) = 1 AS is_total,
+    count(*) AS patients,
+    count(*) FILTER (WHERE n_sessions > 0) AS with_sessions,
+    count(*) FILTER (WHERE n_sessions > 0 AND baseline IS NOT NULL) AS with_baseline,
+    count(*) FILTER (WHERE eligible) AS eligible,
+    count(*) FILTER (WHERE eligible AND n_followups > 0) AS with_followup,
+    count(*) FILTER (WHERE has_endpoint) AS with_endpoint,
+    count(*) FILTER (WHERE responder) AS responders,
+    count(*) FILTER (WHERE remitter) AS remitters
+FROM o
+GROUP BY GROUPING SETS ((grp, route), (grp))
+ORDER BY grp, is_total, route;

@@ -1,0 +1,456 @@
+"""Disclosure control: exact cases for each rule, and property tests (hypothesis) that no protected table
+shows a hidden value, directly or by subtracting the shown routes from ALL, for random tables and for
+random cohorts run through the whole export."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from dashboard import disclosure, export, spec
+from dashboard.settings import Settings
+from metrics_data import assessment, build_db, event, patient, session
+
+
+def is_hidden(v) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def cohort_table(values: dict[str, int], all_patients: int | None = None) -> pd.DataFrame:
+    rows = [{"route": r, **{c: v for c in ("patients", "with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint")}}
+            for r, v in values.items()]
+    total = sum(values.values())
+    rows.append({"route": "ALL", "patients": all_patients if all_patients is not None else total,
+                 **{c: total for c in ("with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint")}})
+    return pd.DataFrame(rows)
+
+
+# --- exact cases ------------------------------------------------------------------------------------------
+
+
+def test_k_zero_hides_nothing():
+    df = cohort_table({"IV": 3, "IN": 50})
+    out = disclosure.protect("cohort", df, 0)
+    assert out["patients"].tolist() == [3, 50, 53]
+
+
+def test_small_count_and_its_complement():
+    out = disclosure.protect("cohort", cohort_table({"IV": 40, "IM": 3, "IN": 25, "SL": 60}), 11)
+    # IM (3) is hidden, and so is the smallest other route (IN, 25): ALL - shown leaves 28 for two routes
+    assert [is_hidden(v) for v in out["eligible"]] == [False, True, True, False, False]
+    assert out["eligible"].iloc[-1] == 128
+
+
+def test_complement_reaches_k():
+    # IM 1 and SC 2 hidden together hold 3 < 11: a third cell (the smallest shown, IN 12) joins them
+    out = disclosure.protect("cohort", cohort_table({"IV": 40, "IM": 1, "SC": 2, "IN": 12}), 11)
+    assert [is_hidden(v) for v in out["eligible"]] == [False, True, True, True, False]
+
+
+def test_zero_is_shown_and_not_chosen_first():
+    out = disclosure.protect("cohort", cohort_table({"IV": 40, "IM": 0, "SC": 5, "IN": 30}), 11)
+    assert out["eligible"].tolist()[:2] == [40, 0]
+    assert is_hidden(out["eligible"].iloc[2]) and is_hidden(out["eligible"].iloc[3])
+
+
+def test_never_dosed_patients_are_a_hidden_cell():
+    # ALL holds 4 patients of no route: ALL - routes would reveal them, so one route's count goes too
+    out = disclosure.protect("cohort", cohort_table({"IV": 40, "IN": 30}, all_patients=74), 11)
+    assert is_hidden(out["patients"].iloc[1]) and out["patients"].iloc[0] == 40
+    # 20 never-dosed patients hide a small route well enough: no complement needed
+    out = disclosure.protect("cohort", cohort_table({"IV": 40, "IM": 5, "IN": 30}, all_patients=95), 11)
+    assert [is_hidden(v) for v in out["patients"]] == [False, True, False, False]
+
+
+def test_all_below_k_hides_everything():
+    out = disclosure.protect("cohort", cohort_table({"IV": 4, "IN": 5}), 11)
+    assert all(is_hidden(v) for v in out["eligible"])
+
+
+def test_rates_hidden_with_counts_and_small_denominators():
+    df = pd.DataFrame([
+        {"route": "IV", "patients": 50, "evaluable": 40, "responders": 20, "remitters": 0},
+        {"route": "IN", "patients": 12, "evaluable": 9, "responders": 9, "remitters": 0},
+        {"route": "ALL", "patients": 62, "evaluable": 49, "responders": 29, "remitters": 0},
+    ])
+    for c in ("response_rate", "response_ci_low", "response_ci_high", "remission_rate", "remission_ci_low", "remission_ci_high"):
+        df[c] = 0.5
+    out = disclosure.protect("response_by_route", df, 11)
+    # IN: evaluable 9 hidden, its responders 9 too, and IV's as complements; the rate rests on 9 < 11
+    assert is_hidden(out["evaluable"].iloc[1]) and is_hidden(out["response_rate"].iloc[1])
+    assert is_hidden(out["evaluable"].iloc[0]) and is_hidden(out["response_rate"].iloc[0])
+    # a zero count may show, and a rate over 49 evaluable patients too
+    assert out["remitters"].tolist() == [0, 0, 0]
+    assert out["remission_rate"].iloc[2] == 0.5 and out["response_rate"].iloc[2] == 0.5
+
+
+def test_row_identity_events_plus_censored():
+    df = pd.DataFrame([
+        {"route": "IV", "patients": 100, "events": 95, "censored": 5},
+        {"route": "IN", "patients": 80, "events": 40, "censored": 40},
+        {"route": "ALL", "patients": 180, "events": 135, "censored": 45},
+    ])
+    for c in ("median_days", "median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS)):
+        df[c] = 1.0
+    out = disclosure.protect("time_to_relief", df, 11)
+    # IV censored 5 is hidden; events 95 = patients - censored would reveal it, so events go too
+    assert is_hidden(out["censored"].iloc[0]) and is_hidden(out["events"].iloc[0])
+    assert out["patients"].iloc[0] == 100  # the total is never the one hidden for the identity
+    assert is_hidden(out["median_days"].iloc[0])
+
+
+def test_sessions_of_few_patients_hidden():
+    rows = []
+    for r, (s, p) in {"IV": (200, 40), "PO": (30, 3), "IN": (120, 25)}.items():
+        rows.append({"route": r, "event": "nausea", "sessions": s, "sessions_with_event": 20, "session_rate": 0.1,
+                     "patients": p, "patients_with_event": min(p, 12), "patient_rate": 0.3})
+    rows.append({"route": "ALL", "event": "nausea", "sessions": 350, "sessions_with_event": 60, "session_rate": 0.2,
+                 "patients": 68, "patients_with_event": 27, "patient_rate": 0.4})
+    out = disclosure.protect("side_effects", pd.DataFrame(rows), 11)
+    assert is_hidden(out["sessions"].iloc[1])  # 30 sessions of 3 patients
+    assert is_hidden(out["sessions_with_event"].iloc[1])  # 20 sessions of 3 patients with the event
+    assert is_hidden(out["session_rate"].iloc[1])
+
+
+def test_unknown_table_refused():
+    with pytest.raises(KeyError):
+        disclosure.protect("nope", pd.DataFrame(), 11)
+
+
+def test_curve_thinned_to_k_events_between_points():
+    rows = [{"route": "IV", "day": 0.0, "at_risk": 40, "events": 0, "relieved": 0.0, "ci_low": 0.0, "ci_high": 0.0}]
+    at_risk, relieved = 40, 0.0
+    for day in range(1, 21):
+        rows.append({"route": "IV", "day": float(day), "at_risk": at_risk, "events": 2, "relieved": relieved,
+                     "ci_low": 0.0, "ci_high": 0.0})
+        at_risk -= 2
+    df = pd.DataFrame(rows)
+    all_rows = df.assign(route="ALL")
+    out = disclosure.protect("time_to_relief_curve", pd.concat([df, all_rows], ignore_index=True), 5)
+    iv = out[out["route"] == "IV"]
+    # 2 events a day: a point every 3 days (6 >= 5 events), while at least 5 are at risk; the rest left out
+    assert iv["day"].tolist() == [0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0]
+    assert iv["relieved"].notna().all()
+    assert iv["events"].iloc[1:].isna().all()  # 2 events per row: never shown
+    assert iv["events"].iloc[0] == 0  # the start: zero may show
+
+
+# --- property tests: random tables -------------------------------------------------------------------------
+
+
+def check_lines(original: pd.DataFrame, protected: pd.DataFrame, rule: disclosure.Rule, k: int) -> None:
+    keys = [c for c in rule.line_keys if c in original.columns]
+    groups = original.groupby(keys, sort=False).indices.values() if keys else [np.arange(len(original))]
+    for col in rule.counts:
+        if col not in original.columns:
+            continue
+        for v in protected[col]:
+            assert is_hidden(v) or v == 0 or v >= k, (col, v)
+        for idx in groups:
+            idx = list(idx)
+            total = [i for i in idx if original["route"].iloc[i] == spec.ALL]
+            members = [i for i in idx if original["route"].iloc[i] != spec.ALL]
+            if not total or is_hidden(protected[col].iloc[total[0]]):
+                continue
+            hidden = [i for i in members if is_hidden(protected[col].iloc[i])]
+            rest = (float(original[col].iloc[total[0]]) - float(original[col].iloc[members].sum())) if col in rule.residual else 0.0
+            unknown = len(hidden) + (1 if rest > 0 else 0)
+            held = float(original[col].iloc[hidden].sum()) + max(rest, 0.0)
+            sensitive = bool(hidden) or 1 <= rest < k
+            if sensitive:
+                assert unknown >= 2, (col, hidden, rest)  # one unknown would be ALL minus the shown ones
+                assert held >= k, (col, held)
+
+
+def check_derived(original: pd.DataFrame, protected: pd.DataFrame, rule: disclosure.Rule, k: int) -> None:
+    for col, bases in rule.at_least_k.items():
+        if col not in original.columns:
+            continue
+        for i in range(len(original)):
+            if is_hidden(protected[col].iloc[i]):
+                continue
+            for b in bases:
+                assert float(original[b].iloc[i]) >= k, (col, b)
+            for dep in rule.hide_with.get(col, ()):
+                if dep in protected.columns:
+                    assert not is_hidden(protected[dep].iloc[i]), (col, dep)
+
+
+routes_st = st.lists(st.sampled_from(spec.ROUTES), min_size=1, max_size=6, unique=True)
+count_st = st.integers(0, 40)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(routes=routes_st, data=st.data(), k=st.integers(1, 15), never_dosed=st.integers(0, 20))
+def test_property_cohort(routes, data, k, never_dosed):
+    values = {r: data.draw(count_st) for r in routes}
+    df = cohort_table(values, all_patients=sum(values.values()) + never_dosed)
+    out = disclosure.protect("cohort", df, k)
+    check_lines(df, out, disclosure.TABLES["cohort"], k)
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(routes=routes_st, data=st.data(), k=st.integers(1, 15))
+def test_property_time_to_relief(routes, data, k):
+    rows = []
+    for r in routes:
+        e, c = data.draw(count_st), data.draw(count_st)
+        rows.append({"route": r, "patients": e + c, "events": e, "censored": c})
+    total = {c: sum(row[c] for row in rows) for c in ("patients", "events", "censored")}
+    df = pd.DataFrame(rows + [{"route": "ALL", **total}])
+    for c in ("median_days", "median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS)):
+        df[c] = 1.0
+    out = disclosure.protect("time_to_relief", df, k)
+    rule = disclosure.TABLES["time_to_relief"]
+    check_lines(df, out, rule, k)
+    check_derived(df, out, rule, k)
+    for i in range(len(df)):  # events + censored = patients: never exactly one unknown
+        if not is_hidden(out["patients"].iloc[i]):
+            assert is_hidden(out["events"].iloc[i]) == is_hidden(out["censored"].iloc[i])
+
+
+@hsettings(max_examples=150, deadline=None)
+@given(routes=routes_st, data=st.data(), k=st.integers(1, 15))
+def test_property_side_effects(routes, data, k):
+    rows = []
+    events = ("nausea", "bp_severe")
+    per_route = {}
+    for r in routes:
+        patients = data.draw(st.integers(0, 30))
+        sessions = patients * data.draw(st.integers(1, 4))
+        per_route[r] = (sessions, patients)
+        for e in events:
+            pwe = data.draw(st.integers(0, patients))
+            swe = data.draw(st.integers(pwe, max(pwe, min(sessions, pwe * 3))))
+            rows.append({"route": r, "event": e, "sessions": sessions, "sessions_with_event": swe,
+                         "patients": patients, "patients_with_event": pwe})
+    df = pd.DataFrame(rows)
+    totals = df.groupby("event", sort=False)[["sessions", "sessions_with_event", "patients", "patients_with_event"]].sum().reset_index()
+    df = pd.concat([df, totals.assign(route="ALL")], ignore_index=True)
+    df["session_rate"] = df["sessions_with_event"] / df["sessions"].where(df["sessions"] > 0)
+    df["patient_rate"] = df["patients_with_event"] / df["patients"].where(df["patients"] > 0)
+    out = disclosure.protect("side_effects", df, k)
+    rule = disclosure.TABLES["side_effects"]
+    check_lines(df, out, rule, k)
+    check_derived(df, out, rule, k)
+
+
+# --- property tests: random cohorts through the whole export ---------------------------------------------
+
+patient_st = st.fixed_dictionaries({
+    "sessions": st.lists(st.tuples(st.integers(0, 20), st.sampled_from(("IV", "IN", "IM", "PO")),
+                                   st.sampled_from(("induction", "maintenance"))), min_size=0, max_size=5),
+    "baseline": st.one_of(st.none(), st.integers(5, 21)),
+    "followups": st.lists(st.tuples(st.integers(0, 40), st.integers(0, 21), st.booleans()), max_size=4),
+    "site": st.sampled_from(("S1", "S2")),
+    "nausea": st.booleans(),
+})
+
+
+def build_random(tmp_dir, people) -> str:
+    patients, sessions, assessments, events = [], [], [], []
+    for i, p in enumerate(people):
+        pid = f"P{i:03d}"
+        patients.append(patient(pid, site=p["site"]))
+        days = sorted({d for d, _, _ in p["sessions"]})
+        if p["sessions"]:
+            # sessions start on day 0 (the export format's rule)
+            for j, (d, route, phase) in enumerate(sorted(p["sessions"])):
+                sessions.append(session(f"{pid}s{j}", pid, d - days[0], route=route, phase=phase,
+                                        sbp_peak=185 if j == 1 else 130))
+                if p["nausea"] and j == 0:
+                    events.append(event(f"{pid}s{j}", "nausea"))
+        if p["baseline"] is not None:
+            assessments.append(assessment(pid, 0, p["baseline"]))
+        for day, score, post in p["followups"]:
+            if post and p["sessions"]:
+                assessments.append(assessment(pid, 0, score, hours=3))
+            elif day > 0:
+                assessments.append(assessment(pid, day, score))
+    path = tmp_dir / f"r{abs(hash(str(people))) % 10**12}.duckdb"
+    if path.exists():
+        path.unlink()
+    return str(build_db(path, patients, sessions, assessments, events))
+
+
+def check_curve(original: pd.DataFrame, protected: pd.DataFrame, k: int) -> None:
+    # rows left out are hidden points: line the protected rows up with the original ones
+    keyed = protected.set_index(["route", "day"])
+    rows = []
+    for route, day in zip(original["route"], original["day"]):
+        if (route, day) in keyed.index:
+            rows.append(keyed.loc[(route, day)].to_dict())
+        else:
+            rows.append({c: np.nan for c in ("at_risk", "events", "relieved", "ci_low", "ci_high")})
+    protected = pd.DataFrame(rows, index=original.index, columns=["at_risk", "events", "relieved", "ci_low", "ci_high"])
+    for v in protected["at_risk"]:
+        assert is_hidden(v) or v >= k, v
+    for v in protected["events"]:
+        assert is_hidden(v) or v == 0 or v >= k, v
+    for route, part in original.groupby("route", sort=False):
+        prot = protected.loc[part.index]
+        shown = prot["relieved"].notna().to_numpy()
+        risk = part["at_risk"].to_numpy()
+        ev = part["events"].to_numpy()
+        last = None
+        for j in range(len(part)):
+            if shown[j]:
+                assert risk[j] >= k
+                if last is not None:
+                    assert ev[last + 1: j + 1].sum() >= k
+                last = j
+    # ALL's shown at-risk counts minus the routes' exactly known ones never leave 1..k-1
+    routes = [r for r in original["route"].unique() if r != spec.ALL]
+    all_rows = original[original["route"] == spec.ALL]
+    for i, row in all_rows.iterrows():
+        if is_hidden(protected.loc[i, "at_risk"]):
+            continue
+        unknown = 0
+        for r in routes:
+            part = original[(original["route"] == r) & (original["day"] >= row["day"])]
+            if len(part) and is_hidden(protected.loc[part.index[0], "at_risk"]):
+                unknown += part["at_risk"].iloc[0]
+        assert unknown == 0 or unknown >= k
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(people=st.lists(patient_st, min_size=1, max_size=40), k=st.integers(1, 8),
+       site=st.sampled_from((None, "S1")), population=st.sampled_from(("observed", "itt")),
+       routes=st.sampled_from(((), ("IV", "IN"), ("IM", "PO", "IV"))), window=st.sampled_from((7, 14)))
+def test_property_export_never_shows_hidden_values(tmp_path, people, k, site, population, routes, window):
+    from dashboard import metrics
+
+    path = build_random(tmp_path, people)
+    s = Settings(min_cell=k, site=(site,) if site else (), population=population, min_baseline=8, route=routes,
+                 window=window)
+    con = duckdb.connect(path, read_only=True)
+    try:
+        files = export.compute_summaries(con, s)
+        raw = {
+            "cohort.csv": metrics.cohort_funnel(con, s),
+            "response_by_route.csv": metrics.response_by_route(con, s),
+            "time_to_relief.csv": metrics.time_to_relief(con, s).summary,
+            "side_effects.csv": metrics.side_effects(con, s),
+            "maintenance.csv": metrics.maintenance(con, s),
+        }
+        curve = metrics.time_to_relief(con, s).curve
+    finally:
+        con.close()
+    names = {"cohort.csv": "cohort", "response_by_route.csv": "response_by_route", "time_to_relief.csv": "time_to_relief",
+             "side_effects.csv": "side_effects", "maintenance.csv": "maintenance"}
+    for file, name in names.items():
+        rule = disclosure.TABLES[name]
+        check_lines(raw[file], files[file], rule, k)
+        check_derived(raw[file], files[file], rule, k)
+    check_curve(curve.reset_index(drop=True), files["time_to_relief_curve.csv"], k)
+    # the same count in two files is hidden in both or in neither
+    pairs = [("cohort.csv", "eligible", "response_by_route.csv", "patients"),
+             ("cohort.csv", "with_followup", "time_to_relief.csv", "patients")]
+    if population == "observed":
+        pairs += [("cohort.csv", "with_endpoint", "response_by_route.csv", "evaluable"),
+                  ("response_by_route.csv", "responders", "maintenance.csv", "responders")]
+    for fa, ca, fb, cb in pairs:
+        a = files[fa].set_index("route")
+        b = files[fb].set_index("route")
+        ra = raw[fa].set_index("route")
+        for route in b.index.intersection(a.index):
+            if ra.loc[route, ca] > 0:
+                assert is_hidden(a.loc[route, ca]) == is_hidden(b.loc[route, cb]), (fa, ca, fb, cb, route)
+
+
+def test_curve_all_hidden_where_routes_would_reveal_a_small_count():
+    def rows(route, spec_rows):
+        return [{"route": route, "day": float(d), "at_risk": n, "events": e, "relieved": 0.1, "ci_low": 0.0, "ci_high": 0.2}
+                for d, n, e in spec_rows]
+
+    curve = pd.DataFrame(
+        rows("IV", [(0, 30, 0), (1, 30, 10), (2, 20, 10), (3, 10, 10)])
+        + rows("IN", [(0, 45, 0), (5, 45, 10), (6, 35, 10), (7, 25, 10), (8, 15, 10), (10, 5, 0)])
+        + rows("PO", [(0, 3, 0), (9, 3, 3)])
+        + rows("ALL", [(0, 78, 0), (1, 78, 10), (2, 68, 10), (3, 58, 10), (5, 48, 10), (6, 38, 10), (7, 28, 10),
+                       (8, 18, 10), (9, 8, 3), (10, 5, 0)])
+    )
+    out = disclosure.protect("time_to_relief_curve", curve, 5).set_index(["route", "day"])
+    # PO's 3 patients are hidden (its points left out), and IV's count as their complement; IN shows
+    assert "PO" not in out.index.get_level_values("route")
+    assert out["at_risk"].loc[("IV", 0.0)] is pd.NA and out["relieved"].loc[("IV", 1.0)] == 0.1
+    assert out["at_risk"].loc[("IN", 5.0)] == 45
+    # day 0: ALL 78 - IN 45 = 33 for IV and PO together: shown
+    assert out["at_risk"].loc[("ALL", 0.0)] == 78
+    # day 5: IV is over (0 at risk, known from its days), so ALL 48 - IN 45 would be PO's 3: hidden
+    assert out["at_risk"].loc[("ALL", 5.0)] is pd.NA
+    assert out["relieved"].loc[("ALL", 5.0)] == 0.1  # the point itself rests on 48 at risk
+    assert out["at_risk"].loc[("ALL", 3.0)] == 58  # IV 10 + PO 3 unknown at day 3
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(groups=st.lists(st.sampled_from(("S1", "S2", "S3", "S4")), min_size=1, max_size=4, unique=True),
+       routes=routes_st, data=st.data(), k=st.integers(1, 15))
+def test_property_breakdown_both_directions(groups, routes, data, k):
+    rows = []
+    for g in groups:
+        for r in routes:
+            ev = data.draw(st.integers(0, 30))
+            rows.append({"group": g, "route": r, "evaluable": ev, "responders": data.draw(st.integers(0, ev))})
+    df = pd.DataFrame(rows)
+    df = df[df["evaluable"] > 0]
+    if df.empty:
+        return
+    alls = df.groupby("group", sort=False)[["evaluable", "responders"]].sum().reset_index().assign(route="ALL")
+    df = pd.concat([df, alls], ignore_index=True)
+    df["response_rate"] = df["responders"] / df["evaluable"]
+    df["response_ci_low"] = df["response_ci_high"] = df["response_rate"]
+    out = disclosure.protect("breakdown", df, k)
+    rule = disclosure.TABLES["breakdown"]
+    check_lines(df, out, rule, k)  # within each group
+    check_derived(df, out, rule, k)
+    # across groups: a route's cells add up to its total in response_by_route (protected by its own rule)
+    totals = df.groupby("route", sort=False)[["evaluable", "responders"]].sum().reset_index()
+    resp = disclosure.hidden_cells(totals, disclosure.Rule(counts={"evaluable": None, "responders": None}), k)
+    for col in ("evaluable", "responders"):
+        for j, route in enumerate(totals["route"]):
+            if resp[col][j]:
+                continue
+            part = df[df["route"] == route]
+            hidden = [i for i in part.index if is_hidden(out.loc[i, col])]
+            if hidden:
+                assert len(hidden) >= 2 and df.loc[hidden, col].sum() >= k, (route, col)
+
+
+@hsettings(max_examples=120, deadline=None)
+@given(numbers=st.integers(1, 4), routes=routes_st, data=st.data(), k=st.integers(1, 12))
+def test_property_session_number_both_directions(numbers, routes, data, k):
+    rows = []
+    for r in routes:
+        for number in range(1, numbers + 1):
+            sessions = data.draw(st.integers(0, 25))
+            if sessions:
+                rows.append({"route": r, "event": "nausea", "session_number": number, "sessions": sessions,
+                             "sessions_with_event": data.draw(st.integers(0, sessions))})
+    if not rows:
+        return
+    df = pd.DataFrame(rows)
+    alls = df.groupby(["event", "session_number"], sort=False)[["sessions", "sessions_with_event"]].sum().reset_index()
+    df = pd.concat([df, alls.assign(route="ALL")], ignore_index=True)
+    df["session_rate"] = df["sessions_with_event"] / df["sessions"]
+    out = disclosure.protect("side_effect_by_session_number", df, k)
+    rule = disclosure.TABLES["side_effect_by_session_number"]
+    check_lines(df, out, rule, k)
+    check_derived(df, out, rule, k)
+    # a route's session numbers add up to its total in side_effects (protected there by its own rule)
+    totals = df.groupby(["route", "event"], sort=False)[["sessions", "sessions_with_event"]].sum().reset_index()
+    t_rule = disclosure.Rule(counts={"sessions": None, "sessions_with_event": None}, line_keys=("event",))
+    t_hidden = disclosure.hidden_cells(totals, t_rule, k)
+    for col in ("sessions", "sessions_with_event"):
+        for j, route in enumerate(totals["route"]):
+            if t_hidden[col][j]:
+                continue
+            part = df[df["route"] == route]
+            hidden = [i for i in part.index if is_hidden(out.loc[i, col])]
+            if hidden:
+                assert len(hidden) >= 2 and df.loc[hidden, col].sum() >= k, (route, col)

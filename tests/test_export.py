@@ -1,0 +1,181 @@
+"""The CSV summaries and `ketamine-outcomes export`: files, columns, formatting, provenance, same bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import __version__, cli, export, spec
+from dashboard.settings import Settings
+from metrics_data import build_db, hand_dataset
+
+REQUIRED = {
+    "cohort.csv": ["route", "patients", "with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint"],
+    "response_by_route.csv": ["route", "patients", "evaluable", "responders", "response_rate", "response_ci_low",
+                              "response_ci_high", "remitters", "remission_rate"],
+    "time_to_relief.csv": ["route", "patients", "events", "censored", "median_days", "median_ci_low", "median_ci_high",
+                           "relieved_by_day_1", "relieved_by_day_7", "relieved_by_day_14", "relieved_by_day_28"],
+    "time_to_relief_curve.csv": ["route", "day", "at_risk", "events", "relieved", "ci_low", "ci_high"],
+    "side_effects.csv": ["route", "event", "sessions", "sessions_with_event", "session_rate", "patients",
+                         "patients_with_event", "patient_rate"],
+    "maintenance.csv": ["route", "responders", "responders_in_maintenance", "uptake_rate", "maintenance_patients",
+                        "maintenance_sessions", "median_days_to_first_maintenance", "median_interval_days",
+                        "sessions_per_patient_month", "sustained_response_8w"],
+}
+
+
+@pytest.fixture(scope="module")
+def hand_db(tmp_path_factory):
+    return build_db(tmp_path_factory.mktemp("export") / "hand.duckdb", *hand_dataset())
+
+
+def read(path) -> str:
+    return path.read_bytes().decode("utf-8")
+
+
+def test_cli_writes_the_six_files_and_provenance(hand_db, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--min-cell", "0"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([*export.SUMMARY_FILES, "provenance.json"])
+    for name, columns in REQUIRED.items():
+        text = read(out / name)
+        assert "\r" not in text and text.endswith("\n")
+        header = text.split("\n")[0].split(",")
+        assert header[: len(columns)] == columns or set(columns) <= set(header), name
+        df = pd.read_csv(out / name, keep_default_na=False)
+        assert df["route"].iloc[-1] == "ALL"
+    assert read(out / "cohort.csv") == (
+        "route,patients,with_sessions,with_baseline,eligible,with_followup,with_endpoint\n"
+        "IV,5,5,4,3,3,1\n"
+        "IN,2,2,2,2,2,2\n"
+        "ALL,8,7,6,5,5,3\n"
+    )
+    relief = read(out / "time_to_relief.csv").split("\n")
+    # IV never reaches one half: empty median; IN's median is exactly at one half on day 7
+    assert relief[1].startswith("IV,3,1,2,,")
+    assert relief[2].startswith("IN,2,2,0,7,")
+    assert "Wrote 7 files" in capsys.readouterr().out
+
+
+def test_minimum_cell_in_the_files(hand_db, tmp_path):
+    out = tmp_path / "k3"
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--min-cell", "3"]) == 0
+    # IN's 2s are hidden; so is IV's cell beside each, except patients, where the never-dosed patient of
+    # ALL is the second unknown (ALL 8 - IV 5 = IN + never dosed)
+    assert read(out / "cohort.csv") == (
+        "route,patients,with_sessions,with_baseline,eligible,with_followup,with_endpoint\n"
+        "IV,5,,,,,\n"
+        "IN,,,,,,\n"
+        "ALL,8,7,6,5,5,3\n"
+    )
+    resp = pd.read_csv(out / "response_by_route.csv")
+    assert resp["response_rate"].iloc[:2].isna().all() and resp["response_rate"].iloc[2] == 1.0
+
+
+def test_same_settings_same_bytes(hand_db, tmp_path):
+    args = ["--route", "IV", "--route", "IN", "--site", "S1", "--window", "8", "--min-cell", "2", "--population", "itt"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(a), *args]) == 0
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(b), *reversed_pairs(args)]) == 0
+    for name in [*export.SUMMARY_FILES, "provenance.json"]:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    con = duckdb.connect(str(hand_db), read_only=True)
+    try:
+        s = Settings.from_args(cli.build_parser().parse_args(["export", "--db", "x", "--out", "y", *args]))
+        z1, z2 = export.summaries_zip_bytes(con, s), export.summaries_zip_bytes(con, s)
+    finally:
+        con.close()
+    assert z1 == z2
+    with zipfile.ZipFile(io.BytesIO(z1)) as zf:
+        assert zf.namelist() == [*export.SUMMARY_FILES, "provenance.json"]
+        for name in zf.namelist():
+            assert zf.read(name) == (a / name).read_bytes()
+
+
+def reversed_pairs(args: list[str]) -> list[str]:
+    pairs = [args[i: i + 2] for i in range(0, len(args), 2)]
+    return [x for pair in reversed(pairs) for x in pair]
+
+
+def test_provenance(hand_db, tmp_path):
+    out = tmp_path / "p"
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--severity", "severe", "--integration", "no",
+                     "--min-cell", "5", "--instrument", "GAD7"]) == 0
+    p = json.loads(read(out / "provenance.json"))
+    assert p["program_version"] == __version__
+    assert p["filters"]["severity"] == ["severe"] and p["filters"]["integration"] is False and p["filters"]["route"] == []
+    assert p["settings"] == {"instrument": "GAD7", "min_baseline": 10, "population": "observed", "relief": "response",
+                             "window": 7, "min_cell": 5}
+    assert p["min_cell"] == 5
+    assert p["data_set"]["database"] == "hand.duckdb"
+    assert p["data_set"]["imported_at"] == "2026-11-01T12:00:00Z"
+    assert p["data_set"]["rows"] == {"patients": 8, "sessions": 19, "assessments": 22, "adverse_events": 5}
+    assert p["query_string"] == "integration=no&severity=severe&min_cell=5"
+
+
+def test_cli_errors_are_messages(hand_db, tmp_path, capsys):
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(tmp_path / "x"), "--window", "soon", "--route", "XX"]) == 2
+    err = capsys.readouterr().err
+    assert "--window" in err and "'soon'" in err and "--route" in err and "'XX'" in err and "Traceback" not in err
+    assert cli.main(["export", "--db", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "x")]) == 1
+    assert "No database" in capsys.readouterr().err
+    # a database without the derived tables (made before them) asks for a re-import
+    old = tmp_path / "old.duckdb"
+    build_db(old, *hand_dataset())
+    con = duckdb.connect(str(old))
+    con.execute("DROP MACRO TABLE cohort_outcomes")
+    con.execute("DROP MACRO TABLE cohort")
+    con.execute("DROP TABLE patient_summary")
+    con.close()
+    assert cli.main(["export", "--db", str(old), "--out", str(tmp_path / "x")]) == 1
+    assert "import the clinic export again" in capsys.readouterr().err
+
+
+def test_summary_csv_formatting():
+    df = pd.DataFrame({
+        "route": ["IV", "ALL"],
+        "n": pd.array([3, None], dtype="Int64"),
+        "rate": [1 / 3, float("nan")],
+        "tiny": [0.00001234, -0.0],
+        "big": [123456789012.5, 2.0],
+        "flag": [True, False],
+    })
+    assert export.summary_csv_bytes(df) == (
+        b"route,n,rate,tiny,big,flag\n"
+        b"IV,3,0.3333333333,0.00001234,123456789000,true\n"
+        b"ALL,,,0,2,false\n"
+    )
+    assert export.format_value(np.int64(7)) == "7" and export.format_value(None) == "" and export.format_value(pd.NA) == ""
+    assert export.format_value(float("inf")) == ""
+
+
+def test_sample_export_respects_minimum_cell(sample_db, tmp_path):
+    out = tmp_path / "sample"
+    assert cli.main(["export", "--db", str(sample_db), "--out", str(out)]) == 0  # default minimum cell 11
+    counts = {
+        "cohort.csv": REQUIRED["cohort.csv"][1:],
+        "response_by_route.csv": ["patients", "evaluable", "responders", "remitters"],
+        "time_to_relief.csv": ["patients", "events", "censored"],
+        "time_to_relief_curve.csv": ["at_risk", "events"],
+        "side_effects.csv": ["sessions", "sessions_with_event", "patients", "patients_with_event"],
+        "maintenance.csv": ["responders", "responders_in_maintenance", "maintenance_patients", "maintenance_sessions"],
+    }
+    for name, cols in counts.items():
+        df = pd.read_csv(out / name)
+        for c in cols:
+            shown = df[c].dropna()
+            assert ((shown == 0) | (shown >= spec.DEFAULT_MIN_CELL)).all(), (name, c)
+        for c in df.columns:
+            if c.endswith("_rate"):
+                shown = df[c].dropna()
+                assert ((shown >= 0) & (shown <= 1)).all()
+    again = tmp_path / "again"
+    assert cli.main(["export", "--db", str(sample_db), "--out", str(again)]) == 0
+    for name in [*export.SUMMARY_FILES, "provenance.json"]:
+        assert (out / name).read_bytes() == (again / name).read_bytes()
