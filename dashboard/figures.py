@@ -1,0 +1,726 @@
+"""Plotly figure builders for the dashboard: pure functions from summary DataFrames to figures.
+
+Each `create_*_figure` takes tables shaped as docs/core-api.md describes, **after** disclosure control
+(hidden cells are NaN), and returns a `plotly.graph_objects.Figure` with a title, axis titles with units,
+hover text and the fixed route colours, markers and dashes of `colors.py`. Nothing here imports
+Streamlit, so the builders are tested on hand-made tables. Where a value is hidden the figure says so
+on the chart ("hidden") instead of drawing nothing, and `hidden_routes` lists them for the caption.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from . import colors, spec
+
+NAN = float("nan")
+FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
+HEIGHT = 430
+BANDED_ROUTES = 3  # interval bands on line charts for at most this many lines (ALL included)
+
+EVENT_LABELS: dict[str, str] = {e: e.capitalize() for e in spec.EVENTS}
+EVENT_LABELS.update({
+    "cognitive": "Cognitive effects",
+    "other": "Other",
+    spec.BP_SEVERE: "Severe BP (≥ 180/110)",
+})
+
+FUNNEL_STEPS: tuple[tuple[str, str], ...] = (
+    ("patients", "In the cohort"),
+    ("with_sessions", "With a session"),
+    ("with_baseline", "With a baseline score"),
+    ("eligible", "Eligible (baseline at or above the minimum)"),
+    ("with_followup", "With a follow-up score"),
+    ("with_endpoint", "With an endpoint score"),
+)
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+
+
+def _isnan(v: object) -> bool:
+    if v is None or v is pd.NA:
+        return True
+    try:
+        return bool(math.isnan(float(v)))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+def _num(v: object) -> float | None:
+    return None if _isnan(v) else float(v)  # type: ignore[arg-type]
+
+
+def floats(values: Iterable[object]) -> np.ndarray:
+    """Numbers as a float array, hidden cells (NaN, None, pd.NA of nullable columns) as NaN."""
+    return np.array([NAN if _isnan(v) else float(v) for v in values], dtype=float)  # type: ignore[arg-type]
+
+
+def plain(df: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer columns (hidden cells are <NA>) as float columns with NaN, which Plotly draws as gaps."""
+    if df is None or df.empty:
+        return df
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_numeric_dtype(out[col]):
+            out[col] = out[col].astype("float64")
+    return out
+
+
+def _plain_inputs(fn):  # noqa: ANN001, ANN202
+    """Apply `plain` to every DataFrame argument of a figure builder."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        args = tuple(plain(a) if isinstance(a, pd.DataFrame) else a for a in args)
+        kwargs = {k: plain(v) if isinstance(v, pd.DataFrame) else v for k, v in kwargs.items()}
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _stack(*columns: Iterable[object]) -> np.ndarray:
+    return np.column_stack([floats(c) for c in columns])
+
+
+def fmt_pct(v: object, digits: int = 1) -> str:
+    """'42.5 %' or 'hidden' for a NaN rate."""
+    return "hidden" if _isnan(v) else f"{float(v) * 100:.{digits}f} %"  # type: ignore[arg-type]
+
+
+def fmt_count(v: object) -> str:
+    return "hidden" if _isnan(v) else f"{int(round(float(v))):,}"  # type: ignore[arg-type]
+
+
+def fmt_days(v: object) -> str:
+    if _isnan(v):
+        return "–"
+    f = float(v)  # type: ignore[arg-type]
+    return f"{f:.0f} days" if f >= 10 else f"{f:.1f} days"
+
+
+def event_label(event: str) -> str:
+    return EVENT_LABELS.get(event, str(event))
+
+
+def _routes(df: pd.DataFrame) -> list[str]:
+    """Routes in the table's order (spec order, ALL last), each once."""
+    if df is None or df.empty or "route" not in df:
+        return []
+    order = {r: i for i, r in enumerate((*spec.ROUTES, spec.ALL))}
+    return sorted(dict.fromkeys(str(r) for r in df["route"]), key=lambda r: order.get(r, len(order)))
+
+
+def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=17)),
+        template="plotly_white",
+        font=FONT,
+        height=height,
+        margin=dict(l=10, r=10, t=70, b=10),
+        showlegend=legend,
+        # Legend on the right: above the plot it collides with titles of multi-panel figures.
+        legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01, title_text=""),
+        hoverlabel=dict(font_size=13),
+    )
+    return fig
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    """A figure that says why it has nothing to draw (never an empty canvas)."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=15, color=colors.NEUTRAL))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base_layout(fig, title, height=260, legend=False)
+
+
+def hidden_routes(df: pd.DataFrame, column: str) -> list[str]:
+    """Routes whose `column` is hidden (NaN) in a disclosure-applied table."""
+    if df is None or df.empty or column not in df:
+        return []
+    return [str(r) for r, v in zip(df["route"], df[column]) if _isnan(v)]
+
+
+def _interval_arrays(rate: float | None, lo: object, hi: object) -> tuple[float, float]:
+    if rate is None or _isnan(lo) or _isnan(hi):
+        return 0.0, 0.0
+    return max(rate - float(lo), 0.0), max(float(hi) - rate, 0.0)  # type: ignore[arg-type]
+
+
+def _add_rate_dots(
+    fig: go.Figure,
+    df: pd.DataFrame,
+    rate: str,
+    low: str,
+    high: str,
+    *,
+    numerator: str | None,
+    denominator: str | None,
+    what: str,
+    col: int = 1,
+    showlegend: bool = True,
+) -> None:
+    """One marker per route at its rate with a horizontal interval bar; 'hidden' where withheld."""
+    for _, row in df.iterrows():
+        route = str(row["route"])
+        label = colors.route_label(route)
+        value = _num(row.get(rate))
+        minus, plus = _interval_arrays(value, row.get(low), row.get(high))
+        counts = ""
+        if numerator and denominator:
+            counts = f"<br>{fmt_count(row.get(numerator))} of {fmt_count(row.get(denominator))} patients"
+        hover = (
+            f"<b>{label}</b><br>{what}: {fmt_pct(value)}"
+            f"<br>95 % interval: {fmt_pct(row.get(low))} to {fmt_pct(row.get(high))}{counts}<extra></extra>"
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[value if value is not None else 0.0],
+                y=[label],
+                mode="markers" if value is not None else "text",
+                text=None if value is not None else ["hidden"],
+                textposition="middle right",
+                textfont=dict(color=colors.NEUTRAL),
+                marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=13,
+                            line=dict(width=1, color="white")),
+                error_x=dict(type="data", symmetric=False, array=[plus], arrayminus=[minus],
+                             color=colors.route_color(route), thickness=2.5, width=6),
+                name=label,
+                legendgroup=route,
+                showlegend=showlegend,
+                hovertemplate=hover,
+            ),
+            row=1, col=col,
+        )
+
+
+# --- overview -----------------------------------------------------------------------------------------
+
+
+@_plain_inputs
+def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
+    """The cohort funnel (every route together): how many patients reach each step of the analysis."""
+    title = "Cohort funnel: from the cohort to patients with an endpoint score"
+    if funnel is None or funnel.empty:
+        return _empty(title, "No patients match these filters.")
+    all_rows = funnel[funnel["route"] == spec.ALL]
+    row = all_rows.iloc[0] if len(all_rows) else funnel.iloc[-1]
+    labels = [label for _, label in FUNNEL_STEPS]
+    values = [_num(row.get(col)) for col, _ in FUNNEL_STEPS]
+    first = values[0]
+    text = []
+    for v in values:
+        if v is None:
+            text.append("hidden")
+        elif first:
+            text.append(f"{v:,.0f} ({v / first:.0%})")
+        else:
+            text.append(f"{v:,.0f}")
+    fig = go.Figure(
+        go.Bar(
+            x=[v or 0 for v in values],
+            y=labels,
+            orientation="h",
+            text=text,
+            textposition="auto",
+            marker=dict(color=colors.route_fill(spec.ALL, 0.7)),
+            hovertemplate="%{y}: %{text}<extra></extra>",
+            name="All routes",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_xaxes(title_text="Patients", rangemode="tozero")
+    return _base_layout(fig, title, height=340, legend=False)
+
+
+# --- response ---------------------------------------------------------------------------------------
+
+
+@_plain_inputs
+def create_response_figure(response: pd.DataFrame, instrument_label: str = "") -> go.Figure:
+    """Response and remission rates per route, side by side, each with its 95 % Wilson interval."""
+    title = "Response and remission by route" + (f" ({instrument_label})" if instrument_label else "")
+    if response is None or response.empty:
+        return _empty(title, "No eligible patients in this cohort.")
+    fig = make_subplots(
+        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+        subplot_titles=("Response (improvement of 50 % or more)", "Remission (endpoint score at or below the cut-off)"),
+    )
+    _add_rate_dots(fig, response, "response_rate", "response_ci_low", "response_ci_high",
+                   numerator="responders", denominator="evaluable", what="Response rate", col=1)
+    _add_rate_dots(fig, response, "remission_rate", "remission_ci_low", "remission_ci_high",
+                   numerator="remitters", denominator="evaluable", what="Remission rate", col=2, showlegend=False)
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Patients (%) with 95 % interval")
+    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_yaxes(title_text="Route", col=1)
+    return _base_layout(fig, title, height=max(250, 110 + 44 * len(response)), legend=False)
+
+
+@_plain_inputs
+def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") -> go.Figure:
+    """Forest plot of the pairwise differences in rate between routes with 95 % intervals."""
+    title = f"Difference in {outcome} rate between routes"
+    if pairwise is None or pairwise.empty:
+        return _empty(title, "Fewer than two routes to compare.")
+    fig = go.Figure()
+    labels = []
+    for _, row in pairwise.iterrows():
+        a, b = str(row["route_a"]), str(row["route_b"])
+        label = f"{a} − {b}"
+        labels.append(label)
+        d = _num(row.get("difference"))
+        if d is None:
+            fig.add_trace(go.Scatter(x=[0], y=[label], mode="text", text=["hidden"], showlegend=False,
+                                     textposition="middle right", hoverinfo="skip"))
+            continue
+        minus, plus = _interval_arrays(d, row.get("ci_low"), row.get("ci_high"))
+        p_adj = _num(row.get("p_adjusted"))
+        fig.add_trace(go.Scatter(
+            x=[d * 100], y=[label], mode="markers",
+            marker=dict(color=colors.NEUTRAL, size=11, symbol="diamond"),
+            error_x=dict(type="data", symmetric=False, array=[plus * 100], arrayminus=[minus * 100],
+                         color=colors.NEUTRAL, thickness=2, width=5),
+            showlegend=False,
+            hovertemplate=(
+                f"<b>{colors.route_label(a)} minus {colors.route_label(b)}</b>"
+                f"<br>{fmt_pct(row.get('rate_a'))} vs {fmt_pct(row.get('rate_b'))}"
+                f"<br>Difference: {d * 100:+.1f} percentage points"
+                f"<br>95 % interval: {_num(row.get('ci_low')) * 100 if _num(row.get('ci_low')) is not None else float('nan'):+.1f}"
+                f" to {_num(row.get('ci_high')) * 100 if _num(row.get('ci_high')) is not None else float('nan'):+.1f}"
+                f"<br>p (Benjamini–Hochberg adjusted): {'–' if p_adj is None else f'{p_adj:.3g}'}<extra></extra>"
+            ),
+        ))
+    fig.add_vline(x=0, line=dict(color="#999999", dash="dot"))
+    fig.update_xaxes(title_text="Difference in rate (percentage points), first route minus second", zeroline=False)
+    fig.update_yaxes(autorange="reversed", title_text="Routes compared", type="category", categoryorder="array",
+                     categoryarray=labels)
+    return _base_layout(fig, title, height=max(260, 90 + 36 * len(labels)), legend=False)
+
+
+@_plain_inputs
+def create_trajectory_figure(trajectory: pd.DataFrame, instrument_label: str = "score",
+                             max_week: int | None = None) -> go.Figure:
+    """Weekly mean score per route with a 95 % interval band (weeks up to `max_week`)."""
+    title = f"Weekly {instrument_label} score by route"
+    if trajectory is None or trajectory.empty:
+        return _empty(title, "No follow-up scores in this cohort.")
+    if max_week is not None:
+        trajectory = trajectory[trajectory["week"] <= max_week]
+    fig = go.Figure()
+    routes = _routes(trajectory)
+    # Seven overlapping bands are unreadable: with many routes only the all-routes band is drawn.
+    banded = set(routes) if len(routes) <= BANDED_ROUTES else {spec.ALL}
+    for route in routes:
+        d = trajectory[trajectory["route"] == route].sort_values("week")
+        color = colors.route_color(route)
+        label = colors.route_label(route)
+        weeks = list(d["week"])
+        # Upper edge then lower edge filled to it: hidden weeks (NaN) leave a gap instead of a stray polygon.
+        if route in banded:
+            fig.add_trace(go.Scatter(x=weeks, y=floats(d["ci_high"]), mode="lines", line=dict(width=0),
+                                     hoverinfo="skip", showlegend=False, legendgroup=route, connectgaps=False))
+            fig.add_trace(go.Scatter(x=weeks, y=floats(d["ci_low"]), mode="lines", line=dict(width=0),
+                                     fill="tonexty", fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip",
+                                     showlegend=False, legendgroup=route, connectgaps=False))
+        fig.add_trace(go.Scatter(
+            x=weeks, y=floats(d["mean_score"]), mode="lines+markers", name=label, legendgroup=route,
+            line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route)),
+            marker=dict(symbol=colors.route_symbol(route), size=7, color=color),
+            customdata=_stack(d["patients"], d["ci_low"], d["ci_high"]),
+            hovertemplate=(f"<b>{label}</b><br>Week %{{x}}<br>Mean score: %{{y:.1f}} points"
+                           "<br>95 % interval: %{customdata[1]:.1f} to %{customdata[2]:.1f}"
+                           "<br>Patients: %{customdata[0]:,.0f}<extra></extra>"),
+            connectgaps=False,
+        ))
+    last = trajectory["week"].max() if len(trajectory) else 0
+    fig.update_xaxes(title_text="Weeks since the first session", dtick=1 if last <= 16 else None, rangemode="tozero")
+    fig.update_yaxes(title_text=f"Mean {instrument_label} score (points)", rangemode="tozero")
+    return _base_layout(fig, title)
+
+
+@_plain_inputs
+def create_breakdown_figure(breakdown: pd.DataFrame, by_label: str) -> go.Figure:
+    """Response rate per group (site, diagnosis or severity band) and route, with 95 % intervals."""
+    title = f"Response rate by {by_label} and route"
+    if breakdown is None or breakdown.empty:
+        return _empty(title, "No evaluable patients in this cohort.")
+    fig = go.Figure()
+    groups = list(dict.fromkeys(str(g) for g in breakdown["group"]))
+    for route in _routes(breakdown):
+        d = breakdown[breakdown["route"] == route].set_index(breakdown[breakdown["route"] == route]["group"].astype(str))
+        d = d.reindex(groups)
+        rates = [_num(v) for v in d["response_rate"]]
+        lows, highs = d["response_ci_low"], d["response_ci_high"]
+        minus = [_interval_arrays(r, lo, hi)[0] for r, lo, hi in zip(rates, lows, highs)]
+        plus = [_interval_arrays(r, lo, hi)[1] for r, lo, hi in zip(rates, lows, highs)]
+        label = colors.route_label(route)
+        fig.add_trace(go.Bar(
+            x=groups, y=[r if r is not None else 0 for r in rates], name=label, legendgroup=route,
+            marker=dict(color=colors.route_color(route), pattern=dict(shape=colors.route_pattern(route))),
+            error_y=dict(type="data", symmetric=False, array=plus, arrayminus=minus, color="#333333", thickness=1.2),
+            # "hidden" only where the row exists and disclosure control emptied it; absent combinations stay blank
+            text=["hidden" if r is None and present else "" for r, present in zip(rates, d["route"].notna())],
+            textposition="outside",
+            customdata=_stack(d["responders"], d["evaluable"]),
+            hovertemplate=(f"<b>{label}</b>, %{{x}}<br>Response rate: %{{y:.1%}}"
+                           "<br>%{customdata[0]:,.0f} of %{customdata[1]:,.0f} patients<extra></extra>"),
+        ))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.08], tickformat=".0%", title_text="Response rate (%) with 95 % interval")
+    fig.update_xaxes(title_text=by_label.capitalize(), type="category")
+    return _base_layout(fig, title)
+
+
+# --- time to relief -----------------------------------------------------------------------------------
+
+
+def risk_table_days(max_day: float) -> list[int]:
+    """The days shown in the numbers-at-risk table: 0 then weekly (fortnightly past 12 weeks)."""
+    if not max_day or _isnan(max_day) or max_day <= 0:
+        return [0]
+    step = 7 if max_day <= 84 else 14 if max_day <= 168 else 28
+    return list(range(0, int(max_day) + 1, step))
+
+
+@_plain_inputs
+def numbers_at_risk(curve: pd.DataFrame, days: Sequence[int]) -> pd.DataFrame:
+    """Patients still at risk at each day (route × day): `at_risk` of the first curve time ≥ day, else 0.
+
+    A hidden count (NaN after disclosure control) stays NaN.
+    """
+    rows = []
+    for route in _routes(curve):
+        d = curve[curve["route"] == route].sort_values("day")
+        for day in days:
+            later = d[d["day"] >= day]
+            value = later["at_risk"].iloc[0] if len(later) else 0
+            rows.append({"route": route, "day": day, "at_risk": value})
+    return pd.DataFrame(rows, columns=["route", "day", "at_risk"])
+
+
+@_plain_inputs
+def create_relief_figure(curve: pd.DataFrame, threshold_label: str) -> go.Figure:
+    """Kaplan–Meier cumulative relief per route with 95 % bands, and a numbers-at-risk table beneath.
+
+    A number at risk withheld by disclosure control shows as '–'.
+    """
+    title = f"Share of patients relieved over time — threshold: {threshold_label}"
+    if curve is None or curve.empty:
+        return _empty(title, "No patients with a follow-up score in this cohort.")
+    routes = _routes(curve)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.16)
+    last_shown = 0.0
+    for route in routes:
+        d = curve[curve["route"] == route].sort_values("day").reset_index(drop=True)
+        # Disclosure control publishes the curve only at steps resting on enough events and patients at risk;
+        # the hidden steps in between are dropped, so the drawn curve is the coarser published one.
+        d = d[d["relieved"].notna()]
+        rel = floats(d["relieved"])
+        # The band is undefined where S is 1 or 0: it is the point itself there.
+        low = np.where(np.isnan(floats(d["ci_low"])), rel, floats(d["ci_low"]))
+        high = np.where(np.isnan(floats(d["ci_high"])), rel, floats(d["ci_high"]))
+        days = np.concatenate([[0.0], floats(d["day"])])
+        rel, low, high = (np.concatenate([[0.0], v]) for v in (rel, low, high))
+        if len(days) > 1:
+            last_shown = max(last_shown, float(days[-1]))
+        color = colors.route_color(route)
+        label = colors.route_label(route)
+        fig.add_trace(go.Scatter(x=days, y=high, mode="lines", line=dict(width=0, shape="hv"), hoverinfo="skip",
+                                 showlegend=False, legendgroup=route), row=1, col=1)
+        fig.add_trace(go.Scatter(x=days, y=low, mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
+                                 fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip", showlegend=False,
+                                 legendgroup=route), row=1, col=1)
+        at_risk = np.concatenate([[np.nan], floats(d["at_risk"])])
+        fig.add_trace(go.Scatter(
+            x=days, y=rel, mode="lines", name=label, legendgroup=route,
+            line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route), shape="hv"),
+            customdata=np.column_stack([low, high, at_risk]),
+            hovertemplate=(f"<b>{label}</b><br>Day %{{x:.1f}}<br>Relieved: %{{y:.1%}}"
+                           "<br>95 % interval: %{customdata[0]:.1%} to %{customdata[1]:.1%}"
+                           "<br>At risk: %{customdata[2]:,.0f}<extra></extra>"),
+        ), row=1, col=1)
+    axis_end = max(7, int(math.ceil(last_shown / 7.0)) * 7)
+    tick_days = risk_table_days(axis_end)
+    max_day = float(axis_end)
+    risk = numbers_at_risk(curve, tick_days)
+    hidden_text = "–"
+    for route in routes:
+        r = risk[risk["route"] == route]
+        fig.add_trace(go.Scatter(
+            x=r["day"], y=[colors.route_label(route)] * len(r), mode="text",
+            text=[hidden_text if _isnan(v) else f"{int(v):,}" for v in r["at_risk"]],
+            textfont=dict(color=colors.route_color(route), size=12), showlegend=False,
+            hovertemplate=f"{colors.route_label(route)}: %{{text}} at risk on day %{{x}}<extra></extra>",
+        ), row=2, col=1)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Patients relieved (%)", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False, title_text="Numbers at risk", row=2,
+                     col=1, tickfont=dict(size=11), title_font=dict(size=12))
+    fig.update_xaxes(tickvals=tick_days, range=[-0.5, max(tick_days[-1], max_day) + 0.5], row=1, col=1)
+    fig.update_xaxes(tickvals=tick_days, showgrid=False, title_text="Days since the first session", row=2, col=1)
+    fig.update_xaxes(showticklabels=True, title_text="Days since the first session", row=1, col=1)
+    return _base_layout(fig, title, height=max(560, 430 + 26 * len(routes)))
+
+
+# --- side effects -------------------------------------------------------------------------------------
+
+
+@_plain_inputs
+def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
+    """Route × event heatmap of the share of sessions with the event ('hidden' cells in grey)."""
+    title = "Side effects: share of sessions with each event, by route"
+    if side_effects is None or side_effects.empty:
+        return _empty(title, "No sessions in this cohort.")
+    routes = _routes(side_effects)
+    events = [e for e in spec.SUMMARY_EVENTS if e in set(side_effects["event"].astype(str))]
+    pivot = (side_effects.assign(event=side_effects["event"].astype(str), route=side_effects["route"].astype(str))
+             .pivot_table(index="route", columns="event", values="session_rate", aggfunc="first", dropna=False)
+             .reindex(index=routes, columns=events))
+    counts = (side_effects.assign(event=side_effects["event"].astype(str), route=side_effects["route"].astype(str))
+              .pivot_table(index="route", columns="event", values="sessions_with_event", aggfunc="first", dropna=False)
+              .reindex(index=routes, columns=events))
+    z = np.array([floats(row) for row in pivot.to_numpy()], dtype=float)
+    text = [[fmt_pct(v, 1) if not _isnan(v) else "hidden" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z * 100, x=[event_label(e) for e in events], y=[colors.route_label(r) for r in routes],
+        text=text, texttemplate="%{text}", textfont=dict(size=11),
+        colorscale=colors.RATE_COLORSCALE, zmin=0, colorbar=dict(title=dict(text="Sessions (%)")),
+        customdata=np.array([floats(row) for row in counts.to_numpy()], dtype=float),
+        hovertemplate="<b>%{y}</b><br>%{x}: %{text} of sessions<br>Sessions with the event: %{customdata:,.0f}<extra></extra>",
+        xgap=2, ygap=2,
+    ))
+    fig.update_xaxes(title_text="Side effect", tickangle=-35, side="bottom")
+    fig.update_yaxes(title_text="Route of the session", autorange="reversed")
+    fig.update_layout(plot_bgcolor=colors.HIDDEN)
+    return _base_layout(fig, title, height=max(380, 200 + 40 * len(routes)), legend=False)
+
+
+@_plain_inputs
+def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | None = None) -> go.Figure:
+    """Per-patient incidence of each event per route, with 95 % intervals (`patient_ci_low/high`)."""
+    title = "Patients with each side effect at least once, by route"
+    if side_effects is None or side_effects.empty:
+        return _empty(title, "No sessions in this cohort.")
+    df = side_effects.assign(event=side_effects["event"].astype(str))
+    chosen = [e for e in (events or spec.SUMMARY_EVENTS) if e in set(df["event"])]
+    df = df[df["event"].isin(chosen)]
+    fig = go.Figure()
+    for route in _routes(df):
+        d = df[df["route"] == route].set_index("event").reindex(chosen)
+        rates = [_num(v) for v in d["patient_rate"]]
+        lo = d["patient_ci_low"] if "patient_ci_low" in d else pd.Series(np.nan, index=d.index)
+        hi = d["patient_ci_high"] if "patient_ci_high" in d else pd.Series(np.nan, index=d.index)
+        minus = [_interval_arrays(r, a, b)[0] for r, a, b in zip(rates, lo, hi)]
+        plus = [_interval_arrays(r, a, b)[1] for r, a, b in zip(rates, lo, hi)]
+        label = colors.route_label(route)
+        fig.add_trace(go.Scatter(
+            x=[r if r is not None else None for r in rates], y=[event_label(e) for e in chosen],
+            mode="markers", name=label, legendgroup=route, offsetgroup=route,
+            marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=10),
+            error_x=dict(type="data", symmetric=False, array=plus, arrayminus=minus,
+                         color=colors.route_color(route), thickness=1.5, width=3),
+            customdata=_stack(d["patients_with_event"], d["patients"], lo, hi),
+            hovertemplate=(f"<b>{label}</b><br>%{{y}}: %{{x:.1%}} of patients"
+                           "<br>95 % interval: %{customdata[2]:.1%} to %{customdata[3]:.1%}"
+                           "<br>%{customdata[0]:,.0f} of %{customdata[1]:,.0f} patients<extra></extra>"),
+        ))
+    fig.update_layout(scattermode="group")
+    fig.update_xaxes(tickformat=".0%", rangemode="tozero", title_text="Patients (%) with 95 % interval")
+    fig.update_yaxes(autorange="reversed", title_text="Side effect", type="category")
+    return _base_layout(fig, title, height=max(420, 120 + 26 * len(chosen) * max(1, len(_routes(df))) // 2))
+
+
+@_plain_inputs
+def create_severity_figure(severity: pd.DataFrame, route: str) -> tuple[go.Figure, list[str]]:
+    """Severity mix (mild / moderate / severe share) of each event for one route.
+
+    Events with any hidden severity count are left out (a share of a partly hidden total would mislead);
+    they are returned so the page can say so.
+    """
+    title = f"Severity: {colors.route_label(route)}"
+    if severity is None or severity.empty:
+        return _empty(title, "No side effects recorded in this cohort."), []
+    d = severity[severity["route"].astype(str) == route].assign(event=lambda x: x["event"].astype(str),
+                                                                 severity=lambda x: x["severity"].astype(str))
+    events = [e for e in spec.EVENTS if e in set(d["event"])]
+    table = d.pivot_table(index="event", columns="severity", values="sessions_with_event", aggfunc="first",
+                          dropna=False).reindex(index=events, columns=list(spec.SEVERITIES))
+    partly_hidden = [e for e in events if table.loc[e].isna().any() and not table.loc[e].isna().all()
+                     or table.loc[e].isna().all()]
+    shown = [e for e in events if e not in partly_hidden and table.loc[e].sum() > 0]
+    if not shown:
+        return _empty(title, "Every severity count here rests on too few sessions and is hidden."), partly_hidden
+    totals = table.loc[shown].sum(axis=1)
+    fig = go.Figure()
+    for sev in spec.SEVERITIES:
+        counts = table.loc[shown, sev].fillna(0)
+        fig.add_trace(go.Bar(
+            x=counts / totals, y=[event_label(e) for e in shown], orientation="h", name=sev.capitalize(),
+            marker=dict(color=colors.SEVERITY_COLORS[sev], line=dict(color="white", width=0.5)),
+            customdata=_stack(counts, totals),
+            hovertemplate=(f"%{{y}}, {sev}: %{{x:.0%}}<br>%{{customdata[0]:,.0f}} of %{{customdata[1]:,.0f}} sessions"
+                           "<extra></extra>"),
+        ))
+    fig.update_layout(barmode="stack", legend_traceorder="normal")
+    fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="Share of sessions with the event (%)")
+    fig.update_yaxes(autorange="reversed", title_text="Side effect")
+    return _base_layout(fig, title, height=max(320, 110 + 28 * len(shown))), partly_hidden
+
+
+@_plain_inputs
+def create_fade_figure(by_session: pd.DataFrame, event: str, max_session: int = 12) -> go.Figure:
+    """How often an event occurs at each session number, per route (does it fade with repeat dosing?)."""
+    title = f"{event_label(event)} by session number"
+    if by_session is None or by_session.empty:
+        return _empty(title, "No sessions in this cohort.")
+    d = by_session[(by_session["event"].astype(str) == event) & (by_session["session_number"] <= max_session)]
+    if d.empty:
+        return _empty(title, "No sessions for this event.")
+    fig = go.Figure()
+    for route in _routes(d):
+        r = d[d["route"] == route].sort_values("session_number")
+        label = colors.route_label(route)
+        fig.add_trace(go.Scatter(
+            x=r["session_number"], y=r["session_rate"], mode="lines+markers", name=label, legendgroup=route,
+            line=dict(color=colors.route_color(route), dash=colors.route_dash(route),
+                      width=colors.route_line_width(route)),
+            marker=dict(symbol=colors.route_symbol(route), size=8, color=colors.route_color(route)),
+            customdata=_stack(r["sessions_with_event"], r["sessions"]),
+            hovertemplate=(f"<b>{label}</b><br>Session %{{x}}: %{{y:.1%}}"
+                           "<br>%{customdata[0]:,.0f} of %{customdata[1]:,.0f} sessions<extra></extra>"),
+            connectgaps=False,
+        ))
+    fig.update_xaxes(title_text="Session number (1 = the patient's first session)", dtick=1)
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text="Sessions with the event (%)")
+    return _base_layout(fig, title)
+
+
+@_plain_inputs
+def create_blood_pressure_figure(bp: pd.DataFrame) -> go.Figure:
+    """Median peak systolic and diastolic pressure per route, and the share of sessions at ≥ 180/110."""
+    title = "Blood pressure during sessions"
+    if bp is None or bp.empty:
+        return _empty(title, "No sessions with vital signs in this cohort.")
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06, column_widths=[0.6, 0.4],
+                        subplot_titles=("Median peak pressure (filled: systolic, open: diastolic)",
+                                        "Sessions at 180/110 mmHg or more"))
+    pressures = np.concatenate([floats(bp["sbp_peak_median"]), floats(bp["dbp_peak_median"])])
+    hidden_at = float(np.nanmin(pressures)) if np.isfinite(pressures).any() else 80.0
+    for _, row in bp.iterrows():
+        route = str(row["route"])
+        label = colors.route_label(route)
+        color = colors.route_color(route)
+        n = fmt_count(row.get("sessions_with_vitals"))
+        for col, fill, name in (("sbp_peak_median", True, "systolic"), ("dbp_peak_median", False, "diastolic")):
+            v = _num(row.get(col))
+            fig.add_trace(go.Scatter(
+                x=[v], y=[label], mode="markers", legendgroup=route, showlegend=col == "sbp_peak_median",
+                name=label,
+                marker=dict(color=color if fill else "white", symbol=colors.route_symbol(route), size=13,
+                            line=dict(color=color, width=2)),
+                hovertemplate=(f"<b>{label}</b><br>Median peak {name}: "
+                               f"{'hidden' if v is None else f'{v:.0f} mmHg'}<br>Sessions with vitals: {n}<extra></extra>"),
+            ), row=1, col=1)
+        if _num(row.get("sbp_peak_median")) is None and _num(row.get("dbp_peak_median")) is None:
+            fig.add_trace(go.Scatter(x=[hidden_at], y=[label], mode="text", text=["hidden"], showlegend=False,
+                                     textposition="middle right", textfont=dict(color=colors.NEUTRAL),
+                                     hoverinfo="skip"), row=1, col=1)
+        share = _num(row.get("share_bp_severe"))
+        fig.add_trace(go.Bar(
+            x=[share or 0], y=[label], orientation="h", showlegend=False, legendgroup=route, name=label,
+            marker=dict(color=color, pattern=dict(shape=colors.route_pattern(route))),
+            text=[fmt_pct(share)], textposition="outside",
+            hovertemplate=f"<b>{label}</b><br>{fmt_pct(share)} of sessions with vitals ({n})<extra></extra>",
+        ), row=1, col=2)
+    fig.update_xaxes(title_text="Blood pressure (mmHg)", row=1, col=1)
+    shares = floats(bp["share_bp_severe"])
+    top = float(np.nanmax(shares)) if np.isfinite(shares).any() else 0.0
+    fig.update_xaxes(title_text="Sessions with vitals (%)", tickformat=".1%" if top < 0.05 else ".0%",
+                     range=[0, max(top * 1.3, 0.01)], row=1, col=2)
+    fig.update_yaxes(autorange="reversed", title_text="Route", col=1)
+    return _base_layout(fig, title, height=max(250, 120 + 44 * len(bp)), legend=False)
+
+
+# --- maintenance ----------------------------------------------------------------------------------------
+
+
+@_plain_inputs
+def create_maintenance_rates_figure(maintenance: pd.DataFrame) -> go.Figure:
+    """Maintenance uptake among responders and the 8-week sustained response, per route, with intervals."""
+    title = "Maintenance uptake and sustained response by route"
+    if maintenance is None or maintenance.empty:
+        return _empty(title, "No responders in this cohort.")
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=("Responders who started maintenance",
+                                        "Responders still responding 8 weeks after induction"))
+    _add_rate_dots(fig, maintenance, "uptake_rate", "uptake_ci_low", "uptake_ci_high",
+                   numerator="responders_in_maintenance", denominator="responders", what="Uptake", col=1)
+    _add_rate_dots(fig, maintenance, "sustained_response_8w", "sustained_ci_low", "sustained_ci_high",
+                   numerator=None, denominator=None, what="Sustained response (Kaplan–Meier)", col=2,
+                   showlegend=False)
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%) with 95 % interval")
+    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_yaxes(title_text="Route", col=1)
+    return _base_layout(fig, title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
+
+
+@_plain_inputs
+def create_maintenance_timing_figure(maintenance: pd.DataFrame) -> go.Figure:
+    """Median days to the first maintenance session and median days between maintenance sessions."""
+    title = "Timing of maintenance sessions (medians over maintenance patients)"
+    if maintenance is None or maintenance.empty:
+        return _empty(title, "No maintenance patients in this cohort.")
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=("Days from the last induction session to the first maintenance session",
+                                        "Days between maintenance sessions"))
+    for col, column in ((1, "median_days_to_first_maintenance"), (2, "median_interval_days")):
+        for _, row in maintenance.iterrows():
+            route = str(row["route"])
+            label = colors.route_label(route)
+            v = _num(row.get(column))
+            fig.add_trace(go.Bar(
+                x=[v or 0], y=[label], orientation="h", name=label, legendgroup=route, showlegend=False,
+                marker=dict(color=colors.route_color(route), pattern=dict(shape=colors.route_pattern(route))),
+                text=["hidden" if v is None else f"{v:.0f}"], textposition="outside",
+                hovertemplate=(f"<b>{label}</b><br>Median: {fmt_days(v)}"
+                               f"<br>Maintenance patients: {fmt_count(row.get('maintenance_patients'))}<extra></extra>"),
+            ), row=1, col=col)
+    fig.update_xaxes(title_text="Days (median)", rangemode="tozero")
+    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_yaxes(title_text="Route", col=1)
+    return _base_layout(fig, title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
+
+
+@_plain_inputs
+def create_projection_figure(projection: pd.DataFrame) -> go.Figure:
+    """Projected maintenance sessions per month that the current responders will need, per route."""
+    title = "Projected maintenance sessions per month for the current responders"
+    if projection is None or projection.empty:
+        return _empty(title, "No responders in this cohort.")
+    proj = projection[projection["route"].astype(str) != spec.ALL]
+    if proj.empty:
+        proj = projection
+    fig = go.Figure()
+    for _, row in proj.iterrows():
+        route = str(row["route"])
+        label = colors.route_label(route)
+        v = _num(row.get("sessions_per_month"))
+        fig.add_trace(go.Bar(
+            x=[label], y=[v or 0], name=label, legendgroup=route, showlegend=False,
+            marker=dict(color=colors.route_color(route), pattern=dict(shape=colors.route_pattern(route))),
+            text=["hidden" if v is None else f"{v:,.0f}"], textposition="outside",
+            hovertemplate=(f"<b>{label}</b><br>{'hidden' if v is None else f'{v:,.1f}'} sessions per month"
+                           f"<br>Current responders: {fmt_count(row.get('current_responders'))}"
+                           f"<br>Expected in maintenance: {fmt_count(row.get('expected_in_maintenance'))}<extra></extra>"),
+        ))
+    fig.update_yaxes(title_text="Maintenance sessions per month", rangemode="tozero")
+    fig.update_xaxes(title_text="Route")
+    return _base_layout(fig, title, legend=False)

@@ -1,0 +1,642 @@
+"""The dashboard's shared Streamlit parts: the sidebar bound to the URL, cached data access, common blocks.
+
+- `render_sidebar` draws every filter and analysis setting once, in the entry script, so all pages share
+  them. Each widget's key is the query-parameter name of `Settings` (`route=IV&route=IN&site=S2`), bound
+  with `bind="query-params"`, so a link reopens the same view. Values in a link that cannot be used are
+  named in a visible notice (`url_problems`) rather than dropped silently.
+- `load_*` functions are the only way pages reach data. Results are cached with `st.cache_data` keyed by the
+  database signature (it changes when an import swaps in a new file) and the frozen `Settings`; the DuckDB
+  connection is cached per signature with `st.cache_resource`, and every query takes its own cursor
+  (DuckDB 2.0 connections are not shared across threads; cursors are).
+- Everything drawn comes through disclosure control (`export.compute_summaries`, `disclosure.protect`).
+- `render_*` blocks: the cohort banner, the disclosure note, downloads, the error screens.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from . import spec, store
+from .settings import FILTER_NAMES, SETTING_NAMES, Settings, SettingsError, iter_defaults
+
+DB_ENV = "KETAMINE_OUTCOMES_DB"
+CONTEXT_KEY = "_ko_context"
+NOTICE_KEY = "_ko_url_notice"
+SEEN_KEY = "_ko_url_seen"
+# Streamlit's own query parameters (embedding); never ours, never a problem.
+_STREAMLIT_PARAMS = {"embed", "embed_options"}
+_CACHE_TTL = 3600
+_CACHE_ENTRIES = 256
+
+YES_NO = ("yes", "no")
+POPULATION_HELP = {
+    "observed": "patients with an endpoint score",
+    "itt": "every eligible patient; a missing endpoint counts as no response",
+}
+RELIEF_HELP = {
+    "response": "50 % improvement or more",
+    "mcid": "a drop of at least the minimal important change (GAD-7 4, PHQ-9 5, PCL-5 10 points)",
+}
+
+
+# --- context handed from the entry script to the pages ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageContext:
+    """What every page needs: the database (path and signature) and the validated settings."""
+
+    db_path: Path
+    signature: tuple[str, int, int, int]
+    settings: Settings
+
+    @property
+    def min_cell(self) -> int:
+        return self.settings.min_cell
+
+
+def set_context(ctx: PageContext) -> None:
+    st.session_state[CONTEXT_KEY] = ctx
+
+
+def current_context() -> PageContext:
+    """The context the entry script set for this run (pages are only run from dashboard/app.py)."""
+    ctx = st.session_state.get(CONTEXT_KEY)
+    if ctx is None:
+        st.error("Open the dashboard through its main address (ketamine-outcomes serve), not a page file.")
+        st.stop()
+    return ctx
+
+
+# --- database --------------------------------------------------------------------------------------------
+
+
+def database_path() -> Path | None:
+    """The database the dashboard shows: $KETAMINE_OUTCOMES_DB (set by `ketamine-outcomes serve`)."""
+    raw = os.environ.get(DB_ENV, "").strip()
+    return Path(raw) if raw else None
+
+
+def _close(con: Any) -> None:
+    try:
+        con.close()
+    except Exception:  # noqa: BLE001 - closing a connection that is already gone is fine
+        pass
+
+
+_LAST_SIGNATURE: dict[str, tuple[str, int, int, int]] = {}
+_SIGNATURE_LOCK = threading.Lock()
+
+
+@st.cache_resource(max_entries=4, on_release=_close, show_spinner=False)
+def load_connection(signature: tuple[str, int, int, int]):  # noqa: ANN201 - duckdb connection
+    """A read-only connection per database signature; a new import (new file) opens a new one."""
+    return store.open_database(signature[0], read_only=True)
+
+
+def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
+    """Resolve and open the configured database; raises StoreError with a message for the reader."""
+    path = database_path()
+    if path is None:
+        raise store.StoreError(
+            f"No database is configured. Start the dashboard with `ketamine-outcomes serve --db PATH` "
+            f"(or set {DB_ENV})."
+        )
+    if not path.exists():
+        raise store.StoreError(
+            f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}"
+        )
+    from . import export
+
+    signature = store.database_signature(path)
+    with _SIGNATURE_LOCK:
+        previous = _LAST_SIGNATURE.get(signature[0])
+        if previous is not None and previous != signature:
+            # An import swapped in a new file. DuckDB keeps one database instance per open path, so while the
+            # old file's connection is open a new connect() would still see the old data: close it first.
+            load_connection.clear()
+        _LAST_SIGNATURE[signature[0]] = signature
+    con = load_connection(signature)  # open now so a corrupt file is reported here, once
+    export.require_derived_tables(con, path)
+    return path, signature
+
+
+# --- cached data access -------------------------------------------------------------------------------------
+
+
+def _cached(fn: Callable) -> Callable:
+    return st.cache_data(ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES, show_spinner=False)(fn)
+
+
+@_cached
+def load_filter_options(signature: tuple) -> dict[str, list[str]]:
+    """Sites and start quarters present in the database (the site and quarter filters' options)."""
+    df = store.run_query(load_connection(signature), "filter_options")
+    return {
+        "site": [str(v) for v in df.loc[df["kind"] == "site", "value"]],
+        "quarter": [str(v) for v in df.loc[df["kind"] == "quarter", "value"]],
+    }
+
+
+@_cached
+def load_summaries(signature: tuple, settings: Settings) -> dict[str, pd.DataFrame]:
+    """The CSV summaries (disclosure applied), exactly as the command-line export computes them."""
+    from . import export
+
+    return export.compute_summaries(load_connection(signature), settings)
+
+
+def _csv_builder(formatter: Callable[[pd.DataFrame], bytes], df: pd.DataFrame) -> Callable[[], bytes]:
+    """A download's data callable: the export's own CSV formatter, run only when the reader clicks."""
+    return lambda: formatter(df)
+
+
+def _protect(name: str, df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    from . import disclosure
+
+    return disclosure.protect(name, df, settings.min_cell)
+
+
+@_cached
+def load_route_comparison(signature: tuple, settings: Settings, outcome: str):  # noqa: ANN201
+    """The route comparison (chi-square across routes and pairwise differences), disclosure applied."""
+    from . import metrics
+
+    result = metrics.route_comparison(load_connection(signature), settings, outcome=outcome)
+    return result, _protect("route_comparison", result.pairwise, settings)
+
+
+@_cached
+def load_trajectory(signature: tuple, settings: Settings) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("trajectory", metrics.trajectory(load_connection(signature), settings), settings)
+
+
+@_cached
+def load_breakdown(signature: tuple, settings: Settings, by: str) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("breakdown", metrics.breakdown(load_connection(signature), settings, by), settings)
+
+
+@_cached
+def load_logrank(signature: tuple, settings: Settings) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("logrank", metrics.time_to_relief(load_connection(signature), settings).logrank, settings)
+
+
+@_cached
+def load_severity(signature: tuple, settings: Settings) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("side_effect_severity", metrics.side_effect_severity(load_connection(signature), settings),
+                    settings)
+
+
+@_cached
+def load_side_effects_by_session(signature: tuple, settings: Settings) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("side_effect_by_session_number",
+                    metrics.side_effect_by_session_number(load_connection(signature), settings), settings)
+
+
+@_cached
+def load_blood_pressure(signature: tuple, settings: Settings) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("blood_pressure", metrics.blood_pressure(load_connection(signature), settings), settings)
+
+
+@_cached
+def load_projection(signature: tuple, settings: Settings) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("maintenance_projection", metrics.maintenance_projection(load_connection(signature), settings),
+                    settings)
+
+
+@_cached
+def load_data_quality(signature: tuple, settings: Settings) -> pd.DataFrame:
+    from . import metrics
+
+    return _protect("data_quality", metrics.data_quality(load_connection(signature), settings), settings)
+
+
+@_cached
+def load_import_history(signature: tuple) -> pd.DataFrame:
+    return store.run_query(load_connection(signature), "import_history")
+
+
+def zip_bytes_builder(ctx: PageContext) -> Callable[[], bytes]:
+    """A callable for the 'all summaries' download: built only when the reader clicks."""
+    from . import export
+
+    con = load_connection(ctx.signature)
+    settings = ctx.settings
+    return lambda: export.summaries_zip_bytes(con, settings)
+
+
+# --- statistics helpers for the views -------------------------------------------------------------------
+
+
+def with_wilson_interval(df: pd.DataFrame, k: str, n: str, prefix: str) -> pd.DataFrame:
+    """Add `{prefix}_ci_low/high`: the 95 % Wilson interval of k/n, NaN where either count is hidden or n = 0."""
+    from .metrics import wilson
+
+    lows, highs = [], []
+    for kv, nv in zip(df[k], df[n]):
+        if pd.isna(kv) or pd.isna(nv) or int(nv) <= 0:
+            lows.append(float("nan"))
+            highs.append(float("nan"))
+            continue
+        _, low, high = wilson(int(kv), int(nv))
+        lows.append(low)
+        highs.append(high)
+    return df.assign(**{f"{prefix}_ci_low": lows, f"{prefix}_ci_high": highs})
+
+
+def all_row(df: pd.DataFrame) -> pd.Series | None:
+    """The `ALL` row of a summary (None when the table is empty)."""
+    if df is None or df.empty:
+        return None
+    rows = df[df["route"].astype(str) == spec.ALL]
+    return rows.iloc[0] if len(rows) else None
+
+
+# --- URL parameters -------------------------------------------------------------------------------------
+
+
+def raw_query_params() -> dict[str, list[str]]:
+    qp = st.query_params
+    return {key: list(qp.get_all(key)) for key in qp.keys()}
+
+
+def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]]) -> list[str]:
+    """Plain-language problems with a link's query parameters, one per parameter and value.
+
+    Checks what `Settings.from_query_params` checks, and also what the widgets would silently drop:
+    a site or start quarter that is not in this database, and a value not spelled as the widget offers it.
+    """
+    problems: list[str] = []
+    known: dict[str, list[str]] = {}
+    for key, values in params.items():
+        if key in _STREAMLIT_PARAMS:
+            continue
+        if key not in FILTER_NAMES + SETTING_NAMES:
+            shown = ", ".join(repr(v) for v in values)
+            problems.append(f"{key}: not a setting of this dashboard (value {shown}); ignored")
+            continue
+        known[key] = list(values)
+    try:
+        Settings.from_query_params(known)
+    except SettingsError as exc:
+        problems.extend(exc.problems)
+    mentioned = {p.split(":", 1)[0] for p in problems}
+    spelled = widget_options(options)
+    for key, values in known.items():
+        if key in mentioned or key not in spelled:
+            continue
+        allowed = spelled[key]
+        for value in values:
+            if value.strip() == "":
+                continue
+            if value not in allowed:
+                if key == "site":
+                    problems.append(f"site: {value!r} is not a site in this database")
+                elif key in ("from_quarter", "to_quarter"):
+                    problems.append(f"{key}: no patient in this database started in {value!r}")
+                else:
+                    problems.append(f"{key}: {value!r} should be written as one of {', '.join(allowed)}")
+    return problems
+
+
+def widget_options(options: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """The exact values each option widget accepts in the URL (codes, as `Settings` spells them)."""
+    return {
+        "route": spec.ROUTES,
+        "site": tuple(options.get("site", ())),
+        "diagnosis": spec.DIAGNOSES,
+        "sex": spec.SEXES,
+        "age_band": spec.AGE_BANDS,
+        "from_quarter": tuple(options.get("quarter", ())),
+        "to_quarter": tuple(options.get("quarter", ())),
+        "treatment_resistant": YES_NO,
+        "setting": spec.SETTINGS,
+        "integration": YES_NO,
+        "severity": spec.SEVERITY_BANDS,
+        "instrument": spec.INSTRUMENTS,
+        "population": spec.POPULATIONS,
+        "relief": spec.RELIEF_THRESHOLDS,
+    }
+
+
+def note_url_problems(problems: list[str], params: Mapping[str, Sequence[str]]) -> None:
+    """Remember a link's problems for this session, so the notice survives the widgets' URL clean-up, and
+    take unknown parameters out of the URL (the bound widgets drop their own invalid values).
+
+    A problem already shown (and perhaps dismissed) is not raised again in the same session.
+    """
+    seen: set[str] = st.session_state.setdefault(SEEN_KEY, set())
+    new = [p for p in problems if p not in seen]
+    if new:
+        st.session_state[NOTICE_KEY] = list(st.session_state.get(NOTICE_KEY) or []) + new
+        seen.update(new)
+    for key in params:
+        if key not in _STREAMLIT_PARAMS and key not in FILTER_NAMES + SETTING_NAMES and key in st.query_params:
+            del st.query_params[key]
+
+
+def render_url_notice() -> None:
+    problems = st.session_state.get(NOTICE_KEY)
+    if not problems:
+        return
+    with st.container(border=True):
+        st.warning(
+            "**Part of this link could not be used.** These settings were ignored and the rest of the link "
+            "was applied:\n\n" + "\n".join(f"- {p}" for p in problems),
+            icon=":material/warning:",
+        )
+        st.button("Dismiss", key="_ko_dismiss_notice", on_click=lambda: st.session_state.pop(NOTICE_KEY, None))
+
+
+# --- the sidebar --------------------------------------------------------------------------------------------
+
+
+WIDGET_DEFAULTS: dict[str, Any] = {
+    "route": [], "site": [], "diagnosis": [], "sex": [], "age_band": [], "from_quarter": None,
+    "to_quarter": None, "treatment_resistant": None, "setting": [], "integration": None, "severity": [],
+    "instrument": spec.DEFAULT_INSTRUMENT, "min_baseline": None, "population": spec.DEFAULT_POPULATION,
+    "relief": spec.DEFAULT_RELIEF, "window": spec.DEFAULT_WINDOW, "min_cell": spec.DEFAULT_MIN_CELL,
+}
+assert set(WIDGET_DEFAULTS) == {name for name, _ in iter_defaults()}
+
+
+def reset_settings() -> None:
+    """Back to every default (the URL loses every parameter)."""
+    for key, value in WIDGET_DEFAULTS.items():
+        st.session_state[key] = list(value) if isinstance(value, list) else value
+    st.session_state.pop(NOTICE_KEY, None)
+
+
+def _active(url_keys: Iterable[str], *keys: str) -> bool:
+    """Whether any of these settings is set: in the link (first run) or in the widgets' state."""
+    in_url = set(url_keys)
+    return any(k in in_url or st.session_state.get(k) not in (None, [], WIDGET_DEFAULTS[k]) for k in keys)
+
+
+def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """Every filter and setting, bound to the URL; returns the widget values by parameter name.
+
+    `url_keys` are the parameters of the link being opened: their sections open so the reader sees them.
+    """
+    url_keys = tuple(url_keys)
+    bind = "query-params"
+    sb = st.sidebar
+    v: dict[str, Any] = {}
+    sb.markdown("### Cohort filters")
+    v["route"] = sb.multiselect(
+        "Route (of the first session)", spec.ROUTES, key="route", bind=bind, placeholder="All routes",
+        help="; ".join(f"{code}: {label}" for code, label in spec.ROUTE_LABELS.items()),
+    )
+    v["site"] = sb.multiselect("Site", list(options.get("site", ())), key="site", bind=bind,
+                               placeholder="All sites")
+    v["diagnosis"] = sb.multiselect("Primary diagnosis", spec.DIAGNOSES, key="diagnosis", bind=bind,
+                                    placeholder="All diagnoses")
+    more = ("sex", "age_band", "from_quarter", "to_quarter", "treatment_resistant", "setting", "integration",
+            "severity")
+    with sb.expander("More filters", expanded=_active(url_keys, *more)):
+        v["sex"] = st.multiselect("Sex", spec.SEXES, key="sex", bind=bind, placeholder="Any",
+                                  help="F female, M male, X another sex, U not recorded")
+        v["age_band"] = st.multiselect("Age band", spec.AGE_BANDS, key="age_band", bind=bind, placeholder="Any age")
+        quarters = list(options.get("quarter", ()))
+        c1, c2 = st.columns(2)
+        v["from_quarter"] = c1.selectbox("Started from", quarters, index=None, key="from_quarter", bind=bind,
+                                         placeholder="Earliest")
+        v["to_quarter"] = c2.selectbox("Started until", quarters, index=None, key="to_quarter", bind=bind,
+                                       placeholder="Latest")
+        v["treatment_resistant"] = st.selectbox("Treatment-resistant", YES_NO, index=None,
+                                                key="treatment_resistant", bind=bind, placeholder="Either")
+        v["setting"] = st.multiselect("Setting (of the first session)", spec.SETTINGS, key="setting", bind=bind,
+                                      placeholder="Clinic and home")
+        v["integration"] = st.selectbox("Integration therapy", YES_NO, index=None, key="integration", bind=bind,
+                                        placeholder="Either")
+        v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity", bind=bind,
+                                       placeholder="Any severity",
+                                       help="Band of the baseline score on the chosen questionnaire")
+    analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell")
+    with sb.expander("Analysis settings", expanded=_active(url_keys, *analysis)):
+        v["instrument"] = st.selectbox(
+            "Questionnaire", spec.INSTRUMENTS, key="instrument", bind=bind,
+            help="GAD7: GAD-7 (anxiety), PHQ9: PHQ-9 (depression), PCL5: PCL-5 (PTSD)",
+        )
+        instrument = v["instrument"] or spec.DEFAULT_INSTRUMENT
+        v["min_baseline"] = st.number_input(
+            "Minimum baseline score", min_value=0, max_value=max(hi for _, hi in spec.SCORE_RANGE.values()),
+            value=None, step=1, key="min_baseline", bind=bind,
+            placeholder=f"Default for {spec.INSTRUMENT_LABELS[instrument]}: {spec.DEFAULT_MIN_BASELINE[instrument]}",
+            help="Patients with a lower baseline are not eligible. Empty: the questionnaire's default.",
+        )
+        v["population"] = st.radio(
+            "Population", spec.POPULATIONS, key="population", bind=bind, horizontal=True,
+            captions=[POPULATION_HELP[p] for p in spec.POPULATIONS],
+        )
+        v["relief"] = st.radio(
+            "Relief threshold", spec.RELIEF_THRESHOLDS, key="relief", bind=bind, horizontal=True,
+            captions=[RELIEF_HELP[r] for r in spec.RELIEF_THRESHOLDS],
+            help="What counts as relief on the Time to relief page",
+        )
+        v["window"] = st.number_input(
+            "Endpoint window (days after the last induction session)", min_value=0, max_value=spec.MAX_WINDOW,
+            value=spec.DEFAULT_WINDOW, step=1, key="window", bind=bind,
+        )
+        v["min_cell"] = st.number_input(
+            "Minimum cell (smallest count shown; 0 turns hiding off)", min_value=0, max_value=spec.MAX_MIN_CELL,
+            value=spec.DEFAULT_MIN_CELL, step=1, key="min_cell", bind=bind,
+            help="Counts below this, and rates resting on fewer patients, are hidden to protect privacy.",
+        )
+    sb.button("Reset all filters and settings", on_click=reset_settings, key="_ko_reset", icon=":material/restart_alt:",
+              width="stretch")
+    return v
+
+
+def settings_from_widgets(values: Mapping[str, Any]) -> Settings:
+    """Build the Settings the pages compute from. Raises SettingsError (e.g. a start after the end)."""
+    def tup(x: Any) -> tuple[str, ...]:
+        return tuple(x or ())
+
+    def yes_no(x: Any) -> bool | None:
+        return None if x is None else x == "yes"
+
+    return Settings(
+        route=tup(values["route"]), site=tup(values["site"]), diagnosis=tup(values["diagnosis"]),
+        sex=tup(values["sex"]), age_band=tup(values["age_band"]), from_quarter=values["from_quarter"],
+        to_quarter=values["to_quarter"], treatment_resistant=yes_no(values["treatment_resistant"]),
+        setting=tup(values["setting"]), integration=yes_no(values["integration"]), severity=tup(values["severity"]),
+        instrument=values["instrument"] or spec.DEFAULT_INSTRUMENT,
+        min_baseline=None if values["min_baseline"] is None else int(values["min_baseline"]),
+        population=values["population"] or spec.DEFAULT_POPULATION,
+        relief=values["relief"] or spec.DEFAULT_RELIEF,
+        window=spec.DEFAULT_WINDOW if values["window"] is None else int(values["window"]),
+        min_cell=spec.DEFAULT_MIN_CELL if values["min_cell"] is None else int(values["min_cell"]),
+    )
+
+
+# --- shared blocks ------------------------------------------------------------------------------------------
+
+
+def cohort_size(ctx: PageContext) -> float:
+    """Patients in the cohort after disclosure control: NaN when the count is hidden (1..k-1)."""
+    row = all_row(load_summaries(ctx.signature, ctx.settings)["cohort.csv"])
+    if row is None:
+        return 0.0
+    return float("nan") if pd.isna(row["patients"]) else float(row["patients"])
+
+
+def describe_size(n: float, k: int) -> str:
+    if pd.isna(n):
+        return f"fewer than {k} patients"
+    return f"{int(n):,} patient{'s' if int(n) != 1 else ''}"
+
+
+def render_cohort_banner(ctx: PageContext) -> None:
+    """The active cohort and its size (drawn at the top of the sidebar, so visible on every page)."""
+    s = ctx.settings
+    n = cohort_size(ctx)
+    with st.container(border=True):
+        st.markdown(f"**Cohort:** {describe_size(n, s.min_cell)}")
+        st.caption(
+            f"{s.describe_filters()} · {spec.INSTRUMENT_LABELS[s.instrument]}, baseline ≥ {s.baseline_minimum}, "
+            f"{'observed' if s.population == 'observed' else 'intention to treat'}"
+        )
+
+
+def render_page_header(title: str, intro: str, ctx: PageContext) -> None:
+    st.title(title)
+    s = ctx.settings
+    st.caption(f"{intro}  \n**Cohort:** {s.describe_filters()} — {describe_size(cohort_size(ctx), s.min_cell)}.")
+
+
+def render_disclosure_note(ctx: PageContext, hidden: Iterable[str] = ()) -> None:
+    """Say visibly what disclosure control hid on this chart or table, and how to change it."""
+    k = ctx.min_cell
+    hidden = [h for h in hidden if h]
+    if k <= 0:
+        if hidden:
+            st.caption("Not available: " + ", ".join(hidden) + ".")
+        return
+    if hidden:
+        st.info(
+            f"**Hidden to protect privacy:** {', '.join(hidden)}. Cells resting on fewer than {k} patients "
+            f"(or that would let such a count be worked out) are not shown. To see more, widen the filters or "
+            f"change the minimum cell under *Analysis settings*.",
+            icon=":material/lock:",
+        )
+    else:
+        st.caption(f":material/lock: Counts under {k} patients, and rates or medians resting on them, are hidden wherever they occur.")
+
+
+def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> None:
+    """This page's summaries as CSV (the command-line export's bytes) plus a zip of all summaries."""
+    st.subheader("Download these summaries")
+    st.caption(
+        "The files are the same as `ketamine-outcomes export` writes for these filters, with the same "
+        "privacy protection."
+    )
+    from . import export
+
+    summaries = load_summaries(ctx.signature, ctx.settings)
+    cols = st.columns(len(files) + 1)
+    for col, name in zip(cols, files):
+        col.download_button(
+            f"{name}", data=_csv_builder(export.summary_csv_bytes, summaries[name]), file_name=name,
+            mime="text/csv", on_click="ignore", key=f"_ko_dl_{key}_{name}", icon=":material/download:",
+        )
+    cols[-1].download_button(
+        "All summaries (zip)", data=zip_bytes_builder(ctx), file_name="ketamine-outcomes-summaries.zip",
+        mime="application/zip", on_click="ignore", key=f"_ko_dl_{key}_zip", icon=":material/folder_zip:",
+    )
+
+
+def format_p(p: object) -> str:
+    """A p-value as a reader expects it: '< 0.0001', '0.003', '0.42'; empty when hidden or undefined."""
+    if p is None or pd.isna(p):
+        return ""
+    p = float(p)
+    if p < 0.0001:
+        return "< 0.0001"
+    return f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
+
+
+def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Iterable[str] = (),
+                 decimals: Mapping[str, int] | None = None, pvalues: Iterable[str] = (),
+                 height: int | str = "auto") -> None:
+    """A read-only table with friendly column names; rates as percentages, p-values as text, hidden cells blank."""
+    if df is None or df.empty:
+        st.caption("No rows.")
+        return
+    shown = df[[c for c in columns if c in df.columns]].copy()
+    if "route" in shown:
+        from .colors import route_label
+
+        shown["route"] = [route_label(str(r)) for r in shown["route"]]
+    percent, pvalues = set(percent), set(pvalues)
+    config: dict[str, Any] = {}
+    for col, label in columns.items():
+        if col not in shown:
+            continue
+        if col in percent:
+            shown[col] = pd.to_numeric(shown[col], errors="coerce").astype("float64") * 100
+            config[col] = st.column_config.NumberColumn(label, format="%.1f %%")
+        elif col in pvalues:
+            shown[col] = [format_p(v) for v in shown[col]]
+            config[col] = st.column_config.TextColumn(label)
+        elif pd.api.types.is_datetime64_any_dtype(shown[col]):
+            config[col] = st.column_config.DatetimeColumn(label, format="D MMM YYYY, HH:mm")
+        elif decimals and col in decimals:
+            config[col] = st.column_config.NumberColumn(label, format=f"%.{decimals[col]}f")
+        elif pd.api.types.is_numeric_dtype(shown[col]):
+            config[col] = st.column_config.NumberColumn(label, format="localized")
+        else:
+            config[col] = st.column_config.TextColumn(label)
+    st.dataframe(shown, column_config=config, hide_index=True, width="stretch", height=height)
+
+
+def render_error_screen(title: str, message: str, what_to_do: str) -> None:
+    st.title("Ketamine Outcomes")
+    st.error(f"**{title}**\n\n{message}", icon=":material/error:")
+    st.markdown(what_to_do)
+
+
+@_cached
+def load_any_side_effect(signature: tuple, settings: Settings) -> pd.DataFrame:
+    """Patients and sessions with any side effect per route and ALL, disclosure applied, with Wilson intervals."""
+    from . import metrics
+
+    df = _protect("side_effects", metrics.any_side_effect(load_connection(signature), settings), settings)
+    return with_wilson_interval(df, "patients_with_event", "patients", "patient")
+
+
+def render_dataset(ctx: PageContext) -> None:
+    """Which data set this is and when it was imported."""
+    history = load_import_history(ctx.signature)
+    if history.empty:
+        st.caption(f"Database {ctx.db_path} (no import recorded).")
+        return
+    last = history.iloc[0]
+    when = pd.Timestamp(last["imported_at"]).strftime("%d %B %Y, %H:%M UTC")
+    st.markdown(
+        f"**{last['source']}** ({last['source_format']}), imported on **{when}** "
+        f"(import {int(last['import_id'])}, program version {last['program_version']}).  \n"
+        f"The whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} sessions, "
+        f"{int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} recorded side effects."
+    )

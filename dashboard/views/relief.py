@@ -1,0 +1,78 @@
+"""Time to relief page (`/relief`): Kaplan–Meier curves of cumulative relief per route with interval bands
+and numbers at risk, the median with its interval, relief by day 1/7/14/28 and the log-rank comparison."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import figures, spec, ui
+
+THRESHOLDS = {
+    "response": "50 % improvement (response)",
+    "mcid": "minimal important change",
+}
+
+ctx = ui.current_context()
+s = ctx.settings
+instrument = spec.INSTRUMENT_LABELS[s.instrument]
+ui.render_page_header(
+    "Time to relief",
+    "Days from the first session to the first score that meets the relief threshold (post-dose scores count). "
+    "Patients who never meet it count until their last follow-up score (Kaplan–Meier).",
+    ctx,
+)
+
+
+def _switch_threshold() -> None:
+    # The page's switch drives the shared, URL-bound setting in the sidebar.
+    chosen = st.session_state.get("_ko_relief_page")
+    if chosen:
+        st.session_state["relief"] = chosen
+
+
+st.session_state["_ko_relief_page"] = s.relief
+st.segmented_control(
+    "Relief threshold", tuple(THRESHOLDS), key="_ko_relief_page", on_change=_switch_threshold,
+    format_func=lambda t: THRESHOLDS[t],
+    help=f"Minimal important change on {instrument}: a drop of at least {s.mcid} points.",
+)
+
+summaries = ui.load_summaries(ctx.signature, s)
+summary = summaries["time_to_relief.csv"]
+curve = summaries["time_to_relief_curve.csv"]
+threshold_label = THRESHOLDS[s.relief] if s.relief == "response" else f"a drop of {s.mcid}+ points on {instrument}"
+
+st.plotly_chart(figures.create_relief_figure(curve, threshold_label), key="chart_relief_curve")
+curve_hidden = s.min_cell > 0 and not curve.empty  # protect() leaves the withheld points out of the curve
+ui.render_disclosure_note(ctx, [
+    "steps of the curves resting on few events or few patients at risk (the curves step only where enough "
+    "patients were relieved since the last step); numbers at risk marked – are withheld for the same reason"
+] if curve_hidden else [])
+
+st.subheader("Median time to relief and relief by day")
+table = summary.copy()
+ui.render_table(
+    table,
+    {"route": "Route", "patients": "Patients", "events": "Relieved", "censored": "Not (yet) relieved",
+     "median_days": "Median days", "median_ci_low": "95 % low", "median_ci_high": "95 % high",
+     "relieved_by_day_1": "By day 1", "relieved_by_day_7": "By day 7", "relieved_by_day_14": "By day 14",
+     "relieved_by_day_28": "By day 28"},
+    percent=("relieved_by_day_1", "relieved_by_day_7", "relieved_by_day_14", "relieved_by_day_28"),
+    decimals={"median_days": 1, "median_ci_low": 1, "median_ci_high": 1},
+)
+st.caption("An empty median means the curve never reached half the patients (or the value is hidden); an empty "
+           "upper limit means the interval is open-ended.")
+
+st.subheader("Comparing routes (log-rank test)")
+logrank = ui.load_logrank(ctx.signature, s)
+if logrank is None or logrank.empty:
+    st.info("There is only one route in this cohort, so there is nothing to compare.", icon=":material/info:")
+else:
+    lr = logrank.assign(pair=[f"{a} vs {b}" for a, b in zip(logrank["route_a"], logrank["route_b"])])
+    ui.render_table(lr, {"pair": "Routes", "statistic": "Statistic (Z)", "p_value": "p (raw)",
+                         "p_adjusted": "p (adjusted)"},
+                    decimals={"statistic": 2}, pvalues=("p_value", "p_adjusted"))
+    st.caption("Pairwise log-rank tests of the whole curves; p-values adjusted for several comparisons "
+               "(Benjamini–Hochberg).")
+
+ui.render_downloads(ctx, ("time_to_relief.csv", "time_to_relief_curve.csv"), key="relief")

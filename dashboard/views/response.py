@@ -1,0 +1,94 @@
+"""Response by route page (`/response`): rates with intervals, the route comparison, the weekly trajectory
+and a breakdown by site, diagnosis or baseline severity."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures, spec, ui
+
+ctx = ui.current_context()
+s = ctx.settings
+instrument = spec.INSTRUMENT_LABELS[s.instrument]
+ui.render_page_header(
+    "Response by route",
+    f"Response is an improvement of 50 % or more on {instrument} from baseline to the endpoint (the last score "
+    f"within {s.window} days after the last induction session); remission is an endpoint score of "
+    f"{s.remission_cut} or less. Population: "
+    + ("patients with an endpoint score." if s.population == "observed"
+       else "every eligible patient (a missing endpoint counts as no response)."),
+    ctx,
+)
+response = ui.load_summaries(ctx.signature, s)["response_by_route.csv"]
+
+st.plotly_chart(figures.create_response_figure(response, instrument), key="chart_response_rates")
+hidden = figures.hidden_routes(response, "response_rate")
+ui.render_disclosure_note(ctx, [f"rates for {', '.join(hidden)}"] if hidden else [])
+with st.expander("Response and remission by route (table)"):
+    ui.render_table(
+        response,
+        {"route": "Route", "patients": "Eligible patients", "evaluable": "Evaluable", "responders": "Responders",
+         "response_rate": "Response rate", "response_ci_low": "Response 95 % low",
+         "response_ci_high": "Response 95 % high", "remitters": "Remitters", "remission_rate": "Remission rate",
+         "remission_ci_low": "Remission 95 % low", "remission_ci_high": "Remission 95 % high"},
+        percent=("response_rate", "response_ci_low", "response_ci_high", "remission_rate", "remission_ci_low",
+                 "remission_ci_high"),
+    )
+
+st.subheader("Comparing routes")
+outcome = st.segmented_control("Compare on", ("response", "remission"), default="response",
+                               key="_ko_compare_outcome", format_func=str.capitalize) or "response"
+comparison, pairwise = ui.load_route_comparison(ctx.signature, s, outcome)
+if pairwise is None or pairwise.empty:
+    st.info("There is only one route in this cohort, so there is nothing to compare.", icon=":material/info:")
+else:
+    st.markdown(
+        "Differences between routes come first, with their 95 % intervals: an interval that crosses zero means "
+        "the data cannot tell the two routes apart. The p-values are adjusted for making several comparisons "
+        "(Benjamini–Hochberg)."
+    )
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(figures.create_comparison_figure(pairwise, outcome), key="chart_comparison")
+    with right:
+        points = {c: figures.floats(pairwise[c]) * 100 for c in ("difference", "ci_low", "ci_high")}
+        table = pairwise.assign(pair=[f"{a} − {b}" for a, b in zip(pairwise["route_a"], pairwise["route_b"])],
+                                **points)
+        ui.render_table(
+            table,
+            {"pair": "Routes", "difference": "Difference", "ci_low": "95 % low", "ci_high": "95 % high",
+             "p_adjusted": "p adj."},
+            decimals={"difference": 1, "ci_low": 1, "ci_high": 1}, pvalues=("p_adjusted",),
+        )
+        st.caption("Differences and their limits in percentage points (first route minus second); p adj.: "
+                   "Benjamini–Hochberg adjusted p-value.")
+        _p = ui.format_p(comparison.p_value)
+        if _p:
+            st.caption(
+                f"All routes together: χ² = {comparison.chi2:.2f} with {comparison.dof} degrees of freedom, "
+                f"p {_p if _p.startswith('<') else '= ' + _p} (chi-square test of {outcome} across routes)."
+            )
+    hidden_pairs = [f"{a} − {b}" for a, b, d in zip(pairwise["route_a"], pairwise["route_b"], pairwise["difference"])
+                    if pd.isna(d)]
+    ui.render_disclosure_note(ctx, [f"comparisons {', '.join(hidden_pairs)}"] if hidden_pairs else [])
+
+st.subheader("Weekly trajectory")
+trajectory = ui.load_trajectory(ctx.signature, s)
+weeks = st.select_slider("Weeks shown", options=(8, 12, 26, 52), value=12, key="_ko_trajectory_weeks")
+st.plotly_chart(figures.create_trajectory_figure(trajectory, instrument, max_week=weeks), key="chart_trajectory")
+st.caption(f"Mean {instrument} score of eligible patients in each week since their first session; weeks with too "
+           "few patients are left out. Shaded: 95 % intervals — drawn for every line when two routes or fewer are "
+           "selected in the sidebar, otherwise for all routes together.")
+
+st.subheader("Breakdown")
+BY = {"site": "site", "diagnosis": "primary diagnosis", "severity": "baseline severity"}
+by = st.segmented_control("Break down by", tuple(BY), default="site", key="_ko_breakdown_by",
+                          format_func=lambda b: BY[b].capitalize()) or "site"
+breakdown = ui.load_breakdown(ctx.signature, s, by)
+st.plotly_chart(figures.create_breakdown_figure(breakdown, BY[by]), key="chart_breakdown")
+hidden_groups = sorted({f"{g} ({r})" for g, r, v in zip(breakdown.get("group", []), breakdown.get("route", []),
+                                                         breakdown.get("response_rate", [])) if pd.isna(v)})
+ui.render_disclosure_note(ctx, [f"{len(hidden_groups)} group × route cells"] if hidden_groups else [])
+
+ui.render_downloads(ctx, ("response_by_route.csv",), key="response")

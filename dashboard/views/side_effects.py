@@ -1,0 +1,77 @@
+"""Side effects page (`/side-effects`): the route × event heatmap of per-session rates, per-patient incidence
+with intervals, the severity mix, how each effect fades over session number, and blood-pressure peaks."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import colors, figures, spec, ui
+
+ctx = ui.current_context()
+s = ctx.settings
+ui.render_page_header(
+    "Side effects",
+    "Every session of the cohort's patients, grouped by the route of the session. Side effects need no "
+    "baseline score, so every patient with a session counts. Severe blood pressure: a peak of 180 systolic "
+    "or 110 diastolic or more.",
+    ctx,
+)
+side_effects = ui.load_summaries(ctx.signature, s)["side_effects.csv"]
+events_present = [e for e in spec.SUMMARY_EVENTS if e in set(side_effects["event"].astype(str))]
+
+st.plotly_chart(figures.create_side_effect_heatmap(side_effects), key="chart_heatmap")
+n_hidden = int(side_effects["session_rate"].isna().sum()) if not side_effects.empty else 0
+ui.render_disclosure_note(ctx, [f"{n_hidden} route × event cells (grey, marked 'hidden')"] if n_hidden else [])
+
+st.subheader("Patients affected")
+with_ci = ui.with_wilson_interval(side_effects, "patients_with_event", "patients", "patient")
+chosen = st.multiselect(
+    "Side effects to show", events_present, default=[e for e in events_present if e != "any"][:8],
+    format_func=figures.event_label, key="_ko_incidence_events",
+)
+st.plotly_chart(figures.create_incidence_figure(with_ci, chosen), key="chart_incidence")
+st.caption("Share of patients with at least one session of that route in which the effect was recorded, with "
+           "95 % Wilson intervals.")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Severity mix")
+    severity = ui.load_severity(ctx.signature, s)
+    routes = list(dict.fromkeys(str(r) for r in severity["route"])) if not severity.empty else [spec.ALL]
+    route = st.selectbox("Route", routes, index=len(routes) - 1, format_func=colors.route_label,
+                         key="_ko_severity_route")
+    fig, left_out = figures.create_severity_figure(severity, route)
+    st.plotly_chart(fig, key="chart_severity")
+    ui.render_disclosure_note(
+        ctx, [f"the severity mix of {', '.join(figures.event_label(e) for e in left_out)} (left out)"] if left_out else []
+    )
+with right:
+    st.subheader("Does it fade with repeat sessions?")
+    by_session = ui.load_side_effects_by_session(ctx.signature, s)
+    fade_events = [e for e in spec.SUMMARY_EVENTS if not by_session.empty and e in set(by_session["event"].astype(str))]
+    event = st.selectbox("Side effect", fade_events or list(spec.EVENTS), format_func=figures.event_label,
+                         key="_ko_fade_event")
+    st.plotly_chart(figures.create_fade_figure(by_session, event), key="chart_fade")
+    hidden_points = int(by_session.loc[by_session["event"].astype(str) == event, "session_rate"].isna().sum()) \
+        if not by_session.empty else 0
+    ui.render_disclosure_note(ctx, [f"{hidden_points} points resting on few sessions"] if hidden_points else [])
+
+st.subheader("Blood pressure")
+bp = ui.load_blood_pressure(ctx.signature, s)
+st.plotly_chart(figures.create_blood_pressure_figure(bp), key="chart_blood_pressure")
+with st.expander("Blood pressure by route (table)"):
+    ui.render_table(
+        bp,
+        {"route": "Route", "sessions_with_vitals": "Sessions with vitals", "sbp_peak_median": "Median peak systolic",
+         "dbp_peak_median": "Median peak diastolic", "sbp_rise_median": "Median systolic rise",
+         "dbp_rise_median": "Median diastolic rise", "sessions_sbp_180": "Sessions ≥ 180 systolic",
+         "sessions_dbp_110": "Sessions ≥ 110 diastolic", "share_bp_severe": "Share ≥ 180/110"},
+        percent=("share_bp_severe",),
+        decimals={"sbp_peak_median": 0, "dbp_peak_median": 0, "sbp_rise_median": 0, "dbp_rise_median": 0},
+    )
+    st.caption("Pressures in mmHg; the rise is the peak minus the pre-dose reading.")
+bp_hidden = list(dict.fromkeys(figures.hidden_routes(bp, "sbp_peak_median")
+                               + figures.hidden_routes(bp, "share_bp_severe")))
+ui.render_disclosure_note(ctx, [f"blood pressure for {', '.join(bp_hidden)}"] if bp_hidden else [])
+
+ui.render_downloads(ctx, ("side_effects.csv",), key="side_effects")

@@ -1,0 +1,440 @@
+"""The dashboard in Streamlit's AppTest: every page renders on the sample data, reacts to filters, reads its
+settings from the URL, and shows a clear message (never a traceback) for an empty or too-small cohort, a
+malformed link, and a missing, corrupt or foreign database."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import export, metrics, spec, store, ui
+from dashboard.settings import Settings
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+# page file (relative to app.py) -> (title, charts it draws on the sample, summary files it offers)
+PAGES = {
+    "views/overview.py": ("Overview", 1, ("cohort.csv", "response_by_route.csv")),
+    "views/response.py": ("Response by route", 4, ("response_by_route.csv",)),
+    "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
+    "views/side_effects.py": ("Side effects", 5, ("side_effects.csv",)),
+    "views/maintenance.py": ("Maintenance", 3, ("maintenance.csv",)),
+    "views/data.py": ("Data and definitions", 0, ()),
+}
+
+
+@pytest.fixture
+def make_app(sample_db: Path, monkeypatch: pytest.MonkeyPatch):
+    """AppTest factory on the sample database; query parameters as keyword arguments."""
+
+    def make(db: Path | None = None, **params: str | list[str]) -> AppTest:
+        monkeypatch.setenv(ui.DB_ENV, str(db or sample_db))
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        for key, value in params.items():
+            at.query_params[key] = value
+        return at
+
+    return make
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.run()
+    if page != "views/overview.py":
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception element and no error box."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def context(at: AppTest) -> ui.PageContext:
+    return at.session_state[ui.CONTEXT_KEY]
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def trace_names(spec_: dict) -> set[str]:
+    return {t.get("name") for t in spec_["data"] if t.get("name")}
+
+
+def cohort_counts(db: Path) -> pd.DataFrame:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.sql("SELECT site, sex::VARCHAR AS sex, count(*) AS n FROM patients GROUP BY ALL").df()
+
+
+# --- every page ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_on_the_sample_data(make_app, page):
+    title, charts, files = PAGES[page]
+    at = open_page(make_app(), page)
+    assert_clean(at)
+    assert at.title[0].value == title
+    specs = chart_specs(at)
+    assert len(specs) == charts
+    for s in specs:
+        assert s["layout"]["title"]["text"], "every chart has a title"
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == [*files, "All summaries (zip)"]
+    assert [b.proto.label for b in at.get("download_button")][-1] == "All summaries (zip)"
+    # the cohort and its size are always visible in the sidebar
+    assert any(m.value.startswith("**Cohort:** 2,000 patients") for m in at.sidebar.markdown)
+
+
+def test_sidebar_holds_every_setting_under_its_url_name(make_app):
+    at = make_app()
+    at.run()
+    keys = {w.key for w in at.sidebar.multiselect} | {w.key for w in at.sidebar.selectbox} | \
+           {w.key for w in at.sidebar.number_input} | {w.key for w in at.sidebar.radio}
+    assert keys == set(ui.WIDGET_DEFAULTS)
+    assert context(at).settings == Settings()
+
+
+# --- filters and the URL -------------------------------------------------------------------------------------
+
+
+def fingerprint(at: AppTest) -> str:
+    """Everything a page draws from data: chart specs, tables and headline metrics."""
+    parts = [c.proto.spec for c in at.get("plotly_chart")]
+    parts += [df.value.to_csv() for df in at.dataframe]
+    parts += [f"{m.label}={m.value}" for m in at.metric]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_reacts_to_a_filter(make_app, sample_db, page):
+    at = open_page(make_app(), page)
+    before = fingerprint(at)
+    at.sidebar.multiselect(key="route").set_value(["IV"]).run()
+    assert_clean(at)
+    s = context(at).settings
+    assert s.route == ("IV",)
+    assert fingerprint(at) != before
+    with store.open_database(sample_db) as con:
+        n_iv = int(metrics.cohort_funnel(con, s).iloc[-1]["patients"])
+    assert any(m.value == f"**Cohort:** {n_iv:,} patients" for m in at.sidebar.markdown)
+    assert any(f"route IV — {n_iv:,} patients" in c.value for c in at.caption)
+
+
+def test_a_route_filter_leaves_only_that_route_in_the_charts(make_app):
+    at = open_page(make_app(), "views/response.py")
+    assert {"IV infusion (IV)", "Intranasal (IN)", "All routes"} <= trace_names(chart_specs(at)[0])
+    at.sidebar.multiselect(key="route").set_value(["IV"]).run()
+    assert trace_names(chart_specs(at)[0]) == {"IV infusion (IV)", "All routes"}
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_opens_the_view_its_url_describes(make_app, page):
+    params = {"route": ["IV", "IN"], "site": "S2", "instrument": "PHQ9", "min_cell": "5", "relief": "mcid",
+              "treatment_resistant": "yes", "window": "14"}
+    at = open_page(make_app(**params), page)
+    assert_clean(at)
+    expected = Settings.from_query_params(params)
+    assert context(at).settings == expected
+    assert at.sidebar.multiselect(key="route").value == ["IV", "IN"]
+    assert at.sidebar.multiselect(key="site").value == ["S2"]
+    assert at.sidebar.selectbox(key="instrument").value == "PHQ9"
+    assert at.sidebar.selectbox(key="treatment_resistant").value == "yes"
+    assert at.sidebar.number_input(key="window").value == 14
+    assert at.sidebar.radio(key="relief").value == "mcid"
+    # nothing was dropped from the link, and the settings spell the same query string back
+    assert dict(at.query_params) == params
+    assert sorted(expected.to_query_params()) == sorted(
+        (k, v) for k, vs in params.items() for v in ([vs] if isinstance(vs, str) else vs)
+    )
+    assert at.title[0].value == PAGES[page][0]
+
+
+def test_the_relief_page_switches_the_shared_threshold(make_app):
+    at = open_page(make_app(), "views/relief.py")
+    assert context(at).settings.relief == "response"
+    at.button_group(key="_ko_relief_page").set_value("mcid").run()
+    assert_clean(at)
+    assert context(at).settings.relief == "mcid"
+    assert at.sidebar.radio(key="relief").value == "mcid"
+    spec_ = chart_specs(at)[0]
+    assert "a drop of 4+ points on GAD-7" in spec_["layout"]["title"]["text"]
+
+
+def test_reset_returns_every_setting_to_its_default(make_app):
+    at = make_app(route=["IV"], min_cell="5", population="itt")
+    at.run()
+    assert context(at).settings != Settings()
+    at.sidebar.button(key="_ko_reset").click().run()
+    assert_clean(at)
+    assert context(at).settings == Settings()
+    assert at.sidebar.multiselect(key="route").value == []
+
+
+def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
+    at = make_app(route=["IV", "XX"], window="abc", site="NOPE", colour="red", instrument="phq9")
+    at.run()
+    assert_clean(at)
+    notice = " ".join(w.value for w in at.warning)
+    assert "Part of this link could not be used" in notice
+    assert "route: 'XX' is not a route" in notice
+    assert "window: 'abc' is not a whole number" in notice
+    assert "site: 'NOPE' is not a site in this database" in notice
+    assert "colour: not a setting of this dashboard" in notice
+    assert "instrument: 'phq9' should be written as one of GAD7, PHQ9, PCL5" in notice
+    assert context(at).settings.route == ("IV",)  # the valid part of the link applies
+    # the notice survives the widgets cleaning the URL on the next rerun, until dismissed
+    at.run()
+    assert "Part of this link could not be used" in " ".join(w.value for w in at.warning)
+    at.button(key="_ko_dismiss_notice").click().run()
+    assert not at.warning
+
+
+def test_settings_that_do_not_fit_together_get_a_message(make_app):
+    at = make_app(from_quarter="2026-Q1", to_quarter="2025-Q1")
+    at.run()
+    assert not at.exception
+    assert "These settings do not fit together" in at.error[0].value
+    assert "from_quarter: '2026-Q1' is after to_quarter '2025-Q1'" in at.error[0].value
+
+
+OTHER_SETTINGS = [
+    {"instrument": "PCL5"},
+    {"instrument": "PHQ9", "population": "itt", "relief": "mcid", "window": "0"},
+    {"min_cell": "0"},
+    {"route": "PO"},  # one route: nothing to compare
+    {"min_cell": "100", "severity": "severe"},
+]
+
+
+@pytest.mark.parametrize("params", OTHER_SETTINGS, ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_under_other_settings(make_app, page, params):
+    at = open_page(make_app(**params), page)
+    assert_clean(at)
+    assert context(at).settings == Settings.from_query_params(params)
+    assert at.title[0].value == PAGES[page][0]
+
+
+def test_one_route_has_nothing_to_compare(make_app):
+    at = open_page(make_app(route="PO"), "views/response.py")
+    assert any("only one route" in i.value for i in at.info)
+
+
+# --- empty and too-small cohorts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_an_empty_cohort_gets_a_friendly_message(make_app, sample_db, page):
+    counts = cohort_counts(sample_db)
+    present = {(r.site, r.sex) for r in counts.itertuples()}
+    site, sex = next((s, x) for s in sorted(counts["site"].unique()) for x in spec.SEXES
+                     if (s, x) not in present and x in set(counts["sex"]))
+    at = open_page(make_app(site=site, sex=sex), page)
+    assert_clean(at)
+    assert "No patients match these filters" in at.info[0].value
+    assert not at.get("plotly_chart")
+    assert any(m.value == "**Cohort:** 0 patients" for m in at.sidebar.markdown)
+    # only the data page (import history, definitions) still opens below the message
+    assert bool(at.title and at.title[0].value == "Data and definitions") == (page == "views/data.py")
+
+
+def test_a_too_small_cohort_is_not_shown(make_app, sample_db):
+    counts = cohort_counts(sample_db)
+    small = counts[(counts["n"] > 0) & (counts["n"] < spec.DEFAULT_MIN_CELL)].iloc[0]
+    at = open_page(make_app(site=small["site"], sex=small["sex"]), "views/maintenance.py")
+    assert_clean(at)
+    assert "This cohort is too small to show" in at.warning[0].value
+    assert not at.get("plotly_chart")
+    assert any(m.value == "**Cohort:** fewer than 11 patients" for m in at.sidebar.markdown)
+    # with suppression turned off the same cohort is shown
+    at = open_page(make_app(site=small["site"], sex=small["sex"], min_cell="0"), "views/maintenance.py")
+    assert_clean(at)
+    assert not at.warning
+    assert at.get("plotly_chart")
+
+
+# --- disclosure in the charts ------------------------------------------------------------------------------------
+
+
+def test_small_cells_are_hidden_in_charts_with_an_explanation(make_app):
+    at = open_page(make_app(), "views/side_effects.py")
+    heat = chart_specs(at)[0]["data"][0]
+    assert "hidden" in [t for row in heat["text"] for t in row]
+    assert any("Hidden to protect privacy" in i.value for i in at.info)
+    at = open_page(make_app(min_cell="0"), "views/side_effects.py")
+    heat = chart_specs(at)[0]["data"][0]
+    assert "hidden" not in [t for row in heat["text"] for t in row]
+    assert not any("Hidden to protect privacy" in i.value for i in at.info)
+
+
+def test_charts_draw_the_disclosure_applied_numbers(make_app, sample_db):
+    at = open_page(make_app(route=["IV"]), "views/response.py")
+    with store.open_database(sample_db) as con:
+        expected = export.compute_summaries(con, context(at).settings)["response_by_route.csv"]
+    dots = [t for t in chart_specs(at)[0]["data"] if t.get("legendgroup") == "IV"]
+    assert dots[0]["x"][0] == pytest.approx(float(expected.iloc[0]["response_rate"]))
+    assert dots[1]["x"][0] == pytest.approx(float(expected.iloc[0]["remission_rate"]))
+
+
+# --- the database -------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_database_gets_a_message(make_app, tmp_path):
+    at = make_app(db=tmp_path / "nowhere.duckdb")
+    at.run()
+    assert not at.exception
+    assert "The database could not be opened" in at.error[0].value
+    assert "nowhere.duckdb" in at.error[0].value
+    assert "ketamine-outcomes import" in at.markdown[-1].value
+
+
+def test_a_corrupt_database_gets_a_message(make_app, tmp_path):
+    bad = tmp_path / "corrupt.duckdb"
+    bad.write_bytes(b"this is not a database\x00" * 200)
+    at = make_app(db=bad)
+    at.run()
+    assert not at.exception
+    assert "could not be" in at.error[0].value
+
+
+def test_a_foreign_database_gets_a_message(make_app, tmp_path):
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS x")
+    at = make_app(db=other)
+    at.run()
+    assert not at.exception
+    assert "is not a Ketamine Outcomes database" in at.error[0].value
+
+
+def test_a_new_import_is_picked_up_without_restarting(make_app, sample_db, sample_export, tmp_path):
+    from dashboard.ingest import import_export
+
+    db = tmp_path / "live.duckdb"
+    shutil.copy(sample_db, db)
+    at = make_app(db=db)
+    at.run()
+    assert any(m.value == "**Cohort:** 2,000 patients" for m in at.sidebar.markdown)
+    import_export(sample_export, db)  # swaps a new file in (400 patients)
+    at.run()
+    assert_clean(at)
+    assert any(m.value == "**Cohort:** 400 patients" for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+
+
+# --- data access ------------------------------------------------------------------------------------------------
+
+
+def test_one_cached_connection_serves_concurrent_sessions(sample_db):
+    """DuckDB 2.0: the shared connection is only used through a cursor per query, so threads may share it."""
+    signature = store.database_signature(sample_db)
+    con = ui.load_connection(signature)
+    settings = [Settings(route=(r,)) for r in ("IV", "IM", "IN", "SL")] + [Settings(instrument="PHQ9")] * 2
+    expected = [export.compute_summaries(con, s) for s in settings]
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            results[i] = export.compute_summaries(con, settings[i])
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(settings))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, exp in enumerate(expected):
+        for name, df in exp.items():
+            pd.testing.assert_frame_equal(results[i][name], df)
+
+
+def test_the_download_builders_give_the_command_line_bytes(sample_db, tmp_path):
+    s = Settings(route=("IV", "IN"), min_cell=11)
+    written = export.write_summaries(sample_db, tmp_path / "out", s)
+    summaries = export.compute_summaries(ui.load_connection(store.database_signature(sample_db)), s)
+    for path in written:
+        if path.name in export.SUMMARY_FILES:
+            assert ui._csv_builder(export.summary_csv_bytes, summaries[path.name])() == path.read_bytes()
+
+
+def test_url_problems_checks_against_the_database_options():
+    options = {"site": ["S1", "S2"], "quarter": ["2025-Q1", "2025-Q2"]}
+    assert ui.url_problems({"route": ["IV"], "site": ["S1"], "from_quarter": ["2025-Q2"]}, options) == []
+    problems = ui.url_problems({"from_quarter": ["2024-Q4"], "integration": ["true"], "embed": ["true"]}, options)
+    assert problems == [
+        "from_quarter: no patient in this database started in '2024-Q4'",
+        "integration: 'true' should be written as one of yes, no",
+    ]
+
+
+def test_format_p():
+    assert ui.format_p(0.00001) == "< 0.0001"
+    assert ui.format_p(0.0042) == "0.0042"
+    assert ui.format_p(0.456) == "0.46"
+    assert ui.format_p(float("nan")) == ""
+
+
+def test_any_side_effect_matches_an_independent_count(sample_db):
+    """metrics.any_side_effect (added for the Overview headline) against pandas over the raw tables."""
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        sessions = con.sql("SELECT session_id, patient_id, route::VARCHAR AS route, sbp_peak, dbp_peak FROM sessions").df()
+        with_event = set(con.sql("SELECT DISTINCT session_id FROM adverse_events").df()["session_id"])
+    sessions["hit"] = sessions["session_id"].isin(with_event) | (sessions["sbp_peak"] >= 180).fillna(False) | \
+        (sessions["dbp_peak"] >= 110).fillna(False)
+    with store.open_database(sample_db) as con:
+        got = metrics.any_side_effect(con, Settings()).set_index("route")
+    assert list(got.index) == [r for r in spec.ROUTES if r in set(sessions["route"])] + [spec.ALL]
+    for route, d in [*sessions.groupby("route"), (spec.ALL, sessions)]:
+        row = got.loc[route]
+        assert row["event"] == "any"
+        assert row["sessions"] == len(d)
+        assert row["sessions_with_event"] == int(d["hit"].sum())
+        assert row["patients"] == d["patient_id"].nunique()
+        assert row["patients_with_event"] == d.loc[d["hit"], "patient_id"].nunique()
+        assert row["patient_rate"] == pytest.approx(d.loc[d["hit"], "patient_id"].nunique() / d["patient_id"].nunique())
+
+
+def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
+    at = open_page(make_app(), "views/overview.py")
+    metrics_shown = {m.label: m.value for m in at.metric}
+    with store.open_database(sample_db) as con:
+        s = Settings()
+        summaries = export.compute_summaries(con, s)
+        anyse = metrics.any_side_effect(con, s).iloc[-1]
+    resp = summaries["response_by_route.csv"].iloc[-1]
+    assert metrics_shown["Patients in the cohort"] == "2,000"
+    assert metrics_shown["Response rate"] == f"{resp['response_rate'] * 100:.0f} %"
+    assert metrics_shown["Patients with any side effect"] == f"{anyse['patient_rate'] * 100:.0f} %"
+    assert set(metrics_shown) == {"Patients in the cohort", "Response rate", "Remission rate", "Median days to relief",
+                                  "Patients with any side effect", "Maintenance uptake"}
+    captions = " ".join(c.value for c in at.caption)
+    assert f"n = {int(resp['evaluable']):,}" in captions
+    assert "95 % interval" in captions
+
+
+def test_production_settings_keep_tracebacks_and_raw_tables_in():
+    import tomllib
+
+    config = tomllib.loads((APP.parent.parent / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["client"]["showErrorDetails"] == "none"
+    assert config["client"]["disableDataExport"] is True
+
+
+def test_sections_holding_a_linked_setting_open_by_themselves(make_app):
+    at = make_app()
+    at.run()
+    assert [e.proto.expanded for e in at.sidebar.expander] == [False, False]
+    at = make_app(sex="F", min_cell="5")
+    at.run()
+    assert [e.label for e in at.sidebar.expander] == ["More filters", "Analysis settings"]
+    assert [e.proto.expanded for e in at.sidebar.expander] == [True, True]

@@ -1,0 +1,264 @@
+"""The dashboard in a real browser: Playwright drives Debian's Chromium against `ketamine-outcomes serve`.
+
+Pages open from filtered links, a filter changed in the sidebar lands in the URL, and the CSV and zip
+downloads are byte for byte what `ketamine-outcomes export` writes for the same filters.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import expect
+
+from dashboard import export, store
+from dashboard.settings import Settings
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
+PAGES = {
+    "": "Overview",
+    "response": "Response by route",
+    "relief": "Time to relief",
+    "side-effects": "Side effects",
+    "maintenance": "Maintenance",
+    "data": "Data and definitions",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(sample_db: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`ketamine-outcomes serve` on a free port; the whole process group is stopped afterwards."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(sample_db), "--port", str(port),
+             "--address", "127.0.0.1"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        # serve runs streamlit as a child process: stop the whole group, then make sure.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(90_000)
+    yield pg
+    context.close()
+
+
+def wait_idle(pg) -> None:  # noqa: ANN001
+    """Wait until the script run an action started has finished."""
+    try:
+        pg.wait_for_selector(RUNNING, timeout=1500)
+    except Exception:  # noqa: BLE001 - a fast rerun may finish before we look
+        pass
+    pg.wait_for_selector(IDLE)
+    pg.wait_for_timeout(300)
+
+
+def open_url(pg, url: str) -> None:  # noqa: ANN001
+    pg.goto(url)
+    pg.wait_for_selector(IDLE)
+    pg.wait_for_selector("h1")
+    pg.wait_for_timeout(500)
+    pg.wait_for_selector(IDLE)
+
+
+def assert_no_exception(pg) -> None:  # noqa: ANN001
+    assert pg.locator("[data-testid='stException']").count() == 0
+    assert "Traceback" not in pg.content()
+
+
+def query(pg) -> dict[str, list[str]]:  # noqa: ANN001
+    return parse_qs(urlparse(pg.url).query)
+
+
+def cli_export(db: Path, out: Path, settings: Settings) -> Path:
+    """Run the real command line and return its output folder."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard.cli", "export", "--db", str(db), "--out", str(out), *settings.to_args()],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+# --- pages and links ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_each_page_opens_from_a_filtered_link(server, page, path):
+    link = f"{server}/{path}?route=IV&route=IN&site=S2&instrument=PHQ9"
+    open_url(page, link)
+    assert_no_exception(page)
+    assert page.locator("h1").first.inner_text() == PAGES[path]
+    assert query(page) == {"route": ["IV", "IN"], "site": ["S2"], "instrument": ["PHQ9"]}
+    assert urlparse(page.url).path == f"/{path}"
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert "route IV, IN; site S2" in sidebar.inner_text()
+    if path not in ("data",):
+        assert page.locator(".js-plotly-plot").count() >= 1
+
+
+def test_changing_a_filter_updates_the_page_and_the_link(server, page):
+    open_url(page, f"{server}/response")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert "Cohort: 2,000 patients" in sidebar.inner_text()
+    route = sidebar.locator("[data-testid='stMultiSelect']").first
+    route.click()
+    page.keyboard.type("SL")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    expect(sidebar).to_contain_text("route SL")
+    assert_no_exception(page)
+    assert query(page) == {"route": ["SL"]}
+    assert "Cohort: 2,000 patients" not in sidebar.inner_text()
+    # the sidebar's navigation keeps the filters
+    sidebar.get_by_role("link", name="Time to relief").click()
+    wait_idle(page)
+    page.wait_for_selector("h1:has-text('Time to relief')")
+    assert urlparse(page.url).path == "/relief"
+    assert query(page) == {"route": ["SL"]}
+    assert "route SL" in page.locator("[data-testid='stSidebar']").inner_text()
+
+
+def test_a_bad_link_shows_a_notice_not_a_traceback(server, page):
+    open_url(page, f"{server}/maintenance?route=IV&route=XX&window=soon")
+    assert_no_exception(page)
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert "Part of this link could not be used" in body
+    assert "route: 'XX' is not a route" in body
+    assert "window: 'soon' is not a whole number" in body
+    assert query(page) == {"route": ["IV"]}
+
+
+def test_an_empty_cohort_shows_a_message(server, page):
+    open_url(page, f"{server}/relief?site=S1&sex=X&age_band=75%2B&from_quarter=2023-Q1&to_quarter=2023-Q1")
+    assert_no_exception(page)
+    assert "No patients match these filters" in page.locator("[data-testid='stMain']").inner_text()
+
+
+# --- downloads ------------------------------------------------------------------------------------------------------
+
+
+def download(page, label: str) -> bytes:  # noqa: ANN001
+    with page.expect_download() as info:
+        page.get_by_role("button", name=label).click()
+    return Path(info.value.path()).read_bytes()
+
+
+def test_csv_downloads_equal_the_command_line_export(server, page, sample_db, tmp_path):
+    params = "route=IV&route=IN&relief=mcid&min_cell=5"
+    settings = Settings.from_query_params(parse_qs(params))
+    expected = cli_export(sample_db, tmp_path / "cli", settings)
+    open_url(page, f"{server}/relief?{params}")
+    assert_no_exception(page)
+    for name in ("time_to_relief.csv", "time_to_relief_curve.csv"):
+        got = download(page, name)
+        assert got == (expected / name).read_bytes(), name
+    zipped = download(page, "All summaries (zip)")
+    with store.open_database(sample_db) as con:
+        assert zipped == export.summaries_zip_bytes(con, settings)
+    with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
+        assert sorted(zf.namelist()) == sorted([*export.SUMMARY_FILES, export.PROVENANCE_FILE])
+        for name in export.SUMMARY_FILES:
+            assert zf.read(name) == (expected / name).read_bytes(), name
+
+
+def test_a_changed_filter_changes_the_download(server, page, sample_db, tmp_path):
+    open_url(page, f"{server}/side-effects?site=S3")
+    before = download(page, "side_effects.csv")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.locator("[data-testid='stMultiSelect']").nth(1).click()  # site
+    page.keyboard.type("S4")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    expect(sidebar).to_contain_text("site S3, S4")
+    assert query(page) == {"site": ["S3", "S4"]}
+    after = download(page, "side_effects.csv")
+    assert after != before
+    expected = cli_export(sample_db, tmp_path / "cli", Settings(site=("S3", "S4")))
+    assert after == (expected / "side_effects.csv").read_bytes()
+
+
+def test_tables_offer_no_download_of_their_own(server, page):
+    """Nothing leaves without disclosure control: the table toolbar has no CSV download (disableDataExport)."""
+    open_url(page, f"{server}/maintenance")
+    table = page.locator("[data-testid='stDataFrame']").first
+    table.scroll_into_view_if_needed()
+    table.hover()
+    page.wait_for_selector("[data-testid='stElementToolbar'] button")
+    labels = [b.get_attribute("aria-label") for b in page.locator("[data-testid='stElementToolbar'] button").all()]
+    assert "Search" in labels
+    assert not any("download" in (label or "").lower() for label in labels)
+
+
+def test_the_relief_threshold_switch_lands_in_the_link(server, page):
+    open_url(page, f"{server}/relief?route=IV")
+    page.locator("[data-testid='stMain']").get_by_text("minimal important change", exact=True).click()
+    wait_idle(page)
+    expect(page.locator("[data-testid='stSidebar']")).to_contain_text("baseline ≥ 10")
+    expect(page.locator(".js-plotly-plot").first).to_contain_text("a drop of 4+ points on GAD-7")
+    assert_no_exception(page)
+    assert query(page) == {"route": ["IV"], "relief": ["mcid"]}
+    assert "a drop of 4+ points on GAD-7" in page.locator(".js-plotly-plot").first.inner_text()

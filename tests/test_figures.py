@@ -1,0 +1,404 @@
+"""The Plotly builders (dashboard/figures.py) and the route palette (dashboard/colors.py), on hand-made
+tables shaped as docs/core-api.md describes (hidden cells are NaN, as disclosure control leaves them)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from dashboard import colors, figures, spec
+
+NAN = float("nan")
+
+
+# --- tables shaped like the core's -----------------------------------------------------------------------
+
+
+def response_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "route": ["IV", "IN", "PO", "ALL"],
+        "patients": [120, 80, NAN, 210],
+        "evaluable": [100, 70, NAN, 178],
+        "responders": [52, 28, NAN, 83],
+        "response_rate": [0.52, 0.40, NAN, 83 / 178],
+        "response_ci_low": [0.42, 0.29, NAN, 0.39],
+        "response_ci_high": [0.62, 0.52, NAN, 0.54],
+        "remitters": [30, 14, NAN, 46],
+        "remission_rate": [0.30, 0.20, NAN, 46 / 178],
+        "remission_ci_low": [0.22, 0.12, NAN, 0.20],
+        "remission_ci_high": [0.40, 0.31, NAN, 0.33],
+    })
+
+
+def curve_table() -> pd.DataFrame:
+    rows = []
+    for route, n in (("IV", 30), ("IN", 40), ("ALL", 70)):
+        at_risk = n
+        relieved = 0.0
+        for day in (0.17, 1, 3, 7, 10, 14, 21, 28):
+            events = 3
+            relieved = 1 - (1 - relieved) * (1 - events / at_risk)
+            rows.append({"route": route, "day": day, "at_risk": at_risk, "events": events, "relieved": relieved,
+                         "ci_low": max(relieved - 0.1, 0), "ci_high": min(relieved + 0.1, 1)})
+            at_risk -= 4
+    df = pd.DataFrame(rows)
+    # disclosure control hides curve points resting on fewer than k patients at risk
+    df.loc[df["at_risk"] < 11, ["at_risk", "relieved", "ci_low", "ci_high"]] = NAN
+    return df
+
+
+def side_effects_table() -> pd.DataFrame:
+    rows = []
+    for route, sessions, patients in (("IV", 600, 100), ("IN", 400, 70), ("ALL", 1000, 170)):
+        for i, event in enumerate(spec.SUMMARY_EVENTS):
+            k = (i * 7) % 50
+            rows.append({"route": route, "event": event, "sessions": sessions, "sessions_with_event": k,
+                         "session_rate": k / sessions, "patients": patients,
+                         "patients_with_event": min(k, patients), "patient_rate": min(k, patients) / patients})
+    df = pd.DataFrame(rows)
+    small = (df["sessions_with_event"] > 0) & (df["sessions_with_event"] < 11)
+    df.loc[small, ["sessions_with_event", "session_rate", "patients_with_event", "patient_rate"]] = NAN
+    return df
+
+
+def maintenance_table() -> pd.DataFrame:
+    return pd.DataFrame({
+        "route": ["IV", "IN", "ALL"],
+        "responders": [52, 28, 80],
+        "responders_in_maintenance": [30, 12, 42],
+        "uptake_rate": [30 / 52, 12 / 28, 42 / 80],
+        "uptake_ci_low": [0.44, 0.26, 0.42],
+        "uptake_ci_high": [0.70, 0.61, 0.63],
+        "maintenance_patients": [35, 14, 49],
+        "maintenance_sessions": [210, 60, 270],
+        "median_days_to_first_maintenance": [21.0, NAN, 24.0],
+        "median_interval_days": [28.0, 30.0, 28.0],
+        "sessions_per_patient_month": [1.1, 0.9, 1.05],
+        "sustained_response_8w": [0.8, 0.7, 0.76],
+        "sustained_ci_low": [0.65, 0.5, 0.64],
+        "sustained_ci_high": [0.9, 0.85, 0.85],
+    })
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def assert_labelled(fig: go.Figure) -> None:
+    """Title, axis titles on every visible axis, and hover text on every trace that draws data."""
+    assert isinstance(fig, go.Figure)
+    assert fig.layout.title.text, "figure has no title"
+    layout = fig.to_plotly_json()["layout"]
+    for name, axis in layout.items():
+        if not (name.startswith("xaxis") or name.startswith("yaxis")):
+            continue
+        if axis.get("visible") is False or axis.get("type") == "category" and name.startswith("y"):
+            continue
+        if name.startswith("y") and axis.get("autorange") == "reversed":
+            continue  # route / event labels are the axis
+        if axis.get("matches") and axis.get("showticklabels") is False:
+            continue  # a panel sharing its neighbour's labelled axis
+        assert (axis.get("title") or {}).get("text"), f"{name} has no title in '{fig.layout.title.text}'"
+    for trace in fig.data:
+        if trace.hoverinfo == "skip":
+            continue
+        assert trace.hovertemplate, f"trace {trace.name!r} of '{fig.layout.title.text}' has no hover text"
+
+
+def traces_for(fig: go.Figure, route: str) -> list:
+    return [t for t in fig.data if t.legendgroup == route]
+
+
+# --- the palette ----------------------------------------------------------------------------------------
+
+
+def test_every_route_has_its_own_colour_marker_and_dash():
+    routes = list(spec.ROUTES) + [spec.ALL]
+    for table in (colors.ROUTE_COLORS, colors.ROUTE_SYMBOLS, colors.ROUTE_DASHES):
+        assert set(table) == set(routes)
+    assert len(set(colors.ROUTE_COLORS.values())) == len(routes)
+    assert len(set(colors.ROUTE_SYMBOLS.values())) == len(routes)
+    assert len({colors.ROUTE_DASHES[r] for r in spec.ROUTES}) == len(spec.ROUTES)
+    assert len({colors.ROUTE_PATTERNS[r] for r in spec.ROUTES}) == len(spec.ROUTES)
+
+
+def test_route_colours_are_the_okabe_ito_palette():
+    okabe_ito = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"}
+    assert set(colors.ROUTE_COLORS.values()) <= okabe_ito
+
+
+def test_route_labels_and_translucent_fill():
+    assert colors.route_label("IV") == "IV infusion (IV)"
+    assert colors.route_label("ALL") == "All routes"
+    assert colors.route_fill("IV", 0.2) == "rgba(0,114,178,0.2)"
+
+
+# --- response ---------------------------------------------------------------------------------------------
+
+
+def test_response_figure_draws_each_route_in_its_colour_with_its_interval():
+    fig = figures.create_response_figure(response_table(), "GAD-7")
+    assert_labelled(fig)
+    iv = traces_for(fig, "IV")
+    assert len(iv) == 2  # response and remission panels
+    assert iv[0].marker.color == colors.ROUTE_COLORS["IV"]
+    assert iv[0].marker.symbol == colors.ROUTE_SYMBOLS["IV"]
+    assert iv[0].x[0] == pytest.approx(0.52)
+    assert iv[0].error_x.arrayminus[0] == pytest.approx(0.10)
+    assert iv[0].error_x.array[0] == pytest.approx(0.10)
+    assert iv[1].x[0] == pytest.approx(0.30)
+    assert "52 of 100 patients" in iv[0].hovertemplate
+    # the legend shows each route once
+    assert sum(1 for t in fig.data if t.showlegend is not False) == 4
+
+
+def test_hidden_rates_are_labelled_hidden_on_the_chart():
+    fig = figures.create_response_figure(response_table())
+    po = traces_for(fig, "PO")
+    assert po[0].mode == "text" and po[0].text == ("hidden",)
+    assert figures.hidden_routes(response_table(), "response_rate") == ["PO"]
+
+
+def test_comparison_figure_in_percentage_points():
+    pairwise = pd.DataFrame({
+        "route_a": ["IV", "IV", "IN"], "route_b": ["IN", "PO", "PO"], "n_a": [100, 100, 70], "n_b": [70, 20, 20],
+        "rate_a": [0.52, 0.52, 0.40], "rate_b": [0.40, 0.3, 0.3], "difference": [0.12, NAN, 0.10],
+        "ci_low": [-0.03, NAN, -0.12], "ci_high": [0.26, NAN, 0.3], "p_value": [0.12, NAN, 0.4],
+        "p_adjusted": [0.24, NAN, 0.4],
+    })
+    fig = figures.create_comparison_figure(pairwise, "response")
+    assert_labelled(fig)
+    drawn = [t for t in fig.data if t.mode == "markers"]
+    assert [t.y[0] for t in drawn] == ["IV − IN", "IN − PO"]
+    assert drawn[0].x[0] == pytest.approx(12.0)
+    assert drawn[0].error_x.arrayminus[0] == pytest.approx(15.0)
+    assert "p (Benjamini–Hochberg adjusted): 0.24" in drawn[0].hovertemplate
+    assert any(t.mode == "text" and t.text == ("hidden",) for t in fig.data)
+
+
+def test_trajectory_figure_lines_and_bands_per_route():
+    traj = pd.DataFrame({
+        "route": ["IV"] * 3 + ["ALL"] * 3, "week": [0, 1, 2] * 2, "patients": [100, 90, 80, 200, 180, 160],
+        "mean_score": [15, 11, 9, 15.5, 12, 10], "ci_low": [14, 10, 8, 15, 11, 9], "ci_high": [16, 12, 10, 16, 13, 11],
+        "responders": [0, 20, 30, 0, 40, 60], "responder_share": [0, 0.2, 0.37, 0, 0.22, 0.37],
+    })
+    fig = figures.create_trajectory_figure(traj, "GAD-7")
+    assert_labelled(fig)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.line.color for t in lines] == [colors.ROUTE_COLORS["IV"], colors.ROUTE_COLORS["ALL"]]
+    assert [t.line.dash for t in lines] == [colors.ROUTE_DASHES["IV"], colors.ROUTE_DASHES["ALL"]]
+    assert fig.layout.yaxis.title.text == "Mean GAD-7 score (points)"
+    bands = [t for t in fig.data if t.fill == "tonexty"]
+    assert len(bands) == 2 and bands[0].fillcolor == colors.route_fill("IV", 0.12)
+    assert list(bands[0].y) == [14, 10, 8]
+    short = figures.create_trajectory_figure(traj, "GAD-7", max_week=1)
+    assert list([t for t in short.data if t.mode == "lines+markers"][0].x) == [0, 1]
+
+
+def test_breakdown_figure_groups_by_route_with_patterns():
+    bd = pd.DataFrame({
+        "group": ["S1", "S1", "S2", "S2"], "route": ["IV", "ALL", "IV", "ALL"], "evaluable": [50, 80, 40, 70],
+        "responders": [25, 35, NAN, 30], "response_rate": [0.5, 35 / 80, NAN, 30 / 70],
+        "response_ci_low": [0.36, 0.33, NAN, 0.32], "response_ci_high": [0.64, 0.55, NAN, 0.55],
+    })
+    fig = figures.create_breakdown_figure(bd, "site")
+    assert_labelled(fig)
+    iv = traces_for(fig, "IV")[0]
+    assert list(iv.x) == ["S1", "S2"]
+    assert iv.y[0] == pytest.approx(0.5) and iv.y[1] == 0
+    assert list(iv.text) == ["", "hidden"]
+    assert iv.marker.color == colors.ROUTE_COLORS["IV"]
+
+
+# --- time to relief ---------------------------------------------------------------------------------------
+
+
+def test_numbers_at_risk_take_the_first_time_at_or_after_each_day():
+    curve = pd.DataFrame({"route": ["IV"] * 4, "day": [0.5, 3.0, 7.0, 9.0], "at_risk": [40, 30, NAN, 12],
+                          "events": [2, 2, 2, 2], "relieved": [0.05, 0.1, NAN, 0.3], "ci_low": [0] * 4,
+                          "ci_high": [1] * 4})
+    risk = figures.numbers_at_risk(curve, [0, 1, 7, 8, 14])
+    values = list(risk["at_risk"])
+    assert values[0] == 40  # day 0: the first time is 0.5
+    assert values[1] == 30  # day 1: first time >= 1 is day 3
+    assert math.isnan(values[2])  # day 7: hidden stays hidden
+    assert values[3] == 12
+    assert values[4] == 0  # nobody left after day 9
+
+
+@pytest.mark.parametrize("max_day, expected", [(0, [0]), (20, [0, 7, 14]), (90, [0, 14, 28, 42, 56, 70, 84]),
+                                               (200, [0, 28, 56, 84, 112, 140, 168, 196])])
+def test_risk_table_days(max_day, expected):
+    assert figures.risk_table_days(max_day) == expected
+
+
+def test_relief_figure_step_curves_bands_and_risk_table():
+    curve = curve_table()
+    fig = figures.create_relief_figure(curve, "50 % improvement (response)")
+    assert_labelled(fig)
+    main = [t for t in fig.data if t.mode == "lines" and t.showlegend is not False]
+    assert [t.name for t in main] == ["IV infusion (IV)", "Intranasal (IN)", "All routes"]
+    assert all(t.line.shape == "hv" for t in main)
+    assert main[0].x[0] == 0 and main[0].y[0] == 0  # curves start at day 0 with nobody relieved
+    assert main[0].line.color == colors.ROUTE_COLORS["IV"]
+    bands = [t for t in fig.data if t.fill == "tonexty"]
+    assert len(bands) == 3
+    risk = [t for t in fig.data if t.mode == "text"]
+    assert len(risk) == 3
+    iv_risk = list(risk[0].text)
+    assert iv_risk[:3] == ["30", "18", "–"]  # day 14: the first time >= 14 (10 at risk) is withheld
+    # hidden steps are left out of the drawn curve, not drawn as gaps
+    assert not any(math.isnan(y) for y in main[0].y)
+    assert len(main[0].x) == 1 + curve[(curve["route"] == "IV")]["relieved"].notna().sum()
+    assert fig.layout.yaxis.tickformat == ".0%"
+    assert fig.layout.xaxis2.title.text == "Days since the first session"
+
+
+# --- side effects -------------------------------------------------------------------------------------------
+
+
+def test_heatmap_shows_percentages_and_marks_hidden_cells():
+    se = side_effects_table()
+    fig = figures.create_side_effect_heatmap(se)
+    assert_labelled(fig)
+    heat = fig.data[0]
+    assert list(heat.y) == ["IV infusion (IV)", "Intranasal (IN)", "All routes"]
+    assert len(heat.x) == len(spec.SUMMARY_EVENTS)
+    z = np.array(heat.z, dtype=float)
+    first = se[(se["route"] == "IV") & (se["event"] == spec.SUMMARY_EVENTS[2])]["session_rate"].iloc[0]
+    assert z[0, 2] == pytest.approx(first * 100)
+    texts = np.array(heat.text)
+    assert "hidden" in texts[0]
+    assert np.isnan(z[texts == "hidden"]).all()
+
+
+def test_incidence_figure_with_intervals_and_event_choice():
+    se = side_effects_table().assign(patient_ci_low=0.01, patient_ci_high=0.5)
+    fig = figures.create_incidence_figure(se, ["nausea", "dissociation"])
+    assert_labelled(fig)
+    iv = traces_for(fig, "IV")[0]
+    assert list(iv.y) == ["Nausea", "Dissociation"]
+    assert iv.marker.color == colors.ROUTE_COLORS["IV"]
+    assert fig.layout.scattermode == "group"
+
+
+def test_severity_figure_leaves_out_partly_hidden_events_and_says_so():
+    sev = pd.DataFrame(
+        [("IV", "nausea", "mild", 30), ("IV", "nausea", "moderate", 15), ("IV", "nausea", "severe", 0),
+         ("IV", "headache", "mild", 20), ("IV", "headache", "moderate", NAN), ("IV", "headache", "severe", 0)],
+        columns=["route", "event", "severity", "sessions_with_event"],
+    )
+    fig, left_out = figures.create_severity_figure(sev, "IV")
+    assert_labelled(fig)
+    assert left_out == ["headache"]
+    mild = fig.data[0]
+    assert list(mild.y) == ["Nausea"]
+    assert mild.x[0] == pytest.approx(30 / 45)
+    assert [t.marker.color for t in fig.data] == [colors.SEVERITY_COLORS[s] for s in spec.SEVERITIES]
+
+
+def test_fade_figure_by_session_number():
+    rows = [("IV", "dissociation", n, 100, 60 - 5 * n) for n in range(1, 16)]
+    df = pd.DataFrame(rows, columns=["route", "event", "session_number", "sessions", "sessions_with_event"])
+    df["session_rate"] = df["sessions_with_event"] / df["sessions"]
+    fig = figures.create_fade_figure(df, "dissociation", max_session=12)
+    assert_labelled(fig)
+    assert list(fig.data[0].x) == list(range(1, 13))
+    assert fig.data[0].y[0] == pytest.approx(0.55)
+    assert fig.data[0].line.color == colors.ROUTE_COLORS["IV"]
+
+
+def test_blood_pressure_figure():
+    bp = pd.DataFrame({"route": ["IV", "ALL"], "sessions_with_vitals": [500, 700], "sbp_peak_median": [148, 145],
+                       "dbp_peak_median": [88, NAN], "sbp_rise_median": [12, 10], "dbp_rise_median": [6, 5],
+                       "sessions_sbp_180": [20, 25], "sessions_dbp_110": [11, 14], "share_bp_severe": [0.05, 0.04]})
+    fig = figures.create_blood_pressure_figure(bp)
+    assert_labelled(fig)
+    iv = traces_for(fig, "IV")
+    assert iv[0].x[0] == 148 and iv[0].marker.color == colors.ROUTE_COLORS["IV"]
+    assert iv[1].marker.color == "white" and iv[1].marker.line.color == colors.ROUTE_COLORS["IV"]
+    assert "hidden" in traces_for(fig, "ALL")[1].hovertemplate
+    gone = figures.create_blood_pressure_figure(bp.assign(sbp_peak_median=[148, NAN], dbp_peak_median=[88, NAN]))
+    labels = [t for t in gone.data if t.type == "scatter" and t.mode == "text"]
+    assert [(t.y[0], t.text[0], t.x[0]) for t in labels] == [("All routes", "hidden", 88.0)]
+
+
+# --- maintenance ------------------------------------------------------------------------------------------
+
+
+def test_maintenance_figures():
+    m = maintenance_table()
+    rates = figures.create_maintenance_rates_figure(m)
+    assert_labelled(rates)
+    iv = traces_for(rates, "IV")
+    assert iv[0].x[0] == pytest.approx(30 / 52)
+    assert iv[1].x[0] == pytest.approx(0.8)
+    timing = figures.create_maintenance_timing_figure(m)
+    assert_labelled(timing)
+    in_first = traces_for(timing, "IN")[0]
+    assert in_first.text == ("hidden",)
+    proj = pd.DataFrame({"route": ["IV", "IN", "ALL"], "current_responders": [52, 28, 80],
+                         "expected_in_maintenance": [30.0, 12.0, 42.0], "sessions_per_month": [33.0, NAN, 44.0]})
+    fig = figures.create_projection_figure(proj)
+    assert_labelled(fig)
+    assert [t.name for t in fig.data] == ["IV infusion (IV)", "Intranasal (IN)"]  # ALL is not a bar beside them
+    assert fig.data[1].text == ("hidden",)
+
+
+# --- overview and empty inputs ---------------------------------------------------------------------------------
+
+
+def test_funnel_figure_uses_the_all_row():
+    funnel = pd.DataFrame({"route": ["IV", "ALL"], "patients": [100, 220], "with_sessions": [100, 210],
+                           "with_baseline": [95, 200], "eligible": [80, 170], "with_followup": [75, 150],
+                           "with_endpoint": [NAN, 140]})
+    fig = figures.create_funnel_figure(funnel)
+    assert_labelled(fig)
+    bar = fig.data[0]
+    assert list(bar.x) == [220, 210, 200, 170, 150, 140]
+    assert bar.text[0] == "220 (100%)" and bar.text[-1] == "140 (64%)"
+
+
+@pytest.mark.parametrize("builder", [
+    lambda df: figures.create_funnel_figure(df),
+    lambda df: figures.create_response_figure(df),
+    lambda df: figures.create_comparison_figure(df),
+    lambda df: figures.create_trajectory_figure(df),
+    lambda df: figures.create_breakdown_figure(df, "site"),
+    lambda df: figures.create_relief_figure(df, "response"),
+    lambda df: figures.create_side_effect_heatmap(df),
+    lambda df: figures.create_incidence_figure(df),
+    lambda df: figures.create_severity_figure(df, "IV")[0],
+    lambda df: figures.create_fade_figure(df, "nausea"),
+    lambda df: figures.create_blood_pressure_figure(df),
+    lambda df: figures.create_maintenance_rates_figure(df),
+    lambda df: figures.create_maintenance_timing_figure(df),
+    lambda df: figures.create_projection_figure(df),
+])
+def test_empty_tables_give_a_figure_that_says_why(builder):
+    fig = builder(pd.DataFrame())
+    assert fig.layout.title.text
+    assert fig.layout.annotations and fig.layout.annotations[0].text
+
+
+def test_formatters():
+    assert figures.fmt_pct(0.4567) == "45.7 %"
+    assert figures.fmt_pct(NAN) == "hidden"
+    assert figures.fmt_count(1234.0) == "1,234"
+    assert figures.fmt_days(3.25) == "3.2 days"
+    assert figures.fmt_days(14.0) == "14 days"
+    assert figures.event_label(spec.BP_SEVERE) == "Severe BP (≥ 180/110)"
+
+
+def test_trajectory_bands_only_for_all_routes_when_many_lines():
+    weeks = [0, 1, 2]
+    rows = [(r, w, 50, 10.0 - w, 9.0 - w, 11.0 - w) for r in ("IV", "IM", "IN", "ALL") for w in weeks]
+    traj = pd.DataFrame(rows, columns=["route", "week", "patients", "mean_score", "ci_low", "ci_high"])
+    fig = figures.create_trajectory_figure(traj, "PHQ-9")
+    assert [t.legendgroup for t in fig.data if t.fill == "tonexty"] == ["ALL"]
+    assert len([t for t in fig.data if t.mode == "lines+markers"]) == 4
+    two = figures.create_trajectory_figure(traj[traj["route"].isin(["IV", "ALL"])], "PHQ-9")
+    assert [t.legendgroup for t in two.data if t.fill == "tonexty"] == ["IV", "ALL"]
