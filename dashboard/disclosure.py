@@ -132,7 +132,7 @@ TABLES: dict[str, Rule] = {
         hide_with=_BREAK[0], at_least_k=_BREAK[1],
     ),
 }
-SPECIAL_TABLES = ("time_to_relief_curve", "route_comparison", "logrank", "data_quality")
+SPECIAL_TABLES = ("time_to_relief_curve", "relief_at_risk", "route_comparison", "logrank", "data_quality")
 ALIASES = {"cohort_funnel": "cohort"}
 
 
@@ -144,6 +144,8 @@ def protect(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
     out = df.copy().reset_index(drop=True)
     if name == "time_to_relief_curve":
         return _protect_curve(out, k)
+    if name == "relief_at_risk":
+        return _protect_at_risk(out, k)
     if name == "route_comparison":
         return _protect_pairwise(out, k)
     if name == "logrank":
@@ -404,6 +406,56 @@ def _protect_curve(df: pd.DataFrame, k: int) -> pd.DataFrame:
     # Points not shown are left out altogether: even their days (an individual's follow-up time in the
     # tail, how many distinct times a small route has) say something about fewer than k patients.
     return out[keep].reset_index(drop=True)
+
+
+def _protect_at_risk(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Numbers at risk on weekly days (route, day, at_risk), thinned like the curve: a route's number is shown
+    only when it is at least k (or 0) and fell by 0 or at least k since the route's last shown number, so no
+    week's departures (relieved or no longer followed) are a small count. A route whose patient count
+    time_to_relief hides shows none. ALL's number is shown only when the hidden routes' part of it obeys
+    the same rule, so subtracting the shown routes recovers no small count either."""
+    out = df.copy()
+    out["at_risk"] = _as_nullable_int(out["at_risk"])
+    if k <= 0 or out.empty:
+        return out
+    out = out.sort_values(["route", "day"], key=lambda s: s.map(_sort_key) if s.name == "route" else s,
+                          kind="stable").reset_index(drop=True)
+    routes = out["route"].astype(object).to_numpy()
+    day = out["day"].to_numpy(dtype=float)
+    value = out["at_risk"].to_numpy(dtype=float, na_value=np.nan)
+    rows = {r: np.flatnonzero(routes == r) for r in dict.fromkeys(routes)}
+    # Day 0 holds every patient of the route: its count is hidden as time_to_relief hides `patients`.
+    starts = pd.DataFrame({"route": list(rows), "patients": [value[idx[0]] for idx in rows.values()]})
+    route_hidden = dict(zip(rows, hidden_cells(starts, Rule(counts={"patients": None}), k)["patients"]))
+
+    def allowed(v: float, last: float | None) -> bool:
+        if v == 0:
+            return True
+        return v >= k and (last is None or last - v == 0 or last - v >= k)
+
+    show = np.zeros(len(out), dtype=bool)
+    for route, idx in rows.items():
+        if route == spec.ALL or route_hidden[route]:
+            continue
+        last = None
+        for i in idx:
+            if allowed(value[i], last):
+                show[i] = True
+                last = value[i]
+    if spec.ALL in rows and not route_hidden[spec.ALL]:
+        by_day = {r: dict(zip(day[idx], idx)) for r, idx in rows.items() if r != spec.ALL}
+        last = last_day = None
+        for i in rows[spec.ALL]:
+            hidden_parts = [j for r, days in by_day.items() if (j := days.get(day[i])) is not None and not show[j]]
+            unknown = float(sum(value[j] for j in hidden_parts))
+            before = None
+            if last_day is not None:
+                before = float(sum(value[by_day[routes[j]][last_day]] for j in hidden_parts))
+            if allowed(value[i], last) and (unknown == 0 or allowed(unknown, before)):
+                show[i] = True
+                last, last_day = value[i], day[i]
+    out["at_risk"] = out["at_risk"].mask(~show)
+    return out
 
 
 def _sort_key(route: object) -> int:

@@ -392,23 +392,21 @@ def risk_table_days(max_day: float) -> list[int]:
 
 
 @_plain_inputs
-def numbers_at_risk(curve: pd.DataFrame, days: Sequence[int]) -> pd.DataFrame:
-    """Patients still at risk at each day (route × day): `at_risk` of the first curve time ≥ day, else 0.
+def numbers_at_risk(at_risk: pd.DataFrame, days: Sequence[int]) -> pd.DataFrame:
+    """The numbers at risk (route, day, at_risk from metrics' weekly table) on the given days.
 
-    A hidden count (NaN after disclosure control) stays NaN.
+    A number withheld by disclosure control stays NaN; a day past the table's end has nobody at risk.
     """
     rows = []
-    for route in _routes(curve):
-        d = curve[curve["route"] == route].sort_values("day")
+    for route in _routes(at_risk):
+        d = at_risk[at_risk["route"] == route].set_index("day")["at_risk"]
         for day in days:
-            later = d[d["day"] >= day]
-            value = later["at_risk"].iloc[0] if len(later) else 0
-            rows.append({"route": route, "day": day, "at_risk": value})
+            rows.append({"route": route, "day": day, "at_risk": d.get(day, 0)})
     return pd.DataFrame(rows, columns=["route", "day", "at_risk"])
 
 
 @_plain_inputs
-def create_relief_figure(curve: pd.DataFrame, threshold_label: str) -> go.Figure:
+def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_label: str) -> go.Figure:
     """Kaplan–Meier cumulative relief per route with 95 % bands, and a numbers-at-risk table beneath.
 
     A number at risk withheld by disclosure control shows as '–'.
@@ -439,11 +437,11 @@ def create_relief_figure(curve: pd.DataFrame, threshold_label: str) -> go.Figure
         fig.add_trace(go.Scatter(x=days, y=low, mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
                                  fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip", showlegend=False,
                                  legendgroup=route), row=1, col=1)
-        at_risk = np.concatenate([[np.nan], floats(d["at_risk"])])
+        step_at_risk = np.concatenate([[np.nan], floats(d["at_risk"])])
         fig.add_trace(go.Scatter(
             x=days, y=rel, mode="lines", name=label, legendgroup=route,
             line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route), shape="hv"),
-            customdata=np.column_stack([low, high, at_risk]),
+            customdata=np.column_stack([low, high, step_at_risk]),
             hovertemplate=(f"<b>{label}</b><br>Day %{{x:.1f}}<br>Relieved: %{{y:.1%}}"
                            "<br>95 % interval: %{customdata[0]:.1%} to %{customdata[1]:.1%}"
                            "<br>At risk: %{customdata[2]:,.0f}<extra></extra>"),
@@ -451,7 +449,7 @@ def create_relief_figure(curve: pd.DataFrame, threshold_label: str) -> go.Figure
     axis_end = max(7, int(math.ceil(last_shown / 7.0)) * 7)
     tick_days = risk_table_days(axis_end)
     max_day = float(axis_end)
-    risk = numbers_at_risk(curve, tick_days)
+    risk = numbers_at_risk(at_risk, tick_days)
     hidden_text = "–"
     for route in routes:
         r = risk[risk["route"] == route]

@@ -237,6 +237,10 @@ class ReliefResult:
     summary: pd.DataFrame
     curve: pd.DataFrame
     logrank: pd.DataFrame
+    at_risk: pd.DataFrame  # route, day, at_risk: patients still followed and not yet relieved, weekly
+
+
+AT_RISK_STEP_DAYS = 7
 
 
 RELIEF_COLUMNS = (
@@ -244,6 +248,14 @@ RELIEF_COLUMNS = (
     *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS),
 )
 CURVE_COLUMNS = ("route", "day", "at_risk", "events", "relieved", "ci_low", "ci_high")
+AT_RISK_COLUMNS = ("route", "day", "at_risk")
+
+
+def _at_risk_rows(route: str, times: np.ndarray, days: np.ndarray) -> list[dict[str, Any]]:
+    # At risk on day d: relief time (or censoring time) at or after d, as in the Kaplan–Meier risk sets.
+    ordered = np.sort(times)
+    left = np.searchsorted(ordered, days, side="left")
+    return [{"route": route, "day": int(d), "at_risk": int(len(ordered) - n)} for d, n in zip(days, left)]
 
 
 def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -273,7 +285,9 @@ def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool
     (`logrank=False` skips the tests, leaving `.logrank` empty, for callers that do not show them)."""
     df = run_query(con, "relief_times", _params(s, min_baseline=s.baseline_minimum, relief=s.relief, mcid=s.mcid))
     groups = _groups_by_route(df)
-    summary, curve = [], []
+    last = float(df["time"].max()) if len(df) else 0.0
+    days = np.arange(0, int(math.ceil(last / AT_RISK_STEP_DAYS)) * AT_RISK_STEP_DAYS + 1, AT_RISK_STEP_DAYS)
+    summary, curve, at_risk = [], [], []
     for route, (times, events) in groups.items():
         km = survival.fit(times, events)
         if route != spec.ALL and km.n == 0:
@@ -286,11 +300,13 @@ def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool
         })
         if km.n:
             curve.extend(_curve_rows(route, km))
+            at_risk.extend(_at_risk_rows(route, times, days))
     tests = survival.pairwise_logrank({r: g for r, g in groups.items() if r != spec.ALL and logrank})
     return ReliefResult(
         pd.DataFrame(summary, columns=list(RELIEF_COLUMNS)),
         pd.DataFrame(curve, columns=list(CURVE_COLUMNS)),
         tests,
+        pd.DataFrame(at_risk, columns=list(AT_RISK_COLUMNS)),
     )
 
 

@@ -188,10 +188,23 @@ def load_breakdown(signature: tuple, settings: Settings, by: str) -> pd.DataFram
 
 
 @_cached
-def load_logrank(signature: tuple, settings: Settings) -> pd.DataFrame:
+def _load_relief(signature: tuple, settings: Settings):  # noqa: ANN202
+    """Time to relief with the log-rank tests, before disclosure control: only the load_* below expose it."""
     from . import metrics
 
-    return _protect("logrank", metrics.time_to_relief(load_connection(signature), settings).logrank, settings)
+    return metrics.time_to_relief(load_connection(signature), settings)
+
+
+@_cached
+def load_logrank(signature: tuple, settings: Settings) -> pd.DataFrame:
+    """Pairwise log-rank tests between routes, disclosure applied."""
+    return _protect("logrank", _load_relief(signature, settings).logrank, settings)
+
+
+@_cached
+def load_relief_at_risk(signature: tuple, settings: Settings) -> pd.DataFrame:
+    """Numbers at risk on weekly days per route (for the table under the relief curves), disclosure applied."""
+    return _protect("relief_at_risk", _load_relief(signature, settings).at_risk, settings)
 
 
 @_cached

@@ -454,3 +454,54 @@ def test_property_session_number_both_directions(numbers, routes, data, k):
             hidden = [i for i in part.index if is_hidden(out.loc[i, col])]
             if hidden:
                 assert len(hidden) >= 2 and df.loc[hidden, col].sum() >= k, (route, col)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(routes=routes_st, data=st.data(), k=st.integers(1, 15))
+def test_property_relief_at_risk(routes, data, k):
+    """Numbers at risk: shown values are 0 or >= k, a route's shown values fall by 0 or >= k, and what ALL
+    reveals about the hidden routes (their sum, and its fall since ALL's last shown day) obeys the same."""
+    weeks = 6
+    table = {}
+    for r in routes:
+        n = data.draw(st.integers(0, 60))
+        drops = [data.draw(st.integers(0, 15)) for _ in range(weeks - 1)]
+        values = [n]
+        for d in drops:
+            values.append(max(values[-1] - d, 0))
+        table[r] = values
+    table["ALL"] = [sum(table[r][w] for r in routes) for w in range(weeks)]
+    df = pd.DataFrame([{"route": r, "day": 7 * w, "at_risk": v[w]} for r, v in table.items() for w in range(weeks)])
+    out = disclosure.protect("relief_at_risk", df, k)
+    shown = {(r, d): v for r, d, v in out[["route", "day", "at_risk"]].itertuples(index=False) if not is_hidden(v)}
+    for (r, d), v in shown.items():
+        assert v == table[r][d // 7]
+        assert v == 0 or v >= k
+    for r in table:
+        seq = [shown[(r, 7 * w)] for w in range(weeks) if (r, 7 * w) in shown]
+        assert all(a - b == 0 or a - b >= k for a, b in zip(seq, seq[1:]))
+    last = None
+    for w in range(weeks):
+        if ("ALL", 7 * w) not in shown:
+            continue
+        hidden_routes = [r for r in routes if (r, 7 * w) not in shown]
+        unknown = sum(table[r][w] for r in hidden_routes)
+        assert unknown == 0 or unknown >= k
+        if last is not None:
+            fall = sum(table[r][last] for r in hidden_routes) - unknown
+            assert unknown == 0 or fall == 0 or fall >= k
+        last = w
+
+
+def test_relief_at_risk_hidden_route_and_all():
+    table = {"IV": [40, 28, 25, 12], "IN": [5, 4, 0, 0], "SL": [20, 20, 15, 0]}
+    table["ALL"] = [sum(v[w] for v in table.values()) for w in range(4)]  # 65, 52, 40, 12
+    df = pd.DataFrame([{"route": r, "day": 7 * w, "at_risk": v[w]} for r, v in table.items() for w in range(4)])
+    out = disclosure.protect("relief_at_risk", df, 11)
+    got = {r: [None if is_hidden(v) else int(v) for v in out[out["route"] == r]["at_risk"]] for r in table}
+    # IV: 25 fell by 3 since 28 (a small count of departures): withheld; 12 fell by 16 since 28: shown
+    assert got["IV"] == [40, 28, None, 12]
+    # IN has 5 patients; SL, the smallest other route, is hidden with it so ALL - IV does not reveal IN
+    assert got["IN"] == [None] * 4 and got["SL"] == [None] * 4
+    # ALL on day 7 would reveal that the hidden routes (IN + SL: 25 -> 24) lost 1 patient
+    assert got["ALL"] == [65, None, 40, 12]

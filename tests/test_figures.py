@@ -216,17 +216,19 @@ def test_breakdown_figure_groups_by_route_with_patterns():
 # --- time to relief ---------------------------------------------------------------------------------------
 
 
-def test_numbers_at_risk_take_the_first_time_at_or_after_each_day():
-    curve = pd.DataFrame({"route": ["IV"] * 4, "day": [0.5, 3.0, 7.0, 9.0], "at_risk": [40, 30, NAN, 12],
-                          "events": [2, 2, 2, 2], "relieved": [0.05, 0.1, NAN, 0.3], "ci_low": [0] * 4,
-                          "ci_high": [1] * 4})
-    risk = figures.numbers_at_risk(curve, [0, 1, 7, 8, 14])
-    values = list(risk["at_risk"])
-    assert values[0] == 40  # day 0: the first time is 0.5
-    assert values[1] == 30  # day 1: first time >= 1 is day 3
-    assert math.isnan(values[2])  # day 7: hidden stays hidden
-    assert values[3] == 12
-    assert values[4] == 0  # nobody left after day 9
+def at_risk_table() -> pd.DataFrame:
+    rows = []
+    for route, counts in (("IV", [30, 18, NAN, 0]), ("IN", [40, 28, 16, 0]), ("ALL", [70, 46, 26, 0])):
+        rows += [{"route": route, "day": day, "at_risk": n} for day, n in zip((0, 7, 14, 21), counts)]
+    return pd.DataFrame(rows)
+
+
+def test_numbers_at_risk_read_the_weekly_table():
+    risk = figures.numbers_at_risk(at_risk_table(), [0, 7, 14, 28])
+    iv = list(risk[risk["route"] == "IV"]["at_risk"])
+    assert iv[:2] == [30, 18]
+    assert math.isnan(iv[2])  # withheld by disclosure control stays withheld
+    assert iv[3] == 0  # past the table's end nobody is at risk
 
 
 @pytest.mark.parametrize("max_day, expected", [(0, [0]), (20, [0, 7, 14]), (90, [0, 14, 28, 42, 56, 70, 84]),
@@ -237,7 +239,7 @@ def test_risk_table_days(max_day, expected):
 
 def test_relief_figure_step_curves_bands_and_risk_table():
     curve = curve_table()
-    fig = figures.create_relief_figure(curve, "50 % improvement (response)")
+    fig = figures.create_relief_figure(curve, at_risk_table(), "50 % improvement (response)")
     assert_labelled(fig)
     main = [t for t in fig.data if t.mode == "lines" and t.showlegend is not False]
     assert [t.name for t in main] == ["IV infusion (IV)", "Intranasal (IN)", "All routes"]
@@ -249,7 +251,7 @@ def test_relief_figure_step_curves_bands_and_risk_table():
     risk = [t for t in fig.data if t.mode == "text"]
     assert len(risk) == 3
     iv_risk = list(risk[0].text)
-    assert iv_risk[:3] == ["30", "18", "–"]  # day 14: the first time >= 14 (10 at risk) is withheld
+    assert iv_risk[:3] == ["30", "18", "–"]  # day 14: withheld by disclosure control
     # hidden steps are left out of the drawn curve, not drawn as gaps
     assert not any(math.isnan(y) for y in main[0].y)
     assert len(main[0].x) == 1 + curve[(curve["route"] == "IV")]["relieved"].notna().sum()
@@ -368,7 +370,7 @@ def test_funnel_figure_uses_the_all_row():
     lambda df: figures.create_comparison_figure(df),
     lambda df: figures.create_trajectory_figure(df),
     lambda df: figures.create_breakdown_figure(df, "site"),
-    lambda df: figures.create_relief_figure(df, "response"),
+    lambda df: figures.create_relief_figure(df, df, "response"),
     lambda df: figures.create_side_effect_heatmap(df),
     lambda df: figures.create_incidence_figure(df),
     lambda df: figures.create_severity_figure(df, "IV")[0],

@@ -187,6 +187,13 @@ def test_time_to_relief_exact(con):
     assert curve["at_risk"].tolist() == [5, 5, 4, 3, 2, 1]
     assert curve["events"].tolist() == [0, 1, 0, 1, 1, 0]
     assert res.logrank[["route_a", "route_b", "n_a", "n_b"]].values.tolist() == [["IV", "IN", 3, 2]]
+    # numbers at risk on weekly days: relief or censoring time at or after the day (IV 1/6, 4 + 2/24, 11;
+    # IN 7, 9), through the first week past the last time
+    assert res.at_risk.values.tolist() == [
+        ["IV", 0, 3], ["IV", 7, 1], ["IV", 14, 0],
+        ["IN", 0, 2], ["IN", 7, 2], ["IN", 14, 0],
+        ["ALL", 0, 5], ["ALL", 7, 3], ["ALL", 14, 0],
+    ]
 
 
 def test_time_to_relief_mcid(con):

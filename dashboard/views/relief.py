@@ -42,7 +42,8 @@ summary = summaries["time_to_relief.csv"]
 curve = summaries["time_to_relief_curve.csv"]
 threshold_label = THRESHOLDS[s.relief] if s.relief == "response" else f"a drop of {s.mcid}+ points on {instrument}"
 
-st.plotly_chart(figures.create_relief_figure(curve, threshold_label), key="chart_relief_curve")
+at_risk = ui.load_relief_at_risk(ctx.signature, s)
+st.plotly_chart(figures.create_relief_figure(curve, at_risk, threshold_label), key="chart_relief_curve")
 curve_hidden = s.min_cell > 0 and not curve.empty  # protect() leaves the withheld points out of the curve
 ui.render_disclosure_note(ctx, [
     "steps of the curves resting on few events or few patients at risk (the curves step only where enough "
