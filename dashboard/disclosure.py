@@ -62,7 +62,7 @@ _RESP = _merge(
 )
 _RELIEF_DERIVED = ("median_days", "median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS))
 _MAINT = _merge(
-    _rates(("uptake_rate",), "responders_in_maintenance", "responders"),
+    _rates(("uptake_rate", "uptake_ci_low", "uptake_ci_high"), "responders_in_maintenance", "responders"),
     _rates(("median_days_to_first_maintenance", "median_interval_days", "sessions_per_patient_month"),
            "maintenance_patients", "maintenance_sessions", "maintenance_patients"),
     ({c: ("responders", "sustained_patients") for c in ("sustained_response_8w", "sustained_ci_low", "sustained_ci_high")},
@@ -70,7 +70,7 @@ _MAINT = _merge(
 )
 _SIDE = _merge(
     _rates(("session_rate",), "sessions_with_event", "sessions", "patients"),
-    _rates(("patient_rate",), "patients_with_event", "patients"),
+    _rates(("patient_rate", "patient_ci_low", "patient_ci_high"), "patients_with_event", "patients"),
 )
 _BP_MEDIANS = ("sbp_peak_median", "dbp_peak_median", "sbp_rise_median", "dbp_rise_median")
 _BP = _merge(

@@ -80,6 +80,13 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else NAN
 
 
+def _add_rate(df: pd.DataFrame, k: str, n: str, rate: str, prefix: str) -> pd.DataFrame:
+    """Set `rate` = k / n and its 95 % Wilson interval `{prefix}_ci_low/high` (NaN where n = 0)."""
+    ci = [wilson(a, b) for a, b in zip(df[k], df[n])]
+    return df.assign(**{rate: [c[0] for c in ci], f"{prefix}_ci_low": [c[1] for c in ci],
+                        f"{prefix}_ci_high": [c[2] for c in ci]})
+
+
 # --- cohort funnel and response -------------------------------------------------------------------------
 
 FUNNEL_COLUMNS = ("patients", "with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint")
@@ -312,8 +319,10 @@ def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool
 
 # --- side effects -----------------------------------------------------------------------------------------
 
+# Per-patient incidence gets a Wilson interval; per-session rates do not (sessions of one patient are not
+# independent, so a binomial interval over sessions would be too narrow).
 SIDE_EFFECT_COLUMNS = ("route", "event", "sessions", "sessions_with_event", "session_rate", "patients",
-                       "patients_with_event", "patient_rate")
+                       "patients_with_event", "patient_rate", "patient_ci_low", "patient_ci_high")
 
 
 def _event_rank(event: str) -> int:
@@ -330,7 +339,7 @@ def side_effects(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     for c in ("sessions", "sessions_with_event", "patients", "patients_with_event"):
         df[c] = df[c].astype("int64")
     df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
-    df["patient_rate"] = [_ratio(a, b) for a, b in zip(df["patients_with_event"], df["patients"])]
+    df = _add_rate(df, "patients_with_event", "patients", "patient_rate", "patient")
     df = df.assign(_e=df["event"].map(_event_rank))
     return _order_routes(df, then=("_e",)).drop(columns="_e")[list(SIDE_EFFECT_COLUMNS)]
 
@@ -375,7 +384,8 @@ def blood_pressure(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
 # --- maintenance ------------------------------------------------------------------------------------------
 
 MAINTENANCE_COLUMNS = (
-    "route", "responders", "responders_in_maintenance", "uptake_rate", "maintenance_patients",
+    "route", "responders", "responders_in_maintenance", "uptake_rate", "uptake_ci_low", "uptake_ci_high",
+    "maintenance_patients",
     "maintenance_sessions", "median_days_to_first_maintenance", "median_interval_days",
     "sessions_per_patient_month", "sustained_patients", "sustained_response_8w", "sustained_ci_low",
     "sustained_ci_high",
@@ -401,7 +411,8 @@ def maintenance(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
             "route": r["route"],
             "responders": int(r["responders"]),
             "responders_in_maintenance": int(r["responders_in_maintenance"]),
-            "uptake_rate": _ratio(int(r["responders_in_maintenance"]), int(r["responders"])),
+            **dict(zip(("uptake_rate", "uptake_ci_low", "uptake_ci_high"),
+                       wilson(r["responders_in_maintenance"], r["responders"]))),
             "maintenance_patients": int(r["maintenance_patients"]),
             "maintenance_sessions": int(r["maintenance_sessions"]),
             "median_days_to_first_maintenance": _float(r["median_days_to_first_maintenance"]),
@@ -505,5 +516,5 @@ def any_side_effect(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame
         df[c] = df[c].astype("int64")
     df["event"] = ANY_EVENT
     df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
-    df["patient_rate"] = [_ratio(a, b) for a, b in zip(df["patients_with_event"], df["patients"])]
+    df = _add_rate(df, "patients_with_event", "patients", "patient_rate", "patient")
     return _order_routes(df)[list(SIDE_EFFECT_COLUMNS)]

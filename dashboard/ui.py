@@ -259,23 +259,7 @@ def zip_bytes_builder(ctx: PageContext) -> Callable[[], bytes]:
     return lambda: export.summaries_zip_bytes(con, settings)
 
 
-# --- statistics helpers for the views -------------------------------------------------------------------
-
-
-def with_wilson_interval(df: pd.DataFrame, k: str, n: str, prefix: str) -> pd.DataFrame:
-    """Add `{prefix}_ci_low/high`: the 95 % Wilson interval of k/n, NaN where either count is hidden or n = 0."""
-    from .metrics import wilson
-
-    lows, highs = [], []
-    for kv, nv in zip(df[k], df[n]):
-        if pd.isna(kv) or pd.isna(nv) or int(nv) <= 0:
-            lows.append(float("nan"))
-            highs.append(float("nan"))
-            continue
-        _, low, high = wilson(int(kv), int(nv))
-        lows.append(low)
-        highs.append(high)
-    return df.assign(**{f"{prefix}_ci_low": lows, f"{prefix}_ci_high": highs})
+# --- reading summaries ---------------------------------------------------------------------------------
 
 
 def all_row(df: pd.DataFrame) -> pd.Series | None:
@@ -632,11 +616,10 @@ def render_error_screen(title: str, message: str, what_to_do: str) -> None:
 
 @_cached
 def load_any_side_effect(signature: tuple, settings: Settings) -> pd.DataFrame:
-    """Patients and sessions with any side effect per route and ALL, disclosure applied, with Wilson intervals."""
+    """Patients and sessions with any side effect per route and ALL (with Wilson intervals), disclosure applied."""
     from . import metrics
 
-    df = _protect("side_effects", metrics.any_side_effect(load_connection(signature), settings), settings)
-    return with_wilson_interval(df, "patients_with_event", "patients", "patient")
+    return _protect("side_effects", metrics.any_side_effect(load_connection(signature), settings), settings)
 
 
 def render_dataset(ctx: PageContext) -> None:

@@ -85,6 +85,33 @@ def test_wilson_matches_closed_form(con):
         assert abs(r[route]["response_ci_high"] - (centre + half)) < 1e-9
 
 
+def closed_form_wilson(k: int, n: int) -> tuple[float, float]:
+    z = 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def test_incidence_and_uptake_carry_wilson_intervals(con):
+    side = metrics.side_effects(con, Settings())
+    checked = 0
+    for r in side.itertuples(index=False):
+        if r.patients == 0:
+            assert math.isnan(r.patient_ci_low) and math.isnan(r.patient_ci_high)
+            continue
+        lo, hi = closed_form_wilson(r.patients_with_event, r.patients)
+        assert abs(r.patient_ci_low - lo) < 1e-9 and abs(r.patient_ci_high - hi) < 1e-9
+        checked += 1
+    assert checked >= len(spec.SUMMARY_EVENTS)
+    for r in metrics.maintenance(con, Settings()).itertuples(index=False):
+        if r.responders:
+            lo, hi = closed_form_wilson(r.responders_in_maintenance, r.responders)
+            assert abs(r.uptake_ci_low - lo) < 1e-9 and abs(r.uptake_ci_high - hi) < 1e-9
+        else:
+            assert math.isnan(r.uptake_ci_low)
+
+
 def test_endpoint_window_edges(con):
     # window 8: G's day 11 (L + 8) becomes an endpoint (not a responder); A's endpoint moves to day 15 (score 2)
     f = rows(metrics.cohort_funnel(con, Settings(window=8)))

@@ -15,8 +15,7 @@ ui.render_page_header(
     "last induction session.",
     ctx,
 )
-maintenance = ui.with_wilson_interval(ui.load_summaries(ctx.signature, s)["maintenance.csv"],
-                                      "responders_in_maintenance", "responders", "uptake")
+maintenance = ui.load_summaries(ctx.signature, s)["maintenance.csv"]
 
 st.plotly_chart(figures.create_maintenance_rates_figure(maintenance), key="chart_maintenance_rates")
 st.caption("Uptake: responders with at least one maintenance session (95 % Wilson interval). Sustained response: "

@@ -19,8 +19,7 @@ summaries = ui.load_summaries(ctx.signature, s)
 funnel = summaries["cohort.csv"]
 response = summaries["response_by_route.csv"]
 relief = summaries["time_to_relief.csv"]
-maintenance = ui.with_wilson_interval(summaries["maintenance.csv"], "responders_in_maintenance", "responders",
-                                      "uptake")
+maintenance = summaries["maintenance.csv"]
 
 
 def _interval(lo: object, hi: object, pct: bool = True) -> str:

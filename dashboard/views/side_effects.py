@@ -24,12 +24,11 @@ n_hidden = int(side_effects["session_rate"].isna().sum()) if not side_effects.em
 ui.render_disclosure_note(ctx, [f"{n_hidden} route × event cells (grey, marked 'hidden')"] if n_hidden else [])
 
 st.subheader("Patients affected")
-with_ci = ui.with_wilson_interval(side_effects, "patients_with_event", "patients", "patient")
 chosen = st.multiselect(
     "Side effects to show", events_present, default=[e for e in events_present if e != "any"][:8],
     format_func=figures.event_label, key="_ko_incidence_events",
 )
-st.plotly_chart(figures.create_incidence_figure(with_ci, chosen), key="chart_incidence")
+st.plotly_chart(figures.create_incidence_figure(side_effects, chosen), key="chart_incidence")
 st.caption("Share of patients with at least one session of that route in which the effect was recorded, with "
            "95 % Wilson intervals.")
 
