@@ -146,6 +146,7 @@ class Parameters:
     screening: float = 0.20  # assumption: a screening questionnaire 7-28 days before the baseline
     duplicate_baseline: float = 0.04  # assumption: two questionnaires on the baseline day
     baseline_on_day0: float = 0.40  # assumption: baseline taken before the first dose on day 0
+    missing_baseline: float = 0.02  # assumption: an instrument's baseline (and screening) never recorded
     # questionnaires at sessions: before dosing (clinic, home) and after dosing at clinic sessions
     pre_dose: tuple = (0.75, 0.50)
     # post-dose on day 0 (IV ~45 % respond at 24 h, Cochrane 2021; IN 17.3 % by day 2, Turkoz 2021)
@@ -528,12 +529,14 @@ class _Block:
         pday = bday[np.searchsorted(pi, np.arange(n))] if m else bday
         same = rng.random(m) < 0.9
         bday = np.where(same, pday[pi], bday)
-        parts.append((pi, bday, np.full(m, nan), ii, B))
-        scr = rng.random(m) < p.screening
+        # a few patients never filled in an instrument before dosing: no baseline, no screening, no duplicate
+        recorded = rng.random(m) >= p.missing_baseline
+        parts.append((pi[recorded], bday[recorded], np.full(int(recorded.sum()), nan), ii[recorded], B[recorded]))
+        scr = (rng.random(m) < p.screening) & recorded
         scr_score = np.clip(np.rint(B + rng.normal(0, 2.0, m)), 0, self.top[ii])
         parts.append((pi[scr], (bday - rng.integers(7, 29, m))[scr], np.full(int(scr.sum()), nan), ii[scr],
                       scr_score[scr]))
-        dup = rng.random(m) < p.duplicate_baseline
+        dup = (rng.random(m) < p.duplicate_baseline) & recorded
         parts.append((pi[dup], bday[dup], np.full(int(dup.sum()), nan), ii[dup],
                       np.maximum(B - rng.integers(1, 4, m), 0)[dup]))
 

@@ -155,7 +155,8 @@ def test_each_page_opens_from_a_filtered_link(server, page, path):
     sidebar = page.locator("[data-testid='stSidebar']")
     assert "route IV, IN; site S2" in sidebar.inner_text()
     if path not in ("data",):
-        assert page.locator(".js-plotly-plot").count() >= 1
+        # Plotly draws in the browser after the script has finished: wait for it rather than race it
+        page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
 
 
 def test_changing_a_filter_updates_the_page_and_the_link(server, page):

@@ -186,9 +186,12 @@ def test_values_are_valid_for_the_importer(small: tuple[Path, dict[str, int]]) -
     assert len(post) and post.hours_post_dose.between(0, 24, inclusive="neither").all()
     session_days = set(zip(s.patient_id, s.day))
     assert all((pid, d) in session_days for pid, d in zip(post.patient_id, post.day))
-    # baselines at day -14..0 for everyone (never-dosed patients included), screening earlier
-    assert (a.groupby("patient_id").day.min() <= 0).all() and set(a.patient_id) == set(p.patient_id)
-    assert (a.loc[a.instrument == "GAD7"].groupby("patient_id").size() > 0).sum() == len(p)
+    # baselines at day -14..0 (never-dosed patients included), screening earlier; a few patients never
+    # recorded an instrument's baseline (PARAMETERS.missing_baseline)
+    assert set(a.patient_id) <= set(p.patient_id)
+    has_baseline = a.assign(pre=a.day <= 0).groupby(["patient_id", "instrument"]).pre.any()
+    assert 0.005 < 1 - has_baseline.mean() < 0.05
+    assert a.loc[a.instrument == "GAD7", "patient_id"].nunique() > 0.97 * len(p)
     never = set(p.patient_id) - set(s.patient_id)
     assert 0 < len(never) < 0.06 * len(p)
     assert (a.loc[a.patient_id.isin(never), "day"] <= 0).all()
