@@ -10,56 +10,51 @@ CREATE OR REPLACE MACRO cohort(
     f_treatment_resistant, f_settings, f_integration, f_severities, f_instrument,
     f_mild_floor, f_moderate_floor, f_severe_floor
 ) AS TABLE
-SELECT
-    ps.patient_id,
-    ps.route,
-    ps.setting,
-    ps.site,
-    ps.primary_diagnosis,
-    ps.n_sessions,
-    ps.last_induction_day,
-    ps.n_maintenance,
-    ps.first_maintenance_day,
-    ps.last_maintenance_day,
-    ps.maintenance_gaps,
-    ps.n_clinic_sessions,
-    ps.n_clinic_without_vitals,
-    ps.n_not_completed,
-    pb.baseline,
-    coalesce(pb.n_followups, 0) AS n_followups,
-    coalesce(pb.n_post_dose, 0) AS n_post_dose,
-    coalesce(pb.n_questionnaires, 0) AS n_questionnaires,
-    pb.fu_t,
-    pb.fu_scores,
-    pb.ep_days,
-    pb.ep_scores,
-    CASE
-        WHEN pb.baseline IS NULL THEN NULL
-        WHEN pb.baseline >= f_severe_floor THEN 'severe'
-        WHEN pb.baseline >= f_moderate_floor THEN 'moderate'
-        WHEN pb.baseline >= f_mild_floor THEN 'mild'
-        ELSE 'minimal'
-    END AS severity
-FROM patient_summary ps
-LEFT JOIN patient_baseline pb ON pb.patient_id = ps.patient_id AND pb.instrument = f_instrument
-WHERE (f_routes IS NULL OR list_contains(f_routes, ps.route))
-  AND (f_sites IS NULL OR list_contains(f_sites, ps.site))
-  AND (f_diagnoses IS NULL OR list_contains(f_diagnoses, ps.primary_diagnosis))
-  AND (f_sexes IS NULL OR list_contains(f_sexes, ps.sex))
-  AND (f_age_bands IS NULL OR list_contains(f_age_bands, ps.age_band))
-  AND (f_from_quarter IS NULL OR ps.start_quarter >= f_from_quarter)
-  AND (f_to_quarter IS NULL OR ps.start_quarter <= f_to_quarter)
-  AND (f_treatment_resistant IS NULL OR ps.treatment_resistant = f_treatment_resistant)
-  AND (f_settings IS NULL OR list_contains(f_settings, ps.setting))
-  AND (f_integration IS NULL OR ps.integration = f_integration)
-  AND (f_severities IS NULL OR list_contains(f_severities,
+SELECT * FROM (
+    SELECT
+        ps.patient_id,
+        ps.route,
+        ps.setting,
+        ps.site,
+        ps.primary_diagnosis,
+        ps.n_sessions,
+        ps.last_induction_day,
+        ps.n_maintenance,
+        ps.first_maintenance_day,
+        ps.last_maintenance_day,
+        ps.maintenance_gaps,
+        ps.n_clinic_sessions,
+        ps.n_clinic_without_vitals,
+        ps.n_not_completed,
+        pb.baseline,
+        coalesce(pb.n_followups, 0) AS n_followups,
+        coalesce(pb.n_post_dose, 0) AS n_post_dose,
+        coalesce(pb.n_questionnaires, 0) AS n_questionnaires,
+        pb.fu_t,
+        pb.fu_scores,
+        pb.ep_days,
+        pb.ep_scores,
         CASE
             WHEN pb.baseline IS NULL THEN NULL
             WHEN pb.baseline >= f_severe_floor THEN 'severe'
             WHEN pb.baseline >= f_moderate_floor THEN 'moderate'
             WHEN pb.baseline >= f_mild_floor THEN 'mild'
             ELSE 'minimal'
-        END));
+        END AS severity
+    FROM patient_summary ps
+    LEFT JOIN patient_baseline pb ON pb.patient_id = ps.patient_id AND pb.instrument = f_instrument
+    WHERE (f_routes IS NULL OR list_contains(f_routes, ps.route))
+      AND (f_sites IS NULL OR list_contains(f_sites, ps.site))
+      AND (f_diagnoses IS NULL OR list_contains(f_diagnoses, ps.primary_diagnosis))
+      AND (f_sexes IS NULL OR list_contains(f_sexes, ps.sex))
+      AND (f_age_bands IS NULL OR list_contains(f_age_bands, ps.age_band))
+      AND (f_from_quarter IS NULL OR ps.start_quarter >= f_from_quarter)
+      AND (f_to_quarter IS NULL OR ps.start_quarter <= f_to_quarter)
+      AND (f_treatment_resistant IS NULL OR ps.treatment_resistant = f_treatment_resistant)
+      AND (f_settings IS NULL OR list_contains(f_settings, ps.setting))
+      AND (f_integration IS NULL OR ps.integration = f_integration)
+)
+WHERE f_severities IS NULL OR list_contains(f_severities, severity);
 
 -- Per cohort patient, the outcome facts that depend on the analysis settings (metrics.md "Per patient"):
 -- eligible (a session and B >= the minimum baseline), the endpoint (the last follow-up without
