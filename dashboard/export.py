@@ -157,10 +157,14 @@ def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
 # What queries/derive_*.sql build that the metric queries read: a table's newest column, or a macro.
 DERIVED_COLUMNS = (
     ("patient_summary", "maintenance_gaps"),
+    ("patient_summary", "pk"),
     ("patient_baseline", "ep_scores"),
+    ("cohort_base", "week_scores"),
     ("session_facts", "severe_mask"),
+    ("session_facts", "b_pcl5"),
+    ("patient_route_effects", "severe_e13"),
 )
-DERIVED_MACROS = ("cohort", "cohort_outcomes")
+DERIVED_MACROS = ("cohort", "cohort_outcomes", "cohort_sessions", "cohort_route_effects")
 
 
 def require_derived_tables(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike[str]) -> None:

@@ -34,6 +34,7 @@ per_patient AS (
     GROUP BY patient_id
 )
 SELECT
+    (row_number() OVER (ORDER BY p.patient_id))::INTEGER AS pk,
     p.patient_id,
     p.site,
     p.start_quarter,

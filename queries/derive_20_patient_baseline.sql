@@ -31,6 +31,7 @@ ep AS (
     GROUP BY patient_id, instrument
 )
 SELECT
+    ps.pk,
     per.patient_id,
     per.instrument::VARCHAR AS instrument,
     per.baseline,
@@ -43,4 +44,5 @@ SELECT
     ep.ep_scores
 FROM per
 LEFT JOIN ep ON ep.patient_id = per.patient_id AND ep.instrument = per.instrument
-ORDER BY per.patient_id, per.instrument;
+JOIN patient_summary ps ON ps.patient_id = per.patient_id
+ORDER BY per.instrument, ps.pk;

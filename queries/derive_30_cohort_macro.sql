@@ -1,60 +1,86 @@
--- The cohort filter as a table macro, so each metric query (queries/<what>.sql) filters patients the same
--- way with bound parameters: FROM cohort($routes, $sites, ..., $severe_floor). Every argument may be NULL
--- (no filter); list arguments hold the allowed values. Returns one row per cohort patient with the filter
--- attributes, the per-patient facts of patient_summary and, on the chosen instrument, the baseline B
--- (NULL when there is none) and the follow-up lists of patient_baseline.
+-- The cohort filter, written once as the scalar macro in_cohort over a patient's filter attributes, and
+-- used by the table macros that metric queries read with bound parameters: cohort($routes, ..., $severe_floor)
+-- (one row per cohort patient) and, in derive_60_cohort_session_macros.sql, cohort_sessions(...) (their
+-- sessions) and cohort_route_effects(...) (their per route side-effect counts). Every argument may be NULL (no filter); list
+-- arguments hold the allowed values.
 -- Integration: the patient had at least one session with integration therapy (docs/choices.md).
 -- Severity: the band of B on the chosen instrument; patients without B drop out when the filter is on.
+CREATE OR REPLACE MACRO severity_band(b, f_mild_floor, f_moderate_floor, f_severe_floor) AS
+    CASE
+        WHEN b IS NULL THEN NULL
+        WHEN b >= f_severe_floor THEN 'severe'
+        WHEN b >= f_moderate_floor THEN 'moderate'
+        WHEN b >= f_mild_floor THEN 'mild'
+        ELSE 'minimal'
+    END;
+
+CREATE OR REPLACE MACRO in_cohort(
+    route, site, primary_diagnosis, sex, age_band, start_quarter, treatment_resistant, setting, integration,
+    severity,
+    f_routes, f_sites, f_diagnoses, f_sexes, f_age_bands, f_from_quarter, f_to_quarter,
+    f_treatment_resistant, f_settings, f_integration, f_severities
+) AS
+    (f_routes IS NULL OR list_contains(f_routes, route))
+    AND (f_sites IS NULL OR list_contains(f_sites, site))
+    AND (f_diagnoses IS NULL OR list_contains(f_diagnoses, primary_diagnosis))
+    AND (f_sexes IS NULL OR list_contains(f_sexes, sex))
+    AND (f_age_bands IS NULL OR list_contains(f_age_bands, age_band))
+    AND (f_from_quarter IS NULL OR start_quarter >= f_from_quarter)
+    AND (f_to_quarter IS NULL OR start_quarter <= f_to_quarter)
+    AND (f_treatment_resistant IS NULL OR treatment_resistant = f_treatment_resistant)
+    AND (f_settings IS NULL OR list_contains(f_settings, setting))
+    AND (f_integration IS NULL OR integration = f_integration)
+    AND (f_severities IS NULL OR list_contains(f_severities, severity));
+
+-- A session-level row's baseline on the chosen instrument (NULL for an instrument that does not exist).
+CREATE OR REPLACE MACRO baseline_on(f_instrument, b_gad7, b_phq9, b_pcl5) AS
+    CASE f_instrument WHEN 'GAD7' THEN b_gad7 WHEN 'PHQ9' THEN b_phq9 WHEN 'PCL5' THEN b_pcl5 END;
+
 CREATE OR REPLACE MACRO cohort(
     f_routes, f_sites, f_diagnoses, f_sexes, f_age_bands, f_from_quarter, f_to_quarter,
     f_treatment_resistant, f_settings, f_integration, f_severities, f_instrument,
     f_mild_floor, f_moderate_floor, f_severe_floor
 ) AS TABLE
-SELECT * FROM (
-    SELECT
-        ps.patient_id,
-        ps.route,
-        ps.setting,
-        ps.site,
-        ps.primary_diagnosis,
-        ps.n_sessions,
-        ps.last_induction_day,
-        ps.n_maintenance,
-        ps.first_maintenance_day,
-        ps.last_maintenance_day,
-        ps.maintenance_gaps,
-        ps.n_clinic_sessions,
-        ps.n_clinic_without_vitals,
-        ps.n_not_completed,
-        pb.baseline,
-        coalesce(pb.n_followups, 0) AS n_followups,
-        coalesce(pb.n_post_dose, 0) AS n_post_dose,
-        coalesce(pb.n_questionnaires, 0) AS n_questionnaires,
-        pb.fu_t,
-        pb.fu_scores,
-        pb.ep_days,
-        pb.ep_scores,
-        CASE
-            WHEN pb.baseline IS NULL THEN NULL
-            WHEN pb.baseline >= f_severe_floor THEN 'severe'
-            WHEN pb.baseline >= f_moderate_floor THEN 'moderate'
-            WHEN pb.baseline >= f_mild_floor THEN 'mild'
-            ELSE 'minimal'
-        END AS severity
-    FROM patient_summary ps
-    LEFT JOIN patient_baseline pb ON pb.patient_id = ps.patient_id AND pb.instrument = f_instrument
-    WHERE (f_routes IS NULL OR list_contains(f_routes, ps.route))
-      AND (f_sites IS NULL OR list_contains(f_sites, ps.site))
-      AND (f_diagnoses IS NULL OR list_contains(f_diagnoses, ps.primary_diagnosis))
-      AND (f_sexes IS NULL OR list_contains(f_sexes, ps.sex))
-      AND (f_age_bands IS NULL OR list_contains(f_age_bands, ps.age_band))
-      AND (f_from_quarter IS NULL OR ps.start_quarter >= f_from_quarter)
-      AND (f_to_quarter IS NULL OR ps.start_quarter <= f_to_quarter)
-      AND (f_treatment_resistant IS NULL OR ps.treatment_resistant = f_treatment_resistant)
-      AND (f_settings IS NULL OR list_contains(f_settings, ps.setting))
-      AND (f_integration IS NULL OR ps.integration = f_integration)
-)
-WHERE f_severities IS NULL OR list_contains(f_severities, severity);
+SELECT
+    cb.pk,
+    cb.patient_id,
+    cb.route,
+    cb.setting,
+    cb.site,
+    cb.primary_diagnosis,
+    cb.n_sessions,
+    cb.last_induction_day,
+    cb.n_maintenance,
+    cb.first_maintenance_day,
+    cb.last_maintenance_day,
+    cb.maintenance_gaps,
+    cb.n_clinic_sessions,
+    cb.n_clinic_without_vitals,
+    cb.n_not_completed,
+    cb.baseline,
+    coalesce(cb.n_followups, 0) AS n_followups,
+    coalesce(cb.n_post_dose, 0) AS n_post_dose,
+    coalesce(cb.n_questionnaires, 0) AS n_questionnaires,
+    cb.fu_t,
+    cb.fu_scores,
+    cb.ep_days,
+    cb.ep_scores,
+    cb.relief_response_time,
+    cb.relief_response_event,
+    cb.relief_mcid_time,
+    cb.relief_mcid_event,
+    cb.sustained_time,
+    cb.sustained_event,
+    cb.week_numbers,
+    cb.week_scores,
+    severity_band(cb.baseline, f_mild_floor, f_moderate_floor, f_severe_floor) AS severity
+FROM cohort_base cb
+WHERE cb.instrument = f_instrument
+  AND in_cohort(cb.route, cb.site, cb.primary_diagnosis, cb.sex, cb.age_band, cb.start_quarter,
+                cb.treatment_resistant, cb.setting, cb.integration,
+                severity_band(cb.baseline, f_mild_floor, f_moderate_floor, f_severe_floor),
+                f_routes, f_sites, f_diagnoses, f_sexes, f_age_bands, f_from_quarter, f_to_quarter,
+                f_treatment_resistant, f_settings, f_integration, f_severities);
 
 -- Per cohort patient, the outcome facts that depend on the analysis settings (metrics.md "Per patient"):
 -- eligible (a session and B >= the minimum baseline), the endpoint (the last follow-up without
@@ -76,8 +102,11 @@ e AS (
     SELECT
         *,
         CASE
-            WHEN eligible THEN coalesce(len(list_filter(ep_days, lambda d: d <= last_induction_day + f_window)), 0)
-            ELSE 0
+            WHEN NOT eligible OR ep_days IS NULL THEN 0
+            -- the usual cases need no lambda: every entry inside the window, or none
+            WHEN ep_days[-1] <= last_induction_day + f_window THEN len(ep_days)
+            WHEN ep_days[1] > last_induction_day + f_window THEN 0
+            ELSE len(list_filter(ep_days, lambda d: d <= last_induction_day + f_window))
         END AS endpoint_index
     FROM c
 )

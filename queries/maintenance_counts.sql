@@ -1,10 +1,10 @@
 -- Maintenance per patient route (and a total row, route NULL): responders (observed) and how many of them
 -- had a maintenance session; over maintenance patients (any cohort patient with one): sessions, the median
 -- days from L to the first, the summed days from L to the last (for sessions per patient-month) and the
--- median gap between a patient's consecutive maintenance sessions, pooled.
+-- gaps between a patient's consecutive maintenance sessions, pooled, as a gap -> count map
+-- (metrics.maintenance takes its median: counting days is cheaper than sorting millions of gaps).
 WITH o AS (
-    SELECT route, responder, n_maintenance, first_maintenance_day, last_maintenance_day, last_induction_day,
-           maintenance_gaps
+    SELECT route, responder, n_maintenance, first_maintenance_day, last_maintenance_day, last_induction_day
     FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                          $treatment_resistant, $settings, $integration, $severities, $instrument,
                          $mild_floor, $moderate_floor, $severe_floor, $min_baseline, $window, $remission_cut)
@@ -25,16 +25,19 @@ per_route AS (
     GROUP BY ROLLUP (route)
 ),
 gaps AS (
+    -- the gaps need the cohort only, not the outcomes
     SELECT route, unnest(maintenance_gaps) AS gap
-    FROM o
-    WHERE n_maintenance > 1
+    FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                $treatment_resistant, $settings, $integration, $severities, $instrument,
+                $mild_floor, $moderate_floor, $severe_floor)
+    WHERE n_sessions > 0 AND n_maintenance > 1
 ),
 gap_medians AS (
-    SELECT route, grouping(route) = 1 AS is_total, quantile_cont(gap, 0.5) AS median_interval_days
+    SELECT route, grouping(route) = 1 AS is_total, histogram(gap) AS interval_counts
     FROM gaps
     GROUP BY ROLLUP (route)
 )
-SELECT p.*, g.median_interval_days
+SELECT p.*, g.interval_counts
 FROM per_route p
 LEFT JOIN gap_medians g ON g.is_total = p.is_total AND (p.is_total OR g.route = p.route)
 ORDER BY p.is_total, p.route;

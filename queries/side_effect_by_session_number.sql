@@ -1,35 +1,56 @@
 -- Side effects by session number (1 = the patient's first session), by the session's route and in total
 -- (route NULL): sessions with that number and those with at least one event of each type in $events
--- (masks and bp_severe as in side_effect_counts), zeros included.
+-- (spec.SUMMARY_EVENTS: bit i of the mask is $events[i + 1]; bit $bp_bit is bp_severe, sbp_peak >= $sbp_severe
+-- or dbp_peak >= $dbp_severe), zeros included. The cohort's sessions are first counted per route, number
+-- and event mask (a few thousand distinct combinations), then the event types are read off the masks.
 WITH s AS (
     SELECT
         f.route,
         f.session_number,
         f.event_mask | CASE WHEN f.sbp_peak >= $sbp_severe OR f.dbp_peak >= $dbp_severe
                             THEN 1::BIGINT << $bp_bit ELSE 0 END AS mask
-    FROM session_facts f
-    SEMI JOIN cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
-                     $treatment_resistant, $settings, $integration, $severities, $instrument,
-                     $mild_floor, $moderate_floor, $severe_floor) c ON c.patient_id = f.patient_id
+    FROM cohort_sessions($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                         $treatment_resistant, $settings, $integration, $severities, $instrument,
+                         $mild_floor, $moderate_floor, $severe_floor) f
 ),
-events AS (SELECT unnest($events) AS event, generate_subscripts($events, 1) - 1 AS bit),
-totals AS (
-    SELECT route, grouping(route) = 1 AS is_total, session_number, count(*) AS sessions
+by_mask AS (
+    SELECT route, session_number, mask, count(*) AS n
     FROM s
-    GROUP BY GROUPING SETS ((route, session_number), (session_number))
+    GROUP BY route, session_number, mask
 ),
 counts AS (
-    SELECT s.route, grouping(s.route) = 1 AS is_total, s.session_number, e.bit, count(*) AS sessions_with_event
-    FROM s
-    JOIN events e ON (s.mask >> e.bit) & 1 = 1
-    WHERE s.mask <> 0
-    GROUP BY GROUPING SETS ((s.route, s.session_number, e.bit), (s.session_number, e.bit))
+    SELECT
+        route,
+        grouping(route) = 1 AS is_total,
+        session_number,
+        sum(n) AS sessions,
+        list_value(
+            sum(n) FILTER (WHERE (mask >> 0) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 1) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 2) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 3) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 4) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 5) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 6) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 7) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 8) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 9) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 10) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 11) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 12) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 13) & 1 = 1),
+            sum(n) FILTER (WHERE (mask >> 14) & 1 = 1)
+        ) AS with_event
+    FROM by_mask
+    GROUP BY GROUPING SETS ((route, session_number), (session_number))
+),
+cells AS (
+    SELECT route, is_total, session_number, sessions,
+           unnest(with_event) AS sessions_with_event, unnest(range(len(with_event))) AS bit
+    FROM counts
 )
-SELECT t.route, t.is_total, e.event, t.session_number, t.sessions,
-       coalesce(c.sessions_with_event, 0) AS sessions_with_event
-FROM totals t
-CROSS JOIN events e
-LEFT JOIN counts c
-    ON c.is_total = t.is_total AND c.session_number = t.session_number AND c.bit = e.bit
-   AND (t.is_total OR c.route = t.route)
-ORDER BY t.is_total, t.route, e.bit, t.session_number;
+SELECT route, is_total, $events[bit + 1] AS event, session_number, sessions::BIGINT AS sessions,
+       coalesce(sessions_with_event, 0)::BIGINT AS sessions_with_event
+FROM cells
+WHERE bit < len($events)
+ORDER BY is_total, route, bit, session_number;

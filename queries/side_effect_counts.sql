@@ -1,53 +1,27 @@
 -- Side effects over every session (all phases) of cohort patients, by the session's route and in total
--- (route NULL), for each event type in $events (bit i of session_facts' masks is $events[i + 1]; bit
--- $bp_bit is bp_severe: sbp_peak >= $sbp_severe or dbp_peak >= $dbp_severe), zeros included: sessions and
--- patients of the route, and those with the event. Eligibility does not apply.
-WITH s AS (
+-- (route NULL), for each event type in $events (spec.SUMMARY_EVENTS: the columns e00..e14 of
+-- patient_route_effects, bp_severe last), zeros included: sessions and patients of the route, and those with
+-- the event. Eligibility does not apply. Sums over the cohort's rows of the per patient x route table.
+WITH per_route AS (
     SELECT
-        f.patient_id,
-        f.route,
-        f.event_mask | CASE WHEN f.sbp_peak >= $sbp_severe OR f.dbp_peak >= $dbp_severe
-                            THEN 1::BIGINT << $bp_bit ELSE 0 END AS mask
-    FROM session_facts f
-    SEMI JOIN cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
-                     $treatment_resistant, $settings, $integration, $severities, $instrument,
-                     $mild_floor, $moderate_floor, $severe_floor) c ON c.patient_id = f.patient_id
-),
-events AS (
-    SELECT unnest($events) AS event, generate_subscripts($events, 1) - 1 AS bit
-),
-per_patient_route AS (
-    SELECT patient_id, route, count(*) AS sessions FROM s GROUP BY patient_id, route
-),
-totals AS (
-    SELECT route, false AS is_total, sum(sessions) AS sessions, count(*) AS patients
-    FROM per_patient_route GROUP BY route
-    UNION ALL
-    SELECT NULL, true, sum(sessions), count(DISTINCT patient_id) FROM per_patient_route
-),
-hits AS (
-    SELECT s.patient_id, s.route, e.bit, count(*) AS sessions
-    FROM s
-    JOIN events e ON (s.mask >> e.bit) & 1 = 1
-    WHERE s.mask <> 0
-    GROUP BY s.patient_id, s.route, e.bit
-),
-counts AS (
-    SELECT route, false AS is_total, bit, sum(sessions) AS sessions_with_event, count(*) AS patients_with_event
-    FROM hits GROUP BY route, bit
-    UNION ALL
-    SELECT NULL, true, bit, sum(sessions), count(DISTINCT patient_id) FROM hits GROUP BY bit
+        route,
+        is_total,
+        sum(sessions) AS sessions,
+        count(*) AS patients,
+        list_value(sum(e00), sum(e01), sum(e02), sum(e03), sum(e04), sum(e05), sum(e06), sum(e07), sum(e08), sum(e09), sum(e10), sum(e11), sum(e12), sum(e13), sum(e14)) AS with_event,
+        list_value(count(*) FILTER (WHERE e00 > 0), count(*) FILTER (WHERE e01 > 0), count(*) FILTER (WHERE e02 > 0), count(*) FILTER (WHERE e03 > 0), count(*) FILTER (WHERE e04 > 0), count(*) FILTER (WHERE e05 > 0), count(*) FILTER (WHERE e06 > 0), count(*) FILTER (WHERE e07 > 0), count(*) FILTER (WHERE e08 > 0), count(*) FILTER (WHERE e09 > 0), count(*) FILTER (WHERE e10 > 0), count(*) FILTER (WHERE e11 > 0), count(*) FILTER (WHERE e12 > 0), count(*) FILTER (WHERE e13 > 0), count(*) FILTER (WHERE e14 > 0)) AS patients_with_event
+    FROM cohort_route_effects($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                              $treatment_resistant, $settings, $integration, $severities, $instrument,
+                              $mild_floor, $moderate_floor, $severe_floor)
+    GROUP BY route, is_total
 )
 SELECT
-    t.route,
-    t.is_total,
-    e.event,
-    t.sessions::BIGINT AS sessions,
-    coalesce(c.sessions_with_event, 0)::BIGINT AS sessions_with_event,
-    t.patients,
-    coalesce(c.patients_with_event, 0) AS patients_with_event
-FROM totals t
-CROSS JOIN events e
-LEFT JOIN counts c ON c.is_total = t.is_total AND c.bit = e.bit AND (t.is_total OR c.route = t.route)
-WHERE t.sessions IS NOT NULL
-ORDER BY t.is_total, t.route, e.bit;
+    route,
+    is_total,
+    unnest($events) AS event,
+    sessions::BIGINT AS sessions,
+    unnest(with_event)::BIGINT AS sessions_with_event,
+    patients,
+    unnest(patients_with_event) AS patients_with_event
+FROM per_route
+ORDER BY is_total, route;

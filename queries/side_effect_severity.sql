@@ -1,37 +1,26 @@
 -- Sessions of cohort patients with at least one event of each type at each severity, by the session's
--- route and in total (route NULL), zeros included, for the event types in $events (bit i of session_facts'
--- severity masks is $events[i + 1]) and the severities in $severity_levels (mild, moderate, severe).
-WITH s AS (
-    SELECT f.route, f.mild_mask, f.moderate_mask, f.severe_mask
-    FROM session_facts f
-    SEMI JOIN cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
-                     $treatment_resistant, $settings, $integration, $severities, $instrument,
-                     $mild_floor, $moderate_floor, $severe_floor) c ON c.patient_id = f.patient_id
+-- route and in total (route NULL), zeros included, for the event types in $events (spec.EVENTS: the
+-- columns *_e00..*_e13 of patient_route_effects) and the severities in $severity_levels (mild, moderate,
+-- severe). Sums over the cohort's rows of the per patient x route table, listed event by event.
+WITH per_route AS (
+    SELECT
+        route,
+        is_total,
+        list_value(sum(mild_e00), sum(moderate_e00), sum(severe_e00), sum(mild_e01), sum(moderate_e01), sum(severe_e01), sum(mild_e02), sum(moderate_e02), sum(severe_e02), sum(mild_e03), sum(moderate_e03), sum(severe_e03), sum(mild_e04), sum(moderate_e04), sum(severe_e04), sum(mild_e05), sum(moderate_e05), sum(severe_e05), sum(mild_e06), sum(moderate_e06), sum(severe_e06), sum(mild_e07), sum(moderate_e07), sum(severe_e07), sum(mild_e08), sum(moderate_e08), sum(severe_e08), sum(mild_e09), sum(moderate_e09), sum(severe_e09), sum(mild_e10), sum(moderate_e10), sum(severe_e10), sum(mild_e11), sum(moderate_e11), sum(severe_e11), sum(mild_e12), sum(moderate_e12), sum(severe_e12), sum(mild_e13), sum(moderate_e13), sum(severe_e13)) AS counts
+    FROM cohort_route_effects($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                              $treatment_resistant, $settings, $integration, $severities, $instrument,
+                              $mild_floor, $moderate_floor, $severe_floor)
+    GROUP BY route, is_total
 ),
-events AS (SELECT unnest($events) AS event, generate_subscripts($events, 1) - 1 AS bit),
-levels AS (SELECT unnest($severity_levels) AS severity, generate_subscripts($severity_levels, 1) AS level_order),
-flagged AS (
-    SELECT route, 'mild' AS severity, mild_mask AS mask FROM s WHERE mild_mask <> 0
-    UNION ALL
-    SELECT route, 'moderate', moderate_mask FROM s WHERE moderate_mask <> 0
-    UNION ALL
-    SELECT route, 'severe', severe_mask FROM s WHERE severe_mask <> 0
-),
-counts AS (
-    SELECT f.route, grouping(f.route) = 1 AS is_total, e.bit, f.severity, count(*) AS sessions_with_event
-    FROM flagged f
-    JOIN events e ON (f.mask >> e.bit) & 1 = 1
-    GROUP BY GROUPING SETS ((f.route, e.bit, f.severity), (e.bit, f.severity))
-),
-routes AS (
-    SELECT DISTINCT route, false AS is_total FROM s
-    UNION ALL
-    SELECT NULL, true WHERE EXISTS (SELECT 1 FROM s)
+cells AS (
+    SELECT route, is_total, unnest(counts) AS sessions_with_event, unnest(range(len(counts))) AS i
+    FROM per_route
 )
-SELECT r.route, r.is_total, e.event, l.severity, coalesce(c.sessions_with_event, 0) AS sessions_with_event
-FROM routes r
-CROSS JOIN events e
-CROSS JOIN levels l
-LEFT JOIN counts c
-    ON c.is_total = r.is_total AND c.bit = e.bit AND c.severity = l.severity AND (r.is_total OR c.route = r.route)
-ORDER BY r.is_total, r.route, e.bit, l.level_order;
+SELECT
+    route,
+    is_total,
+    $events[i // 3 + 1] AS event,
+    $severity_levels[i % 3 + 1] AS severity,
+    sessions_with_event::BIGINT AS sessions_with_event
+FROM cells
+ORDER BY is_total, route, i;

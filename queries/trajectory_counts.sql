@@ -1,31 +1,14 @@
 -- Trajectory per patient route (and total rows, route NULL) and week since the first session
 -- (week = floor(day / 7); the baseline B counts at week 0): over eligible cohort patients, one score per
--- patient and week (the last questionnaire without hours_post_dose in that week; ep_days holds each day's
--- highest score), its count, sum, sum of squares and how many show an improvement >= 0.5.
-WITH c AS (
-    SELECT patient_id, route, baseline, ep_days, ep_scores
+-- patient and week (the last questionnaire without hours_post_dose in that week, derived at import as
+-- cohort_base.week_numbers / week_scores), its count, sum, sum of squares and how many show an
+-- improvement >= 0.5.
+WITH w AS (
+    SELECT route, baseline, unnest(week_numbers) AS week, unnest(week_scores) AS score
     FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                 $treatment_resistant, $settings, $integration, $severities, $instrument,
                 $mild_floor, $moderate_floor, $severe_floor)
     WHERE n_sessions > 0 AND baseline >= $min_baseline
-),
-scores AS (
-    SELECT patient_id, route, baseline, 0 AS day, baseline AS score
-    FROM c
-    UNION ALL
-    SELECT patient_id, route, baseline, unnest(ep_days) AS day, unnest(ep_scores) AS score
-    FROM c
-    WHERE ep_days IS NOT NULL
-),
-weekly AS (
-    SELECT
-        patient_id,
-        route,
-        baseline,
-        floor(day / 7)::INTEGER AS week,
-        arg_max(score, day) AS score
-    FROM scores
-    GROUP BY patient_id, route, baseline, week
 )
 SELECT
     route,
@@ -35,6 +18,6 @@ SELECT
     sum(score)::BIGINT AS score_sum,
     sum(score::BIGINT * score)::BIGINT AS score_sum_squares,
     count(*) FILTER (WHERE baseline > 0 AND 2 * (baseline - score) >= baseline) AS responders
-FROM weekly
+FROM w
 GROUP BY GROUPING SETS ((route, week), (week))
 ORDER BY is_total, route, week;

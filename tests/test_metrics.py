@@ -464,7 +464,7 @@ def test_filter_values_are_bound_not_formatted(con, tmp_path):
             out = store.run_query(rw, "outcome_counts", {**params, "by": value})
             assert out["patients"].max() == 8
             out = store.run_query(rw, "outcome_counts", {**params, "instrument": value})
-            assert out["eligible"].sum() == 0 and out["patients"].max() == 8
+            assert out["eligible"].sum() == 0  # an instrument that does not exist has no cohort rows
         assert rw.execute("SELECT count(*) FROM patients").fetchone()[0] == 8
         assert rw.execute("SELECT count(*) FROM sessions").fetchone()[0] == 19
     finally:

@@ -1,0 +1,108 @@
+-- Derived per patient x session route table for the side-effect summaries (queries/side_effect_counts.sql,
+-- queries/any_side_effect_counts.sql): for each patient, one row per route of their sessions and one total
+-- row (is_total, route NULL) over all their sessions, with the number of sessions and, per event type, the
+-- number of sessions with that event: e00..e13 follow spec.EVENTS (the bits of session_facts.event_mask),
+-- e14 is bp_severe (sbp_peak >= 180 or dbp_peak >= 110: spec.BP_SEVERE_SBP and spec.BP_SEVERE_DBP), and
+-- any_event counts sessions with any of them, vitals those with a blood-pressure peak recorded, sbp_180 and
+-- dbp_110 those at or above those peaks; mild_eNN, moderate_eNN and severe_eNN count sessions with event NN
+-- at that severity (the severity masks of session_facts). Each row carries the patient's filter attributes
+-- (read through cohort_route_effects). A cohort's counts are then sums over its patients' rows, and
+-- patients with an event are the rows with a non-zero count, so no query groups sessions by patient.
+CREATE OR REPLACE TABLE patient_route_effects AS
+WITH s AS (
+    SELECT
+        pk,
+        route,
+        event_mask | CASE WHEN sbp_peak >= 180 OR dbp_peak >= 110 THEN 1::BIGINT << 14 ELSE 0 END AS mask,
+        mild_mask,
+        moderate_mask,
+        severe_mask,
+        sbp_peak IS NOT NULL OR dbp_peak IS NOT NULL AS vitals,
+        sbp_peak >= 180 AS sbp_180,
+        dbp_peak >= 110 AS dbp_110,
+        patient_route, patient_setting, site, primary_diagnosis, sex, age_band, start_quarter,
+        treatment_resistant, integration, b_gad7, b_phq9, b_pcl5
+    FROM session_facts
+)
+SELECT
+    pk,
+    route,
+    grouping(route) = 1 AS is_total,
+    -- the patient's filter attributes (the same on every row of a patient)
+    any_value(patient_route) AS patient_route,
+    any_value(patient_setting) AS patient_setting,
+    any_value(site) AS site,
+    any_value(primary_diagnosis) AS primary_diagnosis,
+    any_value(sex) AS sex,
+    any_value(age_band) AS age_band,
+    any_value(start_quarter) AS start_quarter,
+    any_value(treatment_resistant) AS treatment_resistant,
+    any_value(integration) AS integration,
+    any_value(b_gad7) AS b_gad7,
+    any_value(b_phq9) AS b_phq9,
+    any_value(b_pcl5) AS b_pcl5,
+    count(*)::INTEGER AS sessions,
+    count(*) FILTER (WHERE mask <> 0)::INTEGER AS any_event,
+    count(*) FILTER (WHERE vitals)::INTEGER AS vitals,
+    count(*) FILTER (WHERE sbp_180)::INTEGER AS sbp_180,
+    count(*) FILTER (WHERE dbp_110)::INTEGER AS dbp_110,
+    count(*) FILTER (WHERE (mask >> 0) & 1 = 1)::INTEGER AS e00,
+    count(*) FILTER (WHERE (mask >> 1) & 1 = 1)::INTEGER AS e01,
+    count(*) FILTER (WHERE (mask >> 2) & 1 = 1)::INTEGER AS e02,
+    count(*) FILTER (WHERE (mask >> 3) & 1 = 1)::INTEGER AS e03,
+    count(*) FILTER (WHERE (mask >> 4) & 1 = 1)::INTEGER AS e04,
+    count(*) FILTER (WHERE (mask >> 5) & 1 = 1)::INTEGER AS e05,
+    count(*) FILTER (WHERE (mask >> 6) & 1 = 1)::INTEGER AS e06,
+    count(*) FILTER (WHERE (mask >> 7) & 1 = 1)::INTEGER AS e07,
+    count(*) FILTER (WHERE (mask >> 8) & 1 = 1)::INTEGER AS e08,
+    count(*) FILTER (WHERE (mask >> 9) & 1 = 1)::INTEGER AS e09,
+    count(*) FILTER (WHERE (mask >> 10) & 1 = 1)::INTEGER AS e10,
+    count(*) FILTER (WHERE (mask >> 11) & 1 = 1)::INTEGER AS e11,
+    count(*) FILTER (WHERE (mask >> 12) & 1 = 1)::INTEGER AS e12,
+    count(*) FILTER (WHERE (mask >> 13) & 1 = 1)::INTEGER AS e13,
+    count(*) FILTER (WHERE (mask >> 14) & 1 = 1)::INTEGER AS e14,
+    count(*) FILTER (WHERE (mild_mask >> 0) & 1 = 1)::INTEGER AS mild_e00,
+    count(*) FILTER (WHERE (moderate_mask >> 0) & 1 = 1)::INTEGER AS moderate_e00,
+    count(*) FILTER (WHERE (severe_mask >> 0) & 1 = 1)::INTEGER AS severe_e00,
+    count(*) FILTER (WHERE (mild_mask >> 1) & 1 = 1)::INTEGER AS mild_e01,
+    count(*) FILTER (WHERE (moderate_mask >> 1) & 1 = 1)::INTEGER AS moderate_e01,
+    count(*) FILTER (WHERE (severe_mask >> 1) & 1 = 1)::INTEGER AS severe_e01,
+    count(*) FILTER (WHERE (mild_mask >> 2) & 1 = 1)::INTEGER AS mild_e02,
+    count(*) FILTER (WHERE (moderate_mask >> 2) & 1 = 1)::INTEGER AS moderate_e02,
+    count(*) FILTER (WHERE (severe_mask >> 2) & 1 = 1)::INTEGER AS severe_e02,
+    count(*) FILTER (WHERE (mild_mask >> 3) & 1 = 1)::INTEGER AS mild_e03,
+    count(*) FILTER (WHERE (moderate_mask >> 3) & 1 = 1)::INTEGER AS moderate_e03,
+    count(*) FILTER (WHERE (severe_mask >> 3) & 1 = 1)::INTEGER AS severe_e03,
+    count(*) FILTER (WHERE (mild_mask >> 4) & 1 = 1)::INTEGER AS mild_e04,
+    count(*) FILTER (WHERE (moderate_mask >> 4) & 1 = 1)::INTEGER AS moderate_e04,
+    count(*) FILTER (WHERE (severe_mask >> 4) & 1 = 1)::INTEGER AS severe_e04,
+    count(*) FILTER (WHERE (mild_mask >> 5) & 1 = 1)::INTEGER AS mild_e05,
+    count(*) FILTER (WHERE (moderate_mask >> 5) & 1 = 1)::INTEGER AS moderate_e05,
+    count(*) FILTER (WHERE (severe_mask >> 5) & 1 = 1)::INTEGER AS severe_e05,
+    count(*) FILTER (WHERE (mild_mask >> 6) & 1 = 1)::INTEGER AS mild_e06,
+    count(*) FILTER (WHERE (moderate_mask >> 6) & 1 = 1)::INTEGER AS moderate_e06,
+    count(*) FILTER (WHERE (severe_mask >> 6) & 1 = 1)::INTEGER AS severe_e06,
+    count(*) FILTER (WHERE (mild_mask >> 7) & 1 = 1)::INTEGER AS mild_e07,
+    count(*) FILTER (WHERE (moderate_mask >> 7) & 1 = 1)::INTEGER AS moderate_e07,
+    count(*) FILTER (WHERE (severe_mask >> 7) & 1 = 1)::INTEGER AS severe_e07,
+    count(*) FILTER (WHERE (mild_mask >> 8) & 1 = 1)::INTEGER AS mild_e08,
+    count(*) FILTER (WHERE (moderate_mask >> 8) & 1 = 1)::INTEGER AS moderate_e08,
+    count(*) FILTER (WHERE (severe_mask >> 8) & 1 = 1)::INTEGER AS severe_e08,
+    count(*) FILTER (WHERE (mild_mask >> 9) & 1 = 1)::INTEGER AS mild_e09,
+    count(*) FILTER (WHERE (moderate_mask >> 9) & 1 = 1)::INTEGER AS moderate_e09,
+    count(*) FILTER (WHERE (severe_mask >> 9) & 1 = 1)::INTEGER AS severe_e09,
+    count(*) FILTER (WHERE (mild_mask >> 10) & 1 = 1)::INTEGER AS mild_e10,
+    count(*) FILTER (WHERE (moderate_mask >> 10) & 1 = 1)::INTEGER AS moderate_e10,
+    count(*) FILTER (WHERE (severe_mask >> 10) & 1 = 1)::INTEGER AS severe_e10,
+    count(*) FILTER (WHERE (mild_mask >> 11) & 1 = 1)::INTEGER AS mild_e11,
+    count(*) FILTER (WHERE (moderate_mask >> 11) & 1 = 1)::INTEGER AS moderate_e11,
+    count(*) FILTER (WHERE (severe_mask >> 11) & 1 = 1)::INTEGER AS severe_e11,
+    count(*) FILTER (WHERE (mild_mask >> 12) & 1 = 1)::INTEGER AS mild_e12,
+    count(*) FILTER (WHERE (moderate_mask >> 12) & 1 = 1)::INTEGER AS moderate_e12,
+    count(*) FILTER (WHERE (severe_mask >> 12) & 1 = 1)::INTEGER AS severe_e12,
+    count(*) FILTER (WHERE (mild_mask >> 13) & 1 = 1)::INTEGER AS mild_e13,
+    count(*) FILTER (WHERE (moderate_mask >> 13) & 1 = 1)::INTEGER AS moderate_e13,
+    count(*) FILTER (WHERE (severe_mask >> 13) & 1 = 1)::INTEGER AS severe_e13
+FROM s
+GROUP BY GROUPING SETS ((pk, route), (pk))
+ORDER BY pk, is_total, route;

@@ -1,0 +1,194 @@
+"""The benchmark runs at a small size and writes valid JSON; its pandas baseline computes the core's numbers.
+
+No test here asserts a time: benchmarks are not tests. The equality checks keep the baseline honest, since
+the export/baseline ratio only means something if both compute the same summaries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from dashboard.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "run.py"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_run = _load("bench_run", BENCH)
+baseline = _load("pandas_baseline", ROOT / "bench" / "pandas_baseline.py")
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("bench")
+    out = base / "results.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--sizes", "300", "--states", "2", "--json", str(out), "--workdir", str(base / "work")],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"json": json.loads(out.read_text(encoding="utf-8")), "stdout": proc.stdout, "workdir": base / "work"}
+
+
+def test_benchmark_writes_json_with_every_measure(small_run: dict) -> None:
+    results = small_run["json"]
+    assert results["machine"]["cpus"] >= 1 and results["machine"]["duckdb"]
+    [size] = results["sizes"]
+    assert size["patients"] == 300
+    assert size["import"]["seconds"] > 0 and size["import"]["peak_rss_mb"] > 0
+    assert set(size["pages"]) == set(bench_run.page_plan())
+    for page in size["pages"].values():
+        assert len(page["cold_ms"]) == 2 and len(page["states"]) == 2
+        assert page["cold_max_ms"] >= page["cold_median_ms"] > 0
+        assert page["warm_median_ms"] > 0
+    states = [s for page in size["pages"].values() for s in page["states"]]
+    assert len(states) == len(set(states)), "every cold measurement uses a filter state not seen before"
+    assert size["dashboard_process"]["peak_rss_mb"] > 0
+    assert size["export"]["seconds"] > 0 and size["baseline"]["seconds"] > 0
+    assert size["export_over_baseline"] == pytest.approx(size["export"]["seconds"] / size["baseline"]["seconds"])
+    assert size["baseline_matches_export"], size["baseline_differences"]
+
+
+def test_benchmark_prints_the_table(small_run: dict) -> None:
+    out = small_run["stdout"]
+    assert "| measure" in out and "300 patients" in out
+    assert "export / baseline" in out and "page overview: cold median / max (ms)" in out
+
+
+def test_benchmark_reuses_kept_data(small_run: dict, tmp_path: Path) -> None:
+    out = tmp_path / "again.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--sizes", "300", "--states", "1", "--keep", "--json", str(out),
+         "--workdir", str(small_run["workdir"])],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [size] = json.loads(out.read_text(encoding="utf-8"))["sizes"]
+    assert size["generate"].get("reused") and size["import"].get("reused")
+
+
+def _core_summaries(db: Path, s: Settings) -> dict:
+    from dashboard import metrics
+    from dashboard.store import open_database
+
+    con = open_database(db)
+    try:
+        relief = metrics.time_to_relief(con, s)
+        return {
+            "cohort.csv": metrics.cohort_funnel(con, s),
+            "response_by_route.csv": metrics.response_by_route(con, s),
+            "time_to_relief.csv": relief.summary,
+            "time_to_relief_curve.csv": relief.curve,
+            "side_effects.csv": metrics.side_effects(con, s),
+            "maintenance.csv": metrics.maintenance(con, s),
+        }
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(),
+        Settings(population="itt", relief="mcid", window=14),
+        Settings(instrument="PHQ9", route=("IV", "IN"), age_band=("25-34", "35-44", "45-54")),
+        Settings(severity=("moderate", "severe"), integration=True, from_quarter="2024-Q1"),
+    ],
+    ids=["defaults", "itt-mcid-window14", "phq9-routes-ages", "severity-integration-quarter"],
+)
+def test_pandas_baseline_equals_the_core(sample_db: Path, settings: Settings) -> None:
+    core = _core_summaries(sample_db, settings)
+    base = baseline.raw_summaries(baseline.load_tables(sample_db), settings)
+    assert set(base) == set(core)
+    assert len(core["response_by_route.csv"]) >= 2, "the comparison needs patients"
+    assert bench_run.compare_summaries(core, base, tol=1e-9) == []
+
+
+def test_comparison_notices_a_different_number(sample_db: Path) -> None:
+    s = Settings()
+    core = _core_summaries(sample_db, s)
+    base = baseline.raw_summaries(baseline.load_tables(sample_db), s)
+    changed = base["response_by_route.csv"].copy()
+    changed.loc[changed.index[-1], "responders"] += 1
+    problems = bench_run.compare_summaries(core, dict(base, **{"response_by_route.csv": changed}))
+    assert len(problems) == 1 and "response_by_route.csv.responders" in problems[0]
+    fewer = base["side_effects.csv"].iloc[:-1]
+    assert bench_run.compare_summaries(core, dict(base, **{"side_effects.csv": fewer}))
+
+
+# --- the performance layout: medians from counts, the query memo, constants fixed at import -----------------
+
+
+@given(st.lists(st.integers(min_value=-50, max_value=300), min_size=1, max_size=60))
+@hypothesis_settings(max_examples=60, deadline=None)
+def test_median_of_counts_equals_duckdb_quantile_cont(values: list[int]) -> None:
+    from collections import Counter
+
+    import duckdb
+
+    from dashboard.metrics import median_of_counts
+
+    expected = duckdb.connect().execute(
+        "SELECT quantile_cont(v, 0.5) FROM (SELECT unnest($v) AS v)", {"v": values}
+    ).fetchall()[0][0]
+    assert median_of_counts(dict(Counter(values))) == expected
+
+
+def test_median_of_counts_of_nothing_is_nan() -> None:
+    import math
+
+    from dashboard.metrics import median_of_counts
+
+    assert math.isnan(median_of_counts({})) and math.isnan(median_of_counts(None))
+    assert math.isnan(median_of_counts(float("nan")))
+
+
+def test_query_memo_gives_equal_independent_copies(sample_db: Path) -> None:
+    from dashboard import metrics
+    from dashboard.store import open_database
+
+    con = open_database(sample_db)
+    try:
+        metrics.clear_query_memo()
+        s = Settings(route=("IV",))
+        params = metrics._outcome_params(s, by=None)
+        first = metrics.run_query(con, "outcome_counts", params)
+        first.loc[:, "patients"] = -1  # a caller changing its copy must not change what others get
+        second = metrics.run_query(con, "outcome_counts", params)
+        assert (second["patients"] >= 0).all()
+        assert metrics.cohort_funnel(con, s).equals(metrics.cohort_funnel(con, s))
+        other = metrics.run_query(con, "outcome_counts", metrics._outcome_params(Settings(route=("IN",)), by=None))
+        assert not other.equals(second)  # the key holds the bound values
+    finally:
+        con.close()
+    metrics.clear_query_memo()
+
+
+def test_constants_fixed_at_import_match_the_spec() -> None:
+    """The derive scripts run without parameters, so a few spec values are written into them."""
+    from dashboard import spec
+
+    effects = (ROOT / "queries" / "derive_50_patient_route_effects.sql").read_text(encoding="utf-8")
+    assert f"sbp_peak >= {spec.BP_SEVERE_SBP}" in effects and f"dbp_peak >= {spec.BP_SEVERE_DBP}" in effects
+    assert f"<< {spec.SUMMARY_EVENTS.index(spec.BP_SEVERE)}" in effects
+    for i, event in enumerate(spec.EVENTS):
+        assert f"e{i:02d}" in effects, event
+    base = (ROOT / "queries" / "derive_25_cohort_base.sql").read_text(encoding="utf-8")
+    mcid = " ".join(f"WHEN '{i}' THEN {spec.MCID[i]}" for i in spec.INSTRUMENTS)
+    assert mcid in base
