@@ -65,29 +65,45 @@ def page_plan() -> dict[str, list[tuple[str, Callable[[tuple, Any], Any]]]]:
     """Per dashboard page, the cached loads it makes for one filter state, in order.
 
     These are the `dashboard.ui.load_*` calls of dashboard/app.py (the entry script runs on every page: the
-    filter options and the cohort banner, which needs the summaries) and of each dashboard/views/*.py with
+    filter options and the cohort banner, which needs the cohort summary) and of each dashboard/views/*.py with
     the widgets at their defaults. Each load is `st.cache_data`, so a repeated state is a cache hit.
     """
     from dashboard import ui
 
+    def summary(file: str) -> tuple[str, Callable[[tuple, Any], Any]]:
+        return (f"load_summary[{file}]", lambda sig, s: ui.load_summary(sig, s, file))
+
     entry = [
         ("load_filter_options", lambda sig, s: ui.load_filter_options(sig)),
-        ("load_summaries", lambda sig, s: ui.load_summaries(sig, s)),
+        summary("cohort.csv"),  # the cohort banner's size
     ]
     return {
-        "overview": entry + [("load_import_history", lambda sig, s: ui.load_import_history(sig))],
+        "overview": entry + [
+            summary("response_by_route.csv"), summary("time_to_relief.csv"), summary("maintenance.csv"),
+            ("load_any_side_effect", lambda sig, s: ui.load_any_side_effect(sig, s)),
+            ("load_import_history", lambda sig, s: ui.load_import_history(sig)),
+        ],
         "response": entry + [
+            summary("response_by_route.csv"),
             ("load_route_comparison", lambda sig, s: ui.load_route_comparison(sig, s, "response")),
             ("load_trajectory", lambda sig, s: ui.load_trajectory(sig, s)),
             ("load_breakdown", lambda sig, s: ui.load_breakdown(sig, s, "site")),
         ],
-        "relief": entry + [("load_logrank", lambda sig, s: ui.load_logrank(sig, s))],
+        "relief": entry + [
+            summary("time_to_relief.csv"), summary("time_to_relief_curve.csv"),
+            ("load_relief_at_risk", lambda sig, s: ui.load_relief_at_risk(sig, s)),
+            ("load_logrank", lambda sig, s: ui.load_logrank(sig, s)),
+        ],
         "side_effects": entry + [
+            summary("side_effects.csv"),
             ("load_severity", lambda sig, s: ui.load_severity(sig, s)),
             ("load_side_effects_by_session", lambda sig, s: ui.load_side_effects_by_session(sig, s)),
             ("load_blood_pressure", lambda sig, s: ui.load_blood_pressure(sig, s)),
         ],
-        "maintenance": entry + [("load_projection", lambda sig, s: ui.load_projection(sig, s))],
+        "maintenance": entry + [
+            summary("maintenance.csv"),
+            ("load_projection", lambda sig, s: ui.load_projection(sig, s)),
+        ],
         "data": entry + [
             ("load_import_history", lambda sig, s: ui.load_import_history(sig)),
             ("load_data_quality", lambda sig, s: ui.load_data_quality(sig, s)),

@@ -35,19 +35,31 @@ SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stab
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 
 
+# file -> (disclosure rule name, how the raw table is computed)
+_SUMMARY_SOURCES = {
+    "cohort.csv": ("cohort", lambda con, s: metrics.funnel_from_counts(metrics.outcome_counts(con, s))),
+    "response_by_route.csv": (
+        "response_by_route", lambda con, s: metrics.response_from_counts(s, metrics.outcome_counts(con, s))),
+    "time_to_relief.csv": ("time_to_relief", lambda con, s: metrics.time_to_relief(con, s, logrank=False).summary),
+    "time_to_relief_curve.csv": (
+        "time_to_relief_curve", lambda con, s: metrics.time_to_relief(con, s, logrank=False).curve),
+    "side_effects.csv": ("side_effects", metrics.side_effects),
+    "maintenance.csv": ("maintenance", metrics.maintenance),
+}
+
+
+def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
+    """One summary table (a name in SUMMARY_FILES) for these settings, disclosure control applied.
+
+    The dashboard loads only the files a page shows; the export takes all of them through here, so both
+    give the same table (metrics' query memo shares the queries two files have in common)."""
+    name, compute = _SUMMARY_SOURCES[file]
+    return protect(name, compute(con, s), s.min_cell)
+
+
 def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, pd.DataFrame]:
     """The six summary tables for these settings, disclosure control applied (minimum cell s.min_cell)."""
-    relief = metrics.time_to_relief(con, s, logrank=False)
-    counts = metrics.outcome_counts(con, s)
-    raw = {
-        "cohort.csv": ("cohort", metrics.funnel_from_counts(counts)),
-        "response_by_route.csv": ("response_by_route", metrics.response_from_counts(s, counts)),
-        "time_to_relief.csv": ("time_to_relief", relief.summary),
-        "time_to_relief_curve.csv": ("time_to_relief_curve", relief.curve),
-        "side_effects.csv": ("side_effects", metrics.side_effects(con, s)),
-        "maintenance.csv": ("maintenance", metrics.maintenance(con, s)),
-    }
-    return {file: protect(name, df, s.min_cell) for file, (name, df) in raw.items()}
+    return {file: compute_summary(con, s, file) for file in SUMMARY_FILES}
 
 
 def format_value(v: Any) -> str:

@@ -407,8 +407,10 @@ def side_effect_severity(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.Data
 
 
 def side_effect_by_session_number(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
-    """Side effects by session number (1 = first session), per session route and ALL."""
-    df = run_query(con, "side_effect_by_session_number", _params(s, events=list(spec.SUMMARY_EVENTS), **_bp_params()))
+    """Side effects by session number (1 = first session; spec.LAST_SESSION_NUMBER pools that session and all
+    later ones), per session route and ALL."""
+    df = run_query(con, "side_effect_by_session_number", _params(
+        s, events=list(spec.SUMMARY_EVENTS), last_session_number=spec.LAST_SESSION_NUMBER, **_bp_params()))
     df = _label_routes(df)
     for c in ("session_number", "sessions", "sessions_with_event"):
         df[c] = df[c].astype("int64")

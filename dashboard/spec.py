@@ -55,6 +55,9 @@ RESPONSE_IMPROVEMENT = 0.5
 RELAPSE_IMPROVEMENT = 0.25  # sustained response: relapse when improvement falls to <= 0.25
 SUSTAINED_DAYS = 56
 RELIEF_DAYS = (1, 7, 14, 28)
+# Side effects by session number: sessions after the 12th are pooled into the bucket 13 ("13th or later"),
+# so the table stays small and its cells still add up to side_effects' totals.
+LAST_SESSION_NUMBER = 13
 DAYS_PER_MONTH = 30.4375
 BP_SEVERE_SBP = 180
 BP_SEVERE_DBP = 110

@@ -146,11 +146,11 @@ def load_filter_options(signature: tuple) -> dict[str, list[str]]:
 
 
 @_cached
-def load_summaries(signature: tuple, settings: Settings) -> dict[str, pd.DataFrame]:
-    """The CSV summaries (disclosure applied), exactly as the command-line export computes them."""
+def load_summary(signature: tuple, settings: Settings, file: str) -> pd.DataFrame:
+    """One CSV summary (disclosure applied), exactly as the command-line export computes it."""
     from . import export
 
-    return export.compute_summaries(load_connection(signature), settings)
+    return export.compute_summary(load_connection(signature), settings, file)
 
 
 def _csv_builder(formatter: Callable[[pd.DataFrame], bytes], df: pd.DataFrame) -> Callable[[], bytes]:
@@ -493,7 +493,7 @@ def settings_from_widgets(values: Mapping[str, Any]) -> Settings:
 
 def cohort_size(ctx: PageContext) -> float:
     """Patients in the cohort after disclosure control: NaN when the count is hidden (1..k-1)."""
-    row = all_row(load_summaries(ctx.signature, ctx.settings)["cohort.csv"])
+    row = all_row(load_summary(ctx.signature, ctx.settings, "cohort.csv"))
     if row is None:
         return 0.0
     return float("nan") if pd.isna(row["patients"]) else float(row["patients"])
@@ -551,11 +551,12 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
     )
     from . import export
 
-    summaries = load_summaries(ctx.signature, ctx.settings)
     cols = st.columns(len(files) + 1)
     for col, name in zip(cols, files):
+        # the page has already loaded its own files: a cache hit, not a second computation
+        table = load_summary(ctx.signature, ctx.settings, name)
         col.download_button(
-            f"{name}", data=_csv_builder(export.summary_csv_bytes, summaries[name]), file_name=name,
+            f"{name}", data=_csv_builder(export.summary_csv_bytes, table), file_name=name,
             mime="text/csv", on_click="ignore", key=f"_ko_dl_{key}_{name}", icon=":material/download:",
         )
     cols[-1].download_button(

@@ -1,4 +1,5 @@
--- Side effects by session number (1 = the patient's first session), by the session's route and in total
+-- Side effects by session number (1 = the patient's first session; $last_session_number pools that session and
+-- every later one, so the cells still add up to side_effect_counts' totals), by the session's route and in total
 -- (route NULL): sessions with that number and those with at least one event of each type in $events
 -- (spec.SUMMARY_EVENTS: bit i of the mask is $events[i + 1]; bit $bp_bit is bp_severe, sbp_peak >= $sbp_severe
 -- or dbp_peak >= $dbp_severe), zeros included. The cohort's sessions are first counted per route, number
@@ -6,7 +7,7 @@
 WITH s AS (
     SELECT
         f.route,
-        f.session_number,
+        least(f.session_number, $last_session_number) AS session_number,
         f.event_mask | CASE WHEN f.sbp_peak >= $sbp_severe OR f.dbp_peak >= $dbp_severe
                             THEN 1::BIGINT << $bp_bit ELSE 0 END AS mask
     FROM cohort_sessions($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,

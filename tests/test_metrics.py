@@ -524,3 +524,16 @@ def test_choices_maintenance_only_zero_baseline_endpoint_tie(tmp_path):
         assert m["IV"]["median_days_to_first_maintenance"] == 0.0 and m["IV"]["median_interval_days"] == 10.0
     finally:
         c.close()
+
+
+def test_side_effects_by_session_number_pool_late_sessions_and_add_up(sample_db):
+    con = store.open_database(sample_db)
+    try:
+        by_number = metrics.side_effect_by_session_number(con, Settings())
+        totals = metrics.side_effects(con, Settings())
+    finally:
+        con.close()
+    assert by_number["session_number"].max() == spec.LAST_SESSION_NUMBER  # the sample has longer courses
+    summed = by_number.groupby(["route", "event"])[["sessions", "sessions_with_event"]].sum()
+    expected = totals.set_index(["route", "event"])[["sessions", "sessions_with_event"]]
+    assert summed.sort_index().equals(expected.sort_index())

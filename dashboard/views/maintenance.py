@@ -15,7 +15,7 @@ ui.render_page_header(
     "last induction session.",
     ctx,
 )
-maintenance = ui.load_summaries(ctx.signature, s)["maintenance.csv"]
+maintenance = ui.load_summary(ctx.signature, s, "maintenance.csv")
 
 st.plotly_chart(figures.create_maintenance_rates_figure(maintenance), key="chart_maintenance_rates")
 st.caption("Uptake: responders with at least one maintenance session (95 % Wilson interval). Sustained response: "

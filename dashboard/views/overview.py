@@ -15,11 +15,10 @@ ui.render_page_header(
     "interval.",
     ctx,
 )
-summaries = ui.load_summaries(ctx.signature, s)
-funnel = summaries["cohort.csv"]
-response = summaries["response_by_route.csv"]
-relief = summaries["time_to_relief.csv"]
-maintenance = summaries["maintenance.csv"]
+funnel = ui.load_summary(ctx.signature, s, "cohort.csv")
+response = ui.load_summary(ctx.signature, s, "response_by_route.csv")
+relief = ui.load_summary(ctx.signature, s, "time_to_relief.csv")
+maintenance = ui.load_summary(ctx.signature, s, "maintenance.csv")
 
 
 def _interval(lo: object, hi: object, pct: bool = True) -> str:

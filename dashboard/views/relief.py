@@ -37,9 +37,8 @@ st.segmented_control(
     help=f"Minimal important change on {instrument}: a drop of at least {s.mcid} points.",
 )
 
-summaries = ui.load_summaries(ctx.signature, s)
-summary = summaries["time_to_relief.csv"]
-curve = summaries["time_to_relief_curve.csv"]
+summary = ui.load_summary(ctx.signature, s, "time_to_relief.csv")
+curve = ui.load_summary(ctx.signature, s, "time_to_relief_curve.csv")
 threshold_label = THRESHOLDS[s.relief] if s.relief == "response" else f"a drop of {s.mcid}+ points on {instrument}"
 
 at_risk = ui.load_relief_at_risk(ctx.signature, s)

@@ -20,7 +20,7 @@ ui.render_page_header(
        else "every eligible patient (a missing endpoint counts as no response)."),
     ctx,
 )
-response = ui.load_summaries(ctx.signature, s)["response_by_route.csv"]
+response = ui.load_summary(ctx.signature, s, "response_by_route.csv")
 
 st.plotly_chart(figures.create_response_figure(response, instrument), key="chart_response_rates")
 hidden = figures.hidden_routes(response, "response_rate")

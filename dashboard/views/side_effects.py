@@ -16,7 +16,7 @@ ui.render_page_header(
     "or 110 diastolic or more.",
     ctx,
 )
-side_effects = ui.load_summaries(ctx.signature, s)["side_effects.csv"]
+side_effects = ui.load_summary(ctx.signature, s, "side_effects.csv")
 events_present = [e for e in spec.SUMMARY_EVENTS if e in set(side_effects["event"].astype(str))]
 
 st.plotly_chart(figures.create_side_effect_heatmap(side_effects), key="chart_heatmap")
