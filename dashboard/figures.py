@@ -383,14 +383,6 @@ def create_breakdown_figure(breakdown: pd.DataFrame, by_label: str) -> go.Figure
 # --- time to relief -----------------------------------------------------------------------------------
 
 
-def risk_table_days(max_day: float) -> list[int]:
-    """The days shown in the numbers-at-risk table: 0 then weekly (fortnightly past 12 weeks)."""
-    if not max_day or _isnan(max_day) or max_day <= 0:
-        return [0]
-    step = 7 if max_day <= 84 else 14 if max_day <= 168 else 28
-    return list(range(0, int(max_day) + 1, step))
-
-
 @_plain_inputs
 def numbers_at_risk(at_risk: pd.DataFrame, days: Sequence[int]) -> pd.DataFrame:
     """The numbers at risk (route, day, at_risk from metrics' weekly table) on the given days.
@@ -446,9 +438,11 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
                            "<br>95 % interval: %{customdata[0]:.1%} to %{customdata[1]:.1%}"
                            "<br>At risk: %{customdata[2]:,.0f}<extra></extra>"),
         ), row=1, col=1)
-    axis_end = max(7, int(math.ceil(last_shown / 7.0)) * 7)
-    tick_days = risk_table_days(axis_end)
-    max_day = float(axis_end)
+    # The x axis and the numbers-at-risk row share the days of the core's at-risk table (metrics.at_risk_days).
+    tick_days = sorted(int(d) for d in at_risk["day"].dropna().unique()) if len(at_risk) else []
+    if not tick_days:
+        tick_days = list(range(0, max(7, int(math.ceil(last_shown / 7.0)) * 7) + 1, 7))
+    max_day = float(max(tick_days[-1], last_shown))
     risk = numbers_at_risk(at_risk, tick_days)
     hidden_text = "–"
     for route in routes:

@@ -289,10 +289,19 @@ class ReliefResult:
     summary: pd.DataFrame
     curve: pd.DataFrame
     logrank: pd.DataFrame
-    at_risk: pd.DataFrame  # route, day, at_risk: patients still followed and not yet relieved, weekly
+    at_risk: pd.DataFrame  # route, day, at_risk: patients still followed and not yet relieved (at_risk_days)
 
 
-AT_RISK_STEP_DAYS = 7
+
+
+def at_risk_days(last: float) -> np.ndarray:
+    """The days of the numbers-at-risk table: 0, then weekly (fortnightly when follow-up runs past 12 weeks,
+    four-weekly past 24), through the first such day at or after `last`. The chart shows exactly these days,
+    so disclosure control thins the same grid the reader sees."""
+    if not last > 0:
+        return np.array([0])
+    step = 7 if last <= 84 else 14 if last <= 168 else 28
+    return np.arange(0, int(math.ceil(last / step)) * step + 1, step)
 
 
 RELIEF_COLUMNS = (
@@ -346,7 +355,7 @@ def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool
     df = run_query(con, "relief_times", _params(s, min_baseline=s.baseline_minimum, relief=s.relief))
     groups = _groups_by_route(df)
     last = float(df["time"].max()) if len(df) else 0.0
-    days = np.arange(0, int(math.ceil(last / AT_RISK_STEP_DAYS)) * AT_RISK_STEP_DAYS + 1, AT_RISK_STEP_DAYS)
+    days = at_risk_days(last)
     summary, curve, at_risk = [], [], []
     for route, (times, events) in groups.items():
         km = survival.fit(times, events)

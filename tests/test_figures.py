@@ -231,12 +231,6 @@ def test_numbers_at_risk_read_the_weekly_table():
     assert iv[3] == 0  # past the table's end nobody is at risk
 
 
-@pytest.mark.parametrize("max_day, expected", [(0, [0]), (20, [0, 7, 14]), (90, [0, 14, 28, 42, 56, 70, 84]),
-                                               (200, [0, 28, 56, 84, 112, 140, 168, 196])])
-def test_risk_table_days(max_day, expected):
-    assert figures.risk_table_days(max_day) == expected
-
-
 def test_relief_figure_step_curves_bands_and_risk_table():
     curve = curve_table()
     fig = figures.create_relief_figure(curve, at_risk_table(), "50 % improvement (response)")

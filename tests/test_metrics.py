@@ -537,3 +537,11 @@ def test_side_effects_by_session_number_pool_late_sessions_and_add_up(sample_db)
     summed = by_number.groupby(["route", "event"])[["sessions", "sessions_with_event"]].sum()
     expected = totals.set_index(["route", "event"])[["sessions", "sessions_with_event"]]
     assert summed.sort_index().equals(expected.sort_index())
+
+
+@pytest.mark.parametrize("last, expected", [
+    (0, [0]), (7, [0, 7]), (20, [0, 7, 14, 21]), (84, list(range(0, 85, 7))),
+    (90, [0, 14, 28, 42, 56, 70, 84, 98]), (200, [0, 28, 56, 84, 112, 140, 168, 196, 224]),
+])
+def test_at_risk_days_follow_the_length_of_follow_up(last, expected):
+    assert metrics.at_risk_days(last).tolist() == expected
