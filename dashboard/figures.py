@@ -438,11 +438,14 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
                            "<br>95 % interval: %{customdata[0]:.1%} to %{customdata[1]:.1%}"
                            "<br>At risk: %{customdata[2]:,.0f}<extra></extra>"),
         ), row=1, col=1)
-    # The x axis and the numbers-at-risk row share the days of the core's at-risk table (metrics.at_risk_days).
-    tick_days = sorted(int(d) for d in at_risk["day"].dropna().unique()) if len(at_risk) else []
-    if not tick_days:
-        tick_days = list(range(0, max(7, int(math.ceil(last_shown / 7.0)) * 7) + 1, 7))
-    max_day = float(max(tick_days[-1], last_shown))
+    # The x axis and the numbers-at-risk row share the days of the core's at-risk table (metrics.at_risk_days),
+    # up to the first of them at or after the curves' last published step (later follow-up is all censored).
+    days = sorted(int(d) for d in at_risk["day"].dropna().unique()) if len(at_risk) else []
+    if not days:
+        days = list(range(0, max(7, int(math.ceil(last_shown / 7.0)) * 7) + 1, 7))
+    end = next((d for d in days if d >= last_shown), days[-1])
+    tick_days = [d for d in days if d <= end]
+    max_day = float(max(end, last_shown))
     risk = numbers_at_risk(at_risk, tick_days)
     hidden_text = "–"
     for route in routes:
