@@ -66,12 +66,6 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, An
         return cur.execute(sql, dict(params or {})).df()
 
 
-def run_script(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Run a parameterless DDL script (several statements) from queries/NAME.sql."""
-    with con.cursor() as cur:
-        cur.execute(load_sql(name))
-
-
 def database_signature(path: str | os.PathLike[str]) -> tuple[str, int, int, int]:
     """Identity of a database file's current contents, for caches: an import swaps in a new file."""
     st = Path(path).stat()
