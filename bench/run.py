@@ -65,7 +65,7 @@ def page_plan() -> dict[str, list[tuple[str, Callable[[tuple, Any], Any]]]]:
     """Per dashboard page, the cached loads it makes for one filter state, in order.
 
     These are the `dashboard.ui.load_*` calls of dashboard/app.py (the entry script runs on every page: the
-    filter options and the cohort banner, which needs the cohort summary) and of each dashboard/views/*.py with
+    filter options and the cohort banner's size) and of each dashboard/views/*.py with
     the widgets at their defaults. Each load is `st.cache_data`, so a repeated state is a cache hit.
     """
     from dashboard import ui
@@ -75,11 +75,12 @@ def page_plan() -> dict[str, list[tuple[str, Callable[[tuple, Any], Any]]]]:
 
     entry = [
         ("load_filter_options", lambda sig, s: ui.load_filter_options(sig)),
-        summary("cohort.csv"),  # the cohort banner's size
+        ("load_cohort_size", lambda sig, s: ui.load_cohort_size(sig, s)),  # the cohort banner
     ]
     return {
         "overview": entry + [
-            summary("response_by_route.csv"), summary("time_to_relief.csv"), summary("maintenance.csv"),
+            summary("cohort.csv"), summary("response_by_route.csv"), summary("time_to_relief.csv"),
+            ("load_maintenance_uptake", lambda sig, s: ui.load_maintenance_uptake(sig, s)),
             ("load_any_side_effect", lambda sig, s: ui.load_any_side_effect(sig, s)),
             ("load_import_history", lambda sig, s: ui.load_import_history(sig)),
         ],

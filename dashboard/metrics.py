@@ -24,17 +24,22 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+try:  # the class scipy.stats.binomtest returns (documented under this name); see _binomial_result
+    from scipy.stats._result_classes import BinomTestResult
+except ImportError:
+    BinomTestResult = None
+
 from . import spec, store, survival
 from .settings import Settings
 
 NAN = float("nan")
 
-# --- recent query results ---------------------------------------------------------------------------------
+# --- recent results ----------------------------------------------------------------------------------------
 # A page asks for the same query with the same parameters more than once (the funnel and the response table
-# share outcome_counts; the log-rank tests and the summary share relief_times; the projection repeats the
-# maintenance queries), so each connection keeps its last few results, keyed by query name and the bound
-# values. The key holds everything the result depends on; a new import means a new connection, so entries
-# die with the old connection. Bounded by count and by size.
+# share outcome_counts; the projection repeats the maintenance queries), and the relief page's three loads
+# share one set of Kaplan–Meier fits, so each connection keeps its last few results, keyed by query (or
+# computation) name and the bound values. The key holds everything the result depends on; a new import means
+# a new connection, so entries die with the old connection. Bounded by count and by size.
 _MEMO_ENTRIES = 24
 _MEMO_BYTES = 64 * 2**20
 _memo: "weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, OrderedDict]" = weakref.WeakKeyDictionary()
@@ -45,22 +50,32 @@ def _frozen(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> pd.DataFrame:
-    """store.run_query through the per-connection memo of recent results (a copy: callers may modify it)."""
+def _frame_bytes(*frames: pd.DataFrame) -> int:
+    return sum(int(df.memory_usage(index=False, deep=True).sum()) for df in frames)
+
+
+def _remembered(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any], compute, size) -> Any:  # noqa: ANN001
+    """compute() once per (connection, name, params) while it stays among the recent results.
+
+    Callers get the stored object itself, so they must copy what they modify."""
     key = (name, tuple(sorted((k, _frozen(v)) for k, v in params.items())))
     with _memo_lock:
         entries = _memo.get(con)
         if entries is not None and key in entries:
             entries.move_to_end(key)
-            return entries[key][0].copy()
-    df = store.run_query(con, name, params)
-    size = int(df.memory_usage(index=False, deep=True).sum())
+            return entries[key][0]
+    value = compute()
     with _memo_lock:
         entries = _memo.setdefault(con, OrderedDict())
-        entries[key] = (df, size)
+        entries[key] = (value, size(value))
         while entries and (len(entries) > _MEMO_ENTRIES or sum(v[1] for v in entries.values()) > _MEMO_BYTES):
             entries.popitem(last=False)
-    return df.copy()
+    return value
+
+
+def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> pd.DataFrame:
+    """store.run_query through the per-connection memo of recent results (a copy: callers may modify it)."""
+    return _remembered(con, name, params, lambda: store.run_query(con, name, params), _frame_bytes).copy()
 
 
 def clear_query_memo() -> None:
@@ -115,10 +130,23 @@ def wilson(k: int, n: int) -> tuple[float, float, float]:
     k, n = int(k), int(n)
     if n <= 0:
         return NAN, NAN, NAN
-    # The interval does not depend on the hypothesised proportion p; with p = k / n binomtest skips the
-    # two-sided p-value (a binary search over the pmf) that it would otherwise compute and nobody reads.
-    ci = stats.binomtest(k, n, p=k / n).proportion_ci(confidence_level=0.95, method="wilson")
+    ci = _binomial_result(k, n).proportion_ci(confidence_level=0.95, method="wilson")
     return k / n, float(ci.low), float(ci.high)
+
+
+def _binomial_result(k: int, n: int) -> Any:
+    """SciPy's binomial test result for k of n, on which `proportion_ci` computes the Wilson interval.
+
+    The interval does not depend on a test, but `stats.binomtest` always computes its two-sided p-value
+    (often a binary search over the pmf: milliseconds per call, the largest cost of a page's statistics).
+    So the result object is built directly with no p-value; `binomtest` remains the fallback should SciPy
+    ever change that class (tests/test_metrics.py checks both give the same interval)."""
+    if BinomTestResult is not None:
+        try:
+            return BinomTestResult(k=k, n=n, alternative="two-sided", statistic=k / n, pvalue=NAN)
+        except TypeError:
+            pass
+    return stats.binomtest(k, n)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -144,9 +172,16 @@ def outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
 
 def _outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings, by: str | None = None) -> pd.DataFrame:
     df = run_query(con, "outcome_counts", _outcome_params(s, by=by))
-    count_cols = [*FUNNEL_COLUMNS, "responders", "remitters"]
+    count_cols = [*FUNNEL_COLUMNS, "responders", "remitters", "responders_in_maintenance"]
     df[count_cols] = df[count_cols].astype("int64")
     return df
+
+
+def cohort_size(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Patients in the cohort as the funnel's `ALL` row holds them (route, patients): one cheap count for
+    the cohort banner. Protected with the funnel's rule, it hides exactly what cohort.csv hides there."""
+    n = int(run_query(con, "cohort_size", _params(s)).iloc[0, 0])
+    return pd.DataFrame({"route": [spec.ALL], "patients": [n]})
 
 
 def cohort_funnel(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
@@ -349,34 +384,44 @@ def _curve_rows(route: str, km: survival.KaplanMeier) -> list[dict[str, Any]]:
     return rows
 
 
+def _relief_tables(con: duckdb.DuckDBPyConnection, s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(summary, curve, at_risk) of time to relief, remembered: the summary file, the curve file and the
+    relief page's at-risk table all come from one set of fits."""
+    params = _params(s, min_baseline=s.baseline_minimum, relief=s.relief)
+
+    def compute() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        df = run_query(con, "relief_times", params)
+        groups = _groups_by_route(df)
+        days = at_risk_days(float(df["time"].max()) if len(df) else 0.0)
+        summary, curve, at_risk = [], [], []
+        for route, (times, events) in groups.items():
+            km = survival.fit(times, events)
+            if route != spec.ALL and km.n == 0:
+                continue
+            median, lo, hi = km.median()
+            summary.append({
+                "route": route, "patients": km.n, "events": km.n_events, "censored": km.n - km.n_events,
+                "median_days": median, "median_ci_low": lo, "median_ci_high": hi,
+                **{f"relieved_by_day_{d}": 1.0 - km.survival_at(d) for d in spec.RELIEF_DAYS},
+            })
+            if km.n:
+                curve.extend(_curve_rows(route, km))
+                at_risk.extend(_at_risk_rows(route, times, days))
+        return (pd.DataFrame(summary, columns=list(RELIEF_COLUMNS)), pd.DataFrame(curve, columns=list(CURVE_COLUMNS)),
+                pd.DataFrame(at_risk, columns=list(AT_RISK_COLUMNS)))
+
+    return _remembered(con, "relief_tables", params, compute, lambda v: _frame_bytes(*v))
+
+
 def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool = True) -> ReliefResult:
     """metrics.md "Time to symptom relief": Kaplan–Meier per route and ALL, log-rank between routes
     (`logrank=False` skips the tests, leaving `.logrank` empty, for callers that do not show them)."""
-    df = run_query(con, "relief_times", _params(s, min_baseline=s.baseline_minimum, relief=s.relief))
-    groups = _groups_by_route(df)
-    last = float(df["time"].max()) if len(df) else 0.0
-    days = at_risk_days(last)
-    summary, curve, at_risk = [], [], []
-    for route, (times, events) in groups.items():
-        km = survival.fit(times, events)
-        if route != spec.ALL and km.n == 0:
-            continue
-        median, lo, hi = km.median()
-        summary.append({
-            "route": route, "patients": km.n, "events": km.n_events, "censored": km.n - km.n_events,
-            "median_days": median, "median_ci_low": lo, "median_ci_high": hi,
-            **{f"relieved_by_day_{d}": 1.0 - km.survival_at(d) for d in spec.RELIEF_DAYS},
-        })
-        if km.n:
-            curve.extend(_curve_rows(route, km))
-            at_risk.extend(_at_risk_rows(route, times, days))
-    tests = survival.pairwise_logrank({r: g for r, g in groups.items() if r != spec.ALL and logrank})
-    return ReliefResult(
-        pd.DataFrame(summary, columns=list(RELIEF_COLUMNS)),
-        pd.DataFrame(curve, columns=list(CURVE_COLUMNS)),
-        tests,
-        pd.DataFrame(at_risk, columns=list(AT_RISK_COLUMNS)),
-    )
+    summary, curve, at_risk = _relief_tables(con, s)
+    groups = {}
+    if logrank:
+        df = run_query(con, "relief_times", _params(s, min_baseline=s.baseline_minimum, relief=s.relief))
+        groups = {r: g for r, g in _groups_by_route(df).items() if r != spec.ALL}
+    return ReliefResult(summary.copy(), curve.copy(), survival.pairwise_logrank(groups), at_risk.copy())
 
 
 # --- side effects -----------------------------------------------------------------------------------------
@@ -525,6 +570,28 @@ def maintenance(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
         rows.append({"route": spec.ALL, "responders": 0, "responders_in_maintenance": 0, "uptake_rate": NAN,
                      "maintenance_patients": 0, "maintenance_sessions": 0, "sustained_patients": 0})
     return _order_routes(pd.DataFrame(rows, columns=list(MAINTENANCE_COLUMNS)))
+
+
+UPTAKE_COLUMNS = ("route", "responders", "responders_in_maintenance", "uptake_rate", "uptake_ci_low",
+                  "uptake_ci_high")
+
+
+def maintenance_uptake(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """The uptake columns of `maintenance` (same rows, same values) from outcome_counts alone: the Overview's
+    headline, without the timing, intensity and sustained-response work the Maintenance page needs."""
+    df = _outcome_counts(con, s)
+    rows = []
+    for _, r in df.iterrows():
+        if not r["is_total"] and (pd.isna(r["route"]) or r["with_sessions"] == 0):
+            continue  # maintenance() counts patients with a session, per route and in total
+        rate = wilson(int(r["responders_in_maintenance"]), int(r["responders"]))
+        rows.append({"route": spec.ALL if r["is_total"] else r["route"], "responders": int(r["responders"]),
+                     "responders_in_maintenance": int(r["responders_in_maintenance"]),
+                     **dict(zip(("uptake_rate", "uptake_ci_low", "uptake_ci_high"), rate))})
+    if not any(row["route"] == spec.ALL for row in rows):
+        rows.append({"route": spec.ALL, "responders": 0, "responders_in_maintenance": 0, "uptake_rate": NAN,
+                     "uptake_ci_low": NAN, "uptake_ci_high": NAN})
+    return _order_routes(pd.DataFrame(rows, columns=list(UPTAKE_COLUMNS)))
 
 
 def maintenance_projection(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:

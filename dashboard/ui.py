@@ -246,6 +246,23 @@ def load_data_quality(signature: tuple, settings: Settings) -> pd.DataFrame:
 
 
 @_cached
+def load_cohort_size(signature: tuple, settings: Settings) -> float:
+    """The cohort banner's count, as cohort.csv's `ALL` row shows it: NaN when hidden (1..k-1)."""
+    from . import metrics
+
+    patients = _protect("cohort", metrics.cohort_size(load_connection(signature), settings), settings)["patients"]
+    return float("nan") if pd.isna(patients.iloc[0]) else float(patients.iloc[0])
+
+
+@_cached
+def load_maintenance_uptake(signature: tuple, settings: Settings) -> pd.DataFrame:
+    """Maintenance uptake per route and ALL (the Overview's headline): maintenance.csv's uptake columns."""
+    from . import metrics
+
+    return _protect("maintenance", metrics.maintenance_uptake(load_connection(signature), settings), settings)
+
+
+@_cached
 def load_import_history(signature: tuple) -> pd.DataFrame:
     return store.run_query(load_connection(signature), "import_history")
 
@@ -493,10 +510,7 @@ def settings_from_widgets(values: Mapping[str, Any]) -> Settings:
 
 def cohort_size(ctx: PageContext) -> float:
     """Patients in the cohort after disclosure control: NaN when the count is hidden (1..k-1)."""
-    row = all_row(load_summary(ctx.signature, ctx.settings, "cohort.csv"))
-    if row is None:
-        return 0.0
-    return float("nan") if pd.isna(row["patients"]) else float(row["patients"])
+    return load_cohort_size(ctx.signature, ctx.settings)
 
 
 def describe_size(n: float, k: int) -> str:

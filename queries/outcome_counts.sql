@@ -1,6 +1,8 @@
 -- The cohort funnel and response counts per patient route, per group of $by (NULL: no grouping; 'site',
 -- 'diagnosis' or 'severity'), with a row per group over every route (route NULL, is_total true).
--- Patients without a session have no route: they appear only in the total rows.
+-- Patients without a session have no route: they appear only in the total rows. responders_in_maintenance
+-- (responders with a maintenance session) is the numerator of maintenance uptake, so the Overview's
+-- headline needs no maintenance query (metrics.maintenance_uptake).
 WITH o AS (
     SELECT
         *,
@@ -24,7 +26,8 @@ SELECT
     count(*) FILTER (WHERE eligible AND n_followups > 0) AS with_followup,
     count(*) FILTER (WHERE has_endpoint) AS with_endpoint,
     count(*) FILTER (WHERE responder) AS responders,
-    count(*) FILTER (WHERE remitter) AS remitters
+    count(*) FILTER (WHERE remitter) AS remitters,
+    count(*) FILTER (WHERE responder AND n_maintenance > 0) AS responders_in_maintenance
 FROM o
 GROUP BY GROUPING SETS ((grp, route), (grp))
 ORDER BY grp, is_total, route;

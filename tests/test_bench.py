@@ -180,6 +180,38 @@ def test_query_memo_gives_equal_independent_copies(sample_db: Path) -> None:
     metrics.clear_query_memo()
 
 
+def test_relief_fits_are_shared_and_not_stale(sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relief page's three loads (summary, curve, at-risk with log-rank) fit Kaplan–Meier once per state."""
+    from dashboard import export, metrics, survival
+    from dashboard.store import open_database
+
+    fits: list[int] = []
+    real_fit = survival.fit
+    monkeypatch.setattr(survival, "fit", lambda t, e: fits.append(len(t)) or real_fit(t, e))
+    con = open_database(sample_db)
+    try:
+        metrics.clear_query_memo()
+        s = Settings(site=("S1", "S2"))
+        summary = export.compute_summary(con, s, "time_to_relief.csv")
+        groups = len(fits)
+        assert groups >= 3  # some routes and ALL
+        curve = export.compute_summary(con, s, "time_to_relief_curve.csv")
+        result = metrics.time_to_relief(con, s)
+        assert len(fits) == groups  # no second fit
+        assert len(result.logrank) == (groups - 1) * (groups - 2) // 2  # every pair of routes tested
+        result.summary.loc[:, "patients"] = -1  # a caller's copy, not the remembered table
+        assert export.compute_summary(con, s, "time_to_relief.csv").equals(summary)
+        metrics.clear_query_memo()
+        assert export.compute_summary(con, s, "time_to_relief_curve.csv").equals(curve)  # same after a refit
+        assert len(fits) == 2 * groups
+        other = metrics.time_to_relief(con, Settings(site=("S1", "S2"), relief="mcid"), logrank=False)
+        assert len(fits) == 3 * groups  # another setting: its own fits
+        assert not other.summary.equals(metrics.time_to_relief(con, s, logrank=False).summary)
+    finally:
+        con.close()
+    metrics.clear_query_memo()
+
+
 def test_constants_fixed_at_import_match_the_spec() -> None:
     """The derive scripts run without parameters, so a few spec values are written into them."""
     from dashboard import spec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -179,3 +180,31 @@ def test_sample_export_respects_minimum_cell(sample_db, tmp_path):
     assert cli.main(["export", "--db", str(sample_db), "--out", str(again)]) == 0
     for name in [*export.SUMMARY_FILES, "provenance.json"]:
         assert (out / name).read_bytes() == (again / name).read_bytes()
+
+
+@pytest.mark.parametrize("k", [0, 5, 11, 60])
+def test_dashboard_shortcuts_show_what_the_files_show(sample_db, k):
+    """The cohort banner (a count of its own) and the Overview's maintenance uptake (from outcome_counts) are
+    cheaper paths to numbers the files hold: they must show the same values, hidden in the same cells."""
+    from dashboard import disclosure, metrics
+
+    states = [Settings(), Settings(route=("IV",)), Settings(site=("S1", "S2"), instrument="PHQ9"),
+              Settings(diagnosis=("PTSD",), instrument="PCL5", window=21), Settings(age_band=("75+",)),
+              Settings(population="itt", min_baseline=15, severity=("severe",)), Settings(route=("SL",), sex=("M",))]
+    seen_shown = seen_hidden = 0
+    con = duckdb.connect(str(sample_db), read_only=True)
+    try:
+        for state in states:
+            s = dataclasses.replace(state, min_cell=k)
+            files = export.compute_summaries(con, s)
+            banner = disclosure.protect("cohort", metrics.cohort_size(con, s), k)
+            pd.testing.assert_frame_equal(banner, files["cohort.csv"][["route", "patients"]].tail(1).reset_index(drop=True))
+            uptake = disclosure.protect("maintenance", metrics.maintenance_uptake(con, s), k)
+            pd.testing.assert_frame_equal(uptake, files["maintenance.csv"][list(metrics.UPTAKE_COLUMNS)])
+            seen_shown += int(uptake["uptake_rate"].notna().sum())
+            seen_hidden += int(uptake["uptake_rate"].isna().sum())
+    finally:
+        con.close()
+    assert seen_shown > 0  # the comparison covered real values …
+    if k >= 11:
+        assert seen_hidden > 0  # … and hidden ones

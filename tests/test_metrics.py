@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from dashboard import metrics, spec, store
 from dashboard.settings import Settings, SettingsError
@@ -83,6 +84,17 @@ def test_wilson_matches_closed_form(con):
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
         assert abs(r[route]["response_ci_low"] - (centre - half)) < 1e-9
         assert abs(r[route]["response_ci_high"] - (centre + half)) < 1e-9
+
+
+def test_wilson_is_scipys_binomtest_interval():
+    # wilson() builds SciPy's result object without the test's p-value; the interval must be binomtest's own.
+    cases = [(0, 1), (1, 1), (0, 7), (7, 7), (1, 3), (3, 5), (2, 2), (17, 40), (3456, 10001), (1, 99999),
+             (49999, 100000), (123456, 1000000)]
+    for k, n in cases:
+        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert metrics.wilson.__wrapped__(k, n) == (k / n, float(ci.low), float(ci.high))
+    assert metrics.BinomTestResult is not None  # the fast path is the one taken with this SciPy
+    assert math.isnan(metrics.wilson.__wrapped__(0, 0)[0])
 
 
 def closed_form_wilson(k: int, n: int) -> tuple[float, float]:

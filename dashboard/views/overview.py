@@ -18,7 +18,7 @@ ui.render_page_header(
 funnel = ui.load_summary(ctx.signature, s, "cohort.csv")
 response = ui.load_summary(ctx.signature, s, "response_by_route.csv")
 relief = ui.load_summary(ctx.signature, s, "time_to_relief.csv")
-maintenance = ui.load_summary(ctx.signature, s, "maintenance.csv")
+uptake = ui.load_maintenance_uptake(ctx.signature, s)
 
 
 def _interval(lo: object, hi: object, pct: bool = True) -> str:
@@ -38,7 +38,7 @@ def _headline(col, label: str, value: str, detail: str, help_text: str) -> None:
 cohort_all = ui.all_row(funnel)
 resp_all = ui.all_row(response)
 relief_all = ui.all_row(relief)
-maint_all = ui.all_row(maintenance)
+maint_all = ui.all_row(uptake)
 any_all = ui.all_row(ui.load_any_side_effect(ctx.signature, s))
 hidden: list[str] = []
 
