@@ -192,7 +192,7 @@ def filter_states(con: Any, count: int, seed: int) -> list[Any]:
     return states
 
 
-def pages_worker(db: Path, states_per_page: int, seed: int, out: Path) -> int:
+def pages_worker(db: Path, states_per_page: int, seed: int, out: Path, cold_runs: int = 2) -> int:
     """The "dashboard process": open the database once, time every page cold and warm, write JSON."""
     t0 = time.perf_counter()
     import streamlit  # noqa: F401 - imported first so its loggers exist and can be quietened
@@ -226,12 +226,23 @@ def pages_worker(db: Path, states_per_page: int, seed: int, out: Path) -> int:
                                  "cold_s": [], "warm_s": [], "cold_calls": [], "states": []}
     for i, page in enumerate(pages):
         entry = result["pages"][page]
+        entry["cold_runs_s"] = []
         for s in states[i::len(pages)]:
-            calls = {}
-            forget()
-            t = time.perf_counter()
-            compute_page(signature, page, s, plan, calls)
-            entry["cold_s"].append(time.perf_counter() - t)
+            # The machine is shared: a state is computed `cold_runs` times from nothing (the dashboard's
+            # st.cache_data and the metrics' memo cleared each time) and the fastest run is its cold time.
+            runs = []
+            for _ in range(max(1, cold_runs)):
+                calls = {}
+                forget()
+                streamlit.cache_data.clear()
+                ui.load_filter_options(signature)  # these two do not depend on the state: the dashboard
+                ui.load_import_history(signature)  # has them cached from its first page
+                t = time.perf_counter()
+                compute_page(signature, page, s, plan, calls)
+                runs.append((time.perf_counter() - t, calls))
+            best, calls = min(runs, key=lambda run: run[0])
+            entry["cold_s"].append(best)
+            entry["cold_runs_s"].append([run[0] for run in runs])
             entry["cold_calls"].append(calls)
             entry["states"].append(s.to_query_string())
             t = time.perf_counter()
@@ -390,7 +401,8 @@ def bench_size(n: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any
     _say(f"[{n:,}] pages (dashboard process) …")
     pages_json = d / "pages.json"
     m = run_child([sys.executable, str(Path(__file__).resolve()), "--worker-pages", str(db),
-                   "--states", str(args.states), "--state-seed", str(args.state_seed), "--worker-out", str(pages_json)])
+                   "--states", str(args.states), "--state-seed", str(args.state_seed), "--cold-runs", str(args.cold_runs),
+                   "--worker-out", str(pages_json)])
     worker = json.loads(pages_json.read_text())
     r["dashboard_process"] = {"peak_rss_mb": m["peak_rss_mb"], "seconds": m["seconds"], "open_s": worker["open_s"],
                               "imports_s": worker["imports_s"]}
@@ -407,6 +419,7 @@ def bench_size(n: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any
             "warm_median_ms": statistics.median(e["warm_s"]) * 1000,
             "warm_max_ms": max(e["warm_s"]) * 1000,
             "cold_ms": [t * 1000 for t in e["cold_s"]],
+            "cold_runs_ms": [[t * 1000 for t in runs] for runs in e.get("cold_runs_s", [])],
             "slowest_call_ms": {k: v * 1000 for k, v in sorted(slowest_call.items(), key=lambda kv: -kv[1])},
             "states": e["states"],
         }
@@ -646,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare", action="store_true", help="only generate and import (with --keep: for later runs)")
     parser.add_argument("--reimport", action="store_true", help="with --keep: import again (to measure it) even if the database is current")
     parser.add_argument("--states", type=int, default=5, metavar="K", help="new filter states timed per page (default 5)")
+    parser.add_argument("--cold-runs", type=int, default=2, metavar="C",
+                        help="times each new state is computed from nothing; the fastest counts (default 2)")
     parser.add_argument("--repeat", type=int, default=1, metavar="R", help="runs of the export and of the baseline (median)")
     parser.add_argument("--seed", type=int, default=SAMPLE_SEED, help="sample generator seed")
     parser.add_argument("--state-seed", type=int, default=STATE_SEED, help="seed for the random filter states")
@@ -656,9 +671,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.worker_pages:
-        return pages_worker(args.worker_pages, args.states, args.state_seed, args.worker_out)
-    if any(n < 1 for n in args.sizes) or args.states < 1 or args.repeat < 1:
-        parser.error("sizes, --states and --repeat must be at least 1")
+        return pages_worker(args.worker_pages, args.states, args.state_seed, args.worker_out, args.cold_runs)
+    if any(n < 1 for n in args.sizes) or args.states < 1 or args.repeat < 1 or args.cold_runs < 1:
+        parser.error("sizes, --states, --repeat and --cold-runs must be at least 1")
 
     temporary = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="ketamine-bench-")) if temporary else args.workdir
@@ -666,9 +681,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": machine(),
         "run": {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "states_per_page": args.states,
-                "repeat": args.repeat, "seed": args.seed, "format": args.format,
+                "cold_runs": args.cold_runs, "repeat": args.repeat, "seed": args.seed, "format": args.format,
                 "warm": "the same state again: hits in the dashboard's st.cache_data loads (dashboard/ui.py)",
-                "cold": "a filter state this process has not computed before; database already open"},
+                "cold": "a filter state this process has not computed before; database already open; the fastest "
+                        f"of {args.cold_runs} computations from nothing (caches cleared before each), since the "
+                        "machine is shared" if args.cold_runs > 1 else
+                        "a filter state this process has not computed before; database already open"},
         "sizes": [],
     }
     try:

@@ -132,7 +132,10 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
 
 
 def _cached(fn: Callable) -> Callable:
-    return st.cache_data(ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES, show_spinner=False)(fn)
+    # Settings is a frozen dataclass of plain values whose repr names every field: hashing that string is
+    # exact and much cheaper than Streamlit's generic walk over the object.
+    return st.cache_data(ttl=_CACHE_TTL, max_entries=_CACHE_ENTRIES, show_spinner=False,
+                         hash_funcs={Settings: repr})(fn)
 
 
 @_cached

@@ -55,6 +55,9 @@ def test_benchmark_writes_json_with_every_measure(small_run: dict) -> None:
     assert set(size["pages"]) == set(bench_run.page_plan())
     for page in size["pages"].values():
         assert len(page["cold_ms"]) == 2 and len(page["states"]) == 2
+        # each state computed twice from nothing (the default --cold-runs); the faster one counts
+        assert [len(runs) for runs in page["cold_runs_ms"]] == [2, 2]
+        assert page["cold_ms"] == [min(runs) for runs in page["cold_runs_ms"]]
         assert page["cold_max_ms"] >= page["cold_median_ms"] > 0
         assert page["warm_median_ms"] > 0
     states = [s for page in size["pages"].values() for s in page["states"]]

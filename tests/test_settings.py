@@ -148,3 +148,18 @@ def test_replace_revalidates():
     with pytest.raises(SettingsError):
         Settings().replace(population="everyone")
     assert spec.DEFAULT_WINDOW == Settings().window
+
+
+def test_repr_names_every_field():
+    # the dashboard's caches key on repr(Settings) (dashboard/ui.py): every field must be in it
+    import dataclasses
+
+    assert all(f.repr for f in dataclasses.fields(Settings))
+    base = repr(Settings())
+    changed = {"route": ("IV",), "site": ("S1",), "diagnosis": ("MDD",), "sex": ("F",), "age_band": ("25-34",),
+               "from_quarter": "2025-Q1", "to_quarter": "2025-Q4", "treatment_resistant": True,
+               "setting": ("home",), "integration": False, "severity": ("mild",), "instrument": "PHQ9",
+               "min_baseline": 12, "population": "itt", "relief": "mcid", "window": 14, "min_cell": 5}
+    assert set(changed) == {f.name for f in dataclasses.fields(Settings)}
+    for name, value in changed.items():
+        assert repr(Settings(**{name: value})) != base, name
