@@ -484,10 +484,13 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
               .reindex(index=routes, columns=events))
     z = np.array([floats(row) for row in pivot.to_numpy()], dtype=float)
     text = [[fmt_pct(v, 1) if not _isnan(v) else "hidden" for v in row] for row in z]
+    shown = z[np.isfinite(z)]
+    # a fixed scale from 0: when every shown rate is 0, Plotly would centre the scale on 0 (−0.5 to 0.5 %)
+    top = float(shown.max()) * 100 if shown.size and shown.max() > 0 else 1.0
     fig = go.Figure(go.Heatmap(
         z=z * 100, x=[event_label(e) for e in events], y=[colors.route_label(r) for r in routes],
         text=text, texttemplate="%{text}", textfont=dict(size=11),
-        colorscale=colors.RATE_COLORSCALE, zmin=0, colorbar=dict(title=dict(text="Sessions (%)")),
+        colorscale=colors.RATE_COLORSCALE, zmin=0, zmax=top, colorbar=dict(title=dict(text="Sessions (%)")),
         customdata=np.array([floats(row) for row in counts.to_numpy()], dtype=float),
         hovertemplate="<b>%{y}</b><br>%{x}: %{text} of sessions<br>Sessions with the event: %{customdata:,.0f}<extra></extra>",
         xgap=2, ygap=2,

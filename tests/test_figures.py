@@ -269,6 +269,15 @@ def test_heatmap_shows_percentages_and_marks_hidden_cells():
     texts = np.array(heat.text)
     assert "hidden" in texts[0]
     assert np.isnan(z[texts == "hidden"]).all()
+    assert heat.zmin == 0 and heat.zmax == pytest.approx(np.nanmax(z))  # the scale runs from 0 to the top rate
+
+
+def test_heatmap_scale_starts_at_zero_when_every_rate_is_zero():
+    # Plotly would centre a flat scale on 0 (a colour bar from -0.5 % to 0.5 %)
+    se = side_effects_table()
+    se = se.assign(session_rate=se["session_rate"].where(se["session_rate"].isna(), 0.0))
+    heat = figures.create_side_effect_heatmap(se).data[0]
+    assert heat.zmin == 0 and heat.zmax > 0
 
 
 def test_incidence_figure_with_intervals_and_event_choice():
