@@ -36,9 +36,9 @@ NAN = float("nan")
 
 # --- recent results ----------------------------------------------------------------------------------------
 # A page asks for the same query with the same parameters more than once (the funnel and the response table
-# share outcome_counts; the projection repeats the maintenance queries), and the relief page's three loads
-# share one set of Kaplan–Meier fits, so each connection keeps its last few results, keyed by query (or
-# computation) name and the bound values. The key holds everything the result depends on; a new import means
+# share outcome_counts), the relief page's loads share one set of Kaplan–Meier fits and the Maintenance
+# page's summary and projection one maintenance table, so each connection keeps its last few results, keyed
+# by query (or computation) name and the bound values. The key holds everything the result depends on; a new import means
 # a new connection, so entries die with the old connection. Bounded by count and by size.
 _MEMO_ENTRIES = 24
 _MEMO_BYTES = 64 * 2**20
@@ -545,8 +545,14 @@ MAINTENANCE_COLUMNS = (
 
 def maintenance(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     """metrics.md "Maintenance": uptake among responders (observed, whatever the population setting),
-    timing and intensity over maintenance patients, and Kaplan–Meier sustained response at 8 weeks."""
+    timing and intensity over maintenance patients, and Kaplan–Meier sustained response at 8 weeks.
+
+    Remembered like the relief tables: the Maintenance page's summary and projection share one computation."""
     params = _outcome_params(s)
+    return _remembered(con, "maintenance", params, lambda: _maintenance(con, params), _frame_bytes).copy()
+
+
+def _maintenance(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pd.DataFrame:
     counts = _label_routes(run_query(con, "maintenance_counts", params))
     times = run_query(con, "sustained_times", params)
     sustained = {}

@@ -190,24 +190,23 @@ def load_breakdown(signature: tuple, settings: Settings, by: str) -> pd.DataFram
     return _protect("breakdown", metrics.breakdown(load_connection(signature), settings, by), settings)
 
 
-@_cached
-def _load_relief(signature: tuple, settings: Settings):  # noqa: ANN202
-    """Time to relief with the log-rank tests, before disclosure control: only the load_* below expose it."""
-    from . import metrics
-
-    return metrics.time_to_relief(load_connection(signature), settings)
-
-
+# The relief page's loads (its two files, the numbers at risk, the log-rank tests) share one set of
+# Kaplan–Meier fits through the metrics' memo of recent results, not through a cache of their own.
 @_cached
 def load_logrank(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Pairwise log-rank tests between routes, disclosure applied."""
-    return _protect("logrank", _load_relief(signature, settings).logrank, settings)
+    from . import metrics
+
+    return _protect("logrank", metrics.time_to_relief(load_connection(signature), settings).logrank, settings)
 
 
 @_cached
 def load_relief_at_risk(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Numbers at risk on weekly days per route (for the table under the relief curves), disclosure applied."""
-    return _protect("relief_at_risk", _load_relief(signature, settings).at_risk, settings)
+    from . import metrics
+
+    result = metrics.time_to_relief(load_connection(signature), settings, logrank=False)
+    return _protect("relief_at_risk", result.at_risk, settings)
 
 
 @_cached
