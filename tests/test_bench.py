@@ -183,64 +183,62 @@ def test_query_memo_gives_equal_independent_copies(sample_db: Path) -> None:
     metrics.clear_query_memo()
 
 
-def test_relief_fits_are_shared_and_not_stale(sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def counted_fits(sample_db: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    """(connection to the sample database, list of Kaplan–Meier fits made), with the memo empty."""
+    from dashboard import metrics, survival
+    from dashboard.store import open_database
+
+    fits: list[int] = []
+    real_fit = survival.fit
+    monkeypatch.setattr(survival, "fit", lambda t, e: fits.append(len(t)) or real_fit(t, e))
+    con = open_database(sample_db)
+    metrics.clear_query_memo()
+    yield con, fits
+    con.close()
+    metrics.clear_query_memo()
+
+
+def test_relief_fits_are_shared_and_not_stale(counted_fits) -> None:  # noqa: ANN001
     """The relief page's loads (summary, curve, numbers at risk, log-rank) fit Kaplan–Meier once per state."""
-    from dashboard import export, metrics, survival
-    from dashboard.store import open_database
+    from dashboard import export, metrics
 
-    fits: list[int] = []
-    real_fit = survival.fit
-    monkeypatch.setattr(survival, "fit", lambda t, e: fits.append(len(t)) or real_fit(t, e))
-    con = open_database(sample_db)
-    try:
-        metrics.clear_query_memo()
-        s = Settings(site=("S1", "S2"))
-        summary = export.compute_summary(con, s, "time_to_relief.csv")
-        groups = len(fits)
-        assert groups >= 3  # some routes and ALL
-        curve = export.compute_summary(con, s, "time_to_relief_curve.csv")
-        result = metrics.time_to_relief(con, s)
-        assert len(fits) == groups  # no second fit
-        assert len(result.logrank) == (groups - 1) * (groups - 2) // 2  # every pair of routes tested
-        result.summary.loc[:, "patients"] = -1  # a caller's copy, not the remembered table
-        assert export.compute_summary(con, s, "time_to_relief.csv").equals(summary)
-        metrics.clear_query_memo()
-        assert export.compute_summary(con, s, "time_to_relief_curve.csv").equals(curve)  # same after a refit
-        assert len(fits) == 2 * groups
-        other = metrics.time_to_relief(con, Settings(site=("S1", "S2"), relief="mcid"), logrank=False)
-        assert len(fits) == 3 * groups  # another setting: its own fits
-        assert not other.summary.equals(metrics.time_to_relief(con, s, logrank=False).summary)
-    finally:
-        con.close()
+    con, fits = counted_fits
+    s = Settings(site=("S1", "S2"))
+    summary = export.compute_summary(con, s, "time_to_relief.csv")
+    groups = len(fits)
+    assert groups >= 3  # some routes and ALL
+    curve = export.compute_summary(con, s, "time_to_relief_curve.csv")
+    result = metrics.time_to_relief(con, s)
+    assert len(fits) == groups  # no second fit
+    assert len(result.logrank) == (groups - 1) * (groups - 2) // 2  # every pair of routes tested
+    result.summary.loc[:, "patients"] = -1  # a caller's copy, not the remembered table
+    assert export.compute_summary(con, s, "time_to_relief.csv").equals(summary)
     metrics.clear_query_memo()
+    assert export.compute_summary(con, s, "time_to_relief_curve.csv").equals(curve)  # same after a refit
+    assert len(fits) == 2 * groups
+    other = metrics.time_to_relief(con, Settings(site=("S1", "S2"), relief="mcid"), logrank=False)
+    assert len(fits) == 3 * groups  # another setting: its own fits
+    assert not other.summary.equals(metrics.time_to_relief(con, s, logrank=False).summary)
 
 
-def test_maintenance_table_is_shared_and_not_stale(sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_maintenance_table_is_shared_and_not_stale(counted_fits) -> None:  # noqa: ANN001
     """The Maintenance page's summary and projection come from one maintenance table per state."""
-    from dashboard import export, metrics, survival
-    from dashboard.store import open_database
+    from dashboard import export, metrics
 
-    fits: list[int] = []
-    real_fit = survival.fit
-    monkeypatch.setattr(survival, "fit", lambda t, e: fits.append(len(t)) or real_fit(t, e))
-    con = open_database(sample_db)
-    try:
-        metrics.clear_query_memo()
-        s = Settings(site=("S1", "S2"))
-        summary = export.compute_summary(con, s, "maintenance.csv")
-        groups = len(fits)
-        assert groups >= 3  # some routes and ALL
-        projection = metrics.maintenance_projection(con, s)
-        assert len(fits) == groups  # no second fit
-        assert list(projection["current_responders"]) == list(metrics.maintenance(con, s)["responders"])
-        mine = metrics.maintenance(con, s)
-        mine.loc[:, "responders"] = -1  # a caller's copy, not the remembered table
-        assert export.compute_summary(con, s, "maintenance.csv").equals(summary)
-        metrics.maintenance(con, Settings(site=("S1", "S2"), window=21))
-        assert len(fits) == 2 * groups  # another setting: its own table
-    finally:
-        con.close()
-    metrics.clear_query_memo()
+    con, fits = counted_fits
+    s = Settings(site=("S1", "S2"))
+    summary = export.compute_summary(con, s, "maintenance.csv")
+    groups = len(fits)
+    assert groups >= 3  # some routes and ALL
+    projection = metrics.maintenance_projection(con, s)
+    assert len(fits) == groups  # no second fit
+    assert list(projection["current_responders"]) == list(metrics.maintenance(con, s)["responders"])
+    mine = metrics.maintenance(con, s)
+    mine.loc[:, "responders"] = -1  # a caller's copy, not the remembered table
+    assert export.compute_summary(con, s, "maintenance.csv").equals(summary)
+    metrics.maintenance(con, Settings(site=("S1", "S2"), window=21))
+    assert len(fits) == 2 * groups  # another setting: its own table
 
 
 def test_constants_fixed_at_import_match_the_spec() -> None:
