@@ -3,9 +3,10 @@
     python3 dev.py serve [ketamine-outcomes serve flags]   # dashboard on the built-in sample data
     python3 dev.py test [pytest flags]                     # the whole suite, browser tests included
 
-Creates `.venv` beside this file on first use, installs the project with its test extras into it
-(again only when pyproject.toml changes), and for the tests makes sure Debian's Chromium is present,
-installing it with apt-get when this is a Debian machine run as root.
+Creates `.venv` beside this file on first use and installs the project into it: `serve` installs only what
+the dashboard needs, `test` adds the test tools (again only when pyproject.toml changes). For the tests it
+makes sure Debian's Chromium is present, installing it with apt-get when this is a Debian machine run as
+root.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-STAMP = VENV / ".installed-from"
+STAMP = VENV / ".installed-from"  # one line per installed extra set: "<pyproject hash> <extras>"
 CHROMIUM = Path(os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium"))
 
 
@@ -34,18 +35,28 @@ def run(command: list[str], **kwargs) -> None:
     subprocess.run(command, check=True, **kwargs)
 
 
-def ensure_environment() -> None:
+def ensure_environment(extras: str) -> None:
+    """Make .venv hold the project (editable) with EXTRAS ("" for the dashboard alone, "test", ...)."""
     if sys.version_info < (3, 11):
         sys.exit("Ketamine Outcomes needs Python 3.11 or newer; this is " + sys.version.split()[0])
     if not PYTHON.exists():
         say(f"creating a virtual environment in {VENV}")
         venv.create(VENV, with_pip=True)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
-        say("installing the project and its test tools (first run only)")
-        run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-        run([str(PYTHON), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]"])
-        STAMP.write_text(wanted)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = f"{digest} {extras or '-'}"
+    done = [line for line in (STAMP.read_text().split("\n") if STAMP.exists() else []) if line.startswith(digest)]
+    if wanted in done:
+        return
+    what = "the dashboard and its test tools" if extras else "the dashboard"
+    say(f"installing {what} into .venv: about {'3' if extras else '2'} minutes on a first run "
+        "(Streamlit, DuckDB, pandas, SciPy, Plotly …); pip's progress follows")
+    run([str(PYTHON), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
+    # --progress-bar on without --quiet: a first run is not silent for minutes
+    run([str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-e", target])
+    # an install with extras contains the dashboard-only one
+    STAMP.write_text("\n".join({*done, wanted, f"{digest} -"}))
+    say("installed")
 
 
 def ensure_chromium() -> None:
@@ -69,7 +80,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
-    ensure_environment()
+    ensure_environment("" if command == "serve" else "test")
     if command == "serve":
         return subprocess.call([str(BIN / "ketamine-outcomes"), "serve", *rest], cwd=ROOT)
     ensure_chromium()

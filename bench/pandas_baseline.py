@@ -4,7 +4,7 @@ This is what a competent analyst would write without our store layout: load the 
 DuckDB file into pandas (`con.sql(...).df()`), derive each patient's route, baseline, last induction day and
 endpoint with sort/groupby/merge, and compute the summaries of docs/metrics.md with SciPy for the Wilson
 intervals and Kaplan–Meier curves (the same SciPy calls the core makes). Disclosure control reuses the
-core's `dashboard.disclosure.protect`, so both sides do the same cheap post-processing.
+core's `dashboard.analysis.disclosure.protect`, so both sides do the same cheap post-processing.
 
 It reads only the base tables, never the derived per-patient tables the importer builds: those are part of
 what the benchmark measures. `bench/run.py` times `load_tables` + `summaries` and checks the numbers
@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from dashboard import spec
-from dashboard.settings import Settings
+from dashboard.data import spec
+from dashboard.analysis.settings import Settings
 
 SUMMARY_FILES = (
     "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",
@@ -344,7 +344,7 @@ def summaries(tables: dict[str, pd.DataFrame], s: Settings, protect: Callable | 
     """The six summaries with disclosure control (`protect(name, df, k)`, the core's) applied."""
     raw = raw_summaries(tables, s)
     if protect is None:
-        from dashboard.disclosure import protect
+        from dashboard.analysis.disclosure import protect
     return {name: protect(name.removesuffix(".csv"), df, s.min_cell) for name, df in raw.items()}
 
 

@@ -64,11 +64,11 @@ TARGETS = {
 def page_plan() -> dict[str, list[tuple[str, Callable[[tuple, Any], Any]]]]:
     """Per dashboard page, the cached loads it makes for one filter state, in order.
 
-    These are the `dashboard.ui.load_*` calls of dashboard/app.py (the entry script runs on every page: the
-    filter options and the cohort banner's size) and of each dashboard/views/*.py with
+    These are the `dashboard.app.ui.load_*` calls of dashboard/app/main.py (the entry script runs on every page: the
+    filter options and the cohort banner's size) and of each dashboard/app/views/*.py with
     the widgets at their defaults. Each load is `st.cache_data`, so a repeated state is a cache hit.
     """
-    from dashboard import ui
+    from dashboard.app import ui
 
     def summary(file: str) -> tuple[str, Callable[[tuple, Any], Any]]:
         return (f"load_summary[{file}]", lambda sig, s: ui.load_summary(sig, s, file))
@@ -129,8 +129,8 @@ def filter_states(con: Any, count: int, seed: int) -> list[Any]:
     Every page gets one unfiltered state (the heaviest: the whole data set) with a changed analysis setting;
     the rest combine one to three cohort filters with, half the time, a changed analysis setting.
     """
-    from dashboard import spec
-    from dashboard.settings import Settings
+    from dashboard.data import spec
+    from dashboard.analysis.settings import Settings
 
     rng = random.Random(seed)
     sites = [r[0] for r in con.execute("SELECT DISTINCT site FROM patients ORDER BY 1").fetchall()]
@@ -200,8 +200,10 @@ def pages_worker(db: Path, states_per_page: int, seed: int, out: Path, cold_runs
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("streamlit"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    from dashboard import metrics, store, ui
-    from dashboard.settings import Settings
+    from dashboard.analysis import metrics
+    from dashboard.data import store
+    from dashboard.app import ui
+    from dashboard.analysis.settings import Settings
 
     # Cold means nothing cached: also forget the metrics' memo of recent query results, if it has one.
     forget = getattr(metrics, "clear_query_memo", lambda: None)
@@ -355,14 +357,14 @@ def read_export(out_dir: Path) -> dict[str, Any]:
 
 def bench_size(n: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     import pandas_baseline
-    from dashboard.settings import Settings
+    from dashboard.analysis.settings import Settings
 
     d = workdir / f"n{n}"
     d.mkdir(parents=True, exist_ok=True)
     export_dir, db = d / "export", d / "bench.duckdb"
     r: dict[str, Any] = {"patients": n, "load_average_before": load_average()}
 
-    gen_key = fingerprint(n, args.seed, args.format, files=[ROOT / "dashboard" / "sample.py", ROOT / "dashboard" / "spec.py"])
+    gen_key = fingerprint(n, args.seed, args.format, files=[ROOT / "dashboard" / "data" / "sample.py", ROOT / "dashboard" / "data" / "spec.py"])
     gen_file = d / "generated.json"
     if args.keep and export_dir.exists() and gen_file.exists() and json.loads(gen_file.read_text())["key"] == gen_key:
         r["generate"] = dict(json.loads(gen_file.read_text())["measure"], reused=True)
@@ -376,7 +378,7 @@ def bench_size(n: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any
     r["export_bytes"] = sum(f.stat().st_size for f in export_dir.iterdir())
 
     derive = sorted((ROOT / "queries").glob("derive_*.sql"))
-    imp_key = fingerprint(gen_key, files=[ROOT / "dashboard" / "ingest.py", ROOT / "queries" / "schema.sql", *derive])
+    imp_key = fingerprint(gen_key, files=[ROOT / "dashboard" / "data" / "ingest.py", ROOT / "queries" / "schema.sql", *derive])
     imp_file = d / "imported.json"
     if (args.keep and not args.reimport and db.exists() and imp_file.exists()
             and json.loads(imp_file.read_text())["key"] == imp_key):
@@ -682,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "run": {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "states_per_page": args.states,
                 "cold_runs": args.cold_runs, "repeat": args.repeat, "seed": args.seed, "format": args.format,
-                "warm": "the same state again: hits in the dashboard's st.cache_data loads (dashboard/ui.py)",
+                "warm": "the same state again: hits in the dashboard's st.cache_data loads (dashboard/app/ui.py)",
                 "cold": "a filter state this process has not computed before; database already open; the fastest "
                         f"of {args.cold_runs} computations from nothing (caches cleared before each), since the "
                         "machine is shared" if args.cold_runs > 1 else

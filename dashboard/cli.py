@@ -12,11 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import __version__, store
+from dashboard import __version__
+from dashboard.data import store
 
 EXIT_OK = 0
 EXIT_REFUSED = 1  # the input was refused (bad export, bad flags, missing database)
 EXIT_USAGE = 2
+EXIT_INSTALLATION = 3  # Ketamine Outcomes itself is installed incompletely
 
 
 def _progress(message: str) -> None:
@@ -24,7 +26,7 @@ def _progress(message: str) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .ingest import ImportRefused, import_export
+    from dashboard.data.ingest import ImportRefused, import_export
 
     try:
         summary = import_export(Path(args.export_dir), Path(args.db), progress=None if args.quiet else _progress)
@@ -39,7 +41,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .sample import write_sample_export
+    from dashboard.data.sample import write_sample_export
 
     if args.patients < 1:
         print("--patients must be at least 1", file=sys.stderr)
@@ -56,8 +58,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import write_summaries
-    from .settings import Settings, SettingsError
+    from dashboard.reports.export import write_summaries
+    from dashboard.analysis.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_args(args)
@@ -75,7 +77,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .builtin import ensure_sample_database
+    from dashboard.data.builtin import ensure_sample_database
 
     if args.db is None:
         db = ensure_sample_database(progress=_progress)
@@ -85,23 +87,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"error: no database at {db}. Import a clinic export first:\n"
                   f"  ketamine-outcomes import EXPORT_DIR --db {db}", file=sys.stderr)
             return EXIT_REFUSED
-    app = Path(__file__).resolve().parent / "app.py"
+    app = Path(__file__).resolve().parent / "app" / "main.py"
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()))
     command = [
         sys.executable, "-m", "streamlit", "run", str(app),
+        *streamlit_config_flags(),
         "--server.port", str(args.port), "--server.address", args.address,
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
     ]
     print(f"Serving {db} at http://localhost:{args.port}", file=sys.stderr)
     try:
-        # Streamlit reads .streamlit/config.toml from the working directory: run from the project root.
-        return subprocess.call(command, env=env, cwd=store.PROJECT_ROOT)
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
         return EXIT_OK
 
 
+def streamlit_config_flags() -> list[str]:
+    """The dashboard's Streamlit settings (.streamlit/config.toml, shipped as `dashboard.streamlit_config`)
+    as command-line flags, so they hold whatever folder `serve` is started from and in an installed wheel."""
+    import tomllib
+
+    path = store.package_folder("dashboard.streamlit_config") / "config.toml"
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise store.InstallationError(
+            f"Ketamine Outcomes is installed incompletely: {path} is missing. {store.REINSTALL}") from None
+    flags: list[str] = []
+    for section, values in config.items():
+        for key, value in values.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{key}", text]
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .settings import Settings
+    from dashboard.analysis.settings import Settings
 
     parser = argparse.ArgumentParser(
         prog="ketamine-outcomes",
@@ -141,7 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except store.InstallationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INSTALLATION
+    except ModuleNotFoundError as exc:
+        # a dependency that pip should have installed is absent: the installation, not the input, is at fault
+        print(f"error: Ketamine Outcomes is installed incompletely: the package {exc.name!r} it needs is missing. "
+              f"{store.REINSTALL}", file=sys.stderr)
+        return EXIT_INSTALLATION
 
 
 if __name__ == "__main__":  # pragma: no cover

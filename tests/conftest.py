@@ -51,7 +51,7 @@ def write_export(folder: Path, tables: Mapping[str, tuple[Iterable[str], Iterabl
 @pytest.fixture(scope="session")
 def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small deterministic sample export (CSV), 400 patients."""
-    from dashboard.sample import write_sample_export
+    from dashboard.data.sample import write_sample_export
 
     out = tmp_path_factory.mktemp("sample") / "export"
     write_sample_export(out, patients=400, seed=7, fmt="csv")
@@ -61,8 +61,8 @@ def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database of the deterministic 2,000-patient sample, imported once per test run."""
-    from dashboard.ingest import import_export
-    from dashboard.sample import write_sample_export
+    from dashboard.data.ingest import import_export
+    from dashboard.data.sample import write_sample_export
 
     base = tmp_path_factory.mktemp("sample_db")
     export_dir = base / "export"

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import duckdb
 
-from dashboard import store
+from dashboard.data import store
 
 PATIENT_DEFAULTS: dict[str, Any] = {
     "site": "S1", "start_quarter": "2025-Q1", "age_band": "35-44", "sex": "F", "primary_diagnosis": "GAD",
@@ -86,8 +86,8 @@ def build_db(
             "'0000', ?, ?, ?, ?, 'test', 0.5)",
             [len(patients), len(sessions), len(assessments), len(adverse_events)],
         )
-        for sql in sorted(store.QUERIES_DIR.glob("derive_*.sql")):
-            con.execute(sql.read_text(encoding="utf-8"))
+        for name in store.query_names("derive_"):
+            con.execute(store.load_sql(name))
     finally:
         con.close()
     return path

@@ -14,11 +14,15 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import export, metrics, spec, store, ui
-from dashboard.settings import Settings
+from dashboard.reports import export
+from dashboard.analysis import metrics
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-# page file (relative to app.py) -> (title, charts it draws on the sample, summary files it offers)
+from dashboard.data import spec, store
+from dashboard.app import ui
+from dashboard.analysis.settings import Settings
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
+# page file (relative to app/main.py) -> (title, charts it draws on the sample, summary files it offers)
 PAGES = {
     "views/overview.py": ("Overview", 1, ("cohort.csv", "response_by_route.csv")),
     "views/response.py": ("Response by route", 4, ("response_by_route.csv",)),
@@ -316,7 +320,7 @@ def test_a_foreign_database_gets_a_message(make_app, tmp_path):
 
 
 def test_a_new_import_is_picked_up_without_restarting(make_app, sample_db, sample_export, tmp_path):
-    from dashboard.ingest import import_export
+    from dashboard.data.ingest import import_export
 
     db = tmp_path / "live.duckdb"
     shutil.copy(sample_db, db)
@@ -425,9 +429,15 @@ def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
 def test_production_settings_keep_tracebacks_and_raw_tables_in():
     import tomllib
 
-    config = tomllib.loads((APP.parent.parent / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    from dashboard.cli import streamlit_config_flags
+
+    config = tomllib.loads((store.package_folder("dashboard.streamlit_config") / "config.toml").read_text("utf-8"))
     assert config["client"]["showErrorDetails"] == "none"
     assert config["client"]["disableDataExport"] is True
+    # `serve` passes them as flags, so they hold from any working folder and in an installed wheel
+    flags = streamlit_config_flags()
+    assert flags[flags.index("--client.showErrorDetails") + 1] == "none"
+    assert flags[flags.index("--client.disableDataExport") + 1] == "true"
 
 
 def test_sections_holding_a_linked_setting_open_by_themselves(make_app):

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from dashboard.settings import Settings
+from dashboard.analysis.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "run.py"
@@ -87,8 +87,8 @@ def test_benchmark_reuses_kept_data(small_run: dict, tmp_path: Path) -> None:
 
 
 def _core_summaries(db: Path, s: Settings) -> dict:
-    from dashboard import metrics
-    from dashboard.store import open_database
+    from dashboard.analysis import metrics
+    from dashboard.data.store import open_database
 
     con = open_database(db)
     try:
@@ -145,7 +145,7 @@ def test_median_of_counts_equals_duckdb_quantile_cont(values: list[int]) -> None
 
     import duckdb
 
-    from dashboard.metrics import median_of_counts
+    from dashboard.analysis.metrics import median_of_counts
 
     expected = duckdb.connect().execute(
         "SELECT quantile_cont(v, 0.5) FROM (SELECT unnest($v) AS v)", {"v": values}
@@ -156,15 +156,15 @@ def test_median_of_counts_equals_duckdb_quantile_cont(values: list[int]) -> None
 def test_median_of_counts_of_nothing_is_nan() -> None:
     import math
 
-    from dashboard.metrics import median_of_counts
+    from dashboard.analysis.metrics import median_of_counts
 
     assert math.isnan(median_of_counts({})) and math.isnan(median_of_counts(None))
     assert math.isnan(median_of_counts(float("nan")))
 
 
 def test_query_memo_gives_equal_independent_copies(sample_db: Path) -> None:
-    from dashboard import metrics
-    from dashboard.store import open_database
+    from dashboard.analysis import metrics
+    from dashboard.data.store import open_database
 
     con = open_database(sample_db)
     try:
@@ -186,8 +186,8 @@ def test_query_memo_gives_equal_independent_copies(sample_db: Path) -> None:
 @pytest.fixture
 def counted_fits(sample_db: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
     """(connection to the sample database, list of Kaplan–Meier fits made), with the memo empty."""
-    from dashboard import metrics, survival
-    from dashboard.store import open_database
+    from dashboard.analysis import metrics, survival
+    from dashboard.data.store import open_database
 
     fits: list[int] = []
     real_fit = survival.fit
@@ -201,7 +201,8 @@ def counted_fits(sample_db: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN
 
 def test_relief_fits_are_shared_and_not_stale(counted_fits) -> None:  # noqa: ANN001
     """The relief page's loads (summary, curve, numbers at risk, log-rank) fit Kaplan–Meier once per state."""
-    from dashboard import export, metrics
+    from dashboard.reports import export
+    from dashboard.analysis import metrics
 
     con, fits = counted_fits
     s = Settings(site=("S1", "S2"))
@@ -224,7 +225,8 @@ def test_relief_fits_are_shared_and_not_stale(counted_fits) -> None:  # noqa: AN
 
 def test_maintenance_table_is_shared_and_not_stale(counted_fits) -> None:  # noqa: ANN001
     """The Maintenance page's summary and projection come from one maintenance table per state."""
-    from dashboard import export, metrics
+    from dashboard.reports import export
+    from dashboard.analysis import metrics
 
     con, fits = counted_fits
     s = Settings(site=("S1", "S2"))
@@ -243,7 +245,7 @@ def test_maintenance_table_is_shared_and_not_stale(counted_fits) -> None:  # noq
 
 def test_constants_fixed_at_import_match_the_spec() -> None:
     """The derive scripts run without parameters, so a few spec values are written into them."""
-    from dashboard import spec
+    from dashboard.data import spec
 
     effects = (ROOT / "queries" / "derive_50_patient_route_effects.sql").read_text(encoding="utf-8")
     assert f"sbp_peak >= {spec.BP_SEVERE_SBP}" in effects and f"dbp_peak >= {spec.BP_SEVERE_DBP}" in effects

@@ -21,8 +21,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import expect
 
-from dashboard import export, store
-from dashboard.settings import Settings
+from dashboard.reports import export
+from dashboard.data import store
+from dashboard.analysis.settings import Settings
 
 pytestmark = pytest.mark.browser
 

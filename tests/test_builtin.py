@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from dashboard import builtin, store
+from dashboard.data import builtin, store
 
 
 def test_built_once_then_reused_then_rebuilt_when_stale(tmp_path, monkeypatch):

@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from dashboard import disclosure, export, spec
-from dashboard.settings import Settings
+from dashboard.analysis import disclosure
+from dashboard.reports import export
+
+from dashboard.data import spec
+from dashboard.analysis.settings import Settings
 from metrics_data import assessment, build_db, event, patient, session
 
 
@@ -323,7 +326,7 @@ def check_curve(original: pd.DataFrame, protected: pd.DataFrame, k: int) -> None
        site=st.sampled_from((None, "S1")), population=st.sampled_from(("observed", "itt")),
        routes=st.sampled_from(((), ("IV", "IN"), ("IM", "PO", "IV"))), window=st.sampled_from((7, 14)))
 def test_property_export_never_shows_hidden_values(tmp_path, people, k, site, population, routes, window):
-    from dashboard import metrics
+    from dashboard.analysis import metrics
 
     path = build_random(tmp_path, people)
     s = Settings(min_cell=k, site=(site,) if site else (), population=population, min_baseline=8, route=routes,

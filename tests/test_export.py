@@ -12,8 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import __version__, cli, export, spec
-from dashboard.settings import Settings
+from dashboard import __version__, cli
+from dashboard.reports import export
+
+from dashboard.data import spec
+from dashboard.analysis.settings import Settings
 from metrics_data import build_db, hand_dataset
 
 REQUIRED = {
@@ -186,7 +189,7 @@ def test_sample_export_respects_minimum_cell(sample_db, tmp_path):
 def test_dashboard_shortcuts_show_what_the_files_show(sample_db, k):
     """The cohort banner (a count of its own) and the Overview's maintenance uptake (from outcome_counts) are
     cheaper paths to numbers the files hold: they must show the same values, hidden in the same cells."""
-    from dashboard import disclosure, metrics
+    from dashboard.analysis import disclosure, metrics
 
     states = [Settings(), Settings(route=("IV",)), Settings(site=("S1", "S2"), instrument="PHQ9"),
               Settings(diagnosis=("PTSD",), instrument="PCL5", window=21), Settings(age_band=("75+",)),

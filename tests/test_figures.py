@@ -1,4 +1,4 @@
-"""The Plotly builders (dashboard/figures.py) and the route palette (dashboard/colors.py), on hand-made
+"""The Plotly builders (dashboard/charts/figures.py) and the route palette (dashboard/charts/colors.py), on hand-made
 tables shaped as docs/core-api.md describes (hidden cells are NaN, as disclosure control leaves them)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dashboard import colors, figures, spec
+from dashboard.charts import colors, figures
+from dashboard.data import spec
 
 NAN = float("nan")
 

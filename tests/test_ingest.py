@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from dashboard import ingest
-from dashboard.ingest import ImportRefused, Problem, import_export
+from dashboard.data import ingest
+from dashboard.data.ingest import ImportRefused, Problem, import_export
 from conftest import write_export
 
 P_HEAD = ["patient_id", "site", "start_quarter", "age_band", "sex", "primary_diagnosis",

@@ -74,7 +74,7 @@ def test_cli_subprocess_broken_files_have_no_traceback(tmp_path):
 _KILLED_IMPORT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from dashboard import ingest
+    from dashboard.data import ingest
 
     real = ingest._previous_history
 
@@ -90,7 +90,7 @@ _KILLED_IMPORT = textwrap.dedent("""
 
 def test_import_killed_mid_way_leaves_the_old_database_and_the_next_run_cleans_up(tmp_path):
     db = tmp_path / "db.duckdb"
-    from dashboard.ingest import import_export
+    from dashboard.data.ingest import import_export
 
     import_export(write_export(tmp_path / "old", tables()), db)
     before = db.read_bytes()
@@ -118,7 +118,7 @@ def test_import_killed_mid_way_leaves_the_old_database_and_the_next_run_cleans_u
 
 
 def test_cli_ctrl_c_during_import_says_nothing_changed(tmp_path, capsys, monkeypatch):
-    from dashboard import ingest
+    from dashboard.data import ingest
 
     export = write_export(tmp_path / "e", tables())
     db = tmp_path / "db.duckdb"

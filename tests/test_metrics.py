@@ -25,8 +25,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from dashboard import metrics, spec, store
-from dashboard.settings import Settings, SettingsError
+from dashboard.analysis import metrics
+from dashboard.data import spec, store
+from dashboard.analysis.settings import Settings, SettingsError
 from metrics_data import build_db, hand_dataset as dataset
 
 NAN = float("nan")
@@ -275,7 +276,7 @@ def first_half(grid, values):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kaplan_meier_against_independent_computation(seed):
-    from dashboard import survival
+    from dashboard.analysis import survival
 
     rng = np.random.default_rng(seed)
     times = rng.integers(1, 30, size=60) + rng.choice([0.0, 1 / 6, 0.5], size=60)
@@ -295,7 +296,7 @@ def test_kaplan_meier_against_independent_computation(seed):
 
 
 def test_median_exactly_one_half_with_rounding():
-    from dashboard import survival
+    from dashboard.analysis import survival
 
     # 15 patients, times 1..15, events at 1-6, 10, 13, 15: exactly S(10) = 1/2, but the product is
     # 0.5000000000000001 in floating point. The median is 10 (without the tolerance it would be 13).
@@ -313,7 +314,7 @@ def test_median_exactly_one_half_with_rounding():
 
 
 def test_logrank_against_hand_computation():
-    from dashboard import survival
+    from dashboard.analysis import survival
     from scipy import stats
 
     rng = np.random.default_rng(5)
@@ -340,7 +341,7 @@ def test_logrank_against_hand_computation():
 
 
 def test_benjamini_hochberg_by_hand():
-    from dashboard import survival
+    from dashboard.analysis import survival
 
     p = np.array([0.01, 0.04, 0.03, np.nan, 0.2])
     adj = survival.benjamini_hochberg(p)

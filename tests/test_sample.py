@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from dashboard import spec
-from dashboard.sample import COLUMNS, PARAMETERS, write_sample_export
+from dashboard.data import spec
+from dashboard.data.sample import COLUMNS, PARAMETERS, write_sample_export
 
 
 def _read(folder: Path, fmt: str = "csv") -> dict[str, pd.DataFrame]:
@@ -231,7 +231,7 @@ def test_the_sample_looks_like_a_practice(small: tuple[Path, dict[str, int]]) ->
 def test_a_sample_imports_cleanly(tmp_path: Path, fmt: str) -> None:
     import duckdb
 
-    from dashboard.ingest import import_export
+    from dashboard.data.ingest import import_export
 
     counts = write_sample_export(tmp_path / "export", patients=1500, seed=17, fmt=fmt)
     summary = import_export(tmp_path / "export", tmp_path / "sample.duckdb")

@@ -1,4 +1,4 @@
-"""queries/schema.sql spells every ENUM exactly as dashboard/spec.py does."""
+"""queries/schema.sql spells every ENUM exactly as dashboard/data/spec.py does."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import duckdb
 
-from dashboard import spec
-from dashboard.store import load_sql
+from dashboard.data import spec
+from dashboard.data.store import load_sql
 
 EXPECTED = {
     "route_t": spec.ROUTES,
@@ -34,7 +34,7 @@ def test_schema_enums_equal_the_spec():
 
 
 def test_schema_tables_hold_every_export_column():
-    from dashboard.ingest import COLUMNS
+    from dashboard.data.ingest import COLUMNS
 
     con = duckdb.connect()
     con.execute(load_sql("schema"))

@@ -7,8 +7,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from dashboard import spec
-from dashboard.settings import Settings, SettingsError
+from dashboard.data import spec
+from dashboard.analysis.settings import Settings, SettingsError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -151,7 +151,7 @@ def test_replace_revalidates():
 
 
 def test_repr_names_every_field():
-    # the dashboard's caches key on repr(Settings) (dashboard/ui.py): every field must be in it
+    # the dashboard's caches key on repr(Settings) (dashboard/app/ui.py): every field must be in it
     import dataclasses
 
     assert all(f.repr for f in dataclasses.fields(Settings))

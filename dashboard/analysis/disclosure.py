@@ -29,7 +29,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from . import spec
+from dashboard.data import spec
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ DuckDB does the heavy lifting over the derived per-patient tables built at impor
 each function runs one or two named queries from queries/ with bound parameters and receives per-route
 aggregates or per-patient rows; SciPy does the statistics (Wilson intervals, Kaplan–Meier, log-rank,
 chi-square, Fisher, t intervals). Every function takes `(con, settings)` and returns DataFrames *before*
-disclosure control (dashboard/disclosure.py): rows per route in the order of `spec.ROUTES` (routes without
+disclosure control (dashboard/analysis/disclosure.py): rows per route in the order of `spec.ROUTES` (routes without
 patients left out), then `ALL`; rates are fractions 0–1; undefined values are NaN.
 """
 
@@ -29,8 +29,9 @@ try:  # the class scipy.stats.binomtest returns (documented under this name); se
 except ImportError:
     BinomTestResult = None
 
-from . import spec, store, survival
-from .settings import Settings
+from dashboard.data import spec, store
+from dashboard.analysis import survival
+from dashboard.analysis.settings import Settings
 
 NAN = float("nan")
 

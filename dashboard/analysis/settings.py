@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from . import spec
+from dashboard.data import spec
 
 
 class SettingsError(ValueError):

@@ -1,4 +1,4 @@
-"""The dashboard's entry script (`ketamine-outcomes serve` runs `streamlit run dashboard/app.py`).
+"""The dashboard's entry script (`ketamine-outcomes serve` runs `streamlit run dashboard/app/main.py`).
 
 It declares the pages and their URL paths (links to them get shared), opens the database named by
 $KETAMINE_OUTCOMES_DB, checks the link's query parameters, draws the shared sidebar (every filter and
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import spec, store, ui
-from dashboard.settings import SettingsError
+from dashboard.analysis.settings import SettingsError
+from dashboard.app import ui
+from dashboard.data import spec, store
 
 LOG = logging.getLogger("ketamine_outcomes.dashboard")
 HERE = Path(__file__).resolve().parent

@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 import streamlit as st
 
-from . import spec, store
-from .settings import FILTER_NAMES, SETTING_NAMES, Settings, SettingsError, iter_defaults
+from dashboard.data import spec, store
+from dashboard.analysis.settings import FILTER_NAMES, SETTING_NAMES, Settings, SettingsError, iter_defaults
 
 DB_ENV = "KETAMINE_OUTCOMES_DB"
 CONTEXT_KEY = "_ko_context"
@@ -67,7 +67,7 @@ def set_context(ctx: PageContext) -> None:
 
 
 def current_context() -> PageContext:
-    """The context the entry script set for this run (pages are only run from dashboard/app.py)."""
+    """The context the entry script set for this run (pages are only run from dashboard/app/main.py)."""
     ctx = st.session_state.get(CONTEXT_KEY)
     if ctx is None:
         st.error("Open the dashboard through its main address (ketamine-outcomes serve), not a page file.")
@@ -113,7 +113,7 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
         raise store.StoreError(
             f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}"
         )
-    from . import export
+    from dashboard.reports import export
 
     signature = store.database_signature(path)
     with _SIGNATURE_LOCK:
@@ -151,7 +151,7 @@ def load_filter_options(signature: tuple) -> dict[str, list[str]]:
 @_cached
 def load_summary(signature: tuple, settings: Settings, file: str) -> pd.DataFrame:
     """One CSV summary (disclosure applied), exactly as the command-line export computes it."""
-    from . import export
+    from dashboard.reports import export
 
     return export.compute_summary(load_connection(signature), settings, file)
 
@@ -162,7 +162,7 @@ def _csv_builder(formatter: Callable[[pd.DataFrame], bytes], df: pd.DataFrame) -
 
 
 def _protect(name: str, df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    from . import disclosure
+    from dashboard.analysis import disclosure
 
     return disclosure.protect(name, df, settings.min_cell)
 
@@ -170,7 +170,7 @@ def _protect(name: str, df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 @_cached
 def load_route_comparison(signature: tuple, settings: Settings, outcome: str):  # noqa: ANN201
     """The route comparison (chi-square across routes and pairwise differences), disclosure applied."""
-    from . import metrics
+    from dashboard.analysis import metrics
 
     result = metrics.route_comparison(load_connection(signature), settings, outcome=outcome)
     return result, _protect("route_comparison", result.pairwise, settings)
@@ -178,14 +178,14 @@ def load_route_comparison(signature: tuple, settings: Settings, outcome: str):  
 
 @_cached
 def load_trajectory(signature: tuple, settings: Settings) -> pd.DataFrame:
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("trajectory", metrics.trajectory(load_connection(signature), settings), settings)
 
 
 @_cached
 def load_breakdown(signature: tuple, settings: Settings, by: str) -> pd.DataFrame:
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("breakdown", metrics.breakdown(load_connection(signature), settings, by), settings)
 
@@ -195,7 +195,7 @@ def load_breakdown(signature: tuple, settings: Settings, by: str) -> pd.DataFram
 @_cached
 def load_logrank(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Pairwise log-rank tests between routes, disclosure applied."""
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("logrank", metrics.time_to_relief(load_connection(signature), settings).logrank, settings)
 
@@ -203,7 +203,7 @@ def load_logrank(signature: tuple, settings: Settings) -> pd.DataFrame:
 @_cached
 def load_relief_at_risk(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Numbers at risk on weekly days per route (for the table under the relief curves), disclosure applied."""
-    from . import metrics
+    from dashboard.analysis import metrics
 
     result = metrics.time_to_relief(load_connection(signature), settings, logrank=False)
     return _protect("relief_at_risk", result.at_risk, settings)
@@ -211,7 +211,7 @@ def load_relief_at_risk(signature: tuple, settings: Settings) -> pd.DataFrame:
 
 @_cached
 def load_severity(signature: tuple, settings: Settings) -> pd.DataFrame:
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("side_effect_severity", metrics.side_effect_severity(load_connection(signature), settings),
                     settings)
@@ -219,7 +219,7 @@ def load_severity(signature: tuple, settings: Settings) -> pd.DataFrame:
 
 @_cached
 def load_side_effects_by_session(signature: tuple, settings: Settings) -> pd.DataFrame:
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("side_effect_by_session_number",
                     metrics.side_effect_by_session_number(load_connection(signature), settings), settings)
@@ -227,14 +227,14 @@ def load_side_effects_by_session(signature: tuple, settings: Settings) -> pd.Dat
 
 @_cached
 def load_blood_pressure(signature: tuple, settings: Settings) -> pd.DataFrame:
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("blood_pressure", metrics.blood_pressure(load_connection(signature), settings), settings)
 
 
 @_cached
 def load_projection(signature: tuple, settings: Settings) -> pd.DataFrame:
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("maintenance_projection", metrics.maintenance_projection(load_connection(signature), settings),
                     settings)
@@ -242,7 +242,7 @@ def load_projection(signature: tuple, settings: Settings) -> pd.DataFrame:
 
 @_cached
 def load_data_quality(signature: tuple, settings: Settings) -> pd.DataFrame:
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("data_quality", metrics.data_quality(load_connection(signature), settings), settings)
 
@@ -250,7 +250,7 @@ def load_data_quality(signature: tuple, settings: Settings) -> pd.DataFrame:
 @_cached
 def load_cohort_size(signature: tuple, settings: Settings) -> float:
     """The cohort banner's count, as cohort.csv's `ALL` row shows it: NaN when hidden (1..k-1)."""
-    from . import metrics
+    from dashboard.analysis import metrics
 
     patients = _protect("cohort", metrics.cohort_size(load_connection(signature), settings), settings)["patients"]
     return float("nan") if pd.isna(patients.iloc[0]) else float(patients.iloc[0])
@@ -259,7 +259,7 @@ def load_cohort_size(signature: tuple, settings: Settings) -> float:
 @_cached
 def load_maintenance_uptake(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Maintenance uptake per route and ALL (the Overview's headline): maintenance.csv's uptake columns."""
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("maintenance", metrics.maintenance_uptake(load_connection(signature), settings), settings)
 
@@ -271,7 +271,7 @@ def load_import_history(signature: tuple) -> pd.DataFrame:
 
 def zip_bytes_builder(ctx: PageContext) -> Callable[[], bytes]:
     """A callable for the 'all summaries' download: built only when the reader clicks."""
-    from . import export
+    from dashboard.reports import export
 
     con = load_connection(ctx.signature)
     settings = ctx.settings
@@ -565,7 +565,7 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
         "The files are the same as `ketamine-outcomes export` writes for these filters, with the same "
         "privacy protection."
     )
-    from . import export
+    from dashboard.reports import export
 
     cols = st.columns(len(files) + 1)
     for col, name in zip(cols, files):
@@ -600,7 +600,7 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
         return
     shown = df[[c for c in columns if c in df.columns]].copy()
     if "route" in shown:
-        from .colors import route_label
+        from dashboard.charts.colors import route_label
 
         shown["route"] = [route_label(str(r)) for r in shown["route"]]
     percent, pvalues = set(percent), set(pvalues)
@@ -634,7 +634,7 @@ def render_error_screen(title: str, message: str, what_to_do: str) -> None:
 @_cached
 def load_any_side_effect(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Patients and sessions with any side effect per route and ALL (with Wilson intervals), disclosure applied."""
-    from . import metrics
+    from dashboard.analysis import metrics
 
     return _protect("side_effects", metrics.any_side_effect(load_connection(signature), settings), settings)
 

@@ -7,7 +7,7 @@ blindness; each route also has its own marker symbol and line dash so colour is 
 
 from __future__ import annotations
 
-from . import spec
+from dashboard.data import spec
 
 # Okabe & Ito (2008), "Color Universal Design". Ordered so the two routes most clinics offer (IV, IN)
 # get the most distinct pair (blue / orange).

@@ -17,7 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import colors, spec
+from dashboard.charts import colors
+from dashboard.data import spec
 
 NAN = float("nan")
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)

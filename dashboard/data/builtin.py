@@ -14,15 +14,15 @@ from typing import Callable
 
 import duckdb
 
-from . import store
+from dashboard.data import store
 
 
 def sample_label(patients: int, seed: int) -> str:
     """The import-history source label of the built-in sample, with a fingerprint of the code that built it."""
-    from . import sample
+    from dashboard.data import sample
 
     digest = hashlib.sha256(f"{patients}:{seed}".encode())
-    for path in [*sorted(store.QUERIES_DIR.glob("*.sql")), Path(sample.__file__)]:
+    for path in [*sorted(store.queries_dir().glob("*.sql")), Path(sample.__file__)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return f"built-in sample ({patients} patients, seed {seed}, build {digest.hexdigest()[:12]})"
@@ -45,18 +45,18 @@ def _built_with(db_path: Path) -> str | None:
 
 
 def ensure_sample_database(
-    db_path: Path = store.DEFAULT_DB,
+    db_path: Path | None = None,
     *,
     patients: int = store.SAMPLE_PATIENTS,
     seed: int = store.SAMPLE_SEED,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Return the sample database, (re)building it deterministically if it is missing or was built by
-    other code."""
-    from .ingest import import_export
-    from .sample import write_sample_export
+    other code. DB_PATH defaults to `store.default_database()` (the user's cache folder)."""
+    from dashboard.data.ingest import import_export
+    from dashboard.data.sample import write_sample_export
 
-    db_path = Path(db_path)
+    db_path = Path(db_path) if db_path is not None else store.default_database()
     label = sample_label(patients, seed)
     built_with = _built_with(db_path) if db_path.exists() else None
     if built_with == label:

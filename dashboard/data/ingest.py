@@ -25,8 +25,9 @@ from typing import Callable
 
 import duckdb
 
-from . import __version__, spec
-from .store import QUERIES_DIR, load_sql
+from dashboard import __version__
+from dashboard.data import spec
+from dashboard.data.store import load_sql, query_names
 
 MAX_PER_RULE = 20  # problems listed per rule before "… and N more rows with the same problem"
 
@@ -567,11 +568,11 @@ def _build(con, tables, db_path, export_dir, source_label, digest, started, say)
     say(f"Loaded {sum(rows.values()):,} rows into the new database ({time.monotonic() - t0:.1f} s)")
     con.execute("DETACH staging")
     derived: list[str] = []
-    for path in sorted(QUERIES_DIR.glob("derive_*.sql")):
+    for name in query_names("derive_"):
         t1 = time.monotonic()
-        con.execute(load_sql(path.stem))
-        derived.append(path.stem)
-        say(f"Derived {path.stem.removeprefix('derive_')} ({time.monotonic() - t1:.1f} s)")
+        con.execute(load_sql(name))
+        derived.append(name)
+        say(f"Derived {name.removeprefix('derive_')} ({time.monotonic() - t1:.1f} s)")
 
     notes: list[str] = []
     history = _previous_history(db_path, notes, say)

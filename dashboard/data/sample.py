@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from . import spec
+from dashboard.data import spec
 
 BLOCK_PATIENTS = 1000  # the unit of randomness: changing it changes the data
 DEFAULT_CHUNK_PATIENTS = 25_000  # the unit of writing: changing it never changes the values

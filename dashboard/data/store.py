@@ -1,5 +1,8 @@
 """Access to the DuckDB store: named SQL from queries/, read-only connections and their cursors.
 
+The SQL files are package resources (`dashboard.queries`, mapped from the top-level `queries/` folder in
+pyproject.toml), so an installed wheel finds them exactly as a checkout does.
+
 Every query the project runs lives in `queries/NAME.sql` with named parameters (`$routes`, `$window`);
 `run_query(con, "NAME", params)` binds values and never formats them into the SQL text. DuckDB 2.0
 connections are not shared across threads, so each call takes its own `cursor()`.
@@ -8,6 +11,7 @@ connections are not shared across threads, so each call takes its own `cursor()`
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,16 +19,53 @@ from typing import Any, Mapping
 import duckdb
 import pandas as pd
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-QUERIES_DIR = PROJECT_ROOT / "queries"
-SAMPLE_DIR = PROJECT_ROOT / "sample_data"
-DEFAULT_DB = SAMPLE_DIR / "sample.duckdb"
+CACHE_ENV = "KETAMINE_OUTCOMES_CACHE"
 SAMPLE_PATIENTS = 5000
 SAMPLE_SEED = 20261121
+REINSTALL = "Reinstall it (pip install --force-reinstall ketamine-outcomes, or pip install . in a checkout)."
 
 
 class StoreError(RuntimeError):
     """The database is missing, unreadable or not a Ketamine Outcomes database."""
+
+
+class InstallationError(RuntimeError):
+    """Ketamine Outcomes itself is installed incompletely (a query file or a dependency is missing): a
+    problem of the installation, never of the user's export or database."""
+
+
+@functools.cache
+def package_folder(name: str) -> Path:
+    """The folder of a resource package shipped with Ketamine Outcomes (`dashboard.queries`,
+    `dashboard.example_export`, `dashboard.streamlit_config`; pyproject.toml maps them from the top-level
+    folders), in a wheel and in an editable checkout alike. Raises InstallationError when it is missing."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise InstallationError(f"Ketamine Outcomes is installed incompletely: {name} is missing. {REINSTALL}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def queries_dir() -> Path:
+    """The folder of the packaged SQL files (queries/ in a checkout)."""
+    return package_folder("dashboard.queries")
+
+
+def example_export_dir() -> Path:
+    """The small example export shipped with the package (sample_data/example_export/ in a checkout)."""
+    return package_folder("dashboard.example_export")
+
+
+def cache_dir() -> Path:
+    """Where the built-in sample database lives: $KETAMINE_OUTCOMES_CACHE, else the user's cache folder
+    ($XDG_CACHE_HOME or ~/.cache), never inside the installed package, which may be read-only."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ketamine-outcomes"
+
+
+def default_database() -> Path:
+    """The built-in sample database's path."""
+    return cache_dir() / "sample.duckdb"
 
 
 @functools.cache
@@ -32,8 +73,25 @@ def load_sql(name: str) -> str:
     """The text of queries/NAME.sql. Names come from code, never from users."""
     if not name.replace("_", "").isalnum():
         raise ValueError(f"not a query name: {name!r}")
-    path = QUERIES_DIR / f"{name}.sql"
-    return path.read_text(encoding="utf-8")
+    folder = queries_dir()
+    try:
+        return (folder / f"{name}.sql").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InstallationError(
+            f"Ketamine Outcomes is installed incompletely: the query file {name}.sql is missing from {folder}. "
+            + REINSTALL
+        ) from None
+
+
+def query_names(prefix: str) -> list[str]:
+    """The names of the packaged queries starting with PREFIX, sorted (the import's derive_* steps)."""
+    folder = queries_dir()
+    names = sorted(p.stem for p in folder.glob(f"{prefix}*.sql"))
+    if not names:
+        raise InstallationError(
+            f"Ketamine Outcomes is installed incompletely: no {prefix}*.sql query files in {folder}. " + REINSTALL
+        )
+    return names
 
 
 def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> duckdb.DuckDBPyConnection:

@@ -22,9 +22,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import __version__, metrics, spec, store
-from .disclosure import protect
-from .settings import FILTER_NAMES, Settings
+from dashboard import __version__
+from dashboard.analysis import metrics
+
+from dashboard.data import spec, store
+from dashboard.analysis.disclosure import protect
+from dashboard.analysis.settings import FILTER_NAMES, Settings
 
 SUMMARY_FILES = (
     "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import spec, ui
+from dashboard.data import spec
+from dashboard.app import ui
 
 ctx = ui.current_context()
 s = ctx.settings

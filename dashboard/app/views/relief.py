@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import figures, spec, ui
+from dashboard.charts import figures
+from dashboard.data import spec
+
+from dashboard.app import ui
 
 THRESHOLDS = {
     "response": "50 % improvement (response)",

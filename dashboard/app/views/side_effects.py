@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import colors, figures, spec, ui
+from dashboard.charts import colors, figures
+from dashboard.data import spec
+
+from dashboard.app import ui
 
 ctx = ui.current_context()
 s = ctx.settings
