@@ -255,3 +255,24 @@ def test_constants_fixed_at_import_match_the_spec() -> None:
     base = (ROOT / "queries" / "derive_25_cohort_base.sql").read_text(encoding="utf-8")
     mcid = " ".join(f"WHEN '{i}' THEN {spec.MCID[i]}" for i in spec.INSTRUMENTS)
     assert mcid in base
+
+
+@pytest.mark.browser
+def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path):
+    """bench/browser.py drives both apps through every page and interaction; only its shape is checked."""
+    out = tmp_path / "browser.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "browser.py"), "--db", str(sample_db), "--rounds", "1", "--states", "4",
+         "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    summary = results["sizes"]["db"]["summary"]
+    assert set(summary) == {"shared_link", "page_switch", "filter_change"}
+    pages = {"overview", "response", "relief", "side-effects", "maintenance", "data"}
+    for block in summary.values():
+        assert block["minimal_median_ms"] > 0
+        assert set(block["pages"]) == pages
+        assert all(r["ratio"] > 0 and r["max_ms"] >= r["median_ms"] for r in block["pages"].values())
+    assert "| page switch: relief |" in done.stdout

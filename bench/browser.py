@@ -1,0 +1,252 @@
+"""Browser timings: what a director waits for, against the floor this stack allows.
+
+    .venv/bin/python bench/browser.py --sizes 10000 100000 --json bench/results/browser.json
+
+For each size it builds a sample database (or takes `--db`), serves the dashboard (`ketamine-outcomes serve`)
+and the minimal app of bench/minimal_app.py (six pages, one sidebar filter bound to the URL, one Plotly chart
+per page, on the same database) side by side, and drives both with Playwright in Debian's Chromium:
+
+- **shared link**: a new browser session opens a page from a link with a filter state not seen before;
+- **page switch**: inside one session, a click on the next page in the sidebar's navigation;
+- **filter change**: on each page, a new value picked in the sidebar's first filter (route).
+
+Each interaction is timed from the action until the script is idle, no element is stale and every Plotly
+chart on the page has drawn its SVG. Results are medians and maxima per page, and ratios to the minimal
+app's median for the same interaction in the same run (these machines are shared and noisy: ratios, not
+absolute times, are what compares across runs). Nothing here is a test: tests/test_bench.py only checks that
+it runs at a tiny size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PAGES = ["", "response", "relief", "side-effects", "maintenance", "data"]
+ROUTES = ["IV", "IM", "SC", "IN", "SL", "PO"]
+RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
+# idle, nothing stale, every Plotly chart drawn
+DRAWN = """() => {
+  const app = document.querySelector("[data-testid='stApp']");
+  if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+  if (document.querySelector("[data-stale='true']")) return false;
+  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  return plots.every(p => p.querySelector('.main-svg'));
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
+    """Run a Streamlit server (the command must take its port from {port}); yield its base URL."""
+    port = _free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([c.format(port=port) for c in command], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def timed(page: Any, action: Callable[[], None], timeout_ms: int = 120_000) -> float:
+    """Milliseconds from ACTION until the page is idle, fresh and every chart drawn."""
+    t0 = time.perf_counter()
+    action()
+    try:
+        page.wait_for_selector(RUNNING, timeout=1000)
+    except Exception:  # noqa: BLE001 - a fast rerun can finish before we look
+        pass
+    page.wait_for_function(DRAWN, timeout=timeout_ms, polling=20)
+    return (time.perf_counter() - t0) * 1000
+
+
+def filter_states(count: int) -> list[str]:
+    """COUNT distinct query strings over the route filter (the one filter both apps share)."""
+    states = []
+    for k in range(1, len(ROUTES) + 1):
+        for i in range(len(ROUTES)):
+            combo = [ROUTES[(i + j) % len(ROUTES)] for j in range(k)]
+            q = "&".join(f"route={r}" for r in sorted(combo, key=ROUTES.index))
+            if q not in states:
+                states.append(q)
+    return states[:count]
+
+
+def measure_app(browser: Any, base: str, states: list[str], rounds: int) -> dict[str, dict[str, list[float]]]:
+    """Timings (ms) per interaction and page of one app."""
+    out: dict[str, dict[str, list[float]]] = {k: {p or "overview": [] for p in PAGES}
+                                              for k in ("shared_link", "page_switch", "filter_change")}
+    state = iter(states * (rounds * len(PAGES) + 1))
+    for _ in range(rounds):
+        for path in PAGES:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
+            url = f"{base}/{path}?{next(state)}"
+            out["shared_link"][path or "overview"].append(timed(page, lambda: page.goto(url)))
+            context.close()
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        timed(page, lambda: page.goto(f"{base}/?{next(state)}"))
+        nav = page.locator("[data-testid='stSidebarNav'] a")
+        for i, path in enumerate(PAGES[1:] + PAGES[:1], start=1):
+            link = nav.nth(i % len(PAGES))
+            out["page_switch"][path or "overview"].append(timed(page, lambda: link.click(no_wait_after=True)))
+            box = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").first
+
+            def pick() -> None:
+                box.click()
+                page.keyboard.press("ArrowDown")
+                page.keyboard.press("Enter")
+                page.keyboard.press("Escape")
+
+            out["filter_change"][path or "overview"].append(timed(page, pick))
+        context.close()
+    return out
+
+
+def summarise(dash: dict, minimal: dict) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for interaction, pages in dash.items():
+        floor = statistics.median([t for ts in minimal[interaction].values() for t in ts])
+        result[interaction] = {
+            "minimal_median_ms": round(floor, 1),
+            "pages": {p: {"median_ms": round(statistics.median(ts), 1), "max_ms": round(max(ts), 1),
+                          "ratio": round(statistics.median(ts) / floor, 2)} for p, ts in pages.items() if ts},
+        }
+    return result
+
+
+def build_database(patients: int, workdir: Path, python: str) -> Path:
+    db = workdir / f"sample-{patients}.duckdb"
+    if db.exists():
+        return db
+    export = workdir / f"export-{patients}"
+    cli = [python, "-m", "dashboard.cli"]
+    subprocess.run([*cli, "sample", "--out", str(export), "--patients", str(patients), "--format", "parquet",
+                    "--quiet"], check=True)
+    subprocess.run([*cli, "import", str(export), "--db", str(db), "--quiet"], check=True)
+    return db
+
+
+def bench_size(db: Path, workdir: Path, rounds: int, states: int) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()), KETAMINE_OUTCOMES_CACHE=str(workdir / "cache"))
+    flags = ["--server.port", "{port}", "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    dashboard = [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db), "--port", "{port}",
+                 "--address", "127.0.0.1"]
+    minimal = [sys.executable, "-m", "streamlit", "run", str(HERE / "minimal_app.py"), *flags]
+    with served(dashboard, env, workdir / "dashboard.log") as dash_url, \
+            served(minimal, env, workdir / "minimal.log") as min_url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # one unmeasured visit each, so neither pays its first-import cost inside the timings
+            for url in (dash_url, min_url):
+                context = browser.new_context()
+                page = context.new_page()
+                timed(page, lambda: page.goto(url))
+                context.close()
+            s = filter_states(states)
+            dash = measure_app(browser, dash_url, s, rounds)
+            mini = measure_app(browser, min_url, s, rounds)
+        finally:
+            browser.close()
+    return {"raw": {"dashboard": dash, "minimal": mini}, "summary": summarise(dash, mini)}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    sizes = list(results["sizes"])
+    lines = ["| interaction, page | " + " | ".join(f"{int(n):,} patients: median ms (ratio)" if n.isdigit() else f"{n}: median ms (ratio)"
+                                          for n in sizes) + " |",
+             "|---|" + "---:|" * len(sizes)]
+    first = results["sizes"][sizes[0]]["summary"]
+    for interaction, block in first.items():
+        lines.append(f"| {interaction.replace('_', ' ')}: minimal app | "
+                     + " | ".join(f"{results['sizes'][n]['summary'][interaction]['minimal_median_ms']:,.0f}"
+                                  for n in sizes) + " |")
+        for page in block["pages"]:
+            cells = []
+            for n in sizes:
+                r = results["sizes"][n]["summary"][interaction]["pages"][page]
+                cells.append(f"{r['median_ms']:,.0f} ({r['ratio']:.2f})")
+            lines.append(f"| {interaction.replace('_', ' ')}: {page} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], metavar="N")
+    parser.add_argument("--db", type=Path, help="use this database instead of generating one (one size)")
+    parser.add_argument("--rounds", type=int, default=3, help="times each interaction is repeated per page")
+    parser.add_argument("--states", type=int, default=30, help="distinct filter states to cycle through")
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ko-browser-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_start": os.getloadavg()[0]},
+        "sizes": {},
+    }
+    targets = [("db", args.db)] if args.db else [(n, None) for n in args.sizes]
+    for n, db in targets:
+        db = db or build_database(n, workdir, sys.executable)
+        print(f"[browser bench] {db} …", file=sys.stderr, flush=True)
+        results["sizes"][str(n)] = bench_size(db, workdir, args.rounds, args.states)
+    results["machine"]["load_end"] = os.getloadavg()[0]
+    table = markdown(results)
+    print(table)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
