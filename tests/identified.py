@@ -34,6 +34,8 @@ class Identities:
     dates: set[str] = field(default_factory=set)
     contacts: set[str] = field(default_factory=set)
     notes: set[str] = field(default_factory=set)
+    record_of: dict[str, str] = field(default_factory=dict)  # export patient_id -> record number
+    encounter_of: dict[str, str] = field(default_factory=dict)  # export session_id -> encounter number
 
     def all(self) -> set[str]:
         return (self.record_numbers | self.encounter_numbers | self.names | self.dates | self.contacts
@@ -148,4 +150,5 @@ def identify_export(export_dir: Path, out_dir: Path, *, seed: int = 1) -> Identi
         rows.append({"encounter_number": encounter[e["session_id"]], "event": e["event"],
                      "severity": e["severity"], "intervention": e["intervention"], "notes": note})
     _write(out_dir / "adverse_events.csv", ["encounter_number", "event", "severity", "intervention", "notes"], rows)
+    ids.record_of, ids.encounter_of = record, encounter
     return ids

@@ -109,6 +109,7 @@ class Mapping:
     name: str
     tables: dict[str, str]  # export table -> source table (file stem)
     columns: dict[str, dict[str, str]]  # export table -> {export column or role: source column}
+    absent_ok: dict[str, frozenset[str]]  # export table -> export columns whose source column may be absent
     codes: dict[str, dict[str, str]]  # export column -> {source value (casefolded): export value}
     date_format: str | None = None
     datetime_format: str | None = None
@@ -148,6 +149,7 @@ def parse_mapping(raw: dict, *, name: str = "mapping") -> Mapping:
     problems: list[str] = []
     tables: dict[str, str] = {}
     columns: dict[str, dict[str, str]] = {}
+    absent_ok: dict[str, frozenset[str]] = {}
     optional = {"adverse_events"}
     known = {*EXPORT_TABLES, "codes", "formats"}
     for key in raw:
@@ -185,6 +187,12 @@ def parse_mapping(raw: dict, *, name: str = "mapping") -> Mapping:
             if c not in cols:
                 problems.append(f"{name}: [{table}.columns] {c} missing (required)")
         columns[table] = {k: v.strip() for k, v in cols.items()}
+        may_lack = section.get("optional", [])
+        if not isinstance(may_lack, list) or any(c not in cols or c in required for c in may_lack):
+            problems.append(f"{name}: [{table}] optional = [...] lists mapped export columns that are not required "
+                            "and whose source column a file may lack")
+            may_lack = []
+        absent_ok[table] = frozenset(may_lack)
     codes: dict[str, dict[str, str]] = {}
     for column, table in (raw.get("codes") or {}).items():
         if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
@@ -200,7 +208,7 @@ def parse_mapping(raw: dict, *, name: str = "mapping") -> Mapping:
             problems.append(f"{name}: [formats] {k}: unknown; use `date` and `datetime`")
     if problems:
         raise MappingError(problems)
-    return Mapping(name, tables, columns, codes, formats.get("date") or None, formats.get("datetime") or None,
+    return Mapping(name, tables, columns, absent_ok, codes, formats.get("date") or None, formats.get("datetime") or None,
                    frozenset(optional))
 
 
@@ -454,7 +462,9 @@ def anonymize(
             continue
         lowered = {h.lower() for h in source.header}
         for target, column in mapping.columns[table].items():
-            if column.lower() not in lowered:
+            if column.lower() not in lowered and target in mapping.absent_ok.get(table, ()):
+                report.dropped.append(f"{source.file}: has no column {column!r} ({target} left empty)")
+            elif column.lower() not in lowered:
                 problems.append(Problem(source.file, table, 1, column, None,
                                         f"the mapping names column {column!r} (for {target}), which is not in the "
                                         f"file; its columns are {', '.join(source.header)}"))
