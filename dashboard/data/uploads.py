@@ -57,7 +57,7 @@ def unpack(files: Iterable[tuple[str, bytes]], folder: Path) -> tuple[list[str],
     written outside folder; files of other types (and macOS `__MACOSX` entries) are named as problems.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    written: dict[str, str] = {}  # lower-case name -> where it came from
+    written: dict[str, tuple[str, str]] = {}  # lower-case name -> (name, where it came from)
     problems: list[Problem] = []
 
     def put(name: str, data: bytes, origin: str) -> None:
@@ -70,10 +70,10 @@ def unpack(files: Iterable[tuple[str, bytes]], folder: Path) -> tuple[list[str],
             return
         if base.lower() in written:
             problems.append(Problem(origin, None, None, None, None,
-                                    f"a second file named {base} (the first came from {written[base.lower()]}); "
+                                    f"a second file named {base} (the first came from {written[base.lower()][1]}); "
                                     "upload one of them"))
             return
-        written[base.lower()] = origin
+        written[base.lower()] = (base, origin)
         (folder / base).write_bytes(data)
 
     for name, data in files:
@@ -91,7 +91,7 @@ def unpack(files: Iterable[tuple[str, bytes]], folder: Path) -> tuple[list[str],
                 problems.append(Problem(name, None, None, None, None, f"not a readable zip file ({exc})"))
         else:
             put(name, data, name)
-    return sorted(written), problems
+    return sorted(name for name, _origin in written.values()), problems
 
 
 def check_upload(
