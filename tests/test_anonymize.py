@@ -217,7 +217,9 @@ def test_dates_iso_by_default_and_ambiguous_ones_refused():
     assert an.parse_when("03/04/2025", "%d/%m/%Y") == (date(2025, 4, 3), None)
     assert an.parse_when("03/04/2025 14:05", "%m/%d/%Y %H:%M") == (date(2025, 3, 4), time(14, 5))
     with pytest.raises(ValueError, match="format"):
-        an.parse_when("2025-03-04", "%d/%m/%Y")
+        an.parse_when("2025/03/04", "%d/%m/%Y")
+    # ISO 8601 is unambiguous (and what a workbook's date cells read as): accepted beside a named format
+    assert an.parse_when("2025-03-04 09:15:00", "%d/%m/%Y %H:%M") == (date(2025, 3, 4), time(9, 15))
 
 
 def test_format_named_in_the_mapping_reads_other_dates(tmp_path):
@@ -239,6 +241,48 @@ def test_csv_dialects_semicolons_bom_crlf_and_header_case(tmp_path):
     (rec / "patients.csv").rename(rec / "PATIENTS.CSV")
     an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
     assert len(read_rows(tmp_path / "out" / "assessments.csv")) == 7
+
+
+def test_one_xlsx_workbook_gives_the_same_export_as_the_csv_files(tmp_path):
+    import pandas as pd
+
+    csvs = hand_records(tmp_path / "csv")
+    an.anonymize(csvs, GENERIC, KEY, tmp_path / "from_csv")
+    book = tmp_path / "book"
+    book.mkdir()
+    with pd.ExcelWriter(book / "Clinic records.xlsx", engine="openpyxl") as w:
+        for p in sorted(csvs.glob("*.csv")):
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+            # real Excel dates and date-times
+            if "birth_date" in df:
+                df["birth_date"] = pd.to_datetime(df["birth_date"]).dt.date
+            if "started_at" in df:
+                df["started_at"] = pd.to_datetime(df["started_at"])
+            df.to_excel(w, sheet_name=p.stem.capitalize(), index=False)
+    an.anonymize(book, GENERIC, KEY, tmp_path / "from_xlsx")
+    for name in ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv"):
+        assert (tmp_path / "from_xlsx" / name).read_bytes() == (tmp_path / "from_csv" / name).read_bytes(), name
+    report = (tmp_path / "from_xlsx" / an.REPORT_FILE).read_text()
+    assert "Clinic records.xlsx sheet Patients: 3 rows" in report
+
+
+def test_a_workbook_date_without_a_time_is_not_placed_at_midnight(tmp_path):
+    import pandas as pd
+
+    book = tmp_path / "book"
+    csvs = hand_records(tmp_path / "csv", questionnaires=[["R-1", "2025-03-04 11:45", "GAD7", "9"],
+                                                          ["R-3", "2025-01-02 10:00", "PHQ9", "18"]])
+    book.mkdir()
+    with pd.ExcelWriter(book / "r.xlsx", engine="openpyxl") as w:
+        for p in sorted(csvs.glob("*.csv")):
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+            if "started_at" in df:
+                df["started_at"] = pd.to_datetime(df["started_at"]).dt.normalize()  # the time of day lost
+            df.to_excel(w, sheet_name=p.stem, index=False)
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(book, GENERIC, KEY, tmp_path / "out")
+    assert [p.describe().split(":")[0] for p in err.value.problems] == [
+        "r.xlsx sheet questionnaires, table assessments, line 2, column taken_at"]
 
 
 def test_codes_tables_translate_and_refuse_unknown_values(tmp_path):

@@ -28,7 +28,7 @@ def test_unpack_flattens_zips_and_never_writes_outside_the_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == names
     assert not (tmp_path / "evil.csv").exists()
     assert [p.describe() for p in problems] == [
-        "up.zip: export/readme.pdf: not a CSV, Parquet or mapping (.toml) file; it was left out"]
+        "up.zip: export/readme.pdf: not a CSV, Parquet, Excel (.xlsx) or mapping (.toml) file; it was left out"]
 
 
 def test_unpack_names_duplicates_and_broken_zips(tmp_path):

@@ -1,6 +1,6 @@
 """Turn a clinic's identified records into an anonymized export (the contract: identified-records.md).
 
-`anonymize(records_dir, mapping, key, out_dir)` reads a folder of CSV files with the clinic's own column
+`anonymize(records_dir, mapping, key, out_dir)` reads a folder of CSV files (or one .xlsx workbook) with the clinic's own column
 names, record numbers, birth dates and calendar dates, and writes the four tables of a clinic export:
 
 - record and encounter numbers become keyed pseudonyms (HMAC-SHA256 from the standard library with the
@@ -61,6 +61,7 @@ FREE_TEXT_WORDS = {"note", "notes", "comment", "comments", "remark", "remarks", 
                    "narrative", "memo", "freetext", "summary", "observation", "observations"}
 AGE_BAND_FLOORS = ((75, "75+"), (65, "65-74"), (55, "55-64"), (45, "45-54"), (35, "35-44"), (25, "25-34"),
                    (18, "18-24"))
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 _SLASHED = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(\s|$|T)")
 
 
@@ -368,6 +369,52 @@ def _read_source(path: Path, problems: list[Problem]) -> _Source | None:
     return _Source(path.name, header, rows, delimiter)
 
 
+def workbook_name(records_dir: Path) -> str:
+    return next((p.name for p in records_dir.iterdir() if p.suffix.lower() == ".xlsx"), "workbook")
+
+
+_EXCEL_MIDNIGHT = re.compile(r"^(\d{4}-\d{2}-\d{2}) 00:00:00$")
+
+
+def _workbook(records_dir: Path, problems: list[Problem]) -> dict[str, _Source] | None:
+    """The sheets of the folder's one .xlsx workbook (when it holds no CSV file), by lower-case sheet name.
+
+    Read with python-calamine through pandas, every cell as text. A date cell Excel stores without a
+    time comes back as midnight; it is read as a date alone, so a questionnaire is never placed against
+    a time nobody wrote down.
+    """
+    if not records_dir.is_dir() or any(p.suffix.lower() == ".csv" for p in records_dir.iterdir()):
+        return None
+    books = sorted(p for p in records_dir.iterdir() if p.suffix.lower() == ".xlsx" and not p.name.startswith("~$"))
+    if not books:
+        return None
+    if len(books) > 1:
+        problems.append(Problem(", ".join(b.name for b in books), None, None, None, None,
+                                "more than one workbook: keep the one with the records"))
+        return None
+    import pandas as pd
+
+    try:
+        sheets = pd.read_excel(books[0], sheet_name=None, dtype=str, header=None, keep_default_na=False,
+                               engine="calamine")
+    except Exception as exc:  # noqa: BLE001 - any unreadable workbook is named, never a traceback
+        problems.append(Problem(books[0].name, None, None, None, None, f"could not be read as a workbook: {exc}"))
+        return None
+    out: dict[str, _Source] = {}
+    for name, df in sheets.items():
+        values = df.values.tolist()
+        if not values:
+            continue
+        header = [str(h).strip() for h in values[0]]
+        rows = []
+        for i, cells in enumerate(values[1:], start=2):
+            cells = [_EXCEL_MIDNIGHT.sub(r"\1", str(c).strip()) for c in cells]
+            if any(cells):
+                rows.append((i, {h.lower(): c for h, c in zip(header, cells) if h}))
+        out[str(name).strip().lower()] = _Source(f"{books[0].name} sheet {name}", header, rows, "")
+    return out
+
+
 def _find_source(records_dir: Path, stem: str) -> Path | None:
     matches = [p for p in records_dir.iterdir() if p.is_file() and p.suffix.lower() == ".csv"
                and p.stem.strip().lower() == stem.lower()]
@@ -378,10 +425,11 @@ def _find_source(records_dir: Path, stem: str) -> Path | None:
 
 
 def parse_when(text: str, fmt: str | None) -> tuple[date, dtime | None]:
-    """A date or date-time: with `fmt` (strptime) when the mapping names one, else ISO 8601 only.
+    """A date or date-time: ISO 8601 (unambiguous, and what a workbook's date cells read as), or else the
+    strptime format `fmt` the mapping names.
     Returns (date, time of day or None). Raises ValueError with what to do."""
     text = text.strip()
-    if fmt:
+    if fmt and not _ISO.match(text):
         try:
             parsed = datetime.strptime(text, fmt)
         except ValueError:
@@ -450,16 +498,28 @@ def anonymize(
         raise AnonymizeRefused([Problem(str(records_dir), None, None, None, None,
                                         "no such folder: give the folder holding the records' CSV files")])
     sources: dict[str, _Source] = {}
+    workbook = _workbook(records_dir, problems)
+    if problems:
+        raise AnonymizeRefused(problems, report)
     for table, stem in mapping.tables.items():
-        path = _find_source(records_dir, stem)
-        if path is None:
-            if table not in mapping.optional:
-                problems.append(Problem(f"{stem}.csv", table, None, None, None,
-                                        f"the mapping's source table {stem!r} is missing from {records_dir.name}"))
-            continue
-        source = _read_source(path, problems)
-        if source is None:
-            continue
+        if workbook is not None:
+            source = workbook.get(stem.strip().lower())
+            if source is None:
+                if table not in mapping.optional:
+                    problems.append(Problem(f"{workbook_name(records_dir)}", table, None, None, None,
+                                            f"the mapping's source table {stem!r} is not a sheet of the workbook "
+                                            f"(its sheets: {', '.join(s.file.split('sheet ', 1)[1] for s in workbook.values())})"))
+                continue
+        else:
+            path = _find_source(records_dir, stem)
+            if path is None:
+                if table not in mapping.optional:
+                    problems.append(Problem(f"{stem}.csv", table, None, None, None,
+                                            f"the mapping's source table {stem!r} is missing from {records_dir.name}"))
+                continue
+            source = _read_source(path, problems)
+            if source is None:
+                continue
         lowered = {h.lower() for h in source.header}
         for target, column in mapping.columns[table].items():
             if column.lower() not in lowered and target in mapping.absent_ok.get(table, ()):
@@ -487,7 +547,7 @@ def anonymize(
 
 
 def _delim_name(d: str) -> str:
-    return {",": "comma", ";": "semicolon", "\t": "tab"}[d]
+    return {",": "comma", ";": "semicolon", "\t": "tab", "": "none (a workbook sheet)"}[d]
 
 
 def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_only: bool,

@@ -25,7 +25,7 @@ from dashboard.data import anonymize as an
 from dashboard.data.ingest import ImportRefused, ImportSummary, Problem, import_export
 
 KINDS = ("records", "export")
-ACCEPTED = (".csv", ".parquet", ".toml")
+ACCEPTED = (".csv", ".parquet", ".toml", ".xlsx")
 MAX_UNPACKED_BYTES = 4 << 30  # a zip that unpacks to more than 4 GB is refused (a zip bomb, or not an export)
 PROBLEM_COLUMNS = ["file", "table", "line", "column", "value", "problem"]
 
@@ -66,7 +66,7 @@ def unpack(files: Iterable[tuple[str, bytes]], folder: Path) -> tuple[list[str],
             return
         if not base.lower().endswith(ACCEPTED):
             problems.append(Problem(origin, None, None, None, None,
-                                    "not a CSV, Parquet or mapping (.toml) file; it was left out"))
+                                    "not a CSV, Parquet, Excel (.xlsx) or mapping (.toml) file; it was left out"))
             return
         if base.lower() in written:
             problems.append(Problem(origin, None, None, None, None,

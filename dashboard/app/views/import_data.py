@@ -40,7 +40,7 @@ if kind == "records":
     st.caption("Records in the generic layout need no mapping (see the README). For another layout, add your "
                "mapping file (.toml; `ketamine-outcomes anonymize --init` writes one) to the upload. Pseudonyms "
                "use the clinic's key on this server, so re-imports line up.")
-files = st.file_uploader("Files or a zip", type=["csv", "parquet", "toml", "zip"], accept_multiple_files=True,
+files = st.file_uploader("Files or a zip", type=["csv", "parquet", "xlsx", "toml", "zip"], accept_multiple_files=True,
                          key="import_files")
 
 if st.button("Check the files", type="primary", disabled=not files):
