@@ -157,6 +157,7 @@ def hand_records(folder: Path, *, patients=None, sessions=None, questionnaires=N
         ["R-1", "2025-02-25 12:00", "GAD7", "15"],  # screening: day -7
         ["R-1", "2025-03-04 09:15", "GAD7", "14"],  # at the dose's start: not post-dose
         ["R-1", "2025-03-04 11:45", "GAD7", "9"],  # 2.5 hours after the dose
+        ["R-1", "2025-03-04 09:15:10", "GAD7", "9"],  # 10 seconds after: 0.0028 h, written as 0.01
         ["R-1", "2025-03-12 16:00", "GAD7", "5"],  # day 8, no session that day
         ["R-2", "2025-05-04 07:30", "PHQ9", "12"],  # before the dose
         ["R-3", "2024-12-30 10:00", "PHQ9", "20"],
@@ -185,7 +186,7 @@ def test_transforms_by_hand(tmp_path):
     assert (p[r3]["start_quarter"], p[r3]["age_band"]) == ("2024-Q4", "65-74")  # 74 on 2024-12-30
     assert [(r["patient_id"], r["day"]) for r in read_rows(out / "sessions.csv")] == [(r1, "0"), (r1, "7"), (r2, "0")]
     assert [(r["patient_id"], r["day"], r["hours_post_dose"], r["score"]) for r in read_rows(out / "assessments.csv")] == [
-        (r1, "-7", "", "15"), (r1, "0", "", "14"), (r1, "0", "2.5", "9"), (r1, "8", "", "5"),
+        (r1, "-7", "", "15"), (r1, "0", "", "14"), (r1, "0", "2.5", "9"), (r1, "0", "0.01", "9"), (r1, "8", "", "5"),
         (r2, "0", "", "12"), (r3, "0", "", "20"), (r3, "3", "", "18")]
     assert read_rows(out / "adverse_events.csv") == [
         {"session_id": an.pseudonym(KEY, "s", "E-2"), "event": "nausea", "severity": "mild", "intervention": ""}]
@@ -240,7 +241,7 @@ def test_csv_dialects_semicolons_bom_crlf_and_header_case(tmp_path):
         p.write_bytes("\ufeff".encode() + text.encode())
     (rec / "patients.csv").rename(rec / "PATIENTS.CSV")
     an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
-    assert len(read_rows(tmp_path / "out" / "assessments.csv")) == 7
+    assert len(read_rows(tmp_path / "out" / "assessments.csv")) == 8
 
 
 def test_one_xlsx_workbook_gives_the_same_export_as_the_csv_files(tmp_path):
@@ -264,6 +265,9 @@ def test_one_xlsx_workbook_gives_the_same_export_as_the_csv_files(tmp_path):
         assert (tmp_path / "from_xlsx" / name).read_bytes() == (tmp_path / "from_csv" / name).read_bytes(), name
     report = (tmp_path / "from_xlsx" / an.REPORT_FILE).read_text()
     assert "Clinic records.xlsx sheet Patients: 3 rows" in report
+    skeleton = an.init_mapping(book)
+    assert 'table = "Patients"' in skeleton and 'table = "Questionnaires"' in skeleton
+    assert 'record_number = "Record_Number"' in skeleton
 
 
 def test_a_workbook_date_without_a_time_is_not_placed_at_midnight(tmp_path):

@@ -93,6 +93,7 @@ def test_problems_are_listed_and_nothing_is_imported(app, db, tmp_path):
         "problem": "the date ambiguous date (day/month or month/day?): name the format in the mapping's [formats], "
                    'e.g. date = "%d/%m/%Y"'}]
     assert "03/04/1980" not in table.to_string()
+    assert [d.proto.label for d in app.get("download_button")] == ["Download the problems (CSV)"]
     assert [b.label for b in app.button if b.label == "Import into the dashboard"] == []
     assert patients(db) == 2000
 

@@ -224,10 +224,13 @@ def init_mapping(records_dir: Path) -> str:
     comment under the section its file most likely fills, with the export's columns to fill in."""
     records_dir = Path(records_dir)
     found = {stem: header for stem, (header, _d) in _headers(records_dir).items()}
+    if not found:
+        book = _workbook(records_dir, [])
+        found = {s.file.split(" sheet ", 1)[1]: s.header for s in (book or {}).values()}
     guesses = {"patients": ("patient",), "sessions": ("session", "encounter", "visit", "dose"),
                "assessments": ("questionnaire", "assessment", "score", "survey"),
                "adverse_events": ("adverse", "event", "side")}
-    lines = ["# Mapping written by `ketamine-outcomes anonymize --init` from the files in "
+    lines = ["# Mapping written by `ketamine-outcomes anonymize --init` from the tables in "
              f"{records_dir.name}.", "# Fill in each source column name; delete lines you do not have.",
              "# Columns not named here are dropped; free text (notes, comments) is never carried over.",
              "", "[formats]",
@@ -707,7 +710,8 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
             before = [s for s in starts if s < taken]
             if before:
                 h = (taken - max(before)).total_seconds() / 3600
-                hours = f"{round(h, 2):g}"
+                # hundredths of an hour; a questionnaire seconds after the dose is still after it (> 0)
+                hours = f"{max(round(h, 2), 0.01):g}"
                 post += 1
         values = {"patient_id": pid[rec], "day": str((d - day0[rec]).days), "hours_post_dose": hours}
         for target in CARRIED["assessments"]:
