@@ -79,7 +79,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     try:
         key, created = an.load_key(key_path)
-    except an.KeyError_ as exc:
+    except an.KeyFileError as exc:
         print(f"error: {exc}. Nothing was written.", file=sys.stderr)
         return EXIT_REFUSED
     if created:

@@ -404,14 +404,14 @@ def test_key_readable_by_others_or_not_a_key_is_refused(tmp_path):
     path = tmp_path / "clinic.key"
     an.load_key(path)
     os.chmod(path, 0o644)
-    with pytest.raises(an.KeyError_, match="can be read by other users"):
+    with pytest.raises(an.KeyFileError, match="can be read by other users"):
         an.load_key(path)
     bad = tmp_path / "bad.key"
     bad.write_text("not a key\n")
     os.chmod(bad, 0o600)
-    with pytest.raises(an.KeyError_, match="not a key file"):
+    with pytest.raises(an.KeyFileError, match="not a key file"):
         an.load_key(bad)
-    with pytest.raises(an.KeyError_, match="does not exist"):
+    with pytest.raises(an.KeyFileError, match="does not exist"):
         an.load_key(tmp_path / "nowhere" / "k.key")
 
 
@@ -483,3 +483,15 @@ def test_cli_init_writes_a_skeleton_that_anonymizes_the_example(tmp_path, capsys
                      "--quiet"]) == cli.EXIT_OK
     for name in ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv"):
         assert (tmp_path / "o" / name).read_bytes() == (generic / name).read_bytes()
+
+
+def test_ragged_lines_and_other_encodings_are_named(tmp_path):
+    rec = hand_records(tmp_path / "rec")
+    with (rec / "sessions.csv").open("a", encoding="utf-8") as f:
+        f.write("E-9,R-1,2025-03-12 10:00\n")  # three fields where the header has six
+        f.write("E-8,R-1,2025-03-13 10:00,IV,clinic,induction,,\n")  # a trailing delimiter: harmless
+    (rec / "questionnaires.csv").write_bytes("record_number,taken_at,instrument,score\nR-1,2025-03-04 11:45,"
+                                             "GAD7,9\nRé".encode("latin-1"))
+    assert refused(rec, tmp_path / "out") == [
+        "sessions.csv, line 5: 3 fields where the header has 6",
+        "questionnaires.csv: not UTF-8 text: save the file as UTF-8"]

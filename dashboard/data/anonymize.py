@@ -257,21 +257,21 @@ def init_mapping(records_dir: Path) -> str:
 # --- the key ----------------------------------------------------------------------------------------
 
 
-class KeyError_(ValueError):
+class KeyFileError(ValueError):
     """The key file is missing, unreadable, readable by others or not a key."""
 
 
 def load_key(path: str | os.PathLike[str], *, create: bool = True) -> tuple[bytes, bool]:
     """The clinic's secret key from path (64 hex digits); created (owner-only, 0600) when absent and
-    `create`. Returns (key, created). Raises KeyError_ with what to do."""
+    `create`. Returns (key, created). Raises KeyFileError with what to do."""
     path = Path(path)
     if path.is_dir():
-        raise KeyError_(f"{path} is a folder; --key names a file such as clinic.key")
+        raise KeyFileError(f"{path} is a folder; --key names a file such as clinic.key")
     if not path.exists():
         if not create:
-            raise KeyError_(f"no key file at {path}")
+            raise KeyFileError(f"no key file at {path}")
         if not path.parent.is_dir():
-            raise KeyError_(f"cannot create the key file {path}: the folder {path.parent} does not exist")
+            raise KeyFileError(f"cannot create the key file {path}: the folder {path.parent} does not exist")
         key = secrets.token_bytes(KEY_BYTES)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -282,16 +282,16 @@ def load_key(path: str | os.PathLike[str], *, create: bool = True) -> tuple[byte
         return key, True
     mode = path.stat().st_mode
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyError_(f"the key file {path} can be read by other users; make it private "
+        raise KeyFileError(f"the key file {path} can be read by other users; make it private "
                         f"(chmod 600 {path}) and run again")
     try:
         text = path.read_text(encoding="ascii").strip()
         key = bytes.fromhex(text)
     except (OSError, UnicodeDecodeError, ValueError):
-        raise KeyError_(f"{path} is not a key file written by `ketamine-outcomes anonymize` "
+        raise KeyFileError(f"{path} is not a key file written by `ketamine-outcomes anonymize` "
                         "(one line of 64 hexadecimal digits)") from None
     if len(key) != KEY_BYTES:
-        raise KeyError_(f"{path} is not a key file written by `ketamine-outcomes anonymize` "
+        raise KeyFileError(f"{path} is not a key file written by `ketamine-outcomes anonymize` "
                         "(one line of 64 hexadecimal digits)")
     return key, False
 
@@ -360,7 +360,8 @@ def _read_source(path: Path, problems: list[Problem]) -> _Source | None:
             if not any(f.strip() for f in fields):  # a row deleted in a spreadsheet
                 line = reader.line_num + 1
                 continue
-            if len(fields) != len(header) and any(f.strip() for f in fields[len(header):]) or len(fields) < len(header):
+            # a trailing delimiter (empty extra fields) is harmless; missing fields or extra values are not
+            if len(fields) < len(header) or any(f.strip() for f in fields[len(header):]):
                 problems.append(Problem(path.name, None, line, None, None,
                                         f"{len(fields)} fields where the header has {len(header)}"))
             else:

@@ -144,7 +144,7 @@ def check_upload(
         return result
     try:
         key, created = an.load_key(key_path)
-    except an.KeyError_ as exc:
+    except an.KeyFileError as exc:
         result.problems = [Problem(str(key_path), None, None, None, None, str(exc))]
         return result
     if created:
