@@ -495,3 +495,12 @@ def test_ragged_lines_and_other_encodings_are_named(tmp_path):
     assert refused(rec, tmp_path / "out") == [
         "sessions.csv, line 5: 3 fields where the header has 6",
         "questionnaires.csv: not UTF-8 text: save the file as UTF-8"]
+
+
+def test_cli_year_only_writes_each_start_as_its_years_first_quarter(tmp_path, capsys):
+    rec = hand_records(tmp_path / "rec")
+    out = tmp_path / "export"
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(tmp_path / "k.key"), "--out",
+                     str(out), "--year-only", "--quiet"]) == cli.EXIT_OK
+    assert sorted(r["start_quarter"] for r in read_rows(out / "patients.csv")) == ["2024-Q1", "2025-Q1", "2025-Q1"]
+    assert "first session date → start_quarter (year only, written as YYYY-Q1)" in capsys.readouterr().out
