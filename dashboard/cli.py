@@ -40,6 +40,62 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    from dashboard.data import anonymize as an
+
+    records = Path(args.records_dir)
+    if args.init:
+        if not records.is_dir():
+            print(f"error: no folder at {records}: give the folder holding the records' CSV files", file=sys.stderr)
+            return EXIT_REFUSED
+        text = an.init_mapping(records)
+        if args.mapping in (None, "-"):
+            print(text)
+            return EXIT_OK
+        target = Path(args.mapping)
+        if args.mapping in an.SHIPPED_MAPPINGS or target.exists():
+            print(f"error: {target} exists (or is a shipped mapping); --init writes a new mapping file",
+                  file=sys.stderr)
+            return EXIT_REFUSED
+        target.write_text(text, encoding="utf-8")
+        print(f"Wrote a mapping skeleton to {target}: fill in the source column names, then run anonymize "
+              f"with --mapping {target}")
+        return EXIT_OK
+    missing = [flag for flag, value in (("--mapping", args.mapping), ("--key", args.key), ("--out", args.out))
+               if not value]
+    if missing:
+        print(f"error: anonymize needs {', '.join(missing)} (or --init to write a mapping skeleton)", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out).resolve()
+    key_path = Path(args.key).resolve()
+    if key_path == out or out in key_path.parents:
+        print("error: the key file must not be inside the output folder (the key is never shared)", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        mapping = an.load_mapping(args.mapping)
+    except an.MappingError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        key, created = an.load_key(key_path)
+    except an.KeyFileError as exc:
+        print(f"error: {exc}. Nothing was written.", file=sys.stderr)
+        return EXIT_REFUSED
+    if created:
+        print(f"Created the key file {key_path} (readable by you only). Keep it safe and private: the same key "
+              "gives the same pseudonyms next time.", file=sys.stderr)
+    try:
+        report = an.anonymize(records, mapping, key, out, year_only=args.year_only,
+                              progress=None if args.quiet else _progress)
+    except an.AnonymizeRefused as exc:
+        print(exc.report(), file=sys.stderr)
+        return EXIT_REFUSED
+    print(report.describe())
+    print(f"Wrote the anonymized export to {out}. Import it with: ketamine-outcomes import {out} --db PATH")
+    return EXIT_OK
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from dashboard.data.sample import write_sample_export
 
@@ -135,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, metavar="PATH", help="database file to create or replace")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("anonymize", help="turn a clinic's identified records into an anonymized export")
+    p.add_argument("records_dir", metavar="RECORDS_DIR", help="folder of the records' CSV files")
+    p.add_argument("--mapping", metavar="MAPPING",
+                   help="mapping TOML file, or `generic` for the shipped generic layout (with --init: the file to write)")
+    p.add_argument("--key", metavar="KEY_FILE", help="the clinic's secret key file; created (owner-only) on first use")
+    p.add_argument("--out", metavar="EXPORT_DIR", help="folder to write the anonymized export to")
+    p.add_argument("--year-only", action="store_true",
+                   help="start quarter as the year only (written YYYY-Q1), for sharing outside the clinic")
+    p.add_argument("--init", action="store_true", help="write a mapping skeleton from the headers found, then stop")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=cmd_anonymize)
 
     p = sub.add_parser("sample", help="write a realistic, deterministic sample export")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the export to")

@@ -41,8 +41,12 @@ PAGES = [
     st.Page(HERE / "views" / "data.py", title="Data and definitions", url_path="data",
             icon=":material/database:"),
 ]
-# The data page explains the data set itself, so it opens even when the cohort is empty or too small.
-ALWAYS_OPEN = {"data"}
+if ui.may_import():  # sign-in (access.md) decides through ui.may_import(): only network admins import
+    PAGES.append(st.Page(HERE / "views" / "import_data.py", title="Import", url_path="import",
+                         icon=":material/upload_file:"))
+# The data page explains the data set itself and the import page replaces it, so both open even when the
+# cohort is empty or too small.
+ALWAYS_OPEN = {"data", "import"}
 
 page = st.navigation(PAGES, position="sidebar")
 

@@ -653,3 +653,21 @@ def render_dataset(ctx: PageContext) -> None:
         f"The whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} sessions, "
         f"{int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} recorded side effects."
     )
+
+
+# --- the Import page (issue 14) ------------------------------------------------------------------------------
+
+KEY_ENV = "KETAMINE_OUTCOMES_KEY"
+
+
+def may_import() -> bool:
+    """Whether this reader may see the Import page and replace the data set. Local mode (no sign-in): yes.
+    Sign-in (access.md) points this at its role check: only network admins import."""
+    return True
+
+
+def import_key_path(db_path: Path) -> Path:
+    """The clinic's pseudonym key used by the Import page: $KETAMINE_OUTCOMES_KEY, else
+    `ketamine-outcomes.key` beside the database (created owner-only on first use; never uploaded or shown)."""
+    raw = os.environ.get(KEY_ENV, "").strip()
+    return Path(raw) if raw else db_path.parent / "ketamine-outcomes.key"

@@ -1,0 +1,816 @@
+"""Turn a clinic's identified records into an anonymized export (the contract: identified-records.md).
+
+`anonymize(records_dir, mapping, key, out_dir)` reads a folder of CSV files (or one .xlsx workbook) with the clinic's own column
+names, record numbers, birth dates and calendar dates, and writes the four tables of a clinic export:
+
+- record and encounter numbers become keyed pseudonyms (HMAC-SHA256 from the standard library with the
+  clinic's secret key, shortened to 16 hex digits, `p…`/`s…`), the same on every run with the same key;
+- calendar dates become days since the patient's first session (day 0) and, for a questionnaire taken
+  after a dose on a session's date, hours after that dose;
+- the first session's date becomes the start quarter (or only its year), the birth date the age band on
+  day 0; code lists (sites, routes, diagnoses, events, …) go through the mapping's `[codes.*]` tables;
+- every column the mapping does not name is dropped, and a free-text column is never carried over.
+
+Nothing is written unless every row converts and the result passes the importer's own checks
+(`ingest.import_export` into a throw-away database); problems name the source file, line and column, and
+never an identifier's value. The mapping is TOML (read with the standard library's `tomllib`); dates are
+read with `datetime` as ISO 8601, or with the strptime format the mapping names, and a date such as
+`03/04/2025` is refused as ambiguous unless the mapping names its format.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import os
+import re
+import secrets
+import shutil
+import stat
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterable
+
+from dashboard.data import spec
+from dashboard.data.ingest import COLUMNS, ImportRefused, Problem, identifier_kind, import_export
+
+REPORT_FILE = "anonymize-report.txt"
+KEY_BYTES = 32
+PSEUDONYM_HEX = 16  # 64 bits: collisions are checked anyway
+SHIPPED_MAPPINGS = ("generic",)
+# Export tables and the source tables of the generic layout that give them.
+EXPORT_TABLES = spec.TABLES
+# Source columns with a role of their own (not carried over as they are), per export table.
+ROLES: dict[str, dict[str, bool]] = {
+    "patients": {"record_number": True, "birth_date": True},
+    "sessions": {"encounter_number": True, "record_number": True, "started_at": True},
+    "assessments": {"record_number": True, "taken_at": True},
+    "adverse_events": {"encounter_number": True},
+}
+# Export columns computed here rather than carried over.
+DERIVED = {"patient_id", "session_id", "day", "hours_post_dose", "start_quarter", "age_band"}
+CARRIED = {t: [c for c in COLUMNS[t] if c not in DERIVED] for t in EXPORT_TABLES}
+# Words in a column name that mark free text: never carried over, even when mapped.
+FREE_TEXT_WORDS = {"note", "notes", "comment", "comments", "remark", "remarks", "text", "description",
+                   "narrative", "memo", "freetext", "summary", "observation", "observations"}
+AGE_BAND_FLOORS = ((75, "75+"), (65, "65-74"), (55, "55-64"), (45, "45-54"), (35, "35-44"), (25, "25-34"),
+                   (18, "18-24"))
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+_SLASHED = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(\s|$|T)")
+
+
+class AnonymizeRefused(Exception):
+    """Nothing was written. `.problems` (ingest.Problem, file and line of the source) say why."""
+
+    def __init__(self, problems: list[Problem], report: "AnonymizeReport | None" = None):
+        self.problems = list(problems)
+        self.anonymize_report = report
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        n = len(self.problems)
+        lines = [f"Anonymization refused: {n:,} problem{'s' if n != 1 else ''}. Nothing was written."]
+        lines += ["  " + p.describe() for p in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass
+class AnonymizeReport:
+    """What was read, transformed, dropped and written (names of files and columns, never values)."""
+
+    read: list[str] = field(default_factory=list)
+    transformed: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    written: dict[str, int] = field(default_factory=dict)
+    key_fingerprint: str = ""
+    out_dir: Path | None = None
+
+    def describe(self) -> str:
+        parts = ["Read:", *(f"  {r}" for r in self.read), "Transformed:", *(f"  {t}" for t in self.transformed),
+                 "Dropped (never written):", *(f"  {d}" for d in self.dropped or ["nothing"])]
+        if self.written:
+            parts += ["Written:", *(f"  {t}.csv: {n:,} rows" for t, n in self.written.items())]
+        parts.append(f"Key fingerprint: {self.key_fingerprint}")
+        return "\n".join(parts)
+
+
+# --- the mapping -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A parsed mapping: per export table its source table and {export column or role: source column}."""
+
+    name: str
+    tables: dict[str, str]  # export table -> source table (file stem)
+    columns: dict[str, dict[str, str]]  # export table -> {export column or role: source column}
+    absent_ok: dict[str, frozenset[str]]  # export table -> export columns whose source column may be absent
+    codes: dict[str, dict[str, str]]  # export column -> {source value (casefolded): export value}
+    date_format: str | None = None
+    datetime_format: str | None = None
+    optional: frozenset[str] = frozenset({"adverse_events"})
+
+
+class MappingError(ValueError):
+    """The mapping file cannot be used; `.problems` name each fault."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def shipped_mapping_path(name: str) -> Path:
+    """The path of a mapping shipped with the package (`generic`)."""
+    return Path(str(resources.files("dashboard.data.mappings") / f"{name}.toml"))
+
+
+def load_mapping(name_or_path: str | os.PathLike[str]) -> Mapping:
+    """Read a mapping: a shipped name (`generic`) or a TOML file. Raises MappingError naming every fault."""
+    text_name = str(name_or_path)
+    path = shipped_mapping_path(text_name) if text_name in SHIPPED_MAPPINGS else Path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MappingError([f"{path}: no such mapping file (give a TOML file, or --mapping generic)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError([f"{path}: could not be read ({exc})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_mapping(raw, name=path.name)
+
+
+def parse_mapping(raw: dict, *, name: str = "mapping") -> Mapping:
+    """Check a mapping's structure (parsed TOML) and return it; raises MappingError."""
+    problems: list[str] = []
+    tables: dict[str, str] = {}
+    columns: dict[str, dict[str, str]] = {}
+    absent_ok: dict[str, frozenset[str]] = {}
+    optional = {"adverse_events"}
+    known = {*EXPORT_TABLES, "codes", "formats"}
+    for key in raw:
+        if key not in known:
+            problems.append(f"{name}: unknown section [{key}]; the sections are "
+                            + ", ".join(f"[{k}]" for k in sorted(known)))
+    for table in EXPORT_TABLES:
+        section = raw.get(table)
+        if section is None:
+            if table not in optional:
+                problems.append(f"{name}: section [{table}] missing")
+            continue
+        if not isinstance(section, dict) or not isinstance(section.get("table"), str):
+            problems.append(f"{name}: [{table}] needs `table = \"source table name\"`")
+            continue
+        tables[table] = section["table"].strip()
+        cols = section.get("columns", {})
+        if not isinstance(cols, dict) or not all(isinstance(v, str) for v in cols.values()):
+            problems.append(f"{name}: [{table}.columns] must map export columns to source column names (text)")
+            continue
+        allowed = {*ROLES[table], *CARRIED[table]}
+        for target, source in cols.items():
+            if target not in allowed:
+                problems.append(f"{name}: [{table}.columns] {target}: not a column of the export's {table} table "
+                                f"(expected one of {', '.join(sorted(allowed))})")
+            elif _is_free_text(source):
+                problems.append(f"{name}: [{table}.columns] {target} = {source!r}: a free-text column is never "
+                                "carried over; remove it from the mapping")
+            elif target not in ROLES[table] and identifier_kind(source):
+                problems.append(f"{name}: [{table}.columns] {target} = {source!r}: the column name suggests "
+                                f"{identifier_kind(source)}, which is never carried over")
+        required = [c for c, req in ROLES[table].items() if req] + [c for c, req in COLUMNS[table].items()
+                                                                     if req and c not in DERIVED]
+        for c in required:
+            if c not in cols:
+                problems.append(f"{name}: [{table}.columns] {c} missing (required)")
+        columns[table] = {k: v.strip() for k, v in cols.items()}
+        may_lack = section.get("optional", [])
+        if not isinstance(may_lack, list) or any(c not in cols or c in required for c in may_lack):
+            problems.append(f"{name}: [{table}] optional = [...] lists mapped export columns that are not required "
+                            "and whose source column a file may lack")
+            may_lack = []
+        absent_ok[table] = frozenset(may_lack)
+    codes: dict[str, dict[str, str]] = {}
+    for column, table in (raw.get("codes") or {}).items():
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            problems.append(f"{name}: [codes.{column}] must map source values to export values (text)")
+            continue
+        codes[column] = {k.strip().casefold(): v.strip() for k, v in table.items()}
+    formats = raw.get("formats") or {}
+    if not isinstance(formats, dict):
+        problems.append(f"{name}: [formats] must hold `date` and `datetime` strptime formats")
+        formats = {}
+    for k in formats:
+        if k not in ("date", "datetime"):
+            problems.append(f"{name}: [formats] {k}: unknown; use `date` and `datetime`")
+    if problems:
+        raise MappingError(problems)
+    return Mapping(name, tables, columns, absent_ok, codes, formats.get("date") or None, formats.get("datetime") or None,
+                   frozenset(optional))
+
+
+def _is_free_text(column: str) -> bool:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", column.strip())
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+    return any(w in FREE_TEXT_WORDS for w in words) or "".join(words) in FREE_TEXT_WORDS
+
+
+def init_mapping(records_dir: Path) -> str:
+    """A mapping skeleton (TOML text) for the CSV files in records_dir: every header found, listed as a
+    comment under the section its file most likely fills, with the export's columns to fill in."""
+    records_dir = Path(records_dir)
+    found = {stem: header for stem, (header, _d) in _headers(records_dir).items()}
+    if not found:
+        book = _workbook(records_dir, [])
+        found = {s.file.split(" sheet ", 1)[1]: s.header for s in (book or {}).values()}
+    guesses = {"patients": ("patient",), "sessions": ("session", "encounter", "visit", "dose"),
+               "assessments": ("questionnaire", "assessment", "score", "survey"),
+               "adverse_events": ("adverse", "event", "side")}
+    lines = ["# Mapping written by `ketamine-outcomes anonymize --init` from the tables in "
+             f"{records_dir.name}.", "# Fill in each source column name; delete lines you do not have.",
+             "# Columns not named here are dropped; free text (notes, comments) is never carried over.",
+             "", "[formats]",
+             '# date = "%d/%m/%Y"          # how dates are written, when not YYYY-MM-DD',
+             '# datetime = "%d/%m/%Y %H:%M"', ""]
+    used: set[str] = set()
+    for table in EXPORT_TABLES:
+        stem = next((s for s in found if s not in used and any(g in s.lower() for g in guesses[table])), "")
+        used.add(stem)
+        lines.append(f"[{table}]")
+        lines.append(f'table = "{stem}"' + ("" if stem else "  # the file (without .csv) holding this table"))
+        if stem:
+            lines.append("# its columns: " + ", ".join(found[stem]))
+        lines.append(f"[{table}.columns]")
+        lowered = {h.lower(): h for h in found.get(stem, [])}
+        for target in [*ROLES[table], *CARRIED[table]]:
+            guess = lowered.get(target, "")
+            lines.append(f'{target} = "{guess}"' if guess else f'# {target} = ""')
+        lines.append("")
+    lines += ["# [codes.route]              # your values -> the export's codes", '# "Infusion" = "IV"', ""]
+    return "\n".join(lines)
+
+
+# --- the key ----------------------------------------------------------------------------------------
+
+
+class KeyFileError(ValueError):
+    """The key file is missing, unreadable, readable by others or not a key."""
+
+
+def load_key(path: str | os.PathLike[str], *, create: bool = True) -> tuple[bytes, bool]:
+    """The clinic's secret key from path (64 hex digits); created (owner-only, 0600) when absent and
+    `create`. Returns (key, created). Raises KeyFileError with what to do."""
+    path = Path(path)
+    if path.is_dir():
+        raise KeyFileError(f"{path} is a folder; --key names a file such as clinic.key")
+    if not path.exists():
+        if not create:
+            raise KeyFileError(f"no key file at {path}")
+        if not path.parent.is_dir():
+            raise KeyFileError(f"cannot create the key file {path}: the folder {path.parent} does not exist")
+        key = secrets.token_bytes(KEY_BYTES)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (key.hex() + "\n").encode("ascii"))
+        finally:
+            os.close(fd)
+        return key, True
+    mode = path.stat().st_mode
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"the key file {path} can be read by other users; make it private "
+                        f"(chmod 600 {path}) and run again")
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise KeyFileError(f"{path} is not a key file written by `ketamine-outcomes anonymize` "
+                        "(one line of 64 hexadecimal digits)") from None
+    if len(key) != KEY_BYTES:
+        raise KeyFileError(f"{path} is not a key file written by `ketamine-outcomes anonymize` "
+                        "(one line of 64 hexadecimal digits)")
+    return key, False
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A short check value of the key (cannot give the key back): tells whether two runs used one key."""
+    return hmac.new(key, b"ketamine-outcomes key check", hashlib.sha256).hexdigest()[:12]
+
+
+def pseudonym(key: bytes, kind: str, value: str) -> str:
+    """Keyed HMAC-SHA256 pseudonym of a record ("p") or encounter ("s") number, valid as an export id."""
+    digest = hmac.new(key, f"{kind}\x1f{value.strip()}".encode("utf-8"), hashlib.sha256).hexdigest()
+    return kind + digest[:PSEUDONYM_HEX]
+
+
+# --- reading the records ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    file: str
+    header: list[str]
+    rows: list[tuple[int, dict[str, str]]]  # (line, {header: value})
+    delimiter: str
+
+
+def _headers(records_dir: Path) -> dict[str, tuple[list[str], str]]:
+    out = {}
+    for p in sorted(records_dir.iterdir()):
+        if p.is_file() and p.suffix.lower() == ".csv":
+            try:
+                first = p.read_bytes()[: 1 << 20].decode("utf-8-sig", "replace").splitlines()[0]
+            except IndexError:
+                continue
+            d = _delimiter(first)
+            out[p.stem] = ([h.strip() for h in next(csv.reader([first], delimiter=d))], d)
+    return out
+
+
+def _delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in (",", ";", "\t")}
+    return max(counts, key=lambda d: (counts[d], d == ","))
+
+
+def _read_source(path: Path, problems: list[Problem]) -> _Source | None:
+    """A CSV in any dialect the export format accepts (BOM, CRLF or CR, `;` or tab, header in any case)."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        problems.append(Problem(path.name, None, None, None, None, "not UTF-8 text: save the file as UTF-8"))
+        return None
+    lines = io.StringIO(text, newline="")
+    first = text.splitlines()[0] if text else ""
+    delimiter = _delimiter(first)
+    reader = csv.reader(lines, delimiter=delimiter)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        problems.append(Problem(path.name, None, None, None, None, "empty file: a table needs its header row"))
+        return None
+    rows: list[tuple[int, dict[str, str]]] = []
+    try:
+        line = reader.line_num + 1
+        for fields in reader:
+            if not any(f.strip() for f in fields):  # a row deleted in a spreadsheet
+                line = reader.line_num + 1
+                continue
+            # a trailing delimiter (empty extra fields) is harmless; missing fields or extra values are not
+            if len(fields) < len(header) or any(f.strip() for f in fields[len(header):]):
+                problems.append(Problem(path.name, None, line, None, None,
+                                        f"{len(fields)} fields where the header has {len(header)}"))
+            else:
+                rows.append((line, {h.lower(): f.strip() for h, f in zip(header, fields) if h}))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        problems.append(Problem(path.name, None, reader.line_num, None, None, f"could not be read as CSV: {exc}"))
+        return None
+    return _Source(path.name, header, rows, delimiter)
+
+
+def workbook_name(records_dir: Path) -> str:
+    return next((p.name for p in records_dir.iterdir() if p.suffix.lower() == ".xlsx"), "workbook")
+
+
+_EXCEL_MIDNIGHT = re.compile(r"^(\d{4}-\d{2}-\d{2}) 00:00:00$")
+
+
+def _workbook(records_dir: Path, problems: list[Problem]) -> dict[str, _Source] | None:
+    """The sheets of the folder's one .xlsx workbook (when it holds no CSV file), by lower-case sheet name.
+
+    Read with python-calamine through pandas, every cell as text. A date cell Excel stores without a
+    time comes back as midnight; it is read as a date alone, so a questionnaire is never placed against
+    a time nobody wrote down.
+    """
+    if not records_dir.is_dir() or any(p.suffix.lower() == ".csv" for p in records_dir.iterdir()):
+        return None
+    books = sorted(p for p in records_dir.iterdir() if p.suffix.lower() == ".xlsx" and not p.name.startswith("~$"))
+    if not books:
+        return None
+    if len(books) > 1:
+        problems.append(Problem(", ".join(b.name for b in books), None, None, None, None,
+                                "more than one workbook: keep the one with the records"))
+        return None
+    import pandas as pd
+
+    try:
+        sheets = pd.read_excel(books[0], sheet_name=None, dtype=str, header=None, keep_default_na=False,
+                               engine="calamine")
+    except Exception as exc:  # noqa: BLE001 - any unreadable workbook is named, never a traceback
+        problems.append(Problem(books[0].name, None, None, None, None, f"could not be read as a workbook: {exc}"))
+        return None
+    out: dict[str, _Source] = {}
+    for name, df in sheets.items():
+        values = df.values.tolist()
+        if not values:
+            continue
+        header = [str(h).strip() for h in values[0]]
+        rows = []
+        for i, cells in enumerate(values[1:], start=2):
+            cells = [_EXCEL_MIDNIGHT.sub(r"\1", str(c).strip()) for c in cells]
+            if any(cells):
+                rows.append((i, {h.lower(): c for h, c in zip(header, cells) if h}))
+        out[str(name).strip().lower()] = _Source(f"{books[0].name} sheet {name}", header, rows, "")
+    return out
+
+
+def _find_source(records_dir: Path, stem: str) -> Path | None:
+    matches = [p for p in records_dir.iterdir() if p.is_file() and p.suffix.lower() == ".csv"
+               and p.stem.strip().lower() == stem.lower()]
+    return matches[0] if matches else None
+
+
+# --- dates -----------------------------------------------------------------------------------------
+
+
+def parse_when(text: str, fmt: str | None) -> tuple[date, dtime | None]:
+    """A date or date-time: ISO 8601 (unambiguous, and what a workbook's date cells read as), or else the
+    strptime format `fmt` the mapping names.
+    Returns (date, time of day or None). Raises ValueError with what to do."""
+    text = text.strip()
+    if fmt and not _ISO.match(text):
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            raise ValueError(f"does not match the mapping's format {fmt!r}") from None
+        has_time = any(d in fmt for d in ("%H", "%I", "%M"))
+        return parsed.date(), (parsed.time() if has_time else None)
+    m = _SLASHED.match(text)
+    if m:
+        a, b = int(m.group(1)), int(m.group(2))
+        if a <= 12 and b <= 12 and a != b:
+            raise ValueError("ambiguous date (day/month or month/day?): name the format in the mapping's "
+                             '[formats], e.g. date = "%d/%m/%Y"')
+        raise ValueError('not written YYYY-MM-DD: name the format in the mapping\'s [formats], e.g. '
+                         'date = "%d/%m/%Y"')
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text), None
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not a date (YYYY-MM-DD, or YYYY-MM-DD HH:MM for a date and time); "
+                         "if your dates are written otherwise, name the format in the mapping's [formats]") from None
+    return parsed.date(), parsed.time()
+
+
+def age_band(birth: date, on: date) -> str | None:
+    """The export's age band for the whole years between birth and `on`; None under 18."""
+    years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+    return next((band for floor, band in AGE_BAND_FLOORS if years >= floor), None)
+
+
+def quarter(d: date, *, year_only: bool = False) -> str:
+    """`YYYY-Qn`; with year_only every start is written as its year's first quarter (docs/choices.md)."""
+    return f"{d.year}-Q1" if year_only else f"{d.year}-Q{(d.month - 1) // 3 + 1}"
+
+
+# --- the transformation --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Out:
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    origin: list[tuple[str, int]] = field(default_factory=list)  # source (file, line) of each row
+
+
+def anonymize(
+    records_dir: str | os.PathLike[str],
+    mapping: Mapping,
+    key: bytes,
+    out_dir: str | os.PathLike[str],
+    *,
+    year_only: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> AnonymizeReport:
+    """Write the anonymized export of records_dir to out_dir (replacing an earlier output of anonymize).
+
+    Raises AnonymizeRefused (nothing written) when any row cannot be converted, the result would not pass
+    the importer, or out_dir holds other files or an output made with another key.
+    """
+    say = progress or (lambda _m: None)
+    records_dir, out_dir = Path(records_dir), Path(out_dir)
+    report = AnonymizeReport(key_fingerprint=key_fingerprint(key), out_dir=out_dir)
+    _check_out_dir(out_dir, report.key_fingerprint)
+    problems: list[Problem] = []
+    if not records_dir.is_dir():
+        raise AnonymizeRefused([Problem(str(records_dir), None, None, None, None,
+                                        "no such folder: give the folder holding the records' CSV files")])
+    sources: dict[str, _Source] = {}
+    workbook = _workbook(records_dir, problems)
+    if problems:
+        raise AnonymizeRefused(problems, report)
+    for table, stem in mapping.tables.items():
+        if workbook is not None:
+            source = workbook.get(stem.strip().lower())
+            if source is None:
+                if table not in mapping.optional:
+                    problems.append(Problem(f"{workbook_name(records_dir)}", table, None, None, None,
+                                            f"the mapping's source table {stem!r} is not a sheet of the workbook "
+                                            f"(its sheets: {', '.join(s.file.split('sheet ', 1)[1] for s in workbook.values())})"))
+                continue
+        else:
+            path = _find_source(records_dir, stem)
+            if path is None:
+                if table not in mapping.optional:
+                    problems.append(Problem(f"{stem}.csv", table, None, None, None,
+                                            f"the mapping's source table {stem!r} is missing from {records_dir.name}"))
+                continue
+            source = _read_source(path, problems)
+            if source is None:
+                continue
+        lowered = {h.lower() for h in source.header}
+        for target, column in mapping.columns[table].items():
+            if column.lower() not in lowered and target in mapping.absent_ok.get(table, ()):
+                report.dropped.append(f"{source.file}: has no column {column!r} ({target} left empty)")
+            elif column.lower() not in lowered:
+                problems.append(Problem(source.file, table, 1, column, None,
+                                        f"the mapping names column {column!r} (for {target}), which is not in the "
+                                        f"file; its columns are {', '.join(source.header)}"))
+        mapped = {c.lower() for c in mapping.columns[table].values()}
+        dropped = [h for h in source.header if h and h.lower() not in mapped]
+        if dropped:
+            report.dropped.append(f"{source.file}: " + ", ".join(dropped))
+        report.read.append(f"{source.file}: {len(source.rows):,} rows, delimiter {_delim_name(source.delimiter)}")
+        sources[table] = source
+        say(f"Read {source.file}: {len(source.rows):,} rows")
+    if problems:
+        raise AnonymizeRefused(problems, report)
+
+    outs = _transform(sources, mapping, key, year_only, problems, report)
+    if problems:
+        raise AnonymizeRefused(_sorted(problems), report)
+    say("Transformed every row; checking the result with the importer")
+    _write_checked(outs, out_dir, report, mapping, say)
+    return report
+
+
+def _delim_name(d: str) -> str:
+    return {",": "comma", ";": "semicolon", "\t": "tab", "": "none (a workbook sheet)"}[d]
+
+
+def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_only: bool,
+               problems: list[Problem], report: AnonymizeReport) -> dict[str, _Out]:
+    cols = mapping.columns
+
+    def get(table: str, row: dict[str, str], target: str) -> str:
+        column = cols[table].get(target)
+        return row.get(column.lower(), "") if column else ""
+
+    def when(table: str, file: str, line: int, row: dict[str, str], target: str, fmt: str | None):
+        text = get(table, row, target)
+        if not text:
+            problems.append(Problem(file, table, line, cols[table][target], None, "required value empty"))
+            return None
+        try:
+            return parse_when(text, fmt)
+        except ValueError as exc:
+            problems.append(Problem(file, table, line, cols[table][target], None, f"the date {exc}"))
+            return None
+
+    def carried(table: str, file: str, line: int, row: dict[str, str], target: str) -> str:
+        value = get(table, row, target)
+        table_codes = mapping.codes.get(target)
+        if value and table_codes is not None:
+            code = table_codes.get(value.casefold())
+            if code is None:
+                problems.append(Problem(file, table, line, cols[table][target], value,
+                                        f"not in the mapping's [codes.{target}] list; add it there"))
+                return ""
+            return code
+        return value
+
+    # patients: record number -> (line, birth date, row)
+    pat_src = sources["patients"]
+    patients: dict[str, tuple[int, date | None, dict[str, str]]] = {}
+    for line, row in pat_src.rows:
+        rec = get("patients", row, "record_number")
+        if not rec:
+            problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
+                                    "required value empty"))
+            continue
+        born = when("patients", pat_src.file, line, row, "birth_date", mapping.date_format)
+        birth = born[0] if born else None
+        if rec in patients:
+            first_line, first_birth, _r = patients[rec]
+            what = ("maps to two birth dates" if birth and first_birth and birth != first_birth
+                    else "appears twice")
+            problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
+                                    f"this record number {what} (lines {first_line} and {line}); keep one row "
+                                    "per patient"))
+            continue
+        patients[rec] = (line, birth, row)
+
+    # sessions: dates per patient, first session date (day 0)
+    ses_src = sources["sessions"]
+    sessions: list[tuple[int, str, str, date, dtime | None, dict[str, str]]] = []
+    seen_enc: dict[str, int] = {}
+    for line, row in ses_src.rows:
+        enc = get("sessions", row, "encounter_number")
+        rec = get("sessions", row, "record_number")
+        ok = True
+        for target, value in (("encounter_number", enc), ("record_number", rec)):
+            if not value:
+                problems.append(Problem(ses_src.file, "sessions", line, cols["sessions"][target], None,
+                                        "required value empty"))
+                ok = False
+        if rec and rec not in patients:
+            problems.append(Problem(ses_src.file, "sessions", line, cols["sessions"]["record_number"], None,
+                                    f"this record number is not in {pat_src.file}"))
+            ok = False
+        if enc and enc in seen_enc:
+            problems.append(Problem(ses_src.file, "sessions", line, cols["sessions"]["encounter_number"], None,
+                                    f"this encounter number appears twice (lines {seen_enc[enc]} and {line})"))
+            ok = False
+        seen_enc.setdefault(enc, line)
+        started = when("sessions", ses_src.file, line, row, "started_at", mapping.datetime_format)
+        if ok and started:
+            sessions.append((line, enc, rec, started[0], started[1], row))
+
+    q_src = sources["assessments"]
+    questionnaires: list[tuple[int, str, date, dtime | None, dict[str, str]]] = []
+    for line, row in q_src.rows:
+        rec = get("assessments", row, "record_number")
+        if not rec:
+            problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["record_number"], None,
+                                    "required value empty"))
+            continue
+        if rec not in patients:
+            problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["record_number"], None,
+                                    f"this record number is not in {pat_src.file}"))
+            continue
+        taken = when("assessments", q_src.file, line, row, "taken_at", mapping.datetime_format)
+        if taken:
+            questionnaires.append((line, rec, taken[0], taken[1], row))
+
+    day0: dict[str, date] = {}
+    for _l, _e, rec, d, _t, _r in sessions:
+        if rec not in day0 or d < day0[rec]:
+            day0[rec] = d
+    dosed = set(day0)
+    for _l, rec, d, _t, _r in questionnaires:
+        if rec not in dosed and (rec not in day0 or d < day0[rec]):
+            day0[rec] = d
+    by_day: dict[tuple[str, date], list[datetime | None]] = {}
+    for _l, _e, rec, d, t, _r in sessions:
+        by_day.setdefault((rec, d), []).append(datetime.combine(d, t) if t else None)
+
+    out = {t: _Out(list(COLUMNS[t])) for t in EXPORT_TABLES}
+    pid = {rec: pseudonym(key, "p", rec) for rec in patients}
+    if len(set(pid.values())) != len(pid):
+        problems.append(Problem(pat_src.file, "patients", None, None, None,
+                                "two record numbers gave the same pseudonym; run again with a new key"))
+    for rec, (line, birth, row) in patients.items():
+        if rec not in day0:
+            problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
+                                    "this patient has no session and no questionnaire, so day 0 cannot be set"))
+            continue
+        band = None
+        if birth is not None:
+            band = age_band(birth, day0[rec])
+            if band is None:
+                problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["birth_date"], None,
+                                        "under 18 (or born after) at the first session: no age band of the "
+                                        "export fits"))
+        values = {"patient_id": pid[rec], "start_quarter": quarter(day0[rec], year_only=year_only),
+                  "age_band": band or ""}
+        for target in CARRIED["patients"]:
+            values[target] = carried("patients", pat_src.file, line, row, target)
+        out["patients"].rows.append([values.get(c, "") for c in COLUMNS["patients"]])
+        out["patients"].origin.append((pat_src.file, line))
+
+    sid: dict[str, str] = {}
+    for line, enc, rec, d, _t, row in sessions:
+        sid[enc] = pseudonym(key, "s", enc)
+        values = {"session_id": sid[enc], "patient_id": pid[rec], "day": str((d - day0[rec]).days)}
+        for target in CARRIED["sessions"]:
+            values[target] = carried("sessions", ses_src.file, line, row, target)
+        out["sessions"].rows.append([values.get(c, "") for c in COLUMNS["sessions"]])
+        out["sessions"].origin.append((ses_src.file, line))
+    if len(set(sid.values())) != len(sid):
+        problems.append(Problem(ses_src.file, "sessions", None, None, None,
+                                "two encounter numbers gave the same pseudonym; run again with a new key"))
+
+    post = 0
+    for line, rec, d, t, row in questionnaires:
+        hours = ""
+        starts = by_day.get((rec, d))
+        if starts:
+            if t is None or any(s is None for s in starts):
+                problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["taken_at"], None,
+                                        "taken on a session's date, but without a time of day (on the "
+                                        "questionnaire or the session), so it cannot be placed before or "
+                                        "after the dose; give both times"))
+                continue
+            taken = datetime.combine(d, t)
+            before = [s for s in starts if s < taken]
+            if before:
+                h = (taken - max(before)).total_seconds() / 3600
+                # hundredths of an hour; a questionnaire seconds after the dose is still after it (> 0)
+                hours = f"{max(round(h, 2), 0.01):g}"
+                post += 1
+        values = {"patient_id": pid[rec], "day": str((d - day0[rec]).days), "hours_post_dose": hours}
+        for target in CARRIED["assessments"]:
+            values[target] = carried("assessments", q_src.file, line, row, target)
+        out["assessments"].rows.append([values.get(c, "") for c in COLUMNS["assessments"]])
+        out["assessments"].origin.append((q_src.file, line))
+
+    ae_src = sources.get("adverse_events")
+    if ae_src is not None:
+        for line, row in ae_src.rows:
+            enc = get("adverse_events", row, "encounter_number")
+            if enc not in sid:
+                problems.append(Problem(ae_src.file, "adverse_events", line,
+                                        cols["adverse_events"]["encounter_number"], None,
+                                        "required value empty" if not enc else
+                                        f"this encounter number is not in {ses_src.file}"))
+                continue
+            values = {"session_id": sid[enc]}
+            for target in CARRIED["adverse_events"]:
+                values[target] = carried("adverse_events", ae_src.file, line, row, target)
+            out["adverse_events"].rows.append([values.get(c, "") for c in COLUMNS["adverse_events"]])
+            out["adverse_events"].origin.append((ae_src.file, line))
+
+    for table in EXPORT_TABLES:
+        if table in cols:
+            c = cols[table]
+            if "record_number" in c:
+                report.transformed.append(f"{table}: {c['record_number']} → patient_id (keyed pseudonym)")
+            if "encounter_number" in c:
+                report.transformed.append(f"{table}: {c['encounter_number']} → session_id (keyed pseudonym)")
+    report.transformed += [
+        f"sessions: {cols['sessions']['started_at']} → day (days since the patient's first session)",
+        f"assessments: {cols['assessments']['taken_at']} → day and hours_post_dose ({post:,} taken after a dose)",
+        "patients: first session date → start_quarter" + (" (year only, written as YYYY-Q1)" if year_only else ""),
+        f"patients: {cols['patients']['birth_date']} → age_band on day 0",
+    ]
+    report.transformed += [f"{col}: through the mapping's [codes.{col}] list" for col in mapping.codes]
+    return out
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    order = {t: i for i, t in enumerate(EXPORT_TABLES)}
+    return sorted(problems, key=lambda p: (order.get(p.table or "", -1), p.line or 0, p.column or ""))
+
+
+def _check_out_dir(out_dir: Path, fingerprint: str) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AnonymizeRefused([Problem(str(out_dir), None, None, None, None, "exists and is not a folder")])
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        report = out_dir / REPORT_FILE
+        if not report.is_file():
+            raise AnonymizeRefused([Problem(str(out_dir), None, None, None, None,
+                                            "the output folder holds other files; give a new or empty folder")])
+        previous = re.search(r"^Key fingerprint: (\S+)$", report.read_text(encoding="utf-8", errors="replace"), re.M)
+        if previous and previous.group(1) != fingerprint:
+            raise AnonymizeRefused([Problem(str(out_dir), None, None, None, None,
+                                            "this output was written with another key, so the pseudonyms would "
+                                            "not line up with it: give the key used before, or a new folder")])
+
+
+def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport, mapping: Mapping,
+                   say: Callable[[str], None]) -> None:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.anonymizing-", dir=out_dir.parent))
+    try:
+        export = work / "export"
+        export.mkdir()
+        for table, o in outs.items():
+            if table == "adverse_events" and "adverse_events" not in mapping.tables:
+                continue
+            with (export / f"{table}.csv").open("w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f, lineterminator="\n")
+                w.writerow(o.header)
+                w.writerows(o.rows)
+            report.written[table] = len(o.rows)
+        try:
+            import_export(export, work / "check.duckdb")
+        except ImportRefused as exc:
+            raise AnonymizeRefused(_to_source(exc.problems, outs, mapping), report) from None
+        (export / REPORT_FILE).write_text(report.describe() + "\n", encoding="utf-8")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(export, out_dir)
+        say(f"Wrote {out_dir}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping) -> list[Problem]:
+    """The importer's problems, named by the source file, line and column they came from."""
+    result = []
+    for p in problems:
+        o = outs.get(p.table or "")
+        if o is None or p.line is None or not (0 <= p.line - 2 < len(o.origin)):
+            result.append(Problem(None, p.table, None, p.column, None, p.message))
+            continue
+        file, line = o.origin[p.line - 2]
+        column = mapping.columns.get(p.table, {}).get(p.column or "", p.column)
+        value = None if (p.column or "") in DERIVED else p.value
+        result.append(Problem(file, p.table, line, column, value, p.message))
+    return result

@@ -1,0 +1,506 @@
+"""`ketamine-outcomes anonymize`: identified records (the generic layout) → an anonymized export.
+
+Round trip: records built from a sample export (tests/identified.py adds record numbers, names, birth
+dates, calendar dates and notes) anonymize back to an export whose summaries equal the original's, and no
+identifier, name, date or note of the input appears in any output file. Keyed pseudonyms repeat with one
+key and differ with another. Hand-built records check each transform against values worked out by hand,
+and every kind of bad input is named by file, line and column with nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import write_csv
+from dashboard import cli
+from dashboard.analysis.settings import Settings
+from dashboard.data import anonymize as an
+from dashboard.data.ingest import import_export
+from dashboard.reports import export
+from identified import identify_export
+
+GENERIC = an.load_mapping("generic")
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+
+@pytest.fixture(scope="module")
+def records(sample_export: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("records") / "records"
+    ids = identify_export(sample_export, out, seed=3)
+    return out, ids
+
+
+@pytest.fixture(scope="module")
+def anonymized(records, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("anon") / "export"
+    an.anonymize(records[0], GENERIC, KEY, out)
+    return out
+
+
+def summaries(export_dir: Path, db: Path, settings: Settings) -> dict[str, bytes]:
+    import_export(export_dir, db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        files = export.summary_files(con, settings)
+    return {name: data for name, data in files.items() if name.endswith(".csv")}
+
+
+# --- the round trip ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings", [Settings(min_cell=0), Settings(min_cell=0, instrument="PHQ9",
+                                                                     population="itt", relief="mcid")],
+                         ids=["default", "phq9-itt-mcid"])
+def test_round_trip_summaries_equal_the_original(sample_export, anonymized, tmp_path, settings):
+    original = summaries(sample_export, tmp_path / "original.duckdb", settings)
+    again = summaries(anonymized, tmp_path / "again.duckdb", settings)
+    assert set(original) == set(export.SUMMARY_FILES)
+    for name in export.SUMMARY_FILES:
+        assert again[name] == original[name], name
+
+
+def test_round_trip_rows_equal_the_original_with_pseudonyms_for_ids(sample_export, records, anonymized):
+    """Every row comes back with its ids replaced by the keyed pseudonyms of its record and encounter numbers;
+    only a never-dosed patient's days move: their day 0 is their first questionnaire (identified-records.md)."""
+    ids = records[1]
+    patient = {p: an.pseudonym(KEY, "p", r) for p, r in ids.record_of.items()}
+    session = {s: an.pseudonym(KEY, "s", e) for s, e in ids.encounter_of.items()}
+    original = {t: read_rows(sample_export / f"{t}.csv") for t in ("patients", "sessions", "assessments",
+                                                                    "adverse_events")}
+    dosed = {r["patient_id"] for r in original["sessions"]}
+    first = {}
+    for r in original["assessments"]:
+        if r["patient_id"] not in dosed:
+            first[r["patient_id"]] = min(int(r["day"]), first.get(r["patient_id"], 10**6))
+    assert len(first) == 5  # the sample has never-dosed patients, so the rule is exercised
+    for r in original["assessments"]:
+        r["day"] = str(int(r["day"]) - first.get(r["patient_id"], 0))
+        r["hours_post_dose"] = r["hours_post_dose"].removesuffix(".0")
+    for table, rows in original.items():
+        for r in rows:
+            if "patient_id" in r:
+                r["patient_id"] = patient[r["patient_id"]]
+            if "session_id" in r:
+                r["session_id"] = session[r["session_id"]]
+
+        def key(r: dict) -> tuple:
+            return tuple(sorted(r.items()))
+        assert sorted(read_rows(anonymized / f"{table}.csv"), key=key) == sorted(rows, key=key), table
+
+
+def test_no_identifier_name_date_or_note_reaches_the_output(records, anonymized):
+    _folder, ids = records
+    assert len(ids.record_numbers) == 400 and ids.names and ids.notes and ids.contacts and len(ids.dates) > 1000
+    files = sorted(anonymized.iterdir())
+    assert [f.name for f in files] == ["adverse_events.csv", "anonymize-report.txt", "assessments.csv",
+                                       "patients.csv", "sessions.csv"]
+    text = "\n".join(f.read_text(encoding="utf-8") for f in files)
+    found = sorted(v for v in ids.all() if v in text)
+    assert found == []
+
+
+def test_the_report_names_what_was_dropped_and_transformed(anonymized):
+    report = (anonymized / an.REPORT_FILE).read_text(encoding="utf-8")
+    assert "patients.csv: first_name, last_name, email, phone, address, notes" in report
+    assert "sessions.csv: notes" in report and "adverse_events.csv: notes" in report
+    assert "patients: record_number → patient_id (keyed pseudonym)" in report
+    assert "patients.csv: 400 rows" in report
+    assert f"Key fingerprint: {an.key_fingerprint(KEY)}" in report
+
+
+def test_same_key_same_pseudonyms_other_key_others(records, anonymized, tmp_path):
+    again, other = tmp_path / "again", tmp_path / "other"
+    an.anonymize(records[0], GENERIC, KEY, again)
+    an.anonymize(records[0], GENERIC, OTHER_KEY, other)
+    for name in ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv"):
+        assert (again / name).read_bytes() == (anonymized / name).read_bytes()
+    first = [line.split(",")[0] for line in (anonymized / "patients.csv").read_text().splitlines()[1:]]
+    second = [line.split(",")[0] for line in (other / "patients.csv").read_text().splitlines()[1:]]
+    assert len(first) == len(second) == 400
+    assert not set(first) & set(second)
+
+
+def test_pseudonym_is_keyed_hmac_sha256():
+    import hashlib
+    import hmac
+
+    expected = "p" + hmac.new(KEY, "p\x1fMRN-1".encode(), hashlib.sha256).hexdigest()[:16]
+    assert an.pseudonym(KEY, "p", " MRN-1 ") == expected
+    assert an.pseudonym(OTHER_KEY, "p", "MRN-1") != expected
+    assert an.pseudonym(KEY, "s", "MRN-1") != expected  # encounters and records never share a pseudonym
+
+
+# --- transforms on hand-built records -------------------------------------------------------------------------
+
+PATIENT_HEADER = ["Record_Number", "first_name", "birth_date", "site", "diagnosis", "notes"]
+SESSION_HEADER = ["encounter_number", "record_number", "started_at", "route", "setting", "phase"]
+Q_HEADER = ["record_number", "taken_at", "instrument", "score"]
+
+
+def hand_records(folder: Path, *, patients=None, sessions=None, questionnaires=None, events=None) -> Path:
+    write_csv(folder / "patients.csv", PATIENT_HEADER, patients if patients is not None else [
+        ["R-1", "Ada", "2000-03-05", "S1", "MDD", "likes tea"],  # 24 on 2025-03-04
+        ["R-2", "Bea", "1990-05-04", "S2", "GAD", ""],  # 35 on 2025-05-04
+        ["R-3", "Cyd", "1950-01-01", "S1", "PTSD", ""],  # never dosed: day 0 = first questionnaire
+    ])
+    write_csv(folder / "sessions.csv", SESSION_HEADER, sessions if sessions is not None else [
+        ["E-1", "R-1", "2025-03-04 09:15", "IV", "clinic", "induction"],
+        ["E-2", "R-1", "2025-03-11 10:00", "IV", "clinic", "induction"],
+        ["E-3", "R-2", "2025-05-04 08:00", "IN", "clinic", "induction"],
+    ])
+    write_csv(folder / "questionnaires.csv", Q_HEADER, questionnaires if questionnaires is not None else [
+        ["R-1", "2025-02-25 12:00", "GAD7", "15"],  # screening: day -7
+        ["R-1", "2025-03-04 09:15", "GAD7", "14"],  # at the dose's start: not post-dose
+        ["R-1", "2025-03-04 11:45", "GAD7", "9"],  # 2.5 hours after the dose
+        ["R-1", "2025-03-04 09:15:10", "GAD7", "9"],  # 10 seconds after: 0.0028 h, written as 0.01
+        ["R-1", "2025-03-12 16:00", "GAD7", "5"],  # day 8, no session that day
+        ["R-2", "2025-05-04 07:30", "PHQ9", "12"],  # before the dose
+        ["R-3", "2024-12-30 10:00", "PHQ9", "20"],
+        ["R-3", "2025-01-02 10:00", "PHQ9", "18"],
+    ])
+    write_csv(folder / "adverse_events.csv", ["encounter_number", "event", "severity", "notes"], events if events is not None else [
+        ["E-2", "nausea", "mild", "gave water"],
+    ])
+    return folder
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_transforms_by_hand(tmp_path):
+    out = tmp_path / "out"
+    an.anonymize(hand_records(tmp_path / "rec"), GENERIC, KEY, out)
+    p = {r["patient_id"]: r for r in read_rows(out / "patients.csv")}
+    r1, r2, r3 = (an.pseudonym(KEY, "p", r) for r in ("R-1", "R-2", "R-3"))
+    assert (p[r1]["start_quarter"], p[r1]["age_band"], p[r1]["site"]) == ("2025-Q1", "18-24", "S1")
+    assert (p[r2]["start_quarter"], p[r2]["age_band"]) == ("2025-Q2", "35-44")
+    assert (p[r3]["start_quarter"], p[r3]["age_band"]) == ("2024-Q4", "65-74")  # 74 on 2024-12-30
+    assert [(r["patient_id"], r["day"]) for r in read_rows(out / "sessions.csv")] == [(r1, "0"), (r1, "7"), (r2, "0")]
+    assert [(r["patient_id"], r["day"], r["hours_post_dose"], r["score"]) for r in read_rows(out / "assessments.csv")] == [
+        (r1, "-7", "", "15"), (r1, "0", "", "14"), (r1, "0", "2.5", "9"), (r1, "0", "0.01", "9"), (r1, "8", "", "5"),
+        (r2, "0", "", "12"), (r3, "0", "", "20"), (r3, "3", "", "18")]
+    assert read_rows(out / "adverse_events.csv") == [
+        {"session_id": an.pseudonym(KEY, "s", "E-2"), "event": "nausea", "severity": "mild", "intervention": ""}]
+    assert "likes tea" not in "".join(f.read_text() for f in out.iterdir())
+
+
+def test_year_only_and_age_band_edges():
+    from datetime import date
+
+    assert an.quarter(date(2025, 5, 4)) == "2025-Q2"
+    assert an.quarter(date(2025, 5, 4), year_only=True) == "2025-Q1"
+    assert an.quarter(date(2025, 12, 31)) == "2025-Q4"
+    assert an.age_band(date(2000, 3, 4), date(2025, 3, 4)) == "25-34"  # the 25th birthday itself
+    assert an.age_band(date(2000, 3, 5), date(2025, 3, 4)) == "18-24"
+    assert an.age_band(date(2008, 3, 5), date(2025, 3, 4)) is None  # 16
+    assert an.age_band(date(1950, 1, 1), date(2025, 1, 1)) == "75+"
+
+
+def test_dates_iso_by_default_and_ambiguous_ones_refused():
+    from datetime import date, time
+
+    assert an.parse_when("2025-03-04", None) == (date(2025, 3, 4), None)
+    assert an.parse_when("2025-03-04 09:15", None) == (date(2025, 3, 4), time(9, 15))
+    assert an.parse_when("2025-03-04T09:15:00", None) == (date(2025, 3, 4), time(9, 15))
+    with pytest.raises(ValueError, match="ambiguous"):
+        an.parse_when("03/04/2025", None)
+    with pytest.raises(ValueError, match="not written YYYY-MM-DD"):
+        an.parse_when("23/04/2025", None)
+    assert an.parse_when("03/04/2025", "%d/%m/%Y") == (date(2025, 4, 3), None)
+    assert an.parse_when("03/04/2025 14:05", "%m/%d/%Y %H:%M") == (date(2025, 3, 4), time(14, 5))
+    with pytest.raises(ValueError, match="format"):
+        an.parse_when("2025/03/04", "%d/%m/%Y")
+    # ISO 8601 is unambiguous (and what a workbook's date cells read as): accepted beside a named format
+    assert an.parse_when("2025-03-04 09:15:00", "%d/%m/%Y %H:%M") == (date(2025, 3, 4), time(9, 15))
+
+
+def test_format_named_in_the_mapping_reads_other_dates(tmp_path):
+    rec = hand_records(tmp_path / "rec", patients=[["R-1", "Ada", "05/03/2000", "S1", "MDD", ""]],
+                       sessions=[["E-1", "R-1", "04/03/2025 09:15", "IV", "clinic", "induction"]],
+                       questionnaires=[["R-1", "04/03/2025 11:45", "GAD7", "9"]], events=[])
+    raw = __import__("tomllib").loads(an.shipped_mapping_path("generic").read_text())
+    raw["formats"] = {"date": "%d/%m/%Y", "datetime": "%d/%m/%Y %H:%M"}
+    an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
+    assert read_rows(tmp_path / "out" / "assessments.csv")[0]["hours_post_dose"] == "2.5"
+    assert read_rows(tmp_path / "out" / "patients.csv")[0]["age_band"] == "18-24"
+
+
+def test_csv_dialects_semicolons_bom_crlf_and_header_case(tmp_path):
+    rec = hand_records(tmp_path / "rec")
+    for p in rec.iterdir():
+        text = p.read_text(encoding="utf-8").replace(",", ";").replace("\n", "\r\n")
+        p.write_bytes("\ufeff".encode() + text.encode())
+    (rec / "patients.csv").rename(rec / "PATIENTS.CSV")
+    an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert len(read_rows(tmp_path / "out" / "assessments.csv")) == 8
+
+
+def test_one_xlsx_workbook_gives_the_same_export_as_the_csv_files(tmp_path):
+    import pandas as pd
+
+    csvs = hand_records(tmp_path / "csv")
+    an.anonymize(csvs, GENERIC, KEY, tmp_path / "from_csv")
+    book = tmp_path / "book"
+    book.mkdir()
+    with pd.ExcelWriter(book / "Clinic records.xlsx", engine="openpyxl") as w:
+        for p in sorted(csvs.glob("*.csv")):
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+            # real Excel dates and date-times
+            if "birth_date" in df:
+                df["birth_date"] = pd.to_datetime(df["birth_date"]).dt.date
+            if "started_at" in df:
+                df["started_at"] = pd.to_datetime(df["started_at"])
+            df.to_excel(w, sheet_name=p.stem.capitalize(), index=False)
+    an.anonymize(book, GENERIC, KEY, tmp_path / "from_xlsx")
+    for name in ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv"):
+        assert (tmp_path / "from_xlsx" / name).read_bytes() == (tmp_path / "from_csv" / name).read_bytes(), name
+    report = (tmp_path / "from_xlsx" / an.REPORT_FILE).read_text()
+    assert "Clinic records.xlsx sheet Patients: 3 rows" in report
+    skeleton = an.init_mapping(book)
+    assert 'table = "Patients"' in skeleton and 'table = "Questionnaires"' in skeleton
+    assert 'record_number = "Record_Number"' in skeleton
+
+
+def test_a_workbook_date_without_a_time_is_not_placed_at_midnight(tmp_path):
+    import pandas as pd
+
+    book = tmp_path / "book"
+    csvs = hand_records(tmp_path / "csv", questionnaires=[["R-1", "2025-03-04 11:45", "GAD7", "9"],
+                                                          ["R-3", "2025-01-02 10:00", "PHQ9", "18"]])
+    book.mkdir()
+    with pd.ExcelWriter(book / "r.xlsx", engine="openpyxl") as w:
+        for p in sorted(csvs.glob("*.csv")):
+            df = pd.read_csv(p, dtype=str, keep_default_na=False)
+            if "started_at" in df:
+                df["started_at"] = pd.to_datetime(df["started_at"]).dt.normalize()  # the time of day lost
+            df.to_excel(w, sheet_name=p.stem, index=False)
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(book, GENERIC, KEY, tmp_path / "out")
+    assert [p.describe().split(":")[0] for p in err.value.problems] == [
+        "r.xlsx sheet questionnaires, table assessments, line 2, column taken_at"]
+
+
+def test_codes_tables_translate_and_refuse_unknown_values(tmp_path):
+    rec = hand_records(tmp_path / "rec", sessions=[
+        ["E-1", "R-1", "2025-03-04 09:15", "Infusion", "clinic", "induction"],
+        ["E-2", "R-1", "2025-03-11 10:00", "infusion", "clinic", "induction"],
+        ["E-3", "R-2", "2025-05-04 08:00", "Nasal spray", "clinic", "induction"]])
+    raw = __import__("tomllib").loads(an.shipped_mapping_path("generic").read_text())
+    raw["codes"] = {"route": {"Infusion": "IV"}, "site": {"S1": "north", "S2": "south"}}
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
+    assert [p.describe() for p in err.value.problems] == [
+        "sessions.csv, table sessions, line 4, column route, value 'Nasal spray': not in the mapping's "
+        "[codes.route] list; add it there"]
+    raw["codes"]["route"]["nasal spray"] = "IN"
+    an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
+    assert [r["route"] for r in read_rows(tmp_path / "out" / "sessions.csv")] == ["IV", "IV", "IN"]
+    assert {r["site"] for r in read_rows(tmp_path / "out" / "patients.csv")} == {"north", "south"}
+
+
+# --- bad input: each named, nothing written -----------------------------------------------------------------
+
+
+def refused(rec: Path, out: Path, mapping=GENERIC) -> list[str]:
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, mapping, KEY, out)
+    assert not out.exists()
+    assert [p.name for p in out.parent.iterdir() if ".anonymizing-" in p.name] == []
+    return [p.describe() for p in err.value.problems]
+
+
+def test_mapping_naming_a_missing_column(tmp_path):
+    rec = hand_records(tmp_path / "rec")
+    write_csv(rec / "patients.csv", ["record_number", "birth_date", "site", "dx"], [["R-1", "2000-01-01", "S1", "MDD"]])
+    problems = refused(rec, tmp_path / "out")
+    assert problems == ["patients.csv, table patients, line 1, column diagnosis: the mapping names column "
+                        "'diagnosis' (for primary_diagnosis), which is not in the file; its columns are "
+                        "record_number, birth_date, site, dx"]
+
+
+def test_date_that_does_not_parse_is_named_without_its_value(tmp_path):
+    rec = hand_records(tmp_path / "rec", patients=[
+        ["R-1", "Ada", "2000-02-30", "S1", "MDD", ""], ["R-2", "Bea", "03/04/1990", "S2", "GAD", ""],
+        ["R-3", "Cyd", "1950-01-01", "S1", "PTSD", ""]])
+    problems = refused(rec, tmp_path / "out")
+    assert problems[0].startswith("patients.csv, table patients, line 2, column birth_date: the date not a date")
+    assert problems[1].startswith("patients.csv, table patients, line 3, column birth_date: the date ambiguous")
+    assert len(problems) == 2
+    assert not any("2000-02-30" in p or "03/04/1990" in p for p in problems)
+
+
+def test_questionnaire_that_cannot_be_placed_relative_to_a_session(tmp_path):
+    rec = hand_records(tmp_path / "rec", questionnaires=[["R-1", "2025-03-04", "GAD7", "9"],
+                                                         ["R-3", "2025-01-02 10:00", "PHQ9", "18"]])
+    assert refused(rec, tmp_path / "out") == [
+        "questionnaires.csv, table assessments, line 2, column taken_at: taken on a session's date, but without a "
+        "time of day (on the questionnaire or the session), so it cannot be placed before or after the dose; "
+        "give both times"]
+
+
+def test_record_number_with_two_birth_dates(tmp_path):
+    rec = hand_records(tmp_path / "rec", patients=[
+        ["R-1", "Ada", "2000-03-05", "S1", "MDD", ""], ["R-2", "Bea", "1990-05-04", "S2", "GAD", ""],
+        ["R-1", "Ada", "2001-03-05", "S1", "MDD", ""], ["R-3", "Cyd", "1950-01-01", "S1", "PTSD", ""]])
+    assert refused(rec, tmp_path / "out") == [
+        "patients.csv, table patients, line 4, column record_number: this record number maps to two birth dates "
+        "(lines 2 and 4); keep one row per patient"]
+
+
+def test_unknown_references_and_rows_the_importer_refuses_are_named_by_source_line(tmp_path):
+    rec = hand_records(tmp_path / "rec", sessions=[
+        ["E-1", "R-1", "2025-03-04 09:15", "IV", "clinic", "induction"],
+        ["E-2", "R-9", "2025-03-11 10:00", "IV", "clinic", "induction"],
+        ["E-3", "R-2", "2025-05-04 08:00", "IN", "clinic", "induction"]], events=[["E-7", "nausea", "mild", ""]])
+    assert refused(rec, tmp_path / "out") == [
+        "sessions.csv, table sessions, line 3, column record_number: this record number is not in patients.csv",
+        "adverse_events.csv, table adverse_events, line 2, column encounter_number: this encounter number is not "
+        "in sessions.csv"]
+    rec = hand_records(tmp_path / "rec2", questionnaires=[
+        ["R-1", "2025-03-04 10:00", "GAD7", "99"], ["R-2", "2025-05-04 07:30", "PHQ9", "12"],
+        ["R-3", "2025-01-02 10:00", "PHQ9", "18"]])
+    problems = refused(rec, tmp_path / "out2")
+    assert problems == ["questionnaires.csv, table assessments, line 2, column score, value '99': "
+                        "out of range: must be a whole number from 0 to 21"]
+
+
+def test_free_text_and_identifier_columns_cannot_be_mapped():
+    raw = __import__("tomllib").loads(an.shipped_mapping_path("generic").read_text())
+    raw["patients"]["columns"]["site"] = "notes"
+    raw["sessions"]["columns"]["route"] = "first_name"
+    raw["surprise"] = {}
+    with pytest.raises(an.MappingError) as err:
+        an.parse_mapping(raw, name="m.toml")
+    assert err.value.problems == [
+        "m.toml: unknown section [surprise]; the sections are [adverse_events], [assessments], [codes], [formats], "
+        "[patients], [sessions]",
+        "m.toml: [patients.columns] site = 'notes': a free-text column is never carried over; remove it from the "
+        "mapping",
+        "m.toml: [sessions.columns] route = 'first_name': the column name suggests a name, which is never carried over",
+    ]
+
+
+# --- the key --------------------------------------------------------------------------------------------------
+
+
+def test_key_created_owner_only_then_reused(tmp_path):
+    path = tmp_path / "clinic.key"
+    key, created = an.load_key(path)
+    assert created and len(key) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert an.load_key(path) == (key, False)
+
+
+def test_key_readable_by_others_or_not_a_key_is_refused(tmp_path):
+    path = tmp_path / "clinic.key"
+    an.load_key(path)
+    os.chmod(path, 0o644)
+    with pytest.raises(an.KeyFileError, match="can be read by other users"):
+        an.load_key(path)
+    bad = tmp_path / "bad.key"
+    bad.write_text("not a key\n")
+    os.chmod(bad, 0o600)
+    with pytest.raises(an.KeyFileError, match="not a key file"):
+        an.load_key(bad)
+    with pytest.raises(an.KeyFileError, match="does not exist"):
+        an.load_key(tmp_path / "nowhere" / "k.key")
+
+
+def test_wrong_key_for_an_earlier_output_is_refused_before_writing(tmp_path):
+    rec = hand_records(tmp_path / "rec")
+    out = tmp_path / "out"
+    an.anonymize(rec, GENERIC, KEY, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(an.AnonymizeRefused, match="written with another key"):
+        an.anonymize(rec, GENERIC, OTHER_KEY, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.docx").write_text("x")
+    with pytest.raises(an.AnonymizeRefused, match="holds other files"):
+        an.anonymize(rec, GENERIC, KEY, foreign)
+
+
+# --- the command ------------------------------------------------------------------------------------------------
+
+
+def test_cli_anonymize_then_import(tmp_path, capsys):
+    rec = hand_records(tmp_path / "rec")
+    key = tmp_path / "clinic.key"
+    out = tmp_path / "export"
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(key), "--out", str(out),
+                     "--quiet"]) == cli.EXIT_OK
+    stdout, stderr = capsys.readouterr()
+    assert "Created the key file" in stderr and "Wrote the anonymized export" in stdout
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert key.read_text().strip() not in "".join(p.read_text() for p in out.iterdir())
+    assert cli.main(["import", str(out), "--db", str(tmp_path / "db.duckdb"), "--quiet"]) == cli.EXIT_OK
+
+
+def test_cli_refusals_exit_non_zero_without_traceback(tmp_path, capsys):
+    rec = hand_records(tmp_path / "rec", questionnaires=[["R-1", "2025-03-04", "GAD7", "9"],
+                                                         ["R-3", "2025-01-02 10:00", "PHQ9", "18"]])
+    key = tmp_path / "clinic.key"
+    args = ["anonymize", str(rec), "--mapping", "generic", "--key", str(key), "--out", str(tmp_path / "o"), "--quiet"]
+    assert cli.main(args) == cli.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert "Anonymization refused: 1 problem. Nothing was written." in err and "Traceback" not in err
+    assert cli.main([*args[:3], "missing.toml", *args[4:]]) == cli.EXIT_REFUSED
+    assert "no such mapping file" in capsys.readouterr().err
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(tmp_path / "o" / "k.key"),
+                     "--out", str(tmp_path / "o")]) == cli.EXIT_REFUSED
+    assert "must not be inside the output folder" in capsys.readouterr().err
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic"]) == cli.EXIT_USAGE
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_init_writes_a_skeleton_that_anonymizes_the_example(tmp_path, capsys):
+    from dashboard.data import store
+
+    example = store.package_folder("dashboard.example_records")
+    target = tmp_path / "mine.toml"
+    assert cli.main(["anonymize", str(example), "--init", "--mapping", str(target)]) == cli.EXIT_OK
+    text = target.read_text()
+    assert 'table = "questionnaires"' in text and "# its columns: record_number, first_name" in text
+    # the one column the skeleton cannot guess (diagnosis → primary_diagnosis) is left for the clinic
+    assert '# primary_diagnosis = ""' in text
+    mapping_text = text.replace('# primary_diagnosis = ""', 'primary_diagnosis = "diagnosis"')
+    target.write_text(mapping_text)
+    key = tmp_path / "k.key"
+    assert cli.main(["anonymize", str(example), "--mapping", str(target), "--key", str(key), "--out",
+                     str(tmp_path / "o"), "--quiet"]) == cli.EXIT_OK
+    generic = tmp_path / "g"
+    assert cli.main(["anonymize", str(example), "--mapping", "generic", "--key", str(key), "--out", str(generic),
+                     "--quiet"]) == cli.EXIT_OK
+    for name in ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv"):
+        assert (tmp_path / "o" / name).read_bytes() == (generic / name).read_bytes()
+
+
+def test_ragged_lines_and_other_encodings_are_named(tmp_path):
+    rec = hand_records(tmp_path / "rec")
+    with (rec / "sessions.csv").open("a", encoding="utf-8") as f:
+        f.write("E-9,R-1,2025-03-12 10:00\n")  # three fields where the header has six
+        f.write("E-8,R-1,2025-03-13 10:00,IV,clinic,induction,,\n")  # a trailing delimiter: harmless
+    (rec / "questionnaires.csv").write_bytes("record_number,taken_at,instrument,score\nR-1,2025-03-04 11:45,"
+                                             "GAD7,9\nRé".encode("latin-1"))
+    assert refused(rec, tmp_path / "out") == [
+        "sessions.csv, line 5: 3 fields where the header has 6",
+        "questionnaires.csv: not UTF-8 text: save the file as UTF-8"]
+
+
+def test_cli_year_only_writes_each_start_as_its_years_first_quarter(tmp_path, capsys):
+    rec = hand_records(tmp_path / "rec")
+    out = tmp_path / "export"
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(tmp_path / "k.key"), "--out",
+                     str(out), "--year-only", "--quiet"]) == cli.EXIT_OK
+    assert sorted(r["start_quarter"] for r in read_rows(out / "patients.csv")) == ["2024-Q1", "2025-Q1", "2025-Q1"]
+    assert "first session date → start_quarter (year only, written as YYYY-Q1)" in capsys.readouterr().out

@@ -1,0 +1,79 @@
+"""The Import page's core (dashboard/data/uploads.py): unpacking uploads, checking them, the problems table."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from dashboard.data import store, uploads
+from dashboard.data.ingest import Problem
+
+
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_unpack_flattens_zips_and_never_writes_outside_the_folder(tmp_path):
+    data = zip_bytes({"export/patients.csv": b"a\n", "../../evil.csv": b"b\n", "__MACOSX/export/._x.csv": b"",
+                      "export/.hidden.csv": b"", "export/readme.pdf": b"%PDF"})
+    names, problems = uploads.unpack([("up.zip", data), ("Sessions.CSV", b"c\n")], tmp_path / "f")
+    assert names == ["Sessions.CSV", "evil.csv", "patients.csv"]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == names
+    assert not (tmp_path / "evil.csv").exists()
+    assert [p.describe() for p in problems] == [
+        "up.zip: export/readme.pdf: not a CSV, Parquet, Excel (.xlsx) or mapping (.toml) file; it was left out"]
+
+
+def test_unpack_names_duplicates_and_broken_zips(tmp_path):
+    names, problems = uploads.unpack([("a.zip", zip_bytes({"x/patients.csv": b"1"})), ("patients.csv", b"2"),
+                                      ("b.zip", b"not a zip")], tmp_path / "f")
+    assert names == ["patients.csv"]
+    assert [p.describe() for p in problems] == [
+        "patients.csv: a second file named patients.csv (the first came from a.zip: x/patients.csv); upload one of them",
+        "b.zip: not a readable zip file (File is not a zip file)"]
+
+
+def test_check_upload_of_a_ready_export_and_of_records_with_a_bad_key(tmp_path):
+    export = store.example_export_dir()
+    check = uploads.check_upload([(p.name, p.read_bytes()) for p in export.glob("*.csv")], kind="export")
+    try:
+        assert check.clean and check.report.startswith("Imported 5 patients")
+        assert check.report.endswith("(checked; not imported yet).")
+    finally:
+        check.discard()
+    assert not check.work_dir.exists()
+    key = tmp_path / "k.key"
+    key.write_text("short\n")
+    key.chmod(0o600)
+    records = store.package_folder("dashboard.example_records")
+    check = uploads.check_upload([("r.zip", uploads.zip_folder_bytes(records))], kind="records", key_path=key)
+    try:
+        assert not check.clean and check.export_dir is None
+        assert [p.message for p in check.problems] == [
+            f"{key} is not a key file written by `ketamine-outcomes anonymize` (one line of 64 hexadecimal digits)"]
+    finally:
+        check.discard()
+
+
+def test_problems_table_and_csv_are_exact():
+    problems = [Problem("patients.csv", "patients", 4, "birth_date", None, "the date ambiguous, \"x\""),
+                Problem("up.zip", None, None, None, None, "not a readable zip file")]
+    assert uploads.problems_csv_bytes(problems) == (
+        b"file,table,line,column,value,problem\n"
+        b'patients.csv,patients,4,birth_date,,"the date ambiguous, ""x"""\n'
+        b"up.zip,,,,,not a readable zip file\n")
+    df = uploads.problems_frame(problems)
+    assert list(df.columns) == uploads.PROBLEM_COLUMNS
+    assert df["line"].tolist()[0] == 4 and df["line"].isna().tolist() == [False, True]
+
+
+def test_check_upload_refuses_an_unknown_kind():
+    with pytest.raises(ValueError):
+        uploads.check_upload([], kind="spreadsheet")
