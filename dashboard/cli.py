@@ -107,7 +107,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         # recorded before anything is written: an export that cannot be recorded does not happen
         _audit(Path(args.db), "export", files=[*SUMMARY_FILES, PROVENANCE_FILE], query=settings.to_query_string(),
-               import_id=_import_id(Path(args.db)), sites=settings.scope)
+               import_id=_import_id(Path(args.db)), sites=settings.effective_sites)
     except audit.AuditError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
