@@ -60,7 +60,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"Import interrupted; {args.db} was not changed.", file=sys.stderr)
         return 130
     try:
-        _audit(Path(args.db), "import", files=[str(args.export_dir)], import_id=summary.import_id)
+        _audit(Path(args.db), "import", files=[str(Path(args.export_dir).resolve())], import_id=summary.import_id)
     except audit.AuditError as exc:
         print(summary.describe(), file=sys.stderr)
         print(f"error: the import is done but could not be recorded: {exc}", file=sys.stderr)
