@@ -123,9 +123,9 @@ def sign_in(pg, base: str, sub: str) -> None:  # noqa: ANN001
     pg.get_by_role("button", name="Log in").click()
     pg.wait_for_url(lambda url: not url.startswith(base), timeout=60_000)
     pg.get_by_role("button", name=sub, exact=True).click()
-    pg.wait_for_url(lambda url: url.startswith(base), timeout=60_000)
-    settle(pg)
+    pg.wait_for_url(lambda url: url.startswith(base) and "oauth2callback" not in url, timeout=60_000)
     pg.wait_for_selector("h1:has-text('Overview')")
+    settle(pg)
 
 
 def test_an_s1_director_signed_in_at_the_provider_never_sees_s2_and_everything_is_audited(
@@ -187,7 +187,14 @@ def test_an_s1_director_signed_in_at_the_provider_never_sees_s2_and_everything_i
         settle(pg)
         assert "Sign in to see the dashboard" in pg.locator("[data-testid='stApp']").inner_text()
 
-        # the network admin reads every view and the download in the audit log, and downloads it
+    finally:
+        context.close()
+
+    # the network admin, at their own browser, reads every view and the download in the audit log
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(90_000)
+    try:
         sign_in(pg, base, "network-admin")
         pg.goto(f"{base}/audit")
         settle(pg)
