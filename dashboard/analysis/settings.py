@@ -307,6 +307,9 @@ class Settings:
             values = getattr(self, name)
             if values:
                 parts.append(f"{label} {', '.join(values)}")
+        if self.scope is not None and not self.site:
+            # "All patients" would overstate what someone limited to some sites is looking at
+            parts.insert(1 if self.route else 0, f"site {', '.join(self.scope) or 'none'} (your access)")
         if self.from_quarter or self.to_quarter:
             parts.append(f"started {self.from_quarter or '…'} to {self.to_quarter or '…'}")
         if self.treatment_resistant is not None:
