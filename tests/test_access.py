@@ -239,3 +239,25 @@ def test_a_bad_access_file_names_file_line_column_and_value(tmp_path):
     (tmp_path / "h.csv").write_text("mail,role,sites\n", encoding="utf-8")
     with pytest.raises(access.AccessFileError, match="line 1: column 'email' is missing"):
         access.load_access_file(tmp_path / "h.csv")
+
+
+@st.composite
+def any_settings(draw) -> Settings:
+    """Every cohort filter, including those that live on sessions and scores, plus a scope."""
+    return Settings(
+        route=tuple(draw(_lists(spec.ROUTES))), site=tuple(draw(_lists(SITES))),
+        setting=tuple(draw(_lists(spec.SETTINGS))), severity=tuple(draw(_lists(spec.SEVERITY_BANDS))),
+        integration=draw(st.sampled_from((None, True, False))), instrument=draw(st.sampled_from(spec.INSTRUMENTS)),
+        scope=tuple(draw(st.lists(st.sampled_from(SITES), unique=True, max_size=4))), min_cell=0,
+    )
+
+
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(s=any_settings())
+def test_under_any_filters_the_scoped_cohort_is_the_sum_of_its_own_sites(con, s):
+    # per site without any scope (the unrestricted view's numbers) add up to the scoped cohort
+    allowed = [x for x in (s.site or SITES) if x in s.scope]
+    per_site = sum(int(metrics.cohort_size(con, s.replace(site=(x,), scope=None))["patients"].iloc[0]) for x in allowed)
+    assert int(metrics.cohort_size(con, s)["patients"].iloc[0]) == per_site
+    groups = set(metrics.breakdown(con, s, "site")["group"].astype(str))
+    assert groups <= set(allowed)
