@@ -1,7 +1,9 @@
 """The `ketamine-outcomes` command: import clinic exports, write sample data, export summaries, serve.
 
 Each subcommand parses its flags, calls the same core functions the dashboard uses and turns their
-errors into a clear message and a non-zero exit code (never a traceback).
+errors into a clear message and a non-zero exit code (never a traceback). Imports and exports are
+recorded in the database's audit log (dashboard/reports/audit.py) under the operating-system user; an
+export can be limited to some sites with `--scope` (the same scope a signed-in person's view has).
 """
 
 from __future__ import annotations
@@ -25,9 +27,30 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
+
+
+def _audit(db: Path, action: str, *, files: list[str] = (), query: str = "", import_id: int | None = None,
+           **sites: tuple[str, ...] | None) -> None:
+    """Record a command-line action under the operating-system user (raises audit.AuditError)."""
+    from dashboard.analysis.access import local_person
+    from dashboard.reports import audit
+
+    person = local_person()
+    audit.record(audit.audit_path(db), audit.make_entry(
+        person=person, action=action, page="command line", query=query, files=files, import_id=import_id, **sites))
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from dashboard.data.ingest import ImportRefused, import_export
+    from dashboard.reports import audit
 
+    try:
+        # an import that could not be recorded must not happen: check the log before changing anything
+        audit.check_writable(audit.audit_path(Path(args.db)))
+    except audit.AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         summary = import_export(Path(args.export_dir), Path(args.db), progress=None if args.quiet else _progress)
     except ImportRefused as exc:
@@ -36,6 +59,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"Import interrupted; {args.db} was not changed.", file=sys.stderr)
         return 130
+    try:
+        _audit(Path(args.db), "import", files=[str(Path(args.export_dir).resolve())], import_id=summary.import_id)
+    except audit.AuditError as exc:
+        print(summary.describe(), file=sys.stderr)
+        print(f"error: the import is done but could not be recorded: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     print(summary.describe())
     return EXIT_OK
 
@@ -114,15 +143,30 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from dashboard.reports.export import write_summaries
+    from dashboard.reports import audit
+    from dashboard.reports.export import PROVENANCE_FILE, SUMMARY_FILES, write_summaries
     from dashboard.analysis.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_args(args)
+        if args.scope is not None:
+            # the scope is not a filter flag of Settings (links must never set it): applied here
+            settings = settings.replace(scope=tuple(args.scope))
     except SettingsError as exc:
         for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+            print(f"error: {problem.replace('scope:', '--scope:', 1)}", file=sys.stderr)
         return EXIT_USAGE
+    if not Path(args.db).exists():  # before the audit log, which would otherwise be created beside nothing
+        print(f"error: No database at {args.db}. Import a clinic export first: "
+              f"ketamine-outcomes import EXPORT_DIR --db {args.db}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        # recorded before anything is written: an export that cannot be recorded does not happen
+        _audit(Path(args.db), "export", files=[*SUMMARY_FILES, PROVENANCE_FILE], query=settings.to_query_string(),
+               import_id=_import_id(Path(args.db)), sites=settings.effective_sites)
+    except audit.AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         paths = write_summaries(Path(args.db), Path(args.out), settings)
     except store.StoreError as exc:
@@ -132,9 +176,69 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _import_id(db: Path) -> int | None:
+    """The data set's latest import id (None when the database cannot be read; the export then says why)."""
+    try:
+        con = store.open_database(db, read_only=True)
+    except store.StoreError:
+        return None
+    try:
+        history = store.run_query(con, "import_provenance")
+        return int(history["import_id"].iloc[0]) if len(history) else None
+    finally:
+        con.close()
+
+
+def sign_in_configured(secrets_files: list[Path] | None = None) -> tuple[bool, str]:
+    """Whether Streamlit will find an `[auth]` section to sign people in with, and where (or why not).
+
+    Looks where Streamlit looks by default: ~/.streamlit/secrets.toml and ./.streamlit/secrets.toml."""
+    import tomllib
+
+    files = secrets_files if secrets_files is not None else [
+        Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
+    needed = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
+    reasons: list[str] = []
+    for path in files:
+        if not path.exists():
+            continue
+        try:
+            auth = tomllib.loads(path.read_text(encoding="utf-8")).get("auth")
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            reasons.append(f"{path} could not be read ({exc})")
+            continue
+        if not isinstance(auth, dict):
+            reasons.append(f"{path} has no [auth] section")
+            continue
+        # a provider may sit in a named sub-section ([auth.google]); the shared keys may be at the top
+        providers = [v for v in auth.values() if isinstance(v, dict)] or [{}]
+        missing = [k for k in needed if k not in auth and not all(k in p for p in providers)]
+        if missing:
+            reasons.append(f"{path} [auth] lacks {', '.join(missing)}")
+            continue
+        return True, str(path)
+    return False, "; ".join(reasons) or "no .streamlit/secrets.toml with an [auth] section was found"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dashboard.data.builtin import ensure_sample_database
 
+    configured, where = sign_in_configured()
+    if args.address not in LOCAL_ADDRESSES and not configured:
+        print(f"error: refusing to serve on {args.address} without sign-in: anyone who can reach that address "
+              f"would see every site's data ({where}).\n"
+              "Configure sign-in first: an [auth] section in .streamlit/secrets.toml (see the README, "
+              "'Sign-in and access'), or serve on 127.0.0.1 for yourself alone.", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.access_file is not None:
+        from dashboard.analysis.access import AccessFileError, load_access_file
+
+        try:
+            load_access_file(args.access_file)  # every fault now, not at someone's sign-in
+        except AccessFileError as exc:
+            for problem in exc.problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return EXIT_REFUSED
     if args.db is None:
         db = ensure_sample_database(progress=_progress)
     else:
@@ -145,12 +249,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_REFUSED
     app = Path(__file__).resolve().parent / "app" / "main.py"
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()))
+    if args.access_file is not None:
+        env["KETAMINE_OUTCOMES_ACCESS"] = str(Path(args.access_file).resolve())
     command = [
         sys.executable, "-m", "streamlit", "run", str(app),
         *streamlit_config_flags(),
         "--server.port", str(args.port), "--server.address", args.address,
     ]
-    print(f"Serving {db} at http://localhost:{args.port}", file=sys.stderr)
+    mode = f"sign-in from {where}" if configured else "local mode, no sign-in"
+    print(f"Serving {db} at http://{args.address}:{args.port} ({mode})", file=sys.stderr)
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:
@@ -216,12 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, metavar="PATH")
     p.add_argument("--out", required=True, metavar="DIR")
     Settings.add_arguments(p)
+    p.add_argument("--scope", action="append", metavar="SITE",
+                   help="only these sites, whatever --site says (repeat for several): a site director's export")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="start the dashboard (default: the built-in sample data)")
     p.add_argument("--db", metavar="PATH", help="database to show (default: the built-in sample, built if missing)")
     p.add_argument("--port", type=int, default=8501, metavar="N")
-    p.add_argument("--address", default="localhost", metavar="HOST")
+    p.add_argument("--address", default="127.0.0.1", metavar="HOST",
+                   help="address to listen on; anything but 127.0.0.1/localhost needs sign-in configured")
+    p.add_argument("--access-file", dest="access_file", metavar="CSV",
+                   help="roles and sites by e-mail (email,role,sites) for a provider without role/sites claims")
     p.set_defaults(func=cmd_serve)
     return parser
 

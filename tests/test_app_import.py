@@ -111,13 +111,23 @@ def test_ready_export_files_are_imported(app, db):
     assert patients(db) == 5
 
 
-def test_import_page_hidden_when_may_import_says_no(db, monkeypatch):
+def test_only_network_admins_see_the_import_page_when_sign_in_is_configured(db, monkeypatch):
+    from dashboard.reports import audit
+    from test_access_app import ADMIN, AUTH, DIRECTOR
+
     monkeypatch.setenv(ui.DB_ENV, str(db))
-    monkeypatch.setattr(ui, "may_import", lambda: False)
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.run()
-    assert not at.exception
-    with pytest.raises(ValueError, match="Could not find a navigation page for .*import_data.py"):
-        at.switch_page(PAGE)
-    at.switch_page("views/data.py").run()  # the other pages are still there
-    assert not at.exception
+    monkeypatch.delenv(audit.AUDIT_ENV, raising=False)
+    for user, shown in ((DIRECTOR, False), (ADMIN, True)):
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.secrets["auth"] = AUTH
+        at.user = user
+        at.run()
+        assert not at.exception
+        if shown:
+            at.switch_page(PAGE).run()
+            assert not at.exception and at.title[0].value == "Import"
+        else:
+            with pytest.raises(ValueError, match="Could not find a navigation page for .*import_data.py"):
+                at.switch_page(PAGE)
+            at.switch_page("views/data.py").run()  # the other pages are still there
+            assert not at.exception

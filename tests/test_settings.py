@@ -159,7 +159,8 @@ def test_repr_names_every_field():
     changed = {"route": ("IV",), "site": ("S1",), "diagnosis": ("MDD",), "sex": ("F",), "age_band": ("25-34",),
                "from_quarter": "2025-Q1", "to_quarter": "2025-Q4", "treatment_resistant": True,
                "setting": ("home",), "integration": False, "severity": ("mild",), "instrument": "PHQ9",
-               "min_baseline": 12, "population": "itt", "relief": "mcid", "window": 14, "min_cell": 5}
+               "min_baseline": 12, "population": "itt", "relief": "mcid", "window": 14, "min_cell": 5,
+               "scope": ("S1",)}
     assert set(changed) == {f.name for f in dataclasses.fields(Settings)}
     for name, value in changed.items():
         assert repr(Settings(**{name: value})) != base, name

@@ -181,6 +181,17 @@ def _outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings, by: str | None 
     return df
 
 
+def filter_options(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, list[str]]:
+    """The site and start-quarter filters' options: {"site": [...], "quarter": [...]}, sorted, among the
+    patients of the person's scope (`s.scope`; None: every site). Only the scope matters, not the filters,
+    so a director's list never names a site outside it."""
+    df = store.run_query(con, "filter_options", {"sites": None if s.scope is None else list(s.scope)})
+    return {
+        "site": [str(v) for v in df.loc[df["kind"] == "site", "value"]],
+        "quarter": [str(v) for v in df.loc[df["kind"] == "quarter", "value"]],
+    }
+
+
 def cohort_size(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     """Patients in the cohort as the funnel's `ALL` row holds them (route, patients): one cheap count for
     the cohort banner. Protected with the funnel's rule, it hides exactly what cohort.csv hides there."""

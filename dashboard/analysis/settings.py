@@ -5,6 +5,12 @@ command-line flags (`--route IV --route IN --age-band 25-34`) and URL query para
 (`route=IV&route=IN&age_band=25-34`), with the same names, so a shared link and a command line describe
 the same view. Multi-valued filters are kept sorted in the spec's order, so two equal selections are equal
 objects (and hit the same cache entries). Defaults are left out of the URL and the flags.
+
+`scope` is the one field that is not a filter anyone can choose: the sites the signed-in person may see
+(None: every site), set from their identity by `dashboard.analysis.access`, never from a link or the
+filter flags. The cohort is always the intersection of `scope` and the `site` filter
+(`effective_sites`), and `cohort_params` binds that, so every query obeys it; an empty intersection is an
+empty cohort, never every site. Because `scope` is a field, it is part of every cache key.
 """
 
 from __future__ import annotations
@@ -62,9 +68,17 @@ class Settings:
     relief: str = spec.DEFAULT_RELIEF
     window: int = spec.DEFAULT_WINDOW
     min_cell: int = spec.DEFAULT_MIN_CELL
+    # access: the sites this person may see (None: every site); not a URL parameter or filter flag
+    scope: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        if self.scope is not None:
+            raw_scope = (self.scope,) if isinstance(self.scope, str) else tuple(self.scope)
+            scope = tuple(sorted(dict.fromkeys(str(v) for v in raw_scope)))
+            problems += [f"scope: {v!r} is not a site code (1–32 letters, digits, '-' or '_')"
+                         for v in scope if not spec.SITE_PATTERN.match(v)]
+            object.__setattr__(self, "scope", scope)
         for name, (allowed, what) in _MULTI.items():
             raw = getattr(self, name)
             if raw is None:
@@ -140,14 +154,38 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def effective_sites(self) -> tuple[str, ...] | None:
+        """The sites the cohort may contain: the `site` filter within the scope (None: no restriction).
+
+        An empty tuple means no site at all (a filter wholly outside the scope, or an empty scope)."""
+        if self.scope is None:
+            return self.site or None
+        if not self.site:
+            return self.scope
+        return tuple(v for v in self.site if v in self.scope)
+
+    def sites_outside_scope(self) -> tuple[str, ...]:
+        """The `site` filter's values this person may not see (a shared link's sites to name and drop)."""
+        if self.scope is None:
+            return ()
+        return tuple(v for v in self.site if v not in self.scope)
+
+    def within_scope(self) -> "Settings":
+        """These settings with the `site` filter's values outside the scope dropped."""
+        outside = self.sites_outside_scope()
+        return self.replace(site=tuple(v for v in self.site if v not in outside)) if outside else self
+
     # --- SQL parameters ---------------------------------------------------------------------------------
 
     def cohort_params(self) -> dict[str, Any]:
-        """Named parameters for the cohort filter in queries/*.sql. Empty lists bind as NULL (no filter)."""
+        """Named parameters for the cohort filter in queries/*.sql. Empty filters bind as NULL (no filter);
+        `sites` binds `effective_sites` (the scope applied), where an empty list matches no patient."""
         floors = spec.SEVERITY_BAND_FLOORS[self.instrument]
         return {
             "routes": list(self.route) or None,
-            "sites": list(self.site) or None,
+            # the scope applies here, so no query can forget it; [] (not NULL) matches no site
+            "sites": None if self.effective_sites is None else list(self.effective_sites),
             "diagnoses": list(self.diagnosis) or None,
             "sexes": list(self.sex) or None,
             "age_bands": list(self.age_band) or None,
@@ -170,6 +208,8 @@ class Settings:
         pairs: list[tuple[str, str]] = []
         default = _DEFAULT
         for f in dataclasses.fields(self):
+            if f.name not in _FIELD_NAMES:  # the scope comes from sign-in, never from a link
+                continue
             value = getattr(self, f.name)
             if value == getattr(default, f.name):
                 continue
@@ -267,6 +307,9 @@ class Settings:
             values = getattr(self, name)
             if values:
                 parts.append(f"{label} {', '.join(values)}")
+        if self.scope is not None and not self.site:
+            # "All patients" would overstate what someone limited to some sites is looking at
+            parts.insert(1 if self.route else 0, f"site {', '.join(self.scope) or 'none'} (your access)")
         if self.from_quarter or self.to_quarter:
             parts.append(f"started {self.from_quarter or '…'} to {self.to_quarter or '…'}")
         if self.treatment_resistant is not None:
@@ -325,7 +368,7 @@ def _as_flag(problem: str) -> str:
 
 def iter_defaults() -> Iterable[tuple[str, Any]]:
     """(name, default) for every field, for forms that show the defaults."""
-    return ((f.name, getattr(_DEFAULT, f.name)) for f in dataclasses.fields(Settings))
+    return ((f.name, getattr(_DEFAULT, f.name)) for f in dataclasses.fields(Settings) if f.name in _FIELD_NAMES)
 
 
 _DEFAULT = Settings()  # after the helpers: constructing it runs the validation

@@ -5,6 +5,10 @@ $KETAMINE_OUTCOMES_DB, checks the link's query parameters, draws the shared side
 setting, bound to the URL), builds the `Settings` the pages compute from, and runs the selected page —
 or, instead of the page, a clear message when the database is missing or unreadable, the settings do
 not fit together, or the cohort is empty or too small to show.
+
+With sign-in configured (`[auth]` in .streamlit/secrets.toml) nothing is shown before sign-in; the
+person's sites become `Settings.scope`, every page view is recorded in the audit log before anything is
+drawn (a log that cannot be written stops the page), and network admins get the Audit page.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.analysis import access
 from dashboard.analysis.settings import SettingsError
 from dashboard.app import ui
 from dashboard.data import spec, store
+from dashboard.reports import audit
 
 LOG = logging.getLogger("ketamine_outcomes.dashboard")
 HERE = Path(__file__).resolve().parent
@@ -28,6 +34,23 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
+
+# Who is looking decides everything below: nothing of the data before sign-in, nothing without access.
+try:
+    person = ui.current_person()
+except access.AccessFileError as exc:
+    ui.render_error_screen(
+        "The access file could not be used",
+        "\n".join(f"- {p}" for p in exc.problems),
+        "**What to do:** correct the access file named above (columns email,role,sites), then reload this page.",
+    )
+    st.stop()
+if person is None:
+    ui.render_sign_in()
+    st.stop()
+if not person.has_access:
+    ui.render_no_access(person)
+    st.stop()
 
 PAGES = [
     st.Page(HERE / "views" / "overview.py", title="Overview", icon=":material/dashboard:", default=True),
@@ -41,12 +64,15 @@ PAGES = [
     st.Page(HERE / "views" / "data.py", title="Data and definitions", url_path="data",
             icon=":material/database:"),
 ]
-if ui.may_import():  # sign-in (access.md) decides through ui.may_import(): only network admins import
+if person.may_import:  # local mode: the one person on this machine is a network admin
     PAGES.append(st.Page(HERE / "views" / "import_data.py", title="Import", url_path="import",
                          icon=":material/upload_file:"))
+if person.may_read_audit:
+    PAGES.append(st.Page(HERE / "views" / "audit.py", title="Audit log", url_path="audit",
+                         icon=":material/policy:"))
 # The data page explains the data set itself and the import page replaces it, so both open even when the
-# cohort is empty or too small.
-ALWAYS_OPEN = {"data", "import"}
+# cohort is empty or too small; the audit log is not about the cohort at all.
+ALWAYS_OPEN = {"data", "import", "audit"}
 
 page = st.navigation(PAGES, position="sidebar")
 
@@ -55,7 +81,7 @@ raw_params = ui.raw_query_params()
 
 try:
     db_path, signature = ui.open_current_database()
-    options = ui.load_filter_options(signature)
+    options = ui.load_filter_options(signature, person.scope)
 except store.StoreError as exc:
     ui.render_error_screen(
         "The database could not be opened",
@@ -74,13 +100,15 @@ except Exception:  # noqa: BLE001 - a damaged file must not show a traceback
     )
     st.stop()
 
-ui.note_url_problems(ui.url_problems(raw_params, options), raw_params)
+ui.note_url_problems(ui.url_problems(raw_params, options, scoped=person.scope is not None), raw_params)
 
+ui.render_person(person)
 banner = st.sidebar.container()
 values = ui.render_sidebar(options, raw_params)
 
 try:
-    settings = ui.settings_from_widgets(values)
+    # the scope is set here, from the person, never from the link: every load below is within it
+    settings = access.apply_scope(ui.settings_from_widgets(values), person)
 except SettingsError as exc:
     ui.render_url_notice()
     st.title(page.title)
@@ -91,8 +119,16 @@ except SettingsError as exc:
     )
     st.stop()
 
-ctx = ui.PageContext(db_path=db_path, signature=signature, settings=settings)
+ctx = ui.PageContext(db_path=db_path, signature=signature, settings=settings, person=person,
+                     audit_log=audit.audit_path(db_path), page=page.url_path or "overview")
 ui.set_context(ctx)
+
+try:
+    ui.record_view(ctx)  # before anything of the cohort is drawn
+except audit.AuditError as exc:
+    st.title(page.title)
+    st.error(f"**This view was not shown because it could not be recorded.**\n\n{exc}", icon=":material/error:")
+    st.stop()
 
 try:
     with banner:

@@ -10,6 +10,9 @@
   (DuckDB 2.0 connections are not shared across threads; cursors are).
 - Everything drawn comes through disclosure control (`export.compute_summaries`, `disclosure.protect`).
 - `render_*` blocks: the cohort banner, the disclosure note, downloads, the error screens.
+- Sign-in and access (docs/access.md): `current_person` (Streamlit's `st.login`/`st.user` when
+  `.streamlit/secrets.toml` has `[auth]`, else the local person), `render_sign_in`, `record_view` and the
+  audited downloads; the person's scope goes into `Settings.scope`, so every cached load is keyed by it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ class PageContext:
     db_path: Path
     signature: tuple[str, int, int, int]
     settings: Settings
+    person: Any = None  # access.Person: who is looking (their scope is settings.scope)
+    audit_log: Path | None = None  # where views and downloads are recorded
+    page: str = ""  # the page's URL path ("overview" for the home page), for the audit log
 
     @property
     def min_cell(self) -> int:
@@ -139,13 +145,12 @@ def _cached(fn: Callable) -> Callable:
 
 
 @_cached
-def load_filter_options(signature: tuple) -> dict[str, list[str]]:
-    """Sites and start quarters present in the database (the site and quarter filters' options)."""
-    df = store.run_query(load_connection(signature), "filter_options")
-    return {
-        "site": [str(v) for v in df.loc[df["kind"] == "site", "value"]],
-        "quarter": [str(v) for v in df.loc[df["kind"] == "quarter", "value"]],
-    }
+def load_filter_options(signature: tuple, scope: tuple[str, ...] | None = None) -> dict[str, list[str]]:
+    """Sites and start quarters present in the database among the sites of `scope` (None: every site):
+    the site and quarter filters' options (metrics.filter_options)."""
+    from dashboard.analysis import metrics
+
+    return metrics.filter_options(load_connection(signature), Settings(scope=scope))
 
 
 @_cached
@@ -297,11 +302,14 @@ def raw_query_params() -> dict[str, list[str]]:
     return {key: list(qp.get_all(key)) for key in qp.keys()}
 
 
-def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]]) -> list[str]:
+def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]], *,
+                 scoped: bool = False) -> list[str]:
     """Plain-language problems with a link's query parameters, one per parameter and value.
 
     Checks what `Settings.from_query_params` checks, and also what the widgets would silently drop:
     a site or start quarter that is not in this database, and a value not spelled as the widget offers it.
+    `scoped`: the options are one person's sites, so a site outside them is named as outside their access
+    (whether or not it exists, which is not theirs to learn).
     """
     problems: list[str] = []
     known: dict[str, list[str]] = {}
@@ -327,7 +335,9 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
             if value.strip() == "":
                 continue
             if value not in allowed:
-                if key == "site":
+                if key == "site" and scoped:
+                    problems.append(f"site: {value!r} is not among the sites you may see; dropped")
+                elif key == "site":
                     problems.append(f"site: {value!r} is not a site in this database")
                 elif key in ("from_quarter", "to_quarter"):
                     problems.append(f"{key}: no patient in this database started in {value!r}")
@@ -561,6 +571,9 @@ def render_disclosure_note(ctx: PageContext, hidden: Iterable[str] = ()) -> None
 def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> None:
     """This page's summaries as CSV (the command-line export's bytes) plus a zip of all summaries."""
     st.subheader("Download these summaries")
+    if ctx.person is not None and not ctx.person.may_download:
+        st.caption("Downloads are for site directors and network administrators.")
+        return
     st.caption(
         "The files are the same as `ketamine-outcomes export` writes for these filters, with the same "
         "privacy protection."
@@ -572,11 +585,13 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
         # the page has already loaded its own files: a cache hit, not a second computation
         table = load_summary(ctx.signature, ctx.settings, name)
         col.download_button(
-            f"{name}", data=_csv_builder(export.summary_csv_bytes, table), file_name=name,
+            f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, table)), file_name=name,
             mime="text/csv", on_click="ignore", key=f"_ko_dl_{key}_{name}", icon=":material/download:",
         )
+    zip_files = [*export.SUMMARY_FILES, export.PROVENANCE_FILE]
     cols[-1].download_button(
-        "All summaries (zip)", data=zip_bytes_builder(ctx), file_name="ketamine-outcomes-summaries.zip",
+        "All summaries (zip)", data=audited(ctx, zip_files, zip_bytes_builder(ctx)),
+        file_name="ketamine-outcomes-summaries.zip",
         mime="application/zip", on_click="ignore", key=f"_ko_dl_{key}_zip", icon=":material/folder_zip:",
     )
 
@@ -647,12 +662,130 @@ def render_dataset(ctx: PageContext) -> None:
         return
     last = history.iloc[0]
     when = pd.Timestamp(last["imported_at"]).strftime("%d %B %Y, %H:%M UTC")
-    st.markdown(
-        f"**{last['source']}** ({last['source_format']}), imported on **{when}** "
-        f"(import {int(last['import_id'])}, program version {last['program_version']}).  \n"
-        f"The whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} sessions, "
-        f"{int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} recorded side effects."
-    )
+    text = (f"**{last['source']}** ({last['source_format']}), imported on **{when}** "
+            f"(import {int(last['import_id'])}, program version {last['program_version']}).")
+    if ctx.settings.scope is None:  # the whole data set's totals include every site
+        text += (f"  \nThe whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} "
+                 f"sessions, {int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} "
+                 "recorded side effects.")
+    st.markdown(text)
+
+
+# --- sign-in, access and the audit log (docs/access.md) -------------------------------------------------------
+
+ACCESS_ENV = "KETAMINE_OUTCOMES_ACCESS"
+LAST_VIEW_KEY = "_ko_last_audited_view"
+
+
+def sign_in_configured() -> bool:
+    """Whether `.streamlit/secrets.toml` has an `[auth]` section (then nothing is shown before sign-in)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file at all: st.secrets raises; that is local mode
+        return False
+
+
+@st.cache_data(ttl=60, max_entries=4, show_spinner=False)
+def load_access_table(path: str, mtime_ns: int) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The access file (email -> role, sites), re-read when it changes; raises access.AccessFileError."""
+    from dashboard.analysis import access
+
+    return access.load_access_file(path)
+
+
+def current_person():  # noqa: ANN201 - access.Person | None
+    """Who is using this session: the local person without sign-in configured; with it, the signed-in
+    person (None when nobody is signed in yet). Raises access.AccessFileError for a broken access file."""
+    from dashboard.analysis import access
+
+    if not sign_in_configured():
+        return access.local_person()
+    if not st.user.get("is_logged_in"):
+        return None
+    table = None
+    raw = os.environ.get(ACCESS_ENV, "").strip()
+    if raw:
+        path = Path(raw)
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            mtime = -1  # load_access_file says the file is missing, with the path
+        table = load_access_table(str(path), mtime)
+    return access.person_from_claims(st.user.to_dict(), table)
+
+
+def sign_out() -> None:
+    """End the session: forget everything this person's session holds, then sign out at the provider."""
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    st.logout()
+
+
+def render_sign_in() -> None:
+    """The only screen before sign-in: no data, a sign-in button."""
+    st.title("Ketamine Outcomes")
+    st.info("**Sign in to see the dashboard.** Each person sees the sites they are responsible for; every view "
+            "and download is recorded.", icon=":material/lock:")
+    if st.button("Log in", key="_ko_login", type="primary", icon=":material/login:"):
+        st.login()
+
+
+def render_no_access(person) -> None:  # noqa: ANN001 - access.Person
+    """A signed-in person without a role or sites: say so, nothing else."""
+    st.title("Ketamine Outcomes")
+    st.warning(f"**You are signed in as {person.email or person.subject}, but have no access to any data.** "
+               f"{person.why_no_access()}\n\nAsk your network administrator to give your account a role and "
+               "sites.", icon=":material/block:")
+    st.button("Log out", key="_ko_logout_noaccess", on_click=sign_out, icon=":material/logout:")
+
+
+def render_person(person) -> None:  # noqa: ANN001 - access.Person
+    """Who is signed in, in the sidebar, with the sign-out button (signed-in mode only)."""
+    if person.source == "local":
+        return
+    with st.sidebar.container(border=True):
+        st.caption(f":material/person: {person.describe()}")
+        st.button("Log out", key="_ko_logout", on_click=sign_out, icon=":material/logout:", width="stretch")
+
+
+def current_import_id(signature: tuple) -> int | None:
+    history = load_import_history(signature)
+    return None if history.empty else int(history["import_id"].iloc[0])
+
+
+def record_view(ctx: PageContext) -> None:
+    """Record this page view with its filter state, once per distinct (page, filters, data set) in a
+    session (reruns that change nothing, such as opening an expander, are the same view). Raises
+    audit.AuditError when the log cannot be written: the caller shows nothing."""
+    from dashboard.reports import audit
+
+    query = ctx.settings.to_query_string()
+    key = (ctx.page, query, ctx.signature, ctx.person.subject if ctx.person else "")
+    if st.session_state.get(LAST_VIEW_KEY) == key:
+        return
+    audit.record(ctx.audit_log, audit.make_entry(
+        person=ctx.person, action="view", page=ctx.page, query=query, import_id=current_import_id(ctx.signature),
+        sites=ctx.settings.effective_sites))
+    st.session_state[LAST_VIEW_KEY] = key
+
+
+def audited(ctx: PageContext, files: Sequence[str], builder: Callable[[], bytes], *,
+            action: str = "download") -> Callable[[], bytes]:
+    """A download's data callable that records the download (file names, filters) before building the
+    bytes; when the log cannot be written it raises, so the file is not delivered."""
+    from dashboard.reports import audit
+
+    person, log, page, query = ctx.person, ctx.audit_log, ctx.page, ctx.settings.to_query_string()
+    import_id, scope = current_import_id(ctx.signature), ctx.settings.effective_sites
+
+    def build() -> bytes:
+        if person is None or log is None:
+            raise audit.AuditError("No audit log is configured for this session; nothing was downloaded.")
+        audit.record(log, audit.make_entry(person=person, action=action, page=page, query=query, files=files,
+                                           import_id=import_id, sites=scope))
+        return builder()
+
+    return build
 
 
 # --- the Import page (issue 14) ------------------------------------------------------------------------------
@@ -661,9 +794,10 @@ KEY_ENV = "KETAMINE_OUTCOMES_KEY"
 
 
 def may_import() -> bool:
-    """Whether this reader may see the Import page and replace the data set. Local mode (no sign-in): yes.
-    Sign-in (access.md) points this at its role check: only network admins import."""
-    return True
+    """Whether this reader may see the Import page and replace the data set: network admins only
+    (access.md); in local mode (no sign-in) the one person on this machine is one."""
+    person = current_person()
+    return person is not None and person.may_import
 
 
 def import_key_path(db_path: Path) -> Path:

@@ -122,7 +122,8 @@ def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
             "source": str(h["source"]),
             "source_format": str(h["source_format"]),
             "source_sha256": str(h["source_sha256"]),
-            "rows": {t: int(h[t]) for t in spec.TABLES},
+            # the whole data set's row counts include every site: only for someone who may see them all
+            **({"rows": {t: int(h[t]) for t in spec.TABLES}} if s.scope is None else {}),
             "imported_by_version": str(h["program_version"]),
         })
     return {
@@ -130,6 +131,8 @@ def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
         "program_version": __version__,
         "filters": filters,
         "filters_description": s.describe_filters(),
+        # the sites the person who asked may see (null: every site); the cohort is within them
+        "scope": None if s.scope is None else list(s.scope),
         "settings": {
             "instrument": s.instrument,
             "min_baseline": s.baseline_minimum,

@@ -17,13 +17,12 @@ st.subheader("Data set")
 ui.render_dataset(ctx)
 st.markdown("**Import history** (newest first)")
 history = ui.load_import_history(ctx.signature)
-ui.render_table(
-    history,
-    {"import_id": "Import", "imported_at": "Imported (UTC)", "source": "Source", "source_format": "Format",
-     "patients": "Patients", "sessions": "Sessions", "assessments": "Questionnaires",
-     "adverse_events": "Side effects", "program_version": "Program version", "seconds": "Seconds"},
-    decimals={"seconds": 1},
-)
+columns = {"import_id": "Import", "imported_at": "Imported (UTC)", "source": "Source", "source_format": "Format",
+           "patients": "Patients", "sessions": "Sessions", "assessments": "Questionnaires",
+           "adverse_events": "Side effects", "program_version": "Program version", "seconds": "Seconds"}
+if s.scope is not None:  # the whole data set's row counts include sites outside this person's scope
+    columns = {k: v for k, v in columns.items() if k not in ("patients", "sessions", "assessments", "adverse_events")}
+ui.render_table(history, columns, decimals={"seconds": 1})
 
 st.subheader("Data quality for this cohort")
 MEASURES = {

@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard.app import ui
 from dashboard.data import uploads
 from dashboard.data.ingest import ImportRefused
+from dashboard.reports import audit
 
 CHECK_KEY = "_ko_import_check"
 DONE_KEY = "_ko_import_done"
@@ -72,6 +73,11 @@ if check is not None:
         with st.expander("What was done"):
             st.text(check.report)
         if st.button("Import into the dashboard", type="primary"):
+            try:  # an import that could not be recorded does not happen (access.md)
+                audit.check_writable(ctx.audit_log)
+            except audit.AuditError as exc:
+                st.error(f"**Nothing was imported:** {exc}")
+                st.stop()
             with st.status("Importing…", expanded=True) as status:
                 try:
                     summary = uploads.import_checked(check, ctx.db_path, source_label=f"upload: {', '.join(check.files)}",
@@ -80,6 +86,11 @@ if check is not None:
                     status.update(label="Import failed", state="error")
                     st.error(exc.report())
                     st.stop()
+            try:
+                audit.record(ctx.audit_log, audit.make_entry(person=ctx.person, action="import", page=ctx.page,
+                                                             files=list(check.files), import_id=summary.import_id))
+            except audit.AuditError as exc:
+                st.error(f"The import was made, but could not be recorded in the audit log: {exc}")
             check.discard()
             st.session_state.pop(CHECK_KEY, None)
             st.session_state[DONE_KEY] = "Imported. The dashboard now shows the new data. " + summary.describe()
