@@ -76,6 +76,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from dashboard.analysis.settings import Settings, SettingsError
+    from dashboard.reports import report
+
+    try:
+        settings = Settings.from_args(args)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not Path(args.db).exists():
+        print(f"error: no database at {args.db}. Import a clinic export first:\n"
+              f"  ketamine-outcomes import EXPORT_DIR --db {args.db}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        path = report.write_report(Path(args.db), Path(args.out), settings)
+    except report.ReportUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INSTALLATION
+    except store.StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"Wrote the report to {path}")
+    return EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dashboard.data.builtin import ensure_sample_database
 
@@ -149,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     Settings.add_arguments(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write the PDF report of a cohort (the dashboard's 'Download report')")
+    p.add_argument("--db", required=True, metavar="PATH")
+    p.add_argument("--out", required=True, metavar="FILE.pdf")
+    Settings.add_arguments(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="start the dashboard (default: the built-in sample data)")
     p.add_argument("--db", metavar="PATH", help="database to show (default: the built-in sample, built if missing)")
