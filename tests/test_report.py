@@ -183,8 +183,8 @@ def test_report_numbers_equal_the_csv_export(sample_db, tmp_path):
     assert "no value in this report is hidden" in re.sub(r"\s+", " ", text)
     assert f"ketamine-outcomes {__version__}" in text
     with duckdb.connect(str(sample_db), read_only=True) as con:
-        import_id, sha = con.sql("SELECT import_id, source_sha256 FROM import_history ORDER BY import_id DESC "
-                                 "LIMIT 1").fetchone()
+        import_id, sha = con.execute("SELECT import_id, source_sha256 FROM import_history "
+                                     "ORDER BY import_id DESC LIMIT 1").fetchall()[0]
     assert f"import {import_id}, source SHA-256 {sha}" in re.sub(r"\s+", " ", text)
     assert "ketamine-outcomes report --db sample.duckdb --out report.pdf --min-cell 0" in text
     # pdftoppm draws every page
@@ -204,7 +204,8 @@ def test_small_cohort_hides_what_the_csv_hides(sample_db, tmp_path):
     assert "age 65-74" in pages[0]
     assert "With a minimum cell of 11, no count from 1 to 10 is shown" in flat
     # the hidden-cells section names the tables and routes concerned
-    hidden_page = next(p for p in pages if re.search(r"^\s*Hidden cells\s*$", p, re.M))
+    text = "\n".join(pages)
+    hidden_page = text[re.search(r"^\s*Hidden cells\s*$", text, re.M).end():text.rindex("Provenance")]
     response = pd.read_csv(csv_dir / "response_by_route.csv", keep_default_na=False, na_values=[""])
     raw = pd.read_csv(raw_dir / "response_by_route.csv", keep_default_na=False, na_values=[""])
     hidden_routes = [r for i, r in enumerate(response["route"])
@@ -301,3 +302,67 @@ def test_definitions_one_text_for_page_and_report():
     assert "<b>Endpoint.</b> The last follow-up score" in html
     assert "<i>Observed</i>: rates are among" in html and "**" not in html
     assert definitions.inline_html("a < b, **c** & *d*") == "a &lt; b, <b>c</b> &amp; <i>d</i>"
+
+
+# --- the dashboard's button (AppTest; the browser test clicks it and reads the PDF) -------------------------
+
+
+def _app(sample_db, monkeypatch, **params):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.app import ui
+
+    monkeypatch.setenv(ui.DB_ENV, str(sample_db))
+    at = AppTest.from_file(str(Path(ui.__file__).with_name("main.py")), default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at
+
+
+def _report_button(at):
+    buttons = [b for b in at.sidebar.get("download_button") if b.proto.label == "Download report (PDF)"]
+    assert len(buttons) == 1
+    return buttons[0]
+
+
+def test_the_button_is_in_the_sidebar_and_off_when_a_part_is_missing(sample_db, monkeypatch, tmp_path):
+    from dashboard.app import ui
+
+    ui.load_report_problems.clear()
+    at = _app(sample_db, monkeypatch)
+    at.run()
+    assert not at.exception
+    assert not _report_button(at).proto.disabled
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    ui.load_report_problems.clear()
+    try:
+        at = _app(sample_db, monkeypatch)
+        at.run()
+        assert not at.exception and not at.error
+        assert _report_button(at).proto.disabled
+        notes = " ".join(c.value for c in at.sidebar.caption)
+        assert "The PDF report is not available on this server" in notes
+        assert "sudo apt-get install chromium" in notes
+        assert at.get("plotly_chart"), "the rest of the dashboard still works"
+    finally:
+        ui.load_report_problems.clear()
+
+
+def test_the_button_makes_the_command_lines_report(sample_db, monkeypatch):
+    """The button's data callable is the command line's function for the page's settings."""
+    from dashboard.app import ui
+
+    at = _app(sample_db, monkeypatch, route=["IV", "IN"], min_cell="0")
+    at.run()
+    ctx = at.session_state[ui.CONTEXT_KEY]
+    assert ctx.settings == Settings(route=("IV", "IN"), min_cell=0)
+    con = ui.load_connection(ctx.signature)
+    build, sections = report.build_sections(con, ctx.settings)
+    assert [s.key for s in sections] == ["cover", "headline", "response", "relief", "side_effects", "maintenance",
+                                         "definitions", "hidden", "provenance"]
+    from dashboard.reports import export
+
+    assert build.summary("response_by_route.csv").equals(export.compute_summary(con, ctx.settings,
+                                                                                "response_by_route.csv"))

@@ -93,6 +93,7 @@ ui.set_context(ctx)
 try:
     with banner:
         ui.render_cohort_banner(ctx)
+        ui.render_report_download(ctx)
     ui.render_url_notice()
     size = ui.cohort_size(ctx)
     always_open = page.url_path in ALWAYS_OPEN

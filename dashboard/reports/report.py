@@ -28,6 +28,7 @@ import html
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -291,8 +292,8 @@ class ReportBuild:
         names = list(labels) if labels is not None else None
         where = []
         for pos, (idx, flag) in enumerate(rows.items()):
-            if flag:
-                where.append(names[pos] if names is not None else str(idx))
+            if flag:  # a label does not break across lines (no-break spaces)
+                where.append((names[pos] if names is not None else str(idx)).replace(" ", "\u00a0"))
         self.notes.append(HiddenNote(section, table, n, list(dict.fromkeys(where))))
 
     def note_text(self, section: str, table: str, text: str) -> None:
@@ -777,16 +778,21 @@ def report_html(build: ReportBuild, sections: Sequence[Section], svgs: Sequence[
 
 
 def report_pdf_bytes(con: duckdb.DuckDBPyConnection, settings: Settings, *, keep_browser: bool = False,
-                     made_at: dt.datetime | None = None) -> bytes:
+                     made_at: dt.datetime | None = None, timings: dict[str, float] | None = None) -> bytes:
     """The PDF report for these settings. Raises ReportUnavailable when a system part is missing.
 
     Numbers: the CSV export's (same functions, same minimum cell). `made_at` (UTC, default now) is printed
     on the cover and in the provenance. `keep_browser`: keep the charts' Chromium for the next report (the
-    dashboard); otherwise it is started for this report and closed."""
+    dashboard); otherwise it is started for this report and closed. `timings`, when given, receives the
+    seconds spent on numbers (with figure building), charts (SVG export, waiting for the browser's start
+    included) and layout (WeasyPrint) — for bench/report.py."""
+    clock = time.perf_counter
+    t0 = clock()
     require_parts()
     renderer = shared_renderer() if keep_browser else ChartRenderer().start()
     try:
         build, sections = build_sections(con, settings, made_at=made_at)
+        t1 = clock()
         figs = [blk for sec in sections for blk in sec.blocks if not isinstance(blk, str)]
         try:
             svgs = renderer.svgs(figs)
@@ -796,12 +802,16 @@ def report_pdf_bytes(con: duckdb.DuckDBPyConnection, settings: Settings, *, keep
             _reset_shared(renderer)  # a kept browser that died: one new start, once
             renderer = shared_renderer()
             svgs = renderer.svgs(figs)
+        t2 = clock()
     finally:
         if not keep_browser:
             renderer.close()
     import weasyprint
 
-    return weasyprint.HTML(string=report_html(build, sections, svgs)).write_pdf()
+    pdf = weasyprint.HTML(string=report_html(build, sections, svgs)).write_pdf()
+    if timings is not None:
+        timings.update(numbers=t1 - t0, charts=t2 - t1, layout=clock() - t2, charts_count=len(figs))
+    return pdf
 
 
 def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s: Settings) -> Path:
