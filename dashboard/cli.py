@@ -95,7 +95,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except report.ReportUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INSTALLATION
-    except store.StoreError as exc:
+    except (store.StoreError, report.EmptyCohort) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     print(f"Wrote the report to {path}")

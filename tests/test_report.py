@@ -292,6 +292,18 @@ def test_report_cli_errors(tmp_path, capsys):
                      "--window", "-3"]) == cli.EXIT_USAGE
 
 
+def test_an_empty_or_too_small_cohort_is_refused_with_a_message(sample_db, tmp_path, capsys):
+    out = tmp_path / "r.pdf"
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(out), "--site", "NOWHERE"]) == 1
+    assert "No patients match these filters (site NOWHERE)" in capsys.readouterr().err
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        site, sex = con.execute("SELECT site, sex::VARCHAR FROM patients GROUP BY ALL HAVING count(*) < 11 "
+                                "ORDER BY ALL LIMIT 1").fetchall()[0]
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(out), "--site", site, "--sex", sex]) == 1
+    assert "too small to report" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_definitions_one_text_for_page_and_report():
     s = Settings(instrument="PHQ9", window=14, min_cell=5)
     md = definitions.definitions_markdown(s)

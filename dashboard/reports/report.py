@@ -58,6 +58,21 @@ class ReportUnavailable(RuntimeError):
     """A system part the PDF needs is missing; the message says exactly what to install."""
 
 
+class EmptyCohort(ValueError):
+    """No patient, or fewer than the minimum cell, matches the filters: a report would show nothing."""
+
+
+def check_cohort(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
+    """Raise EmptyCohort with what to do when the cohort is empty or too small to show (as the dashboard's
+    pages say it; the count is cohort.csv's, protected alike)."""
+    n = protect("cohort", metrics.cohort_size(con, s), s.min_cell)["patients"].iloc[0]
+    if pd.isna(n):
+        raise EmptyCohort(f"This cohort is too small to report ({s.describe_filters()}): it has fewer than "
+                          f"{s.min_cell} patients, so every figure would be hidden. Widen the filters.")
+    if n == 0:
+        raise EmptyCohort(f"No patients match these filters ({s.describe_filters()}). Remove a filter.")
+
+
 # --- system parts ------------------------------------------------------------------------------------
 
 
@@ -817,11 +832,13 @@ def report_pdf_bytes(con: duckdb.DuckDBPyConnection, settings: Settings, *, keep
 def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s: Settings) -> Path:
     """Write the PDF report for a database and settings to `out` (through a temporary name).
 
-    Raises store.StoreError (database missing or too old) or ReportUnavailable (system part missing)."""
+    Raises store.StoreError (database missing or too old), EmptyCohort, or ReportUnavailable (system part
+    missing)."""
     require_parts()
     con = store.open_database(db_path, read_only=True)
     try:
         export.require_derived_tables(con, db_path)
+        check_cohort(con, s)
         pdf = report_pdf_bytes(con, s)
     finally:
         con.close()
