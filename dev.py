@@ -91,7 +91,7 @@ def ensure_system_packages(packages: tuple[str, ...], *, required: bool) -> None
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         try:
             run([apt, "update", "-qq"], env=env)
-            run([apt, "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+            run([apt, "install", "-y", "-qq", *missing], env=env)
         except subprocess.CalledProcessError:
             say("apt-get could not install them")
     missing = [p for p in packages if not SYSTEM_PACKAGES[p]()]
