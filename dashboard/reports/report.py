@@ -489,12 +489,17 @@ def section_relief(b: ReportBuild) -> Section:
         b.note_text("Time to relief", "time_to_relief_curve.csv",
                     f"curve steps resting on fewer than {b.k} events or patients at risk are left out (the curves "
                     "step only where enough patients were relieved since the last step)")
-    logrank = b.protected("logrank", metrics.time_to_relief(b.con, s).logrank)
+    raw_logrank = metrics.time_to_relief(b.con, s).logrank
+    logrank = b.protected("logrank", raw_logrank)
     if not logrank.empty:
         lr = logrank.assign(pair=[f"{a} vs {c}" for a, c in zip(logrank["route_a"], logrank["route_b"])])
+        lr_mask = hidden_mask(raw_logrank, logrank)
         sec.table(lr, [Column("pair", "Routes", "text"), Column("statistic", "Statistic (Z)", "num", 2),
                        Column("p_value", "p (raw)", "p"), Column("p_adjusted", "p (adjusted)", "p")],
-                  caption="Pairwise log-rank tests (Benjamini–Hochberg adjusted)", css_class="narrow")
+                  hidden=lr_mask, caption="Pairwise log-rank tests (Benjamini–Hochberg adjusted)",
+                  css_class="narrow")
+        b.note_hidden("Time to relief", "log-rank tests", lr_mask[["statistic", "p_value", "p_adjusted"]],
+                      list(lr["pair"]))
     return sec
 
 
@@ -746,7 +751,7 @@ table.pairs th { text-align: left; padding: 0.6mm 2mm 0.6mm 0; vertical-align: t
 table.pairs-1 th { width: 32%; }
 table.pairs-2 th { width: 18%; }
 table.pairs-2 td { width: 32%; padding-right: 3mm; }
-table.pairs td { padding: 0.6mm 0; vertical-align: top; }
+table.pairs td { padding: 0.6mm 0; vertical-align: top; overflow-wrap: anywhere; }
 p.definition { margin-bottom: 2mm; }
 """
 
