@@ -274,6 +274,7 @@ def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sampl
     params = "route=IV&route=IN&min_cell=0"
     settings = Settings.from_query_params(parse_qs(params))
     expected = cli_export(sample_db, tmp_path / "cli", settings)
+    page.set_default_timeout(300_000)  # the first report also starts the server's Chromium for the charts
     open_url(page, f"{server}/maintenance?{params}")
     assert_no_exception(page)
     button = page.locator("[data-testid='stSidebar']").get_by_role("button", name="Download report (PDF)")

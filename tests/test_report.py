@@ -185,7 +185,8 @@ def test_report_numbers_equal_the_csv_export(sample_db, tmp_path):
     with duckdb.connect(str(sample_db), read_only=True) as con:
         import_id, sha = con.execute("SELECT import_id, source_sha256 FROM import_history "
                                      "ORDER BY import_id DESC LIMIT 1").fetchall()[0]
-    assert f"import {import_id}, source SHA-256 {sha}" in re.sub(r"\s+", " ", text)
+    provenance = re.sub(r"\s+", " ", text[text.rindex("Provenance"):])
+    assert f"Data set id import {import_id}" in provenance and f"Source SHA-256 {sha}" in provenance
     assert "ketamine-outcomes report --db sample.duckdb --out report.pdf --min-cell 0" in text
     # pdftoppm draws every page
     subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)

@@ -593,7 +593,8 @@ def section_provenance(b: ReportBuild) -> Section:
     rows = [
         ("Program", f"ketamine-outcomes {p['program_version']}"),
         ("Report made", b.made_at.strftime("%Y-%m-%dT%H:%M:%SZ")),
-        ("Data set id", f"import {data.get('import_id', '–')}, source SHA-256 {data.get('source_sha256', '–')}"),
+        ("Data set id", f"import {data.get('import_id', '–')}"),
+        ("Source SHA-256", data.get("source_sha256", "–")),
         ("Imported", data.get("imported_at", "no import recorded")),
         ("Database", data["database"]),
         ("Same view in the dashboard", "?" + p["query_string"] if p["query_string"] else "(no parameters)"),
@@ -748,7 +749,7 @@ table.narrow { width: auto; }
 table.notes td { white-space: normal; }
 table.pairs { font-size: 9pt; width: 100%; }
 table.pairs th { text-align: left; padding: 0.6mm 2mm 0.6mm 0; vertical-align: top; font-weight: bold; }
-table.pairs-1 th { width: 32%; }
+table.pairs-1 th { width: 25%; }
 table.pairs-2 th { width: 18%; }
 table.pairs-2 td { width: 32%; padding-right: 3mm; }
 table.pairs td { padding: 0.6mm 0; vertical-align: top; overflow-wrap: anywhere; }
