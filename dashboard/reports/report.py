@@ -22,6 +22,7 @@ System parts: WeasyPrint needs Debian's `libpango-1.0-0` and `libpangoft2-1.0-0`
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import datetime as dt
 import html
@@ -697,12 +698,20 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_renderer() -> ChartRenderer:
-    """The long-lived process's renderer (the dashboard): one Chromium kept for every report."""
+    """The long-lived process's renderer (the dashboard): one Chromium kept for every report, closed when
+    the process exits."""
     global _SHARED
     with _SHARED_LOCK:
         if _SHARED is None:
             _SHARED = ChartRenderer().start()
+            atexit.register(_close_shared)
         return _SHARED
+
+
+def _close_shared() -> None:
+    renderer = _SHARED
+    if renderer is not None:
+        _reset_shared(renderer)
 
 
 def _reset_shared(renderer: ChartRenderer) -> None:
