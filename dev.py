@@ -5,8 +5,9 @@
 
 Creates `.venv` beside this file on first use and installs the project into it: `serve` installs only what
 the dashboard needs, `test` adds the test tools (again only when pyproject.toml changes). For the tests it
-makes sure Debian's Chromium is present, installing it with apt-get when this is a Debian machine run as
-root.
+makes sure Debian's Chromium, Pango and poppler-utils are present, installing them with apt-get when this is
+a Debian machine run as root; `serve` installs the first two the same way (the PDF report needs them) and, when
+it cannot, says what to install and serves the dashboard all the same.
 """
 
 from __future__ import annotations
@@ -59,20 +60,50 @@ def ensure_environment(extras: str) -> None:
     say("installed")
 
 
-def ensure_chromium() -> None:
-    if CHROMIUM.exists():
+def _has_library(name: str) -> bool:
+    import ctypes.util
+
+    return ctypes.util.find_library(name) is not None
+
+
+# Debian package -> how to tell it is present. The PDF report needs the first three (charts through Chromium,
+# layout with Pango); the tests also read the PDFs back with poppler-utils (pdftotext, pdftoppm).
+SYSTEM_PACKAGES = {
+    "chromium": lambda: CHROMIUM.exists(),
+    "libpango-1.0-0": lambda: _has_library("pango-1.0"),
+    "libpangoft2-1.0-0": lambda: _has_library("pangoft2-1.0"),
+    "poppler-utils": lambda: shutil.which("pdftotext") is not None and shutil.which("pdftoppm") is not None,
+}
+REPORT_PACKAGES = ("chromium", "libpango-1.0-0", "libpangoft2-1.0-0")
+TEST_PACKAGES = (*REPORT_PACKAGES, "poppler-utils")
+
+
+def ensure_system_packages(packages: tuple[str, ...], *, required: bool) -> None:
+    """Install the Debian packages that are missing (as root with apt-get). When that cannot be done:
+    stop with what to install (`required`, the tests), or say it and go on (serve: only the PDF report
+    needs them, and the dashboard names them on its button)."""
+    missing = [p for p in packages if not SYSTEM_PACKAGES[p]()]
+    if not missing:
         return
     apt = shutil.which("apt-get")
     if apt and hasattr(os, "geteuid") and os.geteuid() == 0:
-        say("installing Debian's chromium for the browser tests")
+        say(f"installing Debian packages: {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        run([apt, "update", "-qq"], env=env)
-        run([apt, "install", "-y", "-qq", "chromium"], env=env)
-    if not CHROMIUM.exists():
-        sys.exit(
-            f"The browser tests need Chromium at {CHROMIUM}. Install Debian's package "
-            "(sudo apt-get install chromium) or set KETAMINE_OUTCOMES_CHROMIUM to a Chromium binary."
-        )
+        try:
+            run([apt, "update", "-qq"], env=env)
+            run([apt, "install", "-y", "-qq", *missing], env=env)
+        except subprocess.CalledProcessError:
+            say("apt-get could not install them")
+    missing = [p for p in packages if not SYSTEM_PACKAGES[p]()]
+    if not missing:
+        return
+    message = f"Install these Debian packages: sudo apt-get install {' '.join(missing)}"
+    if "chromium" in missing:
+        message += f" (or set KETAMINE_OUTCOMES_CHROMIUM to a Chromium binary; expected at {CHROMIUM})"
+    if required:
+        sys.exit("The tests need Chromium (browser tests and the report's charts), Pango (the report's "
+                 "layout) and poppler-utils (reading the report back). " + message)
+    say("the PDF report will not be available until you do this (everything else works). " + message)
 
 
 def main(argv: list[str]) -> int:
@@ -82,8 +113,9 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     ensure_environment("" if command == "serve" else "test")
     if command == "serve":
+        ensure_system_packages(REPORT_PACKAGES, required=False)
         return subprocess.call([str(BIN / "ketamine-outcomes"), "serve", *rest], cwd=ROOT)
-    ensure_chromium()
+    ensure_system_packages(TEST_PACKAGES, required=True)
     return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
 
 

@@ -218,6 +218,39 @@ def sign_in_configured(secrets_files: list[Path] | None = None) -> tuple[bool, s
             continue
         return True, str(path)
     return False, "; ".join(reasons) or "no .streamlit/secrets.toml with an [auth] section was found"
+def cmd_report(args: argparse.Namespace) -> int:
+    from dashboard.analysis.settings import Settings, SettingsError
+    from dashboard.reports import audit, report
+
+    try:
+        settings = Settings.from_args(args)
+        if args.scope is not None:  # as for export: the scope is never a filter flag
+            settings = settings.replace(scope=tuple(args.scope))
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem.replace('scope:', '--scope:', 1)}", file=sys.stderr)
+        return EXIT_USAGE
+    if not Path(args.db).exists():
+        print(f"error: no database at {args.db}. Import a clinic export first:\n"
+              f"  ketamine-outcomes import EXPORT_DIR --db {args.db}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        # recorded before anything is written: a report that cannot be recorded is not made
+        _audit(Path(args.db), "report", files=[Path(args.out).name], query=settings.to_query_string(),
+               import_id=_import_id(Path(args.db)), sites=settings.effective_sites)
+    except audit.AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        path = report.write_report(Path(args.db), Path(args.out), settings)
+    except report.ReportUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INSTALLATION
+    except (store.StoreError, report.EmptyCohort) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"Wrote the report to {path}")
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -326,6 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", action="append", metavar="SITE",
                    help="only these sites, whatever --site says (repeat for several): a site director's export")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write the PDF report of a cohort (the dashboard's 'Download report')")
+    p.add_argument("--db", required=True, metavar="PATH")
+    p.add_argument("--out", required=True, metavar="FILE.pdf")
+    Settings.add_arguments(p)
+    p.add_argument("--scope", action="append", metavar="SITE",
+                   help="only these sites, whatever --site says (repeat for several): a site director's report")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="start the dashboard (default: the built-in sample data)")
     p.add_argument("--db", metavar="PATH", help="database to show (default: the built-in sample, built if missing)")

@@ -264,3 +264,28 @@ def test_the_relief_threshold_switch_lands_in_the_link(server, page):
     assert_no_exception(page)
     assert query(page) == {"route": ["IV"], "relief": ["mcid"]}
     assert "a drop of 4+ points on GAD-7" in page.locator(".js-plotly-plot").first.inner_text()
+
+
+def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sample_db, tmp_path):
+    """The sidebar's "Download report (PDF)" on a filtered page: a PDF whose numbers are the CSV export's for
+    the same filters, with its page numbers and sections in order (checks shared with tests/test_report.py)."""
+    from test_report import check_structure, check_tables, pdf_pages
+
+    params = "route=IV&route=IN&min_cell=0"
+    settings = Settings.from_query_params(parse_qs(params))
+    expected = cli_export(sample_db, tmp_path / "cli", settings)
+    page.set_default_timeout(300_000)  # the first report also starts the server's Chromium for the charts
+    open_url(page, f"{server}/maintenance?{params}")
+    assert_no_exception(page)
+    button = page.locator("[data-testid='stSidebar']").get_by_role("button", name="Download report (PDF)")
+    with page.expect_download(timeout=300_000) as info:
+        button.click()
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(Path(info.value.path()).read_bytes())
+    assert info.value.suggested_filename == "ketamine-outcomes-report.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    pages = pdf_pages(pdf)
+    check_structure(pdf, pages)
+    assert check_tables(pages, expected) == 0
+    assert "route IV, IN" in pages[0]
+    assert_no_exception(page)

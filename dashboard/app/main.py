@@ -133,6 +133,7 @@ except audit.AuditError as exc:
 try:
     with banner:
         ui.render_cohort_banner(ctx)
+        ui.render_report_download(ctx)
     ui.render_url_notice()
     size = ui.cohort_size(ctx)
     always_open = page.url_path in ALWAYS_OPEN

@@ -805,3 +805,55 @@ def import_key_path(db_path: Path) -> Path:
     `ketamine-outcomes.key` beside the database (created owner-only on first use; never uploaded or shown)."""
     raw = os.environ.get(KEY_ENV, "").strip()
     return Path(raw) if raw else db_path.parent / "ketamine-outcomes.key"
+
+
+# --- the PDF report -------------------------------------------------------------------------------------
+
+REPORT_LABEL = "Download report (PDF)"
+
+
+@st.cache_resource(show_spinner=False)
+def load_report_problems() -> tuple[str, ...]:
+    """What the PDF report needs and this machine lacks (checked once per process: installing a system
+    package needs a restart of the dashboard anyway)."""
+    from dashboard.reports import report
+
+    return tuple(report.missing_parts())
+
+
+def report_bytes_builder(ctx: PageContext) -> Callable[[], bytes]:
+    """The report download's data: built only when the reader clicks, by the command line's own function
+    (same numbers, charts and layout as `ketamine-outcomes report` for these settings). The charts' Chromium
+    is kept running between reports."""
+    from dashboard.reports import report
+
+    con = load_connection(ctx.signature)
+    settings = ctx.settings
+    return lambda: report.report_pdf_bytes(con, settings, keep_browser=True)
+
+
+def render_report_download(ctx: PageContext) -> None:
+    """The 'Download report (PDF)' button, in the sidebar of every page; when a system part is missing, the
+    button is off and says exactly what to install (everything else keeps working)."""
+    if ctx.person is not None and not ctx.person.may_download:
+        return  # viewers take nothing away (access.md): no report either
+    problems = load_report_problems()
+    size = cohort_size(ctx)
+    if problems:
+        st.download_button(REPORT_LABEL, data=b"", disabled=True, key="_ko_dl_report", icon=":material/picture_as_pdf:",
+                           width="stretch")
+        st.caption("The PDF report is not available on this server: " + "; ".join(problems) + ". Then restart "
+                   "the dashboard.")
+        return
+    if size == 0 or pd.isna(size):
+        st.download_button(REPORT_LABEL, data=b"", disabled=True, key="_ko_dl_report", icon=":material/picture_as_pdf:",
+                           width="stretch", help="No report for an empty or too small cohort: widen the filters.")
+        return
+    st.download_button(
+        REPORT_LABEL, data=audited(ctx, ["ketamine-outcomes-report.pdf"], report_bytes_builder(ctx), action="report"),
+        file_name="ketamine-outcomes-report.pdf",
+        mime="application/pdf", on_click="ignore", key="_ko_dl_report", icon=":material/picture_as_pdf:",
+        width="stretch",
+        help="A PDF of this cohort for a board or payer: every page's charts and key tables, the definitions, "
+             "what was hidden to protect privacy, and how to reproduce it. Takes a few seconds.",
+    )

@@ -49,6 +49,8 @@ _SUMMARY_SOURCES = {
     "side_effects.csv": ("side_effects", metrics.side_effects),
     "maintenance.csv": ("maintenance", metrics.maintenance),
 }
+# file -> its disclosure rule (the name `disclosure.protect` takes)
+SUMMARY_RULES = {file: rule for file, (rule, _) in _SUMMARY_SOURCES.items()}
 
 
 def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
@@ -58,6 +60,12 @@ def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> p
     give the same table (metrics' query memo shares the queries two files have in common)."""
     name, compute = _SUMMARY_SOURCES[file]
     return protect(name, compute(con, s), s.min_cell)
+
+
+def raw_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
+    """One summary table before disclosure control (the PDF report compares it with the protected one to
+    tell a hidden cell from an undefined one; never shown or written as it is)."""
+    return _SUMMARY_SOURCES[file][1](con, s)
 
 
 def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, pd.DataFrame]:

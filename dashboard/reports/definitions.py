@@ -1,0 +1,86 @@
+"""Every definition the dashboard uses, in plain language: one text for the Data page and the PDF report.
+
+`definitions(settings)` returns (term, text) pairs; the text uses `**bold**` and `*italic*` only, so the
+dashboard draws it as Markdown and the report turns it into HTML (`definitions_html`). The numbers in it
+(minimum baseline, window, cut-offs, minimum cell) are those of the settings in force.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from dashboard.analysis.settings import Settings
+from dashboard.data import spec
+
+
+def definitions(s: Settings) -> list[tuple[str, str]]:
+    """(term, text) pairs in reading order, for the settings in force."""
+    instrument = spec.INSTRUMENT_LABELS[s.instrument]
+    floors = spec.SEVERITY_BAND_FLOORS[s.instrument]
+    return [
+        ("Cohort", "The patients who pass every filter in the sidebar. A patient's **route** and **setting** are "
+                   "those of their first session."),
+        ("Baseline", f"The last {instrument} score taken on or before the first session day and before dosing "
+                     "(if there are several that day, the highest)."),
+        ("Eligible", f"In the cohort, with at least one session and a baseline of at least the minimum "
+                     f"({s.baseline_minimum} on {instrument} now; the default is "
+                     f"{spec.DEFAULT_MIN_BASELINE[s.instrument]})."),
+        ("Follow-up score", "Any score after day 0, or taken after a dose. **Improvement** is the drop from "
+                            "baseline as a share of the baseline."),
+        ("Endpoint", f"The last follow-up score that was not taken straight after a dose, within {s.window} days "
+                     "after the patient's last induction session. A score taken a few hours after a dose measures "
+                     "the acute effect of that dose and is never an endpoint."),
+        ("Response", "Improvement of 50 % or more at the endpoint. **Remission.** An endpoint score of "
+                     f"{spec.REMISSION_CUT[s.instrument]} or less on {instrument}."),
+        ("Population", "*Observed*: rates are among eligible patients with an endpoint. *Intention to treat*: "
+                       "among all eligible patients, and a missing endpoint counts as no response."),
+        ("Interval", "Every rate has a 95 % Wilson interval: the range of true rates consistent with the data. "
+                     "Wide intervals mean few patients."),
+        ("Route comparison", "Differences in rate between each pair of routes with their 95 % intervals, a "
+                             "chi-square test across all routes, and p-values adjusted for making several "
+                             "comparisons (Benjamini–Hochberg)."),
+        ("Time to relief", "Days from the first session to the first follow-up score meeting the relief "
+                           "threshold — *response* (50 % improvement) or *minimal important change* (a drop of "
+                           f"at least {spec.MCID['GAD7']} points on GAD-7, {spec.MCID['PHQ9']} on PHQ-9, "
+                           f"{spec.MCID['PCL5']} on PCL-5). Post-dose scores count, at their hour (4 hours after "
+                           "a dose on day 0 is day 0.17). Patients never relieved count until their last score "
+                           "(Kaplan–Meier). The median is the first day by which half the patients were relieved."),
+        ("Side effects", "Per session: the share of sessions with the effect recorded (any severity). Per "
+                         "patient: the share of patients with the effect in at least one session of that route. "
+                         f"*Severe blood pressure*: a peak of {spec.BP_SEVERE_SBP} systolic or "
+                         f"{spec.BP_SEVERE_DBP} diastolic or more (mmHg)."),
+        ("Maintenance", "*Uptake*: responders with at least one maintenance session. *Days to first "
+                        "maintenance*: from the last induction session. *Sessions per patient-month*: maintenance "
+                        "sessions divided by the months each maintenance patient has been in maintenance. "
+                        "*Sustained response*: the probability (Kaplan–Meier) that a responder has not relapsed — "
+                        "improvement fallen to 25 % or less — 8 weeks after the last induction session. The "
+                        "*projection* applies each route's uptake and session rate to its current responders."),
+        ("Baseline severity", f"On {instrument}: minimal below {floors['mild']}, mild "
+                              f"{floors['mild']}–{floors['moderate'] - 1}, moderate "
+                              f"{floors['moderate']}–{floors['severe'] - 1}, severe {floors['severe']} or more."),
+        ("Privacy", f"With a minimum cell of k (now {s.min_cell}), no count from 1 to k − 1 is shown, nor any "
+                    "rate, interval or median resting on fewer than k patients, nor anything that would let such "
+                    "a count be worked out from the totals. The downloads follow the same rule."),
+    ]
+
+
+def definitions_markdown(s: Settings) -> str:
+    """The definitions as Markdown paragraphs (the Data and definitions page)."""
+    return "\n\n".join(f"**{term}.** {text}" for term, text in definitions(s))
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_ITALIC = re.compile(r"\*(.+?)\*")
+
+
+def inline_html(text: str) -> str:
+    """The definitions' Markdown subset (`**bold**`, `*italic*`) as escaped HTML."""
+    escaped = html.escape(text, quote=False)
+    return _ITALIC.sub(r"<i>\1</i>", _BOLD.sub(r"<b>\1</b>", escaped))
+
+
+def definitions_html(s: Settings) -> str:
+    """The definitions as HTML paragraphs (the PDF report)."""
+    return "\n".join(f'<p class="definition"><b>{html.escape(term)}.</b> {inline_html(text)}</p>'
+                     for term, text in definitions(s))

@@ -1,0 +1,381 @@
+"""The PDF board report (`ketamine-outcomes report`, the dashboard's "Download report (PDF)").
+
+The PDFs are read back with poppler's `pdftotext -layout` and every number of the key tables is checked
+against the CSV export for the same flags (written independently here from the CSV's values); page count,
+page numbers and section order are asserted; `pdftoppm` renders the pages. Unit tests cover the cell
+formats, the hidden/undefined distinction and the messages when a system part is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import __version__, cli
+from dashboard.analysis.settings import Settings
+from dashboard.charts import colors, figures
+from dashboard.data import spec
+from dashboard.reports import definitions, report
+
+SECTION_TITLES = ["Ketamine outcomes report", "Headline by route", "Response by route", "Time to relief",
+                  "Side effects", "Maintenance", "Definitions", "Hidden cells", "Provenance"]
+
+
+def pdf_pages(path) -> list[str]:
+    """Text of each page (layout kept: a table row is one line), no-break spaces as spaces."""
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True,
+                          text=True).stdout
+    pages = text.replace("\u00a0", " ").split("\f")
+    return pages[:-1] if pages and not pages[-1].strip() else pages
+
+
+def page_count(path) -> int:
+    out = subprocess.run(["pdfinfo", str(path)], check=True, capture_output=True, text=True).stdout
+    return int(re.search(r"^Pages:\s+(\d+)", out, re.M).group(1))
+
+
+def make(db, tmp_path, flags: list[str], name: str):
+    pdf, csv_dir = tmp_path / f"{name}.pdf", tmp_path / name
+    assert cli.main(["report", "--db", str(db), "--out", str(pdf), *flags]) == 0
+    assert cli.main(["export", "--db", str(db), "--out", str(csv_dir), *flags]) == 0
+    return pdf, csv_dir
+
+
+# --- expected cells, written from the CSV's values ------------------------------------------------------
+
+
+def pct(v) -> str:
+    return "–" if pd.isna(v) else f"{float(v) * 100:.1f} %"
+
+
+def num(v, digits: int = 1) -> str:
+    return "–" if pd.isna(v) else f"{float(v):,.{digits}f}"
+
+
+def count(v) -> str:
+    return "–" if pd.isna(v) else f"{int(v):,}"
+
+
+def interval(lo, hi, kind: str) -> str:
+    if pd.isna(lo) and pd.isna(hi):
+        return "–"
+    scale, unit = (100, " %") if kind == "pct" else (1, "")
+    low = "–" if pd.isna(lo) else f"{float(lo) * scale:.1f}"
+    high = "…" if pd.isna(hi) else f"{float(hi) * scale:.1f}"
+    return f"{low}–{high}{unit}"
+
+
+class Expect:
+    """Cells as the report must print them: the value of the CSV, 'hidden' where the CSV is empty only
+    because of the minimum cell (the same file at minimum cell 0 has a value there)."""
+
+    def __init__(self, shown: pd.DataFrame, raw: pd.DataFrame | None):
+        self.shown, self.raw = shown, raw
+
+    def cell(self, i: int, cols, fmt) -> str:
+        cols = cols if isinstance(cols, tuple) else (cols,)
+        if self.raw is not None and any(pd.isna(self.shown.at[i, c]) and not pd.isna(self.raw.at[i, c])
+                                        for c in cols):
+            return "hidden"
+        return fmt(*[self.shown.at[i, c] for c in cols])
+
+
+def assert_row(text: str, cells: list[str]) -> None:
+    """Some line holds these cells in this order, separated by blanks only."""
+    pattern = r"\s+".join(r"\s+".join(re.escape(part) for part in c.split()) for c in cells)
+    assert re.search(r"(^|\s)" + pattern + r"(\s|$)", text, re.M), f"no row {cells!r}"
+
+
+def check_tables(pages: list[str], csv_dir, raw_dir=None) -> int:
+    """Every route row of the response, relief and maintenance tables and every event row of the side-effect
+    table equals the CSVs'; returns how many cells read 'hidden'."""
+    text = "\n".join(pages)
+
+    def load(name):
+        shown = pd.read_csv(csv_dir / name, keep_default_na=False, na_values=[""])
+        raw = pd.read_csv(raw_dir / name, keep_default_na=False, na_values=[""]) if raw_dir else None
+        return shown, Expect(shown, raw)
+
+    hidden = 0
+    response, e = load("response_by_route.csv")
+    for i, route in enumerate(response["route"]):
+        cells = [colors.route_label(route), e.cell(i, "patients", count), e.cell(i, "evaluable", count),
+                 e.cell(i, "responders", count), e.cell(i, "response_rate", pct),
+                 e.cell(i, ("response_ci_low", "response_ci_high"), lambda a, b: interval(a, b, "pct")),
+                 e.cell(i, "remitters", count), e.cell(i, "remission_rate", pct),
+                 e.cell(i, ("remission_ci_low", "remission_ci_high"), lambda a, b: interval(a, b, "pct"))]
+        assert_row(text, cells)
+        hidden += cells.count("hidden")
+    relief, e = load("time_to_relief.csv")
+    for i, route in enumerate(relief["route"]):
+        cells = [colors.route_label(route), e.cell(i, "patients", count), e.cell(i, "events", count),
+                 e.cell(i, "median_days", num),
+                 e.cell(i, ("median_ci_low", "median_ci_high"), lambda a, b: interval(a, b, "num")),
+                 *[e.cell(i, f"relieved_by_day_{d}", pct) for d in (1, 7, 14, 28)]]
+        assert_row(text, cells)
+        hidden += cells.count("hidden")
+    maint, e = load("maintenance.csv")
+    for i, route in enumerate(maint["route"]):
+        cells = [colors.route_label(route), e.cell(i, "responders", count),
+                 e.cell(i, "responders_in_maintenance", count), e.cell(i, "uptake_rate", pct),
+                 e.cell(i, ("uptake_ci_low", "uptake_ci_high"), lambda a, b: interval(a, b, "pct")),
+                 e.cell(i, "median_days_to_first_maintenance", num), e.cell(i, "median_interval_days", num),
+                 e.cell(i, "sessions_per_patient_month", lambda v: num(v, 2)),
+                 e.cell(i, "sustained_response_8w", pct)]
+        assert_row(text, cells)
+        hidden += cells.count("hidden")
+    cohort, ce = load("cohort.csv")
+    er = load("response_by_route.csv")[1]
+    for i, route in enumerate(cohort["route"]):
+        r = response.index[response["route"] == route]
+        row = [colors.route_label(route), ce.cell(i, "patients", count), ce.cell(i, "eligible", count)]
+        if len(r):
+            row += [er.cell(r[0], "response_rate", pct), er.cell(r[0], "remission_rate", pct)]
+        assert_row(text, row)  # the headline table's first columns
+    se, e = load("side_effects.csv")
+    routes = list(dict.fromkeys(se["route"]))
+    for event in dict.fromkeys(se["event"]):
+        cells = [figures.event_label(event)]
+        for route in routes:
+            i = se.index[(se["route"] == route) & (se["event"] == event)][0]
+            cells.append(e.cell(i, "patient_rate", pct))
+        assert_row(text, cells)
+        hidden += cells.count("hidden")
+    return hidden
+
+
+def check_structure(path, pages: list[str]) -> None:
+    """Page numbers 'Page i of N' on every page, N the PDF's page count; sections in order, each
+    content section on a page after the previous one."""
+    n = page_count(path)
+    assert len(pages) == n
+    for i, page in enumerate(pages, start=1):
+        assert f"Page {i} of {n}" in page
+    first_page = []
+    for title in SECTION_TITLES:
+        hits = [i for i, page in enumerate(pages) if re.search(rf"^\s*{re.escape(title)}\s*$", page, re.M)]
+        assert hits, title
+        first_page.append(hits[0])
+    assert first_page == sorted(first_page), first_page
+    assert first_page[0] == first_page[1] == 0  # the cover carries the headline table
+    # each page's section begins on a new page; the last three follow one another
+    content = first_page[1:7]
+    assert all(b > a for a, b in zip(content[1:], content[2:])), first_page
+
+
+# --- the PDFs ---------------------------------------------------------------------------------------
+
+
+def test_report_numbers_equal_the_csv_export(sample_db, tmp_path):
+    pdf, csv_dir = make(sample_db, tmp_path, ["--min-cell", "0"], "all")
+    pages = pdf_pages(pdf)
+    check_structure(pdf, pages)
+    assert check_tables(pages, csv_dir) == 0
+    cover = pages[0]
+    assert "All patients: 2,000 patients, of whom" in cover
+    assert "Minimum cell 0 (small-cell protection off)" in re.sub(r"\s+", " ", cover)
+    text = "\n".join(pages)
+    assert "no value in this report is hidden" in re.sub(r"\s+", " ", text)
+    assert f"ketamine-outcomes {__version__}" in text
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        import_id, sha = con.execute("SELECT import_id, source_sha256 FROM import_history "
+                                     "ORDER BY import_id DESC LIMIT 1").fetchall()[0]
+    provenance = re.sub(r"\s+", " ", text[text.rindex("Provenance"):])
+    assert f"Data set id import {import_id}" in provenance and f"Source SHA-256 {sha}" in provenance
+    assert "ketamine-outcomes report --db sample.duckdb --out report.pdf --min-cell 0" in text
+    # pdftoppm draws every page
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    assert len(list(tmp_path.glob("page-*.png"))) == len(pages)
+
+
+def test_small_cohort_hides_what_the_csv_hides(sample_db, tmp_path):
+    flags = ["--age-band", "65-74"]  # about 110 patients: several routes below the minimum cell of 11
+    pdf, csv_dir = make(sample_db, tmp_path, flags, "small")
+    raw_dir = tmp_path / "raw"
+    assert cli.main(["export", "--db", str(sample_db), "--out", str(raw_dir), *flags, "--min-cell", "0"]) == 0
+    pages = pdf_pages(pdf)
+    check_structure(pdf, pages)
+    assert check_tables(pages, csv_dir, raw_dir) > 0
+    flat = re.sub(r"\s+", " ", "\n".join(pages))
+    assert "age 65-74" in pages[0]
+    assert "With a minimum cell of 11, no count from 1 to 10 is shown" in flat
+    # the hidden-cells section names the tables and routes concerned
+    text = "\n".join(pages)
+    hidden_page = text[re.search(r"^\s*Hidden cells\s*$", text, re.M).end():text.rindex("Provenance")]
+    response = pd.read_csv(csv_dir / "response_by_route.csv", keep_default_na=False, na_values=[""])
+    raw = pd.read_csv(raw_dir / "response_by_route.csv", keep_default_na=False, na_values=[""])
+    hidden_routes = [r for i, r in enumerate(response["route"])
+                     if (response.iloc[i, 1:].isna() & raw.iloc[i, 1:].notna()).any()]
+    assert hidden_routes
+    assert "response_by_route.csv" in hidden_page
+    section = re.sub(r"\s+", " ", hidden_page)
+    for route in hidden_routes:
+        assert colors.route_label(route) in section
+
+
+# --- units ------------------------------------------------------------------------------------------
+
+
+def test_cell_formats():
+    assert report.fmt_pct(0.42516) == "42.5\u00a0%"
+    assert report.fmt_pct(np.nan) == "–"
+    assert report.fmt_count(1234.0) == "1,234"
+    assert report.fmt_count(pd.NA) == "–"
+    assert report.fmt_num(3.04) == "3.0"
+    assert report.fmt_p(0.00004) == "<\u00a00.0001"
+    assert report.fmt_p(0.0042) == "0.0042"
+    assert report.fmt_p(0.123) == "0.12"
+    assert report.fmt_interval(0.381, 0.47, "pct") == "38.1–47.0\u00a0%"
+    assert report.fmt_interval(4, np.nan, "num") == "4.0–…"
+    assert report.fmt_interval(np.nan, np.nan, "num") == "–"
+
+
+def test_hidden_is_told_apart_from_undefined():
+    raw = pd.DataFrame({"route": ["IV", "IM", "ALL"], "patients": [30, 4, 34],
+                        "median_days": [np.nan, 3.0, 7.0]})
+    shown = pd.DataFrame({"route": ["IV", "IM", "ALL"], "patients": pd.array([30, pd.NA, 34], dtype="Int64"),
+                          "median_days": [np.nan, np.nan, 7.0]})
+    mask = report.hidden_mask(raw, shown)
+    assert mask["patients"].tolist() == [False, True, False]
+    assert mask["median_days"].tolist() == [False, True, False]  # IV's median was never reached: not hidden
+    html = report.table_html(shown, [report.Column("route", "Route", "route"), report.Column("patients", "n"),
+                                     report.Column("median_days", "Median", "num")], hidden=mask)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", html)
+    assert cells == ["IV infusion (IV)", "30", "–", "IM injection (IM)", "hidden", "hidden",
+                     "All routes", "34", "7.0"]
+
+
+def test_sections_in_reading_order():
+    assert [fn.__name__ for fn in report.SECTIONS] == [
+        "section_cover", "section_headline", "section_response", "section_relief", "section_side_effects",
+        "section_maintenance", "section_definitions", "section_hidden", "section_provenance"]
+
+
+def test_missing_chromium_is_named_with_what_to_install(sample_db, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    problems = report.missing_parts()
+    assert len(problems) == 1 and "sudo apt-get install chromium" in problems[0]
+    out = tmp_path / "r.pdf"
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(out)]) == cli.EXIT_INSTALLATION
+    err = capsys.readouterr().err
+    assert "The PDF report cannot be made on this machine" in err and "sudo apt-get install chromium" in err
+    assert "Traceback" not in err and not out.exists()
+    # everything else still works
+    assert cli.main(["export", "--db", str(sample_db), "--out", str(tmp_path / "csv")]) == 0
+
+
+def test_missing_pango_is_named_with_what_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pango(name, *args, **kwargs):
+        if name == "weasyprint":  # what WeasyPrint raises when Debian's Pango is absent
+            raise OSError("cannot load library 'libpango-1.0-0': No such file or directory")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pango)
+    problems = report.missing_parts()
+    assert any("sudo apt-get install libpango-1.0-0 libpangoft2-1.0-0" in p for p in problems)
+    with pytest.raises(report.ReportUnavailable, match="libpango-1.0-0 libpangoft2-1.0-0"):
+        report.require_parts()
+
+
+def test_report_cli_errors(tmp_path, capsys):
+    assert cli.main(["report", "--db", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "r.pdf")]) == 1
+    assert "no database at" in capsys.readouterr().err
+    assert cli.main(["report", "--db", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "r.pdf"),
+                     "--window", "-3"]) == cli.EXIT_USAGE
+
+
+def test_an_empty_or_too_small_cohort_is_refused_with_a_message(sample_db, tmp_path, capsys):
+    out = tmp_path / "r.pdf"
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(out), "--site", "NOWHERE"]) == 1
+    assert "No patients match these filters (site NOWHERE)" in capsys.readouterr().err
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        site, sex = con.execute("SELECT site, sex::VARCHAR FROM patients GROUP BY ALL HAVING count(*) < 11 "
+                                "ORDER BY ALL LIMIT 1").fetchall()[0]
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(out), "--site", site, "--sex", sex]) == 1
+    assert "too small to report" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_definitions_one_text_for_page_and_report():
+    s = Settings(instrument="PHQ9", window=14, min_cell=5)
+    md = definitions.definitions_markdown(s)
+    assert "**Endpoint.** The last follow-up score that was not taken straight after a dose, within 14 days" in md
+    assert f"An endpoint score of {spec.REMISSION_CUT['PHQ9']} or less on PHQ-9" in md
+    assert "(now 5)" in md
+    html = definitions.definitions_html(s)
+    assert "<b>Endpoint.</b> The last follow-up score" in html
+    assert "<i>Observed</i>: rates are among" in html and "**" not in html
+    assert definitions.inline_html("a < b, **c** & *d*") == "a &lt; b, <b>c</b> &amp; <i>d</i>"
+
+
+# --- the dashboard's button (AppTest; the browser test clicks it and reads the PDF) -------------------------
+
+
+def _app(sample_db, monkeypatch, **params):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.app import ui
+
+    monkeypatch.setenv(ui.DB_ENV, str(sample_db))
+    at = AppTest.from_file(str(Path(ui.__file__).with_name("main.py")), default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at
+
+
+def _report_button(at):
+    buttons = [b for b in at.sidebar.get("download_button") if b.proto.label == "Download report (PDF)"]
+    assert len(buttons) == 1
+    return buttons[0]
+
+
+def test_the_button_is_in_the_sidebar_and_off_when_a_part_is_missing(sample_db, monkeypatch, tmp_path):
+    from dashboard.app import ui
+
+    ui.load_report_problems.clear()
+    at = _app(sample_db, monkeypatch)
+    at.run()
+    assert not at.exception
+    assert not _report_button(at).proto.disabled
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    ui.load_report_problems.clear()
+    try:
+        at = _app(sample_db, monkeypatch)
+        at.run()
+        assert not at.exception and not at.error
+        assert _report_button(at).proto.disabled
+        notes = " ".join(c.value for c in at.sidebar.caption)
+        assert "The PDF report is not available on this server" in notes
+        assert "sudo apt-get install chromium" in notes
+        assert at.get("plotly_chart"), "the rest of the dashboard still works"
+    finally:
+        ui.load_report_problems.clear()
+
+
+def test_the_button_makes_the_command_lines_report(sample_db, monkeypatch):
+    """The button's data callable is the command line's function for the page's settings."""
+    from dashboard.app import ui
+
+    at = _app(sample_db, monkeypatch, route=["IV", "IN"], min_cell="0")
+    at.run()
+    ctx = at.session_state[ui.CONTEXT_KEY]
+    assert ctx.settings == Settings(route=("IV", "IN"), min_cell=0)
+    con = ui.load_connection(ctx.signature)
+    build, sections = report.build_sections(con, ctx.settings)
+    assert [s.key for s in sections] == ["cover", "headline", "response", "relief", "side_effects", "maintenance",
+                                         "definitions", "hidden", "provenance"]
+    from dashboard.reports import export
+
+    assert build.summary("response_by_route.csv").equals(export.compute_summary(con, ctx.settings,
+                                                                                "response_by_route.csv"))
