@@ -137,6 +137,7 @@ def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
             "relief": s.relief,
             "window": s.window,
             "min_cell": s.min_cell,
+            "rems_minutes": s.rems_minutes,
         },
         "min_cell": s.min_cell,
         "query_string": s.to_query_string(),
