@@ -662,3 +662,22 @@ def render_dataset(ctx: PageContext) -> None:
         f"The whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} sessions, "
         f"{int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} recorded side effects."
     )
+
+
+# --- esketamine (SPRAVATO REMS) monitoring ------------------------------------------------------------------
+
+
+@_cached
+def load_rems_distribution(signature: tuple, settings: Settings) -> pd.DataFrame:
+    """Monitoring minutes, ready-to-leave minutes and the 40-minute pressure rises, binned (disclosure applied)."""
+    from dashboard.analysis import rems
+
+    return _protect("rems_distribution", rems.rems_distribution(load_connection(signature), settings), settings)
+
+
+@_cached
+def load_rems_lacking(signature: tuple) -> dict[str, list[str]]:
+    """Esketamine monitoring measure -> the export columns it needs that this data set's export lacked."""
+    from dashboard.analysis import rems
+
+    return rems.lacking_columns(load_connection(signature))
