@@ -312,3 +312,55 @@ def test_an_older_database_asks_for_a_new_import(tmp_path):
     from dashboard.data.store import StoreError
     with duckdb.connect(str(db), read_only=True) as con, pytest.raises(StoreError, match="import the clinic export"):
         rems.lacking_columns(con)
+
+
+# --- the page -------------------------------------------------------------------------------------------------
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
+
+
+def open_rems_page(db: Path, monkeypatch, **params):
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.app import ui
+
+    monkeypatch.setenv(ui.DB_ENV, str(db))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("views/esketamine.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_the_page_counts_rule_breaks_by_rule_and_site(rems_db, monkeypatch):
+    at = open_rems_page(rems_db, monkeypatch, min_cell="0")
+    assert at.title[0].value == "Esketamine monitoring"
+    assert not at.warning  # the export had every column
+    breaks = at.dataframe[0].value
+    assert list(breaks.columns) == ["Rule", "Site N", "Site S", "All sites"]
+    # recorded − met per rule (EXPECTED): sessions, then patients for the enrolment
+    assert breaks["Site N"].tolist() == ["1", "3", "1", "2", "1", "0"]
+    assert breaks["Site S"].tolist() == ["1", "3", "0", "1", "0", "3"]
+    assert breaks["All sites"].tolist() == ["2", "6", "1", "3", "1", "3"]
+    assert [b.proto.label for b in at.get("download_button")] == ["rems.csv", "All summaries (zip)"]
+    # a minimum of 119 minutes moves session s2 (119 minutes) to the compliant side
+    at = open_rems_page(rems_db, monkeypatch, min_cell="0", rems_minutes="119")
+    assert at.dataframe[0].value["Site N"].tolist()[0] == "0"
+    assert at.sidebar.number_input(key="rems_minutes").value == 119
+
+
+def test_the_page_names_what_the_export_lacks(plain_db, monkeypatch):
+    at = open_rems_page(plain_db, monkeypatch, min_cell="0")
+    warning = at.warning[0].value
+    assert "does not include" in warning and "not zero" in warning
+    assert "`sessions.sbp_40min`" in warning and "`patients.rems_enrolled_day`" in warning
+    breaks = at.dataframe[0].value
+    assert set(breaks["All sites"]) == {"not in export"}
+    import json
+
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    texts = [a["text"] for s in specs for a in s["layout"].get("annotations", [])]
+    assert "The clinic export does not include the columns this measure needs" in texts
