@@ -364,3 +364,28 @@ def test_the_page_names_what_the_export_lacks(plain_db, monkeypatch):
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     texts = [a["text"] for s in specs for a in s["layout"].get("annotations", [])]
     assert "The clinic export does not include the columns this measure needs" in texts
+
+
+def test_the_sample_has_realistic_gaps(sample_db):
+    """The generator's REMS columns (sample.Parameters rems_*): mostly compliant, with some sessions short of
+    120 minutes, some forms late, some 40-minute pressures missing, and sites that differ."""
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        assert rems.lacking_columns(con) == {}
+        df = rems.rems(con, Settings(min_cell=0)).set_index("site")
+        dist = rems.rems_distribution(con, Settings(min_cell=0))
+        # the generator fills the columns on clinic esketamine sessions only
+        other = con.execute("SELECT count(*) FILTER (WHERE form_submitted_day IS NOT NULL OR sbp_40min IS NOT NULL) "
+                            "FROM sessions WHERE drug <> 'esketamine' OR setting <> 'clinic'").fetchone()[0]
+    assert other == 0
+    total = df.loc["ALL"]
+    assert total["sessions"] > 1000
+    assert 0.90 < total["monitored_min_rate"] < 0.995
+    assert 0.85 < total["form_within_7d_rate"] < 0.97
+    assert 0.75 < total["bp_three_points_rate"] < 0.95
+    assert total["bp_high_40min_of"] < total["sessions"]  # some 40-minute pressures missing
+    assert 0.9 < total["enrolled_before_first_dose_rate"] < 1.0
+    assert 60 <= total["ready_to_leave_median"] <= 90
+    sites = df.drop(index="ALL")
+    assert sites["monitored_min_rate"].max() - sites["monitored_min_rate"].min() > 0.03
+    short = dist[(dist["measure"] == "monitoring_minutes") & (dist["bin"] < 120)]["sessions"].sum()
+    assert short == total["monitored_min_of"] - total["monitored_min"]  # the bins agree with the rule
