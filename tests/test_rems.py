@@ -389,3 +389,13 @@ def test_the_sample_has_realistic_gaps(sample_db):
     assert sites["monitored_min_rate"].max() - sites["monitored_min_rate"].min() > 0.03
     short = dist[(dist["measure"] == "monitoring_minutes") & (dist["bin"] < 120)]["sessions"].sum()
     assert short == total["monitored_min_of"] - total["monitored_min"]  # the bins agree with the rule
+
+
+def test_too_few_esketamine_patients_get_a_message_not_numbers(rems_db, monkeypatch):
+    # 6 patients in the cohort (shown with a minimum cell of 6), but only 5 esketamine patients: hidden
+    at = open_rems_page(rems_db, monkeypatch, min_cell="6")
+    assert any("Too few to show" in w.value for w in at.warning)
+    assert not at.get("plotly_chart") and not at.dataframe
+    # a cohort without esketamine: a plain message
+    at = open_rems_page(rems_db, monkeypatch, min_cell="0", route="IV")
+    assert any("No esketamine sessions held in the clinic" in i.value for i in at.info)

@@ -40,11 +40,12 @@ if lacking:
         icon=":material/playlist_remove:",
     )
 
-if not (total["sessions"] > 0):  # 0, or hidden (fewer than the minimum cell)
+if pd.isna(total["sessions"]) or total["sessions"] == 0:  # hidden (too few to show), or none
     if pd.isna(total["sessions"]):
         st.warning(
-            f"This cohort has fewer than {s.min_cell} esketamine sessions in the clinic, so every figure would be "
-            "hidden to protect patients' privacy. Widen the filters in the sidebar.",
+            f"**Too few to show:** this cohort's esketamine sessions in the clinic rest on fewer than {s.min_cell} "
+            "patients or sessions, so every figure would be hidden to protect patients' privacy. Widen the "
+            "filters in the sidebar.",
             icon=":material/lock:",
         )
     else:
