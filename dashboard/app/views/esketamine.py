@@ -107,8 +107,14 @@ for site, (_, row) in zip(sites, rems.iterrows()):
         rows.append({"site": site_name(site), "measure": spec.REMS_LABELS[m],
                      "sessions": row[m], "of": row[m + "_of"], "rate": row[m + "_rate"],
                      "low": row[m + "_ci_low"], "high": row[m + "_ci_high"]})
+observed = pd.DataFrame(rows)
+# hidden cells arrive as <NA> in object columns: typed columns show them blank, never as a value
+for c in ("sessions", "of"):
+    observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("Float64").round().astype("Int64")
+for c in ("rate", "low", "high"):
+    observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("float64")
 ui.render_table(
-    pd.DataFrame(rows),
+    observed,
     {"site": "Site", "measure": "Observed", "sessions": "Sessions", "of": "Of sessions recorded",
      "rate": "Share", "low": "95 % interval from", "high": "to"},
     percent=("rate", "low", "high"),
