@@ -399,3 +399,29 @@ def test_too_few_esketamine_patients_get_a_message_not_numbers(rems_db, monkeypa
     # a cohort without esketamine: a plain message
     at = open_rems_page(rems_db, monkeypatch, min_cell="0", route="IV")
     assert any("No esketamine sessions held in the clinic" in i.value for i in at.info)
+
+
+def test_figures_mark_hidden_and_missing_values(rems_db, plain_db):
+    from dashboard.charts import figures
+
+    with duckdb.connect(str(rems_db), read_only=True) as con:
+        raw = rems.rems(con, Settings())
+        dist = rems.rems_distribution(con, Settings())
+    # k = 2: one short session per site (hidden, and the met count with it); ALL's 2 of 8 may show
+    shown = disclosure.protect("rems", raw, 2)
+    fig = figures.create_rems_rate_figure(shown, "monitored_min")
+    labels = [t.y[0] for t in fig.data]
+    assert labels == ["All sites (n = 8)", "Site S (n = 5)", "Site N (n = 3)"]
+    assert [t.text[0] if t.text else None for t in fig.data] == [None, "hidden", "hidden"]
+    assert fig.data[0].x[0] == pytest.approx(6 / 8)
+    with duckdb.connect(str(plain_db), read_only=True) as con:
+        plain = disclosure.protect("rems", rems.rems(con, Settings(min_cell=0)), 0)
+    fig = figures.create_rems_rate_figure(plain, "form_within_7d")
+    assert fig.layout.annotations[0].text == "The clinic export does not include the columns this measure needs"
+    fig = figures.create_rems_distribution_figure(disclosure.protect("rems_distribution", dist, 0),
+                                                  "monitoring_minutes", 120)
+    assert [s.x0 for s in fig.layout.shapes] == [120]
+    assert list(fig.data[0].y) == [1, 0, 0, 1, 5, 0, 0, 0, 0, 0, 0, 0, 1]
+    hidden = disclosure.protect("rems_distribution", dist, 3)
+    fig = figures.create_rems_distribution_figure(hidden, "monitoring_minutes", 120)
+    assert list(fig.data[0].text).count("hidden") == int(hidden["sessions"][hidden["measure"] == "monitoring_minutes"].isna().sum()) > 0
