@@ -69,3 +69,6 @@ END;
 
 -- The true/false value of a checked boolean, or the default when empty.
 CREATE OR REPLACE TEMP MACRO bool_value(v, dflt) AS coalesce(lower(v) IN ('true', '1', 'yes'), dflt);
+
+-- The value of a boolean with no default: NULL when empty (the optional esketamine monitoring columns).
+CREATE OR REPLACE TEMP MACRO bool_or_null(v) AS lower(v) IN ('true', '1', 'yes');

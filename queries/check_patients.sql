@@ -28,5 +28,8 @@ SELECT r + $line0 AS line, "column", value, message FROM (
     SELECT r, 'prior_failed_treatments', prior_failed_treatments, int_problem(prior_failed_treatments, 0, 2147483647, false) FROM p
     UNION ALL
     SELECT r, 'hypertension', hypertension, bool_problem(hypertension) FROM p
+    UNION ALL
+    -- optional (esketamine REMS): may be negative, enrolment comes before the first session
+    SELECT r, 'rems_enrolled_day', rems_enrolled_day, int_problem(rems_enrolled_day, -100000, 100000, false) FROM p
 )
 WHERE message IS NOT NULL

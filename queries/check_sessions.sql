@@ -56,5 +56,42 @@ SELECT r + $line0 AS line, "column", value, message FROM (
     SELECT r, 'monitoring_minutes', monitoring_minutes, int_problem(monitoring_minutes, 0, 1440, false) FROM s
     UNION ALL
     SELECT r, 'completed', completed, bool_problem(completed) FROM s
+    -- optional esketamine (SPRAVATO REMS) monitoring columns (NULL when the export lacks them: no problem)
+    UNION ALL
+    SELECT r, 'sbp_40min', sbp_40min, int_problem(sbp_40min, 60, 260, false) FROM s
+    UNION ALL
+    SELECT r, 'dbp_40min', dbp_40min, int_problem(dbp_40min, 30, 160, false) FROM s
+    UNION ALL
+    SELECT r, 'sbp_discharge', sbp_discharge, int_problem(sbp_discharge, 60, 260, false) FROM s
+    UNION ALL
+    SELECT r, 'dbp_discharge', dbp_discharge, int_problem(dbp_discharge, 30, 160, false) FROM s
+    UNION ALL
+    SELECT r, 'pulse_oximetry', pulse_oximetry, bool_problem(pulse_oximetry) FROM s
+    UNION ALL
+    SELECT r, 'spo2_min', spo2_min, int_problem(spo2_min, 50, 100, false) FROM s
+    UNION ALL
+    SELECT r, 'sedation', sedation, bool_problem(sedation) FROM s
+    UNION ALL
+    SELECT r, 'respiratory_depression', respiratory_depression, bool_problem(respiratory_depression) FROM s
+    UNION ALL
+    SELECT r, 'resolved_at_discharge', resolved_at_discharge, bool_problem(resolved_at_discharge) FROM s
+    UNION ALL
+    SELECT r, 'ready_to_leave_minutes', ready_to_leave_minutes, int_problem(ready_to_leave_minutes, 0, 1440, false) FROM s
+    UNION ALL
+    SELECT r, 'form_submitted_day', form_submitted_day, coalesce(
+        int_problem(form_submitted_day, 0, 2147483647, false),
+        CASE WHEN int_value(form_submitted_day) < day_n
+            THEN 'before the session''s day ' || day_n || ': the form is submitted on or after the session''s day' END)
+    FROM s
+    UNION ALL
+    SELECT r, 'benzodiazepine', benzodiazepine, bool_problem(benzodiazepine) FROM s
+    UNION ALL
+    SELECT r, 'sedative_hypnotic', sedative_hypnotic, bool_problem(sedative_hypnotic) FROM s
+    UNION ALL
+    SELECT r, 'psychostimulant', psychostimulant, bool_problem(psychostimulant) FROM s
+    UNION ALL
+    SELECT r, 'maoi', maoi, bool_problem(maoi) FROM s
+    UNION ALL
+    SELECT r, 'opioid', opioid, bool_problem(opioid) FROM s
 )
 WHERE message IS NOT NULL

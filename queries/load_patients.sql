@@ -9,6 +9,7 @@ SELECT
     primary_diagnosis::diagnosis_t,
     bool_value(treatment_resistant, false),
     int_value(prior_failed_treatments)::INTEGER,
-    bool_value(hypertension, false)
+    bool_value(hypertension, false),
+    int_value(rems_enrolled_day)::INTEGER
 FROM staging.patients
 ORDER BY patient_id

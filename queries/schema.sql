@@ -25,7 +25,8 @@ CREATE TABLE patients (
     primary_diagnosis diagnosis_t NOT NULL,
     treatment_resistant BOOLEAN NOT NULL,    -- false when empty
     prior_failed_treatments INTEGER,
-    hypertension BOOLEAN NOT NULL            -- false when empty
+    hypertension BOOLEAN NOT NULL,           -- false when empty
+    rems_enrolled_day INTEGER                -- optional (esketamine REMS): the day of REMS enrolment, may be < 0
 );
 
 CREATE TABLE sessions (
@@ -46,6 +47,23 @@ CREATE TABLE sessions (
     cadss SMALLINT,
     monitoring_minutes SMALLINT,
     completed BOOLEAN NOT NULL,              -- true when empty
+    -- optional esketamine (SPRAVATO REMS) monitoring columns; NULL when empty or absent (export_columns says which)
+    sbp_40min SMALLINT,
+    dbp_40min SMALLINT,
+    sbp_discharge SMALLINT,
+    dbp_discharge SMALLINT,
+    pulse_oximetry BOOLEAN,
+    spo2_min SMALLINT,
+    sedation BOOLEAN,
+    respiratory_depression BOOLEAN,
+    resolved_at_discharge BOOLEAN,
+    ready_to_leave_minutes SMALLINT,
+    form_submitted_day INTEGER,
+    benzodiazepine BOOLEAN,
+    sedative_hypnotic BOOLEAN,
+    psychostimulant BOOLEAN,
+    maoi BOOLEAN,
+    opioid BOOLEAN,
     session_number INTEGER NOT NULL          -- 1 for the patient's first session (lowest day, then session_id)
 );
 
@@ -63,6 +81,13 @@ CREATE TABLE adverse_events (
     event event_t NOT NULL,
     severity severity_t NOT NULL,            -- 'mild' when empty
     intervention BOOLEAN NOT NULL            -- false when empty
+);
+
+-- The format columns the export's files had (table, column): an absent optional column is NULL in every
+-- row, which must read as "not in the export", not as "never recorded" (the esketamine monitoring panel).
+CREATE TABLE export_columns (
+    table_name VARCHAR NOT NULL,
+    column_name VARCHAR NOT NULL
 );
 
 CREATE TABLE import_history (

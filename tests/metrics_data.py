@@ -12,16 +12,20 @@ from typing import Any, Iterable, Mapping
 
 import duckdb
 
-from dashboard.data import store
+from dashboard.data import spec, store
+from dashboard.data.ingest import COLUMNS
 
 PATIENT_DEFAULTS: dict[str, Any] = {
     "site": "S1", "start_quarter": "2025-Q1", "age_band": "35-44", "sex": "F", "primary_diagnosis": "GAD",
     "treatment_resistant": False, "prior_failed_treatments": None, "hypertension": False,
+    "rems_enrolled_day": None,
 }
 SESSION_DEFAULTS: dict[str, Any] = {
     "route": "IV", "drug": "ketamine", "setting": "clinic", "phase": "induction", "dose_mg": 35.0,
     "integration_therapy": False, "sbp_pre": 120, "sbp_peak": 135, "dbp_pre": 80, "dbp_peak": 88,
     "heart_rate_peak": 90, "cadss": 10, "monitoring_minutes": 60, "completed": True,
+    # the optional esketamine monitoring columns: not recorded unless a test sets them
+    **{c: None for c in spec.REMS_SESSION_COLUMNS},
 }
 SESSION_COLUMNS = ("session_id", "patient_id", "day") + tuple(SESSION_DEFAULTS)
 PATIENT_COLUMNS = ("patient_id",) + tuple(PATIENT_DEFAULTS)
@@ -58,8 +62,13 @@ def build_db(
     sessions: Iterable[Mapping[str, Any]] = (),
     assessments: Iterable[Mapping[str, Any]] = (),
     adverse_events: Iterable[Mapping[str, Any]] = (),
+    *,
+    export_lacks: Iterable[str] = (),
 ) -> Path:
-    """Write a database file at `path` holding these rows, derived tables included."""
+    """Write a database file at `path` holding these rows, derived tables included.
+
+    The export is recorded as having every format column (export_columns) but those named "table.column"
+    in `export_lacks`."""
     path = Path(path)
     patients, sessions, assessments, adverse_events = map(list, (patients, sessions, assessments, adverse_events))
     con = duckdb.connect(str(path))
@@ -86,6 +95,9 @@ def build_db(
             "'0000', ?, ?, ?, ?, 'test', 0.5)",
             [len(patients), len(sessions), len(assessments), len(adverse_events)],
         )
+        lacks = set(export_lacks)
+        con.executemany("INSERT INTO export_columns VALUES (?, ?)",
+                        [(t, c) for t, cols in COLUMNS.items() for c in cols if f"{t}.{c}" not in lacks])
         for name in store.query_names("derive_"):
             con.execute(store.load_sql(name))
     finally:

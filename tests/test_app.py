@@ -29,6 +29,7 @@ PAGES = {
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
     "views/side_effects.py": ("Side effects", 5, ("side_effects.csv",)),
     "views/maintenance.py": ("Maintenance", 3, ("maintenance.csv",)),
+    "views/esketamine.py": ("Esketamine monitoring", 11, ("rems.csv",)),
     "views/data.py": ("Data and definitions", 0, ()),
 }
 

@@ -64,7 +64,7 @@ def test_cli_writes_the_six_files_and_provenance(hand_db, tmp_path, capsys):
     # IV never reaches one half: empty median; IN's median is exactly at one half on day 7
     assert relief[1].startswith("IV,3,1,2,,")
     assert relief[2].startswith("IN,2,2,0,7,")
-    assert "Wrote 7 files" in capsys.readouterr().out
+    assert "Wrote 8 files" in capsys.readouterr().out
 
 
 def test_minimum_cell_in_the_files(hand_db, tmp_path):
@@ -115,7 +115,7 @@ def test_provenance(hand_db, tmp_path):
     assert p["program_version"] == __version__
     assert p["filters"]["severity"] == ["severe"] and p["filters"]["integration"] is False and p["filters"]["route"] == []
     assert p["settings"] == {"instrument": "GAD7", "min_baseline": 10, "population": "observed", "relief": "response",
-                             "window": 7, "min_cell": 5}
+                             "window": 7, "min_cell": 5, "rems_minutes": 120}
     assert p["min_cell"] == 5
     assert p["data_set"]["database"] == "hand.duckdb"
     assert p["data_set"]["imported_at"] == "2026-11-01T12:00:00Z"

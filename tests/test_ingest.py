@@ -101,10 +101,10 @@ def test_valid_export_loads_typed_rows_with_defaults(tmp_path):
     assert any(m.startswith("Loaded 16 rows") for m in messages)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT * FROM patients ORDER BY patient_id").fetchall() == [
-            ("P1", "north", "2025-Q1", "25-34", "F", "MDD", True, 3, False),
-            ("P2", "north", "2025-Q2", "35-44", "U", "GAD", False, None, False),
-            ("P3", "south", "2025-Q3", "45-54", "M", "PTSD", True, 0, False),
-            ("P4", "south", "2025-Q4", "75+", "X", "OTHER", False, 1, True),
+            ("P1", "north", "2025-Q1", "25-34", "F", "MDD", True, 3, False, None),
+            ("P2", "north", "2025-Q2", "35-44", "U", "GAD", False, None, False, None),
+            ("P3", "south", "2025-Q3", "45-54", "M", "PTSD", True, 0, False, None),
+            ("P4", "south", "2025-Q4", "75+", "X", "OTHER", False, 1, True, None),
         ]
         sessions = con.execute(
             "SELECT session_id, patient_id, day, drug, dose_mg, integration_therapy, completed, session_number, sbp_pre "
@@ -142,7 +142,7 @@ def test_adverse_events_may_be_absent_and_columns_in_any_order(tmp_path):
     summary = import_export(export, tmp_path / "db.duckdb", source_label="clinic A, March")
     assert summary.rows["adverse_events"] == 0
     assert summary.source == "clinic A, March"
-    assert dump(tmp_path / "db.duckdb")["patients"][0] == ("P1", "north", "2025-Q1", "25-34", "F", "MDD", True, 3, False)
+    assert dump(tmp_path / "db.duckdb")["patients"][0] == ("P1", "north", "2025-Q1", "25-34", "F", "MDD", True, 3, False, None)
 
 
 def test_header_only_file_is_an_empty_table(tmp_path):
@@ -399,7 +399,8 @@ def test_a_column_holding_calendar_dates_is_named(tmp_path):
     head, rows = BASE["sessions"]
     exc = refused(tmp_path, sessions=(head + ["visit"], [r + [v] for r, v in zip(rows, ["", "x", "2025-03-04", "7"])]))
     assert [(p.line, p.column, p.value, p.message) for p in exc.problems] == [
-        (1, "visit", None, "unknown column; the expected columns are " + ", ".join(head)),
+        # every format column, the optional esketamine monitoring ones too
+        (1, "visit", None, "unknown column; the expected columns are " + ", ".join(ingest.COLUMNS["sessions"])),
         (4, "visit", "2025-03-04", "looks like a calendar date; the data must be anonymized first"),
     ]
 

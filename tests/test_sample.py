@@ -118,7 +118,7 @@ def test_csv_cells_follow_the_format_conventions(small: tuple[Path, dict[str, in
     header, first = text.splitlines()[:2]
     assert header == ",".join(COLUMNS["sessions"])
     assert '"' not in text
-    flags = {line.split(",")[8] for line in text.splitlines()[1:]} | {line.split(",")[-1] for line in text.splitlines()[1:]}
+    flags = {line.split(",")[8] for line in text.splitlines()[1:]} | {line.split(",")[COLUMNS["sessions"].index("completed")] for line in text.splitlines()[1:]}
     assert flags == {"true", "false"}
     assert ",," in text  # missing vitals are empty cells
 
@@ -129,10 +129,10 @@ def test_columns_are_exactly_the_formats(small: tuple[Path, dict[str, int]]) -> 
     out, _ = small
     expected = {
         "patients": {"patient_id", "site", "start_quarter", "age_band", "sex", "primary_diagnosis",
-                     "treatment_resistant", "prior_failed_treatments", "hypertension"},
+                     "treatment_resistant", "prior_failed_treatments", "hypertension", *spec.REMS_PATIENT_COLUMNS},
         "sessions": {"session_id", "patient_id", "day", "route", "drug", "setting", "phase", "dose_mg",
                      "integration_therapy", "sbp_pre", "sbp_peak", "dbp_pre", "dbp_peak", "heart_rate_peak",
-                     "cadss", "monitoring_minutes", "completed"},
+                     "cadss", "monitoring_minutes", "completed", *spec.REMS_SESSION_COLUMNS},
         "assessments": {"patient_id", "day", "hours_post_dose", "instrument", "score"},
         "adverse_events": {"session_id", "event", "severity", "intervention"},
     }

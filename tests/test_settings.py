@@ -160,7 +160,28 @@ def test_repr_names_every_field():
                "from_quarter": "2025-Q1", "to_quarter": "2025-Q4", "treatment_resistant": True,
                "setting": ("home",), "integration": False, "severity": ("mild",), "instrument": "PHQ9",
                "min_baseline": 12, "population": "itt", "relief": "mcid", "window": 14, "min_cell": 5,
-               "scope": ("S1",)}
+               "rems_minutes": 90, "scope": ("S1",)}
     assert set(changed) == {f.name for f in dataclasses.fields(Settings)}
     for name, value in changed.items():
         assert repr(Settings(**{name: value})) != base, name
+
+
+def test_rems_minutes_in_flags_and_url():
+    # the esketamine monitoring minimum: flag --rems-minutes, URL rems_minutes, default 120 left out of both
+    import argparse
+
+    assert Settings().rems_minutes == 120
+    assert Settings().to_query_params() == [] and Settings().to_args() == []
+    s = Settings.from_query_params({"rems_minutes": "90"})
+    assert s.rems_minutes == 90
+    assert s.to_query_params() == [("rems_minutes", "90")]
+    assert s.to_args() == ["--rems-minutes", "90"]
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    assert Settings.from_args(parser.parse_args(["--rems-minutes", "150"])).rems_minutes == 150
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_args(parser.parse_args(["--rems-minutes", "1441"]))
+    assert exc.value.problems == ["--rems-minutes: 1441 is not a whole number of minutes from 0 to 1440"]
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_query_params({"rems_minutes": "two hours"})
+    assert exc.value.problems == ["rems_minutes: 'two hours' is not a whole number"]

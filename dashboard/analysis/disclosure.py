@@ -132,7 +132,8 @@ TABLES: dict[str, Rule] = {
         hide_with=_BREAK[0], at_least_k=_BREAK[1],
     ),
 }
-SPECIAL_TABLES = ("time_to_relief_curve", "relief_at_risk", "route_comparison", "logrank", "data_quality")
+SPECIAL_TABLES = ("time_to_relief_curve", "relief_at_risk", "route_comparison", "logrank", "data_quality",
+                  "rems", "rems_distribution")
 ALIASES = {"cohort_funnel": "cohort"}
 
 
@@ -152,6 +153,10 @@ def protect(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
         return _protect_logrank(out, k)
     if name == "data_quality":
         return _protect_quality(out, k)
+    if name == "rems":
+        return _protect_rems(out, k)
+    if name == "rems_distribution":
+        return _protect_rems_distribution(out, k)
     if name in TWO_WAY:
         return _protect_two_way(out, name, k)
     rule = TABLES[name]
@@ -561,4 +566,70 @@ def _protect_quality(df: pd.DataFrame, k: int) -> pd.DataFrame:
     out["count"] = out["count"].mask(count_hidden)
     out["denominator"] = out["denominator"].mask(den_hidden)
     out["share"] = out["share"].astype(float).mask(count_hidden | den_hidden | ~(den >= k))
+    return out
+
+
+# --- esketamine monitoring (rems.csv) -----------------------------------------------------------------------
+
+
+def _rems_rule() -> Rule:
+    """rems.csv's rule: rows are sites (the `route` role) and ALL. Session counts describe the site's
+    esketamine patients; each measure's count, its sessions recorded and the sessions missing it (met +
+    missed = recorded, a row identity) are protected as parts of one another; rates and intervals need the
+    recorded sessions and the patients to be at least k."""
+    counts: dict[str, str | None] = {"patients": None, "sessions": "patients", "ready_to_leave_sessions": "patients"}
+    hide: dict[str, tuple[str, ...]] = {}
+    least: dict[str, tuple[str, ...]] = {}
+    parts: list[tuple[str, str, str]] = []
+    for m in spec.REMS_MEASURES:
+        of, missed = m + "_of", m + "_missed"
+        base = None if m in spec.REMS_PATIENT_MEASURES else "patients"
+        counts.update({m: base, of: base, missed: base})
+        for c in (m + "_rate", m + "_ci_low", m + "_ci_high"):
+            hide[c] = (m, of, missed)
+            least[c] = (of, "patients")
+        # with any two of the three shown the third follows: never exactly one of them hidden
+        parts += [(of, m, missed), (m, of, missed)]
+    hide["ready_to_leave_median"] = ("ready_to_leave_sessions", "patients")
+    least["ready_to_leave_median"] = ("ready_to_leave_sessions", "patients")
+    return Rule(counts=counts, hide_with=hide, at_least_k=least, parts=tuple(parts))
+
+
+def _protect_rems(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """rems.csv: sites take the place of routes (complementary suppression of each column against ALL);
+    the missed counts (recorded − met) are protected with the others and then dropped (the page shows
+    recorded − met only where both are shown, which this protection makes safe)."""
+    out = df.rename(columns={"site": "route"})
+    missed = []
+    for m in spec.REMS_MEASURES:
+        if m in out.columns and m + "_of" in out.columns:
+            out[m + "_missed"] = out[m + "_of"].astype(float) - out[m].astype(float)
+            missed.append(m + "_missed")
+    rule = _rems_rule()
+    hidden = hidden_cells(out, rule, k)
+    out = _apply(out, rule, hidden, k)
+    return out.drop(columns=missed).rename(columns={"route": "site"})[list(df.columns)]
+
+
+def _protect_rems_distribution(df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Histogram bins (measure, bin, sessions): within each measure the bins add up to a total the page and
+    rems.csv show (sessions with the value recorded), so a bin of 1..k-1 sessions is hidden together with
+    enough other bins that the hidden ones hold at least k (complementary suppression against that total)."""
+    out = df.copy()
+    out["sessions"] = _as_nullable_int(out["sessions"])
+    if k <= 0 or out.empty:
+        return out
+    hidden = np.zeros(len(out), dtype=bool)
+    for measure, idx in out.groupby("measure", sort=False).indices.items():
+        idx = list(idx)
+        values = out.loc[idx, "sessions"].to_numpy(dtype=float, na_value=np.nan)
+        table = pd.DataFrame({
+            "route": [str(b) for b in out.loc[idx, "bin"]] + [spec.ALL],
+            "sessions": np.append(values, np.nansum(values)),
+        })
+        h = hidden_cells(table, Rule(counts={"sessions": None}), k)["sessions"]
+        if h[-1]:  # the total itself is small: hide every bin
+            h[:] = True
+        hidden[idx] = h[:-1]
+    out["sessions"] = out["sessions"].mask(hidden)
     return out

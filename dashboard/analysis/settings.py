@@ -68,6 +68,7 @@ class Settings:
     relief: str = spec.DEFAULT_RELIEF
     window: int = spec.DEFAULT_WINDOW
     min_cell: int = spec.DEFAULT_MIN_CELL
+    rems_minutes: int = spec.DEFAULT_REMS_MINUTES  # esketamine monitoring minimum (metrics.md, rems.csv)
     # access: the sites this person may see (None: every site); not a URL parameter or filter flag
     scope: tuple[str, ...] | None = None
 
@@ -127,6 +128,9 @@ class Settings:
             problems.append(f"window: {self.window!r} is not a whole number of days from 0 to {spec.MAX_WINDOW}")
         if not _is_int(self.min_cell) or not 0 <= self.min_cell <= spec.MAX_MIN_CELL:
             problems.append(f"min_cell: {self.min_cell!r} is not a whole number from 0 to {spec.MAX_MIN_CELL}")
+        if not _is_int(self.rems_minutes) or not 0 <= self.rems_minutes <= spec.MAX_REMS_MINUTES:
+            problems.append(
+                f"rems_minutes: {self.rems_minutes!r} is not a whole number of minutes from 0 to {spec.MAX_REMS_MINUTES}")
         if problems:
             raise SettingsError(problems)
 
@@ -277,6 +281,8 @@ class Settings:
         a.add_argument("--relief", metavar="|".join(spec.RELIEF_THRESHOLDS))
         a.add_argument("--window", metavar="DAYS")
         a.add_argument("--min-cell", dest="min_cell", metavar="K")
+        a.add_argument("--rems-minutes", dest="rems_minutes", metavar="MINUTES",
+                       help=f"esketamine monitoring minimum in minutes (default {spec.DEFAULT_REMS_MINUTES})")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Settings":
@@ -323,7 +329,7 @@ FILTER_NAMES = (
     "route", "site", "diagnosis", "sex", "age_band", "from_quarter", "to_quarter",
     "treatment_resistant", "setting", "integration", "severity",
 )
-SETTING_NAMES = ("instrument", "min_baseline", "population", "relief", "window", "min_cell")
+SETTING_NAMES = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
 _FIELD_NAMES = FILTER_NAMES + SETTING_NAMES
 
 
@@ -344,7 +350,7 @@ def _parse_field(name: str, items: list[Any]) -> Any:
         if low in _NO:
             return False
         raise SettingsError([f"{name}: {raw!r} is not yes or no"])
-    if name in ("min_baseline", "window", "min_cell"):
+    if name in ("min_baseline", "window", "min_cell", "rems_minutes"):
         try:
             return int(raw)
         except ValueError:

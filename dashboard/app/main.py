@@ -61,6 +61,8 @@ PAGES = [
             icon=":material/warning:"),
     st.Page(HERE / "views" / "maintenance.py", title="Maintenance", url_path="maintenance",
             icon=":material/event_repeat:"),
+    st.Page(HERE / "views" / "esketamine.py", title="Esketamine monitoring", url_path="esketamine-monitoring",
+            icon=":material/monitor_heart:"),
     st.Page(HERE / "views" / "data.py", title="Data and definitions", url_path="data",
             icon=":material/database:"),
 ]

@@ -403,6 +403,7 @@ WIDGET_DEFAULTS: dict[str, Any] = {
     "to_quarter": None, "treatment_resistant": None, "setting": [], "integration": None, "severity": [],
     "instrument": spec.DEFAULT_INSTRUMENT, "min_baseline": None, "population": spec.DEFAULT_POPULATION,
     "relief": spec.DEFAULT_RELIEF, "window": spec.DEFAULT_WINDOW, "min_cell": spec.DEFAULT_MIN_CELL,
+    "rems_minutes": spec.DEFAULT_REMS_MINUTES,
 }
 assert set(WIDGET_DEFAULTS) == {name for name, _ in iter_defaults()}
 
@@ -459,7 +460,7 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
         v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity", bind=bind,
                                        placeholder="Any severity",
                                        help="Band of the baseline score on the chosen questionnaire")
-    analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell")
+    analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
     with sb.expander("Analysis settings", expanded=_active(url_keys, *analysis)):
         v["instrument"] = st.selectbox(
             "Questionnaire", spec.INSTRUMENTS, key="instrument", bind=bind,
@@ -490,6 +491,12 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
             value=spec.DEFAULT_MIN_CELL, step=1, key="min_cell", bind=bind,
             help="Counts below this, and rates resting on fewer patients, are hidden to protect privacy.",
         )
+        v["rems_minutes"] = st.number_input(
+            "Esketamine monitoring minimum (minutes)", min_value=0, max_value=spec.MAX_REMS_MINUTES,
+            value=spec.DEFAULT_REMS_MINUTES, step=5, key="rems_minutes", bind=bind,
+            help="The SPRAVATO REMS asks for at least two hours of monitoring after esketamine; "
+                 "used on the Esketamine monitoring page.",
+        )
     sb.button("Reset all filters and settings", on_click=reset_settings, key="_ko_reset", icon=":material/restart_alt:",
               width="stretch")
     return v
@@ -514,6 +521,8 @@ def settings_from_widgets(values: Mapping[str, Any]) -> Settings:
         relief=values["relief"] or spec.DEFAULT_RELIEF,
         window=spec.DEFAULT_WINDOW if values["window"] is None else int(values["window"]),
         min_cell=spec.DEFAULT_MIN_CELL if values["min_cell"] is None else int(values["min_cell"]),
+        rems_minutes=(spec.DEFAULT_REMS_MINUTES if values.get("rems_minutes") is None
+                      else int(values["rems_minutes"])),
     )
 
 
@@ -857,3 +866,22 @@ def render_report_download(ctx: PageContext) -> None:
         help="A PDF of this cohort for a board or payer: every page's charts and key tables, the definitions, "
              "what was hidden to protect privacy, and how to reproduce it. Takes a few seconds.",
     )
+
+
+# --- esketamine (SPRAVATO REMS) monitoring ------------------------------------------------------------------
+
+
+@_cached
+def load_rems_distribution(signature: tuple, settings: Settings) -> pd.DataFrame:
+    """Monitoring minutes, ready-to-leave minutes and the 40-minute pressure rises, binned (disclosure applied)."""
+    from dashboard.analysis import rems
+
+    return _protect("rems_distribution", rems.rems_distribution(load_connection(signature), settings), settings)
+
+
+@_cached
+def load_rems_lacking(signature: tuple) -> dict[str, list[str]]:
+    """Esketamine monitoring measure -> the export columns it needs that this data set's export lacked."""
+    from dashboard.analysis import rems
+
+    return rems.lacking_columns(load_connection(signature))

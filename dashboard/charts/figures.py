@@ -723,3 +723,103 @@ def create_projection_figure(projection: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="Maintenance sessions per month", rangemode="tozero")
     fig.update_xaxes(title_text="Route")
     return _base_layout(fig, title, legend=False)
+
+
+# --- esketamine (SPRAVATO REMS) monitoring --------------------------------------------------------------
+
+REMS_DISTRIBUTION_LABELS = {
+    "monitoring_minutes": ("Minutes of monitoring after dosing", "minutes"),
+    "ready_to_leave_minutes": ("Minutes until ready to leave", "minutes"),
+    "sbp_rise_40min": ("Rise in systolic pressure at 40 minutes", "mmHg"),
+    "dbp_rise_40min": ("Rise in diastolic pressure at 40 minutes", "mmHg"),
+}
+
+
+def rems_label(measure: str) -> str:
+    return spec.REMS_LABELS.get(measure, measure)
+
+
+@_plain_inputs
+def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
+    """One esketamine monitoring measure per site and overall (rems.csv, disclosure applied): the rate as a
+    marker (the intranasal route's colour; overall in black) with its 95 % Wilson interval and, in the hover
+    and the axis label, how many sessions (or patients) it rests on. Hidden rates read "hidden"; a measure
+    the export lacks draws a message instead."""
+    title = rems_label(measure)
+    rate, low, high, of = f"{measure}_rate", f"{measure}_ci_low", f"{measure}_ci_high", f"{measure}_of"
+    if rems is None or rems.empty or rate not in rems:
+        return _empty(title, "No esketamine sessions in the clinic for this cohort")
+    if rems[of].isna().all() and rems[rate].isna().all() and rems[measure].isna().all():
+        return _empty(title, "The clinic export does not include the columns this measure needs")
+    unit = "patients" if measure in spec.REMS_PATIENT_MEASURES else "sessions"
+    fig = go.Figure()
+    for _, row in rems.iloc[::-1].iterrows():  # top to bottom: sites, then overall
+        site = str(row["site"])
+        route = spec.ALL if site == spec.ALL else "IN"
+        name = "All sites" if site == spec.ALL else f"Site {site}"
+        label = f"{name} (n = {fmt_count(row[of])})"
+        value = _num(row[rate])
+        minus, plus = _interval_arrays(value, row[low], row[high])
+        fig.add_trace(go.Scatter(
+            x=[value if value is not None else 0.0], y=[label],
+            mode="markers" if value is not None else "text",
+            text=None if value is not None else ["hidden"], textposition="middle right",
+            textfont=dict(color=colors.NEUTRAL),
+            marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=13,
+                        line=dict(width=1, color="white")),
+            error_x=dict(type="data", symmetric=False, array=[plus], arrayminus=[minus],
+                         color=colors.route_color(route), thickness=2.5, width=6),
+            showlegend=False,
+            hovertemplate=(f"<b>{name}</b><br>{title}: {fmt_pct(value)}<br>95 % interval: {fmt_pct(row[low])} "
+                           f"to {fmt_pct(row[high])}<br>{fmt_count(row[measure])} of {fmt_count(row[of])} "
+                           f"{unit}<extra></extra>"),
+        ))
+    fig.update_xaxes(title_text=f"Share of {unit} (95 % interval)", range=[0, 1.02], tickformat=".0%")
+    fig.update_yaxes(title_text="")
+    return _base_layout(fig, title, height=max(220, 70 + 45 * len(rems)), legend=False)
+
+
+@_plain_inputs
+def create_rems_distribution_figure(distribution: pd.DataFrame, measure: str, minimum: int | None = None) -> go.Figure:
+    """Sessions per bin of one distribution of `rems.rems_distribution` (disclosure applied), as bars with
+    a dashed line at the monitoring minimum (minutes measures). Hidden bins read "hidden"; the lowest and
+    highest bins of the pressure rises and the top bin of the minutes pool everything beyond them."""
+    title, unit = REMS_DISTRIBUTION_LABELS.get(measure, (measure, ""))
+    sub = distribution[distribution["measure"].astype(str) == measure] if distribution is not None and not distribution.empty \
+        else pd.DataFrame(columns=["measure", "bin", "sessions"])
+    if sub.empty:
+        return _empty(title, "Not recorded in the clinic export for these sessions")
+    from dashboard.analysis.rems import BIN_WIDTH, BINS
+
+    width = BIN_WIDTH.get(measure, 1)
+    bins = [int(b) for b in sub["bin"]]
+    top = {"monitoring_minutes": BINS["minute_top"], "ready_to_leave_minutes": BINS["minute_top"],
+           "sbp_rise_40min": BINS["sbp_top"], "dbp_rise_40min": BINS["dbp_top"]}.get(measure)
+    low = {"sbp_rise_40min": BINS["sbp_low"], "dbp_rise_40min": BINS["dbp_low"]}.get(measure)
+
+    def bin_label(b: int) -> str:
+        if top is not None and b >= top:
+            return f"{b} or more"
+        if low is not None and b <= low:
+            return f"{b + width - 1} or less"
+        return f"{b} to {b + width - 1}"
+
+    values = floats(sub["sessions"])
+    shown = np.where(np.isnan(values), 0.0, values)
+    fig = go.Figure(go.Bar(
+        x=[b + width / 2 for b in bins], y=shown, width=width * 0.9,
+        marker=dict(color=colors.route_color("IN"), pattern_shape=colors.ROUTE_PATTERNS.get("IN", "")),
+        text=["hidden" if np.isnan(v) else "" for v in values], textposition="outside",
+        textfont=dict(color=colors.NEUTRAL),
+        customdata=[[bin_label(b), fmt_count(v)] for b, v in zip(bins, values)],
+        hovertemplate="%{customdata[0]} " + unit + ": %{customdata[1]} sessions<extra></extra>",
+        showlegend=False,
+    ))
+    if minimum is not None and measure in ("monitoring_minutes", "ready_to_leave_minutes"):
+        fig.add_vline(x=minimum, line=dict(color="#000000", dash="dash", width=2),
+                      annotation_text=f"minimum {minimum} min", annotation_position="top right")
+    if measure in ("sbp_rise_40min", "dbp_rise_40min"):
+        fig.add_vline(x=0, line=dict(color=colors.NEUTRAL, width=1))
+    fig.update_xaxes(title_text=f"{title} ({unit})")
+    fig.update_yaxes(title_text="Sessions", rangemode="tozero")
+    return _base_layout(fig, title, height=340, legend=False)

@@ -37,12 +37,16 @@ COLUMNS: dict[str, dict[str, bool]] = {
         "patient_id": True, "site": True, "start_quarter": True, "age_band": True, "sex": False,
         "primary_diagnosis": True, "treatment_resistant": False, "prior_failed_treatments": False,
         "hypertension": False,
+        # optional esketamine (SPRAVATO REMS) monitoring columns
+        **{c: False for c in spec.REMS_PATIENT_COLUMNS},
     },
     "sessions": {
         "session_id": True, "patient_id": True, "day": True, "route": True, "drug": False, "setting": True,
         "phase": True, "dose_mg": False, "integration_therapy": False, "sbp_pre": False, "sbp_peak": False,
         "dbp_pre": False, "dbp_peak": False, "heart_rate_peak": False, "cadss": False,
         "monitoring_minutes": False, "completed": False,
+        # optional esketamine (SPRAVATO REMS) monitoring columns
+        **{c: False for c in spec.REMS_SESSION_COLUMNS},
     },
     "assessments": {
         "patient_id": True, "day": True, "hours_post_dose": False, "instrument": True, "score": True,
@@ -242,6 +246,7 @@ class _Table:
     rows: int = 0
     blocked: bool = False  # structural problems: its value checks cannot run
     unreadable: bool = False  # nothing could be read from it at all
+    columns: list[str] = field(default_factory=list)  # the format columns its file has (export_columns)
 
     @property
     def file(self) -> str:
@@ -398,6 +403,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Ca
 
     # each format column from the file's column at its position (c0, c1, …), or NULL when absent
     position = {_normal(c): i for i, c in enumerate(columns) if _normal(c) in expected}
+    table.columns = [c for c in expected if c in position]
     # values are taken as written: the CSV reader already reads an empty cell ("" too) as NULL
     select = ", ".join(
         f"c{position[c]} AS {c}" if c in position else f"NULL::VARCHAR AS {c}" for c in expected
@@ -565,6 +571,9 @@ def _build(con, tables, db_path, export_dir, source_label, digest, started, say)
     for name in spec.TABLES:
         con.execute(load_sql(f"load_{name}"))
     rows = {name: tables[name].rows for name in spec.TABLES}
+    # which optional columns the export had, so a measure needing an absent one is named, not shown as zero
+    con.executemany("INSERT INTO export_columns VALUES (?, ?)",
+                    [(t.name, c) for t in tables.values() for c in t.columns])
     say(f"Loaded {sum(rows.values()):,} rows into the new database ({time.monotonic() - t0:.1f} s)")
     con.execute("DETACH staging")
     derived: list[str] = []

@@ -217,15 +217,52 @@ class Parameters:
     vitals_measured: tuple = (0.95, 0.15)  # clinic, home (a home cuff now and then)
     monitoring_minutes: tuple = _r(IV=(60, 120), IM=(60, 90), SC=(45, 90), IN=(120, 150), SL=None, PO=None)
 
+    # --- esketamine (SPRAVATO REMS) monitoring columns (clinic esketamine sessions only) ---------------------
+    # Drawn from their own random stream (spawn key 18 below the block's), so adding them left every other
+    # column of the sample exactly as it was. Per site (S1..S6), so the panel shows sites that fall short.
+    # assumption: share of sessions stopped short of the two hours the REMS asks (sites 3 and 5 worst);
+    # a short session lasts 90-115 minutes.
+    rems_short: tuple = (0.02, 0.01, 0.05, 0.02, 0.08, 0.02)
+    rems_short_minutes: tuple = (90, 115)
+    # "Ready to leave": blood pressure peaks about 40 minutes after dosing and sedation and dissociation
+    # resolve within about 2 hours in most patients (Spravato label, sections 5.1-5.3); assumption: lognormal
+    # with median 75 minutes and sigma 0.35 (about 8 % past 120 minutes), at least 30; monitoring then lasts
+    # until at least that time plus 5-15 minutes.
+    rems_ready: tuple = (75.0, 0.35, 30)
+    # Blood pressure at 40 minutes: the peak is near 40 minutes (label), so pre-dose + 90 % of the rise to the
+    # peak (assumption); at discharge: pre-dose + 0-6 mmHg (assumption). Missing: each 40-minute and discharge
+    # pair per site (assumption; the 40-minute reading is the one most often forgotten).
+    rems_missing_40min: tuple = (0.05, 0.03, 0.10, 0.05, 0.15, 0.05)
+    rems_missing_discharge: tuple = (0.02, 0.01, 0.04, 0.02, 0.06, 0.02)
+    # Pulse oximetry: required by the REMS since 2023 (assumption: 97 % recorded true, 1 % empty);
+    # lowest SpO2 95-99 %, 90-94 % in 3 % of sessions (assumption).
+    rems_oximetry: tuple = (0.97, 0.01)
+    rems_low_spo2: float = 0.03
+    # Respiratory depression: rare (label 5.1, post-marketing reports); assumption 0.2 % of sessions.
+    # Sedation follows the session's sedation adverse event. Resolved at discharge: 99 % (assumption).
+    rems_respiratory_depression: float = 0.002
+    rems_resolved: float = 0.99
+    # Patient Monitoring Form: submitted 0-3 days after the session, late (8-21 days) in a per-site share and
+    # never in 1 % (assumption: the REMS asks for it within 7 days).
+    rems_form_late: tuple = (0.05, 0.04, 0.15, 0.05, 0.12, 0.05)
+    rems_form_never: float = 0.01
+    # Concomitant medication classes the label asks about, per patient (assumption): benzodiazepine,
+    # sedative-hypnotic, psychostimulant, MAOI, opioid.
+    rems_medication: tuple = (0.25, 0.10, 0.08, 0.005, 0.05)
+    # REMS enrolment: 1-21 days before the first esketamine dose; after it (day 1-7) in 2 %, missing in 1 %
+    # (assumption).
+    rems_enrolled_late: float = 0.02
+    rems_enrolled_missing: float = 0.01
+
 
 PARAMETERS = Parameters()
 
 COLUMNS = {
     "patients": ("patient_id", "site", "start_quarter", "age_band", "sex", "primary_diagnosis",
-                 "treatment_resistant", "prior_failed_treatments", "hypertension"),
+                 "treatment_resistant", "prior_failed_treatments", "hypertension", *spec.REMS_PATIENT_COLUMNS),
     "sessions": ("session_id", "patient_id", "day", "route", "drug", "setting", "phase", "dose_mg",
                  "integration_therapy", "sbp_pre", "sbp_peak", "dbp_pre", "dbp_peak", "heart_rate_peak",
-                 "cadss", "monitoring_minutes", "completed"),
+                 "cadss", "monitoring_minutes", "completed", *spec.REMS_SESSION_COLUMNS),
     "assessments": ("patient_id", "day", "hours_post_dose", "instrument", "score"),
     "adverse_events": ("session_id", "event", "severity", "intervention"),
 }
@@ -234,6 +271,7 @@ SCHEMAS = {
         ("patient_id", pa.string()), ("site", pa.string()), ("start_quarter", pa.string()),
         ("age_band", pa.string()), ("sex", pa.string()), ("primary_diagnosis", pa.string()),
         ("treatment_resistant", pa.bool_()), ("prior_failed_treatments", pa.int32()), ("hypertension", pa.bool_()),
+        ("rems_enrolled_day", pa.int32()),
     ]),
     "sessions": pa.schema([
         ("session_id", pa.string()), ("patient_id", pa.string()), ("day", pa.int32()), ("route", pa.string()),
@@ -241,6 +279,12 @@ SCHEMAS = {
         ("integration_therapy", pa.bool_()), ("sbp_pre", pa.int16()), ("sbp_peak", pa.int16()),
         ("dbp_pre", pa.int16()), ("dbp_peak", pa.int16()), ("heart_rate_peak", pa.int16()),
         ("cadss", pa.int16()), ("monitoring_minutes", pa.int16()), ("completed", pa.bool_()),
+        ("sbp_40min", pa.int16()), ("dbp_40min", pa.int16()), ("sbp_discharge", pa.int16()),
+        ("dbp_discharge", pa.int16()), ("pulse_oximetry", pa.bool_()), ("spo2_min", pa.int16()),
+        ("sedation", pa.bool_()), ("respiratory_depression", pa.bool_()), ("resolved_at_discharge", pa.bool_()),
+        ("ready_to_leave_minutes", pa.int16()), ("form_submitted_day", pa.int32()),
+        ("benzodiazepine", pa.bool_()), ("sedative_hypnotic", pa.bool_()), ("psychostimulant", pa.bool_()),
+        ("maoi", pa.bool_()), ("opioid", pa.bool_()),
     ]),
     "assessments": pa.schema([
         ("patient_id", pa.string()), ("day", pa.int32()), ("hours_post_dose", pa.float64()),
@@ -279,6 +323,8 @@ class _Block:
 
     def __init__(self, seed: int, index: int, first: int, n: int, id_width: int, p: Parameters = PARAMETERS):
         self.rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index,)))
+        # the esketamine monitoring columns have a stream of their own (added later: the rest is unchanged)
+        self.rems_rng = np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index, 18)))
         self.p, self.n = p, n
         self.pid = pa.array([f"P{i:0{id_width}d}" for i in range(first, first + n)], pa.string())
         self._patients()
@@ -286,6 +332,7 @@ class _Block:
         self._outcomes()
         self._assessments()
         self._adverse_events()
+        self._rems()
 
     # --- patients ------------------------------------------------------------------------------------------
     def _patients(self) -> None:
@@ -323,6 +370,7 @@ class _Block:
             _strings(spec.AGE_BANDS, self.age), _strings(spec.SEXES, self.sex),
             _strings(spec.DIAGNOSES, self.dx), pa.array(self.trd, pa.bool_()),
             pa.array(self.prior, pa.int32()), pa.array(self.hyp, pa.bool_()),
+            _masked(self.enrolled_day, ~self.enrolled, pa.int32()),
         ], schema=SCHEMAS["patients"])
 
     # --- outcome classes (needed by maintenance) ------------------------------------------------------------
@@ -641,6 +689,58 @@ class _Block:
         sev = rng.choice(3, size=k, p=np.asarray(p.severity) / sum(p.severity))
         self.ae = (si, ei, sev, rng.random(k) < np.asarray(p.intervention)[sev])
 
+    # --- esketamine (SPRAVATO REMS) monitoring ----------------------------------------------------------------
+    def _rems(self) -> None:
+        """The optional REMS columns: set on clinic esketamine sessions (and esketamine patients) only."""
+        p, rng, n = self.p, self.rems_rng, self.n
+        sp, s = self.s_pat, len(self.s_pat)
+        esk = (self.s_drug == 1) & ~self.s_home
+        site = self.site[sp]
+        # patients: enrolment day relative to the first esketamine session
+        first_esk = np.full(n, np.iinfo(np.int64).max)
+        np.minimum.at(first_esk, sp[esk], self.s_day[esk])
+        has_esk = first_esk < np.iinfo(np.int64).max
+        late = rng.random(n) < p.rems_enrolled_late
+        offset = np.where(late, rng.integers(1, 8, n), -rng.integers(1, 22, n))
+        self.enrolled = has_esk & (rng.random(n) >= p.rems_enrolled_missing)
+        self.enrolled_day = np.where(has_esk, first_esk, 0) + offset
+        # ready to leave, then monitoring: until ready (plus a margin), at least the drawn time, some short
+        ready = np.maximum(np.rint(np.exp(rng.normal(np.log(p.rems_ready[0]), p.rems_ready[1], s))), p.rems_ready[2])
+        ready = np.minimum(ready, 1440)
+        margin = rng.integers(1, 4, s) * 5
+        mon = np.maximum(self.s_monitoring, ready + margin)
+        short = rng.random(s) < np.asarray(p.rems_short)[site]
+        lo, hi = p.rems_short_minutes
+        short_minutes = rng.integers(lo // 5, hi // 5 + 1, s) * 5
+        self.s_monitoring = np.where(esk, np.minimum(np.where(short, short_minutes, mon), 1440), self.s_monitoring)
+        self.s_ready = ready
+        # pressures at 40 minutes and discharge
+        sbp_pre, sbp_peak, dbp_pre, dbp_peak, _ = self.s_vitals
+        self.s_sbp40 = sbp_pre + np.rint(0.9 * (sbp_peak - sbp_pre))
+        self.s_dbp40 = dbp_pre + np.rint(0.9 * (dbp_peak - dbp_pre))
+        self.s_sbpd = sbp_pre + rng.integers(0, 7, s)
+        self.s_dbpd = dbp_pre + rng.integers(0, 5, s)
+        self.s_miss40 = ~esk | self.s_missing_vitals | (rng.random(s) < np.asarray(p.rems_missing_40min)[site])
+        self.s_missd = ~esk | self.s_missing_vitals | (rng.random(s) < np.asarray(p.rems_missing_discharge)[site])
+        u = rng.random(s)
+        self.s_ox = u < p.rems_oximetry[0]
+        self.s_ox_missing = ~esk | (u >= 1 - p.rems_oximetry[1])
+        low = rng.random(s) < p.rems_low_spo2
+        self.s_spo2 = np.where(low, rng.integers(90, 95, s), rng.integers(95, 100, s))
+        si, ei, _, _ = self.ae
+        sedated = np.zeros(s, bool)
+        sedated[si[ei == spec.EVENTS.index("sedation")]] = True
+        self.s_sedation = sedated
+        self.s_resp = rng.random(s) < p.rems_respiratory_depression
+        self.s_resolved = rng.random(s) < p.rems_resolved
+        late_form = rng.random(s) < np.asarray(p.rems_form_late)[site]
+        delay = np.where(late_form, rng.integers(8, 22, s), rng.integers(0, 4, s))
+        self.s_form = self.s_day + delay
+        self.s_form_missing = ~esk | (rng.random(s) < p.rems_form_never)
+        meds = rng.random((n, len(p.rems_medication))) < np.asarray(p.rems_medication)[None, :]
+        self.s_meds = meds[sp]
+        self.s_esk = esk
+
     def tables(self) -> dict[str, pa.Table]:
         sp = self.s_pat
         num = pa.array([f"-V{i:02d}" for i in range(1, _MAX_SESSIONS + 1)], pa.string())
@@ -659,6 +759,14 @@ class _Block:
             _masked(self.s_cadss, self.s_cadss_missing | clinic_only, pa.int16()),
             _masked(self.s_monitoring, clinic_only, pa.int16()),
             pa.array(self.s_completed, pa.bool_()),
+            _masked(self.s_sbp40, self.s_miss40, pa.int16()), _masked(self.s_dbp40, self.s_miss40, pa.int16()),
+            _masked(self.s_sbpd, self.s_missd, pa.int16()), _masked(self.s_dbpd, self.s_missd, pa.int16()),
+            _masked(self.s_ox, self.s_ox_missing, pa.bool_()),
+            _masked(self.s_spo2, self.s_ox_missing | ~self.s_ox, pa.int16()),
+            _masked(self.s_sedation, ~self.s_esk, pa.bool_()), _masked(self.s_resp, ~self.s_esk, pa.bool_()),
+            _masked(self.s_resolved, ~self.s_esk, pa.bool_()), _masked(self.s_ready, ~self.s_esk, pa.int16()),
+            _masked(self.s_form, self.s_form_missing, pa.int32()),
+            *[_masked(self.s_meds[:, j], ~self.s_esk, pa.bool_()) for j in range(self.s_meds.shape[1])],
         ], schema=SCHEMAS["sessions"])
         a_pat, a_day, a_hours, a_ins, a_score = self.a
         assessments = pa.Table.from_arrays([

@@ -84,6 +84,60 @@ MAX_WINDOW = 365
 MAX_MIN_CELL = 1000
 
 
+# --- esketamine (SPRAVATO REMS) monitoring: clinic-export-format.md's optional columns, metrics.md's rems.csv ---
+
+# Optional columns: all may be absent from an export; a measure whose columns are absent is empty, not zero.
+REMS_SESSION_COLUMNS = (
+    "sbp_40min", "dbp_40min", "sbp_discharge", "dbp_discharge", "pulse_oximetry", "spo2_min", "sedation",
+    "respiratory_depression", "resolved_at_discharge", "ready_to_leave_minutes", "form_submitted_day",
+    "benzodiazepine", "sedative_hypnotic", "psychostimulant", "maoi", "opioid",
+)
+REMS_PATIENT_COLUMNS = ("rems_enrolled_day",)
+DEFAULT_REMS_MINUTES = 120  # the REMS's monitoring minimum (two hours); a setting, since the rules change
+MAX_REMS_MINUTES = 1440
+REMS_FORM_DAYS = 7  # the Patient Monitoring Form is due within 7 days of the session
+REMS_BP_HIGH_SBP = 180  # a 40-minute pressure of sbp >= 180 or dbp >= 110 (the label's threshold)
+REMS_BP_HIGH_DBP = 110
+# Session measures in rems.csv's order, then the patient measure. Each -> the (table, column) pairs it
+# needs: when the export lacks any of them the measure is empty (rems.lacking_columns).
+REMS_SESSION_MEASURES = (
+    "monitored_min", "bp_three_points", "pulse_oximetry", "form_within_7d", "sedation",
+    "respiratory_depression", "dissociation", "resolved_at_discharge", "bp_high_40min",
+)
+REMS_PATIENT_MEASURES = ("enrolled_before_first_dose",)
+REMS_MEASURES = REMS_SESSION_MEASURES + REMS_PATIENT_MEASURES
+REMS_MEASURE_COLUMNS = {
+    "monitored_min": (("sessions", "monitoring_minutes"),),
+    "bp_three_points": tuple(("sessions", c) for c in (
+        "sbp_pre", "dbp_pre", "sbp_40min", "dbp_40min", "sbp_discharge", "dbp_discharge")),
+    "pulse_oximetry": (("sessions", "pulse_oximetry"),),
+    "form_within_7d": (("sessions", "form_submitted_day"),),
+    "sedation": (("sessions", "sedation"),),
+    "respiratory_depression": (("sessions", "respiratory_depression"),),
+    "dissociation": (("adverse_events", "event"),),  # an export without adverse_events lacks it
+    "resolved_at_discharge": (("sessions", "resolved_at_discharge"),),
+    "bp_high_40min": (("sessions", "sbp_40min"), ("sessions", "dbp_40min")),
+    "enrolled_before_first_dose": (("patients", "rems_enrolled_day"),),
+    "ready_to_leave": (("sessions", "ready_to_leave_minutes"),),
+}
+# Rules a session or patient should meet (a miss is a finding), as opposed to events that happened.
+REMS_RULES = ("monitored_min", "bp_three_points", "pulse_oximetry", "form_within_7d", "resolved_at_discharge",
+              "enrolled_before_first_dose")
+REMS_LABELS = {
+    "monitored_min": "Monitored for at least the minimum",
+    "bp_three_points": "Blood pressure before, at 40 minutes and at discharge",
+    "pulse_oximetry": "Pulse oximetry",
+    "form_within_7d": "Monitoring form within 7 days",
+    "sedation": "Sedation",
+    "respiratory_depression": "Respiratory depression",
+    "dissociation": "Dissociation",
+    "resolved_at_discharge": "Resolved at discharge",
+    "bp_high_40min": "Blood pressure 180/110 or higher at 40 minutes",
+    "enrolled_before_first_dose": "Enrolled in the REMS before the first dose",
+    "ready_to_leave": "Ready to leave",
+}
+
+
 def severity_band(instrument: str, score: float) -> str:
     """The baseline severity band of a score on an instrument."""
     floors = SEVERITY_BAND_FLOORS[instrument]

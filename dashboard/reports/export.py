@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard import __version__
-from dashboard.analysis import metrics
+from dashboard.analysis import metrics, rems
 
 from dashboard.data import spec, store
 from dashboard.analysis.disclosure import protect
@@ -32,6 +32,7 @@ from dashboard.analysis.settings import FILTER_NAMES, Settings
 SUMMARY_FILES = (
     "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",
     "side_effects.csv", "maintenance.csv",
+    "rems.csv",
 )
 PROVENANCE_FILE = "provenance.json"
 SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stable against last-bit noise
@@ -48,6 +49,7 @@ _SUMMARY_SOURCES = {
         "time_to_relief_curve", lambda con, s: metrics.time_to_relief(con, s, logrank=False).curve),
     "side_effects.csv": ("side_effects", metrics.side_effects),
     "maintenance.csv": ("maintenance", metrics.maintenance),
+    "rems.csv": ("rems", rems.rems),
 }
 # file -> its disclosure rule (the name `disclosure.protect` takes)
 SUMMARY_RULES = {file: rule for file, (rule, _) in _SUMMARY_SOURCES.items()}
@@ -148,6 +150,7 @@ def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
             "relief": s.relief,
             "window": s.window,
             "min_cell": s.min_cell,
+            "rems_minutes": s.rems_minutes,
         },
         "min_cell": s.min_cell,
         "query_string": s.to_query_string(),
@@ -189,6 +192,8 @@ DERIVED_COLUMNS = (
     ("session_facts", "severe_mask"),
     ("session_facts", "b_pcl5"),
     ("patient_route_effects", "severe_e13"),
+    ("export_columns", "column_name"),  # which optional columns the export had (rems.csv)
+    ("sessions", "form_submitted_day"),
 )
 DERIVED_MACROS = ("cohort", "cohort_outcomes", "cohort_sessions", "cohort_route_effects")
 

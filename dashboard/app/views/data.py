@@ -52,4 +52,15 @@ st.subheader("Definitions")
 # One text for this page and the PDF report (dashboard/reports/definitions.py).
 st.markdown(definitions_markdown(s))
 
+st.markdown(
+    f"""
+**Esketamine monitoring (SPRAVATO REMS).** Over intranasal esketamine sessions held in the clinic: monitored
+for at least {s.rems_minutes} minutes (the setting; the REMS asks for two hours); blood pressure recorded before
+dosing, at 40 minutes and at discharge; pulse oximetry used; the Patient Monitoring Form submitted within
+{spec.REMS_FORM_DAYS} days (a form never submitted counts as late); sedation, dissociation and breathing problems
+resolved at discharge; and, per patient, enrolment in the REMS on or before the first esketamine dose. A measure
+whose columns the clinic export does not carry is shown as missing, never as zero.
+"""
+)
+
 ui.render_downloads(ctx, (), key="data")

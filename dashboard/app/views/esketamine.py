@@ -1,0 +1,169 @@
+"""Esketamine monitoring page (`/esketamine-monitoring`): the SPRAVATO REMS panel of rems.csv.
+
+Per site and overall: the share of esketamine sessions held in the clinic that meet each REMS rule (with
+95 % intervals and the number of sessions), how many sessions or patients break each rule (counts only,
+never identifiers), the events observed, the distributions of monitoring time and of "ready to leave"
+minutes against the monitoring minimum, and the rise in blood pressure at 40 minutes. Measures whose
+columns the clinic export lacks are named as missing, never shown as zero.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.app import ui
+from dashboard.charts import figures
+from dashboard.data import spec
+
+ctx = ui.current_context()
+s = ctx.settings
+ui.render_page_header(
+    "Esketamine monitoring",
+    "The SPRAVATO REMS asks for monitoring of at least two hours after intranasal esketamine and until "
+    "sedation, dissociation and breathing problems have resolved; blood pressure before dosing, at about 40 "
+    "minutes and before discharge; pulse oximetry; and a Patient Monitoring Form within 7 days of every "
+    f"session. Esketamine sessions held in the clinic by the cohort's patients; minimum monitoring time "
+    f"{s.rems_minutes} minutes (change it under *Analysis settings*).",
+    ctx,
+)
+
+rems = ui.load_summary(ctx.signature, s, "rems.csv")
+lacking = ui.load_rems_lacking(ctx.signature)
+total = rems[rems["site"].astype(str) == spec.ALL].iloc[0]
+
+if lacking:
+    lines = [f"- **{spec.REMS_LABELS[m]}**: needs {', '.join(f'`{c}`' for c in cols)}" for m, cols in lacking.items()]
+    st.warning(
+        "**The clinic export does not include everything this panel needs.** These measures are left empty "
+        "(not zero) until the export carries their columns:\n\n" + "\n".join(lines),
+        icon=":material/playlist_remove:",
+    )
+
+if pd.isna(total["sessions"]) or total["sessions"] == 0:  # hidden (too few to show), or none
+    if pd.isna(total["sessions"]):
+        st.warning(
+            f"**Too few to show:** this cohort's esketamine sessions in the clinic rest on fewer than {s.min_cell} "
+            "patients or sessions, so every figure would be hidden to protect patients' privacy. Widen the "
+            "filters in the sidebar.",
+            icon=":material/lock:",
+        )
+    else:
+        st.info("**No esketamine sessions held in the clinic** match these filters. Esketamine (route IN, drug "
+                "esketamine) given at home is not monitored under the REMS.", icon=":material/search_off:")
+    ui.render_downloads(ctx, ("rems.csv",), key="rems")
+    st.stop()
+
+sites = [str(x) for x in rems["site"]]
+
+
+def site_name(site: str) -> str:
+    return "All sites" if site == spec.ALL else f"Site {site}"
+
+
+def missed_cell(row: pd.Series, measure: str) -> str:
+    """How many sessions (or patients) break the rule: recorded − met, shown only where both are shown."""
+    if measure in lacking:
+        return "not in export"
+    met, of = row[measure], row[measure + "_of"]
+    if pd.isna(met) or pd.isna(of):
+        return "hidden"
+    return f"{int(of) - int(met):,}"
+
+
+st.markdown(
+    f"**{ui.describe_size(total['patients'], s.min_cell).replace('patient', 'esketamine patient')}**, "
+    f"{figures.fmt_count(total['sessions'])} monitored sessions in the clinic."
+)
+
+st.subheader("Where sites fall short")
+st.caption("Each rule as the share of sessions (enrolment: of patients) meeting it, with 95 % Wilson intervals; "
+           "n is the number of sessions where the rule could be checked.")
+rules = list(spec.REMS_RULES)
+for i in range(0, len(rules), 2):
+    cols = st.columns(2)
+    for col, measure in zip(cols, rules[i: i + 2]):
+        with col:
+            st.plotly_chart(figures.create_rems_rate_figure(rems, measure), key=f"chart_rems_{measure}")
+
+st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
+breaks = pd.DataFrame({
+    "Rule": [spec.REMS_LABELS[m] + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else " (sessions)") for m in rules],
+    **{site_name(site): [missed_cell(row, m) for m in rules] for site, (_, row) in zip(sites, rems.iterrows())},
+})
+st.dataframe(breaks, hide_index=True, width="stretch")
+st.caption(
+    f"Monitored for less than {s.rems_minutes} minutes; a blood pressure (systolic or diastolic, before, at 40 "
+    "minutes or at discharge) missing; pulse oximetry not used; the monitoring form submitted more than 7 days "
+    "after the session or never; not resolved at discharge; enrolled in the REMS after the first esketamine "
+    "dose or enrolment not recorded."
+)
+
+st.subheader("What was observed")
+events = ("sedation", "dissociation", "respiratory_depression", "bp_high_40min")
+rows = []
+for site, (_, row) in zip(sites, rems.iterrows()):
+    for m in events:
+        rows.append({"site": site_name(site), "measure": spec.REMS_LABELS[m],
+                     "sessions": row[m], "of": row[m + "_of"], "rate": row[m + "_rate"],
+                     "low": row[m + "_ci_low"], "high": row[m + "_ci_high"]})
+observed = pd.DataFrame(rows)
+# hidden cells arrive as <NA> in object columns: typed columns show them blank, never as a value
+for c in ("sessions", "of"):
+    observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("Float64").round().astype("Int64")
+for c in ("rate", "low", "high"):
+    observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("float64")
+ui.render_table(
+    observed,
+    {"site": "Site", "measure": "Observed", "sessions": "Sessions", "of": "Of sessions recorded",
+     "rate": "Share", "low": "95 % interval from", "high": "to"},
+    percent=("rate", "low", "high"),
+)
+event = st.selectbox("Chart", events, format_func=figures.rems_label, key="_ko_rems_event")
+st.plotly_chart(figures.create_rems_rate_figure(rems, event), key="chart_rems_event")
+
+distribution = ui.load_rems_distribution(ctx.signature, s)
+st.subheader("Monitoring time and readiness to leave")
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "monitoring_minutes", s.rems_minutes),
+                    key="chart_rems_monitoring")
+with right:
+    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "ready_to_leave_minutes", s.rems_minutes),
+                    key="chart_rems_ready")
+if "ready_to_leave" in lacking:
+    st.caption("Ready-to-leave minutes are not in the clinic export.")
+else:
+    medians = ", ".join(
+        f"{site_name(site)} {'hidden' if pd.isna(v) else f'{float(v):.0f} min'}"
+        for site, v in zip(sites, rems["ready_to_leave_median"]))
+    st.caption(f"Median minutes until the clinician judged the patient ready to leave: {medians}. Sessions to the "
+               f"right of the dashed line at {s.rems_minutes} minutes needed longer than the minimum.")
+
+st.subheader("Blood pressure at 40 minutes")
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "sbp_rise_40min"), key="chart_rems_sbp")
+with right:
+    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "dbp_rise_40min"), key="chart_rems_dbp")
+st.caption("The 40-minute reading minus the reading before dosing, over sessions with both recorded. "
+           f"Sessions at 180 systolic or 110 diastolic or more at 40 minutes: "
+           f"{figures.fmt_pct(total['bp_high_40min_rate'])} overall.")
+
+with st.expander("Every measure by site (table)"):
+    labels = {"site": "Site", "sessions": "Sessions", "patients": "Patients"}
+    for m in spec.REMS_MEASURES:
+        labels.update({m: spec.REMS_LABELS[m], m + "_of": "of", m + "_rate": "share"})
+    labels["ready_to_leave_median"] = "Median minutes to ready"
+    ui.render_table(rems, labels, percent=[m + "_rate" for m in spec.REMS_MEASURES],
+                    decimals={"ready_to_leave_median": 0})
+
+hidden = [spec.REMS_LABELS[m] for m in spec.REMS_MEASURES
+          if m not in lacking and rems[m + "_rate"].isna().any() and not rems[m + "_of"].eq(0).all()]
+hidden_bins = int(distribution["sessions"].isna().sum()) if not distribution.empty else 0
+ui.render_disclosure_note(
+    ctx,
+    ([f"some sites' {', '.join(hidden).lower()}"] if hidden else [])
+    + ([f"{hidden_bins} bars of the distributions"] if hidden_bins else []),
+)
+ui.render_downloads(ctx, ("rems.csv",), key="rems")

@@ -1,0 +1,37 @@
+-- Esketamine monitoring distributions over the same sessions as rems_sessions.sql (clinic esketamine
+-- sessions of cohort patients), all sites together: minutes of monitoring and "ready to leave" minutes in
+-- bins of $minute_bin (values at or above $minute_top pooled into the top bin), and the rise of systolic and
+-- diastolic pressure from before dosing to 40 minutes in bins of $sbp_bin / $dbp_bin (pooled below
+-- $sbp_low / $dbp_low and at or above $sbp_top / $dbp_top). Columns: measure, bin (lower bound), sessions.
+WITH c AS (
+    SELECT patient_id
+    FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                $treatment_resistant, $settings, $integration, $severities, $instrument,
+                $mild_floor, $moderate_floor, $severe_floor)
+),
+es AS (
+    SELECT s.monitoring_minutes, s.ready_to_leave_minutes,
+           s.sbp_40min - s.sbp_pre AS sbp_rise, s.dbp_40min - s.dbp_pre AS dbp_rise
+    FROM sessions s
+    JOIN c USING (patient_id)
+    WHERE s.drug = 'esketamine' AND s.setting = 'clinic'
+),
+binned AS (
+    SELECT 'monitoring_minutes' AS measure,
+           least(floor(monitoring_minutes / $minute_bin) * $minute_bin, $minute_top) AS bin
+    FROM es WHERE monitoring_minutes IS NOT NULL
+    UNION ALL
+    SELECT 'ready_to_leave_minutes',
+           least(floor(ready_to_leave_minutes / $minute_bin) * $minute_bin, $minute_top)
+    FROM es WHERE ready_to_leave_minutes IS NOT NULL
+    UNION ALL
+    SELECT 'sbp_rise_40min', greatest(least(floor(sbp_rise / $sbp_bin) * $sbp_bin, $sbp_top), $sbp_low)
+    FROM es WHERE sbp_rise IS NOT NULL
+    UNION ALL
+    SELECT 'dbp_rise_40min', greatest(least(floor(dbp_rise / $dbp_bin) * $dbp_bin, $dbp_top), $dbp_low)
+    FROM es WHERE dbp_rise IS NOT NULL
+)
+SELECT measure, bin::INTEGER AS bin, count(*) AS sessions
+FROM binned
+GROUP BY ALL
+ORDER BY measure, bin
