@@ -246,6 +246,7 @@ class _Table:
     unreadable: bool = False  # nothing could be read from it at all
     sheet: str | None = None  # the workbook's sheet holding the table (fmt "xlsx")
     notes: list[str] = field(default_factory=list)  # what was tolerated (dialects.py), for the import report
+    reported: set[tuple[int, str]] = field(default_factory=set)  # (row, column) already refused when read
 
     @property
     def file(self) -> str:
@@ -459,6 +460,8 @@ def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Ca
         import pyarrow as pa
 
         arrow = pa.table({f"c{i}": pa.array(values, type=pa.string()) for i, values in enumerate(sheet.columns)})
+        # register() refuses to run while an earlier execute()'s result is unread (DuckDB 2.0): finish it first
+        con.execute("SELECT 1").fetchall()
         con.register(f"xlsx_{table.name}", arrow)
         trimmed = ", ".join(f"nullif(trim(c{i}, {trim}), '') AS c{i}" for i in range(len(columns)))
         source = f"(SELECT {trimmed} FROM xlsx_{table.name})"
@@ -466,6 +469,7 @@ def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Ca
         for row, i, iso in sheet.dates:
             column = columns[i] if _normal(columns[i]) not in expected else _normal(columns[i])
             found.add(Problem(table.file, table.name, row, column, iso, dialects.excel_date_message(column, iso)))
+            table.reported.add((row, column))  # the value checks would only repeat it in other words
     else:
         aliases = ", ".join(f"c{i}" for i in range(len(columns)))
         casts = ", ".join(f"nullif(trim(CAST(c{i} AS VARCHAR), {trim}), '') AS c{i}" for i in range(len(columns)))
@@ -661,6 +665,8 @@ def _check(con: duckdb.DuckDBPyConnection, tables: dict[str, _Table], found: _Fo
         used = set(re.findall(r"\$([a-z_0-9]+)", wrapped))
         rows = con.execute(wrapped, {k: v for k, v in params.items() if k in used}).fetchall()
         for line, column, value, message, n in rows:
+            if (int(line), column) in table.reported:
+                continue
             p = Problem(table.file, name, int(line), column, value, _better_message(column, value, message))
             found.add(p)
             if n > MAX_PER_RULE and p.rule() not in found.more:
