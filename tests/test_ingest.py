@@ -611,12 +611,13 @@ def test_report_caps_each_rule_at_20_rows(tmp_path):
     exc = refused(tmp_path, assessments=(head, rows + many), sessions={1: {"route": "XX"}})
     assert len(exc.problems) == 21
     assert exc.more == {("assessments.csv", "assessments", "score", "out of range: must be a whole number from # to #"): 30}
+    # issue 10: one kind of problem across many rows is said once, naming its first lines
     report = exc.report().splitlines()
     assert report[0].startswith("Import refused: 51 problems in ")
-    assert report[2] == "  assessments.csv, table assessments, line 8, column score, value '30': out of range: must be a whole number from 0 to 27"
-    assert report[21] == "  assessments.csv, table assessments, line 27, column score, value '30': out of range: must be a whole number from 0 to 27"
-    assert report[22] == "  … and 30 more rows with the same problem"
-    assert len(report) == 23
+    assert report[1] == "  sessions.csv, table sessions, line 3, column route, value 'XX': not one of: IV IM SC IN SL PO"
+    assert report[2] == ("  assessments.csv, table assessments, column score: out of range: must be a whole number "
+                         "from 0 to 27 (50 lines: lines 8, 9, 10, 11, 12 and 45 more; value '30')")
+    assert len(report) == 3
 
 
 def test_report_caps_structural_errors_too(tmp_path):
@@ -626,7 +627,9 @@ def test_report_caps_structural_errors_too(tmp_path):
     exc = refused(tmp_path, export=export)
     assert len(exc.problems) == 21
     report = exc.report().splitlines()
-    assert report[-2] == "  … and 5 more rows with the same problem"
+    assert report[-2].startswith("  assessments.csv, table assessments: the line has 4 fields but the header has 5: "
+                                 "too few fields")
+    assert report[-2].endswith("(25 lines: lines 8, 9, 10, 11, 12 and 20 more; value 'P1,40,,PHQ9')")
     assert report[-1] == ("  assessments.csv, table assessments: the values of this table were not checked: "
                           "fix the problems listed for it and import again")
 

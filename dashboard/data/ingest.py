@@ -29,7 +29,9 @@ from dashboard import __version__
 from dashboard.data import dialects, spec
 from dashboard.data.store import load_sql, query_names
 
-MAX_PER_RULE = 20  # problems listed per rule before "… and N more rows with the same problem"
+MAX_PER_RULE = 20  # problems kept per rule (ImportRefused.problems); the rest are counted in .more
+SUMMARY_AFTER = 3  # a rule with more rows than this is reported on one line naming its first lines
+NAMED_LINES = 5  # lines (and values) named in such a summary
 
 # Each table's columns in the format's order: name -> required (may not be empty).
 COLUMNS: dict[str, dict[str, bool]] = {
@@ -166,16 +168,45 @@ class ImportRefused(Exception):
         if self.db_path is not None:
             tail += f"; {self.db_path} was left unchanged" if self.db_path.exists() else f"; {self.db_path} was not created"
         lines = [head + ". " + tail + "."]
+        groups: dict[tuple, list[Problem]] = {}
+        for p in self.problems:
+            groups.setdefault(p.rule(), []).append(p)
         listed = Counter(p.rule() for p in self.problems)
         shown: Counter = Counter()
         for p in self.problems:
-            lines.append("  " + p.describe())
             rule = p.rule()
+            group = groups[rule]
+            total = len(group) + self.more.get(rule, 0)
+            numbered = [g for g in group if g.line is not None]
+            if total > SUMMARY_AFTER and len(numbered) == len(group):
+                # one kind of problem across many rows: said once, with its first lines and values
+                if shown[rule] == 0:
+                    lines.append("  " + _summary(group, total))
+                shown[rule] += 1
+                continue
+            lines.append("  " + p.describe())
             shown[rule] += 1
             if shown[rule] == listed[rule] and self.more.get(rule):
                 # after the last listed row of a rule, the count of its rows left out
                 lines.append(f"  … and {self.more[rule]:,} more rows with the same problem")
         return "\n".join(lines)
+
+
+def _summary(group: list[Problem], total: int) -> str:
+    """One line for `total` rows with the same problem: where, what, how many, the first lines and values."""
+    first = group[0]
+    where = Problem(first.file, first.table, None, first.column, None, first.message).describe()
+    unit = "row" if (first.file or "").lower().endswith((".parquet", ".xlsx")) else "line"
+    named = group[:NAMED_LINES]
+    text = f"{where} ({total:,} {unit}s: {unit}s " + ", ".join(str(p.line) for p in named)
+    if total > len(named):
+        text += f" and {total - len(named):,} more"
+    values = [p.value for p in named if p.value is not None]
+    if values and len(set(values)) > 1:
+        text += "; values " + ", ".join(_show(v) for v in values)
+    elif values:
+        text += f"; value {_show(values[0])}"
+    return text + ")"
 
 
 @dataclass
