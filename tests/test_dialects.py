@@ -314,3 +314,37 @@ def test_session_day_and_sessions_per_patient_limits(tmp_path):
         (len(lines) + 2001, "day", "10001", "implausible: more than 10000 days (about 27 years) after the first "
          "session, the plausibility limit; check the value"),
     ]
+
+
+def set_cell(folder: Path, table: str, column: str, value: str) -> int:
+    """Write `value` into `column` of the first data row of table.csv; returns its line (2)."""
+    lines = (folder / f"{table}.csv").read_text().splitlines()
+    head = lines[0].split(",")
+    row = lines[1].split(",")
+    row[head.index(column)] = value
+    lines[1] = ",".join(f'"{v}"' if "," in v else v for v in row)
+    (folder / f"{table}.csv").write_text("\n".join(lines) + "\n")
+    return 2
+
+
+@pytest.mark.parametrize(("table", "column", "value", "message"), [
+    ("sessions", "sbp_pre", "NULL", "NULL is not a value: leave the cell empty for a missing value"),
+    ("sessions", "dose_mg", "N/A", "N/A is not a value: leave the cell empty for a missing value"),
+    ("sessions", "dose_mg", "#VALUE!", "an Excel error value (#VALUE!), not data: fix the formula in the spreadsheet "
+     "or type the value"),
+    ("sessions", "dose_mg", "1,000", "not a number: write the decimal point as a full stop (37.5) and no thousands "
+     "separators"),
+    ("sessions", "cadss", "1.2E+1", "not a whole number: the spreadsheet wrote it in scientific notation; format "
+     "the column as Number and write the value in full"),
+    ("sessions", "monitoring_minutes", "1/3/1900", "not a whole number: the spreadsheet shows it as a date; format "
+     "the column as Number and enter the value again"),
+    ("patients", "site", "1.23E+11", "Excel turned this id into a number in scientific notation: format the column "
+     "as Text and enter the ids again from the source"),
+    ("patients", "age_band", "18-Jun", "Excel turned the age band into a date (18-Jun): format the column as Text "
+     "and type the value again (e.g. 18-24), or prefix it with an apostrophe ('18-24)"),
+])
+def test_values_a_spreadsheet_changed_get_a_message_that_says_what_to_do(tmp_path, table, column, value, message):
+    folder = copy_example(tmp_path)
+    line = set_cell(folder, table, column, value)
+    (p,) = refusal(folder, tmp_path).problems
+    assert (p.file, p.line, p.column, p.value, p.message) == (f"{table}.csv", line, column, value, message)

@@ -364,3 +364,36 @@ def decimal_comma_hint(value: str | None) -> str | None:
     if value and _DECIMAL_COMMA.match(value.strip()):
         return "not a number: write the decimal point as a full stop (37.5) and no thousands separators"
     return None
+
+
+_MISSING_WORDS = {"NULL", "NA", "N/A", "NAN", "NONE", "NIL", "-", "--", "?", "MISSING", "UNKNOWN"}
+_EXCEL_ERRORS = re.compile(r"^#(N/A|VALUE!|REF!|DIV/0!|NAME\?|NUM!|NULL!|SPILL!|CALC!)$", re.IGNORECASE)
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(\.\d+)?[Ee][+-]?\d+$")
+
+
+def spreadsheet_hint(column: str | None, value: str | None, message: str) -> str:
+    """The message for a refused value, or a better one when the value shows what a spreadsheet or an EHR did
+    to it: an age band or quarter turned into a date, a decimal comma, a word for "missing", an Excel error
+    value, scientific notation, a number shown as a date."""
+    if value is None:
+        return message
+    v = value.strip()
+    hint = excel_date_hint(column, v)
+    if hint:
+        return hint
+    if v.upper() in _MISSING_WORDS and not message.startswith("unknown"):
+        return f"{v} is not a value: leave the cell empty for a missing value"
+    if _EXCEL_ERRORS.match(v):
+        return f"an Excel error value ({v}), not data: fix the formula in the spreadsheet or type the value"
+    if message in ("not a number", "not a whole number"):
+        if _SCIENTIFIC.match(v):
+            return (f"{message}: the spreadsheet wrote it in scientific notation; format the column as Number "
+                    "and write the value in full")
+        if _DATE_LIKE.match(v):
+            return f"{message}: the spreadsheet shows it as a date; format the column as Number and enter the value again"
+        return decimal_comma_hint(v) or message
+    if message.startswith("not a valid code") and _SCIENTIFIC.match(v):
+        return ("Excel turned this id into a number in scientific notation: format the column as Text and "
+                "enter the ids again from the source")
+    return message
+

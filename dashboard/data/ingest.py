@@ -707,14 +707,8 @@ def _check(con: duckdb.DuckDBPyConnection, tables: dict[str, _Table], found: _Fo
 
 
 def _better_message(column: str | None, value: str | None, message: str) -> str:
-    """A check's message, or one that says what went wrong on the way out of a spreadsheet and how to fix it:
-    an age band or quarter Excel turned into a date, a decimal comma."""
-    hint = dialects.excel_date_hint(column, value)
-    if hint:
-        return hint
-    if message in ("not a number", "not a whole number"):
-        return dialects.decimal_comma_hint(value) or message
-    return message
+    """A check's message, or one that says what a spreadsheet did to the value and how to fix it."""
+    return dialects.spreadsheet_hint(column, value, message)
 
 
 def _build(con, tables, db_path, export_dir, source_label, digest, started, say) -> ImportSummary:
