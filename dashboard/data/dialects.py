@@ -181,29 +181,51 @@ def sniff_csv(path: Path, expected: Iterable[str]) -> CsvLayout:
     layout.header = [h.strip() for h in fields]
 
     crlf = cr = lf = 0
-    carry = b""
+    carry = overlap = b""
     with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
+        while True:
+            chunk = f.read(_CHUNK)
             buf = carry + chunk
-            # keep a trailing CR and the last partial line for the next chunk (a CRLF or blank line may straddle)
-            cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) - 1
-            cut = max(cut, 0)
-            part, carry = buf[:cut], buf[cut:]
-            n_crlf = part.count(b"\r\n")
-            crlf += n_crlf
-            cr += part.count(b"\r") - n_crlf
-            lf += part.count(b"\n") - n_crlf
-            if not layout.blank_lines and _BLANK_LINE.search(part):
+            if chunk:
+                # counted up to just before the last line break, so a CRLF is never cut in two
+                cut = max(max(buf.rfind(b"\n"), buf.rfind(b"\r")) - 1, 0)
+                part, carry = buf[:cut], buf[cut:]
+            else:
+                part, carry = buf, b""
+            # as few passes as possible: a file without CR (the usual case) needs three substring tests
+            n_cr = part.count(b"\r")
+            if n_cr:
+                n_crlf = part.count(b"\r\n")
+                crlf += n_crlf
+                cr += n_cr - n_crlf
+                lf += part.count(b"\n") - n_crlf
+            elif b"\n" in part:
+                lf += 1
+            # a blank line may begin in the previous part: look at it from that part's last line break on
+            seen = overlap + part
+            if not layout.blank_lines and _has_blank_line(seen, b"\r" in seen):
                 layout.blank_lines = True
-        n_crlf = carry.count(b"\r\n")
-        crlf += n_crlf
-        cr += carry.count(b"\r") - n_crlf
-        lf += carry.count(b"\n") - n_crlf
-        if not layout.blank_lines and _BLANK_LINE.search(carry):
-            layout.blank_lines = True
+            last = max(seen.rfind(b"\n"), seen.rfind(b"\r"))
+            overlap = seen[max(last, len(seen) - 4096, 0):]
+            if not chunk:
+                break
+    if overlap.strip(b"\r\n") and not overlap.strip(b" \t\r\n"):
+        layout.blank_lines = True  # a last line of only spaces, without a line ending
     kinds = [k for k, n in (("CRLF", crlf), ("CR", cr), ("LF", lf)) if n]
     layout.line_endings = kinds[0] if len(kinds) == 1 else "LF" if not kinds else "mixed"
     return layout
+
+
+def _has_blank_line(part: bytes, cr: bool) -> bool:
+    """Whether bytes hold an empty line (or one of only spaces and tabs). Plain substring tests run at memory
+    speed; the regular expression (far slower) runs only where a line starts with a blank."""
+    breaks = (b"\n\n", b"\r\r", b"\n\r\n", b"\r\n\r\n") if cr else (b"\n\n",)
+    if any(x in part for x in breaks):
+        return True
+    starts = (b"\n ", b"\n\t", b"\r ", b"\r\t") if cr else (b"\n ", b"\n\t")
+    if any(x in part for x in starts):
+        return _BLANK_LINE.search(part) is not None
+    return False
 
 
 def normalise_csv(path: Path, layout: CsvLayout, out: Path) -> None:
