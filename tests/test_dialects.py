@@ -348,3 +348,40 @@ def test_values_a_spreadsheet_changed_get_a_message_that_says_what_to_do(tmp_pat
     line = set_cell(folder, table, column, value)
     (p,) = refusal(folder, tmp_path).problems
     assert (p.file, p.line, p.column, p.value, p.message) == (f"{table}.csv", line, column, value, message)
+
+
+# --- the byte scan and the rewrite, at every chunk size ------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 1 << 23])
+@pytest.mark.parametrize(("data", "endings", "blank", "rewritten"), [
+    (b"a,b\n1,2\n3,4\n", "LF", False, None),
+    (b"a,b\r\n1,2\r\n3,4", "CRLF", False, None),
+    (b"a,b\r1,2\r3,4\r", "CR", False, b"a,b\n1,2\n3,4\n"),
+    (b"a,b\r\n1,2\r3,4\n5,6", "mixed", False, b"a,b\n1,2\n3,4\n5,6"),
+    (b"a,b\n1,2\n\n3,4\n", "LF", True, b"a,b\n1,2\n,\n3,4\n"),
+    (b"a,b\r\n1,2\r\n \t \r\n3,4\r\n", "CRLF", True, b"a,b\n1,2\n,\n3,4\n"),
+    (b"a,b\n1,2\n 3,4\n", "LF", False, None),  # a value with a leading space is not a blank line
+    (b"a,b\n1,2\n3,4\n  ", "LF", True, b"a,b\n1,2\n3,4\n,"),
+])
+def test_scan_and_rewrite_do_not_depend_on_chunk_boundaries(tmp_path, monkeypatch, chunk, data, endings, blank,
+                                                            rewritten):
+    monkeypatch.setattr(dialects, "_CHUNK", chunk)
+    path = tmp_path / "t.csv"
+    path.write_bytes(data)
+    layout = dialects.sniff_csv(path, ["a", "b"])
+    assert (layout.header, layout.delimiter, layout.line_endings, layout.blank_lines) == (["a", "b"], ",", endings, blank)
+    assert layout.rewrite == (rewritten is not None)
+    if rewritten is not None:
+        dialects.normalise_csv(path, layout, tmp_path / "out.csv")
+        assert (tmp_path / "out.csv").read_bytes() == rewritten
+
+
+@pytest.mark.parametrize(("header", "delimiter"), [
+    ("patient_id,site,age_band", ","), ("patient_id;site;age_band", ";"), ("patient_id\tsite\tage_band", "\t"),
+    ("patient_id|site|age_band", "|"),
+    # a semicolon inside a comma-separated header does not win: the split that names more columns does
+    ("patient_id,site;x,age_band", ","),
+])
+def test_delimiter_is_the_one_that_names_the_format_columns(header, delimiter):
+    assert dialects.choose_delimiter(header, ["patient_id", "site", "age_band"])[0] == delimiter
