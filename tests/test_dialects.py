@@ -385,3 +385,44 @@ def test_scan_and_rewrite_do_not_depend_on_chunk_boundaries(tmp_path, monkeypatc
 ])
 def test_delimiter_is_the_one_that_names_the_format_columns(header, delimiter):
     assert dialects.choose_delimiter(header, ["patient_id", "site", "age_band"])[0] == delimiter
+
+
+def test_index_of_a_filtered_frame_is_ignored(tmp_path, plain):
+    # pandas writes the index it has: after filtering rows it is increasing but not 0, 1, 2, …
+    folder = copy_example(tmp_path)
+    rewrite(folder / "sessions.csv", lambda d: b"\n".join(
+        (b"Unnamed: 0," + line if i == 0 else str(3 * i + 1).encode() + b"," + line) if line else line
+        for i, line in enumerate(d.split(b"\n"))))
+    got, tolerated, _ = imported(folder, tmp_path)
+    assert got == plain
+    assert tolerated == [("sessions.csv", "ignored the first column, Unnamed: 0, holding increasing row numbers "
+                                          "(an index column written by pandas)")]
+
+
+def test_a_first_column_that_is_not_an_index_is_refused(tmp_path):
+    folder = copy_example(tmp_path)
+    rewrite(folder / "adverse_events.csv", lambda d: b"\n".join(
+        (b"," + line if i == 0 else (b"5," if i == 1 else b"2,") + line) if line else line
+        for i, line in enumerate(d.split(b"\n"))))
+    (p,) = refusal(folder, tmp_path).problems
+    assert (p.line, p.column, p.value) == (2, None, "5")
+    assert p.message.startswith("column 1 (no name) has no name but holds values")
+
+
+def test_a_missing_table_names_the_file_that_may_hold_it(tmp_path):
+    folder = copy_example(tmp_path)
+    (folder / "patients.csv").rename(folder / "patients (1).csv")
+    p = refusal(folder, tmp_path).problems[0]
+    assert p.message == ("required table missing: expected patients.csv or patients.parquet (or a sheet of that "
+                         "name in an Excel workbook export.xlsx); found patients (1).csv: rename it patients.csv "
+                         "(or .parquet) if it holds the table")
+
+
+def test_a_table_as_a_file_and_as_a_sheet_is_refused(tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    write_workbook(folder / "export.xlsx")
+    shutil.copy(EXAMPLE / "sessions.csv", folder / "sessions.csv")
+    problems = refusal(folder, tmp_path).problems
+    assert (problems[0].file, problems[0].message) == (
+        "sessions.csv and export.xlsx (sheet sessions)", "two files for one table; keep only one of them")

@@ -30,6 +30,8 @@ DELIMITER_NAMES = {",": "commas", ";": "semicolons (;)", "\t": "tabs", "|": "ver
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet",)
 XLSX_SUFFIX = ".xlsx"
+# python-calamine reads these workbooks the same way; .xlsx is the format's, the others are accepted alike
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 # Characters trimmed around every value (Excel and EHRs pad cells with spaces, tabs and no-break spaces).
 TRIM_CHARACTERS = " \t\u00a0"
 _CHUNK = 1 << 23  # 8 MB per read when scanning a file's bytes
@@ -52,6 +54,20 @@ class TableFile:
     @property
     def label(self) -> str:
         return self.path.name
+
+
+def similar_files(export_dir: Path, table: str) -> list[str]:
+    """Files of the folder whose name holds the table's name but is not read as it (`patients (1).csv`,
+    `patients.xlsb`), for the message about a missing table."""
+    key = table.replace("_", "")
+    out = []
+    for p in sorted(export_dir.iterdir()):
+        squashed = re.sub(r"[^a-z]", "", p.stem.lower())
+        if p.is_file() and key in squashed and table_name(p.stem) is None:
+            out.append(p.name)
+        elif p.is_file() and table_name(p.stem) and p.suffix.lower() not in (*CSV_SUFFIXES, *PARQUET_SUFFIXES):
+            out.append(p.name)
+    return out
 
 
 def table_name(text: str) -> str | None:
@@ -77,7 +93,7 @@ def find_table_files(export_dir: Path) -> tuple[dict[str, list[TableFile]], list
             found[name].append(TableFile(name, p, "csv"))
         elif name and suffix in PARQUET_SUFFIXES:
             found[name].append(TableFile(name, p, "parquet"))
-    books = [p for p in files if p.suffix.lower() == XLSX_SUFFIX]
+    books = [p for p in files if p.suffix.lower() in WORKBOOK_SUFFIXES]
     named = [p for p in books if p.stem.strip().lower() == "export"]
     book = named[0] if len(named) == 1 else books[0] if len(books) == 1 else None
     if book is None and books:

@@ -403,9 +403,12 @@ def _find_tables(export_dir: Path, found: _Found) -> dict[str, _Table]:
             table.blocked = table.unreadable = True
         elif not files:
             if name not in spec.OPTIONAL_TABLES:
-                found.add(Problem(f"{name}.csv", name, None, None, None,
-                                  f"required table missing: expected {name}.csv or {name}.parquet "
-                                  "(or a sheet of that name in an Excel workbook export.xlsx)"))
+                message = (f"required table missing: expected {name}.csv or {name}.parquet "
+                           "(or a sheet of that name in an Excel workbook export.xlsx)")
+                near = dialects.similar_files(export_dir, name)
+                if near:
+                    message += f"; found {', '.join(near)}: rename it {name}.csv (or .parquet) if it holds the table"
+                found.add(Problem(f"{name}.csv", name, None, None, None, message))
                 table.blocked = table.unreadable = True
         else:
             table.path, table.fmt, table.sheet = files[0].path, files[0].fmt, files[0].sheet
@@ -468,8 +471,9 @@ def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Ca
         f"c{position[c]} AS {c}" if c in position else f"NULL::VARCHAR AS {c}" for c in expected
     )
     # columns not in the format are staged too (as extra_<position>), to look for identifying values
-    extra = [i for i, c in enumerate(columns) if _normal(c) not in expected and not identifier_kind(c)
-             and roles[i] != "index"]
+    # (an unnamed column is staged whatever its name suggests: "Unnamed: 0" holds "name")
+    extra = [i for i, c in enumerate(columns) if _normal(c) not in expected and roles[i] != "index"
+             and (roles[i] == "unnamed" or not identifier_kind(c))]
     select += "".join(f", c{i} AS extra_{i}" for i in extra)
     trim = "'" + dialects.TRIM_CHARACTERS + "'"
     if table.fmt == "csv":
@@ -545,11 +549,14 @@ def _ignored_columns(con: duckdb.DuckDBPyConnection, table: _Table, columns: lis
     for i in extra:
         if roles[i] != "unnamed":
             continue
-        filled, index0, index1, first_row, first_value = con.execute(
-            f"SELECT count(extra_{i}), count(*) FILTER (WHERE extra_{i} IS DISTINCT FROM rowid::VARCHAR), "
-            f"count(*) FILTER (WHERE extra_{i} IS DISTINCT FROM (rowid + 1)::VARCHAR), "
-            f"min(rowid) FILTER (WHERE extra_{i} IS NOT NULL), arg_min(extra_{i}, rowid) FILTER (WHERE extra_{i} IS NOT NULL) "
-            f"FROM staging.{table.name}").fetchone()
+        # an index: plain whole numbers on every row, increasing (0, 1, 2, … or a filtered frame's 0, 3, 7, …)
+        filled, index0, index1, increasing, first_row, first_value = con.execute(
+            f"SELECT count(x), count(*) FILTER (WHERE x IS DISTINCT FROM r::VARCHAR), "
+            f"count(*) FILTER (WHERE x IS DISTINCT FROM (r + 1)::VARCHAR), "
+            f"coalesce(bool_and(regexp_full_match(x, '[0-9]{{1,18}}') AND (prev IS NULL OR TRY_CAST(x AS BIGINT) > prev)), false), "
+            f"min(r) FILTER (WHERE x IS NOT NULL), arg_min(x, r) FILTER (WHERE x IS NOT NULL) "
+            f"FROM (SELECT rowid AS r, extra_{i} AS x, lag(TRY_CAST(extra_{i} AS BIGINT)) OVER (ORDER BY rowid) AS prev "
+            f"FROM staging.{table.name})").fetchone()
         shown = f"column {i + 1}" + (f" ({columns[i]})" if columns[i] else " (no name)")
         if filled == 0:
             n_empty += 1
@@ -557,6 +564,10 @@ def _ignored_columns(con: duckdb.DuckDBPyConnection, table: _Table, columns: lis
         elif i == 0 and (index0 == 0 or index1 == 0):
             table.notes.append(f"ignored the first column, {'unnamed' if not columns[i] else columns[i]}, "
                                "holding the row numbers 0, 1, 2, … (an index column written by pandas)")
+            ignored.add(i)
+        elif i == 0 and increasing:
+            table.notes.append(f"ignored the first column, {'unnamed' if not columns[i] else columns[i]}, "
+                               "holding increasing row numbers (an index column written by pandas)")
             ignored.add(i)
         else:
             found.add(Problem(table.file, table.name, first_row + table.line0, columns[i] or None, first_value,
