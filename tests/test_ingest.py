@@ -469,7 +469,8 @@ def test_pseudonyms_that_resemble_numbers_are_accepted(tmp_path, pseudonym):
     ("sessions", 0, "dose_mg", "0", "out of range: must be more than 0 and at most 1000 mg"),
     ("sessions", 0, "dose_mg", "1000.5", "out of range: must be more than 0 and at most 1000 mg"),
     ("sessions", 0, "dose_mg", "35mg", "not a number"),
-    ("sessions", 0, "dose_mg", "nan", "not a number"),
+    ("sessions", 0, "dose_mg", "nan", "nan is not a value: leave the cell empty for a missing value"),
+    ("sessions", 0, "dose_mg", "inf", "not a number"),
     ("sessions", 0, "integration_therapy", "y", "not a boolean (true/false, 1/0 or yes/no)"),
     ("sessions", 0, "sbp_pre", "59", "out of range: must be a whole number from 60 to 260"),
     ("sessions", 0, "sbp_peak", "261", "out of range: must be a whole number from 60 to 260"),
@@ -704,10 +705,17 @@ def test_whole_numbers_in_their_usual_spellings(tmp_path, value, stored):
     assert dump(tmp_path / "db.duckdb")["patients"][0][7] == stored
 
 
-@pytest.mark.parametrize("value", ["1e3", "5 5", "0x10", "1_000", "5-"])
+@pytest.mark.parametrize("value", ["5 5", "0x10", "1_000", "5-"])
 def test_other_spellings_are_not_whole_numbers(tmp_path, value):
     p = only(refused(tmp_path, patients={0: {"prior_failed_treatments": value}}))
     assert (p.line, p.column, p.value, p.message) == (2, "prior_failed_treatments", value, "not a whole number")
+
+
+def test_scientific_notation_is_not_a_whole_number_and_says_why(tmp_path):
+    p = only(refused(tmp_path, patients={0: {"prior_failed_treatments": "1e3"}}))
+    assert (p.line, p.column, p.value, p.message) == (
+        2, "prior_failed_treatments", "1e3", "not a whole number: the spreadsheet wrote it in scientific notation; "
+        "format the column as Number and write the value in full")
 
 
 def test_windows_line_endings_and_a_byte_order_mark(tmp_path):
