@@ -426,3 +426,13 @@ def test_a_table_as_a_file_and_as_a_sheet_is_refused(tmp_path):
     problems = refusal(folder, tmp_path).problems
     assert (problems[0].file, problems[0].message) == (
         "sessions.csv and export.xlsx (sheet sessions)", "two files for one table; keep only one of them")
+
+
+def test_a_damaged_workbook_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "export.xlsx").write_bytes(b"PK\x03\x04 not really a zip")
+    problems = refusal(folder, tmp_path).problems
+    assert problems[0].file == "export.xlsx"
+    assert problems[0].message.startswith("not a readable Excel workbook (")
+    assert problems[0].message.endswith("save it again from Excel as .xlsx, or export each table as CSV UTF-8")
