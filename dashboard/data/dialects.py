@@ -29,7 +29,6 @@ DELIMITER_NAMES = {",": "commas", ";": "semicolons (;)", "\t": "tabs", "|": "ver
 # File name endings read as a table (any case): NAME.csv, NAME.tsv, NAME.txt, NAME.parquet
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 PARQUET_SUFFIXES = (".parquet",)
-XLSX_SUFFIX = ".xlsx"
 # python-calamine reads these workbooks the same way; .xlsx is the format's, the others are accepted alike
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 # Characters trimmed around every value (Excel and EHRs pad cells with spaces, tabs and no-break spaces).

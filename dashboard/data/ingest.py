@@ -9,9 +9,7 @@ import leaves the previous database exactly as it was, and a dashboard that has 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import re
 import shutil
