@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("import", help="load a clinic export (CSV or Parquet) into a database, all or nothing")
+    p = sub.add_parser("import", help="load a clinic export (CSV, Parquet or an Excel workbook) into a database, all or nothing")
     p.add_argument("export_dir", metavar="EXPORT_DIR", help="folder holding patients, sessions, assessments[, adverse_events]")
     p.add_argument("--db", required=True, metavar="PATH", help="database file to create or replace")
     p.add_argument("--quiet", action="store_true", help="no progress messages")

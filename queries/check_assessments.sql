@@ -1,5 +1,6 @@
 -- Value problems in the staged assessments table (all text): line, column, value, message.
 -- Includes the reference to patients and the rule that a post-dose questionnaire falls on a session day.
+-- $max_day and $min_assessment_day are the plausibility limits (clinic-export-format.md).
 -- $line0 turns a row's position into its line in the file (2 for CSV after the header, 1 for Parquet rows).
 -- $instruments and $score_max are parallel lists (each instrument's top score; every range starts at 0).
 WITH a AS (SELECT rowid AS r, * FROM staging.assessments),
@@ -12,7 +13,13 @@ SELECT r + $line0 AS line, "column", value, message FROM (
         WHEN patient_id IN (SELECT patient_id FROM staging.patients WHERE patient_id IS NOT NULL) THEN NULL
         ELSE coalesce(code_problem(patient_id, 64), 'unknown patient_id: not in patients') END AS message FROM a
     UNION ALL
-    SELECT r, 'day', day, int_problem(day, -2147483648, 2147483647, true) FROM a
+    SELECT r, 'day', day, coalesce(int_problem(day, -2147483648, 2147483647, true), CASE
+        WHEN int_value(day) > $max_day
+            THEN 'implausible: more than ' || $max_day || ' days (about 27 years) after the first session, '
+                 || 'the plausibility limit; check the value'
+        WHEN int_value(day) < $min_assessment_day
+            THEN 'implausible: more than ' || (-$min_assessment_day) || ' days before the first session, '
+                 || 'the plausibility limit for a screening or baseline questionnaire; check the value' END) FROM a
     UNION ALL
     SELECT r, 'hours_post_dose', hours_post_dose, coalesce(float_problem(hours_post_dose), CASE
         WHEN NOT TRY_CAST(hours_post_dose AS DOUBLE) > 0 OR TRY_CAST(hours_post_dose AS DOUBLE) >= 24

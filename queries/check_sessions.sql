@@ -1,5 +1,6 @@
 -- Value problems in the staged sessions table (all text): line, column, value, message.
 -- Includes the references to patients and the rule that a patient's sessions start on day 0.
+-- $max_day and $max_sessions are the plausibility limits (clinic-export-format.md "Plausibility limits").
 -- $line0 turns a row's position into its line in the file (2 for CSV after the header, 1 for Parquet rows).
 WITH s AS (SELECT rowid AS r, *, int_value(day) AS day_n FROM staging.sessions),
 first_line AS (SELECT session_id, min(r) AS r FROM s WHERE session_id IS NOT NULL GROUP BY session_id),
@@ -20,7 +21,17 @@ SELECT r + $line0 AS line, "column", value, message FROM (
         WHEN patient_id IN (SELECT patient_id FROM staging.patients WHERE patient_id IS NOT NULL) THEN NULL
         ELSE coalesce(code_problem(patient_id, 64), 'unknown patient_id: not in patients') END AS message FROM s
     UNION ALL
-    SELECT r, 'day', day, int_problem(day, 0, 2147483647, true) FROM s
+    SELECT r, 'day', day, coalesce(int_problem(day, 0, 2147483647, true), CASE WHEN day_n > $max_day
+        THEN 'implausible: more than ' || $max_day || ' days (about 27 years) after the first session, '
+             || 'the plausibility limit; check the value' END) FROM s
+    UNION ALL
+    -- plausibility limit on sessions per patient, reported once at the line of the first session beyond it
+    SELECT r, 'patient_id', patient_id, 'implausible: this patient has ' || n || ' sessions, more than the '
+        || 'plausibility limit of ' || $max_sessions || ' per patient; check the export'
+    FROM (SELECT r, patient_id, count(*) OVER (PARTITION BY patient_id) AS n,
+                 row_number() OVER (PARTITION BY patient_id ORDER BY r) AS k
+          FROM s WHERE patient_id IS NOT NULL)
+    WHERE n > $max_sessions AND k = $max_sessions + 1
     UNION ALL
     SELECT r, 'day', day, 'this patient''s first session is not on day 0 (days count from the first session)'
     FROM first_day WHERE day_n <> 0

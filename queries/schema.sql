@@ -94,7 +94,7 @@ CREATE TABLE import_history (
     import_id INTEGER NOT NULL,              -- 1, 2, ... carried over from the database this import replaced
     imported_at TIMESTAMP NOT NULL,          -- UTC
     source VARCHAR NOT NULL,                 -- the export folder as given
-    source_format VARCHAR NOT NULL,          -- 'csv', 'parquet' or 'mixed'
+    source_format VARCHAR NOT NULL,          -- 'csv', 'parquet', 'xlsx' or 'mixed'
     source_sha256 VARCHAR NOT NULL,          -- over the table files' bytes, in table order
     patients BIGINT NOT NULL,
     sessions BIGINT NOT NULL,
@@ -102,4 +102,13 @@ CREATE TABLE import_history (
     adverse_events BIGINT NOT NULL,
     program_version VARCHAR NOT NULL,
     seconds DOUBLE NOT NULL                  -- how long the import took
+);
+
+-- What the latest import tolerated in reading the files (dashboard/data/dialects.py): a delimiter other than
+-- the comma, a byte-order mark, CR line endings, ignored empty lines and columns, an ignored index column.
+CREATE TABLE import_notes (
+    import_id INTEGER NOT NULL,              -- the import (import_history) that read the file
+    table_name VARCHAR NOT NULL,             -- patients, sessions, assessments or adverse_events
+    file VARCHAR NOT NULL,                   -- the file's name as found in the export folder
+    note VARCHAR NOT NULL                    -- in plain words
 );

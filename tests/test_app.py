@@ -450,3 +450,25 @@ def test_sections_holding_a_linked_setting_open_by_themselves(make_app):
     at.run()
     assert [e.label for e in at.sidebar.expander] == ["More filters", "Analysis settings"]
     assert [e.proto.expanded for e in at.sidebar.expander] == [True, True]
+
+
+def test_data_page_lists_what_the_import_tolerated(make_app, tmp_path):
+    # issue 10: a ;-separated file with rows deleted in a spreadsheet imports, and the Data page says so
+    import shutil
+
+    from dashboard.data.ingest import import_export
+
+    export = tmp_path / "export"
+    example = Path(__file__).resolve().parent.parent / "sample_data" / "example_export"
+    shutil.copytree(example, export, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    path = export / "patients.csv"
+    path.write_bytes(path.read_bytes().replace(b",", b";") + b";;;;;;;;\n" * 3)
+    import_export(export, tmp_path / "db.duckdb")
+    at = open_page(make_app(tmp_path / "db.duckdb"), "views/data.py")
+    assert_clean(at)
+    tables = [df.value for df in at.dataframe]
+    notes = next(t for t in tables if list(t.columns) == ["file", "note"])
+    assert notes.values.tolist() == [
+        ["patients.csv", "separated by semicolons (;), not commas"],
+        ["patients.csv", "ignored 3 empty lines (nothing but delimiters or spaces: rows deleted in a spreadsheet)"],
+    ]

@@ -408,3 +408,14 @@ def test_trajectory_bands_only_for_all_routes_when_many_lines():
     assert len([t for t in fig.data if t.mode == "lines+markers"]) == 4
     two = figures.create_trajectory_figure(traj[traj["route"].isin(["IV", "ALL"])], "PHQ-9")
     assert [t.legendgroup for t in two.data if t.fill == "tonexty"] == ["IV", "ALL"]
+
+
+def test_relief_chart_ticks_stay_few_for_a_very_long_follow_up():
+    # issue 10: without an at-risk table the chart made one tick per week up to the last day; with a last
+    # published step at day 10,000 that is about 1,430 ticks. Now the step grows: 7 × ceil(10000 / 700) = 105.
+    curve = curve_table()
+    curve.loc[curve["day"] == 14, "day"] = 10_000.0
+    empty = pd.DataFrame({"route": [], "day": [], "at_risk": []})
+    fig = figures.create_relief_figure(curve[curve["day"] <= 10_000], empty, "response")
+    ticks = list(fig.layout.xaxis.tickvals)
+    assert ticks == list(range(0, 10_081, 105))  # 97 ticks through the first at or after day 10,000

@@ -82,7 +82,7 @@ def only(exc: ImportRefused) -> Problem:
 def dump(db: Path) -> dict[str, list[tuple]]:
     with duckdb.connect(str(db), read_only=True) as con:
         names = [r[0] for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE table_name <> 'import_history' ORDER BY 1").fetchall()]
+            "SELECT table_name FROM duckdb_tables() WHERE table_name NOT IN ('import_history', 'import_notes') ORDER BY 1").fetchall()]
         return {n: con.execute(f"SELECT * FROM {n}").fetchall() for n in names}
 
 
@@ -244,7 +244,8 @@ def test_missing_required_table(tmp_path):
     skipped = ("the values of this table were not checked: they refer to sessions, which could not be read; "
                "fix the problems listed for it and import again")
     assert [(p.file, p.table, p.message) for p in exc.problems] == [
-        ("sessions.csv", "sessions", "required table missing: expected sessions.csv or sessions.parquet"),
+        ("sessions.csv", "sessions", "required table missing: expected sessions.csv or sessions.parquet "
+                                     "(or a sheet of that name in an Excel workbook export.xlsx)"),
         ("assessments.csv", "assessments", skipped),
         ("adverse_events.csv", "adverse_events", skipped),
     ]
@@ -267,6 +268,10 @@ def test_empty_file(tmp_path):
         "assessments.csv", "assessments", "empty file (0 bytes): a table needs at least its header row")
 
 
+LATIN1 = ('not UTF-8 text: this file looks like it was saved as Latin-1 (Windows-1252); save it as UTF-8 '
+          '(in Excel: "CSV UTF-8")')
+
+
 def test_non_utf8_file_names_the_line(tmp_path):
     export = write_export(tmp_path / "e", tables())
     path = export / "patients.csv"
@@ -274,7 +279,7 @@ def test_non_utf8_file_names_the_line(tmp_path):
     exc = refused(tmp_path, export=export)
     first = exc.problems[0]
     assert (first.file, first.table, first.line, first.message) == (
-        "patients.csv", "patients", 3, "not UTF-8 text: save the file as UTF-8")
+        "patients.csv", "patients", 3, LATIN1)
     assert exc.problems[1].message == "the values of this table were not checked: fix the problems listed for it and import again"
 
 
@@ -283,7 +288,7 @@ def test_non_utf8_header(tmp_path):
     path = export / "adverse_events.csv"
     path.write_bytes(b"session_id,\xe9vent,severity,intervention\nS1,nausea,,\n")
     p = only(refused(tmp_path, export=export))
-    assert (p.file, p.line, p.message) == ("adverse_events.csv", 1, "not UTF-8 text: save the file as UTF-8")
+    assert (p.file, p.line, p.message) == ("adverse_events.csv", 1, LATIN1)
 
 
 def test_truncated_and_ragged_csv(tmp_path):
@@ -292,12 +297,16 @@ def test_truncated_and_ragged_csv(tmp_path):
     text = path.read_text()
     lines = text.splitlines()
     lines[2] = lines[2] + ",extra"
-    path.write_text("\n".join(lines)[:-40])  # the last line cut short, as by an interrupted copy
+    cut = "\n".join(lines)[:-40]  # the last line cut short, as by an interrupted copy
+    path.write_text(cut)
     exc = refused(tmp_path, export=export)
     got = [(p.file, p.line, p.message) for p in exc.problems]
+    short = len(cut.splitlines()[-1].split(","))
     assert got == [
-        ("sessions.csv", 3, "too many fields: a ragged line (every line needs one field per header column)"),
-        ("sessions.csv", 5, "too few fields: a truncated or ragged line (every line needs one field per header column)"),
+        ("sessions.csv", 3, "the line has 18 fields but the header has 17: "
+         "too many fields: a ragged line (every line needs one field per header column)"),
+        ("sessions.csv", 5, f"the line has {short} fields but the header has 17: "
+         "too few fields: a truncated or ragged line (every line needs one field per header column)"),
         ("sessions.csv", None, "the values of this table were not checked: fix the problems listed for it and import again"),
         ("assessments.csv", None, "the values of this table were not checked: they refer to sessions, which could "
          "not be read; fix the problems listed for it and import again"),
@@ -461,7 +470,8 @@ def test_pseudonyms_that_resemble_numbers_are_accepted(tmp_path, pseudonym):
     ("sessions", 0, "dose_mg", "0", "out of range: must be more than 0 and at most 1000 mg"),
     ("sessions", 0, "dose_mg", "1000.5", "out of range: must be more than 0 and at most 1000 mg"),
     ("sessions", 0, "dose_mg", "35mg", "not a number"),
-    ("sessions", 0, "dose_mg", "nan", "not a number"),
+    ("sessions", 0, "dose_mg", "nan", "nan is not a value: leave the cell empty for a missing value"),
+    ("sessions", 0, "dose_mg", "inf", "not a number"),
     ("sessions", 0, "integration_therapy", "y", "not a boolean (true/false, 1/0 or yes/no)"),
     ("sessions", 0, "sbp_pre", "59", "out of range: must be a whole number from 60 to 260"),
     ("sessions", 0, "sbp_peak", "261", "out of range: must be a whole number from 60 to 260"),
@@ -570,11 +580,15 @@ def test_booleans_in_any_case_and_quoted_empty_cells(tmp_path):
     assert d["adverse_events"][1] == ("S3", "dizziness", "mild", False)
 
 
-def test_values_are_taken_as_written(tmp_path):
-    # spaces are not trimmed: " IV" is not a route, and the report quotes it so the space shows
-    p = only(refused(tmp_path, sessions={0: {"route": " IV"}}))
-    assert (p.line, p.column, p.value, p.message) == (2, "route", " IV", "not one of: IV IM SC IN SL PO")
-    assert "value ' IV'" in p.describe()
+def test_values_with_surrounding_spaces_are_trimmed(tmp_path):
+    # clinic-export-format.md "Files as clinics really write them": values with surrounding spaces
+    import_export(write_export(tmp_path / "e", tables(sessions={0: {"route": " IV", "day": "0 "}})), tmp_path / "db.duckdb")
+    assert dump(tmp_path / "db.duckdb")["sessions"][0][2:4] == (0, "IV")
+    # a value inside is still taken as written, and the report quotes it so the space shows
+    (tmp_path / "b").mkdir()
+    p = only(refused(tmp_path / "b", sessions={0: {"route": "I V"}}))
+    assert (p.line, p.column, p.value, p.message) == (2, "route", "I V", "not one of: IV IM SC IN SL PO")
+    assert "value 'I V'" in p.describe()
 
 
 # --- the report ---------------------------------------------------------------------------------------------
@@ -599,12 +613,13 @@ def test_report_caps_each_rule_at_20_rows(tmp_path):
     exc = refused(tmp_path, assessments=(head, rows + many), sessions={1: {"route": "XX"}})
     assert len(exc.problems) == 21
     assert exc.more == {("assessments.csv", "assessments", "score", "out of range: must be a whole number from # to #"): 30}
+    # issue 10: one kind of problem across many rows is said once, naming its first lines
     report = exc.report().splitlines()
     assert report[0].startswith("Import refused: 51 problems in ")
-    assert report[2] == "  assessments.csv, table assessments, line 8, column score, value '30': out of range: must be a whole number from 0 to 27"
-    assert report[21] == "  assessments.csv, table assessments, line 27, column score, value '30': out of range: must be a whole number from 0 to 27"
-    assert report[22] == "  … and 30 more rows with the same problem"
-    assert len(report) == 23
+    assert report[1] == "  sessions.csv, table sessions, line 3, column route, value 'XX': not one of: IV IM SC IN SL PO"
+    assert report[2] == ("  assessments.csv, table assessments, column score: out of range: must be a whole number "
+                         "from 0 to 27 (50 lines: lines 8, 9, 10, 11, 12 and 45 more; value '30')")
+    assert len(report) == 3
 
 
 def test_report_caps_structural_errors_too(tmp_path):
@@ -614,7 +629,9 @@ def test_report_caps_structural_errors_too(tmp_path):
     exc = refused(tmp_path, export=export)
     assert len(exc.problems) == 21
     report = exc.report().splitlines()
-    assert report[-2] == "  … and 5 more rows with the same problem"
+    assert report[-2].startswith("  assessments.csv, table assessments: the line has 4 fields but the header has 5: "
+                                 "too few fields")
+    assert report[-2].endswith("(25 lines: lines 8, 9, 10, 11, 12 and 20 more; value 'P1,40,,PHQ9')")
     assert report[-1] == ("  assessments.csv, table assessments: the values of this table were not checked: "
                           "fix the problems listed for it and import again")
 
@@ -682,16 +699,24 @@ def test_stale_temp_files_of_killed_imports_are_removed(tmp_path, old_db):
 # --- reading ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "stored"), [("+5", 5), ("007", 7), ("3.0", 3), ("3.", 3), ("0", 0)])
+@pytest.mark.parametrize(("value", "stored"), [("+5", 5), ("007", 7), ("3.0", 3), ("3.", 3), ("0", 0),
+                                                ("5 ", 5), (" 5", 5)])
 def test_whole_numbers_in_their_usual_spellings(tmp_path, value, stored):
     import_export(write_export(tmp_path / "e", tables(patients={0: {"prior_failed_treatments": value}})), tmp_path / "db.duckdb")
     assert dump(tmp_path / "db.duckdb")["patients"][0][7] == stored
 
 
-@pytest.mark.parametrize("value", ["1e3", " 5", "5 ", "0x10", "1_000", "5-"])
+@pytest.mark.parametrize("value", ["5 5", "0x10", "1_000", "5-"])
 def test_other_spellings_are_not_whole_numbers(tmp_path, value):
     p = only(refused(tmp_path, patients={0: {"prior_failed_treatments": value}}))
     assert (p.line, p.column, p.value, p.message) == (2, "prior_failed_treatments", value, "not a whole number")
+
+
+def test_scientific_notation_is_not_a_whole_number_and_says_why(tmp_path):
+    p = only(refused(tmp_path, patients={0: {"prior_failed_treatments": "1e3"}}))
+    assert (p.line, p.column, p.value, p.message) == (
+        2, "prior_failed_treatments", "1e3", "not a whole number: the spreadsheet wrote it in scientific notation; "
+        "format the column as Number and write the value in full")
 
 
 def test_windows_line_endings_and_a_byte_order_mark(tmp_path):

@@ -135,3 +135,19 @@ def test_cli_ctrl_c_during_import_says_nothing_changed(tmp_path, capsys, monkeyp
     assert err == f"Import interrupted; {db} was not changed.\n"
     assert "Traceback" not in out + err
     assert db.read_bytes() == before
+
+
+def test_cli_import_report_lists_what_was_tolerated(tmp_path, capsys):
+    # issue 10, failing inputs 4 and 5: a ;-separated file and rows deleted in a spreadsheet
+    export = write_export(tmp_path / "e", tables())
+    path = export / "patients.csv"
+    path.write_bytes(path.read_bytes().replace(b",", b";"))
+    with (export / "sessions.csv").open("a") as f:
+        f.write(",,,,,,,,,,,,,,,,\n" * 1247)
+    assert cli.main(["import", str(export), "--db", str(tmp_path / "db.duckdb"), "--quiet"]) == cli.EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [
+        "Tolerated in patients.csv: separated by semicolons (;), not commas.",
+        "Tolerated in sessions.csv: ignored 1,247 empty lines (nothing but delimiters or spaces: rows deleted in a "
+        "spreadsheet).",
+    ]

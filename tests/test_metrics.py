@@ -555,6 +555,15 @@ def test_side_effects_by_session_number_pool_late_sessions_and_add_up(sample_db)
 @pytest.mark.parametrize("last, expected", [
     (0, [0]), (7, [0, 7]), (20, [0, 7, 14, 21]), (84, list(range(0, 85, 7))),
     (90, [0, 14, 28, 42, 56, 70, 84, 98]), (200, [0, 28, 56, 84, 112, 140, 168, 196, 224]),
+    # past 100 four-weekly steps the step grows (issue 10: the grid follows the rows, never one value)
+    (2800, list(range(0, 2801, 28))), (2801, list(range(0, 2857, 56))),
 ])
 def test_at_risk_days_follow_the_length_of_follow_up(last, expected):
     assert metrics.at_risk_days(last).tolist() == expected
+
+
+def test_at_risk_days_stay_few_for_an_absurd_day():
+    # 2,147,483,647 days once built a 300-million-point grid (MemoryError); the step is 28 × ceil(last / 2800)
+    days = metrics.at_risk_days(2147483647.0)
+    step = 28 * 766959
+    assert (len(days), days[1], days[-1]) == (101, step, 100 * step)

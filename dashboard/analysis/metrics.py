@@ -344,13 +344,20 @@ class ReliefResult:
 
 
 
+AT_RISK_MAX_POINTS = 100  # 100 four-weekly steps is 7.7 years of follow-up; longer follow-up takes longer steps
+
+
 def at_risk_days(last: float) -> np.ndarray:
     """The days of the numbers-at-risk table: 0, then weekly (fortnightly when follow-up runs past 12 weeks,
-    four-weekly past 24), through the first such day at or after `last`. The chart shows exactly these days,
+    four-weekly past 24, a multiple of four weeks keeping at most AT_RISK_MAX_POINTS steps past 2,800 days),
+    through the first such day at or after `last`. The chart shows exactly these days,
     so disclosure control thins the same grid the reader sees."""
     if not last > 0:
         return np.array([0])
     step = 7 if last <= 84 else 14 if last <= 168 else 28
+    # at most AT_RISK_MAX_POINTS steps, whatever the longest follow-up: the grid's size must follow the number
+    # of rows, never a single value (one implausible day once built a grid of 300 million points)
+    step *= max(1, math.ceil(last / (step * AT_RISK_MAX_POINTS)))
     return np.arange(0, int(math.ceil(last / step)) * step + 1, step)
 
 

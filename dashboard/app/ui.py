@@ -274,6 +274,18 @@ def load_import_history(signature: tuple) -> pd.DataFrame:
     return store.run_query(load_connection(signature), "import_history")
 
 
+@_cached
+def load_import_notes(signature: tuple) -> pd.DataFrame:
+    """What the latest import tolerated in reading each file (file, note); empty for a database imported
+    before the importer kept these notes (it has no import_notes table)."""
+    import duckdb
+
+    try:
+        return store.run_query(load_connection(signature), "import_notes")
+    except duckdb.CatalogException:
+        return pd.DataFrame({"file": [], "note": []})
+
+
 def zip_bytes_builder(ctx: PageContext) -> Callable[[], bytes]:
     """A callable for the 'all summaries' download: built only when the reader clicks."""
     from dashboard.reports import export

@@ -443,7 +443,9 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
     # up to the first of them at or after the curves' last published step (later follow-up is all censored).
     days = sorted(int(d) for d in at_risk["day"].dropna().unique()) if len(at_risk) else []
     if not days:
-        days = list(range(0, max(7, int(math.ceil(last_shown / 7.0)) * 7) + 1, 7))
+        # weekly, with longer steps for long follow-up: at most about 100 ticks whatever the last day
+        step = 7 * max(1, math.ceil(last_shown / (7 * 100)))
+        days = list(range(0, max(step, int(math.ceil(last_shown / step)) * step) + 1, step))
     end = next((d for d in days if d >= last_shown), days[-1])
     tick_days = [d for d in days if d <= end]
     max_day = float(max(end, last_shown))

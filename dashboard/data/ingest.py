@@ -9,9 +9,7 @@ import leaves the previous database exactly as it was, and a dashboard that has 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import re
 import shutil
@@ -26,10 +24,12 @@ from typing import Callable
 import duckdb
 
 from dashboard import __version__
-from dashboard.data import spec
+from dashboard.data import dialects, spec
 from dashboard.data.store import load_sql, query_names
 
-MAX_PER_RULE = 20  # problems listed per rule before "… and N more rows with the same problem"
+MAX_PER_RULE = 20  # problems kept per rule (ImportRefused.problems); the rest are counted in .more
+SUMMARY_AFTER = 3  # a rule with more rows than this is reported on one line naming its first lines
+NAMED_LINES = 5  # lines (and values) named in such a summary
 
 # Each table's columns in the format's order: name -> required (may not be empty).
 COLUMNS: dict[str, dict[str, bool]] = {
@@ -67,6 +67,8 @@ _CHECK_PARAMS = {
     "phases": list(spec.PHASES), "instruments": list(spec.INSTRUMENTS),
     "score_max": [spec.SCORE_RANGE[i][1] for i in spec.INSTRUMENTS],
     "events": list(spec.EVENTS), "severities": list(spec.SEVERITIES),
+    # plausibility limits (clinic-export-format.md): one typo must not exhaust memory or time downstream
+    "max_day": 10_000, "min_assessment_day": -365, "max_sessions": 2_000,
 }
 
 _ANONYMIZE = "the data must be anonymized first"
@@ -135,7 +137,7 @@ class Problem:
         if self.table:
             where.append(f"table {self.table}")
         if self.line is not None:
-            unit = "row" if (self.file or "").endswith(".parquet") else "line"
+            unit = "row" if (self.file or "").lower().endswith((".parquet", ".xlsx")) else "line"
             where.append(f"{unit} {self.line}")
         if self.column:
             where.append(f"column {self.column}")
@@ -168,16 +170,45 @@ class ImportRefused(Exception):
         if self.db_path is not None:
             tail += f"; {self.db_path} was left unchanged" if self.db_path.exists() else f"; {self.db_path} was not created"
         lines = [head + ". " + tail + "."]
+        groups: dict[tuple, list[Problem]] = {}
+        for p in self.problems:
+            groups.setdefault(p.rule(), []).append(p)
         listed = Counter(p.rule() for p in self.problems)
         shown: Counter = Counter()
         for p in self.problems:
-            lines.append("  " + p.describe())
             rule = p.rule()
+            group = groups[rule]
+            total = len(group) + self.more.get(rule, 0)
+            numbered = [g for g in group if g.line is not None]
+            if total > SUMMARY_AFTER and len(numbered) == len(group):
+                # one kind of problem across many rows: said once, with its first lines and values
+                if shown[rule] == 0:
+                    lines.append("  " + _summary(group, total))
+                shown[rule] += 1
+                continue
+            lines.append("  " + p.describe())
             shown[rule] += 1
             if shown[rule] == listed[rule] and self.more.get(rule):
                 # after the last listed row of a rule, the count of its rows left out
                 lines.append(f"  … and {self.more[rule]:,} more rows with the same problem")
         return "\n".join(lines)
+
+
+def _summary(group: list[Problem], total: int) -> str:
+    """One line for `total` rows with the same problem: where, what, how many, the first lines and values."""
+    first = group[0]
+    where = Problem(first.file, first.table, None, first.column, None, first.message).describe()
+    unit = "row" if (first.file or "").lower().endswith((".parquet", ".xlsx")) else "line"
+    named = group[:NAMED_LINES]
+    text = f"{where} ({total:,} {unit}s: {unit}s " + ", ".join(str(p.line) for p in named)
+    if total > len(named):
+        text += f" and {total - len(named):,} more"
+    values = [p.value for p in named if p.value is not None]
+    if values and len(set(values)) > 1:
+        text += "; values " + ", ".join(_show(v) for v in values)
+    elif values:
+        text += f"; value {_show(values[0])}"
+    return text + ")"
 
 
 @dataclass
@@ -242,11 +273,14 @@ def identifier_kind(column: str) -> str | None:
 class _Table:
     name: str
     path: Path | None = None
-    fmt: str | None = None  # "csv" or "parquet"
+    fmt: str | None = None  # "csv", "parquet" or "xlsx"
     rows: int = 0
     blocked: bool = False  # structural problems: its value checks cannot run
     unreadable: bool = False  # nothing could be read from it at all
     columns: list[str] = field(default_factory=list)  # the format columns its file has (export_columns)
+    sheet: str | None = None  # the workbook's sheet holding the table (fmt "xlsx")
+    notes: list[str] = field(default_factory=list)  # what was tolerated (dialects.py), for the import report
+    reported: set[tuple[int, str]] = field(default_factory=set)  # (row, column) already refused when read
 
     @property
     def file(self) -> str:
@@ -254,7 +288,8 @@ class _Table:
 
     @property
     def line0(self) -> int:
-        return 2 if self.fmt == "csv" else 1
+        # CSV lines and Excel rows count the header as 1; Parquet rows count from the first data row
+        return 1 if self.fmt == "parquet" else 2
 
 
 def import_export(
@@ -303,15 +338,17 @@ def import_export(
         _remove_db_files(new_path)
         phase = "read"
         tables = _find_tables(export_dir, found)
-        digest = _Digest([t.path for t in tables.values() if t.path])
+        # each file once (an Excel workbook holds several tables), in table order
+        digest = _Digest(list(dict.fromkeys(t.path for t in tables.values() if t.path)))
         digest.start()
         con = duckdb.connect(str(new_path))
         con.execute("SET preserve_insertion_order = true")  # staging rowid = position in the file
         con.execute(load_sql("check_macros"))
         # the export as text, compressed in memory (DuckDB spills to the new file's .tmp folder if needed)
         con.execute("ATTACH ':memory:' AS staging (COMPRESS)")
+        scratch = new_path.with_name(new_path.name + ".tmp")  # removed with the new file's other leftovers
         for table in tables.values():
-            _stage(con, table, found, say)
+            _stage(con, table, found, say, scratch)
         phase = "check"
         _check(con, tables, found, say)
         if found.problems:
@@ -357,23 +394,28 @@ class _Found:
 
 def _find_tables(export_dir: Path, found: _Found) -> dict[str, _Table]:
     tables: dict[str, _Table] = {}
+    sources, problems = dialects.find_table_files(export_dir)
+    for file, message in problems:
+        found.add(Problem(file, None, None, None, None, message))
     for name in spec.TABLES:
         table = _Table(name)
-        files = [export_dir / f"{name}.{ext}" for ext in ("csv", "parquet")]
-        files = [f for f in files if f.is_file()]
-        if len(files) == 2:
-            found.add(Problem(f"{name}.csv and {name}.parquet", name, None, None, None,
-                              "two files for one table; keep only one of them"))
+        files = sources[name]
+        if len(files) >= 2:
+            names = " and ".join(f.label + (f" (sheet {f.sheet})" if f.sheet else "") for f in files)
+            found.add(Problem(names, name, None, None, None, "two files for one table; keep only one of them"))
             table.blocked = table.unreadable = True
         elif not files:
             if name not in spec.OPTIONAL_TABLES:
-                found.add(Problem(f"{name}.csv", name, None, None, None,
-                                  f"required table missing: expected {name}.csv or {name}.parquet"))
+                message = (f"required table missing: expected {name}.csv or {name}.parquet "
+                           "(or a sheet of that name in an Excel workbook export.xlsx)")
+                near = dialects.similar_files(export_dir, name)
+                if near:
+                    message += f"; found {', '.join(near)}: rename it {name}.csv (or .parquet) if it holds the table"
+                found.add(Problem(f"{name}.csv", name, None, None, None, message))
                 table.blocked = table.unreadable = True
         else:
-            table.path = files[0]
-            table.fmt = files[0].suffix[1:]
-            if files[0].stat().st_size == 0:
+            table.path, table.fmt, table.sheet = files[0].path, files[0].fmt, files[0].sheet
+            if files[0].path.stat().st_size == 0:
                 found.add(Problem(table.file, name, None, None, None,
                                   "empty file (0 bytes): a table needs at least its header row"))
                 table.blocked = table.unreadable = True
@@ -381,14 +423,37 @@ def _find_tables(export_dir: Path, found: _Found) -> dict[str, _Table]:
     return tables
 
 
-def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Callable[[str], None]) -> None:
-    """Copy a table into staging as text (empty → NULL) with every format column; note its problems."""
+def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Callable[[str], None],
+           scratch: Path) -> None:
+    """Copy a table into staging as text (trimmed, empty → NULL) with every format column; note its problems
+    and what was tolerated (dialects.py): delimiter, encoding, empty lines and columns, an index column."""
     t0 = time.monotonic()
     expected = COLUMNS[table.name]
     columns: list[str] = []
+    layout: dialects.CsvLayout | None = None
+    sheet: dialects.XlsxSheet | None = None
     if table.path is not None and not table.blocked:
         if table.fmt == "csv":
-            columns = _csv_header(table, found)
+            layout = dialects.sniff_csv(table.path, expected)
+            if layout.problem:
+                found.add(Problem(table.file, table.name, 1 if layout.problem_value else None, None,
+                                  layout.problem_value, layout.problem))
+                table.blocked = table.unreadable = True
+            columns = layout.header
+            table.notes.extend(layout.notes())
+        elif table.fmt == "xlsx":
+            try:
+                sheet = dialects.read_xlsx_sheet(table.path, table.sheet or table.name)
+                columns = sheet.header
+            except dialects.XlsxError as exc:
+                found.add(Problem(table.file, table.name, None, None, None, str(exc)))
+                table.blocked = table.unreadable = True
+            else:
+                table.notes.append(f"read from sheet {table.sheet} of the Excel workbook")
+                if not columns:
+                    found.add(Problem(table.file, table.name, None, None, None,
+                                      f"sheet {table.sheet} is empty: a table needs at least its header row"))
+                    table.blocked = table.unreadable = True
         else:
             columns = _parquet_columns(con, table, found)
         if not table.blocked:
@@ -401,41 +466,134 @@ def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Ca
             say(f"No {table.name} table in the export: none recorded")
         return
 
+    roles = {i: dialects.column_role(c, i, table.fmt or "") for i, c in enumerate(columns)}
     # each format column from the file's column at its position (c0, c1, …), or NULL when absent
     position = {_normal(c): i for i, c in enumerate(columns) if _normal(c) in expected}
     table.columns = [c for c in expected if c in position]
-    # values are taken as written: the CSV reader already reads an empty cell ("" too) as NULL
+    # values with surrounding spaces are read as the value; an empty cell (quoted too) or only spaces is NULL
     select = ", ".join(
         f"c{position[c]} AS {c}" if c in position else f"NULL::VARCHAR AS {c}" for c in expected
     )
     # columns not in the format are staged too (as extra_<position>), to look for identifying values
-    extra = [i for i, c in enumerate(columns) if _normal(c) not in expected and not identifier_kind(c)]
+    # (an unnamed column is staged whatever its name suggests: "Unnamed: 0" holds "name")
+    extra = [i for i, c in enumerate(columns) if _normal(c) not in expected and roles[i] != "index"
+             and (roles[i] == "unnamed" or not identifier_kind(c))]
     select += "".join(f", c{i} AS extra_{i}" for i in extra)
+    trim = "'" + dialects.TRIM_CHARACTERS + "'"
     if table.fmt == "csv":
+        assert layout is not None
+        path = table.path
+        if layout.rewrite:  # CR alone, mixed line endings or blank lines: rewritten as plain LF lines
+            scratch.mkdir(parents=True, exist_ok=True)
+            path = scratch / f"{table.name}.csv"
+            dialects.normalise_csv(table.path, layout, path)
         struct = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(columns))) + "}"
-        source = (f"read_csv($path, columns = {struct}, header = true, auto_detect = false, delim = ',', "
-                  f"quote = '\"', escape = '\"', store_rejects = true, "
-                  f"rejects_table = 'rejects_{table.name}', rejects_scan = 'rejects_scan_{table.name}')")
+        delim = {",": ",", ";": ";", "\t": "\\t", "|": "|"}[layout.delimiter]
+        trimmed = ", ".join(f"nullif(trim(c{i}, {trim}), '') AS c{i}" for i in range(len(columns)))
+        source = (f"(SELECT {trimmed} FROM read_csv($path, columns = {struct}, header = true, auto_detect = false, "
+                  f"delim = '{delim}', quote = '\"', escape = '\"', store_rejects = true, "
+                  f"rejects_table = 'rejects_{table.name}', rejects_scan = 'rejects_scan_{table.name}'))")
+        params = {"path": str(path)}
+    elif table.fmt == "xlsx":
+        assert sheet is not None
+        import pyarrow as pa
+
+        arrow = pa.table({f"c{i}": pa.array(values, type=pa.string()) for i, values in enumerate(sheet.columns)})
+        # register() refuses to run while an earlier execute()'s result is unread (DuckDB 2.0): finish it first
+        con.execute("SELECT 1").fetchall()
+        con.register(f"xlsx_{table.name}", arrow)
+        trimmed = ", ".join(f"nullif(trim(c{i}, {trim}), '') AS c{i}" for i in range(len(columns)))
+        source = f"(SELECT {trimmed} FROM xlsx_{table.name})"
+        params = {}
+        for row, i, iso in sheet.dates:
+            column = columns[i] if _normal(columns[i]) not in expected else _normal(columns[i])
+            found.add(Problem(table.file, table.name, row, column, iso, dialects.excel_date_message(column, iso)))
+            table.reported.add((row, column))  # the value checks would only repeat it in other words
     else:
         aliases = ", ".join(f"c{i}" for i in range(len(columns)))
-        casts = ", ".join(f"nullif(CAST(c{i} AS VARCHAR), '') AS c{i}" for i in range(len(columns)))
+        casts = ", ".join(f"nullif(trim(CAST(c{i} AS VARCHAR), {trim}), '') AS c{i}" for i in range(len(columns)))
         source = f"(SELECT {casts} FROM read_parquet($path) AS p({aliases}))"
+        params = {"path": str(table.path)}
     try:
-        con.execute(f"CREATE OR REPLACE TABLE staging.{table.name} AS SELECT {select} FROM {source}",
-                    {"path": str(table.path)})
+        con.execute(f"CREATE OR REPLACE TABLE staging.{table.name} AS SELECT {select} FROM {source}", params)
     except duckdb.Error as exc:
-        kind = "CSV" if table.fmt == "csv" else "Parquet"
+        kind = {"csv": "CSV", "xlsx": "an Excel sheet"}.get(table.fmt or "", "Parquet")
         found.add(Problem(table.file, table.name, None, None, None, f"could not be read as {kind}: {_first_line(exc)}"))
         table.blocked = table.unreadable = True
         con.execute(f"CREATE OR REPLACE TABLE staging.{table.name} AS SELECT {empty} WHERE false")
         return
+    finally:
+        if table.fmt == "xlsx":
+            con.unregister(f"xlsx_{table.name}")
     if table.fmt == "csv":
-        _csv_rejects(con, table, found)
+        _csv_rejects(con, table, found, layout)
     if not table.blocked:
+        ignored = _ignored_columns(con, table, columns, roles, extra, found)
+        _drop_empty_rows(con, table, [c for c in expected if c in position] +
+                         [f"extra_{i}" for i in extra if i not in ignored])
         for i in extra:
-            _identifying_values(con, table, i, columns[i], found)
+            if i not in ignored:
+                _identifying_values(con, table, i, columns[i], found)
     table.rows = con.execute(f"SELECT count(*) FROM staging.{table.name}").fetchone()[0]
+    for note in table.notes:
+        say(f"{table.file}: {note}")
     say(f"Read {table.file}: {table.rows:,} rows ({time.monotonic() - t0:.1f} s)")
+
+
+def _ignored_columns(con: duckdb.DuckDBPyConnection, table: _Table, columns: list[str], roles: dict[int, str | None],
+                     extra: list[int], found: _Found) -> set[int]:
+    """Columns without a name (or pandas' `Unnamed: 0`): ignored when every value is empty, or when the first
+    column holds 0, 1, 2, … (or 1, 2, 3, …) in row order (an index pandas wrote); otherwise refused.
+    Pandas' Parquet index `__index_level_0__` is ignored without a look. Returns the ignored positions."""
+    ignored: set[int] = set()
+    for i, role in roles.items():
+        if role == "index":
+            table.notes.append(f"ignored the index column {columns[i]} that pandas writes")
+    n_empty = 0
+    for i in extra:
+        if roles[i] != "unnamed":
+            continue
+        # an index: plain whole numbers on every row, increasing (0, 1, 2, … or a filtered frame's 0, 3, 7, …)
+        filled, index0, index1, increasing, first_row, first_value = con.execute(
+            f"SELECT count(x), count(*) FILTER (WHERE x IS DISTINCT FROM r::VARCHAR), "
+            f"count(*) FILTER (WHERE x IS DISTINCT FROM (r + 1)::VARCHAR), "
+            f"coalesce(bool_and(regexp_full_match(x, '[0-9]{{1,18}}') AND (prev IS NULL OR TRY_CAST(x AS BIGINT) > prev)), false), "
+            f"min(r) FILTER (WHERE x IS NOT NULL), arg_min(x, r) FILTER (WHERE x IS NOT NULL) "
+            f"FROM (SELECT rowid AS r, extra_{i} AS x, lag(TRY_CAST(extra_{i} AS BIGINT)) OVER (ORDER BY rowid) AS prev "
+            f"FROM staging.{table.name})").fetchone()
+        shown = f"column {i + 1}" + (f" ({columns[i]})" if columns[i] else " (no name)")
+        if filled == 0:
+            n_empty += 1
+            ignored.add(i)
+        elif i == 0 and (index0 == 0 or index1 == 0):
+            table.notes.append(f"ignored the first column, {'unnamed' if not columns[i] else columns[i]}, "
+                               "holding the row numbers 0, 1, 2, … (an index column written by pandas)")
+            ignored.add(i)
+        elif i == 0 and increasing:
+            table.notes.append(f"ignored the first column, {'unnamed' if not columns[i] else columns[i]}, "
+                               "holding increasing row numbers (an index column written by pandas)")
+            ignored.add(i)
+        else:
+            found.add(Problem(table.file, table.name, first_row + table.line0, columns[i] or None, first_value,
+                              f"{shown} has no name but holds values: give it the name of a format column "
+                              "(" + ", ".join(COLUMNS[table.name]) + ") or delete it"))
+            ignored.add(i)  # reported once here, not again as unknown
+    if n_empty:
+        table.notes.append(f"ignored {n_empty} empty column{'s' if n_empty > 1 else ''} (no name and no values)")
+    return ignored
+
+
+def _drop_empty_rows(con: duckdb.DuckDBPyConnection, table: _Table, staged: list[str]) -> None:
+    """Rows with every value empty (lines of only delimiters, blank lines, empty spreadsheet rows) are
+    dropped and counted. DuckDB keeps the other rows' rowid, so line numbers still point into the file."""
+    if not staged:
+        return
+    where = " AND ".join(f"{c} IS NULL" for c in staged)
+    deleted = con.execute(f"DELETE FROM staging.{table.name} WHERE {where}").fetchone()[0]
+    if deleted:
+        unit = "row" if table.fmt == "xlsx" else "line"
+        table.notes.append(f"ignored {deleted:,} empty {unit}{'s' if deleted > 1 else ''} "
+                           "(nothing but delimiters or spaces: rows deleted in a spreadsheet)")
 
 
 def _identifying_values(con: duckdb.DuckDBPyConnection, table: _Table, i: int, column: str, found: _Found) -> None:
@@ -451,19 +609,6 @@ def _identifying_values(con: duckdb.DuckDBPyConnection, table: _Table, i: int, c
 def _normal(column: str) -> str:
     """Column names match the format's names in any case, ignoring surrounding spaces."""
     return column.strip().lower()
-
-
-def _csv_header(table: _Table, found: _Found) -> list[str]:
-    with table.path.open("rb") as f:
-        raw = f.readline(1 << 20)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        value = raw[max(0, exc.start - 20): exc.end + 20].decode("utf-8", "replace").strip()
-        found.add(Problem(table.file, table.name, 1, None, value, _REJECT_MESSAGES["INVALID ENCODING"]))
-        table.blocked = table.unreadable = True
-        return []
-    return [h.strip() for h in next(csv.reader(io.StringIO(text)), [])]
 
 
 def _parquet_columns(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found) -> list[str]:
@@ -488,10 +633,12 @@ def _parquet_columns(con: duckdb.DuckDBPyConnection, table: _Table, found: _Foun
 
 def _column_problems(table: _Table, columns: list[str], found: _Found) -> None:
     expected = COLUMNS[table.name]
-    line = 1 if table.fmt == "csv" else None
+    line = 1 if table.fmt in ("csv", "xlsx") else None
     seen: set[str] = set()
-    for c in columns:
+    for i, c in enumerate(columns):
         name = _normal(c)
+        if name not in expected and dialects.column_role(c, i, table.fmt or ""):
+            continue  # an unnamed or index column: looked at once its values are staged (_ignored_columns)
         kind = identifier_kind(c)
         if name in seen:
             found.add(Problem(table.file, table.name, line, c, None, "the column appears more than once"))
@@ -510,8 +657,9 @@ def _column_problems(table: _Table, columns: list[str], found: _Found) -> None:
             table.blocked = True
 
 
-def _csv_rejects(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found) -> None:
-    """Lines DuckDB could not split into the header's fields (ragged, truncated, not UTF-8)."""
+def _csv_rejects(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, layout: dialects.CsvLayout) -> None:
+    """Lines DuckDB could not split into the header's fields (ragged, truncated, not UTF-8), each named with
+    what to change: the line's and the header's field counts, the encoding the file looks like."""
     rows = con.execute(
         # one row per line and kind of error (DuckDB lists a short line once per missing field)
         f"SELECT line, error_type, csv_line, error_message, count(*) OVER (PARTITION BY error_type) FROM ("
@@ -524,7 +672,13 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found) -
         return
     table.blocked = True
     for line, error_type, csv_line, error_message, n in rows:
-        p = Problem(table.file, table.name, int(line), None, _clip(csv_line), _REJECT_MESSAGES.get(error_type, error_message))
+        message = _REJECT_MESSAGES.get(error_type, error_message)
+        if error_type in ("MISSING COLUMNS", "TOO MANY COLUMNS") and csv_line is not None:
+            fields = dialects.field_count(csv_line, layout.delimiter)
+            message = f"the line has {fields} fields but the header has {len(layout.header)}: " + message
+        elif error_type == "INVALID ENCODING":
+            message = dialects.encoding_message(b"")
+        p = Problem(table.file, table.name, int(line), None, _clip(csv_line), message)
         found.add(p)
         if n > MAX_PER_RULE and p.rule() not in found.more:
             found.count_more(p.rule(), n - MAX_PER_RULE)
@@ -557,12 +711,19 @@ def _check(con: duckdb.DuckDBPyConnection, tables: dict[str, _Table], found: _Fo
         used = set(re.findall(r"\$([a-z_0-9]+)", wrapped))
         rows = con.execute(wrapped, {k: v for k, v in params.items() if k in used}).fetchall()
         for line, column, value, message, n in rows:
-            p = Problem(table.file, name, int(line), column, value, message)
+            if (int(line), column) in table.reported:
+                continue
+            p = Problem(table.file, name, int(line), column, value, _better_message(column, value, message))
             found.add(p)
             if n > MAX_PER_RULE and p.rule() not in found.more:
                 found.count_more(p.rule(), n - MAX_PER_RULE)
     n = len(found.problems) + sum(found.more.values()) - before
     say(f"Checked every value ({time.monotonic() - t0:.1f} s): " + ("no problems" if not n else f"{n:,} problems"))
+
+
+def _better_message(column: str | None, value: str | None, message: str) -> str:
+    """A check's message, or one that says what a spreadsheet did to the value and how to fix it."""
+    return dialects.spreadsheet_hint(column, value, message)
 
 
 def _build(con, tables, db_path, export_dir, source_label, digest, started, say) -> ImportSummary:
@@ -585,6 +746,9 @@ def _build(con, tables, db_path, export_dir, source_label, digest, started, say)
 
     notes: list[str] = []
     history = _previous_history(db_path, notes, say)
+    # what was tolerated in reading the files (dialects.py), kept with the data for the Data page
+    tolerated = [(name, t.file, note) for name, t in tables.items() for note in t.notes]
+    notes.extend(f"Tolerated in {file}: {note}." for _name, file, note in tolerated)
     import_id = max((r[0] for r in history), default=0) + 1
     formats = {t.fmt for t in tables.values() if t.fmt}
     source_format = formats.pop() if len(formats) == 1 else "mixed"
@@ -597,6 +761,8 @@ def _build(con, tables, db_path, export_dir, source_label, digest, started, say)
          rows["patients"], rows["sessions"], rows["assessments"], rows["adverse_events"], __version__,
          time.monotonic() - started],
     )
+    if tolerated:
+        con.executemany("INSERT INTO import_notes VALUES (?, ?, ?, ?)", [(import_id, *t) for t in tolerated])
     con.execute("CHECKPOINT")
     return ImportSummary(db_path, source, source_format, rows, derived, time.monotonic() - started, import_id, notes)
 

@@ -25,6 +25,12 @@ if s.scope is not None:  # the whole data set's row counts include sites outside
     columns = {k: v for k, v in columns.items() if k not in ("patients", "sessions", "assessments", "adverse_events")}
 ui.render_table(history, columns, decimals={"seconds": 1})
 
+tolerated = ui.load_import_notes(ctx.signature)
+if not tolerated.empty:
+    # the files were not in the plain format but could be read exactly (dialects.py); say how
+    st.markdown("**How the files were read** (the latest import accepted these and read the values exactly)")
+    ui.render_table(tolerated, {"file": "File", "note": "What was accepted"})
+
 st.subheader("Data quality for this cohort")
 MEASURES = {
     "never_dosed": "Patients without any session",
