@@ -332,8 +332,8 @@ def test_date_that_does_not_parse_is_named_without_its_value(tmp_path):
         ["R-1", "Ada", "2000-02-30", "S1", "MDD", ""], ["R-2", "Bea", "03/04/1990", "S2", "GAD", ""],
         ["R-3", "Cyd", "1950-01-01", "S1", "PTSD", ""]])
     problems = refused(rec, tmp_path / "out")
-    assert problems[0].startswith("patients.csv, table patients, line 2, column birth_date: the date not a date")
-    assert problems[1].startswith("patients.csv, table patients, line 3, column birth_date: the date ambiguous")
+    assert problems[0].startswith("patients.csv, table patients, line 2, column birth_date: this date could not be read: not a date")
+    assert problems[1].startswith("patients.csv, table patients, line 3, column birth_date: this date could not be read: ambiguous")
     assert len(problems) == 2
     assert not any("2000-02-30" in p or "03/04/1990" in p for p in problems)
 

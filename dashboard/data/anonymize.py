@@ -570,7 +570,7 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
         try:
             return parse_when(text, fmt)
         except ValueError as exc:
-            problems.append(Problem(file, table, line, cols[table][target], None, f"the date {exc}"))
+            problems.append(Problem(file, table, line, cols[table][target], None, f"this date could not be read: {exc}"))
             return None
 
     def carried(table: str, file: str, line: int, row: dict[str, str], target: str) -> str:
