@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError, PerfectSeparationWarning
+from threadpoolctl import threadpool_limits
 
 from dashboard.analysis import metrics
 from dashboard.analysis.settings import Settings
@@ -145,7 +146,15 @@ def fit_adjusted(groups: pd.DataFrame, *, score_max: float | pd.Series = 21.0) -
     instrument's maximum score (one number, or per row for a mix of instruments) — baseline enters the
     model as baseline / score_max. Returns an AdjustedResult whose table has rates as fractions 0–1 and
     differences in fractions (route minus reference); nothing is raised for data that cannot be modelled:
-    the table says why in `note`. Method: module docstring (statsmodels GLM, delta method by hand)."""
+    the table says why in `note`. Method: module docstring (statsmodels GLM, delta method by hand).
+
+    The linear algebra runs on one BLAS thread: the matrices are small (groups × about 20 columns), and on a
+    busy machine OpenBLAS's threads made the fit some 30 times slower (bench/README.md)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_adjusted(groups, score_max=score_max)
+
+
+def _fit_adjusted(groups: pd.DataFrame, *, score_max: float | pd.Series = 21.0) -> AdjustedResult:
     g = groups.loc[groups["patients"] > 0, list(GROUP_COLUMNS)].copy()
     g["patients"] = g["patients"].astype("int64")
     g["responders"] = g["responders"].astype("int64")
@@ -215,14 +224,16 @@ def fit_adjusted(groups: pd.DataFrame, *, score_max: float | pd.Series = 21.0) -
 
     model_mask = g["route"].isin(routes).to_numpy()
     X = _design(in_model, routes, reference, levels, smax[model_mask])
-    if np.linalg.matrix_rank(X) < X.shape[1]:
-        return no_model("the adjustment variables are collinear in this cohort")
     endog = np.column_stack([in_model["responders"].to_numpy(float),
                              (in_model["patients"] - in_model["responders"]).to_numpy(float)])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit = sm.GLM(endog, X, family=sm.families.Binomial()).fit()
+            glm = sm.GLM(endog, X, family=sm.families.Binomial())
+            # statsmodels computes the rank of X (df_model = rank − constant) from its pseudo-inverse
+            if glm.df_model + glm.k_constant < X.shape[1]:
+                return no_model("the adjustment variables are collinear in this cohort")
+            fit = glm.fit()
         except PerfectSeparationError:
             return no_model("(quasi-)complete separation")
         except (np.linalg.LinAlgError, ValueError) as exc:
