@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard import __version__
-from dashboard.analysis import metrics
+from dashboard.analysis import adjusted, benchmark, metrics
 
 from dashboard.data import spec, store
 from dashboard.analysis.disclosure import protect
@@ -32,6 +32,7 @@ from dashboard.analysis.settings import FILTER_NAMES, Settings
 SUMMARY_FILES = (
     "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",
     "side_effects.csv", "maintenance.csv",
+    "adjusted_response.csv", "benchmark.csv",  # issue 15 (fair comparisons)
 )
 PROVENANCE_FILE = "provenance.json"
 SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stable against last-bit noise
@@ -49,13 +50,25 @@ _SUMMARY_SOURCES = {
     "side_effects.csv": ("side_effects", metrics.side_effects),
     "maintenance.csv": ("maintenance", metrics.maintenance),
 }
+# files whose function applies the minimum-cell rule itself (their protection builds on another table's)
+_PROTECTED_SOURCES = {
+    "adjusted_response.csv": adjusted.protected_adjusted_response,
+}
 
 
-def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
+def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str, *,
+                    named_sites: frozenset[str] | None = None) -> pd.DataFrame:
     """One summary table (a name in SUMMARY_FILES) for these settings, disclosure control applied.
 
     The dashboard loads only the files a page shows; the export takes all of them through here, so both
-    give the same table (metrics' query memo shares the queries two files have in common)."""
+    give the same table (metrics' query memo shares the queries two files have in common).
+
+    benchmark.csv names only the sites in `named_sites` (None: every site; docs/access.md): a caller that
+    knows the viewer's scope passes it, so no other site's name or numbers reach the file."""
+    if file == "benchmark.csv":
+        return benchmark.network_benchmark(con, s, named_sites=named_sites)
+    if file in _PROTECTED_SOURCES:
+        return _PROTECTED_SOURCES[file](con, s)
     name, compute = _SUMMARY_SOURCES[file]
     return protect(name, compute(con, s), s.min_cell)
 
