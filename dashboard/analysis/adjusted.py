@@ -291,13 +291,17 @@ def load_groups(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
 
 def adjusted_fit(con: duckdb.DuckDBPyConnection, s: Settings) -> AdjustedResult:
     """fit_adjusted for the cohort of these settings; baseline as a fraction of the instrument's maximum."""
-    groups = load_groups(con, s)
-    return fit_adjusted(groups, score_max=float(spec.SCORE_RANGE[s.instrument][1]))
+    params = metrics._outcome_params(s, itt=s.population == "itt")
+    # one fit per connection and settings: the file, the page's explanation and the export share it
+    return metrics._remembered(
+        con, "adjusted_fit", params,
+        lambda: fit_adjusted(load_groups(con, s), score_max=float(spec.SCORE_RANGE[s.instrument][1])),
+        lambda r: metrics._frame_bytes(r.table))
 
 
 def adjusted_response(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     """adjusted_response.csv before disclosure control (columns COLUMNS, one row per route)."""
-    return adjusted_fit(con, s).table
+    return adjusted_fit(con, s).table.copy()
 
 
 def protect_adjusted(table: pd.DataFrame, protected_response: pd.DataFrame) -> pd.DataFrame:

@@ -38,6 +38,8 @@ PAGES = [
             icon=":material/warning:"),
     st.Page(HERE / "views" / "maintenance.py", title="Maintenance", url_path="maintenance",
             icon=":material/event_repeat:"),
+    st.Page(HERE / "views" / "benchmark.py", title="Network benchmark", url_path="benchmark",
+            icon=":material/leaderboard:"),
     st.Page(HERE / "views" / "data.py", title="Data and definitions", url_path="data",
             icon=":material/database:"),
 ]

@@ -653,3 +653,42 @@ def render_dataset(ctx: PageContext) -> None:
         f"The whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} sessions, "
         f"{int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} recorded side effects."
     )
+
+
+# --- fair comparisons (issue 15) ------------------------------------------------------------------------
+
+
+def viewer_named_sites(ctx: PageContext) -> frozenset[str] | None:
+    """The sites the current viewer may see by name in the network benchmark (None: every site).
+
+    Local mode (no sign-in) shows every site. Sign-in and per-site scope (docs/access.md) replace this with
+    the signed-in person's sites: a network admin gets None, anyone else their own sites."""
+    return getattr(ctx, "named_sites", None)
+
+
+@_cached
+def load_benchmark(signature: tuple, settings: Settings, named_sites: frozenset[str] | None) -> pd.DataFrame:
+    """benchmark.csv for a viewer who may see `named_sites` by name (None: all), disclosure applied."""
+    from dashboard.reports import export
+
+    return export.compute_summary(load_connection(signature), settings, "benchmark.csv", named_sites=named_sites)
+
+
+@_cached
+def load_network(signature: tuple, settings: Settings, named_sites: frozenset[str] | None) -> dict:
+    """The network's distribution per measure (benchmark.Network: sites, median, P75, pooled rate)."""
+    from dashboard.analysis import benchmark
+
+    return benchmark.network_distribution(load_connection(signature), settings, named_sites=named_sites)
+
+
+@_cached
+def load_adjusted_details(signature: tuple, settings: Settings) -> dict:
+    """What the Response page says about the adjusted model: fitted, reason, reference route, variables
+    (plain words), merges and dropped variables (no patient numbers: those are in adjusted_response.csv)."""
+    from dashboard.analysis import adjusted
+
+    res = adjusted.adjusted_fit(load_connection(signature), settings)
+    return {"fitted": res.fitted, "reason": res.reason, "reference_route": res.reference_route,
+            "variables": [adjusted.VARIABLE_LABELS[v] for v in res.variables], "merges": res.merges,
+            "dropped": [adjusted.VARIABLE_LABELS[v] for v in res.dropped]}
