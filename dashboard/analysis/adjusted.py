@@ -118,23 +118,31 @@ def _empty_result(base: pd.DataFrame, reason: str, note_for: dict[str, str]) -> 
     return AdjustedResult(table=table[list(COLUMNS)], fitted=False, reason=reason)
 
 
+def _dummies(values: Any, wanted: list[Any]) -> list[np.ndarray]:
+    """One 0/1 column per wanted level. Compares integer codes (pd.factorize), not strings: with pandas'
+    Arrow-backed strings, string comparisons over thousands of groups cost more than the fit itself."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    index = {u: i for i, u in enumerate(uniques)}
+    return [(codes == index[lv]).astype(float) if lv in index else np.zeros(len(codes)) for lv in wanted]
+
+
 def _design(df: pd.DataFrame, routes: list[str], reference: str, levels: dict[str, list[Any]],
             score_max: np.ndarray, route_override: str | None = None) -> np.ndarray:
     """The model matrix: intercept, route dummies (reference left out), baseline / scale maximum, then a
-    dummy per non-first level of each categorical variable kept (levels[var], first = its reference)."""
+    dummy per non-first level of each categorical variable kept (levels[var], first = its reference).
+    With route_override every row gets that route (its dummy all ones, the others zeros)."""
     n = len(df)
-    cols = [np.ones(n)]
-    route = np.full(n, route_override, dtype=object) if route_override else df["route"].to_numpy(dtype=object)
-    for r in routes:
-        if r != reference:
-            cols.append((route == r).astype(float))
+    others = [r for r in routes if r != reference]
+    if route_override:
+        route_cols = [np.full(n, 1.0 if r == route_override else 0.0) for r in others]
+    else:
+        route_cols = _dummies(df["route"], others)
+    cols = [np.ones(n), *route_cols]
     if "baseline" in levels:
         cols.append(df["baseline"].to_numpy(dtype=float) / score_max)
     for var in ("diagnosis", "treatment_resistant", "age_band"):
         if var in levels:
-            values = df[var].to_numpy(dtype=object)
-            for lv in levels[var][1:]:
-                cols.append((values == lv).astype(float))
+            cols.extend(_dummies(df[var], levels[var][1:]))
     return np.column_stack(cols)
 
 
@@ -253,10 +261,19 @@ def _fit_adjusted(groups: pd.DataFrame, *, score_max: float | pd.Series = 21.0) 
     w = g["patients"].to_numpy(dtype=float)
     n_all = w.sum()
     est: dict[str, tuple[float, np.ndarray]] = {}
+    # every patient on the reference route (all route dummies 0); route r adds its own coefficient, and its
+    # dummy column, all ones, contributes Σ w p (1 − p) to the gradient
+    X_ref = _design(g, routes, reference, levels, smax, route_override=reference)
+    lp_ref = X_ref @ beta
+    others = [r for r in routes if r != reference]
     for r in routes:
-        Xr = _design(g, routes, reference, levels, smax, route_override=r)
-        p = 1.0 / (1.0 + np.exp(-(Xr @ beta)))
-        est[r] = (float(w @ p / n_all), (w * p * (1 - p)) @ Xr / n_all)
+        col = 1 + others.index(r) if r != reference else None
+        p = 1.0 / (1.0 + np.exp(-(lp_ref + (beta[col] if col is not None else 0.0))))
+        s_w = w * p * (1 - p)
+        grad = s_w @ X_ref
+        if col is not None:
+            grad[col] = s_w.sum()
+        est[r] = (float(w @ p / n_all), grad / n_all)
     rows = []
     for r in present:
         row = {"route": r}
