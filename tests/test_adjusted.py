@@ -253,3 +253,18 @@ def test_through_the_database_the_model_uses_the_evaluable_patients_of_the_respo
         assert adjusted.load_groups(con, Settings(site=("S2",)))["patients"].sum() == 37 - 4  # 37 at S2, of whom 4 (9, 39, 69, 99) without endpoint
     finally:
         con.close()
+
+
+def test_a_hidden_reference_route_hides_every_difference():
+    res = adjusted.fit_adjusted(grouped(confounded_patients(400, seed=4)), score_max=21)
+    ref = res.reference_route
+    other = next(r for r in res.table["route"] if r != ref)
+    response = pd.DataFrame({"route": [ref, other], "evaluable": [pd.NA, 100], "responders": [pd.NA, 40],
+                             "response_rate": [NAN, 0.4]})
+    out = adjusted.protect_adjusted(res.table, response)
+    assert out["difference"].isna().all() and out["difference_ci_low"].isna().all()
+    assert row(out, other)["adjusted_rate"] == row(res.table, other)["adjusted_rate"]
+    assert np.isnan(row(out, ref)["adjusted_rate"])
+
+
+NAN = float("nan")

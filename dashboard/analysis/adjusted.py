@@ -338,6 +338,10 @@ def protect_adjusted(table: pd.DataFrame, protected_response: pd.DataFrame) -> p
         crude.append(NAN if pd.isna(rate) else float(rate))
         hidden.append(pd.isna(ev) or pd.isna(k) or pd.isna(rate))
     hidden = np.array(hidden, dtype=bool)
+    # a difference is the route's adjusted rate minus the reference's: with the reference hidden, every
+    # difference would give its adjusted rate away, so they go too
+    refs = out["reference_route"].dropna().unique() if "reference_route" in out else []
+    ref_hidden = any(bool(hidden[out["route"].to_numpy() == r].any()) for r in refs)
     out["evaluable"] = pd.array(evaluable, dtype="Int64")
     out["crude_rate"] = crude
     for col in ADJUSTED_COLUMNS:
@@ -345,6 +349,9 @@ def protect_adjusted(table: pd.DataFrame, protected_response: pd.DataFrame) -> p
             out[col] = out[col].astype(object).where(~hidden, None)
         else:
             out[col] = out[col].astype(float).mask(hidden)
+    if ref_hidden:
+        for col in ("difference", "difference_ci_low", "difference_ci_high"):
+            out[col] = NAN
     out["note"] = np.where(hidden, NOTE_HIDDEN, out["note"].fillna("").astype(object))
     return out[list(COLUMNS)]
 

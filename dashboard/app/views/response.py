@@ -13,6 +13,13 @@ from dashboard.analysis import adjusted
 from dashboard.app import ui
 
 
+def _and(words: list[str]) -> str:
+    """'a, b and c'; 'no patient characteristic' when there is none (every one was the same for all)."""
+    if not words:
+        return "no patient characteristic (each was the same for everyone)"
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def _by_target(merge: dict[str, str]) -> dict[str, list[str]]:
     """{level: merged into} as {merged into: [levels]} (for one sentence per target)."""
     out: dict[str, list[str]] = {}
@@ -60,9 +67,8 @@ else:
     st.markdown(
         "Routes are often given to different patients: one kept for severe or treatment-resistant cases looks "
         "worse than it is. The **adjusted rate** is the response rate every route would have if it had treated "
-        "all of these patients, allowing for " + " and ".join(
-            [", ".join(details["variables"][:-1]), details["variables"][-1]] if len(details["variables"]) > 1
-            else details["variables"]) + " (a logistic regression, standardised over the whole cohort). "
+        "all of these patients, allowing for " + _and(details["variables"])
+        + " (a logistic regression, standardised over the whole cohort). "
         f"Differences are against {reference}, the route with most patients. Where the adjusted dots sit "
         "where the hollow crude ones do, case mix does not explain the differences between routes; where "
         "they move, it explains part of them. An adjusted difference whose interval crosses zero means the "
