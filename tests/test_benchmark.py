@@ -173,5 +173,11 @@ def test_through_the_database_every_filter_but_site_applies(tmp_path):
         assert set(mine["site"]) == {"S3"}
         assert export.compute_summary(con, s, "benchmark.csv").equals(t)
         assert export.compute_summary(con, s, "benchmark.csv", named_sites=frozenset({"S3"})).equals(mine)
+        # the zip of all summaries obeys the same restriction
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(export.summaries_zip_bytes(con, s, named_sites=frozenset({"S3"})))) as zf:
+            data = zf.read("benchmark.csv").decode()
+        assert data == export.summary_csv_bytes(mine).decode() and "S1" not in data and "S2" not in data
     finally:
         con.close()

@@ -275,7 +275,8 @@ def zip_bytes_builder(ctx: PageContext) -> Callable[[], bytes]:
 
     con = load_connection(ctx.signature)
     settings = ctx.settings
-    return lambda: export.summaries_zip_bytes(con, settings)
+    named_sites = viewer_named_sites(ctx)  # benchmark.csv in the zip names only the viewer's sites
+    return lambda: export.summaries_zip_bytes(con, settings, named_sites=named_sites)
 
 
 # --- reading summaries ---------------------------------------------------------------------------------

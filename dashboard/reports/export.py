@@ -73,9 +73,11 @@ def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str, *,
     return protect(name, compute(con, s), s.min_cell)
 
 
-def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, pd.DataFrame]:
-    """The six summary tables for these settings, disclosure control applied (minimum cell s.min_cell)."""
-    return {file: compute_summary(con, s, file) for file in SUMMARY_FILES}
+def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings, *,
+                      named_sites: frozenset[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The summary tables for these settings, disclosure control applied (minimum cell s.min_cell);
+    benchmark.csv names only `named_sites` (None: every site)."""
+    return {file: compute_summary(con, s, file, named_sites=named_sites) for file in SUMMARY_FILES}
 
 
 def format_value(v: Any) -> str:
@@ -163,18 +165,21 @@ def provenance_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
     return (json.dumps(provenance(con, s), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def summary_files(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, bytes]:
-    """Every file of the export, name -> bytes: the six CSVs then provenance.json."""
-    files = {name: summary_csv_bytes(df) for name, df in compute_summaries(con, s).items()}
+def summary_files(con: duckdb.DuckDBPyConnection, s: Settings, *,
+                  named_sites: frozenset[str] | None = None) -> dict[str, bytes]:
+    """Every file of the export, name -> bytes: the CSVs then provenance.json."""
+    files = {name: summary_csv_bytes(df) for name, df in compute_summaries(con, s, named_sites=named_sites).items()}
     files[PROVENANCE_FILE] = provenance_bytes(con, s)
     return files
 
 
-def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
-    """All files in one zip with fixed timestamps, so the same settings give the same bytes."""
+def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings, *,
+                        named_sites: frozenset[str] | None = None) -> bytes:
+    """All files in one zip with fixed timestamps, so the same settings give the same bytes; benchmark.csv
+    names only `named_sites` (None: every site)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in summary_files(con, s).items():
+        for name, data in summary_files(con, s, named_sites=named_sites).items():
             info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
