@@ -5,6 +5,7 @@ malformed link, and a missing, corrupt or foreign database."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -25,11 +26,12 @@ APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
 # page file (relative to app/main.py) -> (title, charts it draws on the sample, summary files it offers)
 PAGES = {
     "views/overview.py": ("Overview", 1, ("cohort.csv", "response_by_route.csv")),
-    "views/response.py": ("Response by route", 4, ("response_by_route.csv",)),
+    "views/response.py": ("Response by route", 5, ("response_by_route.csv", "adjusted_response.csv")),
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
     "views/side_effects.py": ("Side effects", 5, ("side_effects.csv",)),
     "views/maintenance.py": ("Maintenance", 3, ("maintenance.csv",)),
     "views/esketamine.py": ("Esketamine monitoring", 11, ("rems.csv",)),
+    "views/benchmark.py": ("Network benchmark", 1, ("benchmark.csv",)),
     "views/data.py": ("Data and definitions", 0, ()),
 }
 
@@ -472,3 +474,53 @@ def test_data_page_lists_what_the_import_tolerated(make_app, tmp_path):
         ["patients.csv", "separated by semicolons (;), not commas"],
         ["patients.csv", "ignored 3 empty lines (nothing but delimiters or spaces: rows deleted in a spreadsheet)"],
     ]
+
+# --- fair comparisons (issue 15) ------------------------------------------------------------------------------
+
+
+def test_the_response_page_shows_crude_and_adjusted_rates_and_names_the_adjustment(make_app, sample_db):
+    at = open_page(make_app(), "views/response.py")
+    assert_clean(at)
+    adjusted_chart = next(s for s in chart_specs(at) if "adjusted" in s["layout"]["title"]["text"])
+    assert {"Crude rate", "Adjusted rate (95 % interval)"} <= trace_names(adjusted_chart)
+    text = " ".join(m.value for m in at.markdown)
+    assert "baseline score" in text and "treatment resistance" in text and "age band" in text
+    # the dots are adjusted_response.csv's numbers
+    s = context(at).settings
+    table = export.compute_summary(ui.load_connection(store.database_signature(sample_db)), s, "adjusted_response.csv")
+    drawn = sorted(x for t in adjusted_chart["data"] if t.get("name") == "Adjusted rate (95 % interval)" for x in t["x"])
+    assert drawn == pytest.approx(sorted(table["adjusted_rate"].dropna()))
+
+
+def _strings(value: object) -> list[str]:
+    """Every text in a chart's JSON (numeric arrays travel base64-encoded under "bdata": not text)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() if k != "bdata" for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sample_db, monkeypatch):
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        sites = [r[0] for r in con.sql("SELECT DISTINCT site FROM patients ORDER BY 1").fetchall()]
+    assert len(sites) >= 3
+    own = sites[1]
+    monkeypatch.setattr(ui, "viewer_named_sites", lambda ctx: frozenset({own}))
+    at = open_page(make_app(), "views/benchmark.py")
+    assert_clean(at)
+    rendered = " ".join(_strings(chart_specs(at)) + [m.value for m in at.markdown] + [c.value for c in at.caption]
+                        + [json.dumps(df.value.astype(str).to_dict()) for df in at.dataframe])
+    assert f"Site {own}" in rendered
+    for other in set(sites) - {own}:
+        assert not re.search(rf"\b{re.escape(other)}\b", rendered), other
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["benchmark.csv"]  # no zip of every site's summaries
+    # the unrestricted page draws every site
+    monkeypatch.setattr(ui, "viewer_named_sites", lambda ctx: None)
+    at = open_page(make_app(), "views/benchmark.py")
+    assert_clean(at)
+    texts = {t.get("text", [None])[0] for t in chart_specs(at)[0]["data"] if t.get("mode") == "markers+text"}
+    assert texts == set(sites)

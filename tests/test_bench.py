@@ -46,6 +46,16 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"json": json.loads(out.read_text(encoding="utf-8")), "stdout": proc.stdout, "workdir": base / "work"}
 
 
+def test_benchmark_times_the_adjusted_model_fit(small_run: dict) -> None:
+    """Issue 15: the case-mix model's fit is timed apart from its grouping query (no time is asserted)."""
+    [size] = small_run["json"]["sizes"]
+    a = size["adjusted_fit"]
+    assert a["patients"] > 0 and a["groups"] > 0
+    assert len(a["fit_ms"]) == len(a["query_ms"]) == 3  # max(3, --cold-runs + 1) runs
+    assert a["fit_median_ms"] > 0 and a["fit_max_ms"] == max(a["fit_ms"])
+    assert "adjusted model: fit median / max (ms)" in small_run["stdout"]
+
+
 def test_benchmark_writes_json_with_every_measure(small_run: dict) -> None:
     results = small_run["json"]
     assert results["machine"]["cpus"] >= 1 and results["machine"]["duckdb"]

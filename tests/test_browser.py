@@ -38,6 +38,7 @@ PAGES = {
     "relief": "Time to relief",
     "side-effects": "Side effects",
     "maintenance": "Maintenance",
+    "benchmark": "Network benchmark",
     "data": "Data and definitions",
 }
 

@@ -419,3 +419,58 @@ def test_relief_chart_ticks_stay_few_for_a_very_long_follow_up():
     fig = figures.create_relief_figure(curve[curve["day"] <= 10_000], empty, "response")
     ticks = list(fig.layout.xaxis.tickvals)
     assert ticks == list(range(0, 10_081, 105))  # 97 ticks through the first at or after day 10,000
+
+# --- fair comparisons (issue 15) ------------------------------------------------------------------------------
+
+
+def test_adjusted_figure_draws_crude_and_adjusted_dots_and_says_where_there_is_no_adjusted_rate():
+    table = pd.DataFrame({
+        "route": ["IV", "IN", "PO"], "evaluable": [200, 150, pd.NA], "crude_rate": [0.40, 0.55, NAN],
+        "adjusted_rate": [0.48, 0.50, NAN], "adjusted_ci_low": [0.42, 0.43, NAN],
+        "adjusted_ci_high": [0.54, 0.57, NAN], "difference": [NAN, 0.02, NAN], "difference_ci_low": [NAN, -0.07, NAN],
+        "difference_ci_high": [NAN, 0.11, NAN], "reference_route": ["IV", "IV", None],
+        "adjusted_for": ["baseline score", "baseline score", None], "note": ["reference route", "", "hidden"],
+    })
+    fig = figures.create_adjusted_figure(table)
+    crude = [t for t in fig.data if t.name == "Crude rate"]
+    adjusted = [t for t in fig.data if t.name == "Adjusted rate (95 % interval)"]
+    assert [t.x[0] for t in crude] == [0.40, 0.55]
+    assert [t.x[0] for t in adjusted] == [0.48, 0.50]
+    assert adjusted[0].marker.color == colors.route_color("IV") and adjusted[1].marker.color == colors.route_color("IN")
+    assert list(adjusted[0].error_x.array) == pytest.approx([0.06]) and list(adjusted[0].error_x.arrayminus) == pytest.approx([0.06])
+    assert [t.text[0].strip() for t in fig.data if t.mode == "text"] == ["hidden"]
+    assert "hidden" not in str(figures.create_adjusted_figure(table.iloc[:2]).data)
+    assert figures.create_adjusted_figure(table.iloc[:0]).layout.annotations[0].text.startswith("No evaluable")
+
+
+def test_benchmark_funnel_draws_sites_limits_and_network_lines():
+    from dashboard.analysis import benchmark
+
+    counts = pd.DataFrame({"site": ["S1", "S2", "S3"], "evaluable": [40, 90, 5], "responders": [20, 60, 2],
+                           "remitters": [10, 30, 1]})
+    table = benchmark.protect_benchmark(benchmark.benchmark_from_counts(counts), 0)
+    fig = figures.create_benchmark_funnel_figure(table, "response")
+    dots = [t for t in fig.data if t.mode == "markers+text"]
+    assert [(t.text[0], t.x[0], t.y[0]) for t in dots] == [("S1", 40, 0.5), ("S2", 90, 60 / 90), ("S3", 5, 0.4)]
+    limits = [t for t in fig.data if t.mode == "lines"]
+    assert {t.name for t in limits} == {"95 % limits", "99.8 % limits"} and len(limits) == 4
+    pooled = 82 / 135
+    upper95 = next(t for t in limits if t.name == "95 % limits" and t.y[-1] > pooled)
+    n = upper95.x[-1]
+    assert upper95.y[-1] == pytest.approx(pooled + 1.959964 * (pooled * (1 - pooled) / n) ** 0.5)
+    assert any(s.y0 == pytest.approx(pooled) for s in fig.layout.shapes)  # the pooled line
+    assert any(a.text and a.text.startswith("network (pooled)") for a in fig.layout.annotations)
+    # fewer than 5 benchmarked sites: no median or 75th percentile line
+    assert not any(a.text and "median" in a.text for a in fig.layout.annotations)
+    # a restricted table (one site) still gets the network lines passed by the page
+    mine = benchmark.restrict_benchmark(table, frozenset({"S1"}))
+    fig1 = figures.create_benchmark_funnel_figure(mine, "response", pooled=pooled, median=0.5, p75=0.6)
+    assert [t.text[0] for t in fig1.data if t.mode == "markers+text"] == ["S1"]
+    texts = " ".join(str(x) for t in fig1.data for x in (t.name, t.text, t.hovertemplate)) + " ".join(
+        str(a.text) for a in fig1.layout.annotations)
+    assert "S2" not in texts and "S3" not in texts
+    # hidden sites are named as hidden, not drawn
+    hidden = benchmark.protect_benchmark(benchmark.benchmark_from_counts(counts), 11)
+    fig_h = figures.create_benchmark_funnel_figure(hidden, "response")
+    assert "S3" not in [t.text[0] for t in fig_h.data if t.mode == "markers+text"]
+    assert any("hidden" in a.text and "S3" in a.text for a in fig_h.layout.annotations)

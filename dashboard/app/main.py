@@ -63,6 +63,8 @@ PAGES = [
             icon=":material/event_repeat:"),
     st.Page(HERE / "views" / "esketamine.py", title="Esketamine monitoring", url_path="esketamine-monitoring",
             icon=":material/monitor_heart:"),
+    st.Page(HERE / "views" / "benchmark.py", title="Network benchmark", url_path="benchmark",
+            icon=":material/leaderboard:"),
     st.Page(HERE / "views" / "data.py", title="Data and definitions", url_path="data",
             icon=":material/database:"),
 ]

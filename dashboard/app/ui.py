@@ -292,7 +292,8 @@ def zip_bytes_builder(ctx: PageContext) -> Callable[[], bytes]:
 
     con = load_connection(ctx.signature)
     settings = ctx.settings
-    return lambda: export.summaries_zip_bytes(con, settings)
+    named_sites = viewer_named_sites(ctx)  # benchmark.csv in the zip names only the viewer's sites
+    return lambda: export.summaries_zip_bytes(con, settings, named_sites=named_sites)
 
 
 # --- reading summaries ---------------------------------------------------------------------------------
@@ -880,6 +881,7 @@ def render_report_download(ctx: PageContext) -> None:
     )
 
 
+<<<<<<< HEAD
 # --- esketamine (SPRAVATO REMS) monitoring ------------------------------------------------------------------
 
 
@@ -897,3 +899,40 @@ def load_rems_lacking(signature: tuple) -> dict[str, list[str]]:
     from dashboard.analysis import rems
 
     return rems.lacking_columns(load_connection(signature))
+=======
+# --- fair comparisons (issue 15) ------------------------------------------------------------------------
+
+
+def viewer_named_sites(ctx: PageContext) -> frozenset[str] | None:
+    """The sites the current viewer may see by name in the network benchmark (None: every site): the
+    person's scope (docs/access.md). Local mode and network admins have no scope and see every site."""
+    return None if ctx.settings.scope is None else frozenset(ctx.settings.scope)
+
+
+@_cached
+def load_benchmark(signature: tuple, settings: Settings, named_sites: frozenset[str] | None) -> pd.DataFrame:
+    """benchmark.csv for a viewer who may see `named_sites` by name (None: all), disclosure applied."""
+    from dashboard.reports import export
+
+    return export.compute_summary(load_connection(signature), settings, "benchmark.csv", named_sites=named_sites)
+
+
+@_cached
+def load_network(signature: tuple, settings: Settings, named_sites: frozenset[str] | None) -> dict:
+    """The network's distribution per measure (benchmark.Network: sites, median, P75, pooled rate)."""
+    from dashboard.analysis import benchmark
+
+    return benchmark.network_distribution(load_connection(signature), settings, named_sites=named_sites)
+
+
+@_cached
+def load_adjusted_details(signature: tuple, settings: Settings) -> dict:
+    """What the Response page says about the adjusted model: fitted, reason, reference route, variables
+    (plain words), merges and dropped variables (no patient numbers: those are in adjusted_response.csv)."""
+    from dashboard.analysis import adjusted
+
+    res = adjusted.adjusted_fit(load_connection(signature), settings)
+    return {"fitted": res.fitted, "reason": res.reason, "reference_route": res.reference_route,
+            "variables": [adjusted.VARIABLE_LABELS[v] for v in res.variables], "merges": res.merges,
+            "dropped": [adjusted.VARIABLE_LABELS[v] for v in res.dropped]}
+>>>>>>> issue-15

@@ -825,3 +825,117 @@ def create_rems_distribution_figure(distribution: pd.DataFrame, measure: str, mi
     fig.update_xaxes(title_text=f"{title} ({unit})")
     fig.update_yaxes(title_text="Sessions", rangemode="tozero")
     return _base_layout(fig, title, height=340, legend=False)
+
+# --- fair comparisons (issue 15): adjusted response and the network benchmark ---------------------------
+
+
+@_plain_inputs
+def create_adjusted_figure(adjusted: pd.DataFrame) -> go.Figure:
+    """Crude and case-mix-adjusted response rate per route (adjusted_response.csv after disclosure control):
+    per route a hollow dot for the crude rate and a filled dot with its 95 % delta-method interval for the
+    adjusted rate, in the route's colour; 'hidden' or 'no adjusted rate' where there is none."""
+    title = "Response by route: crude and adjusted for case mix"
+    if adjusted is None or adjusted.empty:
+        return _empty(title, "No evaluable patients in this cohort.")
+    fig = go.Figure()
+    for i, (_, row) in enumerate(adjusted.iterrows()):
+        route = str(row["route"])
+        label = colors.route_label(route)
+        crude = _num(row.get("crude_rate"))
+        adj = _num(row.get("adjusted_rate"))
+        if crude is not None:
+            fig.add_trace(go.Scatter(
+                x=[crude], y=[label], mode="markers", name="Crude rate", legendgroup="crude", showlegend=i == 0,
+                marker=dict(color="white", size=12, symbol=colors.route_symbol(route),
+                            line=dict(width=2, color=colors.route_color(route))),
+                hovertemplate=(f"<b>{label}</b><br>Crude response rate: {fmt_pct(crude)}"
+                               f"<br>{fmt_count(row.get('evaluable'))} evaluable patients<extra></extra>"),
+            ))
+        if adj is not None:
+            minus, plus = _interval_arrays(adj, row.get("adjusted_ci_low"), row.get("adjusted_ci_high"))
+            fig.add_trace(go.Scatter(
+                x=[adj], y=[label], mode="markers", name="Adjusted rate (95 % interval)", legendgroup="adjusted",
+                showlegend=True if i == 0 else False,
+                marker=dict(color=colors.route_color(route), size=13, symbol=colors.route_symbol(route),
+                            line=dict(width=1, color="white")),
+                error_x=dict(type="data", symmetric=False, array=[plus], arrayminus=[minus],
+                             color=colors.route_color(route), thickness=2.5, width=6),
+                hovertemplate=(f"<b>{label}</b><br>Adjusted response rate: {fmt_pct(adj)}<br>95 % interval: "
+                               f"{fmt_pct(row.get('adjusted_ci_low'))} to {fmt_pct(row.get('adjusted_ci_high'))}"
+                               "<extra></extra>"),
+            ))
+        else:
+            fig.add_trace(go.Scatter(
+                x=[crude if crude is not None else 0.0], y=[label], mode="text", showlegend=False,
+                text=["   hidden" if crude is None else "   no adjusted rate"], textposition="middle right",
+                textfont=dict(color=colors.NEUTRAL), hoverinfo="skip",
+            ))
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%) with 95 % interval")
+    fig.update_yaxes(autorange="reversed", title_text="Route", categoryorder="array",
+                     categoryarray=[colors.route_label(str(r)) for r in adjusted["route"]])
+    return _base_layout(fig, title, height=max(250, 120 + 44 * len(adjusted)))
+
+
+def _flag(v: object) -> bool:
+    """A true/false/hidden flag as a plain bool (hidden and undefined read as False: never a finding)."""
+    return v is not None and not _isnan(v) and v is not pd.NA and bool(v)
+
+
+@_plain_inputs
+def create_benchmark_funnel_figure(table: pd.DataFrame, measure: str = "response", *,
+                                   pooled: float | None = None, median: float | None = None,
+                                   p75: float | None = None, max_patients: float | None = None) -> go.Figure:
+    """Funnel plot of one measure of benchmark.csv (after disclosure control and the viewer's restriction):
+    each site shown in the table as a dot at (evaluable patients, rate); the pooled network rate with its
+    95 % and 99.8 % control limits as funnels over the number of patients; the network median and 75th
+    percentile as lines. pooled/median/p75 default to the table's network columns (a viewer's table may
+    hold only their own site, so the page passes the network's values); max_patients sets the x range."""
+    what = "Response" if measure == "response" else "Remission"
+    title = f"{what} rate by site against the network"
+    rows = table[table["measure"] == measure] if table is not None and not table.empty else pd.DataFrame()
+    if pooled is None and len(rows):
+        pooled = _num(rows["network_pooled"].iloc[0])
+    if median is None and len(rows):
+        median = _num(rows["network_median"].iloc[0])
+    if p75 is None and len(rows):
+        p75 = _num(rows["network_p75"].iloc[0])
+    if pooled is None and not len(rows):
+        return _empty(title, "No site has evaluable patients in this cohort.")
+    shown_n = floats(rows["evaluable"]) if len(rows) else np.array([])
+    top = max([v for v in [max_patients, *(shown_n[~np.isnan(shown_n)] if len(shown_n) else [])] if v] or [100])
+    fig = go.Figure()
+    if pooled is not None:
+        n = np.linspace(5, top * 1.1, 200)
+        for z, name, dash in ((3.090232, "99.8 % limits", "dot"), (1.959964, "95 % limits", "dash")):
+            half = z * np.sqrt(pooled * (1 - pooled) / n)
+            for k, y in enumerate((pooled - half, pooled + half)):
+                fig.add_trace(go.Scatter(
+                    x=n, y=np.clip(y, 0, 1), mode="lines", name=name, legendgroup=name, showlegend=k == 0,
+                    line=dict(color=colors.NEUTRAL, dash=dash, width=1.2), hoverinfo="skip"))
+        fig.add_hline(y=pooled, line=dict(color=colors.NEUTRAL, width=1.5),
+                      annotation_text=f"network (pooled) {fmt_pct(pooled)}", annotation_position="bottom right")
+    for value, name in ((median, "network median"), (p75, "network 75th percentile")):
+        if value is not None:
+            fig.add_hline(y=value, line=dict(color="#7F7F7F", width=1, dash="longdash"),
+                          annotation_text=f"{name} {fmt_pct(value)}", annotation_position="top left")
+    hidden = []
+    for _, row in rows.iterrows():
+        rate, n_pat = _num(row.get("rate")), _num(row.get("evaluable"))
+        if rate is None or n_pat is None:
+            hidden.append(str(row["site"]))
+            continue
+        flag = "outside the 99.8 % limits" if _flag(row.get("outside_998")) else (
+            "outside the 95 % limits" if _flag(row.get("outside_95")) else "within the limits")
+        fig.add_trace(go.Scatter(
+            x=[n_pat], y=[rate], mode="markers+text", text=[str(row["site"])], textposition="top center",
+            marker=dict(color="#1F77B4", size=11, line=dict(width=1, color="white")), showlegend=False,
+            hovertemplate=(f"<b>Site {row['site']}</b><br>{what} rate {fmt_pct(rate)} "
+                           f"({fmt_count(row.get('events'))} of {fmt_count(n_pat)} patients)<br>{flag}"
+                           "<extra></extra>"),
+        ))
+    if hidden:
+        fig.add_annotation(text=f"hidden (too few patients): {', '.join(hidden)}", x=0, y=-0.18, xref="paper",
+                           yref="paper", showarrow=False, font=dict(color=colors.NEUTRAL))
+    fig.update_xaxes(title_text="Evaluable patients at the site", range=[0, top * 1.1])
+    fig.update_yaxes(title_text=f"{what} rate", tickformat=".0%", range=[0, 1])
+    return _base_layout(fig, title, height=460)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard import __version__
-from dashboard.analysis import metrics, rems
+from dashboard.analysis import adjusted, benchmark, metrics, rems
 
 from dashboard.data import spec, store
 from dashboard.analysis.disclosure import protect
@@ -33,6 +33,7 @@ SUMMARY_FILES = (
     "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",
     "side_effects.csv", "maintenance.csv",
     "rems.csv",
+    "adjusted_response.csv", "benchmark.csv",  # issue 15 (fair comparisons)
 )
 PROVENANCE_FILE = "provenance.json"
 SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stable against last-bit noise
@@ -53,13 +54,25 @@ _SUMMARY_SOURCES = {
 }
 # file -> its disclosure rule (the name `disclosure.protect` takes)
 SUMMARY_RULES = {file: rule for file, (rule, _) in _SUMMARY_SOURCES.items()}
+# files whose function applies the minimum-cell rule itself (their protection builds on another table's)
+_PROTECTED_SOURCES = {
+    "adjusted_response.csv": adjusted.protected_adjusted_response,
+}
 
 
-def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
+def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str, *,
+                    named_sites: frozenset[str] | None = None) -> pd.DataFrame:
     """One summary table (a name in SUMMARY_FILES) for these settings, disclosure control applied.
 
     The dashboard loads only the files a page shows; the export takes all of them through here, so both
-    give the same table (metrics' query memo shares the queries two files have in common)."""
+    give the same table (metrics' query memo shares the queries two files have in common).
+
+    benchmark.csv names only the sites in `named_sites` (None: every site; docs/access.md): a caller that
+    knows the viewer's scope passes it, so no other site's name or numbers reach the file."""
+    if file == "benchmark.csv":
+        return benchmark.network_benchmark(con, s, named_sites=named_sites)
+    if file in _PROTECTED_SOURCES:
+        return _PROTECTED_SOURCES[file](con, s)
     name, compute = _SUMMARY_SOURCES[file]
     return protect(name, compute(con, s), s.min_cell)
 
@@ -70,9 +83,11 @@ def raw_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.Da
     return _SUMMARY_SOURCES[file][1](con, s)
 
 
-def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, pd.DataFrame]:
-    """The six summary tables for these settings, disclosure control applied (minimum cell s.min_cell)."""
-    return {file: compute_summary(con, s, file) for file in SUMMARY_FILES}
+def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings, *,
+                      named_sites: frozenset[str] | None = None) -> dict[str, pd.DataFrame]:
+    """The summary tables for these settings, disclosure control applied (minimum cell s.min_cell);
+    benchmark.csv names only `named_sites` (None: every site)."""
+    return {file: compute_summary(con, s, file, named_sites=named_sites) for file in SUMMARY_FILES}
 
 
 def format_value(v: Any) -> str:
@@ -164,18 +179,21 @@ def provenance_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
     return (json.dumps(provenance(con, s), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def summary_files(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, bytes]:
-    """Every file of the export, name -> bytes: the six CSVs then provenance.json."""
-    files = {name: summary_csv_bytes(df) for name, df in compute_summaries(con, s).items()}
+def summary_files(con: duckdb.DuckDBPyConnection, s: Settings, *,
+                  named_sites: frozenset[str] | None = None) -> dict[str, bytes]:
+    """Every file of the export, name -> bytes: the CSVs then provenance.json."""
+    files = {name: summary_csv_bytes(df) for name, df in compute_summaries(con, s, named_sites=named_sites).items()}
     files[PROVENANCE_FILE] = provenance_bytes(con, s)
     return files
 
 
-def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
-    """All files in one zip with fixed timestamps, so the same settings give the same bytes."""
+def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings, *,
+                        named_sites: frozenset[str] | None = None) -> bytes:
+    """All files in one zip with fixed timestamps, so the same settings give the same bytes; benchmark.csv
+    names only `named_sites` (None: every site)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, data in summary_files(con, s).items():
+        for name, data in summary_files(con, s, named_sites=named_sites).items():
             info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

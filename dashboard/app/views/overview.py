@@ -81,6 +81,18 @@ if maint_all is not None:
               f"n = {figures.fmt_count(maint_all['responders'])} responders",
               "Share of responders who had at least one maintenance session.")
 
+network = ui.load_network(ctx.signature, s, ui.viewer_named_sites(ctx))["response"]
+if network.sites_with_patients:
+    if pd.isna(network.median):
+        line = (f"pooled response rate {figures.fmt_pct(network.pooled, 0)} across {network.sites_with_patients} "
+                f"sites (too few sites with enough patients for a median yet)")
+    else:
+        line = (f"median site {figures.fmt_pct(network.median, 0)}, 75th percentile "
+                f"{figures.fmt_pct(network.p75, 0)}, pooled {figures.fmt_pct(network.pooled, 0)} "
+                f"({network.sites_benchmarked} sites benchmarked)")
+    st.markdown(f"**Network benchmark** (response, every filter but site): {line}. "
+                "Each site against these is on the *Network benchmark* page.")
+
 st.subheader("Cohort funnel")
 st.plotly_chart(figures.create_funnel_figure(funnel), key="chart_funnel")
 with st.expander("Funnel by route (table)"):

@@ -9,7 +9,24 @@ import streamlit as st
 from dashboard.charts import figures
 from dashboard.data import spec
 
+from dashboard.analysis import adjusted
 from dashboard.app import ui
+
+
+def _and(words: list[str]) -> str:
+    """'a, b and c'; 'no patient characteristic' when there is none (every one was the same for all)."""
+    if not words:
+        return "no patient characteristic (each was the same for everyone)"
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _by_target(merge: dict[str, str]) -> dict[str, list[str]]:
+    """{level: merged into} as {merged into: [levels]} (for one sentence per target)."""
+    out: dict[str, list[str]] = {}
+    for level, target in merge.items():
+        out.setdefault(target, []).append(level)
+    return out
+
 
 ctx = ui.current_context()
 s = ctx.settings
@@ -38,6 +55,47 @@ with st.expander("Response and remission by route (table)"):
         percent=("response_rate", "response_ci_low", "response_ci_high", "remission_rate", "remission_ci_low",
                  "remission_ci_high"),
     )
+
+st.subheader("Adjusted for case mix")
+adjusted_table = ui.load_summary(ctx.signature, s, "adjusted_response.csv")
+details = ui.load_adjusted_details(ctx.signature, s)
+if not details["fitted"]:
+    st.info(f"**No adjusted rates for this cohort:** {details['reason']}. The crude rates above stand alone.",
+            icon=":material/info:")
+else:
+    reference = spec.ROUTE_LABELS.get(details["reference_route"], details["reference_route"])
+    st.markdown(
+        "Routes are often given to different patients: one kept for severe or treatment-resistant cases looks "
+        "worse than it is. The **adjusted rate** is the response rate every route would have if it had treated "
+        "all of these patients, allowing for " + _and(details["variables"])
+        + " (a logistic regression, standardised over the whole cohort). "
+        f"Differences are against {reference}, the route with most patients. Where the adjusted dots sit "
+        "where the hollow crude ones do, case mix does not explain the differences between routes; where "
+        "they move, it explains part of them. An adjusted difference whose interval crosses zero means the "
+        "data cannot tell that route from the reference once case mix is allowed for. Adjustment covers "
+        "only these measured differences between patients, not unmeasured ones."
+    )
+    st.plotly_chart(figures.create_adjusted_figure(adjusted_table), key="chart_adjusted")
+    if details["merges"] or details["dropped"]:
+        notes = [f"{what} {', '.join(levels)} counted as {into}"
+                 for what, merge in (("diagnoses", details["merges"].get("diagnosis", {})),
+                                     ("age bands", details["merges"].get("age_band", {})))
+                 for into, levels in _by_target(merge).items()]
+        notes += [f"{v} not used (the same for every patient)" for v in details["dropped"]]
+        st.caption("Groups with fewer than 10 patients are merged into the largest: " + "; ".join(notes) + ".")
+with st.expander("Crude and adjusted response by route (table)"):
+    shown = adjusted_table.assign(route=[spec.ROUTE_LABELS.get(r, r) for r in adjusted_table["route"]])
+    ui.render_table(
+        shown,
+        {"route": "Route", "evaluable": "Evaluable", "crude_rate": "Crude rate", "adjusted_rate": "Adjusted rate",
+         "adjusted_ci_low": "Adjusted 95 % low", "adjusted_ci_high": "Adjusted 95 % high",
+         "difference": "Difference from reference", "difference_ci_low": "Difference 95 % low",
+         "difference_ci_high": "Difference 95 % high", "note": "Note"},
+        percent=("crude_rate", "adjusted_rate", "adjusted_ci_low", "adjusted_ci_high", "difference",
+                 "difference_ci_low", "difference_ci_high"),
+    )
+hidden_adjusted = [r for r, n in zip(adjusted_table["route"], adjusted_table["note"]) if n == adjusted.NOTE_HIDDEN]
+ui.render_disclosure_note(ctx, [f"adjusted rates for {', '.join(hidden_adjusted)}"] if hidden_adjusted else [])
 
 st.subheader("Comparing routes")
 outcome = st.segmented_control("Compare on", ("response", "remission"), default="response",
@@ -94,4 +152,4 @@ hidden_groups = sorted({f"{g} ({r})" for g, r, v in zip(breakdown.get("group", [
                                                          breakdown.get("response_rate", [])) if pd.isna(v)})
 ui.render_disclosure_note(ctx, [f"{len(hidden_groups)} group × route cells"] if hidden_groups else [])
 
-ui.render_downloads(ctx, ("response_by_route.csv",), key="response")
+ui.render_downloads(ctx, ("response_by_route.csv", "adjusted_response.csv"), key="response")
