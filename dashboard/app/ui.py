@@ -881,7 +881,6 @@ def render_report_download(ctx: PageContext) -> None:
     )
 
 
-<<<<<<< HEAD
 # --- esketamine (SPRAVATO REMS) monitoring ------------------------------------------------------------------
 
 
@@ -899,7 +898,7 @@ def load_rems_lacking(signature: tuple) -> dict[str, list[str]]:
     from dashboard.analysis import rems
 
     return rems.lacking_columns(load_connection(signature))
-=======
+
 # --- fair comparisons (issue 15) ------------------------------------------------------------------------
 
 
@@ -935,4 +934,3 @@ def load_adjusted_details(signature: tuple, settings: Settings) -> dict:
     return {"fitted": res.fitted, "reason": res.reason, "reference_route": res.reference_route,
             "variables": [adjusted.VARIABLE_LABELS[v] for v in res.variables], "merges": res.merges,
             "dropped": [adjusted.VARIABLE_LABELS[v] for v in res.dropped]}
->>>>>>> issue-15
