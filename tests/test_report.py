@@ -23,7 +23,9 @@ from dashboard.data import spec
 from dashboard.reports import definitions, report
 
 SECTION_TITLES = ["Ketamine outcomes report", "Headline by route", "Response by route", "Time to relief",
-                  "Side effects", "Maintenance", "Definitions", "Hidden cells", "Provenance"]
+                  "Side effects", "Maintenance", "Network benchmark", "Esketamine monitoring", "Definitions",
+                  "Hidden cells", "Provenance"]
+OPTIONAL_TITLES = {"Network benchmark", "Esketamine monitoring"}
 
 
 def pdf_pages(path) -> list[str]:
@@ -119,6 +121,18 @@ def check_tables(pages: list[str], csv_dir, raw_dir=None) -> int:
                  *[e.cell(i, f"relieved_by_day_{d}", pct) for d in (1, 7, 14, 28)]]
         assert_row(text, cells)
         hidden += cells.count("hidden")
+    bench, e = load("benchmark.csv")
+    for i, site in enumerate(bench["site"]):
+        cells = [str(site), str(bench["measure"][i]), e.cell(i, "evaluable", count), e.cell(i, "events", count),
+                 e.cell(i, "rate", pct)]
+        assert_row(text, cells)
+    rems_table, e = load("rems.csv")
+    for i, site in enumerate(rems_table["site"]):
+        cells = ["All sites" if site == "ALL" else f"Site {site}", e.cell(i, "sessions", count),
+                 *[e.cell(i, f"{m}_rate", pct) for m in ("monitored_min", "bp_three_points", "pulse_oximetry",
+                                                         "form_within_7d")]]
+        assert_row(text, cells)
+        hidden += cells.count("hidden")
     maint, e = load("maintenance.csv")
     for i, route in enumerate(maint["route"]):
         cells = [colors.route_label(route), e.cell(i, "responders", count),
@@ -159,12 +173,14 @@ def check_structure(path, pages: list[str]) -> None:
     first_page = []
     for title in SECTION_TITLES:
         hits = [i for i, page in enumerate(pages) if re.search(rf"^\s*{re.escape(title)}\s*$", page, re.M)]
+        if title in OPTIONAL_TITLES and not hits:
+            continue  # where present: no benchmark rows or no esketamine sessions in this cohort
         assert hits, title
         first_page.append(hits[0])
     assert first_page == sorted(first_page), first_page
     assert first_page[0] == first_page[1] == 0  # the cover carries the headline table
     # each page's section begins on a new page; the last three follow one another
-    content = first_page[1:7]
+    content = first_page[1:-3]
     assert all(b > a for a, b in zip(content[1:], content[2:])), first_page
 
 
@@ -253,7 +269,8 @@ def test_hidden_is_told_apart_from_undefined():
 def test_sections_in_reading_order():
     assert [fn.__name__ for fn in report.SECTIONS] == [
         "section_cover", "section_headline", "section_response", "section_relief", "section_side_effects",
-        "section_maintenance", "section_definitions", "section_hidden", "section_provenance"]
+        "section_maintenance", "section_benchmark", "section_esketamine", "section_definitions", "section_hidden",
+        "section_provenance"]
 
 
 def test_missing_chromium_is_named_with_what_to_install(sample_db, tmp_path, monkeypatch, capsys):
@@ -374,7 +391,7 @@ def test_the_button_makes_the_command_lines_report(sample_db, monkeypatch):
     con = ui.load_connection(ctx.signature)
     build, sections = report.build_sections(con, ctx.settings)
     assert [s.key for s in sections] == ["cover", "headline", "response", "relief", "side_effects", "maintenance",
-                                         "definitions", "hidden", "provenance"]
+                                         "benchmark", "esketamine", "definitions", "hidden", "provenance"]
     from dashboard.reports import export
 
     assert build.summary("response_by_route.csv").equals(export.compute_summary(con, ctx.settings,

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard import __version__
-from dashboard.analysis import metrics
+from dashboard.analysis import benchmark, metrics, rems
 from dashboard.analysis.disclosure import protect
 from dashboard.analysis.settings import Settings
 from dashboard.charts import colors, figures
@@ -463,6 +463,23 @@ def section_response(b: ReportBuild) -> Section:
                         f"differences {', '.join(hidden_pairs)} (a route with fewer than {b.k} patients)")
     trajectory = b.protected("trajectory", metrics.trajectory(b.con, s))
     sec.chart(figures.create_trajectory_figure(trajectory, b.instrument, max_week=12))
+    adjusted = export.compute_summary(b.con, s, "adjusted_response.csv")  # protected, as the CSV
+    if not adjusted.empty and adjusted["adjusted_rate"].notna().any():
+        used = next((str(v) for v in adjusted["adjusted_for"] if isinstance(v, str) and v), "")
+        sec.heading("Adjusted for case mix")
+        sec.paragraph(
+            "A route given to more severe or treatment-resistant patients can look worse than it is. The adjusted "
+            "rate is each route's expected response rate had every evaluable patient of this cohort been treated "
+            "by it (logistic regression, marginal standardisation, 95 % delta-method intervals)"
+            + (f", adjusted for {used}." if used else "."))
+        sec.chart(figures.create_adjusted_figure(adjusted))
+        sec.table(adjusted, [
+            Column("route", "Route", "route"), Column("evaluable", "Evaluable"),
+            Column("crude_rate", "Crude", "pct"), Column("adjusted_rate", "Adjusted", "pct"),
+            Column(("adjusted_ci_low", "adjusted_ci_high"), "95 % interval", "interval_pct"),
+            Column("difference", "Difference from reference", "pct"),
+            Column(("difference_ci_low", "difference_ci_high"), "95 % interval", "interval_pct"),
+        ], caption="Crude and case-mix-adjusted response (adjusted_response.csv)")
     return sec
 
 
@@ -558,6 +575,62 @@ def section_maintenance(b: ReportBuild) -> Section:
     return sec
 
 
+def section_benchmark(b: ReportBuild) -> Section | None:
+    """The network benchmark (benchmark.csv, named only within the person's scope), where sites have
+    evaluable patients."""
+    table = export.compute_summary(b.con, b.settings, "benchmark.csv")
+    if table.empty:
+        return None
+    sec = Section("benchmark", "Network benchmark")
+    sec.paragraph(
+        "Each site's response rate against the network: the median and 75th percentile of the benchmarked sites "
+        "(at least 30 evaluable patients, and at least 5 such sites), the pooled rate of all sites, and the "
+        "funnel plot's 95 % and 99.8 % control limits around it. Every filter but site applies.")
+    network = benchmark.network_distribution(b.con, b.settings)
+    for measure in ("response",):
+        n = network.get(measure)
+        sec.chart(figures.create_benchmark_funnel_figure(
+            table, measure, pooled=None if n is None else _num_or_none(n.pooled),
+            median=None if n is None else _num_or_none(n.median), p75=None if n is None else _num_or_none(n.p75)))
+    sec.table(table, [
+        Column("site", "Site", "text"), Column("measure", "Measure", "text"), Column("evaluable", "Evaluable"),
+        Column("events", "Events"), Column("rate", "Rate", "pct"),
+        Column(("ci_low", "ci_high"), "95 % interval", "interval_pct"),
+        Column("network_median", "Network median", "pct"), Column("network_p75", "Network P75", "pct"),
+        Column("network_pooled", "Pooled", "pct"), Column("position", "Position", "text"),
+    ], caption="Sites against the network (benchmark.csv)")
+    return sec
+
+
+def _num_or_none(v: object) -> float | None:
+    return None if v is None or _isnan(v) else float(v)
+
+
+def section_esketamine(b: ReportBuild) -> Section | None:
+    """Esketamine (SPRAVATO REMS) monitoring, where the cohort has esketamine sessions in the clinic."""
+    table = b.summary("rems.csv")
+    if table.empty:
+        return None
+    hid = b.hidden("rems.csv")
+    sec = Section("esketamine", "Esketamine monitoring")
+    sec.paragraph(
+        f"Over esketamine sessions held in the clinic: monitoring of at least {b.settings.rems_minutes} minutes, "
+        "blood pressure before dosing, at 40 minutes and at discharge, pulse oximetry, and the Patient Monitoring "
+        "Form submitted within 7 days (the SPRAVATO REMS).")
+    lacking = rems.lacking_columns(b.con)
+    if lacking:
+        sec.paragraph("The clinic export lacks the columns of these measures, so they are left empty, not zero: "
+                      + "; ".join(f"{spec.REMS_LABELS.get(m, m)} ({', '.join(c)})" for m, c in lacking.items()) + ".")
+    sec.chart(figures.create_rems_rate_figure(table, "monitored_min"))
+    labels = ["All sites" if str(v) == spec.ALL else f"Site {v}" for v in table["site"]]
+    cols = [Column("site", "Site", "text"), Column("sessions", "Sessions")]
+    for m in ("monitored_min", "bp_three_points", "pulse_oximetry", "form_within_7d"):
+        cols.append(Column(f"{m}_rate", spec.REMS_LABELS.get(m, m), "pct"))
+    sec.table(table, cols, hidden=hid, caption="Monitoring rules met, per site (rems.csv)")
+    b.note_hidden("Esketamine monitoring", "rems.csv", hid.drop(columns="site"), labels)
+    return sec
+
+
 def section_definitions(b: ReportBuild) -> Section:
     return Section("definitions", "Definitions").text(definitions_html(b.settings))
 
@@ -616,6 +689,8 @@ SECTIONS: list[Callable[[ReportBuild], Section | None]] = [
     section_relief,
     section_side_effects,
     section_maintenance,
+    section_benchmark,
+    section_esketamine,
     section_definitions,
     section_hidden,
     section_provenance,
