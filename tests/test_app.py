@@ -5,6 +5,7 @@ malformed link, and a missing, corrupt or foreign database."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -52,6 +53,11 @@ def open_page(at: AppTest, page: str) -> AppTest:
     if page != "views/overview.py":
         at.switch_page(page).run()
     return at
+
+
+def shown(markdown: str) -> str:
+    """The text a reader sees of a Markdown body whose outside text ui.plain escaped (backslashes removed)."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def assert_clean(at: AppTest) -> None:
@@ -186,7 +192,7 @@ def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
     at = make_app(route=["IV", "XX"], window="abc", site="NOPE", colour="red", instrument="phq9")
     at.run()
     assert_clean(at)
-    notice = " ".join(w.value for w in at.warning)
+    notice = shown(" ".join(w.value for w in at.warning))
     assert "Part of this link could not be used" in notice
     assert "route: 'XX' is not a route" in notice
     assert "window: 'abc' is not a whole number" in notice
@@ -206,7 +212,7 @@ def test_settings_that_do_not_fit_together_get_a_message(make_app):
     at.run()
     assert not at.exception
     assert "These settings do not fit together" in at.error[0].value
-    assert "from_quarter: '2026-Q1' is after to_quarter '2025-Q1'" in at.error[0].value
+    assert "from_quarter: '2026-Q1' is after to_quarter '2025-Q1'" in shown(at.error[0].value)
 
 
 OTHER_SETTINGS = [
@@ -296,7 +302,7 @@ def test_a_missing_database_gets_a_message(make_app, tmp_path):
     at.run()
     assert not at.exception
     assert "The database could not be opened" in at.error[0].value
-    assert "nowhere.duckdb" in at.error[0].value
+    assert "nowhere.duckdb" in shown(at.error[0].value)
     assert "ketamine-outcomes import" in at.markdown[-1].value
 
 
@@ -316,7 +322,7 @@ def test_a_foreign_database_gets_a_message(make_app, tmp_path):
     at = make_app(db=other)
     at.run()
     assert not at.exception
-    assert "is not a Ketamine Outcomes database" in at.error[0].value
+    assert "is not a Ketamine Outcomes database" in shown(at.error[0].value)
 
 
 def test_a_new_import_is_picked_up_without_restarting(make_app, sample_db, sample_export, tmp_path):
@@ -448,3 +454,44 @@ def test_sections_holding_a_linked_setting_open_by_themselves(make_app):
     at.run()
     assert [e.label for e in at.sidebar.expander] == ["More filters", "Analysis settings"]
     assert [e.proto.expanded for e in at.sidebar.expander] == [True, True]
+
+
+# --- issue 12: links that inject content, break or lie ----------------------------------------------------
+
+UNESCAPED_MARKUP = re.compile(r"(?<!\\)[\[\]()<>!*_`$]")
+
+
+def test_a_link_cannot_inject_a_link_or_an_image(make_app):
+    phishing = "[Your session expired - log in again](https://evil.example/login)"
+    at = make_app(**{phishing: "x", "site": "![px](http://127.0.0.1:8529/t.png)"})
+    at.run()
+    assert_clean(at)
+    notice = " ".join(w.value for w in at.warning)
+    # The reader sees the text as written ...
+    assert phishing in shown(notice)
+    assert "site: '![px](http://127.0.0.1:8529/t.png)' is not a site code" in shown(notice)
+    # ... and no Markdown of it survives: every bracket, parenthesis, "!" and ":" of the link is escaped.
+    problems = notice.split("was applied:", 1)[1]
+    assert not UNESCAPED_MARKUP.search(problems), problems
+    assert "https://" not in problems and "http://" not in problems
+
+
+@pytest.mark.parametrize("name", ["window", "min_cell", "min_baseline"])
+@pytest.mark.parametrize("raw", ["inf", "-inf", "1e999", "Infinity", "٧", "1_4"])
+def test_numbers_that_are_not_digits_are_refused_and_the_default_applies(make_app, name, raw):
+    at = make_app(**{name: raw})
+    at.run()
+    assert_clean(at)
+    assert f"{name}: {raw!r} is not a whole number (digits 0-9 only)" in shown(" ".join(w.value for w in at.warning))
+    assert context(at).settings == Settings()
+    assert name not in at.query_params
+
+
+def test_a_repeated_min_cell_is_refused_and_hiding_stays_on(make_app):
+    at = make_app(min_cell=["11", "0"])
+    at.run()
+    assert_clean(at)
+    assert "min_cell: given 2 times, expected once; the default was used" in shown(" ".join(w.value for w in at.warning))
+    assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL
+    at.run()  # and stays refused on the next run
+    assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL

@@ -315,6 +315,19 @@ def _parse_field(name: str, items: list[Any]) -> Any:
     return raw
 
 
+def parse_problems(name: str, items: list[Any]) -> list[str]:
+    """The problems of spelling one parameter's values (repeated single-valued key, a number that is not
+    ASCII digits, yes/no that is neither), before any range check: [] when it parses. The dashboard drops
+    such a parameter from the URL before its widget reads it, so the default applies (issue 12)."""
+    if name not in _FIELD_NAMES:
+        return []
+    try:
+        _parse_field(name, list(items))
+    except SettingsError as exc:
+        return exc.problems
+    return []
+
+
 def _problem_order(problem: str) -> int:
     name = problem.partition(":")[0]
     return _FIELD_NAMES.index(name) if name in _FIELD_NAMES else len(_FIELD_NAMES)

@@ -81,7 +81,7 @@ except SettingsError as exc:
     ui.render_url_notice()
     st.title(page.title)
     st.error(
-        "**These settings do not fit together:**\n\n" + "\n".join(f"- {p}" for p in exc.problems)
+        "**These settings do not fit together:**\n\n" + "\n".join(f"- {ui.plain(p)}" for p in exc.problems)
         + "\n\nChange them in the sidebar, or press *Reset all filters and settings*.",
         icon=":material/error:",
     )
@@ -101,13 +101,13 @@ try:
             st.title(page.title)
         if size == 0:
             st.info(
-                f"**No patients match these filters** ({settings.describe_filters()}).\n\n"
+                f"**No patients match these filters** ({ui.plain(settings.describe_filters())}).\n\n"
                 "Remove a filter in the sidebar, or press *Reset all filters and settings*.",
                 icon=":material/search_off:",
             )
         else:
             st.warning(
-                f"**This cohort is too small to show** ({settings.describe_filters()}): it has fewer than "
+                f"**This cohort is too small to show** ({ui.plain(settings.describe_filters())}): it has fewer than "
                 f"{settings.min_cell} patients, so every figure would be hidden to protect patients' privacy."
                 "\n\nWiden the filters in the sidebar, or — if your data governance allows it — lower the "
                 "minimum cell under *Analysis settings*.",
