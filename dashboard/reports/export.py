@@ -178,6 +178,7 @@ DERIVED_COLUMNS = (
     ("session_facts", "severe_mask"),
     ("session_facts", "b_pcl5"),
     ("patient_route_effects", "severe_e13"),
+    ("cell_key_secret", "secret"),
 )
 DERIVED_MACROS = ("cohort", "cohort_outcomes", "cohort_sessions", "cohort_route_effects")
 
