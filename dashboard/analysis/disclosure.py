@@ -577,11 +577,17 @@ def _protect_quality(df: pd.DataFrame, k: int) -> pd.DataFrame:
 
 KEY_SUFFIX = "__key"  # a count's cell-key column: sum of its records' keys mod 2^32 (queries/derive_05_cell_keys.sql)
 CELL_KEY_MODULUS = 2 ** 32
-# The perturbation table: noise added to a shown count and its probability. Zero mean, variance 1.2,
-# symmetric; the cell key, uniform on 0 .. 2^32-1, picks the noise by its cumulative share (the ABS p-table
-# for counts of at least k: one row, since smaller counts are suppressed anyway).
-NOISE = ((-2, 0.1), (-1, 0.2), (0, 0.4), (1, 0.2), (2, 0.1))
-_THRESHOLDS = np.cumsum([p for _, p in NOISE]) * CELL_KEY_MODULUS
+# The perturbation table (the ABS "p-table", one row: counts under k are suppressed, not perturbed): noise d
+# with the two-sided geometric (discrete Laplace) law P(d) = (1 - a) / (1 + a) * a^|d|, a = NOISE_RATIO:
+# zero mean, variance 2a / (1 - a)^2 = 2.22 (standard deviation 1.49); P(0) = 0.43, P(±1) = 0.17 each,
+# P(±2) = 0.07 each, P(|d| >= 3) = 0.09. The cell key, uniform on 0 .. 2^32-1, picks d by inverse CDF. The
+# law has no edge a difference could run into: every d with probability above 2^-32 (|d| <= NOISE_REACH)
+# occurs, so whatever two published counts show, every small value of the count between them stays possible.
+NOISE_RATIO = 0.4
+NOISE_REACH = 24  # P(|d| > 24) = 2 a^25 / (1 + a) < 2^-32: no cell key reaches beyond
+NOISE = tuple((d, (1 - NOISE_RATIO) / (1 + NOISE_RATIO) * NOISE_RATIO ** abs(d))
+              for d in range(-NOISE_REACH, NOISE_REACH + 1))
+_THRESHOLDS = np.minimum(np.cumsum([p for _, p in NOISE]) / sum(p for _, p in NOISE), 1.0) * CELL_KEY_MODULUS
 
 # table -> (derived columns, numerator count, denominator count): recomputed from the perturbed counts, as
 # (rate, Wilson low, Wilson high) for three columns or a plain ratio for one, so a rate never gives back the
@@ -602,7 +608,7 @@ RECOMPUTE: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
 def noise(cell_key: int) -> int:
     """The perturbation a cell key selects from NOISE (deterministic: the same key, the same noise)."""
     u = int(cell_key) % CELL_KEY_MODULUS
-    return NOISE[int(np.searchsorted(_THRESHOLDS, u, side="right"))][0]
+    return NOISE[min(int(np.searchsorted(_THRESHOLDS, u, side="right")), len(NOISE) - 1)][0]
 
 
 def perturbed(n: int, cell_key: int, k: int) -> int:
