@@ -110,10 +110,7 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
             f"No database is configured. Start the dashboard with `ketamine-outcomes serve --db PATH` "
             f"(or set {DB_ENV})."
         )
-    if not path.exists():
-        raise store.StoreError(
-            f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}"
-        )
+    store.check_database_file(path)  # missing, unreadable (permission) or cut short: named, not a traceback
     from dashboard.reports import export
 
     signature = store.database_signature(path)

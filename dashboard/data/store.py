@@ -94,11 +94,56 @@ def query_names(prefix: str) -> list[str]:
     return names
 
 
+def check_database_file(path: str | os.PathLike[str]) -> Path:
+    """The path if a database file is there and readable; else StoreError naming the real cause (missing,
+    a folder, permission denied on the file or a folder above it, truncated)."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            raise StoreError(
+                f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}")
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a database file: give the database file's path.")
+        with path.open("rb") as fh:
+            head = fh.read(4096 * 3)
+        size = path.stat().st_size
+    except PermissionError:
+        raise StoreError(
+            f"{path} cannot be read: permission denied (this user may not read the file or a folder above it). "
+            "Fix the permissions, or run the command as a user who may read it."
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+    if len(head) >= 12 and head[8:12] == b"DUCK":
+        expected = _expected_size(path)
+        if expected is not None and size < expected:
+            raise StoreError(
+                f"{path} is damaged: the file is shorter than the database it describes (it was probably cut "
+                "short by a full disk or an interrupted copy). Import the clinic export again, or restore the file "
+                "from a backup."
+            )
+    return path
+
+
+def _expected_size(path: Path) -> int | None:
+    """The size the database's own header says its blocks need (None if it cannot tell)."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            row = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+    except duckdb.IOException as exc:
+        if "read enough bytes" in str(exc):
+            return path.stat().st_size + 1  # DuckDB itself found the file shorter than its blocks
+        return None
+    except duckdb.Error:
+        return None
+    if not row or row[0] is None or row[1] is None:
+        return None
+    return int(row[0]) * int(row[1])
+
+
 def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open a Ketamine Outcomes database, raising StoreError with a helpful message if that fails."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}")
+    path = check_database_file(path)
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
