@@ -34,11 +34,15 @@ PAGES = {
 }
 
 
+APP_DB: list[Path] = []  # the database the last make_app opened
+
+
 @pytest.fixture
 def make_app(sample_db: Path, monkeypatch: pytest.MonkeyPatch):
     """AppTest factory on the sample database; query parameters as keyword arguments."""
 
     def make(db: Path | None = None, **params: str | list[str]) -> AppTest:
+        APP_DB[:] = [db or sample_db]
         monkeypatch.setenv(ui.DB_ENV, str(db or sample_db))
         at = AppTest.from_file(str(APP), default_timeout=120)
         for key, value in params.items():
@@ -53,6 +57,15 @@ def open_page(at: AppTest, page: str) -> AppTest:
     if page != "views/overview.py":
         at.switch_page(page).run()
     return at
+
+
+def published_size(db: Path, s: Settings) -> int:
+    """The cohort size the banner publishes: the funnel's ALL patients, disclosure applied (perturbed by its
+    cell key when the minimum cell is above 0, exact at 0)."""
+    from dashboard.analysis import disclosure
+
+    with store.open_database(db) as con:
+        return int(disclosure.protect("cohort", metrics.cohort_funnel(con, s), s.min_cell).iloc[-1]["patients"])
 
 
 def shown(markdown: str) -> str:
@@ -90,6 +103,7 @@ def cohort_counts(db: Path) -> pd.DataFrame:
 def test_every_page_renders_on_the_sample_data(make_app, page):
     title, charts, files = PAGES[page]
     at = open_page(make_app(), page)
+    n = published_size(APP_DB[0], Settings())
     assert_clean(at)
     assert at.title[0].value == title
     specs = chart_specs(at)
@@ -100,7 +114,8 @@ def test_every_page_renders_on_the_sample_data(make_app, page):
     assert labels == [*files, "All summaries (zip)"]
     assert [b.proto.label for b in at.get("download_button")][-1] == "All summaries (zip)"
     # the cohort and its size are always visible in the sidebar
-    assert any(m.value.startswith("**Cohort:** 2,000 patients") for m in at.sidebar.markdown)
+    assert abs(n - 2000) <= 24  # the 2,000 patients, perturbed
+    assert any(m.value.startswith(f"**Cohort:** {n:,} patients") for m in at.sidebar.markdown)
 
 
 def test_sidebar_holds_every_setting_under_its_url_name(make_app):
@@ -132,8 +147,7 @@ def test_every_page_reacts_to_a_filter(make_app, sample_db, page):
     s = context(at).settings
     assert s.route == ("IV",)
     assert fingerprint(at) != before
-    with store.open_database(sample_db) as con:
-        n_iv = int(metrics.cohort_funnel(con, s).iloc[-1]["patients"])
+    n_iv = published_size(sample_db, s)
     assert any(m.value == f"**Cohort:** {n_iv:,} patients" for m in at.sidebar.markdown)
     assert any(f"route IV — {n_iv:,} patients" in c.value for c in at.caption)
 
@@ -332,11 +346,13 @@ def test_a_new_import_is_picked_up_without_restarting(make_app, sample_db, sampl
     shutil.copy(sample_db, db)
     at = make_app(db=db)
     at.run()
-    assert any(m.value == "**Cohort:** 2,000 patients" for m in at.sidebar.markdown)
+    assert any(m.value == f"**Cohort:** {published_size(db, Settings()):,} patients" for m in at.sidebar.markdown)
     import_export(sample_export, db)  # swaps a new file in (400 patients)
     at.run()
     assert_clean(at)
-    assert any(m.value == "**Cohort:** 400 patients" for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+    n = published_size(db, Settings())
+    assert abs(n - 400) <= 24
+    assert any(m.value == f"**Cohort:** {n:,} patients" for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
 
 
 # --- data access ------------------------------------------------------------------------------------------------
