@@ -45,6 +45,9 @@ PAGES = [
 ALWAYS_OPEN = {"data"}
 
 page = st.navigation(PAGES, position="sidebar")
+if ui.is_unknown_page(ui.requested_page_name(), PAGES):  # /RESPONSE, /views/overview.py, /response/extra
+    ui.render_page_not_found(ui.requested_page_name() or "", PAGES)
+    st.stop()
 
 # Read the link before the bound widgets clean invalid values out of it.
 raw_params = ui.raw_query_params()

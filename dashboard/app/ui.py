@@ -292,13 +292,18 @@ def all_row(df: pd.DataFrame) -> pd.Series | None:
 # Every ASCII punctuation character may be backslash-escaped in CommonMark and then stands for itself, so an
 # escaped text can hold no link, image, emphasis, HTML, autolink (www. / https: lose their "." and ":"),
 # Streamlit directive (:red[…], :material/…:) or LaTeX ($). Line breaks would start new blocks: spaces.
+_AUTOLINK = re.compile(r"(?i)(\b(?:https?|ftp|mailto|file|www)(?=[:.])|@)")
 _MD_SPECIAL = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
 
 
 def plain(text: object) -> str:
     """`text` (from a URL, a file or a user) escaped for st.markdown / st.warning / st.caption: shown exactly
     as written, never as a link, image or formatting (issue 12)."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    text = " ".join(str(text).split())
+    # Streamlit's renderer links bare URLs and e-mail addresses even when their punctuation is escaped; an
+    # invisible word joiner after the scheme, "www" or "@" keeps them text (checked in a real browser).
+    text = _AUTOLINK.sub("\\1\u2060", text)
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 # --- URL parameters -------------------------------------------------------------------------------------
@@ -684,3 +689,37 @@ def render_dataset(ctx: PageContext) -> None:
         f"The whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} sessions, "
         f"{int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} recorded side effects."
     )
+
+
+# --- unknown pages --------------------------------------------------------------------------------------------
+
+
+def requested_page_name() -> str | None:
+    """The page path the browser asked for ("RESPONSE", "views/overview.py"), or None on the main address.
+
+    Streamlit 1.67 falls back to the default page for an unknown path; its request is only kept on the
+    script run's pages manager (no public call), read here so the reader is told instead."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    manager = getattr(ctx, "pages_manager", None)
+    name = getattr(manager, "intended_page_name", None)
+    return str(name) if name else None
+
+
+def is_unknown_page(name: str | None, pages: Sequence[Any]) -> bool:
+    """True when `name` (a requested path) is none of the pages' URL paths (exact, case-sensitive)."""
+    if not name:
+        return False
+    known = {str(getattr(p, "url_path", "")) for p in pages}
+    return name.strip("/") not in known
+
+
+def render_page_not_found(name: str, pages: Sequence[Any]) -> None:
+    """A "page not found" screen naming the path asked for (as plain text) with a link to every page."""
+    st.title("Page not found")
+    st.error(f"**There is no page at “/{plain(name)}”.** The link may be mistyped or out of date.",
+             icon=":material/search_off:")
+    st.markdown("**Go to one of the dashboard's pages:**")
+    for p in pages:
+        st.page_link(p, label=p.title, icon=p.icon)
