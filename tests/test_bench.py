@@ -255,3 +255,16 @@ def test_constants_fixed_at_import_match_the_spec() -> None:
     base = (ROOT / "queries" / "derive_25_cohort_base.sql").read_text(encoding="utf-8")
     mcid = " ".join(f"WHEN '{i}' THEN {spec.MCID[i]}" for i in spec.INSTRUMENTS)
     assert mcid in base
+
+
+def test_the_load_test_runs_at_a_tiny_size(tmp_path):
+    """bench/load.py (issue 12) at one browser session, one walk through the pages, with the import swap:
+    every page loads without an error and the report holds its numbers. Not a timing test."""
+    out = tmp_path / "load.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "load.py"), "--sessions", "1", "--rounds", "1",
+                        "--patients", "200", "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["page_loads"] == 6 and result["errors"] == []
+    assert result["import_swapped_at_seconds"] is not None
+    assert 0 < result["p50_seconds"] <= result["p95_seconds"] <= result["max_seconds"]
