@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         db = Path(args.db)
         try:
-            store.check_database_file(db)  # missing, unreadable or cut short: said before the server starts
+            store.check_database_file(db)  # missing or unreadable: said before the server starts
         except store.StoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_REFUSED

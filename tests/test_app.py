@@ -70,7 +70,7 @@ def published_size(db: Path, s: Settings) -> int:
 
 def shown(markdown: str) -> str:
     """The text a reader sees of a Markdown body whose outside text ui.plain escaped (backslashes removed)."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")  # and ui.plain's invisible word joiners
 
 
 def assert_clean(at: AppTest) -> None:
@@ -436,9 +436,12 @@ def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
     with store.open_database(sample_db) as con:
         s = Settings()
         summaries = export.compute_summaries(con, s)
-        anyse = metrics.any_side_effect(con, s).iloc[-1]
+        from dashboard.analysis import disclosure
+
+        anyse = disclosure.protect("side_effects", metrics.any_side_effect(con, s), s.min_cell).iloc[-1]
     resp = summaries["response_by_route.csv"].iloc[-1]
-    assert metrics_shown["Patients in the cohort"] == "2,000"
+    # the published (perturbed) size of the 2,000 patients, as cohort.csv shows it
+    assert metrics_shown["Patients in the cohort"] == f"{int(summaries['cohort.csv'].iloc[-1]['patients']):,}"
     assert metrics_shown["Response rate"] == f"{resp['response_rate'] * 100:.0f} %"
     assert metrics_shown["Patients with any side effect"] == f"{anyse['patient_rate'] * 100:.0f} %"
     assert set(metrics_shown) == {"Patients in the cohort", "Response rate", "Remission rate", "Median days to relief",

@@ -118,8 +118,12 @@ try:
             )
     if always_open or size > 0:
         page.run()
-except Exception:  # noqa: BLE001 - never a traceback in the browser; the log has it
+except Exception as exc:  # noqa: BLE001 - never a traceback in the browser; the log has it
     LOG.exception("rendering page %s failed for %s", page.url_path, settings)
+    damaged = store.damage_message(exc, db_path)
+    if damaged:  # the real cause, not "try other filters"
+        st.error(f"**The database could not be read.** {ui.plain(damaged)}", icon=":material/error:")
+        st.stop()
     st.error(
         "**This view could not be computed.** The error has been logged. Try other filters, or reload the page; "
         "if it keeps happening, send the link to your administrator.",

@@ -110,7 +110,7 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
             f"No database is configured. Start the dashboard with `ketamine-outcomes serve --db PATH` "
             f"(or set {DB_ENV})."
         )
-    store.check_database_file(path)  # missing, unreadable (permission) or cut short: named, not a traceback
+    store.check_database_file(path)  # missing or unreadable (permission): named, not a traceback
     from dashboard.reports import export
 
     signature = store.database_signature(path)

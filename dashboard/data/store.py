@@ -96,7 +96,8 @@ def query_names(prefix: str) -> list[str]:
 
 def check_database_file(path: str | os.PathLike[str]) -> Path:
     """The path if a database file is there and readable; else StoreError naming the real cause (missing,
-    a folder, permission denied on the file or a folder above it, truncated)."""
+    a folder, permission denied on the file or a folder above it). A file cut short is named by
+    open_database, when DuckDB finds it cannot read the blocks the file says it has (`damage_message`)."""
     path = Path(path)
     try:
         if not path.exists():
@@ -104,9 +105,8 @@ def check_database_file(path: str | os.PathLike[str]) -> Path:
                 f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}")
         if path.is_dir():
             raise StoreError(f"{path} is a folder, not a database file: give the database file's path.")
-        with path.open("rb") as fh:
-            head = fh.read(4096 * 3)
-        size = path.stat().st_size
+        with path.open("rb"):
+            pass
     except PermissionError:
         raise StoreError(
             f"{path} cannot be read: permission denied (this user may not read the file or a folder above it). "
@@ -114,31 +114,18 @@ def check_database_file(path: str | os.PathLike[str]) -> Path:
         ) from None
     except OSError as exc:
         raise StoreError(f"{path} cannot be read: {exc.strerror or exc}.") from None
-    if len(head) >= 12 and head[8:12] == b"DUCK":
-        expected = _expected_size(path)
-        if expected is not None and size < expected:
-            raise StoreError(
-                f"{path} is damaged: the file is shorter than the database it describes (it was probably cut "
-                "short by a full disk or an interrupted copy). Import the clinic export again, or restore the file "
-                "from a backup."
-            )
     return path
 
 
-def _expected_size(path: Path) -> int | None:
-    """The size the database's own header says its blocks need (None if it cannot tell)."""
-    try:
-        with duckdb.connect(str(path), read_only=True) as con:
-            row = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
-    except duckdb.IOException as exc:
-        if "read enough bytes" in str(exc):
-            return path.stat().st_size + 1  # DuckDB itself found the file shorter than its blocks
-        return None
-    except duckdb.Error:
-        return None
-    if not row or row[0] is None or row[1] is None:
-        return None
-    return int(row[0]) * int(row[1])
+DAMAGED = ("{path} is damaged: the file is shorter than the database it describes (it was probably cut short by "
+           "a full disk or an interrupted copy). Import the clinic export again, or restore the file from a backup.")
+
+
+def damage_message(exc: BaseException, path: str | os.PathLike[str]) -> str | None:
+    """The reader's message when a DuckDB error means the file is cut short, else None."""
+    if isinstance(exc, duckdb.IOException) and "read enough bytes" in str(exc):
+        return DAMAGED.format(path=path)
+    return None
 
 
 def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
@@ -147,12 +134,12 @@ def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> du
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
-        raise StoreError(f"{path} could not be opened as a DuckDB database: {exc}") from exc
+        raise StoreError(damage_message(exc, path) or f"{path} could not be opened as a DuckDB database: {exc}") from exc
     try:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     except duckdb.Error as exc:
         con.close()
-        raise StoreError(f"{path} could not be read: {exc}") from exc
+        raise StoreError(damage_message(exc, path) or f"{path} could not be read: {exc}") from exc
     missing = {"patients", "sessions", "assessments", "adverse_events", "import_history"} - tables
     if missing:
         con.close()
