@@ -135,9 +135,7 @@ def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys):
     cut.write_bytes(data[: len(data) // 2])
     assert cli.main(["export", "--db", str(cut), "--out", str(tmp_path / "out")]) == cli.EXIT_REFUSED
     err = capsys.readouterr().err
-    assert "is damaged: the file is shorter than the database it describes" in err
-    with pytest.raises(store.StoreError, match="is damaged"):
-        store.open_database(cut)
+    assert "is damaged: the file is shorter than the database it describes" in err and "Traceback" not in err
 
 
 # --- exports ----------------------------------------------------------------------------------------------
