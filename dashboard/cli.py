@@ -168,7 +168,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     try:
-        paths = write_summaries(Path(args.db), Path(args.out), settings)
+        paths = write_summaries(Path(args.db), Path(args.out), settings, replace=args.replace)
     except store.StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -276,9 +276,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         db = ensure_sample_database(progress=_progress)
     else:
         db = Path(args.db)
-        if not db.exists():
-            print(f"error: no database at {db}. Import a clinic export first:\n"
-                  f"  ketamine-outcomes import EXPORT_DIR --db {db}", file=sys.stderr)
+        try:
+            store.check_database_file(db)  # missing or unreadable: said before the server starts
+        except store.StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return EXIT_REFUSED
     app = Path(__file__).resolve().parent / "app" / "main.py"
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()))
@@ -354,7 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write the CSV summaries for a cohort")
     p.add_argument("--db", required=True, metavar="PATH")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write (created, or replaced whole if it holds a previous export)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace DIR even if it holds files that are not a previous export")
     Settings.add_arguments(p)
     p.add_argument("--scope", action="append", metavar="SITE",
                    help="only these sites, whatever --site says (repeat for several): a site director's export")

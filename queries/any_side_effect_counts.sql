@@ -7,7 +7,12 @@ SELECT
     sum(sessions)::BIGINT AS sessions,
     sum(any_event)::BIGINT AS sessions_with_event,
     count(*) AS patients,
-    count(*) FILTER (WHERE any_event > 0) AS patients_with_event
+    count(*) FILTER (WHERE any_event > 0) AS patients_with_event,
+    -- cell keys (derive_05_cell_keys.sql): session counts weigh each patient's key by their sessions
+    cell_key(sum(record_key(pk) * sessions)) AS sessions__key,
+    cell_key(sum(record_key(pk) * any_event)) AS sessions_with_event__key,
+    cell_key(sum(record_key(pk))) AS patients__key,
+    cell_key(sum(record_key(pk)) FILTER (WHERE any_event > 0)) AS patients_with_event__key
 FROM cohort_route_effects($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                               $treatment_resistant, $settings, $integration, $severities, $instrument,
                               $mild_floor, $moderate_floor, $severe_floor)

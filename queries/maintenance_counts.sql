@@ -4,7 +4,8 @@
 -- gaps between a patient's consecutive maintenance sessions, pooled, as a gap -> count map
 -- (metrics.maintenance takes its median: counting days is cheaper than sorting millions of gaps).
 WITH o AS (
-    SELECT route, responder, n_maintenance, first_maintenance_day, last_maintenance_day, last_induction_day
+    SELECT route, responder, n_maintenance, first_maintenance_day, last_maintenance_day, last_induction_day,
+           record_key(pk) AS rk
     FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                          $treatment_resistant, $settings, $integration, $severities, $instrument,
                          $mild_floor, $moderate_floor, $severe_floor, $min_baseline, $window, $remission_cut)
@@ -20,7 +21,12 @@ per_route AS (
         coalesce(sum(n_maintenance), 0) AS maintenance_sessions,
         quantile_cont(first_maintenance_day - last_induction_day, 0.5) FILTER (WHERE n_maintenance > 0)
             AS median_days_to_first_maintenance,
-        sum(last_maintenance_day - last_induction_day) FILTER (WHERE n_maintenance > 0) AS maintenance_span_days
+        sum(last_maintenance_day - last_induction_day) FILTER (WHERE n_maintenance > 0) AS maintenance_span_days,
+        -- cell keys (derive_05_cell_keys.sql) of the counts above; sessions weigh each key by the sessions
+        cell_key(sum(rk) FILTER (WHERE responder)) AS responders__key,
+        cell_key(sum(rk) FILTER (WHERE responder AND n_maintenance > 0)) AS responders_in_maintenance__key,
+        cell_key(sum(rk) FILTER (WHERE n_maintenance > 0)) AS maintenance_patients__key,
+        cell_key(sum(rk * n_maintenance)) AS maintenance_sessions__key
     FROM o
     GROUP BY ROLLUP (route)
 ),

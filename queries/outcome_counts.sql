@@ -10,7 +10,8 @@ WITH o AS (
             WHEN 'site' THEN site
             WHEN 'diagnosis' THEN primary_diagnosis
             WHEN 'severity' THEN severity
-        END AS grp
+        END AS grp,
+        record_key(pk) AS rk
     FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                          $treatment_resistant, $settings, $integration, $severities, $instrument,
                          $mild_floor, $moderate_floor, $severe_floor, $min_baseline, $window, $remission_cut)
@@ -27,7 +28,17 @@ SELECT
     count(*) FILTER (WHERE has_endpoint) AS with_endpoint,
     count(*) FILTER (WHERE responder) AS responders,
     count(*) FILTER (WHERE remitter) AS remitters,
-    count(*) FILTER (WHERE responder AND n_maintenance > 0) AS responders_in_maintenance
+    count(*) FILTER (WHERE responder AND n_maintenance > 0) AS responders_in_maintenance,
+    -- cell keys of the counts above (derive_05_cell_keys.sql), in the same order, for disclosure control
+    cell_key(sum(rk)) AS patients__key,
+    cell_key(sum(rk) FILTER (WHERE n_sessions > 0)) AS with_sessions__key,
+    cell_key(sum(rk) FILTER (WHERE n_sessions > 0 AND baseline IS NOT NULL)) AS with_baseline__key,
+    cell_key(sum(rk) FILTER (WHERE eligible)) AS eligible__key,
+    cell_key(sum(rk) FILTER (WHERE eligible AND n_followups > 0)) AS with_followup__key,
+    cell_key(sum(rk) FILTER (WHERE has_endpoint)) AS with_endpoint__key,
+    cell_key(sum(rk) FILTER (WHERE responder)) AS responders__key,
+    cell_key(sum(rk) FILTER (WHERE remitter)) AS remitters__key,
+    cell_key(sum(rk) FILTER (WHERE responder AND n_maintenance > 0)) AS responders_in_maintenance__key
 FROM o
 GROUP BY GROUPING SETS ((grp, route), (grp))
 ORDER BY grp, is_total, route;

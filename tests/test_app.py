@@ -36,11 +36,15 @@ PAGES = {
 }
 
 
+APP_DB: list[Path] = []  # the database the last make_app opened
+
+
 @pytest.fixture
 def make_app(sample_db: Path, monkeypatch: pytest.MonkeyPatch):
     """AppTest factory on the sample database; query parameters as keyword arguments."""
 
     def make(db: Path | None = None, **params: str | list[str]) -> AppTest:
+        APP_DB[:] = [db or sample_db]
         monkeypatch.setenv(ui.DB_ENV, str(db or sample_db))
         at = AppTest.from_file(str(APP), default_timeout=120)
         for key, value in params.items():
@@ -55,6 +59,20 @@ def open_page(at: AppTest, page: str) -> AppTest:
     if page != "views/overview.py":
         at.switch_page(page).run()
     return at
+
+
+def published_size(db: Path, s: Settings) -> int:
+    """The cohort size the banner publishes: the funnel's ALL patients, disclosure applied (perturbed by its
+    cell key when the minimum cell is above 0, exact at 0)."""
+    from dashboard.analysis import disclosure
+
+    with store.open_database(db) as con:
+        return int(disclosure.protect("cohort", metrics.cohort_funnel(con, s), s.min_cell).iloc[-1]["patients"])
+
+
+def shown(markdown: str) -> str:
+    """The text a reader sees of a Markdown body whose outside text ui.plain escaped (backslashes removed)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")  # and ui.plain's invisible word joiners
 
 
 def assert_clean(at: AppTest) -> None:
@@ -87,6 +105,7 @@ def cohort_counts(db: Path) -> pd.DataFrame:
 def test_every_page_renders_on_the_sample_data(make_app, page):
     title, charts, files = PAGES[page]
     at = open_page(make_app(), page)
+    n = published_size(APP_DB[0], Settings())
     assert_clean(at)
     assert at.title[0].value == title
     specs = chart_specs(at)
@@ -98,7 +117,8 @@ def test_every_page_renders_on_the_sample_data(make_app, page):
     labels.remove("Download report (PDF)")
     assert labels == [*files, "All summaries (zip)"]
     # the cohort and its size are always visible in the sidebar
-    assert any(m.value.startswith("**Cohort:** 2,000 patients") for m in at.sidebar.markdown)
+    assert abs(n - 2000) <= 24  # the 2,000 patients, perturbed
+    assert any(m.value.startswith(f"**Cohort:** {n:,} patients") for m in at.sidebar.markdown)
 
 
 def test_sidebar_holds_every_setting_under_its_url_name(make_app):
@@ -130,8 +150,7 @@ def test_every_page_reacts_to_a_filter(make_app, sample_db, page):
     s = context(at).settings
     assert s.route == ("IV",)
     assert fingerprint(at) != before
-    with store.open_database(sample_db) as con:
-        n_iv = int(metrics.cohort_funnel(con, s).iloc[-1]["patients"])
+    n_iv = published_size(sample_db, s)
     assert any(m.value == f"**Cohort:** {n_iv:,} patients" for m in at.sidebar.markdown)
     assert any(f"route IV — {n_iv:,} patients" in c.value for c in at.caption)
 
@@ -190,7 +209,7 @@ def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
     at = make_app(route=["IV", "XX"], window="abc", site="NOPE", colour="red", instrument="phq9")
     at.run()
     assert_clean(at)
-    notice = " ".join(w.value for w in at.warning)
+    notice = shown(" ".join(w.value for w in at.warning))
     assert "Part of this link could not be used" in notice
     assert "route: 'XX' is not a route" in notice
     assert "window: 'abc' is not a whole number" in notice
@@ -210,7 +229,7 @@ def test_settings_that_do_not_fit_together_get_a_message(make_app):
     at.run()
     assert not at.exception
     assert "These settings do not fit together" in at.error[0].value
-    assert "from_quarter: '2026-Q1' is after to_quarter '2025-Q1'" in at.error[0].value
+    assert "from_quarter: '2026-Q1' is after to_quarter '2025-Q1'" in shown(at.error[0].value)
 
 
 OTHER_SETTINGS = [
@@ -300,7 +319,7 @@ def test_a_missing_database_gets_a_message(make_app, tmp_path):
     at.run()
     assert not at.exception
     assert "The database could not be opened" in at.error[0].value
-    assert "nowhere.duckdb" in at.error[0].value
+    assert "nowhere.duckdb" in shown(at.error[0].value)
     assert "ketamine-outcomes import" in at.markdown[-1].value
 
 
@@ -320,7 +339,7 @@ def test_a_foreign_database_gets_a_message(make_app, tmp_path):
     at = make_app(db=other)
     at.run()
     assert not at.exception
-    assert "is not a Ketamine Outcomes database" in at.error[0].value
+    assert "is not a Ketamine Outcomes database" in shown(at.error[0].value)
 
 
 def test_a_new_import_is_picked_up_without_restarting(make_app, sample_db, sample_export, tmp_path):
@@ -330,11 +349,13 @@ def test_a_new_import_is_picked_up_without_restarting(make_app, sample_db, sampl
     shutil.copy(sample_db, db)
     at = make_app(db=db)
     at.run()
-    assert any(m.value == "**Cohort:** 2,000 patients" for m in at.sidebar.markdown)
+    assert any(m.value == f"**Cohort:** {published_size(db, Settings()):,} patients" for m in at.sidebar.markdown)
     import_export(sample_export, db)  # swaps a new file in (400 patients)
     at.run()
     assert_clean(at)
-    assert any(m.value == "**Cohort:** 400 patients" for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+    n = published_size(db, Settings())
+    assert abs(n - 400) <= 24
+    assert any(m.value == f"**Cohort:** {n:,} patients" for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
 
 
 # --- data access ------------------------------------------------------------------------------------------------
@@ -418,9 +439,12 @@ def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
     with store.open_database(sample_db) as con:
         s = Settings()
         summaries = export.compute_summaries(con, s)
-        anyse = metrics.any_side_effect(con, s).iloc[-1]
+        from dashboard.analysis import disclosure
+
+        anyse = disclosure.protect("side_effects", metrics.any_side_effect(con, s), s.min_cell).iloc[-1]
     resp = summaries["response_by_route.csv"].iloc[-1]
-    assert metrics_shown["Patients in the cohort"] == "2,000"
+    # the published (perturbed) size of the 2,000 patients, as cohort.csv shows it
+    assert metrics_shown["Patients in the cohort"] == f"{int(summaries['cohort.csv'].iloc[-1]['patients']):,}"
     assert metrics_shown["Response rate"] == f"{resp['response_rate'] * 100:.0f} %"
     assert metrics_shown["Patients with any side effect"] == f"{anyse['patient_rate'] * 100:.0f} %"
     assert set(metrics_shown) == {"Patients in the cohort", "Response rate", "Remission rate", "Median days to relief",
@@ -524,3 +548,43 @@ def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sa
     assert_clean(at)
     texts = {t.get("text", [None])[0] for t in chart_specs(at)[0]["data"] if t.get("mode") == "markers+text"}
     assert texts == set(sites)
+
+# --- issue 12: links that inject content, break or lie ----------------------------------------------------
+
+UNESCAPED_MARKUP = re.compile(r"(?<!\\)[\[\]()<>!*_`$]")
+
+
+def test_a_link_cannot_inject_a_link_or_an_image(make_app):
+    phishing = "[Your session expired - log in again](https://evil.example/login)"
+    at = make_app(**{phishing: "x", "site": "![px](http://127.0.0.1:8529/t.png)"})
+    at.run()
+    assert_clean(at)
+    notice = " ".join(w.value for w in at.warning)
+    # The reader sees the text as written ...
+    assert phishing in shown(notice)
+    assert "site: '![px](http://127.0.0.1:8529/t.png)' is not a site code" in shown(notice)
+    # ... and no Markdown of it survives: every bracket, parenthesis, "!" and ":" of the link is escaped.
+    problems = notice.split("was applied:", 1)[1]
+    assert not UNESCAPED_MARKUP.search(problems), problems
+    assert "https://" not in problems and "http://" not in problems
+
+
+@pytest.mark.parametrize("name", ["window", "min_cell", "min_baseline"])
+@pytest.mark.parametrize("raw", ["inf", "-inf", "1e999", "Infinity", "٧", "1_4"])
+def test_numbers_that_are_not_digits_are_refused_and_the_default_applies(make_app, name, raw):
+    at = make_app(**{name: raw})
+    at.run()
+    assert_clean(at)
+    assert f"{name}: {raw!r} is not a whole number (digits 0-9 only)" in shown(" ".join(w.value for w in at.warning))
+    assert context(at).settings == Settings()
+    assert name not in at.query_params
+
+
+def test_a_repeated_min_cell_is_refused_and_hiding_stays_on(make_app):
+    at = make_app(min_cell=["11", "0"])
+    at.run()
+    assert_clean(at)
+    assert "min_cell: given 2 times, expected once; the default was used" in shown(" ".join(w.value for w in at.warning))
+    assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL
+    at.run()  # and stays refused on the next run
+    assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL

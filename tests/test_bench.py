@@ -286,3 +286,14 @@ def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path):
         assert set(block["pages"]) == pages
         assert all(r["ratio"] > 0 and r["max_ms"] >= r["median_ms"] for r in block["pages"].values())
     assert "| page switch: relief |" in done.stdout
+def test_the_load_test_runs_at_a_tiny_size(tmp_path):
+    """bench/load.py (issue 12) at one browser session, one walk through the pages, with the import swap:
+    every page loads without an error and the report holds its numbers. Not a timing test."""
+    out = tmp_path / "load.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "load.py"), "--sessions", "1", "--rounds", "1",
+                        "--patients", "200", "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["page_loads"] == 6 and result["errors"] == []
+    assert result["import_swapped_at_seconds"] is not None
+    assert 0 < result["p50_seconds"] <= result["p95_seconds"] <= result["max_seconds"]

@@ -290,3 +290,31 @@ def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sampl
     assert check_tables(pages, expected) == 0
     assert "route IV, IN" in pages[0]
     assert_no_exception(page)
+
+# --- issue 12: links that inject content or lead nowhere ------------------------------------------------------
+
+
+def test_a_crafted_link_renders_no_link_and_loads_no_image(server, page):
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    open_url(page, f"{server}/?%5BYour%20session%20expired%20-%20log%20in%20again%5D%28https%3A//evil.example/login%29=x"
+                   "&site=%21%5Bpx%5D%28http%3A//127.0.0.1%3A8529/t.png%29&note=mail%20a%40evil.example%20www.evil.example")
+    assert_no_exception(page)
+    main = page.locator("[data-testid='stMain']")
+    body = main.inner_text().replace("\u2060", "")
+    assert "[Your session expired - log in again](https://evil.example/login): not a setting" in body
+    assert "site: '![px](http://127.0.0.1:8529/t.png)' is not a site code" in body
+    assert "a@evil.example www.evil.example" in body  # shown as written …
+    hrefs = [a.get_attribute("href") or "" for a in page.query_selector_all("a")]
+    assert not [h for h in hrefs if "evil" in h or "8529" in h]  # … but nothing is a link
+    assert not page.query_selector_all("[data-testid='stMain'] img")
+    assert not [u for u in requested if urlparse(u).netloc in ("127.0.0.1:8529", "evil.example")]
+
+
+def test_an_unknown_page_says_page_not_found_with_links(server, page):
+    open_url(page, f"{server}/RESPONSE")
+    assert_no_exception(page)
+    main = page.locator("[data-testid='stMain']")
+    assert "Page not found" in main.inner_text()
+    assert "There is no page at “/RESPONSE”" in main.inner_text()
+    assert len(page.query_selector_all("[data-testid='stMain'] [data-testid='stPageLink'] a")) == 6

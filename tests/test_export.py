@@ -14,6 +14,7 @@ import pytest
 
 from dashboard import __version__, cli
 from dashboard.reports import export
+from dashboard.analysis import disclosure
 
 from dashboard.data import spec
 from dashboard.analysis.settings import Settings
@@ -71,15 +72,25 @@ def test_minimum_cell_in_the_files(hand_db, tmp_path):
     out = tmp_path / "k3"
     assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--min-cell", "3"]) == 0
     # IN's 2s are hidden; so is IV's cell beside each, except patients, where the never-dosed patient of
-    # ALL is the second unknown (ALL 8 - IV 5 = IN + never dosed)
-    assert read(out / "cohort.csv") == (
-        "route,patients,with_sessions,with_baseline,eligible,with_followup,with_endpoint\n"
-        "IV,5,,,,,\n"
-        "IN,,,,,,\n"
-        "ALL,8,7,6,5,5,3\n"
-    )
+    # ALL is the second unknown (ALL 8 - IV 5 = IN + never dosed). Suppression decides on the true counts
+    # (IV,5,5,4,3,3,1 / IN,2,2,2,2,2,2 / ALL,8,7,6,5,5,3); the shown ones are then perturbed by their cell key.
+    true = {"IV": [5, 5, 4, 3, 3, 1], "ALL": [8, 7, 6, 5, 5, 3]}
+    cohort = pd.read_csv(out / "cohort.csv", keep_default_na=False)
+    assert list(cohort["route"]) == ["IV", "IN", "ALL"]
+    assert list(cohort.iloc[1, 1:]) == [""] * 6 and list(cohort.iloc[0, 2:]) == [""] * 5
+    shown = [int(v) for v in cohort.iloc[2, 1:]] + [int(cohort.iloc[0, 1])]
+    for value, t in zip(shown, true["ALL"] + [true["IV"][0]]):
+        assert value >= 3 and abs(value - t) <= disclosure.NOISE_REACH
+    # ALL patients is every patient of the data set: its cell key is the sum of all record keys, computed
+    # here from the record keys alone, so the published value is exactly the method's
+    with duckdb.connect(str(hand_db), read_only=True) as con:
+        keys = [r[0] for r in con.execute("SELECT record_key(pk) FROM patient_summary").fetchall()]
+    assert len(keys) == 8
+    assert shown[0] == disclosure.perturbed(8, sum(keys) % 2 ** 32, 3)
     resp = pd.read_csv(out / "response_by_route.csv")
-    assert resp["response_rate"].iloc[:2].isna().all() and resp["response_rate"].iloc[2] == 1.0
+    assert resp["response_rate"].iloc[:2].isna().all()
+    # ALL responders and evaluable are perturbed independently; the rate follows the published counts
+    assert resp["response_rate"].iloc[2] == min(resp["responders"].iloc[2], resp["evaluable"].iloc[2]) / resp["evaluable"].iloc[2]
 
 
 def test_same_settings_same_bytes(hand_db, tmp_path):

@@ -184,4 +184,31 @@ def test_rems_minutes_in_flags_and_url():
     assert exc.value.problems == ["--rems-minutes: 1441 is not a whole number of minutes from 0 to 1440"]
     with pytest.raises(SettingsError) as exc:
         Settings.from_query_params({"rems_minutes": "two hours"})
-    assert exc.value.problems == ["rems_minutes: 'two hours' is not a whole number"]
+    assert exc.value.problems == ["rems_minutes: 'two hours' is not a whole number (digits 0-9 only)"]
+
+# --- issue 12: one rule for every numeric parameter (ASCII digits only) and for repeated keys -------------
+
+
+@pytest.mark.parametrize("name", ["window", "min_cell", "min_baseline"])
+@pytest.mark.parametrize("raw", ["inf", "-inf", "Infinity", "1e999", "nan", "NaN", "٧", "1_4", "7.0", "+7", "0x7",
+                                 "", "७", "１４"])
+def test_numbers_are_ascii_digits_only(name, raw):
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_query_params({name: raw})
+    assert exc.value.problems == [f"{name}: {raw!r} is not a whole number (digits 0-9 only)"]
+    with pytest.raises(SettingsError) as exc:
+        from_flags(["--" + name.replace("_", "-") + "=" + raw])  # "=": argparse would read "-inf" as a flag
+    assert exc.value.problems == [f"--{name.replace('_', '-')}: {raw!r} is not a whole number (digits 0-9 only)"]
+
+
+def test_plain_digits_still_parse():
+    s = Settings.from_query_params({"window": "14", "min_cell": "0", "min_baseline": "010"})
+    assert (s.window, s.min_cell, s.min_baseline) == (14, 0, 10)
+
+
+@pytest.mark.parametrize("name", ["window", "min_cell", "min_baseline", "instrument", "population", "relief",
+                                  "from_quarter", "to_quarter", "treatment_resistant", "integration"])
+def test_a_repeated_single_valued_key_is_refused(name):
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_query_params({name: ["11", "0"]})
+    assert exc.value.problems == [f"{name}: given 2 times, expected once; the default was used"]

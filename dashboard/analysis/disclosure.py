@@ -138,11 +138,20 @@ ALIASES = {"cohort_funnel": "cohort"}
 
 
 def protect(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
-    """The table with every cell hidden (NaN / <NA>) that metrics.md's minimum cell k forbids showing."""
+    """The table with every cell hidden (NaN / <NA>) that metrics.md's minimum cell k forbids showing, and,
+    when k > 0, every shown count perturbed by its cell key (see `perturb_counts`); rates and intervals
+    computed from perturbed counts are recomputed from them. Key columns (`<count>__key`) never leave here.
+
+    Suppression decides on the true counts (so exactly the cells it always hid are hidden); perturbation
+    then changes only shown, non-zero counts that come with a key column. k = 0 gives exact numbers."""
     name = ALIASES.get(name, name)
     if name not in TABLES and name not in SPECIAL_TABLES:
         raise KeyError(f"no disclosure rule for a table named {name!r}")
-    out = df.copy().reset_index(drop=True)
+    out = _suppress(name, df.copy().reset_index(drop=True), k)
+    return perturb_counts(name, out, k)
+
+
+def _suppress(name: str, out: pd.DataFrame, k: int) -> pd.DataFrame:
     if name == "time_to_relief_curve":
         return _protect_curve(out, k)
     if name == "relief_at_risk":
@@ -632,4 +641,98 @@ def _protect_rems_distribution(df: pd.DataFrame, k: int) -> pd.DataFrame:
             h[:] = True
         hidden[idx] = h[:-1]
     out["sessions"] = out["sessions"].mask(hidden)
+    return out
+
+
+# --- cell-key perturbation (docs/metrics.md "Protecting counts across filter states") -----------------------
+
+KEY_SUFFIX = "__key"  # a count's cell-key column: sum of its records' keys mod 2^32 (queries/derive_05_cell_keys.sql)
+CELL_KEY_MODULUS = 2 ** 32
+# The perturbation table (the ABS "p-table", one row: counts under k are suppressed, not perturbed): noise d
+# with the two-sided geometric (discrete Laplace) law P(d) = (1 - a) / (1 + a) * a^|d|, a = NOISE_RATIO:
+# zero mean, variance 2a / (1 - a)^2 = 2.22 (standard deviation 1.49); P(0) = 0.43, P(±1) = 0.17 each,
+# P(±2) = 0.07 each, P(|d| >= 3) = 0.09. The cell key, uniform on 0 .. 2^32-1, picks d by inverse CDF. The
+# law has no edge a difference could run into: every d with probability above 2^-32 (|d| <= NOISE_REACH)
+# occurs, so whatever two published counts show, every small value of the count between them stays possible.
+NOISE_RATIO = 0.4
+NOISE_REACH = 24  # P(|d| > 24) = 2 a^25 / (1 + a) < 2^-32: no cell key reaches beyond
+NOISE = tuple((d, (1 - NOISE_RATIO) / (1 + NOISE_RATIO) * NOISE_RATIO ** abs(d))
+              for d in range(-NOISE_REACH, NOISE_REACH + 1))
+_THRESHOLDS = np.minimum(np.cumsum([p for _, p in NOISE]) / sum(p for _, p in NOISE), 1.0) * CELL_KEY_MODULUS
+
+# table -> (derived columns, numerator count, denominator count): recomputed from the perturbed counts, as
+# (rate, Wilson low, Wilson high) for three columns or a plain ratio for one, so a rate never gives back the
+# exact counts the perturbation changed.
+RECOMPUTE: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
+    "response_by_route": ((("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable"),
+                          (("remission_rate", "remission_ci_low", "remission_ci_high"), "remitters", "evaluable")),
+    "breakdown": ((("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable"),),
+    "side_effects": ((("patient_rate", "patient_ci_low", "patient_ci_high"), "patients_with_event", "patients"),
+                     (("session_rate",), "sessions_with_event", "sessions")),
+    "side_effect_by_session_number": ((("session_rate",), "sessions_with_event", "sessions"),),
+    "maintenance": ((("uptake_rate", "uptake_ci_low", "uptake_ci_high"), "responders_in_maintenance", "responders"),),
+    "trajectory": ((("responder_share",), "responders", "patients"),),
+    "blood_pressure": ((("share_bp_severe",), "sessions_bp_severe", "sessions_with_vitals"),),
+}
+
+
+def noise(cell_key: int) -> int:
+    """The perturbation a cell key selects from NOISE (deterministic: the same key, the same noise)."""
+    u = int(cell_key) % CELL_KEY_MODULUS
+    return NOISE[min(int(np.searchsorted(_THRESHOLDS, u, side="right")), len(NOISE) - 1)][0]
+
+
+def perturbed(n: int, cell_key: int, k: int) -> int:
+    """A shown count n ≥ 1 as published under minimum cell k > 0: n + noise(cell_key), never below k (a shown
+    count is never a small count). 0 stays 0 (an empty cell is empty for every set of records); k = 0: n."""
+    if k <= 0 or n <= 0:
+        return int(n)
+    return max(int(n) + noise(cell_key), k)
+
+
+def perturb_counts(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Perturb every shown count of `df` that has a key column `<count>__key`, recompute the rates of
+    RECOMPUTE[name] that rest on a perturbed count, and drop every key column (also when k = 0).
+
+    How a new summary table plugs in: return, beside each count column, `<count>__key` =
+    `cell_key(sum(record_key(pk)) FILTER (WHERE <the count's condition>))` from its SQL (for a count of
+    sessions: `cell_key(sum(record_key(pk) * <sessions of the patient>))`), list its rates in RECOMPUTE, and
+    call `protect`. A count without a key column is only suppressed, not perturbed."""
+    keys = [c for c in df.columns if str(c).endswith(KEY_SUFFIX)]
+    if not keys:
+        return df
+    out = df.drop(columns=keys)
+    if k <= 0 or out.empty:
+        return out
+    touched = np.zeros(len(out), dtype=bool)
+    changed: dict[str, np.ndarray] = {}
+    for key_col in keys:
+        col = key_col[: -len(KEY_SUFFIX)]
+        if col not in out.columns:
+            continue
+        values = out[col]
+        key = pd.to_numeric(df[key_col], errors="coerce").fillna(0).astype("int64").to_numpy()
+        raw = values.to_numpy(dtype=float, na_value=np.nan)
+        new = [np.nan if np.isnan(v) else perturbed(int(v), int(c), k) for v, c in zip(raw, key)]
+        new_arr = np.array(new, dtype=float)
+        diff = ~np.isnan(raw) & (new_arr != raw)
+        changed[col] = diff
+        touched |= diff
+        out[col] = pd.array([pd.NA if np.isnan(v) else int(v) for v in new_arr], dtype="Int64")
+    for cols, num, den in RECOMPUTE.get(name, ()):
+        if num not in out.columns or den not in out.columns or any(c not in out.columns for c in cols):
+            continue
+        rows = changed.get(num, np.zeros(len(out), bool)) | changed.get(den, np.zeros(len(out), bool))
+        for i in np.flatnonzero(rows):
+            if pd.isna(out.at[i, num]) or pd.isna(out.at[i, den]) or pd.isna(out.at[i, cols[0]]):
+                continue  # a hidden count or rate stays hidden
+            n = int(out.at[i, den])
+            x = min(int(out.at[i, num]), n)  # perturbed independently, a part may exceed its whole
+            if len(cols) == 3:
+                from dashboard.analysis.metrics import wilson
+
+                for c, v in zip(cols, wilson(x, n)):
+                    out.at[i, c] = v
+            else:
+                out.at[i, cols[0]] = x / n if n else np.nan
     return out

@@ -34,6 +34,7 @@ from dashboard.analysis import survival
 from dashboard.analysis.settings import Settings
 
 NAN = float("nan")
+KEY_SUFFIX = "__key"  # a count's cell key column (queries/derive_05_cell_keys.sql; disclosure.protect)
 
 # --- recent results ----------------------------------------------------------------------------------------
 # A page asks for the same query with the same parameters more than once (the funnel and the response table
@@ -153,6 +154,13 @@ def _binomial_result(k: int, n: int) -> Any:
     return stats.binomtest(k, n)
 
 
+def _keyed(df: pd.DataFrame, columns: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """`df[columns]` plus the cell-key column (`<count>__key`, queries/derive_05_cell_keys.sql) of each count
+    among them, last: disclosure.protect perturbs a count by its key, then drops every key column."""
+    keys = [c + KEY_SUFFIX for c in columns if c + KEY_SUFFIX in df.columns]
+    return df[list(columns) + keys]
+
+
 def _ratio(num: float, den: float) -> float:
     return num / den if den else NAN
 
@@ -195,8 +203,9 @@ def filter_options(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, lis
 def cohort_size(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     """Patients in the cohort as the funnel's `ALL` row holds them (route, patients): one cheap count for
     the cohort banner. Protected with the funnel's rule, it hides exactly what cohort.csv hides there."""
-    n = int(run_query(con, "cohort_size", _params(s)).iloc[0, 0])
-    return pd.DataFrame({"route": [spec.ALL], "patients": [n]})
+    r = run_query(con, "cohort_size", _params(s)).iloc[0]
+    return pd.DataFrame({"route": [spec.ALL], "patients": [int(r["patients"])],
+                         "patients" + KEY_SUFFIX: [int(r["patients" + KEY_SUFFIX])]})
 
 
 def cohort_funnel(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
@@ -208,12 +217,13 @@ def funnel_from_counts(df: pd.DataFrame) -> pd.DataFrame:
     """The funnel from queries/outcome_counts.sql's rows (shared with response_by_route by the export)."""
     routes = df[~df["is_total"] & df["route"].notna()]
     total = df[df["is_total"]]
-    rows = [{"route": r["route"], **{c: int(r[c]) for c in FUNNEL_COLUMNS}} for _, r in routes.iterrows()]
+    keys = [c + KEY_SUFFIX for c in FUNNEL_COLUMNS if c + KEY_SUFFIX in df.columns]
+    rows = [{"route": r["route"], **{c: int(r[c]) for c in (*FUNNEL_COLUMNS, *keys)}} for _, r in routes.iterrows()]
     if len(total):
-        rows.append({"route": spec.ALL, **{c: int(total.iloc[0][c]) for c in FUNNEL_COLUMNS}})
+        rows.append({"route": spec.ALL, **{c: int(total.iloc[0][c]) for c in (*FUNNEL_COLUMNS, *keys)}})
     else:
-        rows.append({"route": spec.ALL, **{c: 0 for c in FUNNEL_COLUMNS}})
-    return _order_routes(pd.DataFrame(rows, columns=["route", *FUNNEL_COLUMNS]))
+        rows.append({"route": spec.ALL, **{c: 0 for c in (*FUNNEL_COLUMNS, *keys)}})
+    return _order_routes(pd.DataFrame(rows, columns=["route", *FUNNEL_COLUMNS, *keys]))
 
 
 RESPONSE_COLUMNS = (
@@ -233,6 +243,17 @@ def _response_row(s: Settings, eligible: int, with_endpoint: int, responders: in
     }
 
 
+def _response_keys(s: Settings, r: Any) -> dict[str, int]:
+    """The cell keys of a response row's counts, from an outcome_counts row (empty if it has none)."""
+    if "eligible" + KEY_SUFFIX not in r:
+        return {}
+    evaluable = "eligible" if s.population == "itt" else "with_endpoint"
+    return {"patients" + KEY_SUFFIX: int(r["eligible" + KEY_SUFFIX]),
+            "evaluable" + KEY_SUFFIX: int(r[evaluable + KEY_SUFFIX]),
+            "responders" + KEY_SUFFIX: int(r["responders" + KEY_SUFFIX]),
+            "remitters" + KEY_SUFFIX: int(r["remitters" + KEY_SUFFIX])}
+
+
 def response_by_route(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     """metrics.md "Response by route": eligible patients, the evaluable denominator of the population,
     responders and remitters with 95 % Wilson intervals; routes without eligible patients left out."""
@@ -247,10 +268,13 @@ def response_from_counts(s: Settings, df: pd.DataFrame) -> pd.DataFrame:
             continue
         route = spec.ALL if r["is_total"] else r["route"]
         rows.append({"route": route, **_response_row(s, int(r["eligible"]), int(r["with_endpoint"]),
-                                                      int(r["responders"]), int(r["remitters"]))})
+                                                      int(r["responders"]), int(r["remitters"])),
+                     **_response_keys(s, r)})
     if not any(row["route"] == spec.ALL for row in rows):
         rows.append({"route": spec.ALL, **_response_row(s, 0, 0, 0, 0)})
-    return _order_routes(pd.DataFrame(rows, columns=list(RESPONSE_COLUMNS)))
+    out = pd.DataFrame(rows)
+    return _order_routes(_keyed(out.reindex(columns=list(dict.fromkeys([*RESPONSE_COLUMNS, *out.columns]))),
+                                RESPONSE_COLUMNS).fillna({c: 0 for c in out.columns if c.endswith(KEY_SUFFIX)}))
 
 
 def breakdown(con: duckdb.DuckDBPyConnection, s: Settings, by: str) -> pd.DataFrame:
@@ -264,11 +288,15 @@ def breakdown(con: duckdb.DuckDBPyConnection, s: Settings, by: str) -> pd.DataFr
         if not r["is_total"] and pd.isna(r["route"]):
             continue
         row = _response_row(s, int(r["eligible"]), int(r["with_endpoint"]), int(r["responders"]), int(r["remitters"]))
+        keys = _response_keys(s, r)
         rows.append({
             "group": r["grp"], "route": spec.ALL if r["is_total"] else r["route"],
             **{k: row[k] for k in ("evaluable", "responders", "response_rate", "response_ci_low", "response_ci_high")},
+            **{k: v for k, v in keys.items() if k.removesuffix(KEY_SUFFIX) in ("evaluable", "responders")},
         })
     columns = ["group", "route", "evaluable", "responders", "response_rate", "response_ci_low", "response_ci_high"]
+    if "eligible" + KEY_SUFFIX in df.columns:
+        columns += ["evaluable" + KEY_SUFFIX, "responders" + KEY_SUFFIX]
     out = pd.DataFrame(rows, columns=columns)
     order = {"diagnosis": spec.DIAGNOSES, "severity": spec.SEVERITY_BANDS}.get(by)
     out["_g"] = out["group"].map(lambda g: order.index(g) if order and g in order else 0)
@@ -470,7 +498,7 @@ def side_effects(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
     df = _add_rate(df, "patients_with_event", "patients", "patient_rate", "patient")
     df = df.assign(_e=df["event"].map(_event_rank))
-    return _order_routes(df, then=("_e",)).drop(columns="_e")[list(SIDE_EFFECT_COLUMNS)]
+    return _keyed(_order_routes(df, then=("_e",)).drop(columns="_e"), SIDE_EFFECT_COLUMNS)
 
 
 def side_effect_severity(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
@@ -596,13 +624,18 @@ def _maintenance(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pd.D
             "sessions_per_patient_month": int(r["maintenance_sessions"]) / months if months > 0 else NAN,
             **dict(zip(("sustained_patients", "sustained_response_8w", "sustained_ci_low", "sustained_ci_high"),
                        sustained.get(r["route"], (0, NAN, NAN, NAN)))),
+            **{c: int(r[c]) for c in _MAINTENANCE_KEYS if c in r},
         })
     if not rows:
         rows.append({"route": spec.ALL, "responders": 0, "responders_in_maintenance": 0, "uptake_rate": NAN,
                      "maintenance_patients": 0, "maintenance_sessions": 0, "sustained_patients": 0})
-    return _order_routes(pd.DataFrame(rows, columns=list(MAINTENANCE_COLUMNS)))
+    out = pd.DataFrame(rows)
+    out = out.reindex(columns=list(dict.fromkeys([*MAINTENANCE_COLUMNS, *out.columns])))
+    return _order_routes(_keyed(out, MAINTENANCE_COLUMNS).fillna({c: 0 for c in _MAINTENANCE_KEYS if c in out}))
 
 
+_MAINTENANCE_KEYS = tuple(c + "__key" for c in ("responders", "responders_in_maintenance", "maintenance_patients",
+                                                 "maintenance_sessions"))
 UPTAKE_COLUMNS = ("route", "responders", "responders_in_maintenance", "uptake_rate", "uptake_ci_low",
                   "uptake_ci_high")
 
@@ -616,13 +649,17 @@ def maintenance_uptake(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFr
         if not r["is_total"] and (pd.isna(r["route"]) or r["with_sessions"] == 0):
             continue  # maintenance() counts patients with a session, per route and in total
         rate = wilson(int(r["responders_in_maintenance"]), int(r["responders"]))
+        keys = {c + KEY_SUFFIX: int(r[c + KEY_SUFFIX]) for c in ("responders", "responders_in_maintenance")
+                if c + KEY_SUFFIX in r}
         rows.append({"route": spec.ALL if r["is_total"] else r["route"], "responders": int(r["responders"]),
                      "responders_in_maintenance": int(r["responders_in_maintenance"]),
-                     **dict(zip(("uptake_rate", "uptake_ci_low", "uptake_ci_high"), rate))})
+                     **dict(zip(("uptake_rate", "uptake_ci_low", "uptake_ci_high"), rate)), **keys})
     if not any(row["route"] == spec.ALL for row in rows):
         rows.append({"route": spec.ALL, "responders": 0, "responders_in_maintenance": 0, "uptake_rate": NAN,
                      "uptake_ci_low": NAN, "uptake_ci_high": NAN})
-    return _order_routes(pd.DataFrame(rows, columns=list(UPTAKE_COLUMNS)))
+    out = pd.DataFrame(rows)
+    out = out.reindex(columns=list(dict.fromkeys([*UPTAKE_COLUMNS, *out.columns])))
+    return _order_routes(_keyed(out, UPTAKE_COLUMNS).fillna({c: 0 for c in out.columns if c.endswith(KEY_SUFFIX)}))
 
 
 def maintenance_projection(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
@@ -634,6 +671,10 @@ def maintenance_projection(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.Da
     # responders × uptake_rate, which is exactly the responders already in maintenance (no rounding noise)
     out["expected_in_maintenance"] = m["responders_in_maintenance"].astype(float).where(m["responders"] > 0)
     out["sessions_per_month"] = out["expected_in_maintenance"] * m["sessions_per_patient_month"]
+    # the same patients as maintenance's counts, so the same cell keys: both tables show the same values
+    for col, src in (("current_responders", "responders"), ("expected_in_maintenance", "responders_in_maintenance")):
+        if src + KEY_SUFFIX in m.columns:
+            out[col + KEY_SUFFIX] = m[src + KEY_SUFFIX]
     return out
 
 
@@ -714,4 +755,4 @@ def any_side_effect(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame
     df["event"] = ANY_EVENT
     df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
     df = _add_rate(df, "patients_with_event", "patients", "patient_rate", "patient")
-    return _order_routes(df)[list(SIDE_EFFECT_COLUMNS)]
+    return _keyed(_order_routes(df), SIDE_EFFECT_COLUMNS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -41,6 +42,10 @@ _MULTI: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "setting": (spec.SETTINGS, "setting"),
     "severity": (spec.SEVERITY_BANDS, "baseline severity band"),
 }
+# A whole number in a link or flag: ASCII digits only. Python's int() also takes "٧" (Arabic-Indic seven),
+# "1_4" and surrounding spaces, and float parsing takes "inf" / "1e999"; none of them is a number a person
+# typed into this dashboard, so all are refused (issue 12).
+_DIGITS = re.compile(r"[0-9]{1,9}", re.ASCII)
 _YES = {"yes", "true", "1", "y"}
 _NO = {"no", "false", "0", "n"}
 
@@ -341,7 +346,7 @@ def _parse_field(name: str, items: list[Any]) -> Any:
     if name in _MULTI:
         return tuple(str(i).strip() for i in items if str(i).strip() != "")
     if len(items) != 1:
-        raise SettingsError([f"{name}: given {len(items)} times, expected once"])
+        raise SettingsError([f"{name}: given {len(items)} times, expected once; the default was used"])
     raw = str(items[0]).strip()
     if name in ("treatment_resistant", "integration"):
         low = raw.lower()
@@ -351,13 +356,25 @@ def _parse_field(name: str, items: list[Any]) -> Any:
             return False
         raise SettingsError([f"{name}: {raw!r} is not yes or no"])
     if name in ("min_baseline", "window", "min_cell", "rems_minutes"):
-        try:
-            return int(raw)
-        except ValueError:
-            raise SettingsError([f"{name}: {raw!r} is not a whole number"]) from None
+        if not _DIGITS.fullmatch(raw):
+            raise SettingsError([f"{name}: {raw!r} is not a whole number (digits 0-9 only)"])
+        return int(raw)
     if name == "instrument":
         return raw.upper()
     return raw
+
+
+def parse_problems(name: str, items: list[Any]) -> list[str]:
+    """The problems of spelling one parameter's values (repeated single-valued key, a number that is not
+    ASCII digits, yes/no that is neither), before any range check: [] when it parses. The dashboard drops
+    such a parameter from the URL before its widget reads it, so the default applies (issue 12)."""
+    if name not in _FIELD_NAMES:
+        return []
+    try:
+        _parse_field(name, list(items))
+    except SettingsError as exc:
+        return exc.problems
+    return []
 
 
 def _problem_order(problem: str) -> int:

@@ -79,6 +79,9 @@ if person.may_read_audit:
 ALWAYS_OPEN = {"data", "import", "audit"}
 
 page = st.navigation(PAGES, position="sidebar")
+if ui.is_unknown_page(ui.requested_page_name(), PAGES):  # /RESPONSE, /views/overview.py, /response/extra
+    ui.render_page_not_found(ui.requested_page_name() or "", PAGES)
+    st.stop()
 
 # Read the link before the bound widgets clean invalid values out of it.
 raw_params = ui.raw_query_params()
@@ -117,7 +120,7 @@ except SettingsError as exc:
     ui.render_url_notice()
     st.title(page.title)
     st.error(
-        "**These settings do not fit together:**\n\n" + "\n".join(f"- {p}" for p in exc.problems)
+        "**These settings do not fit together:**\n\n" + "\n".join(f"- {ui.plain(p)}" for p in exc.problems)
         + "\n\nChange them in the sidebar, or press *Reset all filters and settings*.",
         icon=":material/error:",
     )
@@ -146,13 +149,13 @@ try:
             st.title(page.title)
         if size == 0:
             st.info(
-                f"**No patients match these filters** ({settings.describe_filters()}).\n\n"
+                f"**No patients match these filters** ({ui.plain(settings.describe_filters())}).\n\n"
                 "Remove a filter in the sidebar, or press *Reset all filters and settings*.",
                 icon=":material/search_off:",
             )
         else:
             st.warning(
-                f"**This cohort is too small to show** ({settings.describe_filters()}): it has fewer than "
+                f"**This cohort is too small to show** ({ui.plain(settings.describe_filters())}): it has fewer than "
                 f"{settings.min_cell} patients, so every figure would be hidden to protect patients' privacy."
                 "\n\nWiden the filters in the sidebar, or — if your data governance allows it — lower the "
                 "minimum cell under *Analysis settings*.",
@@ -160,8 +163,12 @@ try:
             )
     if always_open or size > 0:
         page.run()
-except Exception:  # noqa: BLE001 - never a traceback in the browser; the log has it
+except Exception as exc:  # noqa: BLE001 - never a traceback in the browser; the log has it
     LOG.exception("rendering page %s failed for %s", page.url_path, settings)
+    damaged = store.damage_message(exc, db_path)
+    if damaged:  # the real cause, not "try other filters"
+        st.error(f"**The database could not be read.** {ui.plain(damaged)}", icon=":material/error:")
+        st.stop()
     st.error(
         "**This view could not be computed.** The error has been logged. Try other filters, or reload the page; "
         "if it keeps happening, send the link to your administrator.",

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.data import spec, store
-from dashboard.analysis.settings import FILTER_NAMES, SETTING_NAMES, Settings, SettingsError, iter_defaults
+from dashboard.analysis.settings import FILTER_NAMES, SETTING_NAMES, Settings, SettingsError, iter_defaults, parse_problems
 
 DB_ENV = "KETAMINE_OUTCOMES_DB"
 CONTEXT_KEY = "_ko_context"
@@ -115,10 +116,7 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
             f"No database is configured. Start the dashboard with `ketamine-outcomes serve --db PATH` "
             f"(or set {DB_ENV})."
         )
-    if not path.exists():
-        raise store.StoreError(
-            f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}"
-        )
+    store.check_database_file(path)  # missing or unreadable (permission): named, not a traceback
     from dashboard.reports import export
 
     signature = store.database_signature(path)
@@ -307,6 +305,25 @@ def all_row(df: pd.DataFrame) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
+# --- plain text in Markdown -------------------------------------------------------------------------------
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark and then stands for itself, so an
+# escaped text can hold no link, image, emphasis, HTML, autolink (www. / https: lose their "." and ":"),
+# Streamlit directive (:red[…], :material/…:) or LaTeX ($). Line breaks would start new blocks: spaces.
+_AUTOLINK = re.compile(r"(?i)(\b(?:https?|ftp|mailto|file|www)(?=[:.])|@)")
+_MD_SPECIAL = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+
+
+def plain(text: object) -> str:
+    """`text` (from a URL, a file or a user) escaped for st.markdown / st.warning / st.caption: shown exactly
+    as written, never as a link, image or formatting (issue 12)."""
+    text = " ".join(str(text).split())
+    # Streamlit's renderer links bare URLs and e-mail addresses even when their punctuation is escaped; an
+    # invisible word joiner after the scheme, "www" or "@" keeps them text (checked in a real browser).
+    text = _AUTOLINK.sub("\\1\u2060", text)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 # --- URL parameters -------------------------------------------------------------------------------------
 
 
@@ -393,6 +410,25 @@ def note_url_problems(problems: list[str], params: Mapping[str, Sequence[str]]) 
     for key in params:
         if key not in _STREAMLIT_PARAMS and key not in FILTER_NAMES + SETTING_NAMES and key in st.query_params:
             del st.query_params[key]
+        elif parse_problems(key, params[key]):
+            # A repeated single-valued key or a value that is not spelled as the setting's (window=inf, ٧,
+            # 1_4): the bound widget would apply the last value or crash on it, so it never sees it and the
+            # default applies, as the notice says.
+            _drop_link_value(key)
+
+
+def _drop_link_value(key: str) -> None:
+    """Take `key` out of the URL before its bound widget is created, so the widget starts at its default.
+
+    Streamlit 1.67 seeds a bound widget from a snapshot of the link taken when the page opened, which
+    `del st.query_params[key]` does not change; there is no public call for that, so the snapshot is edited
+    through the session's QueryParams object (checked by tests/test_app.py's link tests)."""
+    from streamlit.runtime.state.session_state_proxy import get_session_state
+
+    with get_session_state().query_params() as qp:
+        getattr(qp, "_initial_query_params", {}).pop(key, None)
+        if key in qp and not qp.is_bound(key):
+            del qp[key]
 
 
 def render_url_notice() -> None:
@@ -402,7 +438,7 @@ def render_url_notice() -> None:
     with st.container(border=True):
         st.warning(
             "**Part of this link could not be used.** These settings were ignored and the rest of the link "
-            "was applied:\n\n" + "\n".join(f"- {p}" for p in problems),
+            "was applied:\n\n" + "\n".join(f"- {plain(p)}" for p in problems),
             icon=":material/warning:",
         )
         st.button("Dismiss", key="_ko_dismiss_notice", on_click=lambda: st.session_state.pop(NOTICE_KEY, None))
@@ -560,7 +596,7 @@ def render_cohort_banner(ctx: PageContext) -> None:
     with st.container(border=True):
         st.markdown(f"**Cohort:** {describe_size(n, s.min_cell)}")
         st.caption(
-            f"{s.describe_filters()} · {spec.INSTRUMENT_LABELS[s.instrument]}, baseline ≥ {s.baseline_minimum}, "
+            f"{plain(s.describe_filters())} · {spec.INSTRUMENT_LABELS[s.instrument]}, baseline ≥ {s.baseline_minimum}, "
             f"{'observed' if s.population == 'observed' else 'intention to treat'}"
         )
 
@@ -568,7 +604,7 @@ def render_cohort_banner(ctx: PageContext) -> None:
 def render_page_header(title: str, intro: str, ctx: PageContext) -> None:
     st.title(title)
     s = ctx.settings
-    st.caption(f"{intro}  \n**Cohort:** {s.describe_filters()} — {describe_size(cohort_size(ctx), s.min_cell)}.")
+    st.caption(f"{intro}  \n**Cohort:** {plain(s.describe_filters())} — {describe_size(cohort_size(ctx), s.min_cell)}.")
 
 
 def render_disclosure_note(ctx: PageContext, hidden: Iterable[str] = ()) -> None:
@@ -664,7 +700,7 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
 
 def render_error_screen(title: str, message: str, what_to_do: str) -> None:
     st.title("Ketamine Outcomes")
-    st.error(f"**{title}**\n\n{message}", icon=":material/error:")
+    st.error(f"**{title}**\n\n{plain(message)}", icon=":material/error:")
     st.markdown(what_to_do)
 
 
@@ -684,7 +720,7 @@ def render_dataset(ctx: PageContext) -> None:
         return
     last = history.iloc[0]
     when = pd.Timestamp(last["imported_at"]).strftime("%d %B %Y, %H:%M UTC")
-    text = (f"**{last['source']}** ({last['source_format']}), imported on **{when}** "
+    text = (f"**{plain(last['source'])}** ({plain(last['source_format'])}), imported on **{when}** "
             f"(import {int(last['import_id'])}, program version {last['program_version']}).")
     if ctx.settings.scope is None:  # the whole data set's totals include every site
         text += (f"  \nThe whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} "
@@ -934,3 +970,37 @@ def load_adjusted_details(signature: tuple, settings: Settings) -> dict:
     return {"fitted": res.fitted, "reason": res.reason, "reference_route": res.reference_route,
             "variables": [adjusted.VARIABLE_LABELS[v] for v in res.variables], "merges": res.merges,
             "dropped": [adjusted.VARIABLE_LABELS[v] for v in res.dropped]}
+
+
+# --- unknown pages --------------------------------------------------------------------------------------------
+
+
+def requested_page_name() -> str | None:
+    """The page path the browser asked for ("RESPONSE", "views/overview.py"), or None on the main address.
+
+    Streamlit 1.67 falls back to the default page for an unknown path; its request is only kept on the
+    script run's pages manager (no public call), read here so the reader is told instead."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    manager = getattr(ctx, "pages_manager", None)
+    name = getattr(manager, "intended_page_name", None)
+    return str(name) if name else None
+
+
+def is_unknown_page(name: str | None, pages: Sequence[Any]) -> bool:
+    """True when `name` (a requested path) is none of the pages' URL paths (exact, case-sensitive)."""
+    if not name:
+        return False
+    known = {str(getattr(p, "url_path", "")) for p in pages}
+    return name.strip("/") not in known
+
+
+def render_page_not_found(name: str, pages: Sequence[Any]) -> None:
+    """A "page not found" screen naming the path asked for (as plain text) with a link to every page."""
+    st.title("Page not found")
+    st.error(f"**There is no page at “/{plain(name)}”.** The link may be mistyped or out of date.",
+             icon=":material/search_off:")
+    st.markdown("**Go to one of the dashboard's pages:**")
+    for p in pages:
+        st.page_link(p, label=p.title, icon=p.icon)

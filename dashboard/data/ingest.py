@@ -319,7 +319,10 @@ def import_export(
     elif not export_dir.is_dir():
         found.add(Problem(str(export_dir), None, None, None, None,
                           "not a folder: give the export folder that holds the table files"))
-    if db_path.is_dir():
+    unreadable = _unreadable(db_path)
+    if unreadable:
+        found.add(Problem(str(db_path), None, None, None, None, unreadable))
+    elif db_path.is_dir():
         found.add(Problem(str(db_path), None, None, None, None,
                           "the database path is a folder; give a file name such as outcomes.duckdb"))
     elif not _replaceable(db_path):
@@ -329,6 +332,11 @@ def import_export(
     if found.problems:
         raise refused()
 
+    lock = _lock_target(db_path)
+    if lock is None:
+        found.add(Problem(str(db_path), None, None, None, None,
+                          "another import is running into this database; wait for it to finish, then import again"))
+        raise refused()
     new_path = db_path.with_name(f".{db_path.name}.importing-{os.getpid()}")
     con: duckdb.DuckDBPyConnection | None = None
     phase = "write"
@@ -376,6 +384,7 @@ def import_export(
             except duckdb.Error:
                 pass
         _remove_db_files(new_path)
+        _unlock_target(lock)
 
 
 class _Found:
@@ -809,6 +818,60 @@ class _Digest(threading.Thread):
 
 
 # --- files -----------------------------------------------------------------------------------------------
+
+
+def _unreadable(db_path: Path) -> str | None:
+    """Why the target (or its folder) cannot be read or replaced by this user, or None."""
+    try:
+        if db_path.is_file():
+            with db_path.open("rb"):
+                pass
+    except PermissionError:
+        return ("permission denied: this user cannot read the database file or its folder; fix the permissions "
+                "or give another path")
+    except OSError:
+        return None
+    return None
+
+
+def _lock_target(db_path: Path) -> tuple[int, Path] | None:
+    """Take the target's import lock (`.NAME.lock` beside it, flock'd), or None if another import holds it.
+
+    Two imports into one target would both read the old history and both write "import #n", losing one
+    record; the second is refused instead. The lock file is removed when the import ends; a process that
+    opened a lock file just removed sees another inode at the path and tries again."""
+    import fcntl
+
+    path = db_path.with_name(f".{db_path.name}.lock")
+    for _ in range(20):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return (-1, path)  # the folder is not writable: writing the new file will say so
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return (fd, path)
+        os.close(fd)
+    return None
+
+
+def _unlock_target(lock: tuple[int, Path]) -> None:
+    fd, path = lock
+    if fd < 0:
+        return
+    try:
+        path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def _replaceable(db_path: Path) -> bool:

@@ -94,20 +94,52 @@ def query_names(prefix: str) -> list[str]:
     return names
 
 
+def check_database_file(path: str | os.PathLike[str]) -> Path:
+    """The path if a database file is there and readable; else StoreError naming the real cause (missing,
+    a folder, permission denied on the file or a folder above it). A file cut short is named by
+    open_database, when DuckDB finds it cannot read the blocks the file says it has (`damage_message`)."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            raise StoreError(
+                f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}")
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder, not a database file: give the database file's path.")
+        with path.open("rb"):
+            pass
+    except PermissionError:
+        raise StoreError(
+            f"{path} cannot be read: permission denied (this user may not read the file or a folder above it). "
+            "Fix the permissions, or run the command as a user who may read it."
+        ) from None
+    except OSError as exc:
+        raise StoreError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+    return path
+
+
+DAMAGED = ("{path} is damaged: the file is shorter than the database it describes (it was probably cut short by "
+           "a full disk or an interrupted copy). Import the clinic export again, or restore the file from a backup.")
+
+
+def damage_message(exc: BaseException, path: str | os.PathLike[str]) -> str | None:
+    """The reader's message when a DuckDB error means the file is cut short, else None."""
+    if isinstance(exc, duckdb.IOException) and "read enough bytes" in str(exc):
+        return DAMAGED.format(path=path)
+    return None
+
+
 def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open a Ketamine Outcomes database, raising StoreError with a helpful message if that fails."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"No database at {path}. Import a clinic export first: ketamine-outcomes import EXPORT_DIR --db {path}")
+    path = check_database_file(path)
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
-        raise StoreError(f"{path} could not be opened as a DuckDB database: {exc}") from exc
+        raise StoreError(damage_message(exc, path) or f"{path} could not be opened as a DuckDB database: {exc}") from exc
     try:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     except duckdb.Error as exc:
         con.close()
-        raise StoreError(f"{path} could not be read: {exc}") from exc
+        raise StoreError(damage_message(exc, path) or f"{path} could not be read: {exc}") from exc
     missing = {"patients", "sessions", "assessments", "adverse_events", "import_history"} - tables
     if missing:
         con.close()

@@ -212,6 +212,7 @@ DERIVED_COLUMNS = (
     ("patient_route_effects", "severe_e13"),
     ("export_columns", "column_name"),  # which optional columns the export had (rems.csv)
     ("sessions", "form_submitted_day"),
+    ("cell_key_secret", "secret"),
 )
 DERIVED_MACROS = ("cohort", "cohort_outcomes", "cohort_sessions", "cohort_route_effects")
 
@@ -231,21 +232,115 @@ def require_derived_tables(con: duckdb.DuckDBPyConnection, db_path: str | os.Pat
         )
 
 
-def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], s: Settings) -> list[Path]:
-    """Write the six CSVs and provenance.json to out_dir (created if needed); raises store.StoreError."""
+class ExportError(store.StoreError):
+    """The summaries could not be written (folder not writable, disk full, a folder that is not an export)."""
+
+
+def check_known_values(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
+    """Raise ExportError naming every site filter value that is not a site of this database: an unknown site
+    would give an empty cohort that reads as "no patients" rather than as a typo."""
+    df = store.run_query(con, "filter_options")
+    sites = [str(v) for v in df.loc[df["kind"] == "site", "value"]]
+    unknown = [v for v in s.site if v not in sites]
+    if unknown:
+        raise ExportError(
+            "--site: " + ", ".join(repr(v) for v in unknown)
+            + f" {'is not a site' if len(unknown) == 1 else 'are not sites'} in this database; its sites are "
+            + ", ".join(sites) + "."
+        )
+
+
+def is_previous_export(folder: Path) -> bool:
+    """True when `folder` holds only what an export writes: provenance.json naming ketamine-outcomes and the
+    files it lists (so replacing it loses nothing else)."""
+    try:
+        meta = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        names = {p.name for p in folder.iterdir()}
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("program") != "ketamine-outcomes":
+        return False
+    listed = set(meta.get("files") or ()) | {PROVENANCE_FILE}
+    return names <= listed
+
+
+def _os_problem(exc: OSError, path: Path) -> str:
+    import errno
+
+    reasons = {
+        errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the file system is read-only",
+        errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EEXIST: "it already exists",
+        errno.ENAMETOOLONG: "the name is too long",
+    }
+    return f"{path}: {reasons.get(exc.errno, exc.strerror or str(exc))}"
+
+
+def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], s: Settings, *,
+                    replace: bool = False) -> list[Path]:
+    """Write the six CSVs and provenance.json as the folder out_dir, all or nothing; raises store.StoreError
+    (ExportError for the output side).
+
+    The files are written into a new folder beside out_dir and swapped in only when all are written, so a
+    failure (full disk, interrupted run) leaves out_dir as it was and no temporary files behind. An existing
+    out_dir is replaced only when it is empty or a previous export (`is_previous_export`), or `replace` is
+    true; a file at out_dir is refused."""
     con = store.open_database(db_path, read_only=True)
     try:
         require_derived_tables(con, db_path)
+        check_known_values(con, s)
         files = summary_files(con, s)
+    except duckdb.Error as exc:  # a file damaged past its first blocks fails only when read
+        raise store.StoreError(store.damage_message(exc, db_path) or f"{db_path} could not be read: {exc}") from None
     finally:
         con.close()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, data in files.items():
-        path = out / name
-        tmp = out / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+    try:
+        if out.exists() and not out.is_dir():
+            raise ExportError(f"{out} is a file, not a folder: choose a folder name for the export.")
+        if out.is_dir() and any(out.iterdir()) and not replace and not is_previous_export(out):
+            raise ExportError(
+                f"{out} already holds other files (it is not a previous export). Choose a new or empty folder, "
+                "or add --replace to replace that folder and everything in it."
+            )
+    except PermissionError as exc:
+        raise ExportError(f"cannot write the export: {_os_problem(exc, out)}. Choose a folder you can write to.") from None
+    import shutil
+    import tempfile
+
+    parent = out.parent if str(out.parent) else Path(".")
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
+        for name, data in files.items():
+            with open(tmp / name, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.rmdir(old)
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)  # put the previous export back
+                old = None
+            raise
+        tmp = None
+    except OSError as exc:
+        where = Path(exc.filename) if getattr(exc, "filename", None) else out
+        raise ExportError(
+            f"cannot write the export: {_os_problem(exc, where)}. {out} was left as it was; free space or choose "
+            "a folder you can write to, then export again."
+        ) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return [out / name for name in files]
