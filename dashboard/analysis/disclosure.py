@@ -82,6 +82,7 @@ _TRAJ = _merge(
     _rates(("responder_share",), "responders", "patients"),
 )
 _BREAK = _rates(("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable")
+_TREND = _BREAK
 
 TABLES: dict[str, Rule] = {
     "cohort": Rule(
@@ -130,6 +131,11 @@ TABLES: dict[str, Rule] = {
     "breakdown": Rule(
         counts={"evaluable": None, "responders": None}, line_keys=("group",),
         hide_with=_BREAK[0], at_least_k=_BREAK[1],
+    ),
+    # metrics.trend: quarters x routes, protected in both directions like the breakdown
+    "trend": Rule(
+        counts={"patients": None, "evaluable": None, "responders": None}, line_keys=("start_quarter",),
+        hide_with=_TREND[0], at_least_k=_TREND[1],
     ),
 }
 SPECIAL_TABLES = ("time_to_relief_curve", "relief_at_risk", "route_comparison", "logrank", "data_quality")
@@ -281,7 +287,7 @@ def _as_nullable_int(s: pd.Series) -> pd.Series:
 
 # name -> the column whose values add up, per route, to a total another table shows: breakdown groups add
 # up to response_by_route, session numbers to side_effects' sessions and sessions with the event.
-TWO_WAY = {"breakdown": "group", "side_effect_by_session_number": "session_number"}
+TWO_WAY = {"breakdown": "group", "side_effect_by_session_number": "session_number", "trend": "start_quarter"}
 
 
 def _protect_two_way(df: pd.DataFrame, name: str, k: int) -> pd.DataFrame:

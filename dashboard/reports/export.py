@@ -32,6 +32,7 @@ from dashboard.analysis.settings import FILTER_NAMES, Settings
 SUMMARY_FILES = (
     "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",
     "side_effects.csv", "maintenance.csv",
+    "headline.csv", "trend.csv",
 )
 PROVENANCE_FILE = "provenance.json"
 SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stable against last-bit noise
@@ -48,6 +49,7 @@ _SUMMARY_SOURCES = {
         "time_to_relief_curve", lambda con, s: metrics.time_to_relief(con, s, logrank=False).curve),
     "side_effects.csv": ("side_effects", metrics.side_effects),
     "maintenance.csv": ("maintenance", metrics.maintenance),
+    "trend.csv": ("trend", metrics.trend),
 }
 
 
@@ -56,12 +58,29 @@ def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> p
 
     The dashboard loads only the files a page shows; the export takes all of them through here, so both
     give the same table (metrics' query memo shares the queries two files have in common)."""
+    if file == "headline.csv":
+        return compute_headline(con, s)
     name, compute = _SUMMARY_SOURCES[file]
     return protect(name, compute(con, s), s.min_cell)
 
 
+def compute_headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """headline.csv (metrics.md "Headline by route"), disclosure applied: each number is taken from its own
+    page's protected table (response_by_route.csv, time_to_relief.csv, the side-effects rule over
+    `any_side_effect`, maintenance.csv and the Response page's protected pairwise comparison), so it equals
+    what that page and file show and hides exactly what they hide. See `metrics.headline_from`."""
+    k = s.min_cell
+    return metrics.headline_from(
+        compute_summary(con, s, "response_by_route.csv"),
+        compute_summary(con, s, "time_to_relief.csv"),
+        protect("side_effects", metrics.any_side_effect(con, s), k),
+        compute_summary(con, s, "maintenance.csv"),
+        protect("route_comparison", metrics.route_comparison(con, s).pairwise, k),
+    )
+
+
 def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, pd.DataFrame]:
-    """The six summary tables for these settings, disclosure control applied (minimum cell s.min_cell)."""
+    """The summary tables (SUMMARY_FILES) for these settings, disclosure control applied (minimum cell s.min_cell)."""
     return {file: compute_summary(con, s, file) for file in SUMMARY_FILES}
 
 
@@ -151,7 +170,7 @@ def provenance_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
 
 
 def summary_files(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, bytes]:
-    """Every file of the export, name -> bytes: the six CSVs then provenance.json."""
+    """Every file of the export, name -> bytes: the summary CSVs then provenance.json."""
     files = {name: summary_csv_bytes(df) for name, df in compute_summaries(con, s).items()}
     files[PROVENANCE_FILE] = provenance_bytes(con, s)
     return files
@@ -198,7 +217,7 @@ def require_derived_tables(con: duckdb.DuckDBPyConnection, db_path: str | os.Pat
 
 
 def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], s: Settings) -> list[Path]:
-    """Write the six CSVs and provenance.json to out_dir (created if needed); raises store.StoreError."""
+    """Write the summary CSVs and provenance.json to out_dir (created if needed); raises store.StoreError."""
     con = store.open_database(db_path, read_only=True)
     try:
         require_derived_tables(con, db_path)
