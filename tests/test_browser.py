@@ -154,7 +154,7 @@ def test_each_page_opens_from_a_filtered_link(server, page, path):
     assert query(page) == {"route": ["IV", "IN"], "site": ["S2"], "instrument": ["PHQ9"]}
     assert urlparse(page.url).path == f"/{path}"
     sidebar = page.locator("[data-testid='stSidebar']")
-    assert "route IV, IN; site S2" in sidebar.inner_text()
+    assert "IV infusion, Intranasal; site S2" in sidebar.inner_text()
     if path not in ("data",):
         # Plotly draws in the browser after the script has finished: wait for it rather than race it
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)

@@ -791,7 +791,24 @@ def headline_from(response: pd.DataFrame, relief: pd.DataFrame, any_effect: pd.D
             p = adjusted.get((best, route), NAN)
             differs.append(pd.NA if p is None or pd.isna(p) else bool(float(p) < HEADLINE_ALPHA))
     out["differs_from_best"] = pd.array(differs, dtype="boolean")
-    return out[list(HEADLINE_COLUMNS)]
+    out = out[list(HEADLINE_COLUMNS)]
+    # carry what the sources' disclosure control says about their hidden cells (disclosure.WHY_HIDDEN),
+    # so the Overview words a hidden headline number exactly as its own page does
+    sources = [(response, c, c) for c in ("patients", "response_rate", "response_ci_low", "response_ci_high",
+                                          "remission_rate")]
+    sources += [(relief, c, c) for c in ("median_days", "median_ci_low", "median_ci_high")]
+    sources += [(any_effect, "any_side_effect_rate", "patient_rate")]
+    sources += [(maintenance_table, c, c) for c in ("sessions_per_patient_month", "sustained_response_8w")]
+    why: dict[str, dict[Any, Any]] = {}
+    for source, column, source_column in sources:
+        record = (source.attrs.get("why_hidden") or {}).get(source_column, {})
+        labels = {str(r): i for i, r in zip(source.index, source["route"])} if len(source) else {}
+        for label, route in zip(out.index, out["route"]):
+            if route in labels and labels[route] in record:
+                why.setdefault(column, {})[label] = record[labels[route]]
+    if any("why_hidden" in df.attrs for df in (response, relief, any_effect, maintenance_table)):
+        out.attrs["why_hidden"] = why
+    return out
 
 
 def headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:

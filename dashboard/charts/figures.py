@@ -91,6 +91,69 @@ def _stack(*columns: Iterable[object]) -> np.ndarray:
     return np.column_stack([floats(c) for c in columns])
 
 
+# --- hidden and undefined values, as a reader sees them (tiles, tables, hover text) ----------------------
+
+
+def pct_bound(bound: float) -> str:
+    """An upper bound of a rate as a percentage, rounded up so it stays a true bound: '< 1.3 %'."""
+    pct = math.ceil(float(bound) * 1000 - 1e-9) / 10
+    return f"< {min(pct, 100):g} %"
+
+
+def hidden_text(df: pd.DataFrame | None, label: object, column: str, *, percent: bool = False,
+                k: int | None = None) -> str | None:
+    """What a hidden cell of a protected table says on screen, or None when the cell is not hidden.
+
+    From `disclosure.hidden_reason`: a count from 1 to k−1 reads "fewer than k"; a rate over a shown
+    denominator whose count is such a count reads "< 1.3 %" (k / n, rounded up); a rate or median resting
+    on fewer than k patients reads "fewer than k patients", one computed from such a count "too few to
+    show"; a cell hidden to protect another reads "hidden"
+    (it may be k or more, so no bound is claimed). `k` alone (a table without the record) reads "hidden"
+    for any empty cell when k > 0. Never "None", "nan" or a blank."""
+    from dashboard.analysis import disclosure
+
+    reason = disclosure.hidden_reason(df, label, column) if df is not None else None
+    if reason is None:
+        if k and df is not None and not (df.attrs.get(disclosure.WHY_HIDDEN) is not None):
+            return "hidden" if _isnan(df.at[label, column]) else None
+        return None
+    kind, value = reason
+    if kind == "fewer_than":
+        return f"fewer than {int(value)}"
+    if kind == "rate_below":
+        return pct_bound(value) if percent else "hidden"
+    if kind == "too_few":
+        return f"fewer than {int(value)} patients"
+    if kind == "rests_on_few":
+        return "too few to show"
+    return "hidden"
+
+
+def cell_text(df: pd.DataFrame, label: object, column: str, kind: str = "count", *,
+              undefined: str = "–", k: int | None = None) -> str:
+    """One cell as text: `kind` "count" (1,985), "pct" (42.5 %), "pct0" (43 %), "days" (7.0 days),
+    "decimal0"/"decimal1"/"decimal2" (1,160 / 3.4 / 1.02); a hidden cell as `hidden_text`, an undefined
+    one as `undefined`."""
+    v = df.at[label, column]
+    hidden = hidden_text(df, label, column, percent=kind.startswith("pct"), k=k)
+    if hidden is not None:
+        return hidden
+    if _isnan(v):
+        return undefined
+    f = float(v)  # type: ignore[arg-type]
+    if kind == "count":
+        return f"{int(round(f)):,}"
+    if kind == "pct":
+        return f"{f * 100:.1f} %"
+    if kind == "pct0":
+        return f"{f * 100:.0f} %"
+    if kind == "days":
+        return fmt_days(f)
+    if kind.startswith("decimal"):
+        return f"{f:,.{int(kind[-1])}f}"
+    return f"{f:,}"
+
+
 def fmt_pct(v: object, digits: int = 1) -> str:
     """'42.5 %' or 'hidden' for a NaN rate."""
     return "hidden" if _isnan(v) else f"{float(v) * 100:.{digits}f} %"  # type: ignore[arg-type]
@@ -171,24 +234,25 @@ def _add_rate_dots(
     showlegend: bool = True,
 ) -> None:
     """One marker per route at its rate with a horizontal interval bar; 'hidden' where withheld."""
-    for _, row in df.iterrows():
+    for i, row in df.iterrows():
         route = str(row["route"])
         label = colors.route_label(route)
         value = _num(row.get(rate))
         minus, plus = _interval_arrays(value, row.get(low), row.get(high))
         counts = ""
         if numerator and denominator:
-            counts = f"<br>{fmt_count(row.get(numerator))} of {fmt_count(row.get(denominator))} patients"
-        hover = (
-            f"<b>{label}</b><br>{what}: {fmt_pct(value)}"
-            f"<br>95 % interval: {fmt_pct(row.get(low))} to {fmt_pct(row.get(high))}{counts}<extra></extra>"
-        )
+            counts = (f"<br>{cell_text(df, i, numerator, undefined='0')} of "
+                      f"{cell_text(df, i, denominator, undefined='0')} patients")
+        shown = cell_text(df, i, rate, "pct", undefined="no patients")
+        interval = (f"<br>95 % interval: {fmt_pct(row.get(low))} to {fmt_pct(row.get(high))}"
+                    if value is not None else "")
+        hover = f"<b>{label}</b><br>{what}: {shown}{interval}{counts}<extra></extra>"
         fig.add_trace(
             go.Scatter(
                 x=[value if value is not None else 0.0],
                 y=[label],
                 mode="markers" if value is not None else "text",
-                text=None if value is not None else ["hidden"],
+                text=None if value is not None else [f"hidden: {shown}" if shown != "hidden" else "hidden"],
                 textposition="middle right",
                 textfont=dict(color=colors.NEUTRAL),
                 marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=13,
@@ -241,6 +305,55 @@ def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(autorange="reversed", title_text="")
     fig.update_xaxes(title_text="Patients", rangemode="tozero")
     return _base_layout(fig, title, height=340, legend=False)
+
+
+@_plain_inputs
+def create_trend_figure(trend: pd.DataFrame) -> go.Figure:
+    """Response rate by start quarter (trend.csv): one line per route and all routes together (thicker),
+    hover with the 95 % interval and n; a hidden point is a grey ring on the axis whose hover says why."""
+    title = "Response rate by the quarter treatment started"
+    if trend is None or trend.empty:
+        return _empty(title, "No patients started treatment in these quarters.")
+    quarters = sorted(dict.fromkeys(str(q) for q in trend["start_quarter"]))
+    fig = go.Figure()
+    for route in _routes(trend):
+        rows = trend[trend["route"].astype(str) == route]
+        label = colors.route_label(route) if route != spec.ALL else "All routes"
+        x, y, hover, hx, htext = [], [], [], [], []
+        for i, row in rows.iterrows():
+            q = str(row["start_quarter"])
+            value = _num(row["response_rate"])
+            n = cell_text(rows, i, "evaluable", undefined="0")
+            if value is None:
+                reason = cell_text(rows, i, "response_rate", "pct", undefined="no patients")
+                hx.append(q)
+                htext.append(f"<b>{label}</b>, {q}<br>Response rate: {reason}<br>n = {n}<extra></extra>")
+                x.append(q)
+                y.append(None)
+                hover.append("")
+                continue
+            x.append(q)
+            y.append(value)
+            hover.append(f"<b>{label}</b>, {q}<br>Response rate: {fmt_pct(value, 0)} "
+                         f"(95 % interval {fmt_pct(row['response_ci_low'], 0)} to {fmt_pct(row['response_ci_high'], 0)})"
+                         f"<br>n = {n}")
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers", name=label, legendgroup=route, connectgaps=False,
+            line=dict(color=colors.route_color(route), dash=colors.route_dash(route),
+                      width=colors.route_line_width(route)),
+            marker=dict(symbol=colors.route_symbol(route), size=8, color=colors.route_color(route)),
+            hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
+        ))
+        if hx:
+            fig.add_trace(go.Scatter(
+                x=hx, y=[0.0] * len(hx), mode="markers", name=f"{label}: hidden", legendgroup=route,
+                showlegend=False, marker=dict(symbol="circle-open", size=10, color=colors.HIDDEN, line=dict(width=2)),
+                hovertemplate=htext,
+            ))
+    fig.update_xaxes(categoryorder="array", categoryarray=quarters, title_text="Quarter treatment started",
+                     type="category")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%)")
+    return _base_layout(fig, title, height=360)
 
 
 # --- response ---------------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ import io
 import json
 import math
 import os
+import re
+import hashlib
 import zipfile
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,8 @@ SUMMARY_FILES = (
 )
 PROVENANCE_FILE = "provenance.json"
 SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stable against last-bit noise
-ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+ZIP_NAME = "ketamine-outcomes-summaries.zip"
+FILE_NAME_MAX = 120  # characters of the cohort part of a download's name before it is shortened
 
 
 # file -> (disclosure rule name, how the raw table is computed)
@@ -176,16 +180,46 @@ def summary_files(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, byte
     return files
 
 
-def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings) -> bytes:
-    """All files in one zip with fixed timestamps, so the same settings give the same bytes."""
+def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings, *, when: datetime | None = None) -> bytes:
+    """All files (the summary CSVs and provenance.json) in one zip. Each entry's bytes are the command
+    line's; the entries are dated `when` (default: now, local time, as any file one saves), so a reader's
+    unzip tool shows when the summaries were made. The same `when` gives the same zip bytes."""
+    stamp = (when or datetime.now()).timetuple()[:6]
+    stamp = (max(stamp[0], 1980), *stamp[1:])  # the zip format cannot date anything before 1980
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in summary_files(con, s).items():
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+            info = zipfile.ZipInfo(name, date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, data)
     return buf.getvalue()
+
+
+def cohort_tag(s: Settings) -> str:
+    """The filters and non-default settings in a short form for file names: `site-S2__route-IV-IN`
+    (one `name-value-value` part per parameter, in the URL's order, `__` between parts); empty for the
+    defaults. Only letters, digits, `-`, `+` and `_` (`age-band-75+`); a very long one is cut and ends in
+    a short hash of the whole, so two different cohorts never share a name."""
+    parts: dict[str, list[str]] = {}
+    for key, value in s.to_query_params():
+        parts.setdefault(key.replace("_", "-"), []).append(value)
+    tag = "__".join("-".join([key, *values]) for key, values in parts.items())
+    tag = re.sub(r"[^A-Za-z0-9+_-]", "-", tag)
+    if len(tag) > FILE_NAME_MAX:
+        digest = hashlib.sha256(tag.encode()).hexdigest()[:8]
+        tag = f"{tag[:FILE_NAME_MAX - 10].rstrip('-_')}--{digest}"
+    return tag
+
+
+def download_name(file: str, s: Settings) -> str:
+    """A summary's file name carrying the cohort: `response_by_route__site-S2__route-IV-IN.csv`; the plain
+    name (`response_by_route.csv`) for the defaults. The bytes are the export's for the same settings."""
+    tag = cohort_tag(s)
+    if not tag:
+        return file
+    stem, dot, ext = file.rpartition(".")
+    return f"{stem}__{tag}{dot}{ext}" if dot else f"{file}__{tag}"
 
 
 # What queries/derive_*.sql build that the metric queries read: a table's newest column, or a macro.
