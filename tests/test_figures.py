@@ -173,7 +173,7 @@ def test_comparison_figure_in_percentage_points():
     fig = figures.create_comparison_figure(pairwise, "response")
     assert_labelled(fig)
     drawn = [t for t in fig.data if t.mode == "markers"]
-    assert [t.y[0] for t in drawn] == ["IV − IN", "IN − PO"]
+    assert [t.y[0] for t in drawn] == ["IV infusion vs Intranasal", "Intranasal vs Oral"]
     assert drawn[0].x[0] == pytest.approx(12.0)
     assert drawn[0].error_x.arrayminus[0] == pytest.approx(15.0)
     assert "p (Benjamini–Hochberg adjusted): 0.24" in drawn[0].hovertemplate

@@ -91,8 +91,6 @@ ctx = ui.PageContext(db_path=db_path, signature=signature, settings=settings)
 ui.set_context(ctx)
 
 try:
-    with banner:
-        ui.render_cohort_banner(ctx)
     ui.render_url_notice()
     size = ui.cohort_size(ctx)
     always_open = page.url_path in ALWAYS_OPEN
@@ -114,7 +112,12 @@ try:
                 icon=":material/lock:",
             )
     if always_open or size > 0:
-        page.run()
+        # A loading state on every rerun: the spinner stays until the page has drawn, and the cohort banner is
+        # filled only after the page, so it never names the new cohort over the previous cohort's charts.
+        with st.spinner("Updating the figures for this cohort…", show_time=True):
+            page.run()
+    with banner:
+        ui.render_cohort_banner(ctx)
 except Exception:  # noqa: BLE001 - never a traceback in the browser; the log has it
     LOG.exception("rendering page %s failed for %s", page.url_path, settings)
     st.error(

@@ -433,17 +433,19 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
     sb.markdown("### Cohort filters")
     v["route"] = sb.multiselect(
         "Route (of the first session)", spec.ROUTES, key="route", bind=bind, placeholder="All routes",
-        help="; ".join(f"{code}: {label}" for code, label in spec.ROUTE_LABELS.items()),
+        format_func=lambda r: spec.ROUTE_LABELS.get(r, r),
     )
     v["site"] = sb.multiselect("Site", list(options.get("site", ())), key="site", bind=bind,
                                placeholder="All sites")
     v["diagnosis"] = sb.multiselect("Primary diagnosis", spec.DIAGNOSES, key="diagnosis", bind=bind,
-                                    placeholder="All diagnoses")
+                                    placeholder="All diagnoses",
+                                    format_func=lambda d: spec.DIAGNOSIS_LABELS.get(d, d).capitalize()
+                                    if d not in ("PTSD", "OCD") else d)
     more = ("sex", "age_band", "from_quarter", "to_quarter", "treatment_resistant", "setting", "integration",
             "severity")
     with sb.expander("More filters", expanded=_active(url_keys, *more)):
         v["sex"] = st.multiselect("Sex", spec.SEXES, key="sex", bind=bind, placeholder="Any",
-                                  help="F female, M male, X another sex, U not recorded")
+                                  format_func=lambda x: spec.SEX_LABELS.get(x, x).capitalize())
         v["age_band"] = st.multiselect("Age band", spec.AGE_BANDS, key="age_band", bind=bind, placeholder="Any age")
         quarters = list(options.get("quarter", ()))
         c1, c2 = st.columns(2)
@@ -452,19 +454,20 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
         v["to_quarter"] = c2.selectbox("Started until", quarters, index=None, key="to_quarter", bind=bind,
                                        placeholder="Latest")
         v["treatment_resistant"] = st.selectbox("Treatment-resistant", YES_NO, index=None,
-                                                key="treatment_resistant", bind=bind, placeholder="Either")
+                                                key="treatment_resistant", bind=bind, placeholder="Either",
+                                                format_func=lambda x: YES_NO_LABELS.get(x, x))
         v["setting"] = st.multiselect("Setting (of the first session)", spec.SETTINGS, key="setting", bind=bind,
-                                      placeholder="Clinic and home")
+                                      placeholder="Clinic and home", format_func=lambda x: SETTING_LABELS.get(x, x))
         v["integration"] = st.selectbox("Integration therapy", YES_NO, index=None, key="integration", bind=bind,
-                                        placeholder="Either")
+                                        placeholder="Either", format_func=lambda x: YES_NO_LABELS.get(x, x))
         v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity", bind=bind,
-                                       placeholder="Any severity",
+                                       placeholder="Any severity", format_func=lambda x: SEVERITY_LABELS.get(x, x),
                                        help="Band of the baseline score on the chosen questionnaire")
     analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell")
     with sb.expander("Analysis settings", expanded=_active(url_keys, *analysis)):
         v["instrument"] = st.selectbox(
             "Questionnaire", spec.INSTRUMENTS, key="instrument", bind=bind,
-            help="GAD7: GAD-7 (anxiety), PHQ9: PHQ-9 (depression), PCL5: PCL-5 (PTSD)",
+            format_func=lambda x: INSTRUMENT_WORDS.get(x, x),
         )
         instrument = v["instrument"] or spec.DEFAULT_INSTRUMENT
         v["min_baseline"] = st.number_input(
@@ -475,10 +478,12 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
         )
         v["population"] = st.radio(
             "Population", spec.POPULATIONS, key="population", bind=bind, horizontal=True,
+            format_func=lambda x: POPULATION_LABELS.get(x, x),
             captions=[POPULATION_HELP[p] for p in spec.POPULATIONS],
         )
         v["relief"] = st.radio(
             "Relief threshold", spec.RELIEF_THRESHOLDS, key="relief", bind=bind, horizontal=True,
+            format_func=lambda x: RELIEF_LABELS.get(x, x),
             captions=[RELIEF_HELP[r] for r in spec.RELIEF_THRESHOLDS],
             help="What counts as relief on the Time to relief page",
         )
@@ -540,7 +545,7 @@ def render_cohort_banner(ctx: PageContext) -> None:
         st.markdown(f"**Cohort:** {describe_size(n, s.min_cell)}")
         st.caption(
             f"{s.describe_filters()} · {spec.INSTRUMENT_LABELS[s.instrument]}, baseline ≥ {s.baseline_minimum}, "
-            f"{'observed' if s.population == 'observed' else 'intention to treat'}"
+            f"{'patients with an endpoint' if s.population == 'observed' else 'intention to treat'}"
         )
 
 
@@ -640,6 +645,9 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
             shown[col] = ["–" if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) else str(v)
                           for v in values]
         config[col] = st.column_config.TextColumn(label, width=(widths or {}).get(col))
+    if height == "auto":
+        # every row visible: no inner scroll hiding rows (Streamlit's own "auto" stops at ten rows)
+        height = 35 * (len(shown) + 1) + 3
     st.dataframe(shown.reset_index(drop=True), column_config=config, hide_index=True, width="stretch", height=height)
 
 

@@ -389,7 +389,7 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
     labels = []
     for _, row in pairwise.iterrows():
         a, b = str(row["route_a"]), str(row["route_b"])
-        label = f"{a} − {b}"
+        label = f"{colors.route_label(a)} vs {colors.route_label(b)}"
         labels.append(label)
         d = _num(row.get("difference"))
         if d is None:
@@ -512,10 +512,13 @@ def numbers_at_risk(at_risk: pd.DataFrame, days: Sequence[int]) -> pd.DataFrame:
 
 
 @_plain_inputs
-def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_label: str) -> go.Figure:
+def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_label: str,
+                         horizon: float | None = None) -> go.Figure:
     """Kaplan–Meier cumulative relief per route with 95 % bands, and a numbers-at-risk table beneath.
 
-    A number at risk withheld by disclosure control shows as '–'.
+    A number at risk withheld by disclosure control shows as '–'. `horizon` (days) limits the x axis to the
+    first at-risk day at or after it (the Time to relief page opens on the first 8 weeks, where nearly all
+    relief happens); None shows the whole follow-up.
     """
     title = f"Share of patients relieved over time — threshold: {threshold_label}"
     if curve is None or curve.empty:
@@ -558,6 +561,9 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
     if not days:
         days = list(range(0, max(7, int(math.ceil(last_shown / 7.0)) * 7) + 1, 7))
     end = next((d for d in days if d >= last_shown), days[-1])
+    if horizon is not None and end > horizon:
+        end = next((d for d in days if d >= horizon), end)
+        last_shown = min(last_shown, float(end))
     tick_days = [d for d in days if d <= end]
     max_day = float(max(end, last_shown))
     risk = numbers_at_risk(at_risk, tick_days)
@@ -597,7 +603,23 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
               .pivot_table(index="route", columns="event", values="sessions_with_event", aggfunc="first", dropna=False)
               .reindex(index=routes, columns=events))
     z = np.array([floats(row) for row in pivot.to_numpy()], dtype=float)
-    text = [[fmt_pct(v, 1) if not _isnan(v) else "hidden" for v in row] for row in z]
+    # a hidden cell says what may be said: "fewer than 11 (< 0.2 %)", never a blank that reads as no data
+    where = {(str(r), str(e)): i for i, r, e in zip(side_effects.index, side_effects["route"], side_effects["event"])}
+    text = []
+    for r, row in zip(routes, z):
+        line = []
+        for e, v in zip(events, row):
+            if not _isnan(v):
+                line.append(fmt_pct(v, 1))
+                continue
+            i = where.get((r, e))
+            count = hidden_text(side_effects, i, "sessions_with_event") if i is not None else None
+            bound = hidden_text(side_effects, i, "session_rate", percent=True) if i is not None else None
+            if count and count.startswith("fewer") and bound and bound.startswith("<"):
+                line.append(f"{count} ({bound})")
+            else:
+                line.append(bound or count or "hidden")
+        text.append(line)
     shown = z[np.isfinite(z)]
     # a fixed scale from 0: when every shown rate is 0, Plotly would centre the scale on 0 (−0.5 to 0.5 %)
     top = float(shown.max()) * 100 if shown.size and shown.max() > 0 else 1.0
@@ -606,7 +628,7 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
         text=text, texttemplate="%{text}", textfont=dict(size=11),
         colorscale=colors.RATE_COLORSCALE, zmin=0, zmax=top, colorbar=dict(title=dict(text="Sessions (%)")),
         customdata=np.array([floats(row) for row in counts.to_numpy()], dtype=float),
-        hovertemplate="<b>%{y}</b><br>%{x}: %{text} of sessions<br>Sessions with the event: %{customdata:,.0f}<extra></extra>",
+        hovertemplate="<b>%{y}</b><br>%{x}: %{text} of sessions<extra></extra>",
         xgap=2, ygap=2,
     ))
     fig.update_xaxes(title_text="Side effect", tickangle=-35, side="bottom")
@@ -625,8 +647,21 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
     chosen = [e for e in (events or spec.SUMMARY_EVENTS) if e in set(df["event"])]
     df = df[df["event"].isin(chosen)]
     fig = go.Figure()
+    top = 0.0
     for route in _routes(df):
-        d = df[df["route"] == route].set_index("event").reindex(chosen)
+        rows = df[df["route"] == route]
+        # hidden rates: a grey ring at 0 whose hover says what may be said ("fewer than 11 of 866 patients")
+        hx, hy, htext = [], [], []
+        for i, row in rows.iterrows():
+            if _isnan(row["patient_rate"]) and str(row["event"]) in chosen:
+                n = cell_text(rows, i, "patients_with_event", undefined="0")
+                of = cell_text(rows, i, "patients", undefined="0")
+                bound = hidden_text(rows, i, "patient_rate", percent=True) or "hidden"
+                hx.append(0.0)
+                hy.append(event_label(str(row["event"])))
+                htext.append(f"<b>{colors.route_label(route)}</b><br>{event_label(str(row['event']))}: {n} of {of} "
+                             f"patients ({bound})<extra></extra>")
+        d = rows.set_index("event").reindex(chosen)
         rates = [_num(v) for v in d["patient_rate"]]
         lo = d["patient_ci_low"] if "patient_ci_low" in d else pd.Series(np.nan, index=d.index)
         hi = d["patient_ci_high"] if "patient_ci_high" in d else pd.Series(np.nan, index=d.index)
@@ -644,8 +679,19 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
                            "<br>95 % interval: %{customdata[2]:.1%} to %{customdata[3]:.1%}"
                            "<br>%{customdata[0]:,.0f} of %{customdata[1]:,.0f} patients<extra></extra>"),
         ))
+        if hx:
+            fig.add_trace(go.Scatter(
+                x=hx, y=hy, mode="markers", name=f"{label}: hidden", legendgroup=route, offsetgroup=route,
+                showlegend=False, marker=dict(symbol="circle-open", size=10, color=colors.route_color(route),
+                                              line=dict(width=1.5)),
+                hovertemplate=htext,
+            ))
+        highs = [float(b) for b in hi if not _isnan(b)] + [r for r in rates if r is not None]
+        top = max([top, *highs])
     fig.update_layout(scattermode="group")
-    fig.update_xaxes(tickformat=".0%", rangemode="tozero", title_text="Patients (%) with 95 % interval")
+    # from 0 to just past the highest interval: a rate cannot be negative
+    fig.update_xaxes(tickformat=".0%", range=[0, min(1.0, max(top, 0.05) * 1.08)],
+                     title_text="Patients (%) with 95 % interval; rings at 0: hidden (hover for the bound)")
     fig.update_yaxes(autorange="reversed", title_text="Side effect", type="category")
     return _base_layout(fig, title, height=max(420, 120 + 26 * len(chosen) * max(1, len(_routes(df))) // 2))
 
