@@ -24,7 +24,7 @@ from dashboard.analysis.settings import Settings
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
 # page file (relative to app/main.py) -> (title, charts it draws on the sample, summary files it offers)
 PAGES = {
-    "views/overview.py": ("Overview", 1, ("cohort.csv", "response_by_route.csv")),
+    "views/overview.py": ("Overview", 2, ("headline.csv", "trend.csv", "cohort.csv", "response_by_route.csv")),
     "views/response.py": ("Response by route", 4, ("response_by_route.csv",)),
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
     "views/side_effects.py": ("Side effects", 5, ("side_effects.csv",)),
@@ -271,11 +271,12 @@ def test_a_too_small_cohort_is_not_shown(make_app, sample_db):
 def test_small_cells_are_hidden_in_charts_with_an_explanation(make_app):
     at = open_page(make_app(), "views/side_effects.py")
     heat = chart_specs(at)[0]["data"][0]
-    assert "hidden" in [t for row in heat["text"] for t in row]
+    withheld = [t for row in heat["text"] for t in row if not t.endswith(" %") or t.startswith(("<", "fewer"))]
+    assert withheld and all(t.startswith(("fewer than 11", "< ", "hidden")) for t in withheld)
     assert any("Hidden to protect privacy" in i.value for i in at.info)
     at = open_page(make_app(min_cell="0"), "views/side_effects.py")
     heat = chart_specs(at)[0]["data"][0]
-    assert "hidden" not in [t for row in heat["text"] for t in row]
+    assert all(t.endswith(" %") and t[0].isdigit() for row in heat["text"] for t in row)
     assert not any("Hidden to protect privacy" in i.value for i in at.info)
 
 

@@ -26,7 +26,7 @@ st.set_page_config(
     page_title="Ketamine Outcomes",
     page_icon=":material/monitoring:",
     layout="wide",
-    initial_sidebar_state="expanded",
+    initial_sidebar_state="auto",  # open on a laptop, closed on a phone (it would cover the page)
 )
 
 PAGES = [

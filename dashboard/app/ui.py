@@ -424,6 +424,10 @@ def _active(url_keys: Iterable[str], *keys: str) -> bool:
 def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = ()) -> dict[str, Any]:
     """Every filter and setting, bound to the URL; returns the widget values by parameter name.
 
+    The option widgets show the codes (IV, PHQ9) with their words in the help: Streamlit 1.67's bound
+    widgets write a `format_func` label into the URL instead of the option, which would break shared links
+    and the URL <-> command-line correspondence. The cohort banner says the selection in words.
+
     `url_keys` are the parameters of the link being opened: their sections open so the reader sees them.
     """
     url_keys = tuple(url_keys)
@@ -433,19 +437,18 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
     sb.markdown("### Cohort filters")
     v["route"] = sb.multiselect(
         "Route (of the first session)", spec.ROUTES, key="route", bind=bind, placeholder="All routes",
-        format_func=lambda r: spec.ROUTE_LABELS.get(r, r),
+        help="; ".join(f"{code}: {label}" for code, label in spec.ROUTE_LABELS.items()),
     )
     v["site"] = sb.multiselect("Site", list(options.get("site", ())), key="site", bind=bind,
                                placeholder="All sites")
     v["diagnosis"] = sb.multiselect("Primary diagnosis", spec.DIAGNOSES, key="diagnosis", bind=bind,
                                     placeholder="All diagnoses",
-                                    format_func=lambda d: spec.DIAGNOSIS_LABELS.get(d, d).capitalize()
-                                    if d not in ("PTSD", "OCD") else d)
+                                    help="; ".join(f"{c}: {w}" for c, w in spec.DIAGNOSIS_LABELS.items()))
     more = ("sex", "age_band", "from_quarter", "to_quarter", "treatment_resistant", "setting", "integration",
             "severity")
     with sb.expander("More filters", expanded=_active(url_keys, *more)):
         v["sex"] = st.multiselect("Sex", spec.SEXES, key="sex", bind=bind, placeholder="Any",
-                                  format_func=lambda x: spec.SEX_LABELS.get(x, x).capitalize())
+                                  help="F female, M male, X another sex, U not recorded")
         v["age_band"] = st.multiselect("Age band", spec.AGE_BANDS, key="age_band", bind=bind, placeholder="Any age")
         quarters = list(options.get("quarter", ()))
         c1, c2 = st.columns(2)
@@ -454,20 +457,19 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
         v["to_quarter"] = c2.selectbox("Started until", quarters, index=None, key="to_quarter", bind=bind,
                                        placeholder="Latest")
         v["treatment_resistant"] = st.selectbox("Treatment-resistant", YES_NO, index=None,
-                                                key="treatment_resistant", bind=bind, placeholder="Either",
-                                                format_func=lambda x: YES_NO_LABELS.get(x, x))
+                                                key="treatment_resistant", bind=bind, placeholder="Either")
         v["setting"] = st.multiselect("Setting (of the first session)", spec.SETTINGS, key="setting", bind=bind,
-                                      placeholder="Clinic and home", format_func=lambda x: SETTING_LABELS.get(x, x))
+                                      placeholder="Clinic and home")
         v["integration"] = st.selectbox("Integration therapy", YES_NO, index=None, key="integration", bind=bind,
-                                        placeholder="Either", format_func=lambda x: YES_NO_LABELS.get(x, x))
+                                        placeholder="Either")
         v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity", bind=bind,
-                                       placeholder="Any severity", format_func=lambda x: SEVERITY_LABELS.get(x, x),
+                                       placeholder="Any severity",
                                        help="Band of the baseline score on the chosen questionnaire")
     analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell")
     with sb.expander("Analysis settings", expanded=_active(url_keys, *analysis)):
         v["instrument"] = st.selectbox(
             "Questionnaire", spec.INSTRUMENTS, key="instrument", bind=bind,
-            format_func=lambda x: INSTRUMENT_WORDS.get(x, x),
+            help="GAD7: GAD-7 (anxiety), PHQ9: PHQ-9 (depression), PCL5: PCL-5 (PTSD)",
         )
         instrument = v["instrument"] or spec.DEFAULT_INSTRUMENT
         v["min_baseline"] = st.number_input(
@@ -478,12 +480,10 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
         )
         v["population"] = st.radio(
             "Population", spec.POPULATIONS, key="population", bind=bind, horizontal=True,
-            format_func=lambda x: POPULATION_LABELS.get(x, x),
             captions=[POPULATION_HELP[p] for p in spec.POPULATIONS],
         )
         v["relief"] = st.radio(
             "Relief threshold", spec.RELIEF_THRESHOLDS, key="relief", bind=bind, horizontal=True,
-            format_func=lambda x: RELIEF_LABELS.get(x, x),
             captions=[RELIEF_HELP[r] for r in spec.RELIEF_THRESHOLDS],
             help="What counts as relief on the Time to relief page",
         )
