@@ -65,7 +65,7 @@ def texts(at: AppTest) -> list[str]:
     """Every piece of text the page shows: markdown, captions, tiles, notes, table cells, chart text and hover."""
     out = [m.value for m in at.markdown] + [c.value for c in at.caption] + [m.value for m in at.metric]
     out += [i.value for i in at.info] + [w.value for w in at.warning]
-    for df in at.dataframe:
+    for df in [*at.dataframe, *at.table]:
         out += [str(v) for v in df.value.to_numpy().ravel()]
     for chart in at.get("plotly_chart"):
         for trace in json.loads(chart.proto.spec)["data"]:
@@ -126,8 +126,8 @@ def test_the_overview_opens_with_the_headline_by_route(make_app, sample_db):
     with store.open_database(sample_db) as con:
         head = export.compute_headline(con, Settings(min_cell=0))
     assert at.subheader[0].value == "Which route works best?"
-    table = at.dataframe[0].value
-    assert list(table["Route"]) == [colors.route_label(r) for r in head["route"]]
+    table = at.table[0].value
+    assert list(table.index) == [colors.route_label(r) for r in head["route"]]
     assert list(table["Patients"]) == [f"{int(n):,}" for n in head["patients"]]
     top = head.iloc[0]
     assert table["Response % (95 % CI)"].iloc[0] == (

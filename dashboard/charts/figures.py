@@ -96,8 +96,10 @@ def _stack(*columns: Iterable[object]) -> np.ndarray:
 
 def pct_bound(bound: float) -> str:
     """An upper bound of a rate as a percentage, rounded up so it stays a true bound: '< 1.3 %'."""
+    if float(bound) >= 0.1:  # whole percents from 10 % up: '< 65 %'
+        return f"< {min(math.ceil(float(bound) * 100 - 1e-9), 100)} %"
     pct = math.ceil(float(bound) * 1000 - 1e-9) / 10
-    return f"< {min(pct, 100):g} %"
+    return f"< {pct:g} %"
 
 
 def hidden_text(df: pd.DataFrame | None, label: object, column: str, *, percent: bool = False,
@@ -108,14 +110,18 @@ def hidden_text(df: pd.DataFrame | None, label: object, column: str, *, percent:
     denominator whose count is such a count reads "< 1.3 %" (k / n, rounded up); a rate or median resting
     on fewer than k patients reads "fewer than k patients", one computed from such a count "too few to
     show"; a cell hidden to protect another reads "hidden"
-    (it may be k or more, so no bound is claimed). `k` alone (a table without the record) reads "hidden"
-    for any empty cell when k > 0. Never "None", "nan" or a blank."""
+    (it may be k or more, so no bound is claimed). In a table without the record every empty cell reads
+    "hidden". Never "None", "nan" or a blank. (`k` is accepted for callers' convenience and unused.)"""
     from dashboard.analysis import disclosure
 
-    reason = disclosure.hidden_reason(df, label, column) if df is not None else None
+    if df is None or label is None:
+        return None
+    if df.attrs.get(disclosure.WHY_HIDDEN) is None:
+        # a table protected without the record (or made by hand): an empty cell is taken as hidden, the
+        # builders' long-standing convention, never as a finding
+        return "hidden" if _isnan(df.at[label, column]) else None
+    reason = disclosure.hidden_reason(df, label, column)
     if reason is None:
-        if k and df is not None and not (df.attrs.get(disclosure.WHY_HIDDEN) is not None):
-            return "hidden" if _isnan(df.at[label, column]) else None
         return None
     kind, value = reason
     if kind == "fewer_than":
@@ -274,7 +280,7 @@ def _add_rate_dots(
 @_plain_inputs
 def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
     """The cohort funnel (every route together): how many patients reach each step of the analysis."""
-    title = "Cohort funnel: from the cohort to patients with an endpoint score"
+    title = "Cohort funnel"  # short: a long title wraps under the chart toolbar on a phone
     if funnel is None or funnel.empty:
         return _empty(title, "No patients match these filters.")
     all_rows = funnel[funnel["route"] == spec.ALL]
@@ -365,17 +371,16 @@ def create_response_figure(response: pd.DataFrame, instrument_label: str = "") -
     title = "Response and remission by route" + (f" ({instrument_label})" if instrument_label else "")
     if response is None or response.empty:
         return _empty(title, "No eligible patients in this cohort.")
-    fig = make_subplots(
-        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
-        subplot_titles=("Response (improvement of 50 % or more)", "Remission (endpoint score at or below the cut-off)"),
-    )
+    # short panel titles and one axis title: on a phone the two panels are 150 px wide each
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                        subplot_titles=("Response", "Remission"))
     _add_rate_dots(fig, response, "response_rate", "response_ci_low", "response_ci_high",
                    numerator="responders", denominator="evaluable", what="Response rate", col=1)
     _add_rate_dots(fig, response, "remission_rate", "remission_ci_low", "remission_ci_high",
                    numerator="remitters", denominator="evaluable", what="Remission rate", col=2, showlegend=False)
-    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Patients (%) with 95 % interval")
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    fig.update_xaxes(title_text="% of patients")  # short: two panels share a phone screen
     fig.update_yaxes(autorange="reversed", title_text="")
-    fig.update_yaxes(title_text="Route", col=1)
     return _base_layout(fig, title, height=max(250, 110 + 44 * len(response)), legend=False)
 
 
@@ -816,17 +821,16 @@ def create_maintenance_rates_figure(maintenance: pd.DataFrame) -> go.Figure:
     title = "Maintenance uptake and sustained response by route"
     if maintenance is None or maintenance.empty:
         return _empty(title, "No responders in this cohort.")
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=("Responders who started maintenance",
-                                        "Responders still responding 8 weeks after induction"))
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                        subplot_titles=("Started maintenance", "Still responding at 8 weeks"))
     _add_rate_dots(fig, maintenance, "uptake_rate", "uptake_ci_low", "uptake_ci_high",
                    numerator="responders_in_maintenance", denominator="responders", what="Uptake", col=1)
     _add_rate_dots(fig, maintenance, "sustained_response_8w", "sustained_ci_low", "sustained_ci_high",
                    numerator=None, denominator=None, what="Sustained response (Kaplan–Meier)", col=2,
                    showlegend=False)
-    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%) with 95 % interval")
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    fig.update_xaxes(title_text="% of responders")  # short: two panels share a phone screen
     fig.update_yaxes(autorange="reversed", title_text="")
-    fig.update_yaxes(title_text="Route", col=1)
     return _base_layout(fig, title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
 
 

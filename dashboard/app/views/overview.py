@@ -102,8 +102,8 @@ else:
             for i, r, d in zip(headline.index, headline["route"], headline["differs_from_best"])
         ],
     })
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.TextColumn(c) for c in table.columns})
+    # a static table: its headers wrap, so every column fits a laptop screen without a sideways scroll
+    st.table(table.set_index("Route"))
     st.caption(
         f"Ranked by response rate ({instrument}: improvement of 50 % or more at the endpoint). "
         "Lower means the Benjamini–Hochberg-adjusted Fisher test against the best route gives p < 0.05, as on "
