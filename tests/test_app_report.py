@@ -151,8 +151,10 @@ def test_hidden_side_effects_show_a_bound_and_a_marker(make_app, sample_db):
         table = export.compute_summary(con, Settings(), "side_effects.csv")
     heat, incidence = (json.loads(c.proto.spec) for c in at.get("plotly_chart")[:2])
     cells = [t for row in heat["data"][0]["text"] for t in row]
-    bounded = [t for t in cells if t.startswith("fewer than 11 (< ")]
+    said = [t for row in heat["data"][0]["customdata"] for t in row]
+    bounded = [(c, s) for c, s in zip(cells, said) if s.startswith("fewer than 11 sessions (< ")]
     assert bounded, "a count under 11 over a shown number of sessions reads with its bound"
+    assert all(s.endswith(f"({c})") for c, s in bounded)  # the cell shows the bound, the hover says it in full
     assert not [t for t in cells if BAD_TEXT.search(t) or t == ""]
     # the incidence chart: the axis starts at 0, and every hidden rate of a shown event has a ring
     assert incidence["layout"]["xaxis"]["range"][0] == 0

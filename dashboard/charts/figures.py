@@ -610,21 +610,26 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
     z = np.array([floats(row) for row in pivot.to_numpy()], dtype=float)
     # a hidden cell says what may be said: "fewer than 11 (< 0.2 %)", never a blank that reads as no data
     where = {(str(r), str(e)): i for i, r, e in zip(side_effects.index, side_effects["route"], side_effects["event"])}
-    text = []
+    # the cell holds the bound ("< 0.2 %", short enough to fit); the hover says it in full
+    text, full = [], []
     for r, row in zip(routes, z):
-        line = []
+        line, said = [], []
         for e, v in zip(events, row):
             if not _isnan(v):
                 line.append(fmt_pct(v, 1))
+                said.append(fmt_pct(v, 1))
                 continue
             i = where.get((r, e))
             count = hidden_text(side_effects, i, "sessions_with_event") if i is not None else None
             bound = hidden_text(side_effects, i, "session_rate", percent=True) if i is not None else None
-            if count and count.startswith("fewer") and bound and bound.startswith("<"):
-                line.append(f"{count} ({bound})")
+            short = bound if bound and bound.startswith("<") else "hidden"
+            line.append(short)
+            if count and count.startswith("fewer") and short.startswith("<"):
+                said.append(f"{count} sessions ({short})")
             else:
-                line.append(bound or count or "hidden")
+                said.append(bound or count or "hidden")
         text.append(line)
+        full.append(said)
     shown = z[np.isfinite(z)]
     # a fixed scale from 0: when every shown rate is 0, Plotly would centre the scale on 0 (−0.5 to 0.5 %)
     top = float(shown.max()) * 100 if shown.size and shown.max() > 0 else 1.0
@@ -632,8 +637,8 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
         z=z * 100, x=[event_label(e) for e in events], y=[colors.route_label(r) for r in routes],
         text=text, texttemplate="%{text}", textfont=dict(size=11),
         colorscale=colors.RATE_COLORSCALE, zmin=0, zmax=top, colorbar=dict(title=dict(text="Sessions (%)")),
-        customdata=np.array([floats(row) for row in counts.to_numpy()], dtype=float),
-        hovertemplate="<b>%{y}</b><br>%{x}: %{text} of sessions<extra></extra>",
+        customdata=np.array(full, dtype=object),
+        hovertemplate="<b>%{y}</b><br>%{x}: %{customdata} of sessions<extra></extra>",
         xgap=2, ygap=2,
     ))
     fig.update_xaxes(title_text="Side effect", tickangle=-35, side="bottom")
