@@ -172,7 +172,7 @@ def test_changing_a_filter_updates_the_page_and_the_link(server, page):
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
     wait_idle(page)
-    expect(sidebar).to_contain_text("route SL")
+    expect(sidebar).to_contain_text("Sublingual · ")  # the cohort line in words; the link keeps the code
     assert_no_exception(page)
     assert query(page) == {"route": ["SL"]}
     assert "Cohort: 2,000 patients" not in sidebar.inner_text()
@@ -182,7 +182,7 @@ def test_changing_a_filter_updates_the_page_and_the_link(server, page):
     page.wait_for_selector("h1:has-text('Time to relief')")
     assert urlparse(page.url).path == "/relief"
     assert query(page) == {"route": ["SL"]}
-    assert "route SL" in page.locator("[data-testid='stSidebar']").inner_text()
+    assert "Sublingual · " in page.locator("[data-testid='stSidebar']").inner_text()
 
 
 def test_a_bad_link_shows_a_notice_not_a_traceback(server, page):
