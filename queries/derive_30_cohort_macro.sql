@@ -48,6 +48,7 @@ SELECT
     cb.setting,
     cb.site,
     cb.primary_diagnosis,
+    cb.start_quarter,
     cb.n_sessions,
     cb.last_induction_day,
     cb.n_maintenance,

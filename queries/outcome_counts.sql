@@ -1,5 +1,5 @@
 -- The cohort funnel and response counts per patient route, per group of $by (NULL: no grouping; 'site',
--- 'diagnosis' or 'severity'), with a row per group over every route (route NULL, is_total true).
+-- 'diagnosis', 'severity' or 'quarter', the start quarter: metrics.trend), with a row per group over every route (route NULL, is_total true).
 -- Patients without a session have no route: they appear only in the total rows. responders_in_maintenance
 -- (responders with a maintenance session) is the numerator of maintenance uptake, so the Overview's
 -- headline needs no maintenance query (metrics.maintenance_uptake).
@@ -10,6 +10,7 @@ WITH o AS (
             WHEN 'site' THEN site
             WHEN 'diagnosis' THEN primary_diagnosis
             WHEN 'severity' THEN severity
+            WHEN 'quarter' THEN start_quarter
         END AS grp,
         record_key(pk) AS rk
     FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,

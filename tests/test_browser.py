@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+import re
 import zipfile
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -155,7 +157,7 @@ def test_each_page_opens_from_a_filtered_link(server, page, path):
     assert query(page) == {"route": ["IV", "IN"], "site": ["S2"], "instrument": ["PHQ9"]}
     assert urlparse(page.url).path == f"/{path}"
     sidebar = page.locator("[data-testid='stSidebar']")
-    assert "route IV, IN; site S2" in sidebar.inner_text()
+    assert "IV infusion, Intranasal; site S2" in sidebar.inner_text()
     if path not in ("data",):
         # Plotly draws in the browser after the script has finished: wait for it rather than race it
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
@@ -171,7 +173,7 @@ def test_changing_a_filter_updates_the_page_and_the_link(server, page):
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
     wait_idle(page)
-    expect(sidebar).to_contain_text("route SL")
+    expect(sidebar).to_contain_text("Sublingual · ")  # the cohort line in words; the link keeps the code
     assert_no_exception(page)
     assert query(page) == {"route": ["SL"]}
     assert "Cohort: 2,000 patients" not in sidebar.inner_text()
@@ -181,7 +183,7 @@ def test_changing_a_filter_updates_the_page_and_the_link(server, page):
     page.wait_for_selector("h1:has-text('Time to relief')")
     assert urlparse(page.url).path == "/relief"
     assert query(page) == {"route": ["SL"]}
-    assert "route SL" in page.locator("[data-testid='stSidebar']").inner_text()
+    assert "Sublingual · " in page.locator("[data-testid='stSidebar']").inner_text()
 
 
 def test_a_bad_link_shows_a_notice_not_a_traceback(server, page):
@@ -204,9 +206,14 @@ def test_an_empty_cohort_shows_a_message(server, page):
 
 
 def download(page, label: str) -> bytes:  # noqa: ANN001
+    return download_named(page, label)[1]
+
+
+def download_named(page, label: str) -> tuple[str, bytes]:  # noqa: ANN001
+    """(the file name the browser is offered, the bytes)."""
     with page.expect_download() as info:
         page.get_by_role("button", name=label).click()
-    return Path(info.value.path()).read_bytes()
+    return info.value.suggested_filename, Path(info.value.path()).read_bytes()
 
 
 def test_csv_downloads_equal_the_command_line_export(server, page, sample_db, tmp_path):
@@ -215,16 +222,21 @@ def test_csv_downloads_equal_the_command_line_export(server, page, sample_db, tm
     expected = cli_export(sample_db, tmp_path / "cli", settings)
     open_url(page, f"{server}/relief?{params}")
     assert_no_exception(page)
+    tag = "route-IV-IN__relief-mcid__min-cell-5"
     for name in ("time_to_relief.csv", "time_to_relief_curve.csv"):
-        got = download(page, name)
+        file_name, got = download_named(page, name)
         assert got == (expected / name).read_bytes(), name
-    zipped = download(page, "All summaries (zip)")
-    with store.open_database(sample_db) as con:
-        assert zipped == export.summaries_zip_bytes(con, settings)
+        # the name carries the cohort, so two downloads for different filters never share a name
+        assert file_name == name.replace(".csv", f"__{tag}.csv")
+    file_name, zipped = download_named(page, "All summaries (zip)")
+    assert file_name == f"ketamine-outcomes-summaries__{tag}.zip"
+    now = datetime.now()
     with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
         assert sorted(zf.namelist()) == sorted([*export.SUMMARY_FILES, export.PROVENANCE_FILE])
-        for name in export.SUMMARY_FILES:
+        for name in [*export.SUMMARY_FILES, export.PROVENANCE_FILE]:
             assert zf.read(name) == (expected / name).read_bytes(), name
+            # dated when it was made (the server's local time), not 1980
+            assert abs((now - datetime(*zf.getinfo(name).date_time)).total_seconds()) < 600
 
 
 def test_a_changed_filter_changes_the_download(server, page, sample_db, tmp_path):
@@ -318,3 +330,46 @@ def test_an_unknown_page_says_page_not_found_with_links(server, page):
     assert "Page not found" in main.inner_text()
     assert "There is no page at “/RESPONSE”" in main.inner_text()
     assert len(page.query_selector_all("[data-testid='stMain'] [data-testid='stPageLink'] a")) == 6
+
+# --- issue 11: hidden values never read as None, nan or "not reached"; the Overview answers first --------------------
+
+
+@pytest.fixture(scope="module")
+def small_cohort(sample_db: Path) -> str:
+    """A site × diagnosis link with 15 to 40 patients (shown, with some figures hidden)."""
+    import duckdb
+
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        site, diagnosis = con.sql(
+            "SELECT site, primary_diagnosis::VARCHAR FROM patients GROUP BY ALL HAVING count(*) BETWEEN 15 AND 40 "
+            "ORDER BY count(*), 1, 2 LIMIT 1").fetchall()[0]
+    return f"site={site}&diagnosis={diagnosis}"
+
+
+HIDDEN_AS_FINDING = re.compile(r"\bNone\b|\bnan\b|\bNaN\b|<NA>|not reached")
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_no_page_shows_none_nan_or_not_reached_for_a_hidden_value(server, page, small_cohort, path):
+    open_url(page, f"{server}/{path}?{small_cohort}")
+    assert_no_exception(page)
+    page.locator("[data-testid='stMain'] h1").first.wait_for(state="visible")
+    text = page.locator("[data-testid='stMain']").inner_text()
+    assert not HIDDEN_AS_FINDING.findall(text), HIDDEN_AS_FINDING.findall(text)[:5]
+    # hover text of the charts too (Plotly keeps it in the figure data)
+    hovers = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).flatMap(p => (p.data || [])"
+        ".flatMap(t => [].concat(t.hovertemplate || [], t.text || [], t.hovertext || []).flat()))")
+    assert not [h for h in hovers if isinstance(h, str) and HIDDEN_AS_FINDING.search(h)]
+
+
+def test_the_overview_answers_first_and_fits_a_laptop(server, page):
+    page.set_viewport_size({"width": 1440, "height": 900})
+    open_url(page, server)
+    assert_no_exception(page)
+    main = page.locator("[data-testid='stMain']")
+    assert main.locator("h2, h3").first.inner_text().strip() == "Which route works best?"
+    table = main.locator("[data-testid='stTable']").first
+    box, view = table.bounding_box(), main.bounding_box()
+    assert box["x"] + box["width"] <= view["x"] + view["width"] + 1  # no sideways scroll for the answer
+    assert "Compared with the best" in table.inner_text()

@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import zipfile
+from datetime import datetime
 
 import duckdb
 import numpy as np
@@ -103,7 +104,8 @@ def test_same_settings_same_bytes(hand_db, tmp_path):
     con = duckdb.connect(str(hand_db), read_only=True)
     try:
         s = Settings.from_args(cli.build_parser().parse_args(["export", "--db", "x", "--out", "y", *args]))
-        z1, z2 = export.summaries_zip_bytes(con, s), export.summaries_zip_bytes(con, s)
+        when = datetime(2026, 11, 29, 9, 30, 12)
+        z1, z2 = export.summaries_zip_bytes(con, s, when=when), export.summaries_zip_bytes(con, s, when=when)
     finally:
         con.close()
     assert z1 == z2
@@ -111,6 +113,7 @@ def test_same_settings_same_bytes(hand_db, tmp_path):
         assert zf.namelist() == [*export.SUMMARY_FILES, "provenance.json"]
         for name in zf.namelist():
             assert zf.read(name) == (a / name).read_bytes()
+            assert zf.getinfo(name).date_time == (2026, 11, 29, 9, 30, 12)  # the time given: a real date
 
 
 def reversed_pairs(args: list[str]) -> list[str]:
@@ -222,3 +225,34 @@ def test_dashboard_shortcuts_show_what_the_files_show(sample_db, k):
     assert seen_shown > 0  # the comparison covered real values …
     if k >= 11:
         assert seen_hidden > 0  # … and hidden ones
+
+
+def test_a_zip_made_now_is_dated_now(hand_db):
+    with duckdb.connect(str(hand_db), read_only=True) as con:
+        before = datetime.now().replace(microsecond=0)
+        data = export.summaries_zip_bytes(con, Settings(min_cell=0))
+        after = datetime.now()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.namelist()[-1] == "provenance.json"
+        for info in zf.infolist():
+            stamp = datetime(*info.date_time)
+            # zip times have two-second resolution
+            assert (before - stamp).total_seconds() <= 2 and stamp <= after
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    (Settings(), "response_by_route.csv"),
+    (Settings(route=("IN", "IV"), site=("S2",)), "response_by_route__route-IV-IN__site-S2.csv"),
+    (Settings(age_band=("75+",), min_cell=0), "response_by_route__age-band-75+__min-cell-0.csv"),
+    (Settings(treatment_resistant=True, from_quarter="2025-Q1"),
+     "response_by_route__from-quarter-2025-Q1__treatment-resistant-yes.csv"),
+])
+def test_download_names_carry_the_cohort(settings, expected):
+    assert export.download_name("response_by_route.csv", settings) == expected
+
+
+def test_a_long_cohort_name_is_cut_and_still_unique():
+    many = Settings(site=tuple(f"SITE{i:03d}" for i in range(40)))
+    other = Settings(site=tuple(f"SITE{i:03d}" for i in range(41)))
+    a, b = export.download_name("trend.csv", many), export.download_name("trend.csv", other)
+    assert a != b and a.endswith(".csv") and len(a) <= len("trend__.csv") + export.FILE_NAME_MAX

@@ -132,7 +132,7 @@ def test_route_colours_are_the_okabe_ito_palette():
 
 
 def test_route_labels_and_translucent_fill():
-    assert colors.route_label("IV") == "IV infusion (IV)"
+    assert colors.route_label("IV") == "IV infusion"
     assert colors.route_label("ALL") == "All routes"
     assert colors.route_fill("IV", 0.2) == "rgba(0,114,178,0.2)"
 
@@ -173,7 +173,7 @@ def test_comparison_figure_in_percentage_points():
     fig = figures.create_comparison_figure(pairwise, "response")
     assert_labelled(fig)
     drawn = [t for t in fig.data if t.mode == "markers"]
-    assert [t.y[0] for t in drawn] == ["IV − IN", "IN − PO"]
+    assert [t.y[0] for t in drawn] == ["IV infusion vs Intranasal", "Intranasal vs Oral"]
     assert drawn[0].x[0] == pytest.approx(12.0)
     assert drawn[0].error_x.arrayminus[0] == pytest.approx(15.0)
     assert "p (Benjamini–Hochberg adjusted): 0.24" in drawn[0].hovertemplate
@@ -237,7 +237,7 @@ def test_relief_figure_step_curves_bands_and_risk_table():
     fig = figures.create_relief_figure(curve, at_risk_table(), "50 % improvement (response)")
     assert_labelled(fig)
     main = [t for t in fig.data if t.mode == "lines" and t.showlegend is not False]
-    assert [t.name for t in main] == ["IV infusion (IV)", "Intranasal (IN)", "All routes"]
+    assert [t.name for t in main] == ["IV infusion", "Intranasal", "All routes"]
     assert all(t.line.shape == "hv" for t in main)
     assert main[0].x[0] == 0 and main[0].y[0] == 0  # curves start at day 0 with nobody relieved
     assert main[0].line.color == colors.ROUTE_COLORS["IV"]
@@ -262,7 +262,7 @@ def test_heatmap_shows_percentages_and_marks_hidden_cells():
     fig = figures.create_side_effect_heatmap(se)
     assert_labelled(fig)
     heat = fig.data[0]
-    assert list(heat.y) == ["IV infusion (IV)", "Intranasal (IN)", "All routes"]
+    assert list(heat.y) == ["IV infusion", "Intranasal", "All routes"]
     assert len(heat.x) == len(spec.SUMMARY_EVENTS)
     z = np.array(heat.z, dtype=float)
     first = se[(se["route"] == "IV") & (se["event"] == spec.SUMMARY_EVENTS[2])]["session_rate"].iloc[0]
@@ -350,7 +350,7 @@ def test_maintenance_figures():
                          "expected_in_maintenance": [30.0, 12.0, 42.0], "sessions_per_month": [33.0, NAN, 44.0]})
     fig = figures.create_projection_figure(proj)
     assert_labelled(fig)
-    assert [t.name for t in fig.data] == ["IV infusion (IV)", "Intranasal (IN)"]  # ALL is not a bar beside them
+    assert [t.name for t in fig.data] == ["IV infusion", "Intranasal"]  # ALL is not a bar beside them
     assert fig.data[1].text == ("hidden",)
 
 

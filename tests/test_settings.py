@@ -139,7 +139,7 @@ def test_cohort_params_bind_lists_or_null():
 
 def test_describe_filters():
     text = FULL.describe_filters()
-    assert "route IV, IN" in text and "started 2024-Q2 to 2025-Q1" in text and "treatment-resistant" in text
+    assert "IV infusion, Intranasal" in text and "started 2024-Q2 to 2025-Q1" in text and "treatment-resistant" in text
     assert "without integration therapy" in text and "baseline severity (PHQ-9) moderate, severe" in text
 
 

@@ -24,7 +24,7 @@ showing any of it. The rules per table are data (`TABLES`); docs/choices.md expl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -82,6 +82,7 @@ _TRAJ = _merge(
     _rates(("responder_share",), "responders", "patients"),
 )
 _BREAK = _rates(("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable")
+_TREND = _BREAK
 
 TABLES: dict[str, Rule] = {
     "cohort": Rule(
@@ -130,6 +131,11 @@ TABLES: dict[str, Rule] = {
     "breakdown": Rule(
         counts={"evaluable": None, "responders": None}, line_keys=("group",),
         hide_with=_BREAK[0], at_least_k=_BREAK[1],
+    ),
+    # metrics.trend: quarters x routes, protected in both directions like the breakdown
+    "trend": Rule(
+        counts={"patients": None, "evaluable": None, "responders": None}, line_keys=("start_quarter",),
+        hide_with=_TREND[0], at_least_k=_TREND[1],
     ),
 }
 SPECIAL_TABLES = ("time_to_relief_curve", "relief_at_risk", "route_comparison", "logrank", "data_quality",
@@ -275,11 +281,67 @@ def _apply(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray], k: in
                     b = out[base].to_numpy(dtype=float, na_value=np.nan)
                     h |= ~(b >= k)
         derived_hidden[col] = h
+    why = _why_hidden(df, rule, hidden, derived_hidden, k)
     for col, h in hidden.items():
         out[col] = _as_nullable_int(out[col]).mask(h)
     for col, h in derived_hidden.items():
         out[col] = out[col].astype(float).mask(h)
+    out.attrs[WHY_HIDDEN] = why
     return out
+
+
+# The protected table's attrs[WHY_HIDDEN] says, for hidden cells, what a reader may be told about them
+# without learning more than the rule allows: {column: {row label: (kind, value)}} with kind
+#   "fewer_than": a count from 1 to value-1 (value = k);
+#   "rate_below": a rate whose numerator is such a count over a shown denominator: below value (= k / n);
+#   "too_few": a rate, median or interval resting on fewer than value (= k) patients;
+#   "rests_on_few": a derived value computed from a count from 1 to k-1 (e.g. a median when fewer than
+#   k patients were relieved);
+#   "hidden": hidden to protect another cell (complementary suppression) or with a hidden count: it
+#   may rest on k or more patients, so nothing more is said than that it is hidden.
+# Every hidden cell is listed, so an empty cell that is not listed is undefined (a median never reached,
+# a rate over nobody), never hidden. Row labels are the protected table's index (0..n-1), which row
+# filters keep. See docs/choices.md (issue 11) and `hidden_reason`.
+WHY_HIDDEN = "why_hidden"
+
+
+def _why_hidden(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray],
+                derived_hidden: Mapping[str, np.ndarray], k: int) -> dict[str, dict[Any, tuple[str, float]]]:
+    why: dict[str, dict[Any, tuple[str, float]]] = {}
+    if k <= 0:
+        return why
+    labels = list(df.index)
+    values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in df.columns
+              if c in rule.counts or any(c in deps for deps in (*rule.hide_with.values(), *rule.at_least_k.values()))}
+    below = {c: hidden[c] & (values[c] >= 1) & (values[c] < k) for c in hidden}
+    for c, mask in below.items():
+        cells = {labels[i]: ("fewer_than" if mask[i] else "hidden", float(k)) for i in np.flatnonzero(hidden[c])}
+        if cells:
+            why[c] = cells
+    for col, h in derived_hidden.items():
+        reasons: dict[Any, tuple[str, float]] = {}
+        bases = [b for b in rule.at_least_k.get(col, ()) if b in values]
+        deps = [d for d in rule.hide_with.get(col, ()) if d in values]
+        for i in np.flatnonzero(h):
+            if any(values[b][i] < k for b in bases):
+                reasons[labels[i]] = ("too_few", float(k))
+            elif len(deps) == 2 and deps[0] in below and below[deps[0]][i] and not hidden[deps[1]][i] \
+                    and values[deps[1]][i] > 0 and not col.endswith(("_ci_low", "_ci_high")):
+                reasons[labels[i]] = ("rate_below", float(k / values[deps[1]][i]))
+            elif any(d in below and below[d][i] for d in deps):
+                reasons[labels[i]] = ("rests_on_few", float(k))
+            else:
+                reasons[labels[i]] = ("hidden", float(k))
+        if reasons:
+            why[col] = reasons
+    return why
+
+
+def hidden_reason(df: pd.DataFrame, label: Any, column: str) -> tuple[str, float] | None:
+    """What may be said about a hidden cell of a protected table (see WHY_HIDDEN): ("fewer_than", k),
+    ("rate_below", bound), ("too_few", k), ("rests_on_few", k), ("hidden", k), or None when the cell is not hidden (an empty
+    cell with None is undefined). Tables protected before this was recorded give None everywhere."""
+    return (df.attrs.get(WHY_HIDDEN) or {}).get(column, {}).get(label)
 
 
 def _as_nullable_int(s: pd.Series) -> pd.Series:
@@ -295,7 +357,7 @@ def _as_nullable_int(s: pd.Series) -> pd.Series:
 
 # name -> the column whose values add up, per route, to a total another table shows: breakdown groups add
 # up to response_by_route, session numbers to side_effects' sessions and sessions with the event.
-TWO_WAY = {"breakdown": "group", "side_effect_by_session_number": "session_number"}
+TWO_WAY = {"breakdown": "group", "side_effect_by_session_number": "session_number", "trend": "start_quarter"}
 
 
 def _protect_two_way(df: pd.DataFrame, name: str, k: int) -> pd.DataFrame:
@@ -672,6 +734,7 @@ RECOMPUTE: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "side_effect_by_session_number": ((("session_rate",), "sessions_with_event", "sessions"),),
     "maintenance": ((("uptake_rate", "uptake_ci_low", "uptake_ci_high"), "responders_in_maintenance", "responders"),),
     "trajectory": ((("responder_share",), "responders", "patients"),),
+    "trend": ((("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable"),),
     "blood_pressure": ((("share_bp_severe",), "sessions_bp_severe", "sessions_with_vitals"),),
 }
 

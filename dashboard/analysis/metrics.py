@@ -756,3 +756,128 @@ def any_side_effect(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame
     df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
     df = _add_rate(df, "patients_with_event", "patients", "patient_rate", "patient")
     return _keyed(_order_routes(df), SIDE_EFFECT_COLUMNS)
+
+
+# --- trend by start quarter --------------------------------------------------------------------------------
+
+TREND_COLUMNS = ("start_quarter", "route", "patients", "evaluable", "responders", "response_rate",
+                 "response_ci_low", "response_ci_high")
+
+
+def trend(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """metrics.md "Trend by start quarter": per start quarter (ascending) the routes in spec order, then the
+    quarter's `ALL` row. `patients` are cohort patients who started that quarter (never-dosed ones only in
+    `ALL`, as in the funnel), `evaluable` the population's denominator, `responders` and the response rate
+    with its 95 % Wilson interval (NaN when nobody is evaluable). Quarter × route cells without patients are
+    left out. Same counts as `response_by_route`, split by quarter (queries/outcome_counts.sql, by quarter)."""
+    df = _outcome_counts(con, s, by="quarter")
+    df = df[df["grp"].notna()]
+    rows = []
+    for _, r in df.iterrows():
+        if not r["is_total"] and (pd.isna(r["route"]) or r["patients"] == 0):
+            continue
+        row = _response_row(s, int(r["eligible"]), int(r["with_endpoint"]), int(r["responders"]), int(r["remitters"]))
+        evaluable_key = "eligible__key" if s.population == "itt" else "with_endpoint__key"
+        rows.append({
+            "start_quarter": str(r["grp"]), "route": spec.ALL if r["is_total"] else r["route"],
+            "patients": int(r["patients"]),
+            **{k: row[k] for k in ("evaluable", "responders", "response_rate", "response_ci_low", "response_ci_high")},
+            # cell keys (disclosure.perturb_counts): trend.csv's counts are perturbed like every other file's,
+            # so summing a cohort's quarters gives no exact count to difference against
+            **({"patients__key": r["patients__key"], "evaluable__key": r[evaluable_key],
+                "responders__key": r["responders__key"]} if "patients__key" in r else {}),
+        })
+    keys = ["patients__key", "evaluable__key", "responders__key"] if rows and "patients__key" in rows[0] else []
+    out = pd.DataFrame(rows, columns=[*TREND_COLUMNS, *keys])
+    out["_r"] = out["route"].map(_route_rank)
+    return out.sort_values(["start_quarter", "_r"], kind="stable").drop(columns="_r").reset_index(drop=True)
+
+
+# --- headline by route (the Overview's first table, headline.csv) ----------------------------------------
+
+HEADLINE_COLUMNS = (
+    "route", "patients", "response_rate", "response_ci_low", "response_ci_high", "remission_rate",
+    "median_days", "median_ci_low", "median_ci_high", "any_side_effect_rate", "sessions_per_patient_month",
+    "sustained_response_8w", "differs_from_best",
+)
+HEADLINE_ALPHA = 0.05
+
+
+def headline_from(response: pd.DataFrame, relief: pd.DataFrame, any_effect: pd.DataFrame,
+                  maintenance_table: pd.DataFrame, pairwise: pd.DataFrame) -> pd.DataFrame:
+    """metrics.md "Headline by route" assembled from the tables the pages show, so every number is the one
+    its own page and file show. Pass them protected (the export does, `disclosure.protect` with each table's
+    own rule) to get headline.csv, or raw for the unprotected figures (`headline`).
+
+    - response: `response_by_route` (its routes are the headline's rows: routes with eligible patients);
+    - relief: `time_to_relief(...).summary`; any_effect: `any_side_effect`; maintenance_table: `maintenance`;
+    - pairwise: `route_comparison(..., "response").pairwise` (Fisher p, Benjamini–Hochberg `p_adjusted`).
+
+    Returns HEADLINE_COLUMNS, one row per route ranked by response rate (highest first; equal rates in the
+    order IV, IM, SC, IN, SL, PO; a hidden or undefined rate after every shown one), `ALL` last. Rates are
+    fractions 0–1, medians in days, NaN where undefined or hidden. `differs_from_best` is True/False per
+    route (the top route False; no value when the comparison with the top route is hidden or undefined, and
+    for `ALL`), as pandas' nullable "boolean"."""
+    def by_route(df: pd.DataFrame, column: str) -> dict[str, Any]:
+        return {str(r): v for r, v in zip(df["route"], df[column])} if len(df) else {}
+
+    rows = []
+    for _, r in response.iterrows():
+        route = str(r["route"])
+        rows.append({
+            "route": route, "patients": r["patients"],
+            **{c: r[c] for c in ("response_rate", "response_ci_low", "response_ci_high", "remission_rate")},
+            **{c: by_route(relief, c).get(route, NAN) for c in ("median_days", "median_ci_low", "median_ci_high")},
+            "any_side_effect_rate": by_route(any_effect, "patient_rate").get(route, NAN),
+            "sessions_per_patient_month": by_route(maintenance_table, "sessions_per_patient_month").get(route, NAN),
+            "sustained_response_8w": by_route(maintenance_table, "sustained_response_8w").get(route, NAN),
+        })
+    out = pd.DataFrame(rows, columns=list(HEADLINE_COLUMNS[:-1]))
+    for c in HEADLINE_COLUMNS[2:-1]:
+        out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    is_all = out["route"] == spec.ALL
+    rate = out["response_rate"].to_numpy(dtype=float)
+    order = sorted(range(len(out)), key=lambda i: (bool(is_all.iloc[i]), math.isnan(rate[i]),
+                                                    -rate[i] if not math.isnan(rate[i]) else 0.0,
+                                                    _route_rank(out["route"].iloc[i])))
+    out = out.iloc[order].reset_index(drop=True)
+    ranked = [r for r, v in zip(out["route"], out["response_rate"]) if r != spec.ALL and not pd.isna(v)]
+    best = ranked[0] if ranked else None
+    adjusted = {}
+    for a, b, p in zip(pairwise.get("route_a", []), pairwise.get("route_b", []), pairwise.get("p_adjusted", [])):
+        adjusted[(str(a), str(b))] = adjusted[(str(b), str(a))] = p
+    differs: list[Any] = []
+    for route in out["route"]:
+        if route == spec.ALL or best is None:
+            differs.append(pd.NA)
+        elif route == best:
+            differs.append(False)
+        else:
+            p = adjusted.get((best, route), NAN)
+            differs.append(pd.NA if p is None or pd.isna(p) else bool(float(p) < HEADLINE_ALPHA))
+    out["differs_from_best"] = pd.array(differs, dtype="boolean")
+    out = out[list(HEADLINE_COLUMNS)]
+    # carry what the sources' disclosure control says about their hidden cells (disclosure.WHY_HIDDEN),
+    # so the Overview words a hidden headline number exactly as its own page does
+    sources = [(response, c, c) for c in ("patients", "response_rate", "response_ci_low", "response_ci_high",
+                                          "remission_rate")]
+    sources += [(relief, c, c) for c in ("median_days", "median_ci_low", "median_ci_high")]
+    sources += [(any_effect, "any_side_effect_rate", "patient_rate")]
+    sources += [(maintenance_table, c, c) for c in ("sessions_per_patient_month", "sustained_response_8w")]
+    why: dict[str, dict[Any, Any]] = {}
+    for source, column, source_column in sources:
+        record = (source.attrs.get("why_hidden") or {}).get(source_column, {})
+        labels = {str(r): i for i, r in zip(source.index, source["route"])} if len(source) else {}
+        for label, route in zip(out.index, out["route"]):
+            if route in labels and labels[route] in record:
+                why.setdefault(column, {})[label] = record[labels[route]]
+    if any("why_hidden" in df.attrs for df in (response, relief, any_effect, maintenance_table)):
+        out.attrs["why_hidden"] = why
+    return out
+
+
+def headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """The headline by route before disclosure control (see `headline_from`; headline.csv protects each
+    source table with its own rule first: `export.compute_summary(con, s, "headline.csv")`)."""
+    return headline_from(response_by_route(con, s), time_to_relief(con, s, logrank=False).summary,
+                         any_side_effect(con, s), maintenance(con, s), route_comparison(con, s).pairwise)

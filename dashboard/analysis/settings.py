@@ -95,9 +95,9 @@ class Settings:
             for v in values:
                 if allowed is None:
                     if not spec.SITE_PATTERN.match(v):
-                        problems.append(f"{name}: {v!r} is not a {what} (1–32 letters, digits, '-' or '_')")
+                        problems.append(f"{name}: {v!r} is not {article(what)} (1–32 letters, digits, '-' or '_')")
                 elif v not in allowed:
-                    problems.append(f"{name}: {v!r} is not a {what}; expected one of {', '.join(allowed)}")
+                    problems.append(f"{name}: {v!r} is not {article(what)}; expected one of {', '.join(allowed)}")
             if allowed is not None:
                 values = tuple(sorted(values, key=lambda v: allowed.index(v) if v in allowed else 99))
             else:
@@ -314,10 +314,17 @@ class Settings:
             "route": "route", "site": "site", "diagnosis": "diagnosis", "sex": "sex", "age_band": "age",
             "setting": "setting", "severity": f"baseline severity ({spec.INSTRUMENT_LABELS[self.instrument]})",
         }
+        words = {"route": spec.ROUTE_LABELS, "diagnosis": spec.DIAGNOSIS_LABELS, "sex": spec.SEX_LABELS}
         for name, label in labels.items():
             values = getattr(self, name)
             if values:
-                parts.append(f"{label} {', '.join(values)}")
+                said = [words.get(name, {}).get(v, v) for v in values]
+                if name == "route":
+                    parts.append(", ".join(said))
+                elif name == "sex":
+                    parts.append(" or ".join(said))
+                else:
+                    parts.append(f"{label} {', '.join(said)}")
         if self.scope is not None and not self.site:
             # "All patients" would overstate what someone limited to some sites is looking at
             parts.insert(1 if self.route else 0, f"site {', '.join(self.scope) or 'none'} (your access)")
@@ -342,7 +349,21 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def article(noun: str) -> str:
+    """'a route', 'an age band': the indefinite article a notice needs before a noun."""
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def repair_age_band(value: str) -> str:
+    """'75 ' (or '75') -> '75+': in a hand-typed link `age_band=75+` the `+` arrives as a space (the form
+    encoding of URLs), so the band that ends in '+' is recognised without it."""
+    v = str(value).strip()
+    return v + "+" if v + "+" in spec.AGE_BANDS else v
+
+
 def _parse_field(name: str, items: list[Any]) -> Any:
+    if name == "age_band":
+        return tuple(repair_age_band(i) for i in items if str(i).strip() != "")
     if name in _MULTI:
         return tuple(str(i).strip() for i in items if str(i).strip() != "")
     if len(items) != 1:

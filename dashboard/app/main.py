@@ -32,7 +32,7 @@ st.set_page_config(
     page_title="Ketamine Outcomes",
     page_icon=":material/monitoring:",
     layout="wide",
-    initial_sidebar_state="expanded",
+    initial_sidebar_state="auto",  # open on a laptop, closed on a phone (it would cover the page)
 )
 
 # Who is looking decides everything below: nothing of the data before sign-in, nothing without access.
@@ -138,9 +138,6 @@ except audit.AuditError as exc:
     st.stop()
 
 try:
-    with banner:
-        ui.render_cohort_banner(ctx)
-        ui.render_report_download(ctx)
     ui.render_url_notice()
     size = ui.cohort_size(ctx)
     always_open = page.url_path in ALWAYS_OPEN
@@ -162,7 +159,13 @@ try:
                 icon=":material/lock:",
             )
     if always_open or size > 0:
-        page.run()
+        # A loading state on every rerun: the spinner stays until the page has drawn, and the cohort banner is
+        # filled only after the page, so it never names the new cohort over the previous cohort's charts.
+        with st.spinner("Updating the figures for this cohort…", show_time=True):
+            page.run()
+    with banner:
+        ui.render_cohort_banner(ctx)
+        ui.render_report_download(ctx)
 except Exception as exc:  # noqa: BLE001 - never a traceback in the browser; the log has it
     LOG.exception("rendering page %s failed for %s", page.url_path, settings)
     damaged = store.damage_message(exc, db_path)

@@ -328,8 +328,19 @@ def plain(text: object) -> str:
 
 
 def raw_query_params() -> dict[str, list[str]]:
+    """The link's query parameters, every value of a repeated key; a hand-typed `age_band=75+` (whose `+`
+    arrives as a space) is read as 75+ and handed to the bound age-band widget, which would drop it."""
+    from dashboard.analysis.settings import repair_age_band
+
     qp = st.query_params
-    return {key: list(qp.get_all(key)) for key in qp.keys()}
+    params = {key: list(qp.get_all(key)) for key in qp.keys()}
+    bands = params.get("age_band")
+    if bands:
+        repaired = [repair_age_band(v) for v in bands]
+        if repaired != bands:
+            params["age_band"] = repaired
+            st.session_state["age_band"] = [b for b in dict.fromkeys(repaired) if b in spec.AGE_BANDS]
+    return params
 
 
 def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]], *,
@@ -473,6 +484,10 @@ def _active(url_keys: Iterable[str], *keys: str) -> bool:
 def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = ()) -> dict[str, Any]:
     """Every filter and setting, bound to the URL; returns the widget values by parameter name.
 
+    The option widgets show the codes (IV, PHQ9) with their words in the help: Streamlit 1.67's bound
+    widgets write a `format_func` label into the URL instead of the option, which would break shared links
+    and the URL <-> command-line correspondence. The cohort banner says the selection in words.
+
     `url_keys` are the parameters of the link being opened: their sections open so the reader sees them.
     """
     url_keys = tuple(url_keys)
@@ -487,7 +502,8 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
     v["site"] = sb.multiselect("Site", list(options.get("site", ())), key="site", bind=bind,
                                placeholder="All sites")
     v["diagnosis"] = sb.multiselect("Primary diagnosis", spec.DIAGNOSES, key="diagnosis", bind=bind,
-                                    placeholder="All diagnoses")
+                                    placeholder="All diagnoses",
+                                    help="; ".join(f"{c}: {w}" for c, w in spec.DIAGNOSIS_LABELS.items()))
     more = ("sex", "age_band", "from_quarter", "to_quarter", "treatment_resistant", "setting", "integration",
             "severity")
     with sb.expander("More filters", expanded=_active(url_keys, *more)):
@@ -597,7 +613,7 @@ def render_cohort_banner(ctx: PageContext) -> None:
         st.markdown(f"**Cohort:** {describe_size(n, s.min_cell)}")
         st.caption(
             f"{plain(s.describe_filters())} · {spec.INSTRUMENT_LABELS[s.instrument]}, baseline ≥ {s.baseline_minimum}, "
-            f"{'observed' if s.population == 'observed' else 'intention to treat'}"
+            f"{'patients with an endpoint' if s.population == 'observed' else 'intention to treat'}"
         )
 
 
@@ -643,13 +659,14 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
         # the page has already loaded its own files: a cache hit, not a second computation
         table = load_summary(ctx.signature, ctx.settings, name)
         col.download_button(
-            f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, table)), file_name=name,
+            f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, table)),
+            file_name=export.download_name(name, ctx.settings),
             mime="text/csv", on_click="ignore", key=f"_ko_dl_{key}_{name}", icon=":material/download:",
         )
     zip_files = [*export.SUMMARY_FILES, export.PROVENANCE_FILE]
     cols[-1].download_button(
         "All summaries (zip)", data=audited(ctx, zip_files, zip_bytes_builder(ctx)),
-        file_name="ketamine-outcomes-summaries.zip",
+        file_name=export.download_name(export.ZIP_NAME, ctx.settings),
         mime="application/zip", on_click="ignore", key=f"_ko_dl_{key}_zip", icon=":material/folder_zip:",
     )
 
@@ -666,36 +683,44 @@ def format_p(p: object) -> str:
 
 def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Iterable[str] = (),
                  decimals: Mapping[str, int] | None = None, pvalues: Iterable[str] = (),
-                 height: int | str = "auto") -> None:
-    """A read-only table with friendly column names; rates as percentages, p-values as text, hidden cells blank."""
+                 height: int | str = "auto", undefined: Mapping[str, str] | None = None,
+                 widths: Mapping[str, str] | None = None) -> None:
+    """A read-only table with friendly column names, every cell as text in one format per kind: counts
+    `1,985`, rates `42.5 %`, p-values `0.003`, other numbers with `decimals`. A hidden cell reads as
+    `figures.hidden_text` says ("fewer than 11", "< 1.3 %", "hidden"), an undefined one "–" (or the
+    column's `undefined` text, e.g. "not reached"), never None, nan or a blank."""
     if df is None or df.empty:
         st.caption("No rows.")
         return
-    shown = df[[c for c in columns if c in df.columns]].copy()
-    if "route" in shown:
-        from dashboard.charts.colors import route_label
+    from dashboard.charts import figures
+    from dashboard.charts.colors import route_label
 
-        shown["route"] = [route_label(str(r)) for r in shown["route"]]
-    percent, pvalues = set(percent), set(pvalues)
+    ctx = st.session_state.get(CONTEXT_KEY)
+    k = ctx.min_cell if ctx is not None else None
+    percent, pvalues, decimals, undefined = set(percent), set(pvalues), dict(decimals or {}), dict(undefined or {})
+    shown = pd.DataFrame(index=df.index)
     config: dict[str, Any] = {}
     for col, label in columns.items():
-        if col not in shown:
+        if col not in df.columns:
             continue
-        if col in percent:
-            shown[col] = pd.to_numeric(shown[col], errors="coerce").astype("float64") * 100
-            config[col] = st.column_config.NumberColumn(label, format="%.1f %%")
+        values = df[col]
+        if col == "route":
+            shown[col] = [route_label(str(r)) for r in values]
         elif col in pvalues:
-            shown[col] = [format_p(v) for v in shown[col]]
-            config[col] = st.column_config.TextColumn(label)
-        elif pd.api.types.is_datetime64_any_dtype(shown[col]):
-            config[col] = st.column_config.DatetimeColumn(label, format="D MMM YYYY, HH:mm")
-        elif decimals and col in decimals:
-            config[col] = st.column_config.NumberColumn(label, format=f"%.{decimals[col]}f")
-        elif pd.api.types.is_numeric_dtype(shown[col]):
-            config[col] = st.column_config.NumberColumn(label, format="localized")
+            shown[col] = [format_p(v) or undefined.get(col, "–") for v in values]
+        elif pd.api.types.is_datetime64_any_dtype(values):
+            shown[col] = [pd.Timestamp(v).strftime("%d %b %Y, %H:%M") if pd.notna(v) else "–" for v in values]
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            kind = "pct" if col in percent else f"decimal{decimals[col]}" if col in decimals else "count"
+            shown[col] = [figures.cell_text(df, i, col, kind, undefined=undefined.get(col, "–"), k=k) for i in df.index]
         else:
-            config[col] = st.column_config.TextColumn(label)
-    st.dataframe(shown, column_config=config, hide_index=True, width="stretch", height=height)
+            shown[col] = ["–" if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) else str(v)
+                          for v in values]
+        config[col] = st.column_config.TextColumn(label, width=(widths or {}).get(col))
+    if height == "auto":
+        # every row visible: no inner scroll hiding rows (Streamlit's own "auto" stops at ten rows)
+        height = 35 * (len(shown) + 1) + 3
+    st.dataframe(shown.reset_index(drop=True), column_config=config, hide_index=True, width="stretch", height=height)
 
 
 def render_error_screen(title: str, message: str, what_to_do: str) -> None:
@@ -720,8 +745,12 @@ def render_dataset(ctx: PageContext) -> None:
         return
     last = history.iloc[0]
     when = pd.Timestamp(last["imported_at"]).strftime("%d %B %Y, %H:%M UTC")
-    text = (f"**{plain(last['source'])}** ({plain(last['source_format'])}), imported on **{when}** "
-            f"(import {int(last['import_id'])}, program version {last['program_version']}).")
+    source = str(last["source"])
+    # the built-in sample's label carries its seed and code hash (for rebuilding): words on screen
+    name = "Built-in sample data (made-up patients for trying the dashboard)" \
+        if source.startswith("built-in sample") else plain(source)
+    text = (f"**{name}** ({plain(last['source_format'])}), imported on **{when}** "
+            f"(import number {int(last['import_id'])}, program version {last['program_version']}).")
     if ctx.settings.scope is None:  # the whole data set's totals include every site
         text += (f"  \nThe whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} "
                  f"sessions, {int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} "
@@ -1004,3 +1033,30 @@ def render_page_not_found(name: str, pages: Sequence[Any]) -> None:
     st.markdown("**Go to one of the dashboard's pages:**")
     for p in pages:
         st.page_link(p, label=p.title, icon=p.icon)
+
+
+# --- plain words (issue 11): codes stay in URLs and files, words on screen ------------------------------------
+
+PAGE_TITLES = {
+    "views/overview.py": "Overview", "views/response.py": "Response by route", "views/relief.py": "Time to relief",
+    "views/side_effects.py": "Side effects", "views/maintenance.py": "Maintenance",
+    "views/data.py": "Data and definitions",
+}
+SEX_LABELS = spec.SEX_LABELS
+DIAGNOSIS_LABELS = spec.DIAGNOSIS_LABELS
+INSTRUMENT_WORDS = {"GAD7": "GAD-7 (anxiety)", "PHQ9": "PHQ-9 (depression)", "PCL5": "PCL-5 (PTSD)"}
+POPULATION_LABELS = {"observed": "Patients with an endpoint", "itt": "Intention to treat"}
+RELIEF_LABELS = {"response": "50 % improvement", "mcid": "Minimal important change"}
+SETTING_LABELS = {"clinic": "Clinic", "home": "Home"}
+SEVERITY_LABELS = {"minimal": "Minimal", "mild": "Mild", "moderate": "Moderate", "severe": "Severe"}
+YES_NO_LABELS = {"yes": "Yes", "no": "No"}
+
+
+def instrument_label(s: Settings) -> str:
+    """The questionnaire in words ('GAD-7'), as every page names it."""
+    return spec.INSTRUMENT_LABELS.get(s.instrument, s.instrument)
+
+
+def baseline_label(s: Settings) -> str:
+    """The minimum baseline in force, as a number of points."""
+    return f"{s.baseline_minimum}"

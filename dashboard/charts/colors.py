@@ -78,11 +78,11 @@ def route_line_width(route: str) -> float:
 
 
 def route_label(route: str) -> str:
-    """'IV infusion (IV)'; 'All routes' for ALL."""
+    """'IV infusion', 'Sublingual': plain words on screen (the code stays in URLs and files); 'All routes'
+    for ALL."""
     if route == spec.ALL:
         return "All routes"
-    label = spec.ROUTE_LABELS.get(route)
-    return f"{label} ({route})" if label else str(route)
+    return spec.ROUTE_LABELS.get(route) or str(route)
 
 
 def route_fill(route: str, alpha: float = 0.15) -> str:

@@ -91,6 +91,75 @@ def _stack(*columns: Iterable[object]) -> np.ndarray:
     return np.column_stack([floats(c) for c in columns])
 
 
+# --- hidden and undefined values, as a reader sees them (tiles, tables, hover text) ----------------------
+
+
+def pct_bound(bound: float) -> str:
+    """An upper bound of a rate as a percentage, rounded up so it stays a true bound: '< 1.3 %'."""
+    if float(bound) >= 0.1:  # whole percents from 10 % up: '< 65 %'
+        return f"< {min(math.ceil(float(bound) * 100 - 1e-9), 100)} %"
+    pct = math.ceil(float(bound) * 1000 - 1e-9) / 10
+    return f"< {pct:g} %"
+
+
+def hidden_text(df: pd.DataFrame | None, label: object, column: str, *, percent: bool = False,
+                k: int | None = None) -> str | None:
+    """What a hidden cell of a protected table says on screen, or None when the cell is not hidden.
+
+    From `disclosure.hidden_reason`: a count from 1 to k−1 reads "fewer than k"; a rate over a shown
+    denominator whose count is such a count reads "< 1.3 %" (k / n, rounded up); a rate or median resting
+    on fewer than k patients reads "fewer than k patients", one computed from such a count "too few to
+    show"; a cell hidden to protect another reads "hidden"
+    (it may be k or more, so no bound is claimed). In a table without the record every empty cell reads
+    "hidden". Never "None", "nan" or a blank. (`k` is accepted for callers' convenience and unused.)"""
+    from dashboard.analysis import disclosure
+
+    if df is None or label is None:
+        return None
+    if df.attrs.get(disclosure.WHY_HIDDEN) is None:
+        # a table protected without the record (or made by hand): an empty cell is taken as hidden, the
+        # builders' long-standing convention, never as a finding
+        return "hidden" if _isnan(df.at[label, column]) else None
+    reason = disclosure.hidden_reason(df, label, column)
+    if reason is None:
+        return None
+    kind, value = reason
+    if kind == "fewer_than":
+        return f"fewer than {int(value)}"
+    if kind == "rate_below":
+        return pct_bound(value) if percent else "hidden"
+    if kind == "too_few":
+        return f"fewer than {int(value)} patients"
+    if kind == "rests_on_few":
+        return "too few to show"
+    return "hidden"
+
+
+def cell_text(df: pd.DataFrame, label: object, column: str, kind: str = "count", *,
+              undefined: str = "–", k: int | None = None) -> str:
+    """One cell as text: `kind` "count" (1,985), "pct" (42.5 %), "pct0" (43 %), "days" (7.0 days),
+    "decimal0"/"decimal1"/"decimal2" (1,160 / 3.4 / 1.02); a hidden cell as `hidden_text`, an undefined
+    one as `undefined`."""
+    v = df.at[label, column]
+    hidden = hidden_text(df, label, column, percent=kind.startswith("pct"), k=k)
+    if hidden is not None:
+        return hidden
+    if _isnan(v):
+        return undefined
+    f = float(v)  # type: ignore[arg-type]
+    if kind == "count":
+        return f"{int(round(f)):,}"
+    if kind == "pct":
+        return f"{f * 100:.1f} %"
+    if kind == "pct0":
+        return f"{f * 100:.0f} %"
+    if kind == "days":
+        return fmt_days(f)
+    if kind.startswith("decimal"):
+        return f"{f:,.{int(kind[-1])}f}"
+    return f"{f:,}"
+
+
 def fmt_pct(v: object, digits: int = 1) -> str:
     """'42.5 %' or 'hidden' for a NaN rate."""
     return "hidden" if _isnan(v) else f"{float(v) * 100:.{digits}f} %"  # type: ignore[arg-type]
@@ -171,24 +240,25 @@ def _add_rate_dots(
     showlegend: bool = True,
 ) -> None:
     """One marker per route at its rate with a horizontal interval bar; 'hidden' where withheld."""
-    for _, row in df.iterrows():
+    for i, row in df.iterrows():
         route = str(row["route"])
         label = colors.route_label(route)
         value = _num(row.get(rate))
         minus, plus = _interval_arrays(value, row.get(low), row.get(high))
         counts = ""
         if numerator and denominator:
-            counts = f"<br>{fmt_count(row.get(numerator))} of {fmt_count(row.get(denominator))} patients"
-        hover = (
-            f"<b>{label}</b><br>{what}: {fmt_pct(value)}"
-            f"<br>95 % interval: {fmt_pct(row.get(low))} to {fmt_pct(row.get(high))}{counts}<extra></extra>"
-        )
+            counts = (f"<br>{cell_text(df, i, numerator, undefined='0')} of "
+                      f"{cell_text(df, i, denominator, undefined='0')} patients")
+        shown = cell_text(df, i, rate, "pct", undefined="no patients")
+        interval = (f"<br>95 % interval: {fmt_pct(row.get(low))} to {fmt_pct(row.get(high))}"
+                    if value is not None else "")
+        hover = f"<b>{label}</b><br>{what}: {shown}{interval}{counts}<extra></extra>"
         fig.add_trace(
             go.Scatter(
                 x=[value if value is not None else 0.0],
                 y=[label],
                 mode="markers" if value is not None else "text",
-                text=None if value is not None else ["hidden"],
+                text=None if value is not None else [f"hidden: {shown}" if shown != "hidden" else "hidden"],
                 textposition="middle right",
                 textfont=dict(color=colors.NEUTRAL),
                 marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=13,
@@ -210,7 +280,7 @@ def _add_rate_dots(
 @_plain_inputs
 def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
     """The cohort funnel (every route together): how many patients reach each step of the analysis."""
-    title = "Cohort funnel: from the cohort to patients with an endpoint score"
+    title = "Cohort funnel"  # short: a long title wraps under the chart toolbar on a phone
     if funnel is None or funnel.empty:
         return _empty(title, "No patients match these filters.")
     all_rows = funnel[funnel["route"] == spec.ALL]
@@ -243,6 +313,55 @@ def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
     return _base_layout(fig, title, height=340, legend=False)
 
 
+@_plain_inputs
+def create_trend_figure(trend: pd.DataFrame) -> go.Figure:
+    """Response rate by start quarter (trend.csv): one line per route and all routes together (thicker),
+    hover with the 95 % interval and n; a hidden point is a grey ring on the axis whose hover says why."""
+    title = "Response rate by the quarter treatment started"
+    if trend is None or trend.empty:
+        return _empty(title, "No patients started treatment in these quarters.")
+    quarters = sorted(dict.fromkeys(str(q) for q in trend["start_quarter"]))
+    fig = go.Figure()
+    for route in _routes(trend):
+        rows = trend[trend["route"].astype(str) == route]
+        label = colors.route_label(route) if route != spec.ALL else "All routes"
+        x, y, hover, hx, htext = [], [], [], [], []
+        for i, row in rows.iterrows():
+            q = str(row["start_quarter"])
+            value = _num(row["response_rate"])
+            n = cell_text(rows, i, "evaluable", undefined="0")
+            if value is None:
+                reason = cell_text(rows, i, "response_rate", "pct", undefined="no patients")
+                hx.append(q)
+                htext.append(f"<b>{label}</b>, {q}<br>Response rate: {reason}<br>n = {n}<extra></extra>")
+                x.append(q)
+                y.append(None)
+                hover.append("")
+                continue
+            x.append(q)
+            y.append(value)
+            hover.append(f"<b>{label}</b>, {q}<br>Response rate: {fmt_pct(value, 0)} "
+                         f"(95 % interval {fmt_pct(row['response_ci_low'], 0)} to {fmt_pct(row['response_ci_high'], 0)})"
+                         f"<br>n = {n}")
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers", name=label, legendgroup=route, connectgaps=False,
+            line=dict(color=colors.route_color(route), dash=colors.route_dash(route),
+                      width=colors.route_line_width(route)),
+            marker=dict(symbol=colors.route_symbol(route), size=8, color=colors.route_color(route)),
+            hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
+        ))
+        if hx:
+            fig.add_trace(go.Scatter(
+                x=hx, y=[0.0] * len(hx), mode="markers", name=f"{label}: hidden", legendgroup=route,
+                showlegend=False, marker=dict(symbol="circle-open", size=10, color=colors.HIDDEN, line=dict(width=2)),
+                hovertemplate=htext,
+            ))
+    fig.update_xaxes(categoryorder="array", categoryarray=quarters, title_text="Quarter treatment started",
+                     type="category")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%)")
+    return _base_layout(fig, title, height=360)
+
+
 # --- response ---------------------------------------------------------------------------------------
 
 
@@ -252,17 +371,16 @@ def create_response_figure(response: pd.DataFrame, instrument_label: str = "") -
     title = "Response and remission by route" + (f" ({instrument_label})" if instrument_label else "")
     if response is None or response.empty:
         return _empty(title, "No eligible patients in this cohort.")
-    fig = make_subplots(
-        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
-        subplot_titles=("Response (improvement of 50 % or more)", "Remission (endpoint score at or below the cut-off)"),
-    )
+    # short panel titles and one axis title: on a phone the two panels are 150 px wide each
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                        subplot_titles=("Response", "Remission"))
     _add_rate_dots(fig, response, "response_rate", "response_ci_low", "response_ci_high",
                    numerator="responders", denominator="evaluable", what="Response rate", col=1)
     _add_rate_dots(fig, response, "remission_rate", "remission_ci_low", "remission_ci_high",
                    numerator="remitters", denominator="evaluable", what="Remission rate", col=2, showlegend=False)
-    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Patients (%) with 95 % interval")
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    fig.update_xaxes(title_text="% of patients")  # short: two panels share a phone screen
     fig.update_yaxes(autorange="reversed", title_text="")
-    fig.update_yaxes(title_text="Route", col=1)
     return _base_layout(fig, title, height=max(250, 110 + 44 * len(response)), legend=False)
 
 
@@ -276,7 +394,7 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
     labels = []
     for _, row in pairwise.iterrows():
         a, b = str(row["route_a"]), str(row["route_b"])
-        label = f"{a} − {b}"
+        label = f"{colors.route_label(a)} vs {colors.route_label(b)}"
         labels.append(label)
         d = _num(row.get("difference"))
         if d is None:
@@ -399,10 +517,13 @@ def numbers_at_risk(at_risk: pd.DataFrame, days: Sequence[int]) -> pd.DataFrame:
 
 
 @_plain_inputs
-def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_label: str) -> go.Figure:
+def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_label: str,
+                         horizon: float | None = None) -> go.Figure:
     """Kaplan–Meier cumulative relief per route with 95 % bands, and a numbers-at-risk table beneath.
 
-    A number at risk withheld by disclosure control shows as '–'.
+    A number at risk withheld by disclosure control shows as '–'. `horizon` (days) limits the x axis to the
+    first at-risk day at or after it (the Time to relief page opens on the first 8 weeks, where nearly all
+    relief happens); None shows the whole follow-up.
     """
     title = f"Share of patients relieved over time — threshold: {threshold_label}"
     if curve is None or curve.empty:
@@ -447,6 +568,9 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
         step = 7 * max(1, math.ceil(last_shown / (7 * 100)))
         days = list(range(0, max(step, int(math.ceil(last_shown / step)) * step) + 1, step))
     end = next((d for d in days if d >= last_shown), days[-1])
+    if horizon is not None and end > horizon:
+        end = next((d for d in days if d >= horizon), end)
+        last_shown = min(last_shown, float(end))
     tick_days = [d for d in days if d <= end]
     max_day = float(max(end, last_shown))
     risk = numbers_at_risk(at_risk, tick_days)
@@ -486,7 +610,28 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
               .pivot_table(index="route", columns="event", values="sessions_with_event", aggfunc="first", dropna=False)
               .reindex(index=routes, columns=events))
     z = np.array([floats(row) for row in pivot.to_numpy()], dtype=float)
-    text = [[fmt_pct(v, 1) if not _isnan(v) else "hidden" for v in row] for row in z]
+    # a hidden cell says what may be said: "fewer than 11 (< 0.2 %)", never a blank that reads as no data
+    where = {(str(r), str(e)): i for i, r, e in zip(side_effects.index, side_effects["route"], side_effects["event"])}
+    # the cell holds the bound ("< 0.2 %", short enough to fit); the hover says it in full
+    text, full = [], []
+    for r, row in zip(routes, z):
+        line, said = [], []
+        for e, v in zip(events, row):
+            if not _isnan(v):
+                line.append(fmt_pct(v, 1))
+                said.append(fmt_pct(v, 1))
+                continue
+            i = where.get((r, e))
+            count = hidden_text(side_effects, i, "sessions_with_event") if i is not None else None
+            bound = hidden_text(side_effects, i, "session_rate", percent=True) if i is not None else None
+            short = bound if bound and bound.startswith("<") else "hidden"
+            line.append(short)
+            if count and count.startswith("fewer") and short.startswith("<"):
+                said.append(f"{count} sessions ({short})")
+            else:
+                said.append(bound or count or "hidden")
+        text.append(line)
+        full.append(said)
     shown = z[np.isfinite(z)]
     # a fixed scale from 0: when every shown rate is 0, Plotly would centre the scale on 0 (−0.5 to 0.5 %)
     top = float(shown.max()) * 100 if shown.size and shown.max() > 0 else 1.0
@@ -494,8 +639,8 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
         z=z * 100, x=[event_label(e) for e in events], y=[colors.route_label(r) for r in routes],
         text=text, texttemplate="%{text}", textfont=dict(size=11),
         colorscale=colors.RATE_COLORSCALE, zmin=0, zmax=top, colorbar=dict(title=dict(text="Sessions (%)")),
-        customdata=np.array([floats(row) for row in counts.to_numpy()], dtype=float),
-        hovertemplate="<b>%{y}</b><br>%{x}: %{text} of sessions<br>Sessions with the event: %{customdata:,.0f}<extra></extra>",
+        customdata=np.array(full, dtype=object),
+        hovertemplate="<b>%{y}</b><br>%{x}: %{customdata} of sessions<extra></extra>",
         xgap=2, ygap=2,
     ))
     fig.update_xaxes(title_text="Side effect", tickangle=-35, side="bottom")
@@ -514,8 +659,21 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
     chosen = [e for e in (events or spec.SUMMARY_EVENTS) if e in set(df["event"])]
     df = df[df["event"].isin(chosen)]
     fig = go.Figure()
+    top = 0.0
     for route in _routes(df):
-        d = df[df["route"] == route].set_index("event").reindex(chosen)
+        rows = df[df["route"] == route]
+        # hidden rates: a grey ring at 0 whose hover says what may be said ("fewer than 11 of 866 patients")
+        hx, hy, htext = [], [], []
+        for i, row in rows.iterrows():
+            if _isnan(row["patient_rate"]) and str(row["event"]) in chosen:
+                n = cell_text(rows, i, "patients_with_event", undefined="0")
+                of = cell_text(rows, i, "patients", undefined="0")
+                bound = hidden_text(rows, i, "patient_rate", percent=True) or "hidden"
+                hx.append(0.0)
+                hy.append(event_label(str(row["event"])))
+                htext.append(f"<b>{colors.route_label(route)}</b><br>{event_label(str(row['event']))}: {n} of {of} "
+                             f"patients ({bound})<extra></extra>")
+        d = rows.set_index("event").reindex(chosen)
         rates = [_num(v) for v in d["patient_rate"]]
         lo = d["patient_ci_low"] if "patient_ci_low" in d else pd.Series(np.nan, index=d.index)
         hi = d["patient_ci_high"] if "patient_ci_high" in d else pd.Series(np.nan, index=d.index)
@@ -533,8 +691,19 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
                            "<br>95 % interval: %{customdata[2]:.1%} to %{customdata[3]:.1%}"
                            "<br>%{customdata[0]:,.0f} of %{customdata[1]:,.0f} patients<extra></extra>"),
         ))
+        if hx:
+            fig.add_trace(go.Scatter(
+                x=hx, y=hy, mode="markers", name=f"{label}: hidden", legendgroup=route, offsetgroup=route,
+                showlegend=False, marker=dict(symbol="circle-open", size=10, color=colors.route_color(route),
+                                              line=dict(width=1.5)),
+                hovertemplate=htext,
+            ))
+        highs = [float(b) for b in hi if not _isnan(b)] + [r for r in rates if r is not None]
+        top = max([top, *highs])
     fig.update_layout(scattermode="group")
-    fig.update_xaxes(tickformat=".0%", rangemode="tozero", title_text="Patients (%) with 95 % interval")
+    # from 0 to just past the highest interval: a rate cannot be negative
+    fig.update_xaxes(tickformat=".0%", range=[0, min(1.0, max(top, 0.05) * 1.08)],
+                     title_text="Patients (%) with 95 % interval; rings at 0: hidden (hover for the bound)")
     fig.update_yaxes(autorange="reversed", title_text="Side effect", type="category")
     return _base_layout(fig, title, height=max(420, 120 + 26 * len(chosen) * max(1, len(_routes(df))) // 2))
 
@@ -659,17 +828,16 @@ def create_maintenance_rates_figure(maintenance: pd.DataFrame) -> go.Figure:
     title = "Maintenance uptake and sustained response by route"
     if maintenance is None or maintenance.empty:
         return _empty(title, "No responders in this cohort.")
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=("Responders who started maintenance",
-                                        "Responders still responding 8 weeks after induction"))
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                        subplot_titles=("Started maintenance", "Still responding at 8 weeks"))
     _add_rate_dots(fig, maintenance, "uptake_rate", "uptake_ci_low", "uptake_ci_high",
                    numerator="responders_in_maintenance", denominator="responders", what="Uptake", col=1)
     _add_rate_dots(fig, maintenance, "sustained_response_8w", "sustained_ci_low", "sustained_ci_high",
                    numerator=None, denominator=None, what="Sustained response (Kaplan–Meier)", col=2,
                    showlegend=False)
-    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%) with 95 % interval")
+    fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
+    fig.update_xaxes(title_text="% of responders")  # short: two panels share a phone screen
     fig.update_yaxes(autorange="reversed", title_text="")
-    fig.update_yaxes(title_text="Route", col=1)
     return _base_layout(fig, title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
 
 

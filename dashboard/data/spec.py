@@ -30,6 +30,12 @@ PHASES = ("induction", "maintenance")
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+")
 SEXES = ("F", "M", "X", "U")
 DIAGNOSES = ("GAD", "MDD", "PTSD", "SAD", "PANIC", "OCD", "OTHER")
+# Words for the screen (codes stay in URLs and files)
+SEX_LABELS = {"F": "female", "M": "male", "X": "another sex", "U": "sex not recorded"}
+DIAGNOSIS_LABELS = {
+    "GAD": "generalised anxiety", "MDD": "major depression", "PTSD": "PTSD", "SAD": "social anxiety",
+    "PANIC": "panic disorder", "OCD": "OCD", "OTHER": "other diagnoses",
+}
 EVENTS = (
     "dissociation", "dizziness", "nausea", "vomiting", "sedation", "vertigo", "headache",
     "anxiety", "hypertension", "tachycardia", "hallucination", "disorientation", "cognitive", "other",

@@ -13,7 +13,10 @@ import io
 import json
 import math
 import os
+import re
+import hashlib
 import zipfile
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,10 +37,12 @@ SUMMARY_FILES = (
     "side_effects.csv", "maintenance.csv",
     "rems.csv",
     "adjusted_response.csv", "benchmark.csv",  # issue 15 (fair comparisons)
+    "headline.csv", "trend.csv",
 )
 PROVENANCE_FILE = "provenance.json"
 SIGNIFICANT_DIGITS = 10  # non-integer numbers: enough for any rate or day, stable against last-bit noise
-ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+ZIP_NAME = "ketamine-outcomes-summaries.zip"
+FILE_NAME_MAX = 120  # characters of the cohort part of a download's name before it is shortened
 
 
 # file -> (disclosure rule name, how the raw table is computed)
@@ -51,6 +56,7 @@ _SUMMARY_SOURCES = {
     "side_effects.csv": ("side_effects", metrics.side_effects),
     "maintenance.csv": ("maintenance", metrics.maintenance),
     "rems.csv": ("rems", rems.rems),
+    "trend.csv": ("trend", metrics.trend),
 }
 # file -> its disclosure rule (the name `disclosure.protect` takes)
 SUMMARY_RULES = {file: rule for file, (rule, _) in _SUMMARY_SOURCES.items()}
@@ -69,6 +75,8 @@ def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str, *,
 
     benchmark.csv names only the sites in `named_sites` (None: every site; docs/access.md): a caller that
     knows the viewer's scope passes it, so no other site's name or numbers reach the file."""
+    if file == "headline.csv":
+        return compute_headline(con, s)
     if file == "benchmark.csv":
         return benchmark.network_benchmark(con, s, named_sites=named_sites)
     if file in _PROTECTED_SOURCES:
@@ -81,6 +89,21 @@ def raw_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.Da
     """One summary table before disclosure control (the PDF report compares it with the protected one to
     tell a hidden cell from an undefined one; never shown or written as it is)."""
     return _SUMMARY_SOURCES[file][1](con, s)
+
+
+def compute_headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """headline.csv (metrics.md "Headline by route"), disclosure applied: each number is taken from its own
+    page's protected table (response_by_route.csv, time_to_relief.csv, the side-effects rule over
+    `any_side_effect`, maintenance.csv and the Response page's protected pairwise comparison), so it equals
+    what that page and file show and hides exactly what they hide. See `metrics.headline_from`."""
+    k = s.min_cell
+    return metrics.headline_from(
+        compute_summary(con, s, "response_by_route.csv"),
+        compute_summary(con, s, "time_to_relief.csv"),
+        protect("side_effects", metrics.any_side_effect(con, s), k),
+        compute_summary(con, s, "maintenance.csv"),
+        protect("route_comparison", metrics.route_comparison(con, s).pairwise, k),
+    )
 
 
 def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings, *,
@@ -188,17 +211,47 @@ def summary_files(con: duckdb.DuckDBPyConnection, s: Settings, *,
 
 
 def summaries_zip_bytes(con: duckdb.DuckDBPyConnection, s: Settings, *,
-                        named_sites: frozenset[str] | None = None) -> bytes:
-    """All files in one zip with fixed timestamps, so the same settings give the same bytes; benchmark.csv
-    names only `named_sites` (None: every site)."""
+                        named_sites: frozenset[str] | None = None, when: datetime | None = None) -> bytes:
+    """All files (the summary CSVs and provenance.json) in one zip; benchmark.csv names only `named_sites`
+    (None: every site). Each entry's bytes are the command line's; the entries are dated `when` (default:
+    now, local time, as any file one saves), so a reader's unzip tool shows when the summaries were made.
+    The same `when` gives the same zip bytes."""
+    stamp = (when or datetime.now()).timetuple()[:6]
+    stamp = (max(stamp[0], 1980), *stamp[1:])  # the zip format cannot date anything before 1980
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in summary_files(con, s, named_sites=named_sites).items():
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+            info = zipfile.ZipInfo(name, date_time=stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, data)
     return buf.getvalue()
+
+
+def cohort_tag(s: Settings) -> str:
+    """The filters and non-default settings in a short form for file names: `site-S2__route-IV-IN`
+    (one `name-value-value` part per parameter, in the URL's order, `__` between parts); empty for the
+    defaults. Only letters, digits, `-`, `+` and `_` (`age-band-75+`); a very long one is cut and ends in
+    a short hash of the whole, so two different cohorts never share a name."""
+    parts: dict[str, list[str]] = {}
+    for key, value in s.to_query_params():
+        parts.setdefault(key.replace("_", "-"), []).append(value)
+    tag = "__".join("-".join([key, *values]) for key, values in parts.items())
+    tag = re.sub(r"[^A-Za-z0-9+_-]", "-", tag)
+    if len(tag) > FILE_NAME_MAX:
+        digest = hashlib.sha256(tag.encode()).hexdigest()[:8]
+        tag = f"{tag[:FILE_NAME_MAX - 10].rstrip('-_')}--{digest}"
+    return tag
+
+
+def download_name(file: str, s: Settings) -> str:
+    """A summary's file name carrying the cohort: `response_by_route__site-S2__route-IV-IN.csv`; the plain
+    name (`response_by_route.csv`) for the defaults. The bytes are the export's for the same settings."""
+    tag = cohort_tag(s)
+    if not tag:
+        return file
+    stem, dot, ext = file.rpartition(".")
+    return f"{stem}__{tag}{dot}{ext}" if dot else f"{file}__{tag}"
 
 
 # What queries/derive_*.sql build that the metric queries read: a table's newest column, or a macro.
@@ -278,7 +331,7 @@ def _os_problem(exc: OSError, path: Path) -> str:
 
 def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], s: Settings, *,
                     replace: bool = False) -> list[Path]:
-    """Write the six CSVs and provenance.json as the folder out_dir, all or nothing; raises store.StoreError
+    """Write the summary CSVs and provenance.json as the folder out_dir, all or nothing; raises store.StoreError
     (ExportError for the output side).
 
     The files are written into a new folder beside out_dir and swapped in only when all are written, so a

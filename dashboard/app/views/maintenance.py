@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.charts import figures
+from dashboard.charts import colors, figures
 from dashboard.app import ui
 
 ctx = ui.current_context()
@@ -23,22 +23,24 @@ st.caption("Uptake: responders with at least one maintenance session (95 % Wilso
            "Kaplan–Meier probability that a responder has not relapsed (improvement fallen to 25 % or less) 8 weeks "
            "after the last induction session.")
 hidden = figures.hidden_routes(maintenance, "uptake_rate")
-ui.render_disclosure_note(ctx, [f"uptake for {', '.join(hidden)}"] if hidden else [])
+ui.render_disclosure_note(ctx, [f"uptake for {', '.join(colors.route_label(r) for r in hidden)}"] if hidden else [])
 
 st.subheader("Maintenance sessions")
 st.plotly_chart(figures.create_maintenance_timing_figure(maintenance), key="chart_maintenance_timing")
+# The page's answer first (sessions per patient-month, sustained response, uptake), the details after, so at
+# 1440 px nothing that matters sits behind a sideways scroll.
 ui.render_table(
     maintenance,
-    {"route": "Route", "responders": "Responders", "responders_in_maintenance": "Responders in maintenance",
-     "uptake_rate": "Uptake", "maintenance_patients": "Maintenance patients",
-     "maintenance_sessions": "Maintenance sessions",
-     "median_days_to_first_maintenance": "Median days to first maintenance",
-     "median_interval_days": "Median days between sessions",
-     "sessions_per_patient_month": "Sessions per patient-month",
-     "sustained_patients": "Responders followed after induction",
-     "sustained_response_8w": "Sustained response at 8 weeks"},
+    {"route": "Route", "sessions_per_patient_month": "Sessions per patient-month",
+     "sustained_response_8w": "Still responding at 8 weeks", "uptake_rate": "Uptake",
+     "responders": "Responders", "responders_in_maintenance": "In maintenance",
+     "maintenance_patients": "Maintenance patients", "maintenance_sessions": "Sessions",
+     "median_days_to_first_maintenance": "Days to first (median)",
+     "median_interval_days": "Days between (median)"},
     percent=("uptake_rate", "sustained_response_8w"),
     decimals={"median_days_to_first_maintenance": 0, "median_interval_days": 0, "sessions_per_patient_month": 2},
+    undefined={"sessions_per_patient_month": "no maintenance", "sustained_response_8w": "not followed",
+               "uptake_rate": "no responders"},
 )
 st.caption("Maintenance patients are every cohort patient with at least one maintenance session, responder or not.")
 
@@ -54,6 +56,7 @@ ui.render_table(
 st.caption("How many maintenance sessions a month the cohort's current responders will need if they take up "
            "maintenance, and attend, at the rates observed so far for their route.")
 proj_hidden = figures.hidden_routes(projection, "sessions_per_month")
-ui.render_disclosure_note(ctx, [f"projection for {', '.join(proj_hidden)}"] if proj_hidden else [])
+ui.render_disclosure_note(ctx, [f"projection for {', '.join(colors.route_label(r) for r in proj_hidden)}"]
+                          if proj_hidden else [])
 
 ui.render_downloads(ctx, ("maintenance.csv",), key="maintenance")

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.charts import figures
+from dashboard.charts import colors, figures
 from dashboard.data import spec
 
 from dashboard.app import ui
 
+RELIEF_HORIZON_DAYS = 56  # nearly all relief happens in the first 8 weeks; the whole follow-up is one click away
 THRESHOLDS = {
     "response": "50 % improvement (response)",
     "mcid": "minimal important change",
@@ -45,7 +46,12 @@ curve = ui.load_summary(ctx.signature, s, "time_to_relief_curve.csv")
 threshold_label = THRESHOLDS[s.relief] if s.relief == "response" else f"a drop of {s.mcid}+ points on {instrument}"
 
 at_risk = ui.load_relief_at_risk(ctx.signature, s)
-st.plotly_chart(figures.create_relief_figure(curve, at_risk, threshold_label), key="chart_relief_curve")
+SPANS = {"8w": "First 8 weeks", "all": "Whole follow-up"}
+span = st.segmented_control("Days shown", tuple(SPANS), default="8w", format_func=SPANS.get,
+                            key="_ko_relief_span") or "8w"
+st.plotly_chart(figures.create_relief_figure(curve, at_risk, threshold_label,
+                                             horizon=RELIEF_HORIZON_DAYS if span == "8w" else None),
+                key="chart_relief_curve")
 curve_hidden = s.min_cell > 0 and not curve.empty  # protect() leaves the withheld points out of the curve
 ui.render_disclosure_note(ctx, [
     "steps of the curves resting on few events or few patients at risk (the curves step only where enough "
@@ -62,18 +68,20 @@ ui.render_table(
      "relieved_by_day_28": "By day 28"},
     percent=("relieved_by_day_1", "relieved_by_day_7", "relieved_by_day_14", "relieved_by_day_28"),
     decimals={"median_days": 1, "median_ci_low": 1, "median_ci_high": 1},
+    undefined={"median_days": "not reached", "median_ci_low": "not reached", "median_ci_high": "open"},
 )
-st.caption("An empty median means the curve never reached half the patients (or the value is hidden); an empty "
-           "upper limit means the interval is open-ended.")
+st.caption("Not reached: fewer than half the patients were relieved during follow-up. Open: the interval has no "
+           "upper limit. Hidden cells say why (fewer than the minimum cell).")
 
 st.subheader("Comparing routes (log-rank test)")
 logrank = ui.load_logrank(ctx.signature, s)
 if logrank is None or logrank.empty:
     st.info("There is only one route in this cohort, so there is nothing to compare.", icon=":material/info:")
 else:
-    lr = logrank.assign(pair=[f"{a} vs {b}" for a, b in zip(logrank["route_a"], logrank["route_b"])])
-    ui.render_table(lr, {"pair": "Routes", "statistic": "Statistic (Z)", "p_value": "p (raw)",
-                         "p_adjusted": "p (adjusted)"},
+    lr = logrank.assign(pair=[f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
+                              for a, b in zip(logrank["route_a"], logrank["route_b"])])
+    ui.render_table(lr, {"pair": "Routes", "statistic": "Test statistic", "p_value": "p-value",
+                         "p_adjusted": "p-value, adjusted"},
                     decimals={"statistic": 2}, pvalues=("p_value", "p_adjusted"))
     st.caption("Pairwise log-rank tests of the whole curves; p-values adjusted for several comparisons "
                "(Benjamini–Hochberg).")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.charts import figures
+from dashboard.charts import colors, figures
 from dashboard.data import spec
 
 from dashboard.analysis import adjusted
@@ -44,7 +44,7 @@ response = ui.load_summary(ctx.signature, s, "response_by_route.csv")
 
 st.plotly_chart(figures.create_response_figure(response, instrument), key="chart_response_rates")
 hidden = figures.hidden_routes(response, "response_rate")
-ui.render_disclosure_note(ctx, [f"rates for {', '.join(hidden)}"] if hidden else [])
+ui.render_disclosure_note(ctx, [f"rates for {', '.join(colors.route_label(r) for r in hidden)}"] if hidden else [])
 with st.expander("Response and remission by route (table)"):
     ui.render_table(
         response,
@@ -109,28 +109,27 @@ else:
         "the data cannot tell the two routes apart. The p-values are adjusted for making several comparisons "
         "(Benjamini–Hochberg)."
     )
-    left, right = st.columns([3, 2])
-    with left:
-        st.plotly_chart(figures.create_comparison_figure(pairwise, outcome), key="chart_comparison")
-    with right:
+    st.plotly_chart(figures.create_comparison_figure(pairwise, outcome), key="chart_comparison")
+    # below the chart at full width: every pair visible, no inner scroll, no sideways scroll
+    with st.container():
         points = {c: figures.floats(pairwise[c]) * 100 for c in ("difference", "ci_low", "ci_high")}
-        table = pairwise.assign(pair=[f"{a} − {b}" for a, b in zip(pairwise["route_a"], pairwise["route_b"])],
-                                **points)
+        table = pairwise.assign(pair=[f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
+                                      for a, b in zip(pairwise["route_a"], pairwise["route_b"])], **points)
         ui.render_table(
             table,
-            {"pair": "Routes", "difference": "Difference", "ci_low": "95 % low", "ci_high": "95 % high",
-             "p_adjusted": "p adj."},
+            {"pair": "Routes", "difference": "Difference (points)", "ci_low": "95 % low", "ci_high": "95 % high",
+             "p_adjusted": "p-value, adjusted"},
             decimals={"difference": 1, "ci_low": 1, "ci_high": 1}, pvalues=("p_adjusted",),
         )
-        st.caption("Differences and their limits in percentage points (first route minus second); p adj.: "
-                   "Benjamini–Hochberg adjusted p-value.")
+        st.caption("Differences and their limits in percentage points (first route minus second); the p-value "
+                   "is adjusted for several comparisons (Benjamini–Hochberg).")
         _p = ui.format_p(comparison.p_value)
         if _p:
             st.caption(
                 f"All routes together: χ² = {comparison.chi2:.2f} with {comparison.dof} degrees of freedom, "
                 f"p {_p if _p.startswith('<') else '= ' + _p} (chi-square test of {outcome} across routes)."
             )
-    hidden_pairs = [f"{a} − {b}" for a, b, d in zip(pairwise["route_a"], pairwise["route_b"], pairwise["difference"])
+    hidden_pairs = [f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}" for a, b, d in zip(pairwise["route_a"], pairwise["route_b"], pairwise["difference"])
                     if pd.isna(d)]
     ui.render_disclosure_note(ctx, [f"comparisons {', '.join(hidden_pairs)}"] if hidden_pairs else [])
 

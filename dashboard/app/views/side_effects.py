@@ -24,7 +24,9 @@ events_present = [e for e in spec.SUMMARY_EVENTS if e in set(side_effects["event
 
 st.plotly_chart(figures.create_side_effect_heatmap(side_effects), key="chart_heatmap")
 n_hidden = int(side_effects["session_rate"].isna().sum()) if not side_effects.empty else 0
-ui.render_disclosure_note(ctx, [f"{n_hidden} route × event cells (grey, marked 'hidden')"] if n_hidden else [])
+ui.render_disclosure_note(ctx, [f"{n_hidden} route × event cells (grey: each says 'fewer than {s.min_cell}' with "
+                                f"the highest rate it could be, or 'hidden' where it protects another cell)"]
+                          if n_hidden else [])
 
 st.subheader("Patients affected")
 chosen = st.multiselect(
@@ -74,6 +76,7 @@ with st.expander("Blood pressure by route (table)"):
     st.caption("Pressures in mmHg; the rise is the peak minus the pre-dose reading.")
 bp_hidden = list(dict.fromkeys(figures.hidden_routes(bp, "sbp_peak_median")
                                + figures.hidden_routes(bp, "share_bp_severe")))
-ui.render_disclosure_note(ctx, [f"blood pressure for {', '.join(bp_hidden)}"] if bp_hidden else [])
+ui.render_disclosure_note(ctx, [f"blood pressure for {', '.join(colors.route_label(r) for r in bp_hidden)}"]
+                          if bp_hidden else [])
 
 ui.render_downloads(ctx, ("side_effects.csv",), key="side_effects")
