@@ -71,7 +71,7 @@ def test_the_scope_is_part_of_the_cache_key():
 
 def test_the_description_names_the_scope_when_no_site_is_chosen():
     assert Settings(scope=("S1", "S3")).describe_filters() == "site S1, S3 (your access)"
-    assert Settings(route=("IV",), scope=("S1",)).describe_filters() == "route IV; site S1 (your access)"
+    assert Settings(route=("IV",), scope=("S1",)).describe_filters() == "IV infusion; site S1 (your access)"
     assert Settings(site=("S1",), scope=("S1", "S3")).describe_filters() == "site S1"
     assert Settings().describe_filters() == "All patients"
 
