@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -70,3 +71,20 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = base / "sample.duckdb"
     import_export(export_dir, db)
     return db
+
+
+CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Chromium (Debian's) for every browser test of the run: Playwright's sync API allows one running
+    instance per thread, so the test modules share this one rather than each starting their own."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -65,17 +65,12 @@ def import_server(sample_db: Path, tmp_path: Path):
 
 
 @pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = b.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
-        pg = context.new_page()
-        pg.set_default_timeout(90_000)
-        yield pg
-        context.close()
-        b.close()
+def page(browser):  # the run's one Chromium (tests/conftest.py)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(90_000)
+    yield pg
+    context.close()
 
 
 def test_upload_a_records_zip_check_and_import(import_server, page, tmp_path):

@@ -100,16 +100,6 @@ def signed_server(provider, sample_db, tmp_path_factory):
                 pass
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 def settle(pg) -> None:  # noqa: ANN001
     pg.wait_for_selector(IDLE)
     pg.wait_for_timeout(700)

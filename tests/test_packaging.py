@@ -133,9 +133,7 @@ def _outside_env(base: Path) -> dict[str, str]:
 
 
 @pytest.mark.browser
-def test_the_wheel_installed_outside_the_clone_imports_exports_and_serves(installed_wheel, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_the_wheel_installed_outside_the_clone_imports_exports_and_serves(installed_wheel, tmp_path, browser):
     command = installed_wheel / "bin" / "ketamine-outcomes"
     env = _outside_env(tmp_path)
     work = tmp_path / "work"
@@ -184,18 +182,14 @@ def test_the_wheel_installed_outside_the_clone_imports_exports_and_serves(instal
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.3)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium"),
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page()
-            page.goto(base + "/")
-            page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
-            page.wait_for_selector("h1:has-text('Overview')", timeout=30_000)
-            page.wait_for_selector(".js-plotly-plot", timeout=30_000)
-            assert page.locator("[data-testid='stException']").count() == 0
-            browser.close()
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(base + "/")
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
+        page.wait_for_selector("h1:has-text('Overview')", timeout=30_000)
+        page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+        assert page.locator("[data-testid='stException']").count() == 0
+        context.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)

@@ -292,8 +292,7 @@ class ExportError(store.StoreError):
 def check_known_values(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
     """Raise ExportError naming every site filter value that is not a site of this database: an unknown site
     would give an empty cohort that reads as "no patients" rather than as a typo."""
-    df = store.run_query(con, "filter_options")
-    sites = [str(v) for v in df.loc[df["kind"] == "site", "value"]]
+    sites = metrics.filter_options(con, s)["site"]  # within the person's scope: no other site is named
     unknown = [v for v in s.site if v not in sites]
     if unknown:
         raise ExportError(
