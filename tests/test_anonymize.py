@@ -30,6 +30,26 @@ OTHER_KEY = bytes(range(1, 33))
 
 
 @pytest.fixture(scope="module")
+def sample_export(sample_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared sample export without the esketamine-monitoring columns the generic layout has no place for
+    (identified-records.md lists monitoring_minutes only): what a clinic filling the generic layout sends."""
+    import csv as _csv
+
+    from dashboard.data import spec
+
+    out = tmp_path_factory.mktemp("generic_reach") / "export"
+    out.mkdir()
+    drop = (set(spec.REMS_SESSION_COLUMNS) | set(spec.REMS_PATIENT_COLUMNS)) - {"monitoring_minutes"}
+    for path in sorted(sample_export.glob("*.csv")):
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(_csv.reader(f))
+        keep = [i for i, c in enumerate(rows[0]) if c not in drop]
+        with (out / path.name).open("w", newline="", encoding="utf-8") as f:
+            _csv.writer(f, lineterminator="\n").writerows([[r[i] for i in keep] for r in rows])
+    return out
+
+
+@pytest.fixture(scope="module")
 def records(sample_export: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("records") / "records"
     ids = identify_export(sample_export, out, seed=3)

@@ -750,6 +750,14 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
         f"patients: {cols['patients']['birth_date']} → age_band on day 0",
     ]
     report.transformed += [f"{col}: through the mapping's [codes.{col}] list" for col in mapping.codes]
+    # optional columns no mapping fills are left out, not written empty: an export that has a column says the
+    # clinic recorded it (the esketamine-monitoring measures then read as unmet instead of "not recorded")
+    for table, o in out.items():
+        unmapped = [i for i, c in enumerate(o.header)
+                    if c in spec.REMS_SESSION_COLUMNS + spec.REMS_PATIENT_COLUMNS and not cols[table].get(c)]
+        if unmapped:
+            o.header = [c for i, c in enumerate(o.header) if i not in unmapped]
+            o.rows = [[v for i, v in enumerate(r) if i not in unmapped] for r in o.rows]
     return out
 
 

@@ -292,8 +292,9 @@ class ExportError(store.StoreError):
 def check_known_values(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
     """Raise ExportError naming every site filter value that is not a site of this database: an unknown site
     would give an empty cohort that reads as "no patients" rather than as a typo."""
-    sites = metrics.filter_options(con, s)["site"]  # within the person's scope: no other site is named
-    unknown = [v for v in s.site if v not in sites]
+    every = metrics.filter_options(con, s.replace(scope=None))["site"]
+    sites = metrics.filter_options(con, s)["site"]  # the message names only sites within the person's scope
+    unknown = [v for v in s.site if v not in every]  # a real site outside the scope: an empty cohort (access.md)
     if unknown:
         raise ExportError(
             "--site: " + ", ".join(repr(v) for v in unknown)
