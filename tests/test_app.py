@@ -25,10 +25,8 @@ from dashboard.analysis.settings import Settings
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
 # page file (relative to app/main.py) -> (title, charts it draws on the sample, summary files it offers)
 PAGES = {
-    "views/overview.py": ("Overview", 1, ("cohort.csv", "response_by_route.csv")),
-    "views/response.py": ("Response by route", 5, ("response_by_route.csv", "adjusted_response.csv")),
     "views/overview.py": ("Overview", 2, ("headline.csv", "trend.csv", "cohort.csv", "response_by_route.csv")),
-    "views/response.py": ("Response by route", 4, ("response_by_route.csv",)),
+    "views/response.py": ("Response by route", 5, ("response_by_route.csv", "adjusted_response.csv")),
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
     "views/side_effects.py": ("Side effects", 5, ("side_effects.csv",)),
     "views/maintenance.py": ("Maintenance", 3, ("maintenance.csv",)),
@@ -543,7 +541,7 @@ def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sa
     assert f"Site {own}" in rendered
     for other in set(sites) - {own}:
         assert not re.search(rf"\b{re.escape(other)}\b", rendered), other
-    labels = [b.proto.label for b in at.get("download_button")]
+    labels = [b.proto.label for b in at.get("download_button") if b.proto.label != ui.REPORT_LABEL]
     assert labels == ["benchmark.csv"]  # no zip of every site's summaries
     # the unrestricted page draws every site
     monkeypatch.setattr(ui, "viewer_named_sites", lambda ctx: None)

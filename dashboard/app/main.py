@@ -138,6 +138,11 @@ except audit.AuditError as exc:
     st.stop()
 
 try:
+    # The banner is filled before the page, so a page that stops early (st.stop: nothing of this cohort to
+    # show on it) still names the cohort; the spinner below says the figures are being updated meanwhile.
+    with banner:
+        ui.render_cohort_banner(ctx)
+        ui.render_report_download(ctx)
     ui.render_url_notice()
     size = ui.cohort_size(ctx)
     always_open = page.url_path in ALWAYS_OPEN
@@ -159,13 +164,9 @@ try:
                 icon=":material/lock:",
             )
     if always_open or size > 0:
-        # A loading state on every rerun: the spinner stays until the page has drawn, and the cohort banner is
-        # filled only after the page, so it never names the new cohort over the previous cohort's charts.
+        # A loading state on every rerun: the spinner stays until the page has drawn.
         with st.spinner("Updating the figures for this cohort…", show_time=True):
             page.run()
-    with banner:
-        ui.render_cohort_banner(ctx)
-        ui.render_report_download(ctx)
 except Exception as exc:  # noqa: BLE001 - never a traceback in the browser; the log has it
     LOG.exception("rendering page %s failed for %s", page.url_path, settings)
     damaged = store.damage_message(exc, db_path)
