@@ -156,9 +156,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"error: {problem.replace('scope:', '--scope:', 1)}", file=sys.stderr)
         return EXIT_USAGE
-    if not Path(args.db).exists():  # before the audit log, which would otherwise be created beside nothing
-        print(f"error: No database at {args.db}. Import a clinic export first: "
-              f"ketamine-outcomes import EXPORT_DIR --db {args.db}", file=sys.stderr)
+    try:  # before the audit log, which would otherwise be created beside nothing
+        store.check_database_file(Path(args.db))
+    except store.StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     try:
         # recorded before anything is written: an export that cannot be recorded does not happen
@@ -230,9 +231,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"error: {problem.replace('scope:', '--scope:', 1)}", file=sys.stderr)
         return EXIT_USAGE
-    if not Path(args.db).exists():
-        print(f"error: no database at {args.db}. Import a clinic export first:\n"
-              f"  ketamine-outcomes import EXPORT_DIR --db {args.db}", file=sys.stderr)
+    try:
+        store.check_database_file(Path(args.db))
+    except store.StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     try:
         # recorded before anything is written: a report that cannot be recorded is not made

@@ -196,12 +196,17 @@ def test_the_relief_chart_opens_on_eight_weeks(make_app):
     assert layout["xaxis"]["range"][1] > 100
 
 
+def shown_text(markdown: str) -> str:
+    """What a reader sees of Markdown whose outside text ui.plain escaped (as tests/test_app.py's `shown`)."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
+
+
 # --- finding 7: words on screen, codes only in URLs and files -------------------------------------------------------
 
 
 def test_plain_words_on_screen(make_app):
     at = open_page(make_app(route=["IV", "IN"], sex="F"), "views/relief.py")
-    banner = " ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption)
+    banner = shown_text(" ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption))
     assert "IV infusion, Intranasal" in banner and "female" in banner
     assert "IV, IN" not in banner
     shown = " ".join(texts(at))
@@ -222,5 +227,5 @@ def test_age_band_75_plus_survives_the_plus_arriving_as_a_space(make_app):
     assert at.session_state[ui.CONTEXT_KEY].settings.age_band == ("75+",)
     assert not at.warning or not any("age_band" in w.value for w in at.warning)
     at = open_page(make_app(age_band="99"), "views/overview.py")
-    notice = " ".join(w.value for w in at.warning)
+    notice = shown_text(" ".join(w.value for w in at.warning))
     assert "'99' is not an age band" in notice and "a age band" not in notice

@@ -108,7 +108,8 @@ def test_the_command_line_records_imports_and_exports_and_the_log_survives_impor
     assert export_row["sites"] == "S1" and export_row["query"] == "route=IV"
     assert export_row["files"].split() == ["cohort.csv", "response_by_route.csv", "time_to_relief.csv",
                                            "time_to_relief_curve.csv", "side_effects.csv", "maintenance.csv",
-                                           "provenance.json"]
+                                           "rems.csv", "adjusted_response.csv", "benchmark.csv", "headline.csv",
+                                           "trend.csv", "provenance.json"]
     assert df["sites"].iloc[0] == "*"
 
 

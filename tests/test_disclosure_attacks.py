@@ -16,7 +16,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from dashboard.analysis import disclosure
+from dashboard.analysis import disclosure, metrics
 from dashboard.analysis.settings import Settings
 from dashboard.data import spec, store
 from dashboard.reports import export
@@ -44,8 +44,8 @@ def values(con, s: Settings) -> tuple[dict, dict]:
 
 def attack_pairs(con) -> list[tuple[Settings, Settings]]:
     """(larger state, smaller state) pairs whose difference is one small group, as in the issue."""
-    sites = [str(v) for v in store.run_query(con, "filter_options").query("kind == 'site'")["value"]]
-    quarters = sorted(str(v) for v in store.run_query(con, "filter_options").query("kind == 'quarter'")["value"])
+    options = metrics.filter_options(con, Settings())
+    sites, quarters = options["site"], sorted(options["quarter"])
     pairs = []
     for sex in spec.SEXES:
         whole = Settings(sex=(sex,))

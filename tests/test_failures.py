@@ -11,6 +11,7 @@ import errno
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 import threading
 from pathlib import Path
@@ -51,7 +52,10 @@ def run_as_other_user(args: list[str], cwd: Path) -> subprocess.CompletedProcess
     kwargs = {}
     if os.geteuid() == 0:
         kwargs = {"user": 65534, "group": 65534, "extra_groups": []}
-    env = dict(os.environ, HOME=str(cwd))
+    # the audit log (issue 13) in a folder that user may write, so each test meets the fault it sets up
+    audit_dir = Path(tempfile.mkdtemp(prefix="ko-audit-"))
+    audit_dir.chmod(0o777)
+    env = dict(os.environ, HOME=str(cwd), KETAMINE_OUTCOMES_AUDIT=str(audit_dir / "audit.jsonl"))
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env, **kwargs)
 
 

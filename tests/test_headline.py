@@ -112,7 +112,8 @@ def test_a_hidden_response_rate_ranks_last_and_is_not_compared(con):
 
 def test_trend_by_start_quarter(con):
     got = metrics.trend(con, Settings(min_cell=0))
-    assert list(got.columns) == list(metrics.TREND_COLUMNS)
+    # the counts' cell keys ride along for disclosure control, which drops them (protect)
+    assert [c for c in got.columns if not c.endswith("__key")] == list(metrics.TREND_COLUMNS)
     assert list(zip(got["start_quarter"], got["route"])) == [
         ("2025-Q1", "IV"), ("2025-Q1", "IN"), ("2025-Q1", "SL"), ("2025-Q1", "ALL"),
         ("2025-Q2", "IV"), ("2025-Q2", "IN"), ("2025-Q2", "SL"), ("2025-Q2", "ALL"),

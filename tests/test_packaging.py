@@ -41,6 +41,7 @@ def test_every_code_folder_is_a_listed_package():
     assert config["package-dir"] == {
         "dashboard.queries": "queries",
         "dashboard.example_export": "sample_data/example_export",
+        "dashboard.example_records": "sample_data/example_records",
         "dashboard.streamlit_config": ".streamlit",
     }
     assert store.queries_dir() == ROOT / "queries"
