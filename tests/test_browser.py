@@ -290,7 +290,7 @@ def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sampl
     pages = pdf_pages(pdf)
     check_structure(pdf, pages)
     assert check_tables(pages, expected) == 0
-    assert "route IV, IN" in pages[0]
+    assert "IV infusion, Intranasal" in pages[0]
     assert_no_exception(page)
 
 # --- issue 12: links that inject content or lead nowhere ------------------------------------------------------
