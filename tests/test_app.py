@@ -333,6 +333,27 @@ def test_a_corrupt_database_gets_a_message(make_app, tmp_path):
     assert "could not be" in at.error[0].value
 
 
+def test_a_missing_dependency_is_called_an_installation_fault_not_a_damaged_database(make_app, monkeypatch):
+    # A venv without statsmodels once showed "could not be read as a Ketamine Outcomes database".
+    import sys
+
+    import dashboard.analysis
+    import dashboard.reports
+
+    for package, name in ((dashboard.reports, "export"), (dashboard.analysis, "adjusted")):
+        monkeypatch.delitem(sys.modules, f"{package.__name__}.{name}", raising=False)
+        monkeypatch.delattr(package, name, raising=False)
+    monkeypatch.setitem(sys.modules, "statsmodels.api", None)  # None in sys.modules: the import fails
+    at = make_app()
+    at.run()
+    assert not at.exception
+    message = shown(at.error[0].value)
+    assert "installed incompletely" in message
+    assert "statsmodels" in message
+    assert "Ketamine Outcomes database" not in message
+    assert "pip install" in at.markdown[-1].value
+
+
 def test_a_foreign_database_gets_a_message(make_app, tmp_path):
     other = tmp_path / "other.duckdb"
     with duckdb.connect(str(other)) as con:

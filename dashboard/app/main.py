@@ -97,6 +97,10 @@ except store.StoreError as exc:
         "again with `ketamine-outcomes import EXPORT_DIR --db PATH`. Then reload this page.",
     )
     st.stop()
+except (ImportError, store.InstallationError) as exc:  # the installation, not the database, is at fault
+    LOG.exception("the dashboard is installed incompletely")
+    ui.render_installation_error(exc)
+    st.stop()
 except Exception:  # noqa: BLE001 - a damaged file must not show a traceback
     LOG.exception("reading the database failed")
     ui.render_error_screen(
@@ -167,6 +171,9 @@ try:
         # A loading state on every rerun: the spinner stays until the page has drawn.
         with st.spinner("Updating the figures for this cohort…", show_time=True):
             page.run()
+except (ImportError, store.InstallationError) as exc:
+    LOG.exception("the dashboard is installed incompletely")
+    ui.render_installation_error(exc)
 except Exception as exc:  # noqa: BLE001 - never a traceback in the browser; the log has it
     LOG.exception("rendering page %s failed for %s", page.url_path, settings)
     damaged = store.damage_message(exc, db_path)

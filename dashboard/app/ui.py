@@ -729,6 +729,19 @@ def render_error_screen(title: str, message: str, what_to_do: str) -> None:
     st.markdown(what_to_do)
 
 
+def render_installation_error(exc: BaseException) -> None:
+    """A part of Ketamine Outcomes itself is missing (a dependency or a packaged file): say so, not "the
+    database is damaged", and say how to mend it."""
+    missing = getattr(exc, "name", None)
+    what = f"The Python package `{missing}` is not installed." if missing else str(exc)
+    render_error_screen(
+        "Ketamine Outcomes is installed incompletely",
+        what,
+        f"**What to do:** {store.REINSTALL} Then restart `ketamine-outcomes serve` and reload this page. "
+        "Your data are not affected.",
+    )
+
+
 @_cached
 def load_any_side_effect(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Patients and sessions with any side effect per route and ALL (with Wilson intervals), disclosure applied."""
