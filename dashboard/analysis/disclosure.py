@@ -305,9 +305,23 @@ def _apply(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray], k: in
 WHY_HIDDEN = "why_hidden"
 
 
+class HiddenCells(dict):
+    """The WHY_HIDDEN record: {column: {row label: (kind, value)}}, never changed once made.
+
+    pandas deep-copies a frame's attrs on every operation that returns a new frame or column (even `df[col]`);
+    copying this record each time made drawing a page's figures take seconds. Being read-only, it is shared
+    instead of copied."""
+
+    def __deepcopy__(self, memo: dict) -> "HiddenCells":
+        return self
+
+    def __copy__(self) -> "HiddenCells":
+        return self
+
+
 def _why_hidden(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray],
-                derived_hidden: Mapping[str, np.ndarray], k: int) -> dict[str, dict[Any, tuple[str, float]]]:
-    why: dict[str, dict[Any, tuple[str, float]]] = {}
+                derived_hidden: Mapping[str, np.ndarray], k: int) -> "HiddenCells":
+    why: HiddenCells = HiddenCells()
     if k <= 0:
         return why
     labels = list(df.index)

@@ -864,7 +864,9 @@ def headline_from(response: pd.DataFrame, relief: pd.DataFrame, any_effect: pd.D
     sources += [(relief, c, c) for c in ("median_days", "median_ci_low", "median_ci_high")]
     sources += [(any_effect, "any_side_effect_rate", "patient_rate")]
     sources += [(maintenance_table, c, c) for c in ("sessions_per_patient_month", "sustained_response_8w")]
-    why: dict[str, dict[Any, Any]] = {}
+    from dashboard.analysis.disclosure import HiddenCells
+
+    why = HiddenCells()
     for source, column, source_column in sources:
         record = (source.attrs.get("why_hidden") or {}).get(source_column, {})
         labels = {str(r): i for i, r in zip(source.index, source["route"])} if len(source) else {}

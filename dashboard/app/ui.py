@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -157,6 +158,59 @@ def load_summary(signature: tuple, settings: Settings, file: str) -> pd.DataFram
     from dashboard.reports import export
 
     return export.compute_summary(load_connection(signature), settings, file)
+
+
+# --- charts -----------------------------------------------------------------------------------------------------
+
+_FIGURES: "OrderedDict[tuple, Any]" = OrderedDict()
+_FIGURES_LOCK = threading.Lock()
+_FIGURES_MAX = 256
+
+
+def _fingerprint(value: Any) -> Any:
+    """A hashable stand-in for a figure builder's argument: a DataFrame by its columns, dtypes and the hash of
+    its values (the summaries are small, so hashing costs far less than building the figure again)."""
+    if isinstance(value, pd.DataFrame):
+        return ("frame", tuple(map(str, value.columns)), tuple(map(str, value.dtypes)),
+                pd.util.hash_pandas_object(value, index=True).values.tobytes())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_fingerprint(v) for v in value))
+    return ("value", repr(value))
+
+
+def build_figure(builder: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`builder(*args, **kwargs)` (a `figures.create_*_figure`), built once for the same inputs.
+
+    Building a Plotly figure (validation of every property) costs far more than drawing the finished one, and
+    a page switch or a revisit asks for the same figures of the same protected tables again. Figures are
+    kept by builder and content of the inputs (LRU, 256 figures), shared by every session: the inputs are
+    already disclosure-protected tables of that session's scope, so equal inputs mean an equal figure.
+    The result must not be changed by the caller (st.plotly_chart only reads it).
+    """
+    try:
+        key = (builder.__module__, builder.__qualname__, _fingerprint(args),
+               tuple(sorted((k, _fingerprint(v)) for k, v in kwargs.items())))
+        hash(key)
+    except TypeError:  # an argument that cannot be fingerprinted: build it every time
+        return builder(*args, **kwargs)
+    with _FIGURES_LOCK:
+        if key in _FIGURES:
+            _FIGURES.move_to_end(key)
+            return _FIGURES[key]
+    result = builder(*args, **kwargs)
+    with _FIGURES_LOCK:
+        _FIGURES[key] = result
+        while len(_FIGURES) > _FIGURES_MAX:
+            _FIGURES.popitem(last=False)
+    return result
+
+
+def render_chart(builder: Callable[..., Any], *args: Any, key: str, **kwargs: Any) -> Any:
+    """Draw the figure `builder(*args, **kwargs)` (built once per content, see build_figure) under the element
+    key `key`; returns what the builder returned (a figure, or a figure and notes)."""
+    result = build_figure(builder, *args, **kwargs)
+    st.plotly_chart(result[0] if isinstance(result, tuple) else result, key=key)
+    return result
 
 
 def _csv_builder(formatter: Callable[[pd.DataFrame], bytes], df: pd.DataFrame) -> Callable[[], bytes]:

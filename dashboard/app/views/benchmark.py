@@ -58,10 +58,11 @@ max_n = None
 if len(rows):
     shown = figures.floats(rows["evaluable"])
     max_n = float(pd.Series(shown).max()) if pd.Series(shown).notna().any() else None
-st.plotly_chart(
-    figures.create_benchmark_funnel_figure(table, measure, pooled=None if pd.isna(network.pooled) else network.pooled,
-                                           median=None if pd.isna(network.median) else network.median,
-                                           p75=None if pd.isna(network.p75) else network.p75, max_patients=max_n),
+ui.render_chart(
+    figures.create_benchmark_funnel_figure, table, measure,
+    pooled=None if pd.isna(network.pooled) else network.pooled,
+    median=None if pd.isna(network.median) else network.median,
+    p75=None if pd.isna(network.p75) else network.p75, max_patients=max_n,
     key="chart_benchmark_funnel",
 )
 st.caption(

@@ -84,7 +84,7 @@ for i in range(0, len(rules), 2):
     cols = st.columns(2)
     for col, measure in zip(cols, rules[i: i + 2]):
         with col:
-            st.plotly_chart(figures.create_rems_rate_figure(rems, measure), key=f"chart_rems_{measure}")
+            ui.render_chart(figures.create_rems_rate_figure, rems, measure, key=f"chart_rems_{measure}")
 
 st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
 breaks = pd.DataFrame({
@@ -120,16 +120,16 @@ ui.render_table(
     percent=("rate", "low", "high"),
 )
 event = st.selectbox("Chart", events, format_func=figures.rems_label, key="_ko_rems_event")
-st.plotly_chart(figures.create_rems_rate_figure(rems, event), key="chart_rems_event")
+ui.render_chart(figures.create_rems_rate_figure, rems, event, key="chart_rems_event")
 
 distribution = ui.load_rems_distribution(ctx.signature, s)
 st.subheader("Monitoring time and readiness to leave")
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "monitoring_minutes", s.rems_minutes),
+    ui.render_chart(figures.create_rems_distribution_figure, distribution, "monitoring_minutes", s.rems_minutes,
                     key="chart_rems_monitoring")
 with right:
-    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "ready_to_leave_minutes", s.rems_minutes),
+    ui.render_chart(figures.create_rems_distribution_figure, distribution, "ready_to_leave_minutes", s.rems_minutes,
                     key="chart_rems_ready")
 if "ready_to_leave" in lacking:
     st.caption("Ready-to-leave minutes are not in the clinic export.")
@@ -143,9 +143,9 @@ else:
 st.subheader("Blood pressure at 40 minutes")
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "sbp_rise_40min"), key="chart_rems_sbp")
+    ui.render_chart(figures.create_rems_distribution_figure, distribution, "sbp_rise_40min", key="chart_rems_sbp")
 with right:
-    st.plotly_chart(figures.create_rems_distribution_figure(distribution, "dbp_rise_40min"), key="chart_rems_dbp")
+    ui.render_chart(figures.create_rems_distribution_figure, distribution, "dbp_rise_40min", key="chart_rems_dbp")
 st.caption("The 40-minute reading minus the reading before dosing, over sessions with both recorded. "
            f"Sessions at 180 systolic or 110 diastolic or more at 40 minutes: "
            f"{figures.fmt_pct(total['bp_high_40min_rate'])} overall.")

@@ -18,7 +18,7 @@ ui.render_page_header(
 )
 maintenance = ui.load_summary(ctx.signature, s, "maintenance.csv")
 
-st.plotly_chart(figures.create_maintenance_rates_figure(maintenance), key="chart_maintenance_rates")
+ui.render_chart(figures.create_maintenance_rates_figure, maintenance, key="chart_maintenance_rates")
 st.caption("Uptake: responders with at least one maintenance session (95 % Wilson interval). Sustained response: "
            "Kaplan–Meier probability that a responder has not relapsed (improvement fallen to 25 % or less) 8 weeks "
            "after the last induction session.")
@@ -26,7 +26,7 @@ hidden = figures.hidden_routes(maintenance, "uptake_rate")
 ui.render_disclosure_note(ctx, [f"uptake for {', '.join(colors.route_label(r) for r in hidden)}"] if hidden else [])
 
 st.subheader("Maintenance sessions")
-st.plotly_chart(figures.create_maintenance_timing_figure(maintenance), key="chart_maintenance_timing")
+ui.render_chart(figures.create_maintenance_timing_figure, maintenance, key="chart_maintenance_timing")
 # The page's answer first (sessions per patient-month, sustained response, uptake), the details after, so at
 # 1440 px nothing that matters sits behind a sideways scroll.
 ui.render_table(
@@ -46,7 +46,7 @@ st.caption("Maintenance patients are every cohort patient with at least one main
 
 st.subheader("Projected maintenance load")
 projection = ui.load_projection(ctx.signature, s)
-st.plotly_chart(figures.create_projection_figure(projection), key="chart_projection")
+ui.render_chart(figures.create_projection_figure, projection, key="chart_projection")
 ui.render_table(
     projection,
     {"route": "Route", "current_responders": "Current responders",

@@ -199,13 +199,13 @@ if network.sites_with_patients:
 
 st.subheader("Has it changed over time?")
 trend = ui.load_summary(ctx.signature, s, "trend.csv")
-st.plotly_chart(figures.create_trend_figure(trend), key="chart_trend")
+ui.render_chart(figures.create_trend_figure, trend, key="chart_trend")
 trend_hidden = int(trend["response_rate"].isna().sum()) if not trend.empty and k > 0 else 0
 ui.render_disclosure_note(ctx, [f"{trend_hidden} quarter × route points (grey rings on the axis; hover for why)"]
                           if trend_hidden else [])
 
 st.subheader("Who is counted")
-st.plotly_chart(figures.create_funnel_figure(funnel), key="chart_funnel")
+ui.render_chart(figures.create_funnel_figure, funnel, key="chart_funnel")
 with st.expander("Funnel by route (table)"):
     ui.render_table(funnel, {"route": "Route", **{col: label for col, label in figures.FUNNEL_STEPS}})
 hidden_funnel = figures.hidden_routes(funnel, "with_endpoint")

@@ -49,9 +49,8 @@ at_risk = ui.load_relief_at_risk(ctx.signature, s)
 SPANS = {"8w": "First 8 weeks", "all": "Whole follow-up"}
 span = st.segmented_control("Days shown", tuple(SPANS), default="8w", format_func=SPANS.get,
                             key="_ko_relief_span") or "8w"
-st.plotly_chart(figures.create_relief_figure(curve, at_risk, threshold_label,
-                                             horizon=RELIEF_HORIZON_DAYS if span == "8w" else None),
-                key="chart_relief_curve")
+ui.render_chart(figures.create_relief_figure, curve, at_risk, threshold_label,
+                horizon=RELIEF_HORIZON_DAYS if span == "8w" else None, key="chart_relief_curve")
 curve_hidden = s.min_cell > 0 and not curve.empty  # protect() leaves the withheld points out of the curve
 ui.render_disclosure_note(ctx, [
     "steps of the curves resting on few events or few patients at risk (the curves step only where enough "

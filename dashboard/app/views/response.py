@@ -42,7 +42,7 @@ ui.render_page_header(
 )
 response = ui.load_summary(ctx.signature, s, "response_by_route.csv")
 
-st.plotly_chart(figures.create_response_figure(response, instrument), key="chart_response_rates")
+ui.render_chart(figures.create_response_figure, response, instrument, key="chart_response_rates")
 hidden = figures.hidden_routes(response, "response_rate")
 ui.render_disclosure_note(ctx, [f"rates for {', '.join(colors.route_label(r) for r in hidden)}"] if hidden else [])
 with st.expander("Response and remission by route (table)"):
@@ -75,7 +75,7 @@ else:
         "data cannot tell that route from the reference once case mix is allowed for. Adjustment covers "
         "only these measured differences between patients, not unmeasured ones."
     )
-    st.plotly_chart(figures.create_adjusted_figure(adjusted_table), key="chart_adjusted")
+    ui.render_chart(figures.create_adjusted_figure, adjusted_table, key="chart_adjusted")
     if details["merges"] or details["dropped"]:
         notes = [f"{what} {', '.join(levels)} counted as {into}"
                  for what, merge in (("diagnoses", details["merges"].get("diagnosis", {})),
@@ -109,7 +109,7 @@ else:
         "the data cannot tell the two routes apart. The p-values are adjusted for making several comparisons "
         "(Benjamini–Hochberg)."
     )
-    st.plotly_chart(figures.create_comparison_figure(pairwise, outcome), key="chart_comparison")
+    ui.render_chart(figures.create_comparison_figure, pairwise, outcome, key="chart_comparison")
     # below the chart at full width: every pair visible, no inner scroll, no sideways scroll
     with st.container():
         points = {c: figures.floats(pairwise[c]) * 100 for c in ("difference", "ci_low", "ci_high")}
@@ -136,7 +136,7 @@ else:
 st.subheader("Weekly trajectory")
 trajectory = ui.load_trajectory(ctx.signature, s)
 weeks = st.select_slider("Weeks shown", options=(8, 12, 26, 52), value=12, key="_ko_trajectory_weeks")
-st.plotly_chart(figures.create_trajectory_figure(trajectory, instrument, max_week=weeks), key="chart_trajectory")
+ui.render_chart(figures.create_trajectory_figure, trajectory, instrument, max_week=weeks, key="chart_trajectory")
 st.caption(f"Mean {instrument} score of eligible patients in each week since their first session; weeks with too "
            "few patients are left out. Shaded: 95 % intervals — drawn for every line when two routes or fewer are "
            "selected in the sidebar, otherwise for all routes together.")
@@ -146,7 +146,7 @@ BY = {"site": "site", "diagnosis": "primary diagnosis", "severity": "baseline se
 by = st.segmented_control("Break down by", tuple(BY), default="site", key="_ko_breakdown_by",
                           format_func=lambda b: BY[b].capitalize()) or "site"
 breakdown = ui.load_breakdown(ctx.signature, s, by)
-st.plotly_chart(figures.create_breakdown_figure(breakdown, BY[by]), key="chart_breakdown")
+ui.render_chart(figures.create_breakdown_figure, breakdown, BY[by], key="chart_breakdown")
 hidden_groups = sorted({f"{g} ({r})" for g, r, v in zip(breakdown.get("group", []), breakdown.get("route", []),
                                                          breakdown.get("response_rate", [])) if pd.isna(v)})
 ui.render_disclosure_note(ctx, [f"{len(hidden_groups)} group × route cells"] if hidden_groups else [])

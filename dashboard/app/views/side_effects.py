@@ -22,7 +22,7 @@ ui.render_page_header(
 side_effects = ui.load_summary(ctx.signature, s, "side_effects.csv")
 events_present = [e for e in spec.SUMMARY_EVENTS if e in set(side_effects["event"].astype(str))]
 
-st.plotly_chart(figures.create_side_effect_heatmap(side_effects), key="chart_heatmap")
+ui.render_chart(figures.create_side_effect_heatmap, side_effects, key="chart_heatmap")
 n_hidden = int(side_effects["session_rate"].isna().sum()) if not side_effects.empty else 0
 ui.render_disclosure_note(ctx, [f"{n_hidden} route × event cells (grey: each says 'fewer than {s.min_cell}' with "
                                 f"the highest rate it could be, or 'hidden' where it protects another cell)"]
@@ -33,7 +33,7 @@ chosen = st.multiselect(
     "Side effects to show", events_present, default=[e for e in events_present if e != "any"][:8],
     format_func=figures.event_label, key="_ko_incidence_events",
 )
-st.plotly_chart(figures.create_incidence_figure(side_effects, chosen), key="chart_incidence")
+ui.render_chart(figures.create_incidence_figure, side_effects, chosen, key="chart_incidence")
 st.caption("Share of patients with at least one session of that route in which the effect was recorded, with "
            "95 % Wilson intervals.")
 
@@ -44,8 +44,7 @@ with left:
     routes = list(dict.fromkeys(str(r) for r in severity["route"])) if not severity.empty else [spec.ALL]
     route = st.selectbox("Route", routes, index=len(routes) - 1, format_func=colors.route_label,
                          key="_ko_severity_route")
-    fig, left_out = figures.create_severity_figure(severity, route)
-    st.plotly_chart(fig, key="chart_severity")
+    _, left_out = ui.render_chart(figures.create_severity_figure, severity, route, key="chart_severity")
     ui.render_disclosure_note(
         ctx, [f"the severity mix of {', '.join(figures.event_label(e) for e in left_out)} (left out)"] if left_out else []
     )
@@ -55,14 +54,14 @@ with right:
     fade_events = [e for e in spec.SUMMARY_EVENTS if not by_session.empty and e in set(by_session["event"].astype(str))]
     event = st.selectbox("Side effect", fade_events or list(spec.EVENTS), format_func=figures.event_label,
                          key="_ko_fade_event")
-    st.plotly_chart(figures.create_fade_figure(by_session, event), key="chart_fade")
+    ui.render_chart(figures.create_fade_figure, by_session, event, key="chart_fade")
     hidden_points = int(by_session.loc[by_session["event"].astype(str) == event, "session_rate"].isna().sum()) \
         if not by_session.empty else 0
     ui.render_disclosure_note(ctx, [f"{hidden_points} points resting on few sessions"] if hidden_points else [])
 
 st.subheader("Blood pressure")
 bp = ui.load_blood_pressure(ctx.signature, s)
-st.plotly_chart(figures.create_blood_pressure_figure(bp), key="chart_blood_pressure")
+ui.render_chart(figures.create_blood_pressure_figure, bp, key="chart_blood_pressure")
 with st.expander("Blood pressure by route (table)"):
     ui.render_table(
         bp,
