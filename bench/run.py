@@ -65,59 +65,18 @@ TARGETS = {
 def page_plan() -> dict[str, list[tuple[str, Callable[[tuple, Any], Any]]]]:
     """Per dashboard page, the cached loads it makes for one filter state, in order.
 
-    These are the `dashboard.app.ui.load_*` calls of dashboard/app/main.py (the entry script runs on every page: the
-    filter options and the cohort banner's size) and of each dashboard/app/views/*.py with
-    the widgets at their defaults. Each load is `st.cache_data`, so a repeated state is a cache hit.
+    The entry script's loads (dashboard/app/main.py runs on every page: the filter options and the count
+    behind the cohort banner), then the page's own, from `dashboard.app.ui.page_loads` (the list the dashboard
+    also warms the other pages with), widgets at their defaults. Each load is `st.cache_data`, so a repeated
+    state is a cache hit.
     """
     from dashboard.app import ui
-
-    def summary(file: str) -> tuple[str, Callable[[tuple, Any], Any]]:
-        return (f"load_summary[{file}]", lambda sig, s: ui.load_summary(sig, s, file))
 
     entry = [
         ("load_filter_options", lambda sig, s: ui.load_filter_options(sig)),
         ("load_cohort_size", lambda sig, s: ui.load_cohort_size(sig, s)),  # the cohort banner
     ]
-    return {
-        "overview": entry + [
-            summary("cohort.csv"), summary("response_by_route.csv"), summary("time_to_relief.csv"),
-            ("load_maintenance_uptake", lambda sig, s: ui.load_maintenance_uptake(sig, s)),
-            ("load_any_side_effect", lambda sig, s: ui.load_any_side_effect(sig, s)),
-            ("load_import_history", lambda sig, s: ui.load_import_history(sig)),
-            ("load_network", lambda sig, s: ui.load_network(sig, s, None)),
-        ],
-        "response": entry + [
-            summary("response_by_route.csv"),
-            summary("adjusted_response.csv"),
-            ("load_adjusted_details", lambda sig, s: ui.load_adjusted_details(sig, s)),
-            ("load_route_comparison", lambda sig, s: ui.load_route_comparison(sig, s, "response")),
-            ("load_trajectory", lambda sig, s: ui.load_trajectory(sig, s)),
-            ("load_breakdown", lambda sig, s: ui.load_breakdown(sig, s, "site")),
-        ],
-        "relief": entry + [
-            summary("time_to_relief.csv"), summary("time_to_relief_curve.csv"),
-            ("load_relief_at_risk", lambda sig, s: ui.load_relief_at_risk(sig, s)),
-            ("load_logrank", lambda sig, s: ui.load_logrank(sig, s)),
-        ],
-        "side_effects": entry + [
-            summary("side_effects.csv"),
-            ("load_severity", lambda sig, s: ui.load_severity(sig, s)),
-            ("load_side_effects_by_session", lambda sig, s: ui.load_side_effects_by_session(sig, s)),
-            ("load_blood_pressure", lambda sig, s: ui.load_blood_pressure(sig, s)),
-        ],
-        "maintenance": entry + [
-            summary("maintenance.csv"),
-            ("load_projection", lambda sig, s: ui.load_projection(sig, s)),
-        ],
-        "benchmark": entry + [
-            ("load_benchmark", lambda sig, s: ui.load_benchmark(sig, s, None)),
-            ("load_network", lambda sig, s: ui.load_network(sig, s, None)),
-        ],
-        "data": entry + [
-            ("load_import_history", lambda sig, s: ui.load_import_history(sig)),
-            ("load_data_quality", lambda sig, s: ui.load_data_quality(sig, s)),
-        ],
-    }
+    return {path.replace("-", "_"): entry + loads for path, loads in ui.page_loads().items()}
 
 
 def compute_page(signature: tuple, page: str, s: Any, plan: dict, timings: dict[str, float] | None = None) -> list[Any]:

@@ -35,6 +35,9 @@ st.set_page_config(
     initial_sidebar_state="auto",  # open on a laptop, closed on a phone (it would cover the page)
 )
 
+# A rerun means the person asked for something new: stop warming the pages of what they saw before.
+ui.cancel_prefetch()
+
 # Who is looking decides everything below: nothing of the data before sign-in, nothing without access.
 try:
     person = ui.current_person()
@@ -171,6 +174,8 @@ try:
         # A loading state on every rerun: the spinner stays until the page has drawn.
         with st.spinner("Updating the figures for this cohort…", show_time=True):
             page.run()
+        if size > 0:
+            ui.prefetch_other_pages(ctx)  # so switching to another page shows cached results
 except (ImportError, store.InstallationError) as exc:
     LOG.exception("the dashboard is installed incompletely")
     ui.render_installation_error(exc)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -30,6 +31,8 @@ import streamlit as st
 
 from dashboard.data import spec, store
 from dashboard.analysis.settings import FILTER_NAMES, SETTING_NAMES, Settings, SettingsError, iter_defaults, parse_problems
+
+LOG = logging.getLogger("ketamine_outcomes.dashboard")
 
 DB_ENV = "KETAMINE_OUTCOMES_DB"
 CONTEXT_KEY = "_ko_context"
@@ -100,6 +103,7 @@ def _close(con: Any) -> None:
 
 
 _LAST_SIGNATURE: dict[str, tuple[str, int, int, int]] = {}
+_CHECKED_SIGNATURES: set[tuple[str, int, int, int]] = set()  # databases found to have every derived table
 _SIGNATURE_LOCK = threading.Lock()
 
 
@@ -129,7 +133,9 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
             load_connection.clear()
         _LAST_SIGNATURE[signature[0]] = signature
     con = load_connection(signature)  # open now so a corrupt file is reported here, once
-    export.require_derived_tables(con, path)
+    if signature not in _CHECKED_SIGNATURES:  # a file's tables do not change under the same signature
+        export.require_derived_tables(con, path)
+        _CHECKED_SIGNATURES.add(signature)
     return path, signature
 
 
@@ -1127,3 +1133,146 @@ def instrument_label(s: Settings) -> str:
 def baseline_label(s: Settings) -> str:
     """The minimum baseline in force, as a number of points."""
     return f"{s.baseline_minimum}"
+
+
+# --- warming the other pages ----------------------------------------------------------------------------------
+
+LoadPlan = dict[str, list[tuple[str, Callable[[tuple, Settings], Any]]]]
+
+
+def page_loads(named_sites: frozenset[str] | None = None) -> LoadPlan:
+    """Per page (by URL path; "overview" is the home page, as in PageContext.page), the cached loads its view makes for one filter state with its
+    widgets at their defaults, in the order it makes them: `[(name, load(signature, settings))]`.
+
+    The single list of what each page computes: the dashboard warms the other pages with it
+    (`prefetch_other_pages`) and bench/run.py times it. `named_sites` is the viewer's own sites
+    (`viewer_named_sites`), which the benchmark and the Overview's network line name.
+    """
+
+    def summary(file: str) -> tuple[str, Callable[[tuple, Settings], Any]]:
+        return (f"load_summary[{file}]", lambda sig, s: load_summary(sig, s, file))
+
+    return {
+        "overview": [
+            summary("headline.csv"), summary("cohort.csv"), summary("response_by_route.csv"),
+            summary("time_to_relief.csv"), summary("trend.csv"),
+            ("load_maintenance_uptake", lambda sig, s: load_maintenance_uptake(sig, s)),
+            ("load_any_side_effect", lambda sig, s: load_any_side_effect(sig, s)),
+            ("load_network", lambda sig, s: load_network(sig, s, named_sites)),
+        ],
+        "response": [
+            summary("response_by_route.csv"), summary("adjusted_response.csv"),
+            ("load_adjusted_details", lambda sig, s: load_adjusted_details(sig, s)),
+            ("load_route_comparison", lambda sig, s: load_route_comparison(sig, s, "response")),
+            ("load_trajectory", lambda sig, s: load_trajectory(sig, s)),
+            ("load_breakdown", lambda sig, s: load_breakdown(sig, s, "site")),
+        ],
+        "relief": [
+            summary("time_to_relief.csv"), summary("time_to_relief_curve.csv"),
+            ("load_relief_at_risk", lambda sig, s: load_relief_at_risk(sig, s)),
+            ("load_logrank", lambda sig, s: load_logrank(sig, s)),
+        ],
+        "side-effects": [
+            summary("side_effects.csv"),
+            ("load_severity", lambda sig, s: load_severity(sig, s)),
+            ("load_side_effects_by_session", lambda sig, s: load_side_effects_by_session(sig, s)),
+            ("load_blood_pressure", lambda sig, s: load_blood_pressure(sig, s)),
+        ],
+        "maintenance": [
+            summary("maintenance.csv"),
+            ("load_projection", lambda sig, s: load_projection(sig, s)),
+        ],
+        "esketamine-monitoring": [
+            summary("rems.csv"),
+            ("load_rems_distribution", lambda sig, s: load_rems_distribution(sig, s)),
+        ],
+        "benchmark": [
+            ("load_benchmark", lambda sig, s: load_benchmark(sig, s, named_sites)),
+            ("load_network", lambda sig, s: load_network(sig, s, named_sites)),
+        ],
+        "data": [
+            ("load_import_history", lambda sig, s: load_import_history(sig)),
+            ("load_data_quality", lambda sig, s: load_data_quality(sig, s)),
+        ],
+    }
+
+
+_PREFETCH_LOCK = threading.Lock()
+_PREFETCH_RUN: dict[str, object] = {}  # session id -> token of the run whose prefetch may go on
+
+
+def cancel_prefetch() -> None:
+    """Stop this session's warming of other pages (at the start of every rerun: the person asked for something
+    new, and the old filter state's pages would only compete with it for the two cores)."""
+    session = _session_id()
+    if session is not None:
+        with _PREFETCH_LOCK:
+            _PREFETCH_RUN.pop(session, None)
+
+
+def warm_pages(signature: tuple, settings: Settings, plan: LoadPlan, skip: str = "",
+               go_on: Callable[[], bool] = lambda: True) -> int:
+    """Run every load of `plan` except page `skip`'s for this filter state, stopping as soon as `go_on()` is
+    false; returns how many loads ran. Each load is `st.cache_data`, so a load already computed is a hit, and
+    one computing in the script thread at the same moment is waited for, not repeated (Streamlit holds a
+    lock per cached value)."""
+    done = 0
+    seen: set[str] = set()
+    for page, loads in plan.items():
+        if page == skip:
+            continue
+        for name, load in loads:
+            if name in seen:
+                continue
+            if not go_on():
+                return done
+            seen.add(name)
+            load(signature, settings)
+            done += 1
+    return done
+
+
+def prefetch_other_pages(ctx: PageContext) -> None:
+    """After a page has drawn, compute the other pages' figures' data for the same filter state in the
+    background, so switching page shows cached results instead of computing them while the person waits.
+
+    Only in a served dashboard (not in AppTest or bare mode, where tests count computations); one thread per
+    session, abandoned when the session reruns (`cancel_prefetch`). Failures are logged, never shown: the
+    page itself reports them when it is opened.
+    """
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+    script_ctx = get_script_run_ctx()
+    if not runtime.exists() or script_ctx is None:
+        return
+    session = script_ctx.session_id
+    token = object()
+    with _PREFETCH_LOCK:
+        _PREFETCH_RUN[session] = token
+
+    def go_on() -> bool:
+        with _PREFETCH_LOCK:
+            return _PREFETCH_RUN.get(session) is token
+
+    def work() -> None:
+        try:
+            warm_pages(ctx.signature, ctx.settings, page_loads(viewer_named_sites(ctx)), skip=ctx.page,
+                       go_on=go_on)
+        except Exception:  # noqa: BLE001 - the page reports its own failure when opened
+            LOG.debug("warming the other pages failed", exc_info=True)
+        finally:
+            with _PREFETCH_LOCK:
+                if _PREFETCH_RUN.get(session) is token:
+                    del _PREFETCH_RUN[session]
+
+    thread = threading.Thread(target=work, name="ko-prefetch", daemon=True)
+    add_script_run_ctx(thread, script_ctx)  # the cached loads expect a script context
+    thread.start()
+
+
+def _session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    script_ctx = get_script_run_ctx(suppress_warning=True)
+    return None if script_ctx is None else script_ctx.session_id

@@ -1,0 +1,69 @@
+"""Warming the other pages (dashboard.app.ui.page_loads, warm_pages): the plan lists exactly the loads each
+page makes, and warming leaves every one of them cached, so a page switch computes nothing."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import streamlit as st
+
+from dashboard.analysis import metrics
+from dashboard.analysis.settings import Settings
+from dashboard.app import ui
+from dashboard.data import store
+
+VIEWS = Path(ui.__file__).resolve().parent / "views"
+PAGE_FILES = {"overview": "overview.py", "response": "response.py", "relief": "relief.py",
+              "side-effects": "side_effects.py", "maintenance": "maintenance.py",
+              "esketamine-monitoring": "esketamine.py", "benchmark": "benchmark.py", "data": "data.py"}
+# loads a page makes that warming leaves alone: the Data page's import notes are one tiny query per import
+# and the monitoring page's list of missing columns is read once per database
+NOT_WARMED = {"load_import_notes", "load_rems_lacking"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
+def test_the_plan_lists_every_load_of_every_page():
+    plan = ui.page_loads()
+    assert set(plan) == set(PAGE_FILES)
+    for page, file in PAGE_FILES.items():
+        source = (VIEWS / file).read_text()
+        made = set(re.findall(r"ui\.(load_\w+)\(", source)) - NOT_WARMED
+        summaries = {f"load_summary[{f}]" for f in re.findall(r'ui\.load_summary\([^)]*"([\w.]+\.csv)"\)', source)}
+        planned = {name for name, _ in plan[page]}
+        assert {n for n in planned if not n.startswith("load_summary")} == made - {"load_summary"}, page
+        assert {n for n in planned if n.startswith("load_summary")} == summaries, page
+
+
+def test_after_warming_a_page_switch_computes_nothing(sample_db: Path, monkeypatch):
+    signature = store.database_signature(sample_db)
+    s = Settings(route=("IV", "IN"))
+    plan = ui.page_loads()
+    ran = ui.warm_pages(signature, s, plan, skip="overview")
+    assert ran == len({name for page, loads in plan.items() if page != "overview" for name, _ in loads})
+
+    def no_computing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("computed again")
+
+    for name, fn in vars(metrics).copy().items():
+        if inspect.isfunction(fn) and fn.__module__ == metrics.__name__:
+            monkeypatch.setattr(metrics, name, no_computing)
+    for page, loads in plan.items():
+        if page == "overview":
+            continue
+        for _, load in loads:
+            load(signature, s)  # every one a cache hit
+
+
+def test_warming_stops_as_soon_as_the_session_moves_on(sample_db: Path):
+    signature = store.database_signature(sample_db)
+    calls = iter([True, True, False])
+    assert ui.warm_pages(signature, Settings(), ui.page_loads(), go_on=lambda: next(calls)) == 2
