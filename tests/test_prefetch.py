@@ -1,5 +1,6 @@
-"""Warming the other pages (dashboard.app.ui.page_loads, warm_pages): the plan lists exactly the loads each
-page makes, and warming leaves every one of them cached, so a page switch computes nothing."""
+"""What keeps page switches quick: warming the other pages (dashboard.app.ui.page_loads, warm_pages) lists
+exactly the loads each page makes and leaves every one cached; figures are built once per content
+(ui.build_figure); the record of hidden cells is shared, not deep-copied, by pandas."""
 
 from __future__ import annotations
 
@@ -67,3 +68,33 @@ def test_warming_stops_as_soon_as_the_session_moves_on(sample_db: Path):
     signature = store.database_signature(sample_db)
     calls = iter([True, True, False])
     assert ui.warm_pages(signature, Settings(), ui.page_loads(), go_on=lambda: next(calls)) == 2
+
+
+def test_a_figure_is_built_once_for_the_same_table_and_again_for_another(sample_db: Path):
+    signature = store.database_signature(sample_db)
+    built = []
+
+    def builder(table, label, *, horizon=None):  # noqa: ANN001, ANN202
+        built.append(label)
+        return object()
+
+    first = ui.load_summary(signature, Settings(route=("IV",)), "response_by_route.csv")
+    again = ui.load_summary(signature, Settings(route=("IV",)), "response_by_route.csv")  # an equal copy
+    other = ui.load_summary(signature, Settings(route=("IN",)), "response_by_route.csv")
+    a = ui.build_figure(builder, first, "x", horizon=56)
+    assert ui.build_figure(builder, again, "x", horizon=56) is a
+    assert ui.build_figure(builder, other, "x", horizon=56) is not a  # other numbers
+    assert ui.build_figure(builder, first, "y", horizon=56) is not a  # another argument
+    assert ui.build_figure(builder, first, "x", horizon=None) is not a  # another keyword
+    assert built == ["x", "x", "y", "x"]
+
+
+def test_the_hidden_cell_record_is_shared_not_copied_by_pandas(sample_db: Path):
+    from dashboard.analysis import disclosure
+
+    signature = store.database_signature(sample_db)
+    table = ui.load_summary(signature, Settings(site=("S6",)), "side_effects.csv")
+    record = table.attrs[disclosure.WHY_HIDDEN]
+    assert isinstance(record, disclosure.HiddenCells) and record  # this small cohort hides cells
+    assert table[["route"]].attrs[disclosure.WHY_HIDDEN] is record
+    assert table.copy().attrs[disclosure.WHY_HIDDEN] is record
