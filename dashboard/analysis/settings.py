@@ -174,6 +174,30 @@ class Settings:
         """The instrument setting in words: 'GAD-7', or 'Matched to diagnosis' (codes stay in links and files)."""
         return spec.INSTRUMENT_SETTING_LABELS[self.instrument]
 
+    # Words for pages and the PDF: "on {instrument_words}", "a score of {remission_words} or less", ...
+
+    @property
+    def instrument_words(self) -> str:
+        """'GAD-7', or "each patient's own questionnaire (matched to diagnosis)"."""
+        if self.matched:
+            return "each patient's own questionnaire (matched to diagnosis)"
+        return spec.INSTRUMENT_LABELS[self.instrument]
+
+    @property
+    def remission_words(self) -> str:
+        """The remission cut: '4', or 'GAD-7 4, PHQ-9 4 or PCL-5 32' under matched."""
+        return _per_instrument(spec.REMISSION_CUT) if self.matched else str(self.remission_cut)
+
+    @property
+    def mcid_words(self) -> str:
+        """The MCID in points: '4', or 'GAD-7 4, PHQ-9 5 or PCL-5 10' under matched."""
+        return _per_instrument(spec.MCID) if self.matched else str(self.mcid)
+
+    @property
+    def baseline_words(self) -> str:
+        """The minimum baseline: '10', or 'GAD-7 10, PHQ-9 10 or PCL-5 33' under matched."""
+        return _per_instrument(spec.DEFAULT_MIN_BASELINE) if self.matched else str(self.baseline_minimum)
+
     def is_filtered(self) -> bool:
         """True when any cohort filter is active."""
         return any(getattr(self, f.name) not in ((), None) for f in dataclasses.fields(self) if f.name in FILTER_NAMES)
@@ -366,6 +390,12 @@ FILTER_NAMES = (
 )
 SETTING_NAMES = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
 _FIELD_NAMES = FILTER_NAMES + SETTING_NAMES
+
+
+def _per_instrument(values: Mapping[str, int]) -> str:
+    """'GAD-7 4, PHQ-9 5 or PCL-5 10': one cut-off per questionnaire, in words."""
+    said = [f"{spec.INSTRUMENT_LABELS[i]} {values[i]}" for i in spec.INSTRUMENTS]
+    return ", ".join(said[:-1]) + " or " + said[-1]
 
 
 def _is_int(v: Any) -> bool:
