@@ -4,10 +4,12 @@
 -- same estimates and covariance as one on the patients (dashboard/analysis/adjusted.py), so no patient-level
 -- rows leave the database. Evaluable: eligible with an endpoint ('observed') or every eligible patient
 -- ('itt', where a missing endpoint counts as no response). treatment_resistant and age_band are not among
--- the cohort macro's columns, so they come from patient_summary by the patient key.
+-- the cohort macro's columns, so they come from patient_summary by the patient key. scale_max: the maximum
+-- score of the row's questionnaire (under instrument 'matched' baseline enters as a fraction of it).
 SELECT
     o.route,
     o.baseline,
+    o.scale_max,
     o.primary_diagnosis::VARCHAR AS diagnosis,
     ps.treatment_resistant,
     ps.age_band::VARCHAR AS age_band,

@@ -6,7 +6,7 @@ SELECT
     count(*) FILTER (WHERE n_sessions = 0) AS never_dosed,
     count(*) FILTER (WHERE n_sessions > 0) AS dosed,
     count(*) FILTER (WHERE n_sessions > 0 AND baseline IS NULL) AS missing_baseline,
-    count(*) FILTER (WHERE n_sessions > 0 AND baseline < $min_baseline) AS below_min_baseline,
+    count(*) FILTER (WHERE n_sessions > 0 AND baseline < coalesce($min_baseline, scale_min_baseline)) AS below_min_baseline,
     count(*) FILTER (WHERE eligible) AS eligible,
     count(*) FILTER (WHERE eligible AND n_followups = 0) AS eligible_without_followup,
     count(*) FILTER (WHERE eligible AND NOT has_endpoint) AS eligible_without_endpoint,

@@ -5,6 +5,8 @@
 -- arguments hold the allowed values.
 -- Integration: the patient had at least one session with integration therapy (docs/choices.md).
 -- Severity: the band of B on the chosen instrument; patients without B drop out when the filter is on.
+-- Instrument 'matched' (metrics.md "Matched instrument") binds NULL for the floors, the minimum baseline and
+-- the remission cut: each row then takes its own questionnaire's (cohort_base.scale_*), by coalesce.
 CREATE OR REPLACE MACRO severity_band(b, f_mild_floor, f_moderate_floor, f_severe_floor) AS
     CASE
         WHEN b IS NULL THEN NULL
@@ -32,9 +34,11 @@ CREATE OR REPLACE MACRO in_cohort(
     AND (f_integration IS NULL OR integration = f_integration)
     AND (f_severities IS NULL OR list_contains(f_severities, severity));
 
--- A session-level row's baseline on the chosen instrument (NULL for an instrument that does not exist).
-CREATE OR REPLACE MACRO baseline_on(f_instrument, b_gad7, b_phq9, b_pcl5) AS
-    CASE f_instrument WHEN 'GAD7' THEN b_gad7 WHEN 'PHQ9' THEN b_phq9 WHEN 'PCL5' THEN b_pcl5 END;
+-- A session-level row's baseline on the chosen instrument (b_matched: on the questionnaire of the patient's
+-- diagnosis; NULL for an instrument that does not exist).
+CREATE OR REPLACE MACRO baseline_on(f_instrument, b_gad7, b_phq9, b_pcl5, b_matched) AS
+    CASE f_instrument WHEN 'GAD7' THEN b_gad7 WHEN 'PHQ9' THEN b_phq9 WHEN 'PCL5' THEN b_pcl5
+                      WHEN 'matched' THEN b_matched END;
 
 CREATE OR REPLACE MACRO cohort(
     f_routes, f_sites, f_diagnoses, f_sexes, f_age_bands, f_from_quarter, f_to_quarter,
@@ -74,12 +78,20 @@ SELECT
     cb.sustained_event,
     cb.week_numbers,
     cb.week_scores,
-    severity_band(cb.baseline, f_mild_floor, f_moderate_floor, f_severe_floor) AS severity
+    cb.scale,
+    cb.scale_min_baseline,
+    cb.scale_remission_cut,
+    cb.scale_max,
+    severity_band(cb.baseline, coalesce(f_mild_floor, cb.scale_mild_floor),
+                  coalesce(f_moderate_floor, cb.scale_moderate_floor),
+                  coalesce(f_severe_floor, cb.scale_severe_floor)) AS severity
 FROM cohort_base cb
 WHERE cb.instrument = f_instrument
   AND in_cohort(cb.route, cb.site, cb.primary_diagnosis, cb.sex, cb.age_band, cb.start_quarter,
                 cb.treatment_resistant, cb.setting, cb.integration,
-                severity_band(cb.baseline, f_mild_floor, f_moderate_floor, f_severe_floor),
+                severity_band(cb.baseline, coalesce(f_mild_floor, cb.scale_mild_floor),
+                              coalesce(f_moderate_floor, cb.scale_moderate_floor),
+                              coalesce(f_severe_floor, cb.scale_severe_floor)),
                 f_routes, f_sites, f_diagnoses, f_sexes, f_age_bands, f_from_quarter, f_to_quarter,
                 f_treatment_resistant, f_settings, f_integration, f_severities);
 
@@ -88,13 +100,14 @@ WHERE cb.instrument = f_instrument
 -- hours_post_dose with 0 < day <= L + window; on a tie of days the highest score: ep_days holds one entry
 -- per day), responder (improvement (B - score) / B >= 0.5, computed exactly in integers; B = 0 cannot
 -- improve) and remitter (endpoint score <= the remission cut). Only eligible patients have an endpoint here.
+-- f_min_baseline and f_remission_cut NULL (instrument 'matched'): each row's own questionnaire's.
 CREATE OR REPLACE MACRO cohort_outcomes(
     f_routes, f_sites, f_diagnoses, f_sexes, f_age_bands, f_from_quarter, f_to_quarter,
     f_treatment_resistant, f_settings, f_integration, f_severities, f_instrument,
     f_mild_floor, f_moderate_floor, f_severe_floor, f_min_baseline, f_window, f_remission_cut
 ) AS TABLE
 WITH c AS (
-    SELECT *, n_sessions > 0 AND baseline IS NOT NULL AND baseline >= f_min_baseline AS eligible
+    SELECT *, n_sessions > 0 AND baseline IS NOT NULL AND baseline >= coalesce(f_min_baseline, scale_min_baseline) AS eligible
     FROM cohort(f_routes, f_sites, f_diagnoses, f_sexes, f_age_bands, f_from_quarter, f_to_quarter,
                 f_treatment_resistant, f_settings, f_integration, f_severities, f_instrument,
                 f_mild_floor, f_moderate_floor, f_severe_floor)
@@ -117,5 +130,5 @@ SELECT
     CASE WHEN endpoint_index > 0 THEN ep_days[endpoint_index] END AS endpoint_day,
     endpoint_index > 0 AS has_endpoint,
     endpoint_index > 0 AND baseline > 0 AND 2 * (baseline - ep_scores[endpoint_index]) >= baseline AS responder,
-    endpoint_index > 0 AND ep_scores[endpoint_index] <= f_remission_cut AS remitter
+    endpoint_index > 0 AND ep_scores[endpoint_index] <= coalesce(f_remission_cut, scale_remission_cut) AS remitter
 FROM e;

@@ -1,7 +1,9 @@
 -- Derived per-session table for the side-effect metrics: the session's route, number, setting, phase and
 -- vitals with its adverse events folded into bit masks (bit i = the i-th event type in event_t's order, as
 -- spec.EVENTS), overall and per severity, so the metrics never join adverse_events at query time; and the
--- patient's filter attributes and baselines (b_gad7, b_phq9, b_pcl5), so the cohort filter
+-- patient's filter attributes and baselines (b_gad7, b_phq9, b_pcl5; b_matched on the questionnaire of the
+-- patient's diagnosis, with that questionnaire's severity-band floors matched_*_floor, from cohort_base's
+-- 'matched' rows), so the cohort filter
 -- (cohort_sessions in derive_30_cohort_macro.sql) is a scan rather than a join.
 CREATE OR REPLACE TABLE session_facts AS
 WITH ev AS (
@@ -22,6 +24,16 @@ baselines AS (
         max(baseline) FILTER (WHERE instrument = 'PCL5') AS b_pcl5
     FROM patient_baseline
     GROUP BY pk
+),
+matched AS (
+    SELECT
+        pk,
+        baseline AS b_matched,
+        scale_mild_floor AS matched_mild_floor,
+        scale_moderate_floor AS matched_moderate_floor,
+        scale_severe_floor AS matched_severe_floor
+    FROM cohort_base
+    WHERE instrument = 'matched'
 )
 SELECT
     ps.pk,
@@ -51,9 +63,14 @@ SELECT
     ps.integration,
     b.b_gad7,
     b.b_phq9,
-    b.b_pcl5
+    b.b_pcl5,
+    m.b_matched,
+    m.matched_mild_floor,
+    m.matched_moderate_floor,
+    m.matched_severe_floor
 FROM sessions s
 LEFT JOIN ev ON ev.session_id = s.session_id
 JOIN patient_summary ps ON ps.patient_id = s.patient_id
 LEFT JOIN baselines b ON b.pk = ps.pk
+LEFT JOIN matched m ON m.pk = ps.pk
 ORDER BY ps.pk, s.day, s.session_id;

@@ -21,7 +21,8 @@ WITH s AS (
         sbp_peak >= 180 AS sbp_180,
         dbp_peak >= 110 AS dbp_110,
         patient_route, patient_setting, site, primary_diagnosis, sex, age_band, start_quarter,
-        treatment_resistant, integration, b_gad7, b_phq9, b_pcl5
+        treatment_resistant, integration, b_gad7, b_phq9, b_pcl5,
+        b_matched, matched_mild_floor, matched_moderate_floor, matched_severe_floor
     FROM session_facts
 )
 SELECT
@@ -41,6 +42,10 @@ SELECT
     any_value(b_gad7) AS b_gad7,
     any_value(b_phq9) AS b_phq9,
     any_value(b_pcl5) AS b_pcl5,
+    any_value(b_matched) AS b_matched,
+    any_value(matched_mild_floor) AS matched_mild_floor,
+    any_value(matched_moderate_floor) AS matched_moderate_floor,
+    any_value(matched_severe_floor) AS matched_severe_floor,
     count(*)::INTEGER AS sessions,
     count(*) FILTER (WHERE mask <> 0)::INTEGER AS any_event,
     count(*) FILTER (WHERE vitals)::INTEGER AS vitals,

@@ -10,6 +10,6 @@ SELECT
 FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
             $treatment_resistant, $settings, $integration, $severities, $instrument,
             $mild_floor, $moderate_floor, $severe_floor)
-WHERE n_sessions > 0 AND baseline >= $min_baseline AND n_followups > 0
+WHERE n_sessions > 0 AND baseline >= coalesce($min_baseline, scale_min_baseline) AND n_followups > 0
 GROUP BY ALL
 ORDER BY route, time, event;

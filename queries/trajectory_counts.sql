@@ -2,13 +2,15 @@
 -- (week = floor(day / 7); the baseline B counts at week 0): over eligible cohort patients, one score per
 -- patient and week (the last questionnaire without hours_post_dose in that week, derived at import as
 -- cohort_base.week_numbers / week_scores), its count, sum, sum of squares and how many show an
--- improvement >= 0.5.
+-- improvement >= 0.5; and, for patients with B > 0, the improvement from baseline in percent,
+-- 100 * (B - score) / B: its count, sum and sum of squares (the trajectory under instrument 'matched', where
+-- raw scores of different questionnaires cannot be averaged: metrics.md "Matched instrument").
 WITH w AS (
-    SELECT route, baseline, unnest(week_numbers) AS week, unnest(week_scores) AS score
+    SELECT pk, route, baseline, unnest(week_numbers) AS week, unnest(week_scores) AS score
     FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                 $treatment_resistant, $settings, $integration, $severities, $instrument,
                 $mild_floor, $moderate_floor, $severe_floor)
-    WHERE n_sessions > 0 AND baseline >= $min_baseline
+    WHERE n_sessions > 0 AND baseline >= coalesce($min_baseline, scale_min_baseline)
 )
 SELECT
     route,
@@ -17,7 +19,12 @@ SELECT
     count(*) AS patients,
     sum(score)::BIGINT AS score_sum,
     sum(score::BIGINT * score)::BIGINT AS score_sum_squares,
-    count(*) FILTER (WHERE baseline > 0 AND 2 * (baseline - score) >= baseline) AS responders
+    count(*) FILTER (WHERE baseline > 0 AND 2 * (baseline - score) >= baseline) AS responders,
+    count(*) FILTER (WHERE baseline > 0) AS improved_patients,
+    -- fsum (compensated) and a fixed order, so the same cohort gives the same last digit every time
+    fsum(100.0 * (baseline - score) / baseline ORDER BY pk, week) FILTER (WHERE baseline > 0) AS improvement_sum,
+    fsum((100.0 * (baseline - score) / baseline) ** 2 ORDER BY pk, week) FILTER (WHERE baseline > 0)
+        AS improvement_sum_squares
 FROM w
 GROUP BY GROUPING SETS ((route, week), (week))
 ORDER BY is_total, route, week;

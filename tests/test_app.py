@@ -38,6 +38,15 @@ PAGES = {
 
 APP_DB: list[Path] = []  # the database the last make_app opened
 
+# What the dashboard computes from a link naming no instrument and no diagnosis: the matched instrument
+# (docs/choices.md "Matched instrument"); the command line's default stays GAD-7 (Settings()).
+DASHBOARD_DEFAULT = Settings(instrument="matched")
+
+
+def dashboard_reads(params: dict) -> dict:
+    """A link's parameters as the dashboard reads them: without an instrument or a diagnosis filter, matched."""
+    return params if "instrument" in params or "diagnosis" in params else {**params, "instrument": "matched"}
+
 
 @pytest.fixture
 def make_app(sample_db: Path, monkeypatch: pytest.MonkeyPatch):
@@ -127,7 +136,7 @@ def test_sidebar_holds_every_setting_under_its_url_name(make_app):
     keys = {w.key for w in at.sidebar.multiselect} | {w.key for w in at.sidebar.selectbox} | \
            {w.key for w in at.sidebar.number_input} | {w.key for w in at.sidebar.radio}
     assert keys == set(ui.WIDGET_DEFAULTS)
-    assert context(at).settings == Settings()
+    assert context(at).settings == DASHBOARD_DEFAULT
 
 
 # --- filters and the URL -------------------------------------------------------------------------------------
@@ -185,7 +194,7 @@ def test_every_page_opens_the_view_its_url_describes(make_app, page):
 
 
 def test_the_relief_page_switches_the_shared_threshold(make_app):
-    at = open_page(make_app(), "views/relief.py")
+    at = open_page(make_app(instrument="GAD7"), "views/relief.py")  # GAD-7's MCID in the title
     assert context(at).settings.relief == "response"
     at.button_group(key="_ko_relief_page").set_value("mcid").run()
     assert_clean(at)
@@ -198,10 +207,10 @@ def test_the_relief_page_switches_the_shared_threshold(make_app):
 def test_reset_returns_every_setting_to_its_default(make_app):
     at = make_app(route=["IV"], min_cell="5", population="itt")
     at.run()
-    assert context(at).settings != Settings()
+    assert context(at).settings != DASHBOARD_DEFAULT
     at.sidebar.button(key="_ko_reset").click().run()
     assert_clean(at)
-    assert context(at).settings == Settings()
+    assert context(at).settings == DASHBOARD_DEFAULT
     assert at.sidebar.multiselect(key="route").value == []
 
 
@@ -215,7 +224,7 @@ def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
     assert "window: 'abc' is not a whole number" in notice
     assert "site: 'NOPE' is not a site in this database" in notice
     assert "colour: not a setting of this dashboard" in notice
-    assert "instrument: 'phq9' should be written as one of GAD7, PHQ9, PCL5" in notice
+    assert "instrument: 'phq9' should be written as one of GAD7, PHQ9, PCL5, matched" in notice
     assert context(at).settings.route == ("IV",)  # the valid part of the link applies
     # the notice survives the widgets cleaning the URL on the next rerun, until dismissed
     at.run()
@@ -246,7 +255,7 @@ OTHER_SETTINGS = [
 def test_every_page_renders_under_other_settings(make_app, page, params):
     at = open_page(make_app(**params), page)
     assert_clean(at)
-    assert context(at).settings == Settings.from_query_params(params)
+    assert context(at).settings == Settings.from_query_params(dashboard_reads(params))
     assert at.title[0].value == PAGES[page][0]
 
 
@@ -459,7 +468,7 @@ def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
     at = open_page(make_app(), "views/overview.py")
     metrics_shown = {m.label: m.value for m in at.metric}
     with store.open_database(sample_db) as con:
-        s = Settings()
+        s = DASHBOARD_DEFAULT  # what the page computes from a link without settings
         summaries = export.compute_summaries(con, s)
         from dashboard.analysis import disclosure
 
@@ -598,7 +607,7 @@ def test_numbers_that_are_not_digits_are_refused_and_the_default_applies(make_ap
     at.run()
     assert_clean(at)
     assert f"{name}: {raw!r} is not a whole number (digits 0-9 only)" in shown(" ".join(w.value for w in at.warning))
-    assert context(at).settings == Settings()
+    assert context(at).settings == DASHBOARD_DEFAULT
     assert name not in at.query_params
 
 
@@ -610,3 +619,90 @@ def test_a_repeated_min_cell_is_refused_and_hiding_stays_on(make_app):
     assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL
     at.run()  # and stays refused on the next run
     assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL
+
+
+# --- issue 11: the matched instrument ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("params", "instrument"), [
+    ({}, "matched"),
+    ({"diagnosis": "PTSD"}, "PCL5"),
+    ({"diagnosis": ["MDD", "OTHER"]}, "PHQ9"),
+    ({"diagnosis": ["GAD", "PANIC"]}, "GAD7"),
+    ({"diagnosis": ["MDD", "PTSD"]}, "matched"),
+    ({"diagnosis": "PTSD", "instrument": "GAD7"}, "GAD7"),  # a link that names one keeps it
+])
+def test_the_dashboard_default_instrument_follows_the_diagnoses(make_app, params, instrument):
+    at = make_app(**params)
+    at.run()
+    assert_clean(at)
+    assert context(at).settings.instrument == instrument
+    box = at.sidebar.selectbox(key="instrument")
+    assert box.value == params.get("instrument")  # the default is not written into the link
+    assert "instrument" not in at.query_params or "instrument" in params
+    banner = " ".join(c.value for c in at.sidebar.caption)
+    if instrument == "matched":
+        assert box.placeholder == "Matched to each patient's diagnosis"
+        assert "Matched to diagnosis" in shown(banner)
+        assert "matched" not in shown(banner)  # the code stays in the link
+    elif "instrument" not in params:
+        assert box.placeholder.startswith(ui.INSTRUMENT_WORDS[instrument])
+        assert f"{spec.INSTRUMENT_LABELS[instrument]}, baseline ≥ {spec.DEFAULT_MIN_BASELINE[instrument]}" in shown(banner)
+
+
+def test_a_minimum_baseline_with_matched_is_dropped_with_a_notice(make_app):
+    at = make_app(instrument="matched", min_baseline="12", route="IV")
+    at.run()
+    assert_clean(at)
+    notice = shown(" ".join(w.value for w in at.warning))
+    assert "Part of this link could not be used" in notice
+    assert "min_baseline: 12 cannot be used with instrument=matched" in notice
+    assert "leave min_baseline out" in notice
+    s = context(at).settings
+    assert s == Settings(instrument="matched", route=("IV",))  # the rest of the link applies
+    assert "min_baseline" not in at.query_params
+    # the same for a link naming no instrument, whose default is matched
+    at = make_app(min_baseline="12")
+    at.run()
+    assert_clean(at)
+    assert "min_baseline: 12 cannot be used with instrument=matched" in shown(" ".join(w.value for w in at.warning))
+    assert context(at).settings == DASHBOARD_DEFAULT
+    # and on one questionnaire a minimum baseline is fine
+    at = make_app(diagnosis="PTSD", min_baseline="40")
+    at.run()
+    assert_clean(at)
+    assert context(at).settings == Settings(diagnosis=("PTSD",), instrument="PCL5", min_baseline=40)
+
+
+def test_the_trajectory_under_matched_is_in_percent(make_app):
+    at = open_page(make_app(), "views/response.py")
+    assert_clean(at)
+    trajectory = next(c for c in chart_specs(at) if "Weekly" in c["layout"]["title"]["text"])
+    assert trajectory["layout"]["title"]["text"] == "Weekly improvement from baseline by route"
+    assert trajectory["layout"]["yaxis"]["title"]["text"] == "Mean improvement from baseline (%)"
+    captions = shown(" ".join(c.value for c in at.caption))
+    assert "Mean improvement from baseline in percent" in captions
+    # week 0 is the baseline itself for most patients: small improvement; later weeks well above zero
+    import base64
+
+    import numpy as np
+
+    line = next(d for d in trajectory["data"] if d.get("name") == "All routes")
+    y = line["y"]  # Plotly 6 ships arrays as base64 of their dtype
+    y = list(np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])) if isinstance(y, dict) else y
+    assert y[0] < 30 and max(v for v in y if v == v) > 30
+    at = open_page(make_app(instrument="GAD7"), "views/response.py")
+    trajectory = next(c for c in chart_specs(at) if "Weekly" in c["layout"]["title"]["text"])
+    assert trajectory["layout"]["title"]["text"] == "Weekly GAD-7 score by route"
+
+
+def test_matched_downloads_are_the_command_lines_bytes(sample_db, tmp_path):
+    s = Settings(instrument="matched", route=("IV", "IN"), min_cell=11)
+    written = export.write_summaries(sample_db, tmp_path / "out", s)
+    summaries = export.compute_summaries(ui.load_connection(store.database_signature(sample_db)), s)
+    assert {p.name for p in written} >= set(export.SUMMARY_FILES)
+    for path in written:
+        if path.name in export.SUMMARY_FILES:
+            assert ui._csv_builder(export.summary_csv_bytes, summaries[path.name])() == path.read_bytes()
+    # the file name carries the instrument (the dashboard's default is not the command line's)
+    assert export.download_name("response_by_route.csv", s) == "response_by_route__route-IV-IN__instrument-matched.csv"

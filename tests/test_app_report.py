@@ -124,7 +124,8 @@ def test_hidden_cells_say_fewer_than_k_or_a_bound():
 def test_the_overview_opens_with_the_headline_by_route(make_app, sample_db):
     at = open_page(make_app(min_cell="0"), "views/overview.py")
     with store.open_database(sample_db) as con:
-        head = export.compute_headline(con, Settings(min_cell=0))
+        # the page's settings: a link naming no instrument or diagnosis gets the dashboard's default, matched
+        head = export.compute_headline(con, Settings(min_cell=0, instrument="matched"))
     assert at.subheader[0].value == "Which route works best?"
     table = at.table[0].value
     assert list(table.index) == [colors.route_label(r) for r in head["route"]]

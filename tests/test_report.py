@@ -375,7 +375,8 @@ def test_the_button_makes_the_command_lines_report(sample_db, monkeypatch):
     at = _app(sample_db, monkeypatch, route=["IV", "IN"], min_cell="0")
     at.run()
     ctx = at.session_state[ui.CONTEXT_KEY]
-    assert ctx.settings == Settings(route=("IV", "IN"), min_cell=0)
+    # a link without an instrument or diagnosis: the dashboard's default, matched (docs/choices.md)
+    assert ctx.settings == Settings(route=("IV", "IN"), min_cell=0, instrument="matched")
     con = ui.load_connection(ctx.signature)
     build, sections = report.build_sections(con, ctx.settings)
     assert [s.key for s in sections] == ["cover", "headline", "response", "relief", "side_effects", "maintenance",
@@ -384,3 +385,8 @@ def test_the_button_makes_the_command_lines_report(sample_db, monkeypatch):
 
     assert build.summary("response_by_route.csv").equals(export.compute_summary(con, ctx.settings,
                                                                                 "response_by_route.csv"))
+    # the PDF says the matched instrument in words, and plots the trajectory in percent
+    texts = " ".join(b for s in sections for b in s.blocks if isinstance(b, str))
+    assert "Matched to diagnosis" in texts and "each patient&#x27;s own questionnaire" in texts
+    titles = [b.layout.title.text for s in sections for b in s.blocks if not isinstance(b, str)]
+    assert "Weekly improvement from baseline by route" in titles

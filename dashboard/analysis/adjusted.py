@@ -307,13 +307,18 @@ def load_groups(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
 
 
 def adjusted_fit(con: duckdb.DuckDBPyConnection, s: Settings) -> AdjustedResult:
-    """fit_adjusted for the cohort of these settings; baseline as a fraction of the instrument's maximum."""
+    """fit_adjusted for the cohort of these settings; baseline as a fraction of the instrument's maximum
+    (under `instrument=matched`, of each patient's own questionnaire's maximum: the groups' scale_max)."""
     params = metrics._outcome_params(s, itt=s.population == "itt")
+
+    def fit() -> AdjustedResult:
+        groups = load_groups(con, s)
+        if s.matched:
+            return fit_adjusted(groups, score_max=groups["scale_max"].astype(float))
+        return fit_adjusted(groups, score_max=float(spec.SCORE_RANGE[s.instrument][1]))
+
     # one fit per connection and settings: the file, the page's explanation and the export share it
-    return metrics._remembered(
-        con, "adjusted_fit", params,
-        lambda: fit_adjusted(load_groups(con, s), score_max=float(spec.SCORE_RANGE[s.instrument][1])),
-        lambda r: metrics._frame_bytes(r.table))
+    return metrics._remembered(con, "adjusted_fit", params, fit, lambda r: metrics._frame_bytes(r.table))
 
 
 def adjusted_response(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:

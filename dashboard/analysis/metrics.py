@@ -689,25 +689,49 @@ TRAJECTORY_COLUMNS = ("route", "week", "patients", "mean_score", "ci_low", "ci_h
 
 def trajectory(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     """Mean score (95 % t interval) and the share with improvement >= 0.5, by week since the first session
-    (week = floor(day / 7), baseline at week 0), over eligible patients, per route and ALL."""
+    (week = floor(day / 7), baseline at week 0), over eligible patients, per route and ALL.
+
+    Under `instrument=matched` scores of different questionnaires cannot be averaged, so `mean_score` (and its
+    interval) is the mean improvement from baseline in percent, 100 * (B - score) / B (metrics.md "Matched
+    instrument"); `patients` and `responders` stay the patients with a score that week."""
     df = _label_routes(run_query(con, "trajectory_counts", _params(s, min_baseline=s.baseline_minimum)))
     n = df["patients"].to_numpy(dtype=np.int64)
-    total = [int(x) for x in df["score_sum"]]
-    squares = [int(x) for x in df["score_sum_squares"]]
-    mean = np.array([t / c for t, c in zip(total, n)], dtype=float)
-    # the variance from exact integer sums (no cancellation), then SciPy's t interval for every row at once
-    var = np.array([(c * q - t * t) / (c * (c - 1)) if c >= 2 else np.nan for c, t, q in zip(n, total, squares)])
-    sem = np.sqrt(np.maximum(var, 0.0) / n)
+    if s.matched:
+        # every eligible patient has B >= their questionnaire's default minimum (> 0), so m == n here
+        m = df["improved_patients"].to_numpy(dtype=np.int64)
+        total_f = df["improvement_sum"].to_numpy(dtype=float)
+        squares_f = df["improvement_sum_squares"].to_numpy(dtype=float)
+        with np.errstate(all="ignore"):
+            mean = np.where(m > 0, total_f / np.maximum(m, 1), np.nan)
+            var = np.where(m >= 2, (squares_f - m * mean * mean) / np.maximum(m - 1, 1), np.nan)
+        # a constant improvement can come out a hair below zero in floating point
+        var = np.where(np.isfinite(var), np.maximum(var, 0.0), np.nan)
+        n_ci = m
+    else:
+        total = [int(x) for x in df["score_sum"]]
+        squares = [int(x) for x in df["score_sum_squares"]]
+        mean = np.array([t / c for t, c in zip(total, n)], dtype=float)
+        # the variance from exact integer sums (no cancellation), then SciPy's t interval for every row at once
+        var = np.array([(c * q - t * t) / (c * (c - 1)) if c >= 2 else np.nan
+                        for c, t, q in zip(n, total, squares)])
+        n_ci = n
+    out = _trajectory_frame(df, n, n_ci, mean, var)
+    return _order_routes(out, then=("week",))
+
+
+def _trajectory_frame(df: pd.DataFrame, n: np.ndarray, n_ci: np.ndarray, mean: np.ndarray,
+                      var: np.ndarray) -> pd.DataFrame:
+    """The trajectory table from per-row means and variances over n_ci values (95 % t intervals)."""
+    sem = np.sqrt(np.maximum(var, 0.0) / np.maximum(n_ci, 1))
     with np.errstate(all="ignore"):
-        lo, hi = stats.t.interval(0.95, np.maximum(n - 1, 1), loc=mean, scale=np.where(sem > 0, sem, 1.0))
-    lo = np.where(n >= 2, np.where(sem > 0, lo, mean), np.nan)
-    hi = np.where(n >= 2, np.where(sem > 0, hi, mean), np.nan)
+        lo, hi = stats.t.interval(0.95, np.maximum(n_ci - 1, 1), loc=mean, scale=np.where(sem > 0, sem, 1.0))
+    lo = np.where(n_ci >= 2, np.where(sem > 0, lo, mean), np.nan)
+    hi = np.where(n_ci >= 2, np.where(sem > 0, hi, mean), np.nan)
     responders = df["responders"].to_numpy(dtype=np.int64)
-    out = pd.DataFrame({
+    return pd.DataFrame({
         "route": df["route"].to_numpy(dtype=object), "week": df["week"].to_numpy(dtype=np.int64), "patients": n,
         "mean_score": mean, "ci_low": lo, "ci_high": hi, "responders": responders, "responder_share": responders / n,
     }, columns=list(TRAJECTORY_COLUMNS))
-    return _order_routes(out, then=("week",))
 
 
 # --- data quality -----------------------------------------------------------------------------------------

@@ -117,8 +117,11 @@ class Settings:
             v = getattr(self, name)
             if v is not None and not isinstance(v, bool):
                 problems.append(f"{name}: {v!r} is not yes or no")
-        if self.instrument not in spec.INSTRUMENTS:
-            problems.append(f"instrument: {self.instrument!r} is not one of {', '.join(spec.INSTRUMENTS)}")
+        if self.instrument not in spec.INSTRUMENT_SETTINGS:
+            problems.append(f"instrument: {self.instrument!r} is not one of {', '.join(spec.INSTRUMENT_SETTINGS)}")
+        elif self.instrument == spec.MATCHED and self.min_baseline is not None:
+            # each patient is held to their own questionnaire's minimum: one number cannot serve three scales
+            problems.append(MATCHED_MIN_BASELINE_PROBLEM.format(value=repr(self.min_baseline)))
         elif self.min_baseline is not None:
             lo, hi = spec.SCORE_RANGE[self.instrument]
             if not _is_int(self.min_baseline) or not lo <= self.min_baseline <= hi:
@@ -142,19 +145,58 @@ class Settings:
     # --- derived values ---------------------------------------------------------------------------------
 
     @property
-    def baseline_minimum(self) -> int:
-        """The minimum baseline in force: the chosen one, or the instrument's default."""
+    def matched(self) -> bool:
+        """True under `instrument=matched`: each patient on the questionnaire of their diagnosis."""
+        return self.instrument == spec.MATCHED
+
+    @property
+    def baseline_minimum(self) -> int | None:
+        """The minimum baseline in force: the chosen one, or the instrument's default. None under `matched`,
+        where each patient's questionnaire's default applies (the queries bind NULL and take the row's own)."""
+        if self.matched:
+            return None
         if self.min_baseline is None:
             return spec.DEFAULT_MIN_BASELINE[self.instrument]
         return self.min_baseline
 
     @property
-    def remission_cut(self) -> int:
-        return spec.REMISSION_CUT[self.instrument]
+    def remission_cut(self) -> int | None:
+        """The remission cut; None under `matched` (each patient's questionnaire's)."""
+        return None if self.matched else spec.REMISSION_CUT[self.instrument]
 
     @property
-    def mcid(self) -> int:
-        return spec.MCID[self.instrument]
+    def mcid(self) -> int | None:
+        """The minimal important drop in points; None under `matched` (each patient's questionnaire's)."""
+        return None if self.matched else spec.MCID[self.instrument]
+
+    @property
+    def instrument_label(self) -> str:
+        """The instrument setting in words: 'GAD-7', or 'Matched to diagnosis' (codes stay in links and files)."""
+        return spec.INSTRUMENT_SETTING_LABELS[self.instrument]
+
+    # Words for pages and the PDF: "on {instrument_words}", "a score of {remission_words} or less", ...
+
+    @property
+    def instrument_words(self) -> str:
+        """'GAD-7', or "each patient's own questionnaire (matched to diagnosis)"."""
+        if self.matched:
+            return "each patient's own questionnaire (matched to diagnosis)"
+        return spec.INSTRUMENT_LABELS[self.instrument]
+
+    @property
+    def remission_words(self) -> str:
+        """The remission cut: '4', or 'GAD-7 4, PHQ-9 4 or PCL-5 32' under matched."""
+        return _per_instrument(spec.REMISSION_CUT) if self.matched else str(self.remission_cut)
+
+    @property
+    def mcid_words(self) -> str:
+        """The MCID in points: '4', or 'GAD-7 4, PHQ-9 5 or PCL-5 10' under matched."""
+        return _per_instrument(spec.MCID) if self.matched else str(self.mcid)
+
+    @property
+    def baseline_words(self) -> str:
+        """The minimum baseline: '10', or 'GAD-7 10, PHQ-9 10 or PCL-5 33' under matched."""
+        return _per_instrument(spec.DEFAULT_MIN_BASELINE) if self.matched else str(self.baseline_minimum)
 
     def is_filtered(self) -> bool:
         """True when any cohort filter is active."""
@@ -190,7 +232,8 @@ class Settings:
     def cohort_params(self) -> dict[str, Any]:
         """Named parameters for the cohort filter in queries/*.sql. Empty filters bind as NULL (no filter);
         `sites` binds `effective_sites` (the scope applied), where an empty list matches no patient."""
-        floors = spec.SEVERITY_BAND_FLOORS[self.instrument]
+        # under `matched` the floors bind NULL: each row takes its own questionnaire's (derive_30_cohort_macro.sql)
+        floors = spec.SEVERITY_BAND_FLOORS.get(self.instrument, {"mild": None, "moderate": None, "severe": None})
         return {
             "routes": list(self.route) or None,
             # the scope applies here, so no query can forget it; [] (not NULL) matches no site
@@ -280,7 +323,9 @@ class Settings:
         g.add_argument("--integration", metavar="yes|no")
         g.add_argument("--severity", action="append", metavar="|".join(spec.SEVERITY_BANDS))
         a = parser.add_argument_group("analysis settings")
-        a.add_argument("--instrument", metavar="|".join(spec.INSTRUMENTS))
+        a.add_argument("--instrument", metavar="|".join(spec.INSTRUMENT_SETTINGS),
+                       help=f"questionnaire (default {spec.DEFAULT_INSTRUMENT}); {spec.MATCHED}: each patient's "
+                            "diagnosis decides (MDD, OTHER: PHQ9; PTSD: PCL5; the others: GAD7)")
         a.add_argument("--min-baseline", dest="min_baseline", metavar="N")
         a.add_argument("--population", metavar="|".join(spec.POPULATIONS))
         a.add_argument("--relief", metavar="|".join(spec.RELIEF_THRESHOLDS))
@@ -312,7 +357,9 @@ class Settings:
         parts: list[str] = []
         labels = {
             "route": "route", "site": "site", "diagnosis": "diagnosis", "sex": "sex", "age_band": "age",
-            "setting": "setting", "severity": f"baseline severity ({spec.INSTRUMENT_LABELS[self.instrument]})",
+            "setting": "setting",
+            "severity": "baseline severity" + (" (on each patient's questionnaire)" if self.matched
+                                               else f" ({spec.INSTRUMENT_LABELS[self.instrument]})"),
         }
         words = {"route": spec.ROUTE_LABELS, "diagnosis": spec.DIAGNOSIS_LABELS, "sex": spec.SEX_LABELS}
         for name, label in labels.items():
@@ -343,6 +390,12 @@ FILTER_NAMES = (
 )
 SETTING_NAMES = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
 _FIELD_NAMES = FILTER_NAMES + SETTING_NAMES
+
+
+def _per_instrument(values: Mapping[str, int]) -> str:
+    """'GAD-7 4, PHQ-9 5 or PCL-5 10': one cut-off per questionnaire, in words."""
+    said = [f"{spec.INSTRUMENT_LABELS[i]} {values[i]}" for i in spec.INSTRUMENTS]
+    return ", ".join(said[:-1]) + " or " + said[-1]
 
 
 def _is_int(v: Any) -> bool:
@@ -381,7 +434,8 @@ def _parse_field(name: str, items: list[Any]) -> Any:
             raise SettingsError([f"{name}: {raw!r} is not a whole number (digits 0-9 only)"])
         return int(raw)
     if name == "instrument":
-        return raw.upper()
+        # codes are upper case (gad7 -> GAD7); the matched setting is spelled in lower case
+        return spec.MATCHED if raw.lower() == spec.MATCHED else raw.upper()
     return raw
 
 
@@ -406,8 +460,22 @@ def _problem_order(problem: str) -> int:
 def _as_flag(problem: str) -> str:
     name, sep, rest = problem.partition(":")
     if sep and name in _FIELD_NAMES:
+        # a problem naming another setting in the URL's spelling (name=value) names its flag instead
+        rest = re.sub(r"\b(" + "|".join(_FIELD_NAMES) + r")=(\S+)",
+                      lambda m: "--" + m.group(1).replace("_", "-") + " " + m.group(2), rest)
+        rest = re.sub(r"\b(" + "|".join(_FIELD_NAMES) + r")\b(?= out)",
+                      lambda m: "--" + m.group(1).replace("_", "-"), rest)
         return "--" + name.replace("_", "-") + sep + rest
     return problem
+
+
+# A numeric minimum baseline with `matched` is refused (metrics.md "Matched instrument"), naming both settings
+# and what to do; in the URL's spelling (from_args turns it into flags: --min-baseline, --instrument matched).
+MATCHED_MIN_BASELINE_PROBLEM = (
+    "min_baseline: {value} cannot be used with instrument=matched, where each patient's own questionnaire's "
+    "default applies (GAD-7 10, PHQ-9 10, PCL-5 33); leave min_baseline out, or choose instrument=GAD7, "
+    "instrument=PHQ9 or instrument=PCL5"
+)
 
 
 def iter_defaults() -> Iterable[tuple[str, Any]]:

@@ -191,4 +191,4 @@ except Exception as exc:  # noqa: BLE001 - never a traceback in the browser; the
         icon=":material/error:",
     )
 
-st.sidebar.caption(f"Data: {db_path.name} · {spec.INSTRUMENT_LABELS[settings.instrument]}")
+st.sidebar.caption(f"Data: {db_path.name} · {spec.INSTRUMENT_SETTING_LABELS[settings.instrument]}")

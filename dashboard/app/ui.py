@@ -30,7 +30,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.data import spec, store
-from dashboard.analysis.settings import FILTER_NAMES, SETTING_NAMES, Settings, SettingsError, iter_defaults, parse_problems
+from dashboard.analysis.settings import (
+    FILTER_NAMES, MATCHED_MIN_BASELINE_PROBLEM, SETTING_NAMES, Settings, SettingsError, iter_defaults, parse_problems,
+)
 
 LOG = logging.getLogger("ketamine_outcomes.dashboard")
 
@@ -423,7 +425,9 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
             continue
         known[key] = list(values)
     try:
-        Settings.from_query_params(known)
+        # checked as the dashboard reads it: a link without an instrument gets the dashboard's default
+        # (matched unless the diagnoses share one questionnaire), so a minimum baseline with it is refused
+        Settings.from_query_params(with_default_instrument(known))
     except SettingsError as exc:
         problems.extend(exc.problems)
     mentioned = {p.split(":", 1)[0] for p in problems}
@@ -447,6 +451,28 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
     return problems
 
 
+def dashboard_instrument(instrument: str | None, diagnoses: Sequence[str]) -> str:
+    """The instrument the dashboard computes with: the chosen one, or when none is chosen (the link names
+    none) the diagnoses' one questionnaire, or `matched` for no diagnosis filter or a mix (docs/choices.md
+    "Matched instrument"). The command line's default stays spec.DEFAULT_INSTRUMENT."""
+    return instrument or spec.default_instrument(tuple(diagnoses or ()))
+
+
+def with_default_instrument(params: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """A link's parameters with the dashboard's default instrument filled in when it names none."""
+    out = {k: list(v) for k, v in params.items()}
+    if not out.get("instrument"):
+        out["instrument"] = [dashboard_instrument(None, [d.strip() for d in out.get("diagnosis", [])])]
+    return out
+
+
+def refused_with_matched(problems: Iterable[str]) -> bool:
+    """Whether the link's minimum baseline was refused because the instrument is matched."""
+    prefix = MATCHED_MIN_BASELINE_PROBLEM.split("{value}")[0]
+    tail = MATCHED_MIN_BASELINE_PROBLEM.split("{value}")[1][:40]
+    return any(p.startswith(prefix) and tail in p for p in problems)
+
+
 def widget_options(options: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
     """The exact values each option widget accepts in the URL (codes, as `Settings` spells them)."""
     return {
@@ -461,7 +487,7 @@ def widget_options(options: Mapping[str, Sequence[str]]) -> dict[str, tuple[str,
         "setting": spec.SETTINGS,
         "integration": YES_NO,
         "severity": spec.SEVERITY_BANDS,
-        "instrument": spec.INSTRUMENTS,
+        "instrument": spec.INSTRUMENT_SETTINGS,
         "population": spec.POPULATIONS,
         "relief": spec.RELIEF_THRESHOLDS,
     }
@@ -481,6 +507,10 @@ def note_url_problems(problems: list[str], params: Mapping[str, Sequence[str]]) 
     for key in params:
         if key not in _STREAMLIT_PARAMS and key not in FILTER_NAMES + SETTING_NAMES and key in st.query_params:
             del st.query_params[key]
+        elif key == "min_baseline" and refused_with_matched(problems):
+            # a numeric minimum baseline with the matched instrument (named in the link, or the dashboard's
+            # default): dropped, so each questionnaire's default applies, as the notice says
+            _drop_link_value(key)
         elif parse_problems(key, params[key]):
             # A repeated single-valued key or a value that is not spelled as the setting's (window=inf, ٧,
             # 1_4): the bound widget would apply the last value or crash on it, so it never sees it and the
@@ -521,7 +551,8 @@ def render_url_notice() -> None:
 WIDGET_DEFAULTS: dict[str, Any] = {
     "route": [], "site": [], "diagnosis": [], "sex": [], "age_band": [], "from_quarter": None,
     "to_quarter": None, "treatment_resistant": None, "setting": [], "integration": None, "severity": [],
-    "instrument": spec.DEFAULT_INSTRUMENT, "min_baseline": None, "population": spec.DEFAULT_POPULATION,
+    # None: the dashboard's default instrument (dashboard_instrument), decided by the diagnosis filter
+    "instrument": None, "min_baseline": None, "population": spec.DEFAULT_POPULATION,
     "relief": spec.DEFAULT_RELIEF, "window": spec.DEFAULT_WINDOW, "min_cell": spec.DEFAULT_MIN_CELL,
     "rems_minutes": spec.DEFAULT_REMS_MINUTES,
 }
@@ -587,16 +618,25 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
                                        help="Band of the baseline score on the chosen questionnaire")
     analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
     with sb.expander("Analysis settings", expanded=_active(url_keys, *analysis)):
+        # Empty (no instrument in the link) means the dashboard's default, which the placeholder says in
+        # words: the selected diagnoses' one questionnaire, or matched to each patient's diagnosis.
+        default = dashboard_instrument(None, v["diagnosis"])
         v["instrument"] = st.selectbox(
-            "Questionnaire", spec.INSTRUMENTS, key="instrument", bind=bind,
-            help="GAD7: GAD-7 (anxiety), PHQ9: PHQ-9 (depression), PCL5: PCL-5 (PTSD)",
+            "Questionnaire", spec.INSTRUMENT_SETTINGS, index=None, key="instrument", bind=bind,
+            placeholder=INSTRUMENT_DEFAULT_WORDS[default],
+            help="GAD7: GAD-7 (anxiety), PHQ9: PHQ-9 (depression), PCL5: PCL-5 (PTSD); matched: each patient "
+                 "on the questionnaire of their diagnosis (MDD and other: PHQ-9; PTSD: PCL-5; GAD, social "
+                 "anxiety, panic and OCD: GAD-7), the default when the cohort mixes diagnoses.",
         )
-        instrument = v["instrument"] or spec.DEFAULT_INSTRUMENT
+        instrument = dashboard_instrument(v["instrument"], v["diagnosis"])
         v["min_baseline"] = st.number_input(
             "Minimum baseline score", min_value=0, max_value=max(hi for _, hi in spec.SCORE_RANGE.values()),
             value=None, step=1, key="min_baseline", bind=bind,
-            placeholder=f"Default for {spec.INSTRUMENT_LABELS[instrument]}: {spec.DEFAULT_MIN_BASELINE[instrument]}",
-            help="Patients with a lower baseline are not eligible. Empty: the questionnaire's default.",
+            placeholder=(f"Each questionnaire's default: {matched_minimums()}" if instrument == spec.MATCHED
+                         else f"Default for {spec.INSTRUMENT_LABELS[instrument]}: "
+                              f"{spec.DEFAULT_MIN_BASELINE[instrument]}"),
+            help="Patients with a lower baseline are not eligible. Empty: the questionnaire's default "
+                 "(with the questionnaire matched to each diagnosis, always each questionnaire's own).",
         )
         v["population"] = st.radio(
             "Population", spec.POPULATIONS, key="population", bind=bind, horizontal=True,
@@ -640,7 +680,7 @@ def settings_from_widgets(values: Mapping[str, Any]) -> Settings:
         sex=tup(values["sex"]), age_band=tup(values["age_band"]), from_quarter=values["from_quarter"],
         to_quarter=values["to_quarter"], treatment_resistant=yes_no(values["treatment_resistant"]),
         setting=tup(values["setting"]), integration=yes_no(values["integration"]), severity=tup(values["severity"]),
-        instrument=values["instrument"] or spec.DEFAULT_INSTRUMENT,
+        instrument=dashboard_instrument(values["instrument"], tup(values["diagnosis"])),
         min_baseline=None if values["min_baseline"] is None else int(values["min_baseline"]),
         population=values["population"] or spec.DEFAULT_POPULATION,
         relief=values["relief"] or spec.DEFAULT_RELIEF,
@@ -672,7 +712,7 @@ def render_cohort_banner(ctx: PageContext) -> None:
     with st.container(border=True):
         st.markdown(f"**Cohort:** {describe_size(n, s.min_cell)}")
         st.caption(
-            f"{plain(s.describe_filters())} · {spec.INSTRUMENT_LABELS[s.instrument]}, baseline ≥ {s.baseline_minimum}, "
+            f"{plain(s.describe_filters())} · {instrument_phrase(s)}, "
             f"{'patients with an endpoint' if s.population == 'observed' else 'intention to treat'}"
         )
 
@@ -1117,7 +1157,11 @@ PAGE_TITLES = {
 }
 SEX_LABELS = spec.SEX_LABELS
 DIAGNOSIS_LABELS = spec.DIAGNOSIS_LABELS
-INSTRUMENT_WORDS = {"GAD7": "GAD-7 (anxiety)", "PHQ9": "PHQ-9 (depression)", "PCL5": "PCL-5 (PTSD)"}
+INSTRUMENT_WORDS = {"GAD7": "GAD-7 (anxiety)", "PHQ9": "PHQ-9 (depression)", "PCL5": "PCL-5 (PTSD)",
+                    spec.MATCHED: "Matched to each patient's diagnosis"}
+# The questionnaire box's placeholder: the default in force when the link names no instrument
+INSTRUMENT_DEFAULT_WORDS = {**{i: f"{w}, the diagnoses' questionnaire" for i, w in INSTRUMENT_WORDS.items()},
+                            spec.MATCHED: "Matched to each patient's diagnosis"}
 POPULATION_LABELS = {"observed": "Patients with an endpoint", "itt": "Intention to treat"}
 RELIEF_LABELS = {"response": "50 % improvement", "mcid": "Minimal important change"}
 SETTING_LABELS = {"clinic": "Clinic", "home": "Home"}
@@ -1126,13 +1170,29 @@ YES_NO_LABELS = {"yes": "Yes", "no": "No"}
 
 
 def instrument_label(s: Settings) -> str:
-    """The questionnaire in words ('GAD-7'), as every page names it."""
-    return spec.INSTRUMENT_LABELS.get(s.instrument, s.instrument)
+    """The questionnaire in words ('GAD-7', 'Matched to diagnosis'), as every page names it."""
+    return spec.INSTRUMENT_SETTING_LABELS.get(s.instrument, s.instrument)
+
+
+def matched_minimums() -> str:
+    """Each questionnaire's default minimum baseline: 'GAD-7 10, PHQ-9 10, PCL-5 33'."""
+    return ", ".join(f"{spec.INSTRUMENT_LABELS[i]} {spec.DEFAULT_MIN_BASELINE[i]}" for i in spec.INSTRUMENTS)
 
 
 def baseline_label(s: Settings) -> str:
-    """The minimum baseline in force, as a number of points."""
+    """The minimum baseline in force, as a number of points (under matched, each questionnaire's)."""
+    if s.matched:
+        return f"each questionnaire's default ({matched_minimums()})"
     return f"{s.baseline_minimum}"
+
+
+def instrument_phrase(s: Settings) -> str:
+    """The instrument and minimum baseline for the cohort line: 'GAD-7, baseline ≥ 10' or 'Matched to
+    diagnosis (MDD, other: PHQ-9; PTSD: PCL-5; the rest: GAD-7), baseline ≥ each questionnaire's default'."""
+    if s.matched:
+        return (f"{spec.MATCHED_LABEL} (major depression and other diagnoses on PHQ-9, PTSD on PCL-5, "
+                f"the rest on GAD-7), baseline ≥ each questionnaire's default")
+    return f"{spec.INSTRUMENT_LABELS[s.instrument]}, baseline ≥ {s.baseline_minimum}"
 
 
 # --- warming the other pages ----------------------------------------------------------------------------------

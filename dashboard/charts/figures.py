@@ -433,9 +433,13 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
 
 @_plain_inputs
 def create_trajectory_figure(trajectory: pd.DataFrame, instrument_label: str = "score",
-                             max_week: int | None = None) -> go.Figure:
-    """Weekly mean score per route with a 95 % interval band (weeks up to `max_week`)."""
-    title = f"Weekly {instrument_label} score by route"
+                             max_week: int | None = None, percent: bool = False) -> go.Figure:
+    """Weekly mean score per route with a 95 % interval band (weeks up to `max_week`).
+
+    percent: the trajectory's `mean_score` is the mean improvement from baseline in percent (instrument
+    `matched`, where raw scores of different questionnaires cannot share an axis: metrics.trajectory)."""
+    title = ("Weekly improvement from baseline by route" if percent
+             else f"Weekly {instrument_label} score by route")
     if trajectory is None or trajectory.empty:
         return _empty(title, "No follow-up scores in this cohort.")
     if max_week is not None:
@@ -461,14 +465,20 @@ def create_trajectory_figure(trajectory: pd.DataFrame, instrument_label: str = "
             line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route)),
             marker=dict(symbol=colors.route_symbol(route), size=7, color=color),
             customdata=_stack(d["patients"], d["ci_low"], d["ci_high"]),
-            hovertemplate=(f"<b>{label}</b><br>Week %{{x}}<br>Mean score: %{{y:.1f}} points"
-                           "<br>95 % interval: %{customdata[1]:.1f} to %{customdata[2]:.1f}"
+            hovertemplate=(f"<b>{label}</b><br>Week %{{x}}<br>"
+                           + ("Mean improvement: %{y:.1f} % improvement from baseline" if percent
+                              else "Mean score: %{y:.1f} points")
+                           + "<br>95 % interval: %{customdata[1]:.1f} to %{customdata[2]:.1f}"
                            "<br>Patients: %{customdata[0]:,.0f}<extra></extra>"),
             connectgaps=False,
         ))
     last = trajectory["week"].max() if len(trajectory) else 0
     fig.update_xaxes(title_text="Weeks since the first session", dtick=1 if last <= 16 else None, rangemode="tozero")
-    fig.update_yaxes(title_text=f"Mean {instrument_label} score (points)", rangemode="tozero")
+    if percent:
+        # improvement can be negative (worse than baseline): the axis is not pinned to zero
+        fig.update_yaxes(title_text="Mean improvement from baseline (%)", zeroline=True)
+    else:
+        fig.update_yaxes(title_text=f"Mean {instrument_label} score (points)", rangemode="tozero")
     return _base_layout(fig, title)
 
 

@@ -47,6 +47,17 @@ SEVERITIES = ("mild", "moderate", "severe")
 INSTRUMENTS = ("GAD7", "PHQ9", "PCL5")
 INSTRUMENT_LABELS = {"GAD7": "GAD-7", "PHQ9": "PHQ-9", "PCL5": "PCL-5"}
 SCORE_RANGE = {"GAD7": (0, 21), "PHQ9": (0, 27), "PCL5": (0, 80)}
+# The instrument setting's fourth value (metrics.md "Matched instrument"): each patient on the questionnaire of
+# their primary diagnosis, with that questionnaire's cut-offs. Not a questionnaire of the export (INSTRUMENTS
+# stays the export's vocabulary); queries/derive_25_cohort_base.sql spells the same mapping.
+MATCHED = "matched"
+INSTRUMENT_SETTINGS = INSTRUMENTS + (MATCHED,)
+DIAGNOSIS_INSTRUMENT = {
+    "GAD": "GAD7", "MDD": "PHQ9", "PTSD": "PCL5", "SAD": "GAD7", "PANIC": "GAD7", "OCD": "GAD7", "OTHER": "PHQ9",
+}
+# Words for the screen and the PDF (the code `matched` stays in URLs and files)
+MATCHED_LABEL = "Matched to diagnosis"
+INSTRUMENT_SETTING_LABELS = {**INSTRUMENT_LABELS, MATCHED: MATCHED_LABEL}
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SITE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -142,6 +153,19 @@ REMS_LABELS = {
     "enrolled_before_first_dose": "Enrolled in the REMS before the first dose",
     "ready_to_leave": "Ready to leave",
 }
+
+
+def instrument_for(diagnosis: str) -> str:
+    """The questionnaire a patient with this primary diagnosis is evaluated on under `matched`."""
+    return DIAGNOSIS_INSTRUMENT[diagnosis]
+
+
+def default_instrument(diagnoses: tuple[str, ...] | list[str]) -> str:
+    """The dashboard's instrument when the link names none (docs/choices.md "Matched instrument"): the one
+    questionnaire of the selected diagnoses when they all share it, else `matched` (no diagnosis filter, or
+    a mix). The command line keeps DEFAULT_INSTRUMENT."""
+    used = {DIAGNOSIS_INSTRUMENT[d] for d in diagnoses if d in DIAGNOSIS_INSTRUMENT}
+    return used.pop() if len(used) == 1 else MATCHED
 
 
 def severity_band(instrument: str, score: float) -> str:

@@ -16,23 +16,39 @@ from dashboard.data import spec
 
 def definitions(s: Settings) -> list[tuple[str, str]]:
     """(term, text) pairs in reading order, for the settings in force."""
-    instrument = spec.INSTRUMENT_LABELS[s.instrument]
-    floors = spec.SEVERITY_BAND_FLOORS[s.instrument]
-    return [
+    instrument = s.instrument_words
+    if s.matched:
+        # each patient on their diagnosis' questionnaire, with its own cut-offs and bands
+        severity = ("On each patient's own questionnaire: " + "; ".join(
+            f"{spec.INSTRUMENT_LABELS[i]} {_bands(spec.SEVERITY_BAND_FLOORS[i])}" for i in spec.INSTRUMENTS) + ".")
+        eligible = (f"({s.baseline_words} on each patient's own questionnaire, that questionnaire's default; "
+                    "a single minimum cannot serve three questionnaires).")
+    else:
+        severity = f"On {instrument}: {_bands(spec.SEVERITY_BAND_FLOORS[s.instrument])}."
+        eligible = (f"({s.baseline_minimum} on {instrument} now; the default is "
+                    f"{spec.DEFAULT_MIN_BASELINE[s.instrument]}).")
+    score_on = "score on the patient's own questionnaire" if s.matched else f"{instrument} score"
+    matched = ([("Questionnaire", "Matched to diagnosis: each patient is measured on the questionnaire of their "
+                                  "primary diagnosis — PHQ-9 for major depression and other diagnoses, PCL-5 for "
+                                  "PTSD, GAD-7 for generalised anxiety, social anxiety, panic disorder and OCD — "
+                                  "with that questionnaire's minimum baseline, remission cut-off, minimal important "
+                                  "change and severity bands. Charts of scores show the improvement from baseline "
+                                  "in percent instead, since the questionnaires' points differ.")]
+               if s.matched else [])
+    return matched + [
         ("Cohort", "The patients who pass every filter in the sidebar. A patient's **route** and **setting** are "
                    "those of their first session."),
-        ("Baseline", f"The last {instrument} score taken on or before the first session day and before dosing "
+        ("Baseline", f"The last {score_on} taken on or before the first session day and before dosing "
                      "(if there are several that day, the highest)."),
         ("Eligible", f"In the cohort, with at least one session and a baseline of at least the minimum "
-                     f"({s.baseline_minimum} on {instrument} now; the default is "
-                     f"{spec.DEFAULT_MIN_BASELINE[s.instrument]})."),
+                     + eligible),
         ("Follow-up score", "Any score after day 0, or taken after a dose. **Improvement** is the drop from "
                             "baseline as a share of the baseline."),
         ("Endpoint", f"The last follow-up score that was not taken straight after a dose, within {s.window} days "
                      "after the patient's last induction session. A score taken a few hours after a dose measures "
                      "the acute effect of that dose and is never an endpoint."),
         ("Response", "Improvement of 50 % or more at the endpoint. **Remission.** An endpoint score of "
-                     f"{spec.REMISSION_CUT[s.instrument]} or less on {instrument}."),
+                     f"{s.remission_words} or less on {instrument}."),
         ("Population", "*Observed*: rates are among eligible patients with an endpoint. *Intention to treat*: "
                        "among all eligible patients, and a missing endpoint counts as no response."),
         ("Interval", "Every rate has a 95 % Wilson interval: the range of true rates consistent with the data. "
@@ -56,13 +72,17 @@ def definitions(s: Settings) -> list[tuple[str, str]]:
                         "*Sustained response*: the probability (Kaplan–Meier) that a responder has not relapsed — "
                         "improvement fallen to 25 % or less — 8 weeks after the last induction session. The "
                         "*projection* applies each route's uptake and session rate to its current responders."),
-        ("Baseline severity", f"On {instrument}: minimal below {floors['mild']}, mild "
-                              f"{floors['mild']}–{floors['moderate'] - 1}, moderate "
-                              f"{floors['moderate']}–{floors['severe'] - 1}, severe {floors['severe']} or more."),
+        ("Baseline severity", severity),
         ("Privacy", f"With a minimum cell of k (now {s.min_cell}), no count from 1 to k − 1 is shown, nor any "
                     "rate, interval or median resting on fewer than k patients, nor anything that would let such "
                     "a count be worked out from the totals. The downloads follow the same rule."),
     ]
+
+
+def _bands(floors: dict[str, int]) -> str:
+    """'minimal below 5, mild 5–9, moderate 10–14, severe 15 or more'."""
+    return (f"minimal below {floors['mild']}, mild {floors['mild']}–{floors['moderate'] - 1}, moderate "
+            f"{floors['moderate']}–{floors['severe'] - 1}, severe {floors['severe']} or more")
 
 
 def definitions_markdown(s: Settings) -> str:

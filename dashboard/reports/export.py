@@ -183,7 +183,8 @@ def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
         "scope": None if s.scope is None else list(s.scope),
         "settings": {
             "instrument": s.instrument,
-            "min_baseline": s.baseline_minimum,
+            # under matched, each questionnaire's own default minimum applies to its patients
+            "min_baseline": (dict(spec.DEFAULT_MIN_BASELINE) if s.matched else s.baseline_minimum),
             "population": s.population,
             "relief": s.relief,
             "window": s.window,
@@ -262,6 +263,8 @@ DERIVED_COLUMNS = (
     ("cohort_base", "week_scores"),
     ("session_facts", "severe_mask"),
     ("session_facts", "b_pcl5"),
+    ("session_facts", "matched_severe_floor"),  # instrument=matched (derive_25's 'matched' rows)
+    ("cohort_base", "scale_max"),
     ("patient_route_effects", "severe_e13"),
     ("export_columns", "column_name"),  # which optional columns the export had (rems.csv)
     ("sessions", "form_submitted_day"),

@@ -280,7 +280,8 @@ class ReportBuild:
 
     @property
     def instrument(self) -> str:
-        return spec.INSTRUMENT_LABELS[self.settings.instrument]
+        """The questionnaire in words for sentences ("on GAD-7", "on each patient's own questionnaire")."""
+        return self.settings.instrument_words
 
     def summary_pair(self, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(raw, protected) of an export file; the protected table equals the CSV's."""
@@ -336,10 +337,10 @@ def section_cover(b: ReportBuild) -> Section:
              f"{'' if _isnan(eligible) else f', of whom {fmt_count(eligible)} eligible'}.</p>")
     sec.paragraph(
         f"Outcomes of ketamine treatment by route for this cohort, measured on {b.instrument} "
-        f"(baseline of at least {s.baseline_minimum}). Counts under {s.min_cell} patients, and rates or medians "
+        f"(baseline of at least {s.baseline_words}). Counts under {s.min_cell} patients, and rates or medians "
         "resting on them, are hidden to protect patients' privacy." if s.min_cell > 0 else
         f"Outcomes of ketamine treatment by route for this cohort, measured on {b.instrument} (baseline of at "
-        f"least {s.baseline_minimum}). Small-cell protection is off (minimum cell 0)."
+        f"least {s.baseline_words}). Small-cell protection is off (minimum cell 0)."
     )
     rows = []
     labels = {"route": "Route", "site": "Site", "diagnosis": "Primary diagnosis", "sex": "Sex",
@@ -353,12 +354,13 @@ def section_cover(b: ReportBuild) -> Section:
                  else ("yes" if s.treatment_resistant else "no")))
     rows.append(("Integration therapy", "any" if s.integration is None else ("yes" if s.integration else "no")))
     rows += [
-        ("Questionnaire", b.instrument),
-        ("Minimum baseline score", str(s.baseline_minimum)),
+        ("Questionnaire", s.instrument_label + (" (major depression and other diagnoses on PHQ-9, PTSD on "
+                                                "PCL-5, the rest on GAD-7)" if s.matched else "")),
+        ("Minimum baseline score", s.baseline_words),
         ("Population", "observed (patients with an endpoint score)" if s.population == "observed"
          else "intention to treat (a missing endpoint counts as no response)"),
         ("Relief threshold", "50 % improvement (response)" if s.relief == "response"
-         else f"minimal important change (a drop of {s.mcid} points)"),
+         else f"minimal important change (a drop of {s.mcid_words} points)"),
         ("Endpoint window", f"{s.window} days after the last induction session"),
         ("Minimum cell", f"{s.min_cell}" + (" (small-cell protection off)" if s.min_cell == 0 else "")),
     ]
@@ -438,12 +440,12 @@ def section_response(b: ReportBuild) -> Section:
     sec.paragraph(
         f"Response is an improvement of 50 % or more on {b.instrument} from baseline to the endpoint (the last "
         f"score within {s.window} days after the last induction session); remission is an endpoint score of "
-        f"{s.remission_cut} or less. Population: "
+        f"{s.remission_words} or less. Population: "
         + ("patients with an endpoint score." if s.population == "observed"
            else "every eligible patient (a missing endpoint counts as no response)."))
     response = b.summary("response_by_route.csv")
     hid = b.hidden("response_by_route.csv")
-    sec.chart(figures.create_response_figure(response, b.instrument))
+    sec.chart(figures.create_response_figure(response, s.instrument_label))
     sec.table(response, [
         Column("route", "Route", "route"), Column("patients", "Eligible"), Column("evaluable", "Evaluable"),
         Column("responders", "Responders"), Column("response_rate", "Response", "pct"),
@@ -462,7 +464,8 @@ def section_response(b: ReportBuild) -> Section:
             b.note_text("Response by route", "route comparison",
                         f"differences {', '.join(hidden_pairs)} (a route with fewer than {b.k} patients)")
     trajectory = b.protected("trajectory", metrics.trajectory(b.con, s))
-    sec.chart(figures.create_trajectory_figure(trajectory, b.instrument, max_week=12))
+    # under matched: mean improvement in percent (the questionnaires' points cannot share an axis)
+    sec.chart(figures.create_trajectory_figure(trajectory, b.instrument, max_week=12, percent=s.matched))
     adjusted = export.compute_summary(b.con, s, "adjusted_response.csv")  # protected, as the CSV
     if not adjusted.empty and adjusted["adjusted_rate"].notna().any():
         used = next((str(v) for v in adjusted["adjusted_for"] if isinstance(v, str) and v), "")
@@ -487,7 +490,7 @@ def section_relief(b: ReportBuild) -> Section:
     s = b.settings
     sec = Section("relief", "Time to relief")
     threshold = ("50 % improvement (response)" if s.relief == "response"
-                 else f"a drop of {s.mcid}+ points on {b.instrument}")
+                 else f"a drop of {s.mcid_words}+ points on {b.instrument}")
     sec.paragraph("Days from the first session to the first score that meets the relief threshold "
                   f"({threshold}; post-dose scores count). Patients who never meet it count until their last "
                   "follow-up score (Kaplan–Meier).")

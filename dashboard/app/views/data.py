@@ -11,7 +11,7 @@ from dashboard.reports.definitions import definitions_markdown
 
 ctx = ui.current_context()
 s = ctx.settings
-instrument = spec.INSTRUMENT_LABELS[s.instrument]
+instrument = s.instrument_words
 ui.render_page_header("Data and definitions", "Where the numbers come from and what each one means.", ctx)
 
 st.subheader("Data set")
@@ -40,7 +40,8 @@ MEASURES = {
     "eligible_without_endpoint": "Eligible patients without an endpoint score",
     "clinic_sessions_without_vitals": "Clinic sessions without blood pressure recorded",
     "sessions_not_completed": "Sessions not completed",
-    "post_dose_questionnaires": f"{instrument} questionnaires taken after a dose",
+    "post_dose_questionnaires": ("Questionnaires (each patient's own) taken after a dose" if s.matched
+                                 else f"{instrument} questionnaires taken after a dose"),
 }
 quality = ui.load_data_quality(ctx.signature, s)
 quality = quality.assign(measure=[MEASURES.get(str(m), str(m).replace("_", " ").capitalize())

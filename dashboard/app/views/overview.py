@@ -31,7 +31,7 @@ response = ui.load_summary(ctx.signature, s, "response_by_route.csv")
 relief = ui.load_summary(ctx.signature, s, "time_to_relief.csv")
 uptake = ui.load_maintenance_uptake(ctx.signature, s)
 any_effect = ui.load_any_side_effect(ctx.signature, s)
-instrument = ui.instrument_label(s)
+instrument = s.instrument_words
 
 
 def _rate_with_interval(df: pd.DataFrame, i: object, rate: str, low: str, high: str) -> str:
@@ -149,8 +149,9 @@ c = st.columns(3)
 d = st.columns(3)
 if fi is not None:
     _tile(c[0], "Patients in the cohort", figures.cell_text(funnel, fi, "patients", k=k),
-          f"{figures.cell_text(funnel, fi, 'eligible', k=k)} eligible (baseline {instrument} ≥ "
-          f"{ui.baseline_label(s)})",
+          f"{figures.cell_text(funnel, fi, 'eligible', k=k)} eligible "
+          + (f"(baseline at or above each questionnaire's default: {s.baseline_words})" if s.matched
+             else f"(baseline {instrument} ≥ {ui.baseline_label(s)})"),
           "Patients passing every filter; eligible patients have a session and a baseline at or above the minimum.",
           "views/data.py")
 if ri is not None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.charts import colors, figures
-from dashboard.data import spec
 
 from dashboard.app import ui
 
@@ -18,7 +17,7 @@ THRESHOLDS = {
 
 ctx = ui.current_context()
 s = ctx.settings
-instrument = spec.INSTRUMENT_LABELS[s.instrument]
+instrument = s.instrument_words
 ui.render_page_header(
     "Time to relief",
     "Days from the first session to the first score that meets the relief threshold (post-dose scores count). "
@@ -38,12 +37,12 @@ st.session_state["_ko_relief_page"] = s.relief
 st.segmented_control(
     "Relief threshold", tuple(THRESHOLDS), key="_ko_relief_page", on_change=_switch_threshold,
     format_func=lambda t: THRESHOLDS[t],
-    help=f"Minimal important change on {instrument}: a drop of at least {s.mcid} points.",
+    help=f"Minimal important change on {instrument}: a drop of at least {s.mcid_words} points.",
 )
 
 summary = ui.load_summary(ctx.signature, s, "time_to_relief.csv")
 curve = ui.load_summary(ctx.signature, s, "time_to_relief_curve.csv")
-threshold_label = THRESHOLDS[s.relief] if s.relief == "response" else f"a drop of {s.mcid}+ points on {instrument}"
+threshold_label = THRESHOLDS[s.relief] if s.relief == "response" else f"a drop of {s.mcid_words}+ points on {instrument}"
 
 at_risk = ui.load_relief_at_risk(ctx.signature, s)
 SPANS = {"8w": "First 8 weeks", "all": "Whole follow-up"}

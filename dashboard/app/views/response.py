@@ -30,19 +30,19 @@ def _by_target(merge: dict[str, str]) -> dict[str, list[str]]:
 
 ctx = ui.current_context()
 s = ctx.settings
-instrument = spec.INSTRUMENT_LABELS[s.instrument]
+instrument = s.instrument_words
 ui.render_page_header(
     "Response by route",
     f"Response is an improvement of 50 % or more on {instrument} from baseline to the endpoint (the last score "
     f"within {s.window} days after the last induction session); remission is an endpoint score of "
-    f"{s.remission_cut} or less. Population: "
+    f"{s.remission_words} or less. Population: "
     + ("patients with an endpoint score." if s.population == "observed"
        else "every eligible patient (a missing endpoint counts as no response)."),
     ctx,
 )
 response = ui.load_summary(ctx.signature, s, "response_by_route.csv")
 
-ui.render_chart(figures.create_response_figure, response, instrument, key="chart_response_rates")
+ui.render_chart(figures.create_response_figure, response, s.instrument_label, key="chart_response_rates")
 hidden = figures.hidden_routes(response, "response_rate")
 ui.render_disclosure_note(ctx, [f"rates for {', '.join(colors.route_label(r) for r in hidden)}"] if hidden else [])
 with st.expander("Response and remission by route (table)"):
@@ -136,8 +136,12 @@ else:
 st.subheader("Weekly trajectory")
 trajectory = ui.load_trajectory(ctx.signature, s)
 weeks = st.select_slider("Weeks shown", options=(8, 12, 26, 52), value=12, key="_ko_trajectory_weeks")
-ui.render_chart(figures.create_trajectory_figure, trajectory, instrument, max_week=weeks, key="chart_trajectory")
-st.caption(f"Mean {instrument} score of eligible patients in each week since their first session; weeks with too "
+ui.render_chart(figures.create_trajectory_figure, trajectory, instrument, max_week=weeks, percent=s.matched,
+                key="chart_trajectory")
+# Under matched the questionnaires' points differ (GAD-7 0-21, PCL-5 0-80): the chart shows improvement in percent
+st.caption((f"Mean improvement from baseline in percent, each patient on {instrument}" if s.matched
+            else f"Mean {instrument} score")
+           + " of eligible patients in each week since their first session; weeks with too "
            "few patients are left out. Shaded: 95 % intervals — drawn for every line when two routes or fewer are "
            "selected in the sidebar, otherwise for all routes together.")
 
