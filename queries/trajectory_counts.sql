@@ -2,9 +2,9 @@
 -- (week = floor(day / 7); the baseline B counts at week 0): over eligible cohort patients, one score per
 -- patient and week (the last questionnaire without hours_post_dose in that week, derived at import as
 -- cohort_base.week_numbers / week_scores), its count, sum, sum of squares and how many show an
--- improvement >= 0.5.
+-- improvement >= 0.5; the two counts with their cell keys (derive_05_cell_keys.sql).
 WITH w AS (
-    SELECT route, baseline, unnest(week_numbers) AS week, unnest(week_scores) AS score
+    SELECT record_key(pk) AS rk, route, baseline, unnest(week_numbers) AS week, unnest(week_scores) AS score
     FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                 $treatment_resistant, $settings, $integration, $severities, $instrument,
                 $mild_floor, $moderate_floor, $severe_floor)
@@ -17,7 +17,9 @@ SELECT
     count(*) AS patients,
     sum(score)::BIGINT AS score_sum,
     sum(score::BIGINT * score)::BIGINT AS score_sum_squares,
-    count(*) FILTER (WHERE baseline > 0 AND 2 * (baseline - score) >= baseline) AS responders
+    count(*) FILTER (WHERE baseline > 0 AND 2 * (baseline - score) >= baseline) AS responders,
+    cell_key(sum(rk)) AS patients__key,
+    cell_key(sum(rk) FILTER (WHERE baseline > 0 AND 2 * (baseline - score) >= baseline)) AS responders__key
 FROM w
 GROUP BY GROUPING SETS ((route, week), (week))
 ORDER BY is_total, route, week;
