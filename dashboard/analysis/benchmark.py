@@ -229,7 +229,10 @@ def perturbed_site_counts(counts: pd.DataFrame, k: int) -> pd.DataFrame:
     for col in ("evaluable", "responders", "remitters"):
         if f"{col}__key" not in counts.columns:
             continue
-        out[col] = [perturbed(int(n), int(key), k) if n >= k else max(int(n) + noise(int(key)), 0)
+        # a site with patients keeps at least one (the table's rows, decided on the exact counts, stay the same)
+        floor = 1 if col == "evaluable" else 0
+        out[col] = [perturbed(int(n), int(key), k) if n >= k else int(n) if n <= 0
+                    else max(int(n) + noise(int(key)), floor)
                     for n, key in zip(counts[col], counts[f"{col}__key"])]
     # perturbed independently, a part may exceed its whole: the rate is then 1, as in disclosure.RECOMPUTE
     out["responders"] = np.minimum(out["responders"], out["evaluable"])
@@ -246,6 +249,8 @@ def protected_benchmark(counts: pd.DataFrame, k: int) -> pd.DataFrame:
     if k <= 0:
         return exact
     shown = benchmark_from_counts(perturbed_site_counts(counts, k))
+    # the same rows in the same order (site, then measure): both come from the same sites with patients
+    shown = shown.set_index(["site", "measure"]).loc[list(zip(exact["site"], exact["measure"]))].reset_index()
     out = exact.copy()
     for col in ("evaluable", "events", "rate", "ci_low", "ci_high", "network_pooled", "position", "outside_95",
                 "outside_998"):
