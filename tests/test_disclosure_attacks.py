@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.analysis import benchmark, disclosure, metrics
+from dashboard.analysis import benchmark, disclosure, metrics, rems
 from dashboard.analysis.settings import Settings
 from dashboard.data import spec, store
 from dashboard.reports import export
@@ -200,6 +200,8 @@ def more_tables(con, s: Settings) -> dict[str, tuple[pd.DataFrame, tuple[str, ..
         "rems.csv": (export.compute_summary(con, s, "rems.csv"), ("site",),
                      ("sessions", "patients", *(c for m in spec.REMS_MEASURES for c in (m, m + "_of")))),
         "benchmark.csv": (benchmark.network_benchmark(con, s), ("site", "measure"), ("evaluable", "events")),
+        "rems_distribution": (disclosure.protect("rems_distribution", rems.rems_distribution(con, s), k),
+                              ("measure", "bin"), ("sessions",)),
         "data_quality": (disclosure.protect("data_quality", metrics.data_quality(con, s), k), ("measure",),
                          ("count", "denominator")),
     }

@@ -159,9 +159,13 @@ def rems_distribution(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFra
         width = BIN_WIDTH[measure]
         bins = np.arange(int(sub["bin"].min()), int(sub["bin"].max()) + width, width)
         counts = dict(zip(sub["bin"].astype(int), sub["sessions"].astype(int)))
-        parts.append(pd.DataFrame({"measure": measure, "bin": bins,
-                                   "sessions": [counts.get(int(b), 0) for b in bins]}))
+        part = pd.DataFrame({"measure": measure, "bin": bins, "sessions": [counts.get(int(b), 0) for b in bins]})
+        if "sessions__key" in sub.columns:  # cell keys, for disclosure.protect to perturb with (empty bins: 0)
+            keys = dict(zip(sub["bin"].astype(int), sub["sessions__key"].astype("int64")))
+            part["sessions__key"] = [int(keys.get(int(b), 0)) for b in bins]
+        parts.append(part)
     if not parts:
         return pd.DataFrame({"measure": pd.Series(dtype=object), "bin": pd.Series(dtype="int64"),
                              "sessions": pd.Series(dtype="int64")})
-    return pd.concat(parts, ignore_index=True)[list(DISTRIBUTION_COLUMNS)]
+    out = pd.concat(parts, ignore_index=True)
+    return out[[*DISTRIBUTION_COLUMNS, *(["sessions__key"] if "sessions__key" in out.columns else [])]]
