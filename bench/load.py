@@ -54,7 +54,8 @@ def build_db(folder: Path, patients: int, seed: int) -> Path:
 
 def start_server(db: Path, port: int, log: Path) -> subprocess.Popen:
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db))
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app" / "main.py"),
+    # server.py, as `ketamine-outcomes serve` runs it (st.App around main.py, with the nested-path redirect)
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app" / "server.py"),
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)

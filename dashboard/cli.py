@@ -283,7 +283,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except store.StoreError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_REFUSED
-    app = Path(__file__).resolve().parent / "app" / "main.py"
+    # server.py wraps main.py in st.App with the middleware that makes nested unknown paths say "page not found"
+    app = Path(__file__).resolve().parent / "app" / "server.py"
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()))
     if args.access_file is not None:
         env["KETAMINE_OUTCOMES_ACCESS"] = str(Path(args.access_file).resolve())

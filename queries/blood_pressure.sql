@@ -3,7 +3,8 @@
 -- with how many sessions had it (metrics.blood_pressure reads the medians off these counts, per route and
 -- over all routes: counting values is cheaper than sorting millions of sessions), and one row per route
 -- (measure NULL) with the patients with such a session, the sessions and how many reached
--- sbp_peak >= 180, dbp_peak >= 110 or either (bp_severe), from the per patient x route table.
+-- sbp_peak >= 180, dbp_peak >= 110 or either (bp_severe), from the per patient x route table, each with its
+-- cell key (derive_05_cell_keys.sql; session counts weigh each patient's key by their sessions).
 WITH s AS (
     SELECT route, sbp_peak, dbp_peak, sbp_peak - sbp_pre AS sbp_rise, dbp_peak - dbp_pre AS dbp_rise
     FROM cohort_sessions($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
@@ -33,7 +34,12 @@ counts AS (
         sum(vitals) AS sessions_with_vitals,
         sum(sbp_180) AS sessions_sbp_180,
         sum(dbp_110) AS sessions_dbp_110,
-        sum(e14) AS sessions_bp_severe
+        sum(e14) AS sessions_bp_severe,
+        cell_key(sum(record_key(pk))) AS patients__key,
+        cell_key(sum(record_key(pk) * vitals)) AS sessions_with_vitals__key,
+        cell_key(sum(record_key(pk) * sbp_180)) AS sessions_sbp_180__key,
+        cell_key(sum(record_key(pk) * dbp_110)) AS sessions_dbp_110__key,
+        cell_key(sum(record_key(pk) * e14)) AS sessions_bp_severe__key
     FROM cohort_route_effects($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                               $treatment_resistant, $settings, $integration, $severities, $instrument,
                               $mild_floor, $moderate_floor, $severe_floor)
@@ -41,9 +47,10 @@ counts AS (
     GROUP BY route
 )
 SELECT route, NULL AS measure, NULL::INTEGER AS value, patients, sessions_with_vitals, sessions_sbp_180,
-       sessions_dbp_110, sessions_bp_severe, NULL::BIGINT AS sessions
+       sessions_dbp_110, sessions_bp_severe, NULL::BIGINT AS sessions, patients__key, sessions_with_vitals__key,
+       sessions_sbp_180__key, sessions_dbp_110__key, sessions_bp_severe__key
 FROM counts
 UNION ALL
-SELECT route, measure, value, NULL, NULL, NULL, NULL, NULL, sessions
+SELECT route, measure, value, NULL, NULL, NULL, NULL, NULL, sessions, NULL, NULL, NULL, NULL, NULL
 FROM distributions
 ORDER BY route, measure NULLS FIRST, value;

@@ -7,6 +7,7 @@
 WITH s AS (
     SELECT
         f.route,
+        record_key(f.pk) AS rk,  -- cell keys (derive_05_cell_keys.sql): a session counts its patient's key
         least(f.session_number, $last_session_number) AS session_number,
         f.event_mask | CASE WHEN f.sbp_peak >= $sbp_severe OR f.dbp_peak >= $dbp_severe
                             THEN 1::BIGINT << $bp_bit ELSE 0 END AS mask
@@ -15,7 +16,7 @@ WITH s AS (
                          $mild_floor, $moderate_floor, $severe_floor) f
 ),
 by_mask AS (
-    SELECT route, session_number, mask, count(*) AS n
+    SELECT route, session_number, mask, count(*) AS n, sum(rk) AS kn
     FROM s
     GROUP BY route, session_number, mask
 ),
@@ -41,17 +42,37 @@ counts AS (
             sum(n) FILTER (WHERE (mask >> 12) & 1 = 1),
             sum(n) FILTER (WHERE (mask >> 13) & 1 = 1),
             sum(n) FILTER (WHERE (mask >> 14) & 1 = 1)
-        ) AS with_event
+        ) AS with_event,
+        cell_key(sum(kn)) AS sessions__key,
+        list_value(
+            cell_key(sum(kn) FILTER (WHERE (mask >> 0) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 1) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 2) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 3) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 4) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 5) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 6) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 7) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 8) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 9) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 10) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 11) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 12) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 13) & 1 = 1)),
+            cell_key(sum(kn) FILTER (WHERE (mask >> 14) & 1 = 1))
+        ) AS with_event__key
     FROM by_mask
     GROUP BY GROUPING SETS ((route, session_number), (session_number))
 ),
 cells AS (
-    SELECT route, is_total, session_number, sessions,
-           unnest(with_event) AS sessions_with_event, unnest(range(len(with_event))) AS bit
+    SELECT route, is_total, session_number, sessions, sessions__key,
+           unnest(with_event) AS sessions_with_event, unnest(with_event__key) AS sessions_with_event__key,
+           unnest(range(len(with_event))) AS bit
     FROM counts
 )
 SELECT route, is_total, $events[bit + 1] AS event, session_number, sessions::BIGINT AS sessions,
-       coalesce(sessions_with_event, 0)::BIGINT AS sessions_with_event
+       coalesce(sessions_with_event, 0)::BIGINT AS sessions_with_event, sessions__key,
+       coalesce(sessions_with_event__key, 0) AS sessions_with_event__key
 FROM cells
 WHERE bit < len($events)
 ORDER BY is_total, route, bit, session_number;

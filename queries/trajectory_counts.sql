@@ -2,11 +2,12 @@
 -- (week = floor(day / 7); the baseline B counts at week 0): over eligible cohort patients, one score per
 -- patient and week (the last questionnaire without hours_post_dose in that week, derived at import as
 -- cohort_base.week_numbers / week_scores), its count, sum, sum of squares and how many show an
--- improvement >= 0.5; and, for patients with B > 0, the improvement from baseline in percent,
--- 100 * (B - score) / B: its count, sum and sum of squares (the trajectory under instrument 'matched', where
--- raw scores of different questionnaires cannot be averaged: metrics.md "Matched instrument").
+-- improvement >= 0.5, the two counts with their cell keys (derive_05_cell_keys.sql); and, for patients with
+-- B > 0, the improvement from baseline in percent, 100 * (B - score) / B: its count, sum and sum of squares
+-- (the trajectory under instrument 'matched', where raw scores of different questionnaires cannot be
+-- averaged: metrics.md "Matched instrument").
 WITH w AS (
-    SELECT pk, route, baseline, unnest(week_numbers) AS week, unnest(week_scores) AS score
+    SELECT pk, record_key(pk) AS rk, route, baseline, unnest(week_numbers) AS week, unnest(week_scores) AS score
     FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                 $treatment_resistant, $settings, $integration, $severities, $instrument,
                 $mild_floor, $moderate_floor, $severe_floor)
@@ -24,7 +25,9 @@ SELECT
     -- fsum (compensated) and a fixed order, so the same cohort gives the same last digit every time
     fsum(100.0 * (baseline - score) / baseline ORDER BY pk, week) FILTER (WHERE baseline > 0) AS improvement_sum,
     fsum((100.0 * (baseline - score) / baseline) ** 2 ORDER BY pk, week) FILTER (WHERE baseline > 0)
-        AS improvement_sum_squares
+        AS improvement_sum_squares,
+    cell_key(sum(rk)) AS patients__key,
+    cell_key(sum(rk) FILTER (WHERE baseline > 0 AND 2 * (baseline - score) >= baseline)) AS responders__key
 FROM w
 GROUP BY GROUPING SETS ((route, week), (week))
 ORDER BY is_total, route, week;

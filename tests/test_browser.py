@@ -325,6 +325,45 @@ def test_an_unknown_page_says_page_not_found_with_links(server, page):
               "Network benchmark", "Data and definitions", "Import", "Audit log"]
     assert len(links) == len(titles) and all(title in text for title, text in zip(titles, links)), links
 
+@pytest.mark.parametrize("path", ["views/overview.py", "response/extra/path", "RESPONSE", "response/extra?route=IV"])
+def test_a_nested_or_wrong_case_path_says_page_not_found_not_blank(server, page, path):
+    """A nested unknown path used to leave the page blank (index.html's relative script URLs resolved under
+    it and got HTML back); dashboard/app/server.py sends it to the one-segment form, where the app loads and
+    says "page not found". A wrong-case path is unknown too, never the Overview in silence."""
+    open_url(page, f"{server}/{path}")
+    assert_no_exception(page)
+    main = page.locator("[data-testid='stMain']")
+    text = main.inner_text()
+    assert "Page not found" in text
+    assert f"There is no page at “/{path.split('?')[0]}”" in text
+    assert "Cohort:" not in page.locator("[data-testid='stSidebar']").inner_text()  # no Overview behind it
+    # Streamlit's own notice ("Page not found … Running the app's main page") opens over the screen as a modal
+    # dialog, as for any unknown path; it closes with Escape, and the links under it work.
+    if page.locator("[role='dialog']").count():
+        assert "Page not found" in page.locator("[role='dialog']").inner_text()
+        page.keyboard.press("Escape")
+        page.wait_for_selector("[role='dialog']", state="detached")
+    overview = page.locator("[data-testid='stMain'] [data-testid='stPageLink'] a").filter(has_text="Overview")
+    overview.click()
+    wait_idle(page)
+    page.wait_for_selector("h1")
+    assert "Page not found" not in page.locator("[data-testid='stMain']").inner_text()
+    assert urlparse(page.url).path == "/"
+    page.wait_for_selector("[data-testid='stSidebar'] >> text=Cohort:")  # the Overview has drawn, with its cohort
+
+
+def test_streamlit_routes_are_never_redirected():
+    from dashboard.app.server import flattened_path
+
+    assert flattened_path("/views/overview.py") == "/views%2Foverview.py"
+    assert flattened_path("/response/extra/path") == "/response%2Fextra%2Fpath"
+    for path in ("/", "/response", "/RESPONSE", "/static/js/index.js", "/_stcore/health", "/media/abc.png",
+                 "/component/x/index.html", "/app/static/a.png", "/auth/login", "/response/"):
+        assert flattened_path(path) is None, path
+    assert flattened_path("/base/views/x", "/base") == "/base/views%2Fx"
+    assert flattened_path("/elsewhere/x", "/base") is None
+
+
 # --- issue 11: hidden values never read as None, nan or "not reached"; the Overview answers first --------------------
 
 

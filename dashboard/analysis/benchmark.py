@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard.analysis import metrics
-from dashboard.analysis.disclosure import protect
+from dashboard.analysis.disclosure import noise, perturbed, protect
 from dashboard.analysis.settings import Settings
 from dashboard.data import spec
 
@@ -201,13 +201,68 @@ def site_counts(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     network_distribution do so from the scope by themselves), so no other site's name or numbers leave."""
     df = metrics._outcome_counts(con, s.replace(site=(), scope=None), by="site")
     df = df[df["is_total"] & df["grp"].notna()]
-    evaluable = df["eligible"] if s.population == "itt" else df["with_endpoint"]
-    return pd.DataFrame({
+    evaluable = "eligible" if s.population == "itt" else "with_endpoint"
+    out = pd.DataFrame({
         "site": df["grp"].astype(str).to_numpy(),
-        "evaluable": evaluable.to_numpy(dtype=np.int64),
+        "evaluable": df[evaluable].to_numpy(dtype=np.int64),
         "responders": df["responders"].to_numpy(dtype=np.int64),
         "remitters": df["remitters"].to_numpy(dtype=np.int64),
     })
+    # cell keys (queries/outcome_counts.sql): a site's counts are those of response_by_route's ALL row for
+    # that site, so both show the same perturbed value
+    for col, source in (("evaluable", evaluable), ("responders", "responders"), ("remitters", "remitters")):
+        if f"{source}__key" in df.columns:
+            out[f"{col}__key"] = df[f"{source}__key"].fillna(0).to_numpy(dtype=np.int64)
+    return out
+
+
+_COUNT_KEYS = ("evaluable__key", "responders__key", "remitters__key")
+
+
+def perturbed_site_counts(counts: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Per-site counts as published under minimum cell k > 0 (disclosure.perturbed with each count's cell
+    key); counts under k, which the table hides, get their noise too (never below 0), since they still
+    enter the network's pooled rate, median and percentile. Key columns are dropped."""
+    out = counts.drop(columns=[c for c in _COUNT_KEYS if c in counts.columns])
+    if k <= 0:
+        return out
+    for col in ("evaluable", "responders", "remitters"):
+        if f"{col}__key" not in counts.columns:
+            continue
+        # a site with patients keeps at least one (the table's rows, decided on the exact counts, stay the same)
+        floor = 1 if col == "evaluable" else 0
+        out[col] = [perturbed(int(n), int(key), k) if n >= k else int(n) if n <= 0
+                    else max(int(n) + noise(int(key)), floor)
+                    for n, key in zip(counts[col], counts[f"{col}__key"])]
+    # perturbed independently, a part may exceed its whole: the rate is then 1, as in disclosure.RECOMPUTE
+    out["responders"] = np.minimum(out["responders"], out["evaluable"])
+    out["remitters"] = np.minimum(out["remitters"], out["evaluable"])
+    return out
+
+
+def protected_benchmark(counts: pd.DataFrame, k: int) -> pd.DataFrame:
+    """benchmark.csv's rows under minimum cell k: which cells are hidden is decided on the exact counts
+    (`protect_benchmark`, as every table's suppression); the values shown, and the network's median, 75th
+    percentile, pooled rate and the funnel flags, are computed from the perturbed counts, so no rate is an
+    exact fraction that would give a site's or the network's counts back."""
+    exact = protect_benchmark(benchmark_from_counts(perturbed_site_counts(counts, 0)), k)
+    if k <= 0:
+        return exact
+    shown = benchmark_from_counts(perturbed_site_counts(counts, k))
+    # the same rows in the same order (site, then measure): both come from the same sites with patients
+    shown = shown.set_index(["site", "measure"]).loc[list(zip(exact["site"], exact["measure"]))].reset_index()
+    out = exact.copy()
+    for col in ("evaluable", "events", "rate", "ci_low", "ci_high", "network_pooled", "position", "outside_95",
+                "outside_998"):
+        keep = exact[col].notna().to_numpy()
+        values = shown[col].astype(object).to_numpy()
+        out[col] = pd.array([values[i] if keep[i] else None for i in range(len(out))], dtype=exact[col].dtype) \
+            if col in ("evaluable", "events", "outside_95", "outside_998") else \
+            pd.Series([values[i] if keep[i] else (None if col == "position" else NAN) for i in range(len(out))],
+                      dtype=exact[col].dtype)
+    for col in ("benchmarked", "network_median", "network_p75"):
+        out[col] = shown[col].to_numpy()
+    return out
 
 
 def _named(s: Settings, named_sites: frozenset[str] | None) -> frozenset[str] | None:
@@ -224,8 +279,7 @@ def network_benchmark(con: duckdb.DuckDBPyConnection, s: Settings, *,
     s.min_cell applied before restricting (the protection needs every site). A scoped Settings (a signed-in
     site director's) restricts to its scope even when `named_sites` is not given."""
     named_sites = _named(s, named_sites)
-    raw = benchmark_from_counts(site_counts(con, s))
-    return restrict_benchmark(protect_benchmark(raw, s.min_cell), named_sites)
+    return restrict_benchmark(protected_benchmark(site_counts(con, s), s.min_cell), named_sites)
 
 
 def network_distribution(con: duckdb.DuckDBPyConnection, s: Settings, *,
@@ -234,7 +288,7 @@ def network_distribution(con: duckdb.DuckDBPyConnection, s: Settings, *,
     network_benchmark's columns are; a restricted viewer gets no pooled rate when network_benchmark
     leaves it out."""
     named_sites = _named(s, named_sites)
-    table = protect_benchmark(benchmark_from_counts(site_counts(con, s)), s.min_cell)
+    table = protected_benchmark(site_counts(con, s), s.min_cell)
     summary = network_summary(table)
     if named_sites is not None:
         others = set(table["site"].astype(str)) - {str(x) for x in named_sites}

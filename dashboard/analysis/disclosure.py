@@ -154,7 +154,20 @@ def protect(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
     if name not in TABLES and name not in SPECIAL_TABLES:
         raise KeyError(f"no disclosure rule for a table named {name!r}")
     out = _suppress(name, df.copy().reset_index(drop=True), k)
-    return perturb_counts(name, out, k)
+    out = perturb_counts(name, out, k)
+    if k > 0:
+        for col, decimals in ROUNDED.get(name, {}).items():
+            if col in out.columns:
+                out[col] = out[col].astype(float).round(decimals)
+    return out
+
+
+# table -> {column: decimals}: means published rounded when k > 0. An exact mean is sum / n, and the fraction
+# with the smallest denominator near it gives n back (a mean of 12.347826… is 284 / 23), whatever the perturbed
+# count beside it says; rounded to 0.1 a mean of scores up to 80 fits too many (sum, n) pairs for that.
+ROUNDED: dict[str, dict[str, int]] = {
+    "trajectory": {"mean_score": 1, "ci_low": 1, "ci_high": 1},
+}
 
 
 def _suppress(name: str, out: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -750,6 +763,8 @@ RECOMPUTE: dict[str, tuple[tuple[tuple[str, ...], str, str], ...]] = {
     "trajectory": ((("responder_share",), "responders", "patients"),),
     "trend": ((("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable"),),
     "blood_pressure": ((("share_bp_severe",), "sessions_bp_severe", "sessions_with_vitals"),),
+    "data_quality": ((("share",), "count", "denominator"),),
+    "rems": tuple(((f"{m}_rate", f"{m}_ci_low", f"{m}_ci_high"), m, f"{m}_of") for m in spec.REMS_MEASURES),
 }
 
 

@@ -30,7 +30,7 @@ except ImportError:
     BinomTestResult = None
 
 from dashboard.data import spec, store
-from dashboard.analysis import survival
+from dashboard.analysis import disclosure, survival
 from dashboard.analysis.settings import Settings
 
 NAN = float("nan")
@@ -338,6 +338,16 @@ def route_comparison(con: duckdb.DuckDBPyConnection, s: Settings, outcome: str =
     table = table[(table["route"] != spec.ALL) & (table["evaluable"] > 0)]
     k = table[count_col].to_numpy(dtype=int)
     n = table["evaluable"].to_numpy(dtype=int)
+    if s.min_cell > 0 and f"{count_col}__key" in table.columns and "evaluable__key" in table.columns:
+        # Protection on: every figure (rates, differences, tests) from the counts response_by_route.csv
+        # publishes (each perturbed by its cell key), so no rate or p-value gives exact counts back. Routes
+        # under the minimum cell keep their exact counts: disclosure hides their rows.
+        shown = n >= s.min_cell
+        n = np.where(shown, [disclosure.perturbed(int(v), int(c), s.min_cell)
+                             for v, c in zip(n, table["evaluable__key"])], n)
+        k = np.where(shown & (k > 0), [disclosure.perturbed(int(v), int(c), s.min_cell)
+                                       for v, c in zip(k, table[f"{count_col}__key"])], k)
+        k = np.minimum(k, n)
     chi2, dof, p = NAN, 0, NAN
     if len(table) >= 2 and 0 < k.sum() < n.sum():
         res = stats.chi2_contingency(np.column_stack([k, n - k]), correction=False)
@@ -422,45 +432,121 @@ def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray
     return groups
 
 
-def _curve_rows(route: str, km: survival.KaplanMeier) -> list[dict[str, Any]]:
+def _curve_rows(route: str, km: survival.KaplanMeier, shown: survival.KaplanMeier,
+                keys: "_GroupKeys | None") -> list[dict[str, Any]]:
+    """The step curve at the exact fit's times (at_risk, events: exact counts, each with its cell key when
+    `keys` is given, for `disclosure.protect` to perturb); the heights and band are read off `shown`, the fit
+    to the perturbed groups (the exact fit itself when protection is off)."""
     # The curve starts at day 0 with everyone at risk and nobody relieved (no follow-up has t = 0).
     rows = [{"route": route, "day": 0.0, "at_risk": km.n, "events": 0, "relieved": 0.0, "ci_low": 0.0, "ci_high": 0.0}]
     for i, t in enumerate(km.times):
+        low, high = shown.band_at(float(t))
         rows.append({
             "route": route, "day": float(t), "at_risk": int(km.at_risk[i]), "events": int(km.events[i]),
-            "relieved": 1.0 - float(km.survival[i]),
-            "ci_low": 1.0 - float(km.ci_high[i]), "ci_high": 1.0 - float(km.ci_low[i]),
+            "relieved": 1.0 - shown.survival_at(float(t)), "ci_low": 1.0 - high, "ci_high": 1.0 - low,
         })
+    if keys is not None:
+        days = np.array([r["day"] for r in rows])
+        risk, events = keys.at_risk(days), keys.events_on(days)
+        risk[0] = keys.total()  # day 0: everyone
+        for r, a, e in zip(rows, risk, events):
+            r["at_risk__key"], r["events__key"] = int(a), int(e)
     return rows
+
+
+@dataclass(frozen=True)
+class _GroupKeys:
+    """The (time, event, cell key) groups of one route's relief times: the cell key of any set of them is the sum
+    of theirs modulo 2^32 (queries/relief_times.sql), so every count time to relief shows gets the key of
+    exactly the patients it counts."""
+
+    time: np.ndarray
+    event: np.ndarray
+    key: np.ndarray
+
+    def total(self, mask: np.ndarray | None = None) -> int:
+        return int(self.key[mask].sum() % disclosure.CELL_KEY_MODULUS) if mask is not None \
+            else int(self.key.sum() % disclosure.CELL_KEY_MODULUS)
+
+    def at_risk(self, days: np.ndarray) -> np.ndarray:
+        """Keys of the patients at risk on each day (relief or censoring time at or after it)."""
+        order = np.argsort(self.time, kind="stable")
+        t, k = self.time[order], self.key[order]
+        suffix = np.concatenate([np.cumsum(k[::-1])[::-1], [0]]) % disclosure.CELL_KEY_MODULUS
+        return suffix[np.searchsorted(t, days, side="left")]
+
+    def events_on(self, days: np.ndarray) -> np.ndarray:
+        """Keys of the patients relieved on exactly each day."""
+        return np.array([self.total(self.event & (self.time == d)) for d in days], dtype=np.int64)
+
+
+def _group_keys(df: pd.DataFrame) -> dict[str, _GroupKeys]:
+    """Per route present and ALL, as `_groups_by_route`: the groups with their cell keys."""
+    time = df["time"].to_numpy(dtype=float)
+    event = df["event"].to_numpy(dtype=bool)
+    key = df["patients__key"].to_numpy(dtype=np.int64) if "patients__key" in df.columns else np.zeros(len(df), np.int64)
+    route = df["route"].to_numpy(dtype=object)
+    out = {r: _GroupKeys(time[route == r], event[route == r], key[route == r]) for r in spec.ROUTES if (route == r).any()}
+    out[spec.ALL] = _GroupKeys(time, event, key)
+    return out
+
+
+def perturbed_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """The relief times with each (route, time, event) group's count replaced by count + the noise its cell key
+    selects (disclosure.noise), never below 0: the records the Kaplan–Meier heights, medians and log-rank tests
+    are computed from when protection is on (docs/metrics.md "Protecting counts across filter states"). The
+    same group of patients gets the same noise in every filter state, so no figure averages it away, and a
+    curve height recovered as a fraction gives perturbed counts, never the exact ones."""
+    out = df.copy()
+    keys = out["patients__key"].to_numpy(dtype=np.int64)
+    noise = np.array([disclosure.noise(int(c)) for c in keys], dtype=np.int64)
+    out["patients"] = np.maximum(out["patients"].to_numpy(dtype=np.int64) + noise, 0)
+    return out[out["patients"] > 0].reset_index(drop=True)
 
 
 def _relief_tables(con: duckdb.DuckDBPyConnection, s: Settings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(summary, curve, at_risk) of time to relief, remembered: the summary file, the curve file and the
-    relief page's at-risk table all come from one set of fits."""
+    relief page's at-risk table all come from one set of fits.
+
+    Counts (patients, events, censored; at risk and events on the curve and the at-risk table) are exact, each
+    with its cell key (`<count>__key`) for `disclosure.protect` to perturb. With a minimum cell above 0 the
+    heights (relieved by a day, the curve, its band) and the median come from a second fit, to
+    `perturbed_groups`: an exact height is a fraction whose small denominator would give back exact counts."""
     params = _params(s, min_baseline=s.baseline_minimum, relief=s.relief)
+    protected = s.min_cell > 0
 
     def compute() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         df = run_query(con, "relief_times", params)
         groups = _groups_by_route(df)
+        keys = _group_keys(df)
+        shown_groups = _groups_by_route(perturbed_groups(df)) if protected else groups
         days = at_risk_days(float(df["time"].max()) if len(df) else 0.0)
         summary, curve, at_risk = [], [], []
         for route, (times, events) in groups.items():
             km = survival.fit(times, events)
             if route != spec.ALL and km.n == 0:
                 continue
-            median, lo, hi = km.median()
+            shown = survival.fit(*shown_groups.get(route, (np.array([]), np.array([], dtype=bool)))) \
+                if protected else km
+            median, lo, hi = shown.median()
+            g = keys[route]
             summary.append({
                 "route": route, "patients": km.n, "events": km.n_events, "censored": km.n - km.n_events,
                 "median_days": median, "median_ci_low": lo, "median_ci_high": hi,
-                **{f"relieved_by_day_{d}": 1.0 - km.survival_at(d) for d in spec.RELIEF_DAYS},
+                **{f"relieved_by_day_{d}": 1.0 - shown.survival_at(d) for d in spec.RELIEF_DAYS},
+                "patients__key": g.total(), "events__key": g.total(g.event), "censored__key": g.total(~g.event),
             })
             if km.n:
-                curve.extend(_curve_rows(route, km))
-                at_risk.extend(_at_risk_rows(route, times, days))
-        return (pd.DataFrame(summary, columns=list(RELIEF_COLUMNS)), pd.DataFrame(curve, columns=list(CURVE_COLUMNS)),
-                pd.DataFrame(at_risk, columns=list(AT_RISK_COLUMNS)))
+                curve.extend(_curve_rows(route, km, shown, g))
+                at_risk.extend(dict(r, at_risk__key=int(c))
+                               for r, c in zip(_at_risk_rows(route, times, days), g.at_risk(days)))
+        return (pd.DataFrame(summary, columns=[*RELIEF_COLUMNS, "patients__key", "events__key", "censored__key"]),
+                pd.DataFrame(curve, columns=[*CURVE_COLUMNS, "at_risk__key", "events__key"]),
+                pd.DataFrame(at_risk, columns=[*AT_RISK_COLUMNS, "at_risk__key"]))
 
-    return _remembered(con, "relief_tables", params, compute, lambda v: _frame_bytes(*v))
+    # the memo's key names the fits: protected heights differ from exact ones for the same filters
+    return _remembered(con, "relief_tables", {**params, "perturbed_heights": protected}, compute,
+                       lambda v: _frame_bytes(*v))
 
 
 def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool = True) -> ReliefResult:
@@ -468,10 +554,20 @@ def time_to_relief(con: duckdb.DuckDBPyConnection, s: Settings, *, logrank: bool
     (`logrank=False` skips the tests, leaving `.logrank` empty, for callers that do not show them)."""
     summary, curve, at_risk = _relief_tables(con, s)
     groups = {}
+    tests = survival.pairwise_logrank({})
     if logrank:
         df = run_query(con, "relief_times", _params(s, min_baseline=s.baseline_minimum, relief=s.relief))
-        groups = {r: g for r, g in _groups_by_route(df).items() if r != spec.ALL}
-    return ReliefResult(summary.copy(), curve.copy(), survival.pairwise_logrank(groups), at_risk.copy())
+        # With protection on, the tests run on the perturbed groups like the heights; each pair's n_a / n_b are
+        # the exact route counts with the route's key, so protect shows them as time_to_relief.csv shows them.
+        tested = perturbed_groups(df) if s.min_cell > 0 else df
+        groups = {r: g for r, g in _groups_by_route(tested).items() if r != spec.ALL}
+        tests = survival.pairwise_logrank(groups)
+        exact = {r: len(g[0]) for r, g in _groups_by_route(df).items()}
+        keys = {r: g.total() for r, g in _group_keys(df).items()}
+        for side in ("a", "b"):
+            tests[f"n_{side}"] = [exact.get(r, 0) for r in tests[f"route_{side}"]]
+            tests[f"n_{side}__key"] = [keys.get(r, 0) for r in tests[f"route_{side}"]]
+    return ReliefResult(summary.copy(), curve.copy(), tests, at_risk.copy())
 
 
 # --- side effects -----------------------------------------------------------------------------------------
@@ -507,7 +603,9 @@ def side_effect_severity(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.Data
     df = _label_routes(df)
     df["sessions_with_event"] = df["sessions_with_event"].astype("int64")
     df = df.assign(_e=df["event"].map(_event_rank), _s=df["severity"].map(spec.SEVERITIES.index))
-    return _order_routes(df, then=("_e", "_s")).drop(columns=["_e", "_s"])[["route", "event", "severity", "sessions_with_event"]]
+    keys = [c for c in ("sessions_with_event__key",) if c in df.columns]  # for disclosure.protect to perturb with
+    return _order_routes(df, then=("_e", "_s")).drop(columns=["_e", "_s"])[
+        ["route", "event", "severity", "sessions_with_event", *keys]]
 
 
 def side_effect_by_session_number(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
@@ -520,13 +618,16 @@ def side_effect_by_session_number(con: duckdb.DuckDBPyConnection, s: Settings) -
         df[c] = df[c].astype("int64")
     df["session_rate"] = [_ratio(a, b) for a, b in zip(df["sessions_with_event"], df["sessions"])]
     df = df.assign(_e=df["event"].map(_event_rank))
+    keys = [c for c in ("sessions__key", "sessions_with_event__key") if c in df.columns]  # for disclosure.protect
     return _order_routes(df, then=("_e", "session_number")).drop(columns="_e")[
-        ["route", "event", "session_number", "sessions", "sessions_with_event", "session_rate"]]
+        ["route", "event", "session_number", "sessions", "sessions_with_event", "session_rate", *keys]]
 
 
 BLOOD_PRESSURE_COLUMNS = ("route", "patients", "sessions_with_vitals", "sbp_peak_median", "dbp_peak_median",
                           "sbp_rise_median", "dbp_rise_median", "sessions_sbp_180", "sessions_dbp_110",
                           "sessions_bp_severe", "share_bp_severe")
+_BP_KEYS = tuple(f"{c}__key" for c in ("patients", "sessions_with_vitals", "sessions_sbp_180", "sessions_dbp_110",
+                                        "sessions_bp_severe"))
 
 
 def median_of_counts(counts: dict | None) -> float:
@@ -570,13 +671,17 @@ def blood_pressure(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
         for measure in ("sbp_peak", "dbp_peak", "sbp_rise", "dbp_rise"):
             row[f"{measure}_median"] = median_of_counts(spread.get((route, measure)))
         row["share_bp_severe"] = _ratio(row["sessions_bp_severe"], row["sessions_with_vitals"])
+        row.update({c: int(r[c]) for c in _BP_KEYS if c in r.index and pd.notna(r[c])})
         rows.append(row)
     if not any(row["route"] == spec.ALL for row in rows):  # no session with vitals: ALL holds zeros
         rows.append({"route": spec.ALL, "patients": 0, "sessions_with_vitals": 0, "sessions_sbp_180": 0,
                      "sessions_dbp_110": 0, "sessions_bp_severe": 0, "share_bp_severe": NAN,
                      **{f"{m}_median": NAN for m in ("sbp_peak", "dbp_peak", "sbp_rise", "dbp_rise")}})
-    out = pd.DataFrame(rows, columns=list(BLOOD_PRESSURE_COLUMNS))
-    return _order_routes(out)[list(BLOOD_PRESSURE_COLUMNS)]
+    keys = [c for c in _BP_KEYS if c in df.columns]  # cell keys, for disclosure.protect to perturb with
+    out = pd.DataFrame(rows, columns=[*BLOOD_PRESSURE_COLUMNS, *keys])
+    for c in keys:
+        out[c] = out[c].fillna(0).astype("int64")
+    return _order_routes(out)[[*BLOOD_PRESSURE_COLUMNS, *keys]]
 
 
 # --- maintenance ------------------------------------------------------------------------------------------
@@ -728,10 +833,14 @@ def _trajectory_frame(df: pd.DataFrame, n: np.ndarray, n_ci: np.ndarray, mean: n
     lo = np.where(n_ci >= 2, np.where(sem > 0, lo, mean), np.nan)
     hi = np.where(n_ci >= 2, np.where(sem > 0, hi, mean), np.nan)
     responders = df["responders"].to_numpy(dtype=np.int64)
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "route": df["route"].to_numpy(dtype=object), "week": df["week"].to_numpy(dtype=np.int64), "patients": n,
         "mean_score": mean, "ci_low": lo, "ci_high": hi, "responders": responders, "responder_share": responders / n,
     }, columns=list(TRAJECTORY_COLUMNS))
+    for c in ("patients__key", "responders__key"):  # cell keys, for disclosure.protect to perturb with
+        if c in df.columns:
+            out[c] = df[c].fillna(0).to_numpy(dtype=np.int64)
+    return out
 
 
 # --- data quality -----------------------------------------------------------------------------------------
@@ -755,9 +864,13 @@ def data_quality(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     rows = []
     for measure, unit, num, den in _QUALITY:
         count, denominator = int(r[num] or 0), int(r[den] or 0)
-        rows.append({"measure": measure, "patients_or_sessions": unit, "count": count,
-                     "denominator": denominator, "share": _ratio(count, denominator)})
-    return pd.DataFrame(rows, columns=["measure", "patients_or_sessions", "count", "denominator", "share"])
+        row = {"measure": measure, "patients_or_sessions": unit, "count": count,
+               "denominator": denominator, "share": _ratio(count, denominator)}
+        if f"{num}__key" in r.index:  # cell keys, for disclosure.protect to perturb with
+            row["count__key"], row["denominator__key"] = int(r[f"{num}__key"] or 0), int(r[f"{den}__key"] or 0)
+        rows.append(row)
+    columns = ["measure", "patients_or_sessions", "count", "denominator", "share"]
+    return pd.DataFrame(rows, columns=columns + [c for c in ("count__key", "denominator__key") if rows and c in rows[0]])
 
 
 # --- any side effect (the Overview's headline) ---------------------------------------------------------------

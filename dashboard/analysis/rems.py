@@ -41,6 +41,9 @@ REMS_COLUMNS = (
     "ready_to_leave_median", "ready_to_leave_sessions", "patients",
     *[c for m in spec.REMS_PATIENT_MEASURES for c in _five(m)],
 )
+# the counts of REMS_COLUMNS with a cell key (a lacking measure's key is dropped with its count)
+_KEYS = tuple(f"{c}__key" for c in ("sessions", "patients", "ready_to_leave_sessions",
+                                     *(x for m in spec.REMS_MEASURES for x in (m, m + "_of"))))
 DISTRIBUTION_COLUMNS = ("measure", "bin", "sessions")
 DISTRIBUTION_MEASURES = ("monitoring_minutes", "ready_to_leave_minutes", "sbp_rise_40min", "dbp_rise_40min")
 # Histogram bins (lower bounds): minutes by 15 up to 300 ("300 or more"), systolic rise by 10 mmHg from
@@ -117,8 +120,11 @@ def rems(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
         else:
             row["ready_to_leave_sessions"] = recorded
             row["ready_to_leave_median"] = float(r["ready_to_leave_median"]) if recorded else NAN
+        # cell keys of the counts shown (queries/rems_sessions.sql), for disclosure.protect to perturb with
+        row.update({c: int(r[c]) for c in _KEYS if c in r.index and pd.notna(r[c]) and c[:-len("__key")] in row})
         rows.append(row)
-    out = pd.DataFrame(rows, columns=list(REMS_COLUMNS))
+    keys = [c for c in _KEYS if c in df.columns]
+    out = pd.DataFrame(rows, columns=[*REMS_COLUMNS, *keys])
     if not (out["site"] == spec.ALL).any():  # no esketamine clinic session in the cohort: ALL holds zeros
         zero: dict[str, Any] = {"site": spec.ALL, "sessions": 0, "patients": 0,
                                 "ready_to_leave_median": NAN,
@@ -153,9 +159,13 @@ def rems_distribution(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFra
         width = BIN_WIDTH[measure]
         bins = np.arange(int(sub["bin"].min()), int(sub["bin"].max()) + width, width)
         counts = dict(zip(sub["bin"].astype(int), sub["sessions"].astype(int)))
-        parts.append(pd.DataFrame({"measure": measure, "bin": bins,
-                                   "sessions": [counts.get(int(b), 0) for b in bins]}))
+        part = pd.DataFrame({"measure": measure, "bin": bins, "sessions": [counts.get(int(b), 0) for b in bins]})
+        if "sessions__key" in sub.columns:  # cell keys, for disclosure.protect to perturb with (empty bins: 0)
+            keys = dict(zip(sub["bin"].astype(int), sub["sessions__key"].astype("int64")))
+            part["sessions__key"] = [int(keys.get(int(b), 0)) for b in bins]
+        parts.append(part)
     if not parts:
         return pd.DataFrame({"measure": pd.Series(dtype=object), "bin": pd.Series(dtype="int64"),
                              "sessions": pd.Series(dtype="int64")})
-    return pd.concat(parts, ignore_index=True)[list(DISTRIBUTION_COLUMNS)]
+    out = pd.concat(parts, ignore_index=True)
+    return out[[*DISTRIBUTION_COLUMNS, *(["sessions__key"] if "sessions__key" in out.columns else [])]]
