@@ -208,11 +208,13 @@ def download_named(page, label: str) -> tuple[str, bytes]:  # noqa: ANN001
 
 def test_csv_downloads_equal_the_command_line_export(server, page, sample_db, tmp_path):
     params = "route=IV&route=IN&relief=mcid&min_cell=5"
-    settings = Settings.from_query_params(parse_qs(params))
+    # the link names no questionnaire and the cohort mixes diagnoses: the dashboard's default is matched,
+    # which the command line is told explicitly (docs/choices.md)
+    settings = Settings.from_query_params(parse_qs(params)).replace(instrument="matched")
     expected = cli_export(sample_db, tmp_path / "cli", settings)
     open_url(page, f"{server}/relief?{params}")
     assert_no_exception(page)
-    tag = "route-IV-IN__relief-mcid__min-cell-5"
+    tag = "route-IV-IN__instrument-matched__relief-mcid__min-cell-5"
     for name in ("time_to_relief.csv", "time_to_relief_curve.csv"):
         file_name, got = download_named(page, name)
         assert got == (expected / name).read_bytes(), name
@@ -259,13 +261,13 @@ def test_tables_offer_no_download_of_their_own(server, page):
 
 
 def test_the_relief_threshold_switch_lands_in_the_link(server, page):
-    open_url(page, f"{server}/relief?route=IV")
+    open_url(page, f"{server}/relief?route=IV&instrument=GAD7")
     page.locator("[data-testid='stMain']").get_by_text("minimal important change", exact=True).click()
     wait_idle(page)
     expect(page.locator("[data-testid='stSidebar']")).to_contain_text("baseline ≥ 10")
     expect(page.locator(".js-plotly-plot").first).to_contain_text("a drop of 4+ points on GAD-7")
     assert_no_exception(page)
-    assert query(page) == {"route": ["IV"], "relief": ["mcid"]}
+    assert query(page) == {"route": ["IV"], "instrument": ["GAD7"], "relief": ["mcid"]}
     assert "a drop of 4+ points on GAD-7" in page.locator(".js-plotly-plot").first.inner_text()
 
 
@@ -275,7 +277,7 @@ def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sampl
     from test_report import check_structure, check_tables, pdf_pages
 
     params = "route=IV&route=IN&min_cell=0"
-    settings = Settings.from_query_params(parse_qs(params))
+    settings = Settings.from_query_params(parse_qs(params)).replace(instrument="matched")  # the dashboard's default
     expected = cli_export(sample_db, tmp_path / "cli", settings)
     page.set_default_timeout(300_000)  # the first report also starts the server's Chromium for the charts
     open_url(page, f"{server}/maintenance?{params}")
