@@ -165,7 +165,9 @@ def test_an_s1_director_signed_in_at_the_provider_never_sees_s2_and_everything_i
             pg.get_by_role("button", name="cohort.csv").click()
         got = Path(info.value.path()).read_bytes()
         out = tmp_path / "cli"
-        assert cli.main(["export", "--db", str(db), "--out", str(out), "--site", "S1", "--scope", "S1"]) == 0
+        # the link names no questionnaire and S1 mixes diagnoses: the dashboard's default is matched
+        assert cli.main(["export", "--db", str(db), "--out", str(out), "--site", "S1", "--scope", "S1",
+                         "--instrument", "matched"]) == 0
         assert got == (out / "cohort.csv").read_bytes()
 
         # sign out through the provider's end-session page: the session is over
@@ -200,10 +202,11 @@ def test_an_s1_director_signed_in_at_the_provider_never_sees_s2_and_everything_i
     log = audit.read_log(audit.audit_path(db))
     director = log[log["email"] == "director@s1.example"]
     views = director[director["action"] == "view"]
-    assert ("response", "site=S1") in set(zip(views["page"], views["query"]))
+    # the settings in force are recorded, the dashboard's matched default included
+    assert ("response", "site=S1&instrument=matched") in set(zip(views["page"], views["query"]))
     assert set(director["sites"]) == {"S1"} and set(director["role"]) == {"site_director"}
     downloads = director[director["action"] == "download"]
-    assert list(downloads["files"]) == ["cohort.csv"] and list(downloads["query"]) == ["site=S1"]
+    assert list(downloads["files"]) == ["cohort.csv"] and list(downloads["query"]) == ["site=S1&instrument=matched"]
     admin = log[log["email"] == "admin@network.example"]
     assert "audit.csv" in set(admin["files"]) and set(admin["sites"]) == {"*"}
     assert "S2" not in " ".join(director["query"]) + " ".join(director["sites"])

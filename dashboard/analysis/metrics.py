@@ -340,13 +340,14 @@ def route_comparison(con: duckdb.DuckDBPyConnection, s: Settings, outcome: str =
     n = table["evaluable"].to_numpy(dtype=int)
     if s.min_cell > 0 and f"{count_col}__key" in table.columns and "evaluable__key" in table.columns:
         # Protection on: every figure (rates, differences, tests) from the counts response_by_route.csv
-        # publishes (each perturbed by its cell key), so no rate or p-value gives exact counts back. Routes
-        # under the minimum cell keep their exact counts: disclosure hides their rows.
+        # publishes (each perturbed by its cell key), so no rate or p-value gives exact counts back. Counts
+        # under the minimum cell keep their exact value: response_by_route.csv hides them, and disclosure
+        # (_protect_pairwise) recognises them and hides every comparison resting on them.
         shown = n >= s.min_cell
         n = np.where(shown, [disclosure.perturbed(int(v), int(c), s.min_cell)
                              for v, c in zip(n, table["evaluable__key"])], n)
-        k = np.where(shown & (k > 0), [disclosure.perturbed(int(v), int(c), s.min_cell)
-                                       for v, c in zip(k, table[f"{count_col}__key"])], k)
+        k = np.where(shown & (k >= s.min_cell), [disclosure.perturbed(int(v), int(c), s.min_cell)
+                                                 for v, c in zip(k, table[f"{count_col}__key"])], k)
         k = np.minimum(k, n)
     chi2, dof, p = NAN, 0, NAN
     if len(table) >= 2 and 0 < k.sum() < n.sum():
