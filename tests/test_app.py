@@ -23,6 +23,7 @@ from dashboard.app import ui
 from dashboard.analysis.settings import Settings
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
+ROOT = APP.parent.parent.parent
 # page file (relative to app/main.py) -> (title, charts it draws on the sample, summary files it offers)
 PAGES = {
     "views/overview.py": ("Overview", 2, ("headline.csv", "trend.csv", "cohort.csv", "response_by_route.csv")),
@@ -191,6 +192,82 @@ def test_every_page_opens_the_view_its_url_describes(make_app, page):
         (k, v) for k, vs in params.items() for v in ([vs] if isinstance(vs, str) else vs)
     )
     assert at.title[0].value == PAGES[page][0]
+
+
+def test_the_sidebar_shows_words_and_the_link_keeps_codes(make_app):
+    """Issue 11: chips and boxes read words (IV infusion, Major depression); the URL keeps the codes."""
+    params = {"route": ["IV", "IN"], "diagnosis": "MDD", "sex": "F", "setting": "home", "severity": "severe",
+              "treatment_resistant": "yes", "instrument": "PHQ9", "population": "itt", "relief": "mcid"}
+    at = make_app(**params)
+    at.run()
+    assert_clean(at)
+    sb = at.sidebar
+    assert sb.multiselect(key="route").value == ["IV", "IN"]
+    assert sb.multiselect(key="route").options == ["IV infusion", "IM injection", "Subcutaneous", "Intranasal",
+                                                   "Sublingual", "Oral"]
+    assert sb.multiselect(key="diagnosis").options == ["Generalised anxiety", "Major depression", "PTSD",
+                                                       "Social anxiety", "Panic disorder", "OCD", "Other diagnoses"]
+    assert sb.multiselect(key="sex").options == ["Female", "Male", "Another sex", "Not recorded"]
+    assert sb.multiselect(key="setting").options == ["Clinic", "Home"]
+    assert sb.multiselect(key="severity").options == ["Minimal", "Mild", "Moderate", "Severe"]
+    assert sb.selectbox(key="treatment_resistant").options == ["Yes", "No"]
+    assert sb.selectbox(key="instrument").options == ["GAD-7 (anxiety)", "PHQ-9 (depression)", "PCL-5 (PTSD)",
+                                                      "Matched to each patient's diagnosis"]
+    assert sb.radio(key="population").options == ["Patients with an endpoint", "Intention to treat"]
+    assert sb.radio(key="relief").options == ["50 % improvement", "Minimal important change"]
+    assert dict(at.query_params) == params
+    # a change in the sidebar writes codes into the link, and a page switch keeps them
+    sb.multiselect(key="diagnosis").set_value(["MDD", "PTSD"]).run()
+    sb.selectbox(key="instrument").set_value("matched").run()
+    assert_clean(at)
+    assert at.query_params["diagnosis"] == ["MDD", "PTSD"]
+    assert at.query_params["instrument"] == "matched"
+    at.switch_page("views/relief.py").run()
+    assert_clean(at)
+    assert dict(at.query_params) == {**params, "diagnosis": ["MDD", "PTSD"], "instrument": "matched"}
+    assert context(at).settings == Settings.from_query_params(dict(at.query_params))
+
+
+def test_a_link_sets_the_minimum_baseline_on_its_own_questionnaire(make_app):
+    at = make_app(instrument="PCL5", min_baseline="40")  # above GAD-7's range, inside PCL-5's
+    at.run()
+    assert_clean(at)
+    assert context(at).settings == Settings(instrument="PCL5", min_baseline=40)
+    assert dict(at.query_params) == {"instrument": "PCL5", "min_baseline": "40"}
+
+
+def test_settings_survive_a_run_that_did_not_draw_the_sidebar(make_app, sample_db, tmp_path, monkeypatch):
+    """Streamlit forgets the values of widgets a run did not draw; the minimum cell must not fall to 0."""
+    db = tmp_path / "live.duckdb"
+    shutil.copy(sample_db, db)
+    at = make_app(db=db, min_cell="5", route="IV")
+    at.run()
+    assert context(at).settings == Settings(instrument="matched", min_cell=5, route=("IV",))
+    monkeypatch.setenv(ui.DB_ENV, str(tmp_path / "gone.duckdb"))  # an error screen, before the sidebar
+    at.run()
+    assert "The database could not be opened" in at.error[0].value
+    monkeypatch.setenv(ui.DB_ENV, str(db))
+    at.run()
+    assert_clean(at)
+    assert context(at).settings == Settings(instrument="matched", min_cell=5, route=("IV",))
+    assert dict(at.query_params) == {"route": "IV", "min_cell": "5"}
+
+
+def test_a_site_the_new_import_lacks_leaves_the_filter(make_app, sample_db, tmp_path):
+    """Also the swap itself: the first run's background warming was still querying the old file when the
+    import swapped the new one in, and the new connection read the old data (about one run in three)."""
+    from dashboard.data.ingest import import_export
+
+    db = tmp_path / "live.duckdb"
+    shutil.copy(sample_db, db)
+    at = make_app(db=db, site="S2", from_quarter="2024-Q1")
+    at.run()
+    assert context(at).settings.site == ("S2",)
+    import_export(ROOT / "sample_data" / "example_export", db)  # sites north and south, quarters of 2025
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert context(at).settings.site == () and context(at).settings.from_quarter is None
+    assert "site" not in at.query_params and "from_quarter" not in at.query_params
 
 
 def test_the_relief_page_switches_the_shared_threshold(make_app):

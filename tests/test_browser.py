@@ -121,6 +121,11 @@ def assert_no_exception(pg) -> None:  # noqa: ANN001
     assert "Traceback" not in pg.content()
 
 
+def expect_chips(box, words: list[str]) -> None:  # noqa: ANN001
+    """The chosen options a multiselect shows, as on screen (retried while the sidebar redraws)."""
+    expect(box.locator(".react-aria-ComboBox [data-tag]")).to_have_text(words)
+
+
 def query(pg) -> dict[str, list[str]]:  # noqa: ANN001
     return parse_qs(urlparse(pg.url).query)
 
@@ -148,6 +153,10 @@ def test_each_page_opens_from_a_filtered_link(server, page, path):
     assert urlparse(page.url).path == f"/{path}"
     sidebar = page.locator("[data-testid='stSidebar']")
     assert "IV infusion, Intranasal; site S2" in sidebar.inner_text()
+    # the filter chips read words; the link keeps the codes (issue 11)
+    route_box = sidebar.locator("[data-testid='stMultiSelect']").first
+    expect_chips(route_box, ["IV infusion", "Intranasal"])
+    assert sidebar.get_by_role("combobox", name="Questionnaire").input_value() == "PHQ-9 (depression)"
     if path not in ("data",):
         # Plotly draws in the browser after the script has finished: wait for it rather than race it
         page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=60_000)
@@ -159,13 +168,14 @@ def test_changing_a_filter_updates_the_page_and_the_link(server, page):
     assert "Cohort: 2,000 patients" in sidebar.inner_text()
     route = sidebar.locator("[data-testid='stMultiSelect']").first
     route.click()
-    page.keyboard.type("SL")
+    page.keyboard.type("Subling")  # the list offers words
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
     wait_idle(page)
     expect(sidebar).to_contain_text("Sublingual · ")  # the cohort line in words; the link keeps the code
     assert_no_exception(page)
     assert query(page) == {"route": ["SL"]}
+    expect_chips(route, ["Sublingual"])
     assert "Cohort: 2,000 patients" not in sidebar.inner_text()
     # the sidebar's navigation keeps the filters
     sidebar.get_by_role("link", name="Time to relief").click()

@@ -2,7 +2,7 @@
 
 It declares the pages and their URL paths (links to them get shared), opens the database named by
 $KETAMINE_OUTCOMES_DB, checks the link's query parameters, draws the shared sidebar (every filter and
-setting, bound to the URL), builds the `Settings` the pages compute from, and runs the selected page —
+setting, kept in the URL), builds the `Settings` the pages compute from, and runs the selected page —
 or, instead of the page, a clear message when the database is missing or unreadable, the settings do
 not fit together, or the cohort is empty or too small to show.
 
@@ -86,7 +86,7 @@ if ui.is_unknown_page(ui.requested_page_name(), PAGES):  # /RESPONSE, /views/ove
     ui.render_page_not_found(ui.requested_page_name() or "", PAGES)
     st.stop()
 
-# Read the link before the bound widgets clean invalid values out of it.
+# The link, as typed or shared (the sidebar writes it back after drawing).
 raw_params = ui.raw_query_params()
 
 try:
@@ -114,11 +114,14 @@ except Exception:  # noqa: BLE001 - a damaged file must not show a traceback
     )
     st.stop()
 
-ui.note_url_problems(ui.url_problems(raw_params, options, scoped=person.scope is not None), raw_params)
+link_problems = ui.url_problems(raw_params, options, scoped=person.scope is not None)
+ui.note_url_problems(link_problems)
+ui.seed_widgets_from_link(raw_params, options, link_problems)
 
 ui.render_person(person)
 banner = st.sidebar.container()
 values = ui.render_sidebar(options, raw_params)
+ui.sync_link(values)  # the URL says what the sidebar holds, in codes
 
 try:
     # the scope is set here, from the person, never from the link: every load below is within it

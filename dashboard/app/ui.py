@@ -1,9 +1,10 @@
-"""The dashboard's shared Streamlit parts: the sidebar bound to the URL, cached data access, common blocks.
+"""The dashboard's shared Streamlit parts: the sidebar kept in the URL, cached data access, common blocks.
 
 - `render_sidebar` draws every filter and analysis setting once, in the entry script, so all pages share
-  them. Each widget's key is the query-parameter name of `Settings` (`route=IV&route=IN&site=S2`), bound
-  with `bind="query-params"`, so a link reopens the same view. Values in a link that cannot be used are
-  named in a visible notice (`url_problems`) rather than dropped silently.
+  them. Each widget's key is the query-parameter name of `Settings` (`route=IV&route=IN&site=S2`): the
+  link sets the widgets when a session opens (`seed_widgets_from_link`) and every run writes them back
+  (`sync_link`), so a link reopens the same view, with codes in the URL and words on screen. Values in a
+  link that cannot be used are named in a visible notice (`url_problems`) rather than dropped silently.
 - `load_*` functions are the only way pages reach data. Results are cached with `st.cache_data` keyed by the
   database signature (it changes when an import swaps in a new file) and the frozen `Settings`; the DuckDB
   connection is cached per signature with `st.cache_resource`, and every query takes its own cursor
@@ -40,6 +41,8 @@ DB_ENV = "KETAMINE_OUTCOMES_DB"
 CONTEXT_KEY = "_ko_context"
 NOTICE_KEY = "_ko_url_notice"
 SEEN_KEY = "_ko_url_seen"
+SEEDED_KEY = "_ko_link_read"  # the link has set the sidebar (once per session)
+LAST_VALUES_KEY = "_ko_sidebar_values"  # the sidebar's values as last drawn
 # Streamlit's own query parameters (embedding); never ours, never a problem.
 _STREAMLIT_PARAMS = {"embed", "embed_options"}
 _CACHE_TTL = 3600
@@ -131,7 +134,9 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
         previous = _LAST_SIGNATURE.get(signature[0])
         if previous is not None and previous != signature:
             # An import swapped in a new file. DuckDB keeps one database instance per open path, so while the
-            # old file's connection is open a new connect() would still see the old data: close it first.
+            # old file's connection is open, or a query on it runs, a new connect() would still see the old
+            # data: stop the background warming and close the old connection first.
+            stop_every_prefetch()
             load_connection.clear()
         _LAST_SIGNATURE[signature[0]] = signature
     con = load_connection(signature)  # open now so a corrupt file is reported here, once
@@ -391,17 +396,13 @@ def plain(text: object) -> str:
 
 def raw_query_params() -> dict[str, list[str]]:
     """The link's query parameters, every value of a repeated key; a hand-typed `age_band=75+` (whose `+`
-    arrives as a space) is read as 75+ and handed to the bound age-band widget, which would drop it."""
+    arrives as a space) is read as 75+."""
     from dashboard.analysis.settings import repair_age_band
 
     qp = st.query_params
     params = {key: list(qp.get_all(key)) for key in qp.keys()}
-    bands = params.get("age_band")
-    if bands:
-        repaired = [repair_age_band(v) for v in bands]
-        if repaired != bands:
-            params["age_band"] = repaired
-            st.session_state["age_band"] = [b for b in dict.fromkeys(repaired) if b in spec.AGE_BANDS]
+    if params.get("age_band"):
+        params["age_band"] = [repair_age_band(v) for v in params["age_band"]]
     return params
 
 
@@ -493,43 +494,107 @@ def widget_options(options: Mapping[str, Sequence[str]]) -> dict[str, tuple[str,
     }
 
 
-def note_url_problems(problems: list[str], params: Mapping[str, Sequence[str]]) -> None:
-    """Remember a link's problems for this session, so the notice survives the widgets' URL clean-up, and
-    take unknown parameters out of the URL (the bound widgets drop their own invalid values).
-
-    A problem already shown (and perhaps dismissed) is not raised again in the same session.
-    """
+def note_url_problems(problems: list[str]) -> None:
+    """Remember a link's problems for this session, so the notice stays until dismissed (the link itself is
+    rewritten to the settings in force by `sync_link`). A problem already shown (and perhaps dismissed) is
+    not raised again in the same session."""
     seen: set[str] = st.session_state.setdefault(SEEN_KEY, set())
     new = [p for p in problems if p not in seen]
     if new:
         st.session_state[NOTICE_KEY] = list(st.session_state.get(NOTICE_KEY) or []) + new
         seen.update(new)
-    for key in params:
-        if key not in _STREAMLIT_PARAMS and key not in FILTER_NAMES + SETTING_NAMES and key in st.query_params:
-            del st.query_params[key]
-        elif key == "min_baseline" and refused_with_matched(problems):
-            # a numeric minimum baseline with the matched instrument (named in the link, or the dashboard's
-            # default): dropped, so each questionnaire's default applies, as the notice says
-            _drop_link_value(key)
-        elif parse_problems(key, params[key]):
-            # A repeated single-valued key or a value that is not spelled as the setting's (window=inf, ٧,
-            # 1_4): the bound widget would apply the last value or crash on it, so it never sees it and the
-            # default applies, as the notice says.
-            _drop_link_value(key)
 
 
-def _drop_link_value(key: str) -> None:
-    """Take `key` out of the URL before its bound widget is created, so the widget starts at its default.
+def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]],
+                       problems: Sequence[str]) -> dict[str, Any]:
+    """The sidebar's widget values a link asks for, by parameter name: only what can be used, exactly as
+    `url_problems` describes (the rest is named in the notice and its default applies).
 
-    Streamlit 1.67 seeds a bound widget from a snapshot of the link taken when the page opened, which
-    `del st.query_params[key]` does not change; there is no public call for that, so the snapshot is edited
-    through the session's QueryParams object (checked by tests/test_app.py's link tests)."""
-    from streamlit.runtime.state.session_state_proxy import get_session_state
+    A multi-valued filter keeps its usable values (`route=IV&route=XX` -> ["IV"]); a single-valued setting
+    is taken only when it parses on its own and is spelled as the sidebar offers it (a repeated `min_cell`,
+    `window=inf` or `instrument=phq9` leave the default); a numeric minimum baseline is not taken when it
+    was refused with the matched instrument. Sites and start quarters are limited to `options` (the
+    person's own sites), so a link never reaches outside them.
+    """
+    allowed = widget_options(options)
+    values: dict[str, Any] = {}
+    for key in WIDGET_DEFAULTS:  # the sidebar's order: the diagnoses and instrument before the baseline
+        if key not in params:
+            continue
+        given = [v for v in params[key] if v.strip() != ""]
+        if isinstance(WIDGET_DEFAULTS[key], list):
+            values[key] = [v for v in dict.fromkeys(given) if v in allowed[key]]
+            continue
+        if not given or parse_problems(key, given):
+            continue
+        if key == "min_baseline" and refused_with_matched(problems):
+            continue
+        if key in allowed:
+            if given[0] in allowed[key]:
+                values[key] = given[0]
+            continue
+        context = {}
+        if key == "min_baseline":  # its range is the questionnaire's
+            context["instrument"] = [dashboard_instrument(values.get("instrument"), values.get("diagnosis", []))]
+        try:
+            parsed = Settings.from_query_params({**context, key: given})
+        except SettingsError:  # out of range: named in the notice, the default applies
+            continue
+        values[key] = getattr(parsed, key)
+    return values
 
-    with get_session_state().query_params() as qp:
-        getattr(qp, "_initial_query_params", {}).pop(key, None)
-        if key in qp and not qp.is_bound(key):
-            del qp[key]
+
+def seed_widgets_from_link(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]],
+                           problems: Sequence[str]) -> None:
+    """Set the sidebar's widgets from the link, once per session (a shared link opens a new session); on
+    every run give a widget without a value its last value (or default), and drop a site or start quarter
+    that the database no longer has (after an import), which the widget would refuse.
+
+    The widgets are not bound to the URL (Streamlit 1.67 would write their on-screen words into it):
+    the link is read here and written back by `sync_link`, so the URL keeps the codes of `Settings`
+    (`route=IV`) while the sidebar shows words (IV infusion). Streamlit forgets a widget's value after a
+    run that did not draw it (an error screen before the sidebar), so the last values drawn are kept
+    aside and put back; a number box without a value would read 0, for the minimum cell hiding turned off.
+    """
+    if not st.session_state.get(SEEDED_KEY):
+        for key, value in link_widget_values(params, options, problems).items():
+            st.session_state[key] = value
+        st.session_state[SEEDED_KEY] = True
+    last = st.session_state.get(LAST_VALUES_KEY) or WIDGET_DEFAULTS
+    for key, default in WIDGET_DEFAULTS.items():
+        if key not in st.session_state:
+            value = last.get(key, default)
+            st.session_state[key] = list(value) if isinstance(value, list) else value
+    offered = widget_options(options)
+    if any(s not in offered["site"] for s in st.session_state["site"]):
+        st.session_state["site"] = [s for s in st.session_state["site"] if s in offered["site"]]
+    for key in ("from_quarter", "to_quarter"):
+        if st.session_state[key] is not None and st.session_state[key] not in offered[key]:
+            st.session_state[key] = None
+
+
+def link_params(values: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The query parameters that describe the sidebar's values: every setting that differs from its
+    default, in codes, in the sidebar's order (`{"route": ["IV", "IN"], "min_cell": ["5"]}`). No
+    `instrument` when none is chosen: the link then keeps the dashboard's default for its diagnoses."""
+    out: dict[str, list[str]] = {}
+    for key, default in WIDGET_DEFAULTS.items():
+        value = values.get(key)
+        if value is None or value == [] or value == default:
+            continue
+        out[key] = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return out
+
+
+def sync_link(values: Mapping[str, Any]) -> None:
+    """Write the sidebar's values into the URL (codes, `link_params`) when it says anything else: after a
+    change in the sidebar, a page switch (Streamlit empties the query string) or a link with values that
+    could not be used. Streamlit's own parameters (embed) are kept."""
+    st.session_state[LAST_VALUES_KEY] = dict(values)
+    wanted = link_params(values)
+    current = {k: list(st.query_params.get_all(k)) for k in st.query_params.keys() if k not in _STREAMLIT_PARAMS}
+    if current != wanted:
+        st.query_params.from_dict(wanted)
 
 
 def render_url_notice() -> None:
@@ -572,49 +637,47 @@ def _active(url_keys: Iterable[str], *keys: str) -> bool:
     return any(k in in_url or st.session_state.get(k) not in (None, [], WIDGET_DEFAULTS[k]) for k in keys)
 
 
-def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = ()) -> dict[str, Any]:
-    """Every filter and setting, bound to the URL; returns the widget values by parameter name.
+def _words(labels: Mapping[str, str]) -> Callable[[str], str]:
+    """A format_func showing an option's words with a capital first letter ('Major depression')."""
+    return lambda code: (lambda w: w[:1].upper() + w[1:])(labels.get(code, code))
 
-    The option widgets show the codes (IV, PHQ9) with their words in the help: Streamlit 1.67's bound
-    widgets write a `format_func` label into the URL instead of the option, which would break shared links
-    and the URL <-> command-line correspondence. The cohort banner says the selection in words.
+
+def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """Every filter and setting; returns the widget values by parameter name (codes, as `Settings` spells
+    them). The options are shown in words (IV infusion, Major depression); the link keeps the codes
+    (`seed_widgets_from_link` reads it, `sync_link` writes it).
 
     `url_keys` are the parameters of the link being opened: their sections open so the reader sees them.
     """
     url_keys = tuple(url_keys)
-    bind = "query-params"
     sb = st.sidebar
     v: dict[str, Any] = {}
     sb.markdown("### Cohort filters")
-    v["route"] = sb.multiselect(
-        "Route (of the first session)", spec.ROUTES, key="route", bind=bind, placeholder="All routes",
-        help="; ".join(f"{code}: {label}" for code, label in spec.ROUTE_LABELS.items()),
-    )
-    v["site"] = sb.multiselect("Site", list(options.get("site", ())), key="site", bind=bind,
-                               placeholder="All sites")
-    v["diagnosis"] = sb.multiselect("Primary diagnosis", spec.DIAGNOSES, key="diagnosis", bind=bind,
-                                    placeholder="All diagnoses",
-                                    help="; ".join(f"{c}: {w}" for c, w in spec.DIAGNOSIS_LABELS.items()))
+    v["route"] = sb.multiselect("Route (of the first session)", spec.ROUTES, key="route", placeholder="All routes",
+                                format_func=spec.ROUTE_LABELS.get)
+    v["site"] = sb.multiselect("Site", list(options.get("site", ())), key="site", placeholder="All sites")
+    v["diagnosis"] = sb.multiselect("Primary diagnosis", spec.DIAGNOSES, key="diagnosis",
+                                    placeholder="All diagnoses", format_func=_words(spec.DIAGNOSIS_LABELS))
     more = ("sex", "age_band", "from_quarter", "to_quarter", "treatment_resistant", "setting", "integration",
             "severity")
     with sb.expander("More filters", expanded=_active(url_keys, *more)):
-        v["sex"] = st.multiselect("Sex", spec.SEXES, key="sex", bind=bind, placeholder="Any",
-                                  help="F female, M male, X another sex, U not recorded")
-        v["age_band"] = st.multiselect("Age band", spec.AGE_BANDS, key="age_band", bind=bind, placeholder="Any age")
+        v["sex"] = st.multiselect("Sex", spec.SEXES, key="sex", placeholder="Any", format_func=SEX_CHOICES.get)
+        v["age_band"] = st.multiselect("Age band", spec.AGE_BANDS, key="age_band", placeholder="Any age")
         quarters = list(options.get("quarter", ()))
         c1, c2 = st.columns(2)
-        v["from_quarter"] = c1.selectbox("Started from", quarters, index=None, key="from_quarter", bind=bind,
+        v["from_quarter"] = c1.selectbox("Started from", quarters, index=None, key="from_quarter",
                                          placeholder="Earliest")
-        v["to_quarter"] = c2.selectbox("Started until", quarters, index=None, key="to_quarter", bind=bind,
+        v["to_quarter"] = c2.selectbox("Started until", quarters, index=None, key="to_quarter",
                                        placeholder="Latest")
         v["treatment_resistant"] = st.selectbox("Treatment-resistant", YES_NO, index=None,
-                                                key="treatment_resistant", bind=bind, placeholder="Either")
-        v["setting"] = st.multiselect("Setting (of the first session)", spec.SETTINGS, key="setting", bind=bind,
-                                      placeholder="Clinic and home")
-        v["integration"] = st.selectbox("Integration therapy", YES_NO, index=None, key="integration", bind=bind,
-                                        placeholder="Either")
-        v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity", bind=bind,
-                                       placeholder="Any severity",
+                                                key="treatment_resistant", placeholder="Either",
+                                                format_func=YES_NO_LABELS.get)
+        v["setting"] = st.multiselect("Setting (of the first session)", spec.SETTINGS, key="setting",
+                                      placeholder="Clinic and home", format_func=SETTING_LABELS.get)
+        v["integration"] = st.selectbox("Integration therapy", YES_NO, index=None, key="integration",
+                                        placeholder="Either", format_func=YES_NO_LABELS.get)
+        v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity",
+                                       placeholder="Any severity", format_func=SEVERITY_LABELS.get,
                                        help="Band of the baseline score on the chosen questionnaire")
     analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
     with sb.expander("Analysis settings", expanded=_active(url_keys, *analysis)):
@@ -622,16 +685,16 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
         # words: the selected diagnoses' one questionnaire, or matched to each patient's diagnosis.
         default = dashboard_instrument(None, v["diagnosis"])
         v["instrument"] = st.selectbox(
-            "Questionnaire", spec.INSTRUMENT_SETTINGS, index=None, key="instrument", bind=bind,
-            placeholder=INSTRUMENT_DEFAULT_WORDS[default],
-            help="GAD7: GAD-7 (anxiety), PHQ9: PHQ-9 (depression), PCL5: PCL-5 (PTSD); matched: each patient "
-                 "on the questionnaire of their diagnosis (MDD and other: PHQ-9; PTSD: PCL-5; GAD, social "
-                 "anxiety, panic and OCD: GAD-7), the default when the cohort mixes diagnoses.",
+            "Questionnaire", spec.INSTRUMENT_SETTINGS, index=None, key="instrument",
+            placeholder=INSTRUMENT_DEFAULT_WORDS[default], format_func=INSTRUMENT_WORDS.get,
+            help="Matched to each patient's diagnosis: major depression and other diagnoses on PHQ-9, PTSD on "
+                 "PCL-5, generalised anxiety, social anxiety, panic disorder and OCD on GAD-7 — the default "
+                 "when the cohort mixes diagnoses.",
         )
         instrument = dashboard_instrument(v["instrument"], v["diagnosis"])
         v["min_baseline"] = st.number_input(
             "Minimum baseline score", min_value=0, max_value=max(hi for _, hi in spec.SCORE_RANGE.values()),
-            value=None, step=1, key="min_baseline", bind=bind,
+            value=None, step=1, key="min_baseline",
             placeholder=(f"Each questionnaire's default: {matched_minimums()}" if instrument == spec.MATCHED
                          else f"Default for {spec.INSTRUMENT_LABELS[instrument]}: "
                               f"{spec.DEFAULT_MIN_BASELINE[instrument]}"),
@@ -639,26 +702,28 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
                  "(with the questionnaire matched to each diagnosis, always each questionnaire's own).",
         )
         v["population"] = st.radio(
-            "Population", spec.POPULATIONS, key="population", bind=bind, horizontal=True,
+            "Population", spec.POPULATIONS, key="population", horizontal=True, format_func=POPULATION_LABELS.get,
             captions=[POPULATION_HELP[p] for p in spec.POPULATIONS],
         )
         v["relief"] = st.radio(
-            "Relief threshold", spec.RELIEF_THRESHOLDS, key="relief", bind=bind, horizontal=True,
-            captions=[RELIEF_HELP[r] for r in spec.RELIEF_THRESHOLDS],
+            "Relief threshold", spec.RELIEF_THRESHOLDS, key="relief", horizontal=True,
+            format_func=RELIEF_LABELS.get, captions=[RELIEF_HELP[r] for r in spec.RELIEF_THRESHOLDS],
             help="What counts as relief on the Time to relief page",
         )
+        # No `value=` on the number boxes: seed_widgets_from_link has put the link's value or the default
+        # into the session state, and a widget given both would log a warning.
         v["window"] = st.number_input(
             "Endpoint window (days after the last induction session)", min_value=0, max_value=spec.MAX_WINDOW,
-            value=spec.DEFAULT_WINDOW, step=1, key="window", bind=bind,
+            step=1, key="window",
         )
         v["min_cell"] = st.number_input(
             "Minimum cell (smallest count shown; 0 turns hiding off)", min_value=0, max_value=spec.MAX_MIN_CELL,
-            value=spec.DEFAULT_MIN_CELL, step=1, key="min_cell", bind=bind,
+            step=1, key="min_cell",
             help="Counts below this, and rates resting on fewer patients, are hidden to protect privacy.",
         )
         v["rems_minutes"] = st.number_input(
             "Esketamine monitoring minimum (minutes)", min_value=0, max_value=spec.MAX_REMS_MINUTES,
-            value=spec.DEFAULT_REMS_MINUTES, step=5, key="rems_minutes", bind=bind,
+            step=5, key="rems_minutes",
             help="The SPRAVATO REMS asks for at least two hours of monitoring after esketamine; "
                  "used on the Esketamine monitoring page.",
         )
@@ -1167,6 +1232,7 @@ RELIEF_LABELS = {"response": "50 % improvement", "mcid": "Minimal important chan
 SETTING_LABELS = {"clinic": "Clinic", "home": "Home"}
 SEVERITY_LABELS = {"minimal": "Minimal", "mild": "Mild", "moderate": "Moderate", "severe": "Severe"}
 YES_NO_LABELS = {"yes": "Yes", "no": "No"}
+SEX_CHOICES = {"F": "Female", "M": "Male", "X": "Another sex", "U": "Not recorded"}  # the sidebar's words
 
 
 def instrument_label(s: Settings) -> str:
@@ -1259,6 +1325,20 @@ def page_loads(named_sites: frozenset[str] | None = None) -> LoadPlan:
 
 _PREFETCH_LOCK = threading.Lock()
 _PREFETCH_RUN: dict[str, object] = {}  # session id -> token of the run whose prefetch may go on
+_PREFETCH_THREADS: set[threading.Thread] = set()  # every warming thread still running
+
+
+def stop_every_prefetch(timeout: float = 60.0) -> None:
+    """Stop every session's warming and wait for the threads to finish their current load.
+
+    Called before the connection to a replaced database file is closed: DuckDB keeps one database instance
+    per path while any query on it runs, so a new connection opened meanwhile would still read the old
+    file (seen: an import's new sites not showing, the old ones still offered)."""
+    with _PREFETCH_LOCK:
+        _PREFETCH_RUN.clear()
+        threads = list(_PREFETCH_THREADS)
+    for thread in threads:
+        thread.join(timeout)
 
 
 def cancel_prefetch() -> None:
@@ -1325,9 +1405,12 @@ def prefetch_other_pages(ctx: PageContext) -> None:
             with _PREFETCH_LOCK:
                 if _PREFETCH_RUN.get(session) is token:
                     del _PREFETCH_RUN[session]
+                _PREFETCH_THREADS.discard(threading.current_thread())
 
     thread = threading.Thread(target=work, name="ko-prefetch", daemon=True)
     add_script_run_ctx(thread, script_ctx)  # the cached loads expect a script context
+    with _PREFETCH_LOCK:
+        _PREFETCH_THREADS.add(thread)
     thread.start()
 
 

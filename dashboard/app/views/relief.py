@@ -27,7 +27,7 @@ ui.render_page_header(
 
 
 def _switch_threshold() -> None:
-    # The page's switch drives the shared, URL-bound setting in the sidebar.
+    # The page's switch drives the shared setting in the sidebar (and so the link).
     chosen = st.session_state.get("_ko_relief_page")
     if chosen:
         st.session_state["relief"] = chosen
