@@ -294,6 +294,11 @@ def test_adjusted_model_fits_under_matched_on_the_sample(sample_db):
         pd.testing.assert_frame_equal(result.table, by_hand.table)
         wrong = adjusted.fit_adjusted(groups, score_max=21.0)
         assert not np.allclose(wrong.model.params, result.model.params)
+        # and the table says so (issue 11): the baseline is each patient's own questionnaire's fraction
+        said = set(result.table["adjusted_for"].dropna())
+        assert said and all(t.startswith("baseline score (as a fraction of each patient's questionnaire maximum), "
+                                         "primary diagnosis") for t in said)
+        assert all("fraction" not in t for t in wrong.table["adjusted_for"].dropna())
     finally:
         con.close()
 

@@ -85,10 +85,16 @@ class AdjustedResult:
     model: Any = None
 
 
+BASELINE_PER_MAXIMUM = "baseline score (as a fraction of each patient's questionnaire maximum)"
+
+
 def describe_adjustment(variables: tuple[str, ...], merges: dict[str, dict[str, str]],
-                        dropped: tuple[str, ...]) -> str:
-    """The `adjusted_for` text: the variables in plain words, then each merge and each dropped variable."""
-    parts = [", ".join(VARIABLE_LABELS[v] for v in variables)]
+                        dropped: tuple[str, ...], *, per_patient_maximum: bool = False) -> str:
+    """The `adjusted_for` text: the variables in plain words, then each merge and each dropped variable.
+    `per_patient_maximum`: baseline entered as a fraction of each patient's own questionnaire maximum
+    (instrument=matched), which the text then says."""
+    words = {**VARIABLE_LABELS, **({"baseline": BASELINE_PER_MAXIMUM} if per_patient_maximum else {})}
+    parts = [", ".join(words[v] for v in variables)]
     for var in ("diagnosis", "age_band"):
         into: dict[str, list[str]] = {}
         for level, target in merges.get(var, {}).items():
@@ -216,7 +222,8 @@ def _fit_adjusted(groups: pd.DataFrame, *, score_max: float | pd.Series = 21.0) 
         else:
             dropped.append(var)
     variables = tuple(v for v in VARIABLE_LABELS if v in levels)
-    adjusted_for = describe_adjustment(variables, merges, tuple(dropped))
+    adjusted_for = describe_adjustment(variables, merges, tuple(dropped),
+                                       per_patient_maximum=isinstance(score_max, pd.Series))
 
     def no_model(reason: str) -> AdjustedResult:
         res = _empty_result(base, reason, small)
