@@ -73,6 +73,28 @@ def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
+@pytest.fixture(scope="session")
+def hidden_relief_cohort(sample_db: Path) -> tuple[str, str]:
+    """(site, diagnosis) of the sample's smallest shown site × diagnosis cohort whose relief curve has every
+    step withheld at the default minimum cell (on the dashboard's default questionnaire for it)."""
+    from dashboard.analysis import disclosure, metrics
+    from dashboard.analysis.settings import Settings
+    from dashboard.charts import figures
+    from dashboard.data import spec, store
+    from dashboard.reports import export
+
+    with store.open_database(sample_db) as con:
+        for site, diagnosis in con.sql(
+                "SELECT site, primary_diagnosis::VARCHAR FROM patients GROUP BY ALL HAVING count(*) BETWEEN 15 AND 60 "
+                "ORDER BY count(*), 1, 2").fetchall():
+            s = Settings(site=(site,), diagnosis=(diagnosis,), instrument=spec.default_instrument((diagnosis,)))
+            shown = disclosure.protect("cohort", metrics.cohort_funnel(con, s), s.min_cell).iloc[-1]["patients"]
+            curve = export.compute_summaries(con, s)["time_to_relief_curve.csv"]
+            if not figures.relief_curve_has_steps(curve) and shown > 0:
+                return site, diagnosis
+    raise AssertionError("the fixed sample has no such cohort: choose another rule")
+
+
 CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

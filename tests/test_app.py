@@ -20,6 +20,7 @@ from dashboard.analysis import metrics
 
 from dashboard.data import spec, store
 from dashboard.app import ui
+from dashboard.charts import figures
 from dashboard.analysis.settings import Settings
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
@@ -372,6 +373,20 @@ def test_a_too_small_cohort_is_not_shown(make_app, sample_db):
     assert_clean(at)
     assert not at.warning
     assert at.get("plotly_chart")
+
+
+def test_a_relief_curve_hidden_entirely_is_said_not_drawn_as_empty_axes(make_app, hidden_relief_cohort):
+    """Issue 11: a small cohort whose every relief step is withheld showed empty axes (read: nobody relieved)."""
+    site, diagnosis = hidden_relief_cohort
+    at = open_page(make_app(site=site, diagnosis=diagnosis), "views/relief.py")
+    assert_clean(at)
+    assert not [c for c in at.get("plotly_chart") if c.proto.id and "relief_curve" in c.proto.id]
+    assert any("No curve can be shown for this cohort" in i.value and "fewer than 11" in i.value for i in at.info)
+    assert [w.key for w in at.segmented_control] == ["_ko_relief_page"]  # no span to choose
+    at = open_page(make_app(site=site, diagnosis=diagnosis, min_cell="0"), "views/relief.py")
+    assert_clean(at)
+    assert not any("No curve" in i.value for i in at.info)
+    assert chart_specs(at)
 
 
 # --- disclosure in the charts ------------------------------------------------------------------------------------

@@ -222,6 +222,15 @@ def test_small_cohort_hides_what_the_csv_hides(sample_db, tmp_path):
         assert colors.route_label(route) in section
 
 
+def test_a_relief_curve_hidden_entirely_is_said_not_drawn(sample_db, tmp_path, hidden_relief_cohort):
+    site, diagnosis = hidden_relief_cohort
+    pdf, _ = make(sample_db, tmp_path, ["--site", site, "--diagnosis", diagnosis], "hidden-curve")
+    flat = re.sub(r"\s+", " ", "\n".join(pdf_pages(pdf)))
+    section = flat[flat.index("Time to relief Days from the first session"):flat.index("Median time to relief and")]
+    assert ("No curve can be shown for this cohort: every step of it rests on fewer than 11 relieved patients or "
+            "patients at risk, so all are hidden to protect patients' privacy.") in section
+
+
 # --- units ------------------------------------------------------------------------------------------
 
 

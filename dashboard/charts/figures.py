@@ -532,6 +532,20 @@ def numbers_at_risk(at_risk: pd.DataFrame, days: Sequence[int]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["route", "day", "at_risk"])
 
 
+def relief_curve_has_steps(curve: pd.DataFrame) -> bool:
+    """Whether a (protected) time_to_relief_curve.csv has anything past the curves' common start at day 0:
+    when every step is withheld, a chart would be empty axes, which reads as "nobody was relieved"."""
+    return not curve.empty and bool((pd.to_numeric(curve["day"], errors="coerce") > 0).any())
+
+
+def relief_curve_missing_words(min_cell: int) -> str:
+    """Why no relief curve is drawn (see relief_curve_has_steps), for the page and the PDF report."""
+    if min_cell > 0:
+        return (f"No curve can be shown for this cohort: every step of it rests on fewer than {min_cell} relieved "
+                "patients or patients at risk, so all are hidden to protect patients' privacy.")
+    return "No curve to show: no patient in this cohort reached relief during follow-up."
+
+
 @_plain_inputs
 def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_label: str,
                          horizon: float | None = None) -> go.Figure:

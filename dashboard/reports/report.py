@@ -496,7 +496,10 @@ def section_relief(b: ReportBuild) -> Section:
                   "follow-up score (Kaplan–Meier).")
     summary, curve = b.summary("time_to_relief.csv"), b.summary("time_to_relief_curve.csv")
     at_risk = b.protected("relief_at_risk", metrics.time_to_relief(b.con, s, logrank=False).at_risk)
-    sec.chart(figures.create_relief_figure(curve, at_risk, threshold))
+    if figures.relief_curve_has_steps(curve):
+        sec.chart(figures.create_relief_figure(curve, at_risk, threshold))
+    else:
+        sec.paragraph(figures.relief_curve_missing_words(s.min_cell))
     hid = b.hidden("time_to_relief.csv")
     sec.table(summary, [
         Column("route", "Route", "route"), Column("patients", "Patients"), Column("events", "Relieved"),

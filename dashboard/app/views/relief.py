@@ -46,15 +46,20 @@ threshold_label = THRESHOLDS[s.relief] if s.relief == "response" else f"a drop o
 
 at_risk = ui.load_relief_at_risk(ctx.signature, s)
 SPANS = {"8w": "First 8 weeks", "all": "Whole follow-up"}
-span = st.segmented_control("Days shown", tuple(SPANS), default="8w", format_func=SPANS.get,
-                            key="_ko_relief_span") or "8w"
-ui.render_chart(figures.create_relief_figure, curve, at_risk, threshold_label,
-                horizon=RELIEF_HORIZON_DAYS if span == "8w" else None, key="chart_relief_curve")
-curve_hidden = s.min_cell > 0 and not curve.empty  # protect() leaves the withheld points out of the curve
-ui.render_disclosure_note(ctx, [
-    "steps of the curves resting on few events or few patients at risk (the curves step only where enough "
-    "patients were relieved since the last step); numbers at risk marked – are withheld for the same reason"
-] if curve_hidden else [])
+if not figures.relief_curve_has_steps(curve):
+    st.info(figures.relief_curve_missing_words(s.min_cell)
+            + (" Widen the filters in the sidebar to see the curves." if s.min_cell > 0 else ""),
+            icon=":material/lock:" if s.min_cell > 0 else ":material/info:")
+else:
+    span = st.segmented_control("Days shown", tuple(SPANS), default="8w", format_func=SPANS.get,
+                                key="_ko_relief_span") or "8w"
+    ui.render_chart(figures.create_relief_figure, curve, at_risk, threshold_label,
+                    horizon=RELIEF_HORIZON_DAYS if span == "8w" else None, key="chart_relief_curve")
+    curve_hidden = s.min_cell > 0  # protect() leaves the withheld points out of the curve
+    ui.render_disclosure_note(ctx, [
+        "steps of the curves resting on few events or few patients at risk (the curves step only where enough "
+        "patients were relieved since the last step); numbers at risk marked – are withheld for the same reason"
+    ] if curve_hidden else [])
 
 st.subheader("Median time to relief and relief by day")
 table = summary.copy()
