@@ -26,6 +26,7 @@ from playwright.sync_api import expect
 from dashboard.reports import export
 from dashboard.data import store
 from dashboard.analysis.settings import Settings
+from dashboard.charts import colors
 
 pytestmark = pytest.mark.browser
 
@@ -418,3 +419,29 @@ def test_the_overview_answers_first_and_fits_a_laptop(server, page):
     box, view = table.bounding_box(), main.bounding_box()
     assert box["x"] + box["width"] <= view["x"] + view["width"] + 1  # no sideways scroll for the answer
     assert "Compared with the best" in table.inner_text()
+
+
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+@pytest.mark.parametrize("agent", [IPHONE, None], ids=["phone", "narrow-desktop"])
+def test_a_phone_gets_charts_laid_out_for_its_screen(server, browser, small_cohort, agent):
+    """Issue 11: on a phone the heatmap's 'fewer than 11' cells overlapped and legends took half the width."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=agent)
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(90_000)
+        open_url(pg, f"{server}/side-effects?{small_cohort}")
+        assert_no_exception(pg)
+        pg.locator(".js-plotly-plot").first.wait_for(state="visible")
+        heat = pg.evaluate("() => { const el = document.querySelector('.js-plotly-plot');"
+                           " return {x: el.data[0].x, title: el.layout.title.text, legend: el.layout.showlegend}; }")
+        routes_across = all(colors.route_label(code) in heat["x"] for code in ("ALL",))
+        if agent == IPHONE:
+            assert routes_across, heat  # routes across, events down: wide cells
+            assert "<br>" in heat["title"]
+        else:
+            assert not routes_across, heat  # the desktop layout, whatever the width
+    finally:
+        context.close()

@@ -332,6 +332,53 @@ def test_blood_pressure_figure():
     assert [(t.y[0], t.text[0], t.x[0]) for t in labels] == [("All routes", "hidden", 88.0)]
 
 
+# --- on a phone (issue 11) ---------------------------------------------------------------------------------
+
+
+def _lines(text: str) -> list[str]:
+    return str(text).split("<br>")
+
+
+def test_on_a_phone_the_heatmap_turns_so_its_cells_hold_their_words():
+    se = side_effects_table()
+    wide = figures.create_side_effect_heatmap(se)
+    before = wide.to_json()
+    phone = figures.fit_for_phone(wide)
+    assert wide.to_json() == before  # the shared figure is not changed
+    w, p = wide.data[0], phone.data[0]
+    assert list(p.x) == list(w.y) == ["IV infusion", "Intranasal", "All routes"]  # routes across
+    assert list(p.y) == list(w.x)  # events down
+    np.testing.assert_array_equal(np.array(p.z, dtype=float), np.array(w.z, dtype=float).T)
+    np.testing.assert_array_equal(np.array(p.text), np.array(w.text).T)
+    np.testing.assert_array_equal(np.array(p.customdata), np.array(w.customdata).T)
+    assert p.hovertemplate == "<b>%{x}</b><br>%{y}: %{customdata} of sessions<extra></extra>"
+    assert phone.layout.xaxis.title.text == "Route of the session"
+    assert phone.layout.yaxis.title.text == "Side effect"
+    assert p.colorbar.orientation == "h"
+    assert all(len(line) <= figures.PHONE_LINE_CHARS for line in _lines(phone.layout.title.text))
+    assert "".join(_lines(phone.layout.title.text)).replace(" ", "") == wide.layout.title.text.replace(" ", "")
+
+
+def test_on_a_phone_titles_wrap_and_the_legend_goes_below():
+    bp = pd.DataFrame({"route": ["IV", "ALL"], "sessions_with_vitals": [500, 700], "sbp_peak_median": [148, 145],
+                       "dbp_peak_median": [88, 80], "sbp_rise_median": [12, 10], "dbp_rise_median": [6, 5],
+                       "sessions_sbp_180": [20, 25], "sessions_dbp_110": [11, 14], "share_bp_severe": [0.05, 0.04]})
+    phone = figures.fit_for_phone(figures.create_blood_pressure_figure(bp))
+    panels = [a.text for a in phone.layout.annotations]
+    assert len(panels) == 2 and all(len(line) <= figures.PHONE_LINE_CHARS // 2 for t in panels for line in _lines(t))
+    assert all(len(line) <= (figures.PHONE_LINE_CHARS - 10) // 2
+               for ax in phone.select_xaxes() for line in _lines(ax.title.text))
+    rows = [("IV", "dissociation", n, 100, 60 - 5 * n) for n in range(1, 16)] + \
+           [("ALL", "dissociation", n, 150, 70 - 5 * n) for n in range(1, 16)]
+    df = pd.DataFrame(rows, columns=["route", "event", "session_number", "sessions", "sessions_with_event"])
+    df["session_rate"] = df["sessions_with_event"] / df["sessions"]
+    fade = figures.create_fade_figure(df, "dissociation")
+    phone = figures.fit_for_phone(fade)
+    assert fade.layout.legend.orientation == "v"
+    assert phone.layout.legend.orientation == "h" and phone.layout.legend.y < 0
+    assert [list(t.x) for t in phone.data] == [list(t.x) for t in fade.data]  # the data are the same
+
+
 # --- maintenance ------------------------------------------------------------------------------------------
 
 

@@ -222,8 +222,23 @@ def render_chart(builder: Callable[..., Any], *args: Any, key: str, **kwargs: An
     """Draw the figure `builder(*args, **kwargs)` (built once per content, see build_figure) under the element
     key `key`; returns what the builder returned (a figure, or a figure and notes)."""
     result = build_figure(builder, *args, **kwargs)
-    st.plotly_chart(result[0] if isinstance(result, tuple) else result, key=key)
+    fig = result[0] if isinstance(result, tuple) else result
+    if is_phone():
+        from dashboard.charts import figures
+
+        fig = figures.fit_for_phone(fig)
+    st.plotly_chart(fig, key=key)
     return result
+
+
+def is_phone() -> bool:
+    """Whether the browser says it is a phone: "Mobi" in its User-Agent, the test MDN recommends (Streamlit
+    tells the script nothing of the screen's width). Charts are then laid out for a narrow screen."""
+    try:
+        agent = st.context.headers.get("User-Agent") or ""
+    except Exception:  # noqa: BLE001 - no request (bare mode, AppTest): not a phone
+        return False
+    return "Mobi" in agent
 
 
 def _csv_builder(formatter: Callable[[pd.DataFrame], bytes], df: pd.DataFrame) -> Callable[[], bytes]:

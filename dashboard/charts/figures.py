@@ -209,6 +209,68 @@ def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT, legend: bo
     return fig
 
 
+PHONE_LINE_CHARS = 38  # characters of a title line on a 390-pixel-wide phone at the phone's font sizes
+
+
+def _wrap(text: str, width: int) -> str:
+    """`text` broken into lines of at most `width` characters with Plotly's <br> (existing <br> kept)."""
+    import textwrap
+
+    return "<br>".join(line for part in str(text).split("<br>") for line in (textwrap.wrap(part, width) or [""]))
+
+
+def fit_for_phone(fig: go.Figure) -> go.Figure:
+    """A copy of a finished figure laid out for a phone's narrow screen (about 360 pixels of chart): titles,
+    panel titles and axis titles wrapped instead of overlapping, the legend below the plot instead of
+    taking half the width, a heatmap with more columns than rows turned so its cells are wide enough for
+    their words ("fewer than 11"), its colour bar below. The data, colours and hover texts are unchanged.
+    The figure given is not changed (figures are shared between sessions)."""
+    out = go.Figure(fig)
+    layout = out.layout
+    title = layout.title.text
+    lines = 1
+    if title:
+        wrapped = _wrap(title, PHONE_LINE_CHARS)
+        lines = wrapped.count("<br>") + 1
+        out.update_layout(title=dict(text=wrapped, font=dict(size=15)))
+    x_axes = list(out.select_xaxes())
+    panel_lines = 0
+    for note in layout.annotations or ():
+        # panel titles of subplots sit above their panel, each a share of the width
+        if note.text and note.yref == "paper" and note.y is not None and note.y >= 1 and note.showarrow is False:
+            note.text = _wrap(note.text, PHONE_LINE_CHARS // max(len(x_axes), 1))
+            note.font = dict(size=11)
+            panel_lines = max(panel_lines, note.text.count("<br>") + 1)
+    for axis in x_axes:  # centred under a plot area narrower than the screen (labels take the left)
+        if axis.title and axis.title.text:
+            axis.title.text = _wrap(axis.title.text, (PHONE_LINE_CHARS - 10) // max(len(x_axes), 1))
+    for axis in out.select_yaxes():
+        if axis.title and axis.title.text:
+            axis.title.text = _wrap(axis.title.text, PHONE_LINE_CHARS)
+    heatmaps = [t for t in out.data if t.type == "heatmap"]
+    if len(heatmaps) == 1 and len(out.data) == 1:
+        h = heatmaps[0]
+        z = np.asarray(h.z, dtype=float)
+        if z.ndim == 2 and z.shape[1] > z.shape[0]:
+            text = None if h.text is None else np.asarray(h.text, dtype=object).T
+            custom = None if h.customdata is None else np.asarray(h.customdata, dtype=object).T
+            hover = (h.hovertemplate or "").replace("%{x}", "%{__X__}").replace("%{y}", "%{x}").replace("%{__X__}", "%{y}")
+            h.update(z=z.T, x=h.y, y=h.x, text=text, customdata=custom, hovertemplate=hover,
+                     textfont=dict(size=10), colorbar=dict(orientation="h", y=-0.08, yanchor="top", thickness=12,
+                                                           title=dict(side="top")))
+            xa, ya = out.layout.xaxis, out.layout.yaxis
+            x_title, y_title = xa.title.text, ya.title.text
+            out.update_xaxes(title_text=y_title, tickangle=-30, side="top", autorange=None)
+            out.update_yaxes(title_text=x_title, autorange="reversed", tickangle=0)
+            out.update_layout(height=max(420, 160 + 34 * z.shape[1]))
+    if out.layout.showlegend is not False and len(out.data) > 1:
+        out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=-0.18, yanchor="top"),
+                          height=(out.layout.height or HEIGHT) + 90,
+                          margin=dict(b=(out.layout.margin.b or 10) + 60))
+    out.update_layout(margin=dict(t=40 + 22 * lines + 15 * panel_lines))
+    return out
+
+
 def _empty(title: str, message: str) -> go.Figure:
     """A figure that says why it has nothing to draw (never an empty canvas)."""
     fig = go.Figure()
