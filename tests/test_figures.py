@@ -499,16 +499,28 @@ def test_benchmark_funnel_draws_sites_limits_and_network_lines():
     fig = figures.create_benchmark_funnel_figure(table, "response")
     dots = [t for t in fig.data if t.mode == "markers+text"]
     assert [(t.text[0], t.x[0], t.y[0]) for t in dots] == [("S1", 40, 0.5), ("S2", 90, 60 / 90), ("S3", 5, 0.4)]
-    limits = [t for t in fig.data if t.mode == "lines"]
+    limits = [t for t in fig.data if t.mode == "lines" and "limits" in t.name]
     assert {t.name for t in limits} == {"95 % limits", "99.8 % limits"} and len(limits) == 4
     pooled = 82 / 135
     upper95 = next(t for t in limits if t.name == "95 % limits" and t.y[-1] > pooled)
     n = upper95.x[-1]
     assert upper95.y[-1] == pytest.approx(pooled + 1.959964 * (pooled * (1 - pooled) / n) ** 0.5)
-    assert any(s.y0 == pytest.approx(pooled) for s in fig.layout.shapes)  # the pooled line
-    assert any(a.text and a.text.startswith("network (pooled)") for a in fig.layout.annotations)
-    # fewer than 5 benchmarked sites: no median or 75th percentile line
-    assert not any(a.text and "median" in a.text for a in fig.layout.annotations)
+    # the network's lines are named in the legend (labels on the plot ran into each other)
+    lines = {t.name: list(t.y) for t in fig.data if t.mode == "lines" and "limits" not in t.name}
+    assert lines == {"Network, all patients pooled: 60.7 %": [pytest.approx(pooled)] * 2}
+    assert not fig.layout.annotations
+    # fewer than 5 benchmarked sites: no median or 75th percentile line; the axis fits the sites and limits
+    assert list(fig.layout.yaxis.range) == [0.0, 1.0]  # a site of 5: its 99.8 % limits span everything
+    two = benchmark.protect_benchmark(benchmark.benchmark_from_counts(counts.iloc[:2]), 0)
+    p2 = 80 / 130
+    half = 3.090232 * (p2 * (1 - p2) / 40) ** 0.5  # the limits at the smallest site, 40 patients
+    lo, hi = min(0.5, p2 - half), max(60 / 90, p2 + half)
+    pad = max(0.05, (hi - lo) / 10)
+    assert list(figures.create_benchmark_funnel_figure(two, "response").layout.yaxis.range) == [
+        pytest.approx(lo - pad), pytest.approx(hi + pad)]
+    with_lines = figures.create_benchmark_funnel_figure(table, "response", median=0.5, p75=0.6)
+    assert {t.name for t in with_lines.data if t.mode == "lines" and "limits" not in t.name} == {
+        "Network, all patients pooled: 60.7 %", "Median site: 50.0 %", "75th percentile of sites: 60.0 %"}
     # a restricted table (one site) still gets the network lines passed by the page
     mine = benchmark.restrict_benchmark(table, frozenset({"S1"}))
     fig1 = figures.create_benchmark_funnel_figure(mine, "response", pooled=pooled, median=0.5, p75=0.6)

@@ -1172,12 +1172,15 @@ def create_benchmark_funnel_figure(table: pd.DataFrame, measure: str = "response
                 fig.add_trace(go.Scatter(
                     x=n, y=np.clip(y, 0, 1), mode="lines", name=name, legendgroup=name, showlegend=k == 0,
                     line=dict(color=colors.NEUTRAL, dash=dash, width=1.2), hoverinfo="skip"))
-        fig.add_hline(y=pooled, line=dict(color=colors.NEUTRAL, width=1.5),
-                      annotation_text=f"network (pooled) {fmt_pct(pooled)}", annotation_position="bottom right")
-    for value, name in ((median, "network median"), (p75, "network 75th percentile")):
+    # The network's lines are legend entries, not labels on the plot: their values are often a point or two
+    # apart, and labels beside the lines ran into each other and into the sites' names.
+    for value, name, style in ((pooled, "Network, all patients pooled", dict(color=colors.NEUTRAL, width=1.8)),
+                               (median, "Median site", dict(color="#7F7F7F", width=1.2, dash="longdash")),
+                               (p75, "75th percentile of sites", dict(color="#7F7F7F", width=1.2, dash="dashdot"))):
         if value is not None:
-            fig.add_hline(y=value, line=dict(color="#7F7F7F", width=1, dash="longdash"),
-                          annotation_text=f"{name} {fmt_pct(value)}", annotation_position="top left")
+            fig.add_trace(go.Scatter(
+                x=[0, top * 1.1], y=[value, value], mode="lines", name=f"{name}: {fmt_pct(value)}", line=style,
+                hovertemplate=f"{name}: {fmt_pct(value)}<extra></extra>"))
     hidden = []
     for _, row in rows.iterrows():
         rate, n_pat = _num(row.get("rate")), _num(row.get("evaluable"))
@@ -1197,5 +1200,21 @@ def create_benchmark_funnel_figure(table: pd.DataFrame, measure: str = "response
         fig.add_annotation(text=f"hidden (too few patients): {', '.join(hidden)}", x=0, y=-0.18, xref="paper",
                            yref="paper", showarrow=False, font=dict(color=colors.NEUTRAL))
     fig.update_xaxes(title_text="Evaluable patients at the site", range=[0, top * 1.1])
-    fig.update_yaxes(title_text=f"{what} rate", tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(title_text=f"{what} rate", tickformat=".0%", range=_funnel_rate_range(rows, pooled, shown_n))
     return _base_layout(fig, title, height=460)
+
+
+def _funnel_rate_range(rows: pd.DataFrame, pooled: float | None, shown_n: np.ndarray) -> list[float]:
+    """The funnel plot's rate axis: the sites' rates and the 99.8 % limits at the smallest site shown, with a
+    margin (0–100 % squeezed sites a few points apart into one band). Fractions 0–1."""
+    values = [v for v in floats(rows["rate"])] if len(rows) else []
+    n = shown_n[np.isfinite(shown_n) & (shown_n > 0)] if len(shown_n) else np.array([])
+    if pooled is not None:
+        half = 3.090232 * math.sqrt(pooled * (1 - pooled) / (float(n.min()) if len(n) else 30.0))
+        values += [pooled - half, pooled + half]
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return [0.0, 1.0]
+    lo, hi = min(values), max(values)
+    pad = max(0.05, (hi - lo) * 0.1)
+    return [max(0.0, lo - pad), min(1.0, hi + pad)]
