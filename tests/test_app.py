@@ -147,7 +147,7 @@ def test_sidebar_holds_every_setting_under_its_url_name(make_app):
 def fingerprint(at: AppTest) -> str:
     """Everything a page draws from data: chart specs, tables and headline metrics."""
     parts = [c.proto.spec for c in at.get("plotly_chart")]
-    parts += [df.value.to_csv() for df in at.dataframe]
+    parts += [df.value.to_csv() for df in [*at.dataframe, *at.table]]
     parts += [f"{m.label}={m.value}" for m in at.metric]
     return "\n".join(parts)
 
@@ -615,9 +615,9 @@ def test_data_page_lists_what_the_import_tolerated(make_app, tmp_path):
     import_export(export, tmp_path / "db.duckdb")
     at = open_page(make_app(tmp_path / "db.duckdb"), "views/data.py")
     assert_clean(at)
-    tables = [df.value for df in at.dataframe]
-    notes = next(t for t in tables if list(t.columns) == ["file", "note"])
-    assert notes.values.tolist() == [
+    tables = [df.value for df in at.table]  # static tables; their text from the data is escaped for Markdown
+    notes = next(t for t in tables if list(t.columns) == ["File", "What was accepted"])
+    assert [[shown(c) for c in row] for row in notes.values.tolist()] == [
         ["patients.csv", "separated by semicolons (;), not commas"],
         ["patients.csv", "ignored 3 empty lines (nothing but delimiters or spaces: rows deleted in a spreadsheet)"],
     ]

@@ -172,17 +172,17 @@ def test_hidden_side_effects_show_a_bound_and_a_marker(make_app, sample_db):
 
 def test_maintenance_and_comparison_tables_show_their_answer(make_app):
     at = open_page(make_app(), "views/maintenance.py")
-    cols = list(at.dataframe[0].value.columns)
-    assert cols[:3] == ["route", "sessions_per_patient_month", "sustained_response_8w"]
-    projection = at.dataframe[1].value
-    for column in ("current_responders", "expected_in_maintenance", "sessions_per_month"):
+    cols = list(at.table[0].value.columns)
+    assert cols[:3] == ["Route", "Sessions per patient-month", "Still responding at 8 weeks"]
+    projection = at.table[1].value
+    for column in ("Current responders", "Expected in maintenance", "Sessions per month"):
         values = [v for v in projection[column] if v[0].isdigit()]
         assert all(re.fullmatch(r"\d{1,3}(,\d{3})*", v) for v in values), values
     at = open_page(make_app(), "views/response.py")
-    pairs = at.dataframe[-1].value if "pair" in at.dataframe[-1].value else at.dataframe[1].value
+    pairs = next(t.value for t in at.table if "Routes" in t.value.columns)
     n_routes = len([r for r in spec.ROUTES])
     assert len(pairs) == n_routes * (n_routes - 1) // 2
-    assert pairs["pair"].iloc[0] == "IV infusion vs IM injection"
+    assert pairs["Routes"].iloc[0] == "IV infusion vs IM injection"
 
 
 # --- finding 6: the relief chart opens on the first 8 weeks -----------------------------------------------------------
@@ -212,11 +212,18 @@ def test_plain_words_on_screen(make_app):
     assert "IV, IN" not in banner
     shown = " ".join(texts(at))
     assert "Statistic (Z)" not in shown and "IV − IN" not in shown
-    assert "IV infusion vs Intranasal" in " ".join(str(v) for v in at.dataframe[-1].value["pair"])
-    # the link keeps its codes (the bound widgets' values), the screen says them in words
+    assert "IV infusion vs Intranasal" in " ".join(str(v) for v in at.table[-1].value["Routes"])
+    # the link keeps its codes (the widgets' values), the screen says them in words
     assert at.session_state["route"] == ["IV", "IN"]
     data = open_page(make_app(), "views/data.py")
     assert not any("seed" in m.value or "build " in m.value for m in data.markdown)
+    cells = " ".join(str(v) for t in data.table for v in t.value.to_numpy().ravel())
+    assert "sample_db0/export" in shown_text(cells) and "seed" not in cells and "build " not in cells
+    # the built-in sample's import label (seed and code hash, kept for rebuilding it) reads as words
+    from dashboard.data import builtin
+
+    assert ui.source_words(builtin.sample_label(5000, 20261121)) == ui.BUILTIN_SAMPLE_WORDS
+    assert ui.source_words("/exports/north_2025") == "/exports/north_2025"
 
 
 # --- finding 8: a hand-typed age_band=75+ ---------------------------------------------------------------------------

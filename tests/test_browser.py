@@ -260,8 +260,13 @@ def test_a_changed_filter_changes_the_download(server, page, sample_db, tmp_path
 
 
 def test_tables_offer_no_download_of_their_own(server, page):
-    """Nothing leaves without disclosure control: the table toolbar has no CSV download (disableDataExport)."""
+    """Nothing leaves without disclosure control: summary tables are static (no toolbar at all), and the
+    interactive grids that remain have no CSV download in their toolbar (disableDataExport)."""
     open_url(page, f"{server}/maintenance")
+    expect(page.locator("[data-testid='stTable']").first).to_be_visible()
+    assert page.locator("[data-testid='stDataFrame']").count() == 0
+    assert page.locator("[data-testid='stMain'] [data-testid='stElementToolbar']").count() == 0
+    open_url(page, f"{server}/esketamine-monitoring")
     table = page.locator("[data-testid='stDataFrame']").first
     table.scroll_into_view_if_needed()
     table.hover()

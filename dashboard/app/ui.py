@@ -868,7 +868,11 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
     """A read-only table with friendly column names, every cell as text in one format per kind: counts
     `1,985`, rates `42.5 %`, p-values `0.003`, other numbers with `decimals`. A hidden cell reads as
     `figures.hidden_text` says ("fewer than 11", "< 1.3 %", "hidden"), an undefined one "–" (or the
-    column's `undefined` text, e.g. "not reached"), never None, nan or a blank."""
+    column's `undefined` text, e.g. "not reached"), never None, nan or a blank.
+
+    Without a `height` the table is static (st.table: every row, wrapping cells, no sorting); with one
+    (a long list such as the audit log) it is Streamlit's interactive grid, scrolling within that height."""
+    static = height == "auto"
     if df is None or df.empty:
         st.caption("No rows.")
         return
@@ -894,12 +898,20 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
             kind = "pct" if col in percent else f"decimal{decimals[col]}" if col in decimals else "count"
             shown[col] = [figures.cell_text(df, i, col, kind, undefined=undefined.get(col, "–"), k=k) for i in df.index]
         else:
-            shown[col] = ["–" if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) else str(v)
-                          for v in values]
+            # text from the data (sites, file names of the import history): shown as written, never as Markdown
+            shown[col] = ["–" if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v))
+                          else plain(v) if static else str(v) for v in values]
         config[col] = st.column_config.TextColumn(label, width=(widths or {}).get(col))
-    if height == "auto":
-        # every row visible: no inner scroll hiding rows (Streamlit's own "auto" stops at ten rows)
-        height = 35 * (len(shown) + 1) + 3
+    if static:
+        # A static table: every row visible, headers and cells wrap so a wide table fits the screen, and it
+        # draws far faster than the interactive grid (page switches, bench/RESULTS.md).
+        headers, seen = [], {}
+        for col in shown.columns:
+            label = columns[col]
+            seen[label] = seen.get(label, -1) + 1
+            headers.append(label + "\u200b" * seen[label])  # a repeated header ("of", "share") made unique, unseen
+        st.table(shown.set_axis(headers, axis=1).reset_index(drop=True), hide_index=True)
+        return
     st.dataframe(shown.reset_index(drop=True), column_config=config, hide_index=True, width="stretch", height=height)
 
 
@@ -930,6 +942,16 @@ def load_any_side_effect(signature: tuple, settings: Settings) -> pd.DataFrame:
     return _protect("side_effects", metrics.any_side_effect(load_connection(signature), settings), settings)
 
 
+def source_words(source: object) -> str:
+    """An import's source as the screen says it: the built-in sample's label carries its seed and code hash
+    (for rebuilding it; they stay in the database and the files), which read as codes on screen."""
+    text = str(source)
+    return BUILTIN_SAMPLE_WORDS if text.startswith("built-in sample") else text
+
+
+BUILTIN_SAMPLE_WORDS = "Built-in sample data (made-up patients for trying the dashboard)"
+
+
 def render_dataset(ctx: PageContext) -> None:
     """Which data set this is and when it was imported."""
     history = load_import_history(ctx.signature)
@@ -938,10 +960,7 @@ def render_dataset(ctx: PageContext) -> None:
         return
     last = history.iloc[0]
     when = pd.Timestamp(last["imported_at"]).strftime("%d %B %Y, %H:%M UTC")
-    source = str(last["source"])
-    # the built-in sample's label carries its seed and code hash (for rebuilding): words on screen
-    name = "Built-in sample data (made-up patients for trying the dashboard)" \
-        if source.startswith("built-in sample") else plain(source)
+    name = plain(source_words(last["source"]))
     text = (f"**{name}** ({plain(last['source_format'])}), imported on **{when}** "
             f"(import number {int(last['import_id'])}, program version {last['program_version']}).")
     if ctx.settings.scope is None:  # the whole data set's totals include every site

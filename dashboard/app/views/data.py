@@ -18,6 +18,7 @@ st.subheader("Data set")
 ui.render_dataset(ctx)
 st.markdown("**Import history** (newest first)")
 history = ui.load_import_history(ctx.signature)
+history = history.assign(source=[ui.source_words(v) for v in history["source"]]) if not history.empty else history
 columns = {"import_id": "Import", "imported_at": "Imported (UTC)", "source": "Source", "source_format": "Format",
            "patients": "Patients", "sessions": "Sessions", "assessments": "Questionnaires",
            "adverse_events": "Side effects", "program_version": "Program version", "seconds": "Seconds"}
