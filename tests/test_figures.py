@@ -375,7 +375,8 @@ def test_on_a_phone_titles_wrap_and_the_legend_goes_below():
     fade = figures.create_fade_figure(df, "dissociation")
     phone = figures.fit_for_phone(fade)
     assert fade.layout.legend.orientation == "v"
-    assert phone.layout.legend.orientation == "h" and phone.layout.legend.y < 0
+    assert phone.layout.legend.orientation == "h" and phone.layout.legend.yref == "container"
+    assert phone.layout.legend.y == 0 and phone.layout.margin.b >= 26 + 20
     assert [list(t.x) for t in phone.data] == [list(t.x) for t in fade.data]  # the data are the same
 
 

@@ -263,10 +263,20 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
             out.update_xaxes(title_text=y_title, tickangle=-30, side="top", autorange=None)
             out.update_yaxes(title_text=x_title, autorange="reversed", tickangle=0)
             out.update_layout(height=max(420, 160 + 34 * z.shape[1]))
-    if out.layout.showlegend is not False and len(out.data) > 1:
-        out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=-0.18, yanchor="top"),
-                          height=(out.layout.height or HEIGHT) + 90,
-                          margin=dict(b=(out.layout.margin.b or 10) + 60))
+    for trace in out.data:
+        # long category labels of horizontal bars (the funnel's steps) took two thirds of the width
+        if trace.type == "bar" and trace.orientation == "h" and trace.y is not None and any(
+                isinstance(v, str) and len(v) > PHONE_LINE_CHARS // 2 for v in trace.y):
+            trace.y = [_wrap(v, PHONE_LINE_CHARS // 2) if isinstance(v, str) else v for v in trace.y]
+            trace.cliponaxis = False
+    entries = {(t.legendgroup or t.name) for t in out.data if t.showlegend is not False and t.name}
+    if out.layout.showlegend is not False and len(entries) > 1:
+        # below everything (axis titles, rotated ticks): anchored to the bottom of the figure, two a row
+        rows = math.ceil(len(entries) / 2)
+        extra = 26 * rows + 20
+        out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"),
+                          height=(out.layout.height or HEIGHT) + extra,
+                          margin=dict(b=(out.layout.margin.b or 10) + extra))
     out.update_layout(margin=dict(t=40 + 22 * lines + 15 * panel_lines))
     return out
 
