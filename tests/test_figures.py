@@ -359,6 +359,15 @@ def test_on_a_phone_the_heatmap_turns_so_its_cells_hold_their_words():
     assert "".join(_lines(phone.layout.title.text)).replace(" ", "") == wide.layout.title.text.replace(" ", "")
 
 
+def test_on_a_phone_hidden_labels_beside_dots_are_short():
+    fig = go.Figure([go.Scatter(x=[0], y=["IV infusion"], mode="text", text=["hidden: fewer than 11"]),
+                     go.Scatter(x=[0], y=["All routes"], mode="text", text=["hidden: < 65 %"]),
+                     go.Scatter(x=[0.5], y=["Oral"], mode="markers")])
+    phone = figures.fit_for_phone(fig)
+    assert [t.text for t in phone.data] == [("hidden",), ("< 65 %",), None]
+    assert fig.data[0].text == ("hidden: fewer than 11",)  # the shared figure keeps its words
+
+
 def test_on_a_phone_titles_wrap_and_the_legend_goes_below():
     bp = pd.DataFrame({"route": ["IV", "ALL"], "sessions_with_vitals": [500, 700], "sbp_peak_median": [148, 145],
                        "dbp_peak_median": [88, 80], "sbp_rise_median": [12, 10], "dbp_rise_median": [6, 5],

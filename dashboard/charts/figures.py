@@ -269,6 +269,11 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
                 isinstance(v, str) and len(v) > PHONE_LINE_CHARS // 2 for v in trace.y):
             trace.y = [_wrap(v, PHONE_LINE_CHARS // 2) if isinstance(v, str) else v for v in trace.y]
             trace.cliponaxis = False
+        # "hidden: fewer than 11" beside a panel a third of the screen wide is cut off: the short form, the
+        # hover still says it in full
+        if trace.type == "scatter" and trace.mode == "text" and trace.text is not None and not isinstance(trace.text, str):
+            trace.text = [t if not (isinstance(t, str) and t.startswith("hidden: "))
+                          else (t[len("hidden: "):] if len(t) - len("hidden: ") <= 8 else "hidden") for t in trace.text]
     entries = {(t.legendgroup or t.name) for t in out.data if t.showlegend is not False and t.name}
     if out.layout.showlegend is not False and len(entries) > 1:
         # below everything (axis titles, rotated ticks): anchored to the bottom of the figure, two a row
