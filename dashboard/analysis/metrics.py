@@ -182,11 +182,66 @@ def outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     return _outcome_counts(con, s)
 
 
+OUTCOME_COUNT_COLUMNS = (*FUNNEL_COLUMNS, "responders", "remitters", "responders_in_maintenance")
+# groupings of queries/outcome_counts.sql ($by) that are sums of rows of outcome_counts_by_site_quarter.sql:
+# $by -> the column of that query the rows are grouped by (None: no grouping)
+_FROM_SITE_QUARTER = {None: None, "site": "site", "quarter": "start_quarter"}
+
+
 def _outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings, by: str | None = None) -> pd.DataFrame:
-    df = run_query(con, "outcome_counts", _outcome_params(s, by=by))
-    count_cols = [*FUNNEL_COLUMNS, "responders", "remitters", "responders_in_maintenance"]
+    """queries/outcome_counts.sql's rows for `by` (its columns, its order, counts as int64).
+
+    The Overview needs them three ways (no grouping, by start quarter for the trend, by site over every
+    site for the benchmark) and the Response page two (no grouping, by site): each is a full scan of the
+    cohort's outcomes (~50 ms at 100,000 patients), so those groupings are added up from one scan per
+    filter state, queries/outcome_counts_by_site_quarter.sql (a few hundred rows), instead."""
+    if by in _FROM_SITE_QUARTER:
+        df = counts_from_site_quarter(site_quarter_counts(con, s), s.effective_sites, _FROM_SITE_QUARTER[by])
+    else:
+        df = run_query(con, "outcome_counts", _outcome_params(s, by=by))
+    count_cols = list(OUTCOME_COUNT_COLUMNS)
     df[count_cols] = df[count_cols].astype("int64")
     return df
+
+
+def site_quarter_counts(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """queries/outcome_counts_by_site_quarter.sql for `s` with every site (the site filter and scope are
+    left out: callers select the sites they may add up), remembered per connection. The stored frame itself:
+    callers must not modify it."""
+    params = _outcome_params(s.replace(site=(), scope=None))
+    return _remembered(con, "outcome_counts_by_site_quarter", params,
+                       lambda: store.run_query(con, "outcome_counts_by_site_quarter", params), _frame_bytes)
+
+
+def counts_from_site_quarter(cube: pd.DataFrame, sites: Any, group: str | None,
+                             columns: tuple[str, ...] = OUTCOME_COUNT_COLUMNS) -> pd.DataFrame:
+    """Rows of queries/outcome_counts.sql added up from outcome_counts_by_site_quarter.sql's rows `cube`:
+    the rows of `sites` (None: every site; an empty collection: none), grouped by the cube's column `group`
+    (None: no grouping) as `grp`, per route (NULL: patients without a session) and in total (`is_total`),
+    ordered as that query orders them (grp, is_total, route; NULLs last). `columns` are summed, their cell
+    keys (`<count>__key`) summed modulo 2^32 — the key of the union of disjoint sets of patients — so every
+    count and key equals the one outcome_counts.sql computes for the same patients. Groups without
+    patients are absent, as in SQL."""
+    if sites is not None:
+        cube = cube[cube["site"].isin(list(sites))]
+    keys = [c + KEY_SUFFIX for c in columns if c + KEY_SUFFIX in cube.columns]
+    values = cube[list(columns) + keys].to_numpy(dtype=np.int64)
+    grp = cube[group].to_numpy(dtype=object) if group is not None else np.full(len(cube), None, dtype=object)
+    route = cube["route"].to_numpy(dtype=object, na_value=None)
+    sums: dict[tuple[Any, Any, bool], np.ndarray] = {}
+    for i, (g, r) in enumerate(zip(grp.tolist(), route.tolist())):
+        for key in ((g, r, False), (g, None, True)):
+            acc = sums.get(key)
+            sums[key] = values[i].copy() if acc is None else acc + values[i]
+    order = sorted(sums, key=lambda t: (t[0] is None, t[0] or "", t[2], t[1] is None, t[1] or ""))
+    table = np.array([sums[t] for t in order], dtype=np.int64).reshape(len(order), len(columns) + len(keys))
+    table[:, len(columns):] %= disclosure.CELL_KEY_MODULUS
+    out = pd.DataFrame({"grp": pd.array([t[0] for t in order], dtype=object),
+                        "route": pd.array([t[1] for t in order], dtype="str"),
+                        "is_total": np.array([t[2] for t in order], dtype=bool)})
+    for j, c in enumerate([*columns, *keys]):
+        out[c] = table[:, j]
+    return out
 
 
 def filter_options(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, list[str]]:
@@ -434,25 +489,34 @@ def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray
 
 
 def _curve_rows(route: str, km: survival.KaplanMeier, shown: survival.KaplanMeier,
-                keys: "_GroupKeys | None") -> list[dict[str, Any]]:
-    """The step curve at the exact fit's times (at_risk, events: exact counts, each with its cell key when
-    `keys` is given, for `disclosure.protect` to perturb); the heights and band are read off `shown`, the fit
-    to the perturbed groups (the exact fit itself when protection is off)."""
+                keys: "_GroupKeys") -> dict[str, np.ndarray]:
+    """The step curve at the exact fit's times, as columns (CURVE_COLUMNS and the two keys): at_risk and
+    events are exact counts, each with its cell key for `disclosure.protect` to perturb; the heights and band
+    are read off `shown`, the fit to the perturbed groups (the exact fit itself when protection is off).
+
+    Whole columns at once (a curve has a point per distinct time: thousands per route at 100,000 patients);
+    every value is the one `shown.survival_at` / `shown.band_at` give at that time."""
     # The curve starts at day 0 with everyone at risk and nobody relieved (no follow-up has t = 0).
-    rows = [{"route": route, "day": 0.0, "at_risk": km.n, "events": 0, "relieved": 0.0, "ci_low": 0.0, "ci_high": 0.0}]
-    for i, t in enumerate(km.times):
-        low, high = shown.band_at(float(t))
-        rows.append({
-            "route": route, "day": float(t), "at_risk": int(km.at_risk[i]), "events": int(km.events[i]),
-            "relieved": 1.0 - shown.survival_at(float(t)), "ci_low": 1.0 - high, "ci_high": 1.0 - low,
-        })
-    if keys is not None:
-        days = np.array([r["day"] for r in rows])
-        risk, events = keys.at_risk(days), keys.events_on(days)
-        risk[0] = keys.total()  # day 0: everyone
-        for r, a, e in zip(rows, risk, events):
-            r["at_risk__key"], r["events__key"] = int(a), int(e)
-    return rows
+    times = np.asarray(km.times, dtype=float)
+    if shown.n == 0:
+        surv = low = high = np.full(times.size, NAN)
+    else:
+        # S and the band just after t (right-continuous); 1 before the first time, as survival_at / band_at
+        i = np.searchsorted(shown.times, times, side="right")
+        surv = np.concatenate([[1.0], shown.survival])[i]
+        low = np.concatenate([[1.0], shown.ci_low])[i]
+        high = np.concatenate([[1.0], shown.ci_high])[i]
+    days = np.concatenate([[0.0], times])
+    risk, events = keys.at_risk(days), keys.events_on(days)
+    risk[0] = keys.total()  # day 0: everyone
+    return {
+        "route": [route] * days.size, "day": days,
+        "at_risk": np.concatenate([[km.n], km.at_risk]).astype(np.int64),
+        "events": np.concatenate([[0], km.events]).astype(np.int64),
+        "relieved": np.concatenate([[0.0], 1.0 - surv]), "ci_low": np.concatenate([[0.0], 1.0 - high]),
+        "ci_high": np.concatenate([[0.0], 1.0 - low]),
+        "at_risk__key": np.asarray(risk, dtype=np.int64), "events__key": np.asarray(events, dtype=np.int64),
+    }
 
 
 @dataclass(frozen=True)
@@ -477,8 +541,17 @@ class _GroupKeys:
         return suffix[np.searchsorted(t, days, side="left")]
 
     def events_on(self, days: np.ndarray) -> np.ndarray:
-        """Keys of the patients relieved on exactly each day."""
-        return np.array([self.total(self.event & (self.time == d)) for d in days], dtype=np.int64)
+        """Keys of the patients relieved on exactly each day (0 on a day without relief)."""
+        # the keys of the relieved groups summed per distinct time (int64: a few thousand keys < 2^32 cannot
+        # overflow), then looked up for every day at once
+        times, where = np.unique(self.time[self.event], return_inverse=True)
+        sums = np.zeros(times.size, dtype=np.int64)
+        np.add.at(sums, where, self.key[self.event])
+        days = np.asarray(days, dtype=float)
+        if times.size == 0:
+            return np.zeros(days.size, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(times, days), times.size - 1)
+        return np.where(times[pos] == days, sums[pos] % disclosure.CELL_KEY_MODULUS, 0).astype(np.int64)
 
 
 def _group_keys(df: pd.DataFrame) -> dict[str, _GroupKeys]:
@@ -500,7 +573,7 @@ def perturbed_groups(df: pd.DataFrame) -> pd.DataFrame:
     curve height recovered as a fraction gives perturbed counts, never the exact ones."""
     out = df.copy()
     keys = out["patients__key"].to_numpy(dtype=np.int64)
-    noise = np.array([disclosure.noise(int(c)) for c in keys], dtype=np.int64)
+    noise = disclosure.noise_array(keys)
     out["patients"] = np.maximum(out["patients"].to_numpy(dtype=np.int64) + noise, 0)
     return out[out["patients"] > 0].reset_index(drop=True)
 
@@ -538,11 +611,13 @@ def _relief_tables(con: duckdb.DuckDBPyConnection, s: Settings) -> tuple[pd.Data
                 "patients__key": g.total(), "events__key": g.total(g.event), "censored__key": g.total(~g.event),
             })
             if km.n:
-                curve.extend(_curve_rows(route, km, shown, g))
+                curve.append(_curve_rows(route, km, shown, g))
                 at_risk.extend(dict(r, at_risk__key=int(c))
                                for r, c in zip(_at_risk_rows(route, times, days), g.at_risk(days)))
         return (pd.DataFrame(summary, columns=[*RELIEF_COLUMNS, "patients__key", "events__key", "censored__key"]),
-                pd.DataFrame(curve, columns=[*CURVE_COLUMNS, "at_risk__key", "events__key"]),
+                pd.DataFrame({c: np.concatenate([part[c] for part in curve]) if c != "route"
+                              else [r for part in curve for r in part[c]] for c in curve[0]})
+                if curve else pd.DataFrame([], columns=[*CURVE_COLUMNS, "at_risk__key", "events__key"]),
                 pd.DataFrame(at_risk, columns=[*AT_RISK_COLUMNS, "at_risk__key"]))
 
     # the memo's key names the fits: protected heights differ from exact ones for the same filters
@@ -705,9 +780,43 @@ def maintenance(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     return _remembered(con, "maintenance", params, lambda: _maintenance(con, params), _frame_bytes).copy()
 
 
+_INTENSITY_COLUMNS = ("responders", "responders_in_maintenance", "maintenance_patients", "maintenance_sessions",
+                      "maintenance_span_days")
+
+
+def maintenance_intensity(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """The rows and columns of `maintenance` the Overview's headline reads, with the same values and cell
+    keys: counts, uptake, sessions per patient-month and sustained response; the two timing medians
+    (`median_days_to_first_maintenance`, `median_interval_days`) are left out.
+
+    The counts are added up from the filter state's outcome_counts_by_site_quarter.sql rows (the Overview
+    scans those anyway), so the headline needs only the sustained-response times beyond them, not
+    maintenance_counts.sql with its per-patient gaps (~60 ms at 100,000 patients). Patients without a session
+    have no route and count nowhere here, as in maintenance_counts.sql (`WHERE n_sessions > 0`).
+    Protected with the maintenance rule, these columns hide exactly what maintenance.csv hides: each count
+    column's suppression depends on that column alone (and its base), never on the medians."""
+    params = _outcome_params(s)
+    cube = site_quarter_counts(con, s)
+    counts = counts_from_site_quarter(cube[cube["route"].notna()], s.effective_sites, None, _INTENSITY_COLUMNS)
+    counts = counts[counts["is_total"] | counts["route"].notna()]
+    if not counts["is_total"].any():  # ROLLUP gives a total row even over no patients
+        counts = pd.concat([counts, pd.DataFrame({"grp": [None], "route": pd.array([None], dtype="str"),
+                                                  "is_total": [True],
+                                                  **{c: [0] for c in counts.columns[3:]}})], ignore_index=True)
+    counts = _label_routes(counts.drop(columns="grp"))
+    counts["median_days_to_first_maintenance"] = NAN
+    counts["interval_counts"] = None
+    return _maintenance_table(counts, run_query(con, "sustained_times", params)).drop(
+        columns=["median_days_to_first_maintenance", "median_interval_days"])
+
+
 def _maintenance(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pd.DataFrame:
-    counts = _label_routes(run_query(con, "maintenance_counts", params))
-    times = run_query(con, "sustained_times", params)
+    return _maintenance_table(_label_routes(run_query(con, "maintenance_counts", params)),
+                              run_query(con, "sustained_times", params))
+
+
+def _maintenance_table(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
+    """`maintenance`'s table from maintenance_counts.sql's rows (routes labelled) and sustained_times.sql's."""
     sustained = {}
     for route, (t, e) in _groups_by_route(times).items():
         km = survival.fit(t, e)
