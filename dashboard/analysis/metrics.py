@@ -42,7 +42,7 @@ KEY_SUFFIX = "__key"  # a count's cell key column (queries/derive_05_cell_keys.s
 # page's summary and projection one maintenance table, so each connection keeps its last few results, keyed
 # by query (or computation) name and the bound values. The key holds everything the result depends on; a new import means
 # a new connection, so entries die with the old connection. Bounded by count and by size.
-_MEMO_ENTRIES = 24
+_MEMO_ENTRIES = 32  # a page's queries, fits and protected files (export.compute_summary) for a state or two
 _MEMO_BYTES = 64 * 2**20
 _memo: "weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, OrderedDict]" = weakref.WeakKeyDictionary()
 _memo_lock = threading.Lock()
@@ -78,6 +78,17 @@ def _remembered(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any
 def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> pd.DataFrame:
     """store.run_query through the per-connection memo of recent results (a copy: callers may modify it)."""
     return _remembered(con, name, params, lambda: store.run_query(con, name, params), _frame_bytes).copy()
+
+
+def protected(con: duckdb.DuckDBPyConnection, s: Settings, file: str, compute) -> pd.DataFrame:  # noqa: ANN001
+    """The protected summary `file` (e.g. "response_by_route.csv") for `s`: compute() (which applies
+    disclosure.protect) once per connection and state while it stays among the recent results; a copy (the
+    caller may change it; the hidden-cell record in attrs is shared, being read-only).
+
+    The Overview's headline and its own tables, and the Response page's table and adjusted model, protect
+    the same file for the same state (10-15 ms each at 100,000 patients). Settings' repr names every field,
+    the scope included, so it keys the result exactly."""
+    return _remembered(con, "protected", {"file": file, "settings": repr(s)}, compute, _frame_bytes).copy()
 
 
 def clear_query_memo() -> None:
@@ -228,20 +239,24 @@ def counts_from_site_quarter(cube: pd.DataFrame, sites: Any, group: str | None,
     values = cube[list(columns) + keys].to_numpy(dtype=np.int64)
     grp = cube[group].to_numpy(dtype=object) if group is not None else np.full(len(cube), None, dtype=object)
     route = cube["route"].to_numpy(dtype=object, na_value=None)
-    sums: dict[tuple[Any, Any, bool], np.ndarray] = {}
-    for i, (g, r) in enumerate(zip(grp.tolist(), route.tolist())):
-        for key in ((g, r, False), (g, None, True)):
-            acc = sums.get(key)
-            sums[key] = values[i].copy() if acc is None else acc + values[i]
-    order = sorted(sums, key=lambda t: (t[0] is None, t[0] or "", t[2], t[1] is None, t[1] or ""))
-    table = np.array([sums[t] for t in order], dtype=np.int64).reshape(len(order), len(columns) + len(keys))
+    # each row adds to its (grp, route) line and to its group's total; the sums as whole arrays (np.add.at
+    # over a few hundred rows), int64 throughout: keys < 2^32 times a few hundred rows cannot overflow
+    lines = list(dict.fromkeys(zip(grp.tolist(), route.tolist(), [False] * len(route))))
+    lines += list(dict.fromkeys((g, None, True) for g, _, _ in lines))
+    where = {line: i for i, line in enumerate(lines)}
+    sums = np.zeros((len(lines), len(columns) + len(keys)), dtype=np.int64)
+    np.add.at(sums, [where[(g, r, False)] for g, r in zip(grp.tolist(), route.tolist())], values)
+    np.add.at(sums, [where[(g, None, True)] for g in grp.tolist()], values)
+    rank = sorted(range(len(lines)), key=lambda i: (lines[i][0] is None, lines[i][0] or "", lines[i][2],
+                                                     lines[i][1] is None, lines[i][1] or ""))
+    order = [lines[i] for i in rank]
+    table = sums[rank] if rank else sums
     table[:, len(columns):] %= disclosure.CELL_KEY_MODULUS
-    out = pd.DataFrame({"grp": pd.array([t[0] for t in order], dtype=object),
-                        "route": pd.array([t[1] for t in order], dtype="str"),
-                        "is_total": np.array([t[2] for t in order], dtype=bool)})
-    for j, c in enumerate([*columns, *keys]):
-        out[c] = table[:, j]
-    return out
+    # one constructor call: inserting 20 columns one by one costs several milliseconds in pandas
+    return pd.DataFrame({"grp": pd.array([t[0] for t in order], dtype=object),
+                         "route": pd.array([t[1] for t in order], dtype="str"),
+                         "is_total": np.array([t[2] for t in order], dtype=bool),
+                         **{c: table[:, j] for j, c in enumerate([*columns, *keys])}})
 
 
 def filter_options(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, list[str]]:

@@ -82,7 +82,7 @@ def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str, *,
     if file in _PROTECTED_SOURCES:
         return _PROTECTED_SOURCES[file](con, s)
     name, compute = _SUMMARY_SOURCES[file]
-    return protect(name, compute(con, s), s.min_cell)
+    return metrics.protected(con, s, file, lambda: protect(name, compute(con, s), s.min_cell))
 
 
 def raw_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
