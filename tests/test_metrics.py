@@ -586,3 +586,20 @@ def test_at_risk_days_stay_few_for_an_absurd_day():
     days = metrics.at_risk_days(2147483647.0)
     step = 28 * 766959
     assert (len(days), days[1], days[-1]) == (101, step, 100 * step)
+
+
+def test_fit_counts_is_fit_on_the_expanded_groups():
+    # survival.fit_counts follows SciPy's ecdf and log-log band step for step on grouped data: bit-identical
+    from dashboard.analysis import survival
+
+    rng = np.random.default_rng(16)
+    for trial in range(300):
+        g = int(rng.integers(1, 40))
+        t = rng.integers(0, int(rng.choice([3, 30, 400])), g).astype(float)
+        e = rng.random(g) < (0.5, 1.0, 0.0, 0.9)[trial % 4]  # censored and not, nobody censored, nobody relieved
+        c = rng.integers(0 if trial % 5 == 0 else 1, int(rng.choice([2, 10, 500])), g)
+        a, b = survival.fit(np.repeat(t, c), np.repeat(e, c)), survival.fit_counts(t, e, c)
+        assert (a.n, a.n_events) == (b.n, b.n_events)
+        for f in ("times", "at_risk", "events", "survival", "ci_low", "ci_high"):
+            x, y = getattr(a, f), getattr(b, f)
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), (trial, f)

@@ -590,6 +590,27 @@ def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray
     return groups
 
 
+def _count_groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """As `_groups_by_route`, but the groups as they come, (times, events, patients), for
+    `survival.fit_counts`: the same routes in the same order, without one value per patient."""
+    time = df["time"].to_numpy(dtype=float)
+    event = df["event"].to_numpy(dtype=bool)
+    count = df["patients"].to_numpy(dtype=np.int64)
+    route = df["route"].to_numpy(dtype=object)
+    groups = {r: (time[route == r], event[route == r], count[route == r]) for r in spec.ROUTES if (route == r).any()}
+    groups[spec.ALL] = (time, event, count)
+    return groups
+
+
+def _at_risk_counts(route: str, times: np.ndarray, counts: np.ndarray, days: np.ndarray) -> list[dict[str, Any]]:
+    """`_at_risk_rows` from groups: on day d, the patients whose time is at or after d."""
+    order = np.argsort(times, kind="stable")
+    ordered, before = times[order], np.concatenate(([0], np.cumsum(counts[order])))
+    total = int(before[-1])
+    left = before[np.searchsorted(ordered, days, side="left")]  # patients with time before d
+    return [{"route": route, "day": int(d), "at_risk": int(total - n)} for d, n in zip(days, left)]
+
+
 def _curve_rows(route: str, km: survival.KaplanMeier, shown: survival.KaplanMeier,
                 keys: "_GroupKeys") -> dict[str, np.ndarray]:
     """The step curve at the exact fit's times, as columns (CURVE_COLUMNS and the two keys): at_risk and
@@ -693,17 +714,18 @@ def _relief_tables(con: duckdb.DuckDBPyConnection, s: Settings) -> tuple[pd.Data
 
     def compute() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         df = run_query(con, "relief_times", params)
-        groups = _groups_by_route(df)
+        # Kaplan–Meier fits on the (time, event, patients) groups: survival.fit_counts gives fit's values
+        groups = _count_groups_by_route(df)
         keys = _group_keys(df)
-        shown_groups = _groups_by_route(perturbed_groups(df)) if protected else groups
+        shown_groups = _count_groups_by_route(perturbed_groups(df)) if protected else groups
         days = at_risk_days(float(df["time"].max()) if len(df) else 0.0)
         summary, curve, at_risk = [], [], []
-        for route, (times, events) in groups.items():
-            km = survival.fit(times, events)
+        for route, (times, events, counts) in groups.items():
+            km = survival.fit_counts(times, events, counts)
             if route != spec.ALL and km.n == 0:
                 continue
-            shown = survival.fit(*shown_groups.get(route, (np.array([]), np.array([], dtype=bool)))) \
-                if protected else km
+            none = (np.array([]), np.array([], dtype=bool), np.array([], dtype=np.int64))
+            shown = survival.fit_counts(*shown_groups.get(route, none)) if protected else km
             median, lo, hi = shown.median()
             g = keys[route]
             summary.append({
@@ -715,7 +737,7 @@ def _relief_tables(con: duckdb.DuckDBPyConnection, s: Settings) -> tuple[pd.Data
             if km.n:
                 curve.append(_curve_rows(route, km, shown, g))
                 at_risk.extend(dict(r, at_risk__key=int(c))
-                               for r, c in zip(_at_risk_rows(route, times, days), g.at_risk(days)))
+                               for r, c in zip(_at_risk_counts(route, times, counts, days), g.at_risk(days)))
         return (pd.DataFrame(summary, columns=[*RELIEF_COLUMNS, "patients__key", "events__key", "censored__key"]),
                 pd.DataFrame({c: np.concatenate([part[c] for part in curve]) if c != "route"
                               else [r for part in curve for r in part[c]] for c in curve[0]})
@@ -920,8 +942,8 @@ def _maintenance(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pd.D
 def _maintenance_table(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
     """`maintenance`'s table from maintenance_counts.sql's rows (routes labelled) and sustained_times.sql's."""
     sustained = {}
-    for route, (t, e) in _groups_by_route(times).items():
-        km = survival.fit(t, e)
+    for route, (t, e, c) in _count_groups_by_route(times).items():
+        km = survival.fit_counts(t, e, c)
         lo, hi = km.band_at(spec.SUSTAINED_DAYS)
         sustained[route] = (km.n, km.survival_at(spec.SUSTAINED_DAYS), lo, hi)
     rows = []
