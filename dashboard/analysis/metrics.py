@@ -565,13 +565,6 @@ CURVE_COLUMNS = ("route", "day", "at_risk", "events", "relieved", "ci_low", "ci_
 AT_RISK_COLUMNS = ("route", "day", "at_risk")
 
 
-def _at_risk_rows(route: str, times: np.ndarray, days: np.ndarray) -> list[dict[str, Any]]:
-    # At risk on day d: relief time (or censoring time) at or after d, as in the Kaplan–Meier risk sets.
-    ordered = np.sort(times)
-    left = np.searchsorted(ordered, days, side="left")
-    return [{"route": route, "day": int(d), "at_risk": int(len(ordered) - n)} for d, n in zip(days, left)]
-
-
 def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per route present (spec order) and ALL: one time and event flag per patient.
 
@@ -603,7 +596,8 @@ def _count_groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.n
 
 
 def _at_risk_counts(route: str, times: np.ndarray, counts: np.ndarray, days: np.ndarray) -> list[dict[str, Any]]:
-    """`_at_risk_rows` from groups: on day d, the patients whose time is at or after d."""
+    """The numbers-at-risk rows of one route from its (time, patients) groups: on day d, the patients whose
+    relief (or censoring) time is at or after d, as in the Kaplan–Meier risk sets."""
     order = np.argsort(times, kind="stable")
     ordered, before = times[order], np.concatenate(([0], np.cumsum(counts[order])))
     total = int(before[-1])
