@@ -43,11 +43,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PAGES = ["", "response", "relief", "side-effects", "maintenance", "data"]
 ROUTES = ["IV", "IM", "SC", "IN", "SL", "PO"]
 RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
-# idle, nothing stale, every Plotly chart drawn
+# idle, nothing stale, no element still waiting for its code, every Plotly chart drawn. Streamlit loads the
+# code of a chart or a grid on first use and shows an `stSkeleton` placeholder until then: without that check
+# a page whose only charts are still placeholders counted as drawn (no .js-plotly-plot existed yet), so a
+# first visit ended 1-3 s early and the next interaction paid for the rest (Plotly's bundle compiled and run,
+# about 1.5 s of the Response page's page switch, which always came first after the Overview).
 DRAWN = """() => {
   const app = document.querySelector("[data-testid='stApp']");
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (document.querySelector("[data-stale='true']")) return false;
+  if (document.querySelector("[data-testid='stSkeleton']")) return false;
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
   return plots.every(p => p.querySelector('.main-svg'));
 }"""

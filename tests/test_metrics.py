@@ -98,6 +98,24 @@ def test_wilson_is_scipys_binomtest_interval():
     assert math.isnan(metrics.wilson.__wrapped__(0, 0)[0])
 
 
+def test_fisher_p_is_scipys_fisher_exact():
+    # fisher_p runs fisher_exact's own algorithm on the hypergeometric ufuncs directly: bit-identical p-values
+    rng = np.random.default_rng(16)
+    tables = [[[0, 0], [0, 0]], [[5, 0], [0, 5]], [[0, 5], [5, 0]], [[1, 0], [0, 0]], [[3, 3], [3, 3]],
+              [[0, 10], [0, 12]], [[10000, 20000], [10050, 19950]], [[1, 30000], [0, 29000]]]
+    for scale in (4, 12, 60, 400, 5000, 40000):
+        for _ in range(60):
+            n1, n2 = (int(x) for x in rng.integers(0, scale, 2))
+            p1, p2 = rng.random(2)
+            a = int(rng.binomial(n1, p1)) if n1 else 0
+            c = int(rng.binomial(n2, p1 if rng.random() < 0.3 else p2)) if n2 else 0
+            tables.append([[a, n1 - a], [c, n2 - c]])
+    for t in tables:
+        expected = float(stats.fisher_exact(t).pvalue)
+        assert metrics.fisher_p(t) == expected or (math.isnan(expected) and math.isnan(metrics.fisher_p(t))), t
+    assert metrics._HYPERGEOM is not None  # the fast path is the one taken with this SciPy
+
+
 def closed_form_wilson(k: int, n: int) -> tuple[float, float]:
     z = 1.959963984540054
     p = k / n
@@ -568,3 +586,20 @@ def test_at_risk_days_stay_few_for_an_absurd_day():
     days = metrics.at_risk_days(2147483647.0)
     step = 28 * 766959
     assert (len(days), days[1], days[-1]) == (101, step, 100 * step)
+
+
+def test_fit_counts_is_fit_on_the_expanded_groups():
+    # survival.fit_counts follows SciPy's ecdf and log-log band step for step on grouped data: bit-identical
+    from dashboard.analysis import survival
+
+    rng = np.random.default_rng(16)
+    for trial in range(300):
+        g = int(rng.integers(1, 40))
+        t = rng.integers(0, int(rng.choice([3, 30, 400])), g).astype(float)
+        e = rng.random(g) < (0.5, 1.0, 0.0, 0.9)[trial % 4]  # censored and not, nobody censored, nobody relieved
+        c = rng.integers(0 if trial % 5 == 0 else 1, int(rng.choice([2, 10, 500])), g)
+        a, b = survival.fit(np.repeat(t, c), np.repeat(e, c)), survival.fit_counts(t, e, c)
+        assert (a.n, a.n_events) == (b.n, b.n_events)
+        for f in ("times", "at_risk", "events", "survival", "ci_low", "ci_high"):
+            x, y = getattr(a, f), getattr(b, f)
+            assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), (trial, f)

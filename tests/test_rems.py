@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -290,6 +291,8 @@ def test_disclosure_hides_small_counts_and_what_they_reveal(rems_db, monkeypatch
     # of two independently perturbed counts (not the exact number missed), whose true value these rules keep
     # at 0 or at least k.
     monkeypatch.setattr(disclosure, "noise", lambda key: 0)
+    # the whole-column form of the same noise (perturb_counts, the relief groups)
+    monkeypatch.setattr(disclosure, "noise_array", lambda keys: np.zeros(len(keys), dtype=np.int64))
     for k in (3, 5, 11):
         p = disclosure.protect("rems", raw, k)
         for m in spec.REMS_MEASURES:
@@ -414,6 +417,8 @@ def test_figures_mark_hidden_and_missing_values(rems_db, plain_db, monkeypatch):
 
     # the figure's marking of hidden values, on the exact counts (cell-key noise off: the labels' n are exact)
     monkeypatch.setattr(disclosure, "noise", lambda key: 0)
+    # the whole-column form of the same noise (perturb_counts, the relief groups)
+    monkeypatch.setattr(disclosure, "noise_array", lambda keys: np.zeros(len(keys), dtype=np.int64))
 
     with duckdb.connect(str(rems_db), read_only=True) as con:
         raw = rems.rems(con, Settings())

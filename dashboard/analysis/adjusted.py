@@ -372,5 +372,6 @@ def protected_adjusted_response(con: duckdb.DuckDBPyConnection, s: Settings) -> 
     """adjusted_response.csv as the export writes it (disclosure applied with s.min_cell)."""
     from dashboard.analysis.disclosure import protect
 
-    response = protect("response_by_route", metrics.response_by_route(con, s), s.min_cell)
+    response = metrics.protected(con, s, "response_by_route.csv",
+                                 lambda: protect("response_by_route", metrics.response_by_route(con, s), s.min_cell))
     return protect_adjusted(adjusted_response(con, s), response)

@@ -75,13 +75,14 @@ def benchmark_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
     without evaluable patients are left out. Returns COLUMNS, rows by site code then measure (response
     first); rates and limits are fractions 0–1, `benchmarked`, `outside_95`, `outside_998` booleans,
     `position` text or None."""
-    c = counts[counts["evaluable"] > 0].copy()
-    c["site"] = c["site"].astype(str)
-    c = c.sort_values("site", kind="stable").reset_index(drop=True)
+    keep = counts["evaluable"].to_numpy() > 0
+    sites = [str(x) for x in counts["site"].to_numpy(dtype=object)[keep]]
+    order = sorted(range(len(sites)), key=sites.__getitem__)  # by site code (stable, as sort_values)
+    site_order = [sites[i] for i in order]
     rows = []
     for measure, col in (("response", "responders"), ("remission", "remitters")):
-        n = c["evaluable"].to_numpy(dtype=np.int64)
-        k = c[col].to_numpy(dtype=np.int64)
+        n = counts["evaluable"].to_numpy(dtype=np.int64)[keep][order]
+        k = counts[col].to_numpy(dtype=np.int64)[keep][order]
         rates = np.array([k_ / n_ for k_, n_ in zip(k, n)], dtype=float)
         benchmarked = n >= MIN_SITE_PATIENTS
         if benchmarked.sum() >= MIN_SITES:
@@ -91,7 +92,7 @@ def benchmark_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
         pooled = float(k.sum() / n.sum()) if n.sum() else NAN
         lo95, hi95 = control_limits(pooled, n, Z95)
         lo998, hi998 = control_limits(pooled, n, Z998)
-        for i, site in enumerate(c["site"]):
+        for i, site in enumerate(site_order):
             rate, ci_lo, ci_hi = metrics.wilson(int(k[i]), int(n[i]))
             if benchmarked[i] and not math.isnan(median):
                 position = "top quartile" if rate >= p75 else "above median" if rate >= median else "below median"
@@ -104,11 +105,13 @@ def benchmark_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
                 "outside_95": bool(rate < lo95[i] or rate > hi95[i]),
                 "outside_998": bool(rate < lo998[i] or rate > hi998[i]),
             })
-    out = pd.DataFrame(rows, columns=list(COLUMNS))
-    if len(out):
-        out["_m"] = out["measure"].map(MEASURES.index)
-        out = out.sort_values(["site", "_m"], kind="stable").drop(columns="_m").reset_index(drop=True)
-    return out
+    if not rows:
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+    # rows by site, then measure in MEASURES' order: the rows above are response then remission, each by
+    # site, so site i's rows are i and i + sites (one DataFrame built in that order instead of a sort)
+    per = len(site_order)
+    rows = [rows[i + m * per] for i in range(per) for m in range(len(MEASURES))]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def network_summary(table: pd.DataFrame) -> dict[str, Network]:
@@ -157,14 +160,18 @@ def protect_benchmark(table: pd.DataFrame, k: int) -> pd.DataFrame:
     names = {"response": ("responders", "response_rate", "response_ci_low", "response_ci_high"),
              "remission": ("remitters", "remission_rate", "remission_ci_low", "remission_ci_high")}
     cells: dict[str, list] = {c: [] for c in ("evaluable", "events", "rate", "ci_low", "ci_high", "network_pooled")}
+    # the protected frame's columns as plain lists, looked up by site (p.loc[site] per row builds a Series
+    # each time: most of this function's cost)
+    at = {site: i for i, site in enumerate(p.index)}
+    column = {c: p[c].tolist() for c in ("evaluable", *names["response"], *names["remission"])}
     for site, measure, pooled in zip(out["site"], out["measure"], out["network_pooled"]):
         count, rate, lo, hi = names[measure]
-        row = p.loc[site]
-        cells["evaluable"].append(row["evaluable"])
-        cells["events"].append(row[count])
-        cells["rate"].append(row[rate])
-        cells["ci_low"].append(row[lo])
-        cells["ci_high"].append(row[hi])
+        i = at[site]
+        cells["evaluable"].append(column["evaluable"][i])
+        cells["events"].append(column[count][i])
+        cells["rate"].append(column[rate][i])
+        cells["ci_low"].append(column[lo][i])
+        cells["ci_high"].append(column[hi][i])
         cells["network_pooled"].append(NAN if pd.isna(network[rate]) else pooled)
     for col in ("evaluable", "events"):
         out[col] = pd.array([None if pd.isna(v) else int(v) for v in cells[col]], dtype="Int64")
@@ -250,7 +257,8 @@ def protected_benchmark(counts: pd.DataFrame, k: int) -> pd.DataFrame:
         return exact
     shown = benchmark_from_counts(perturbed_site_counts(counts, k))
     # the same rows in the same order (site, then measure): both come from the same sites with patients
-    shown = shown.set_index(["site", "measure"]).loc[list(zip(exact["site"], exact["measure"]))].reset_index()
+    if list(zip(shown["site"], shown["measure"])) != list(zip(exact["site"], exact["measure"])):
+        shown = shown.set_index(["site", "measure"]).loc[list(zip(exact["site"], exact["measure"]))].reset_index()
     out = exact.copy()
     for col in ("evaluable", "events", "rate", "ci_low", "ci_high", "network_pooled", "position", "outside_95",
                 "outside_998"):

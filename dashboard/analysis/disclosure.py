@@ -774,6 +774,16 @@ def noise(cell_key: int) -> int:
     return NOISE[min(int(np.searchsorted(_THRESHOLDS, u, side="right")), len(NOISE) - 1)][0]
 
 
+_NOISE_VALUES = np.array([d for d, _ in NOISE], dtype=np.int64)
+
+
+def noise_array(cell_keys: np.ndarray) -> np.ndarray:
+    """`noise` of every cell key of an integer array at once (int64): the same inverse CDF, one searchsorted
+    instead of a Python call per key (tables of relief times have thousands of groups)."""
+    u = np.asarray(cell_keys, dtype=np.int64) % CELL_KEY_MODULUS
+    return _NOISE_VALUES[np.minimum(np.searchsorted(_THRESHOLDS, u, side="right"), len(NOISE) - 1)]
+
+
 def perturbed(n: int, cell_key: int, k: int) -> int:
     """A shown count n ≥ 1 as published under minimum cell k > 0: n + noise(cell_key), never below k (a shown
     count is never a small count). 0 stays 0 (an empty cell is empty for every set of records); k = 0: n."""
@@ -802,29 +812,48 @@ def perturb_counts(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
         col = key_col[: -len(KEY_SUFFIX)]
         if col not in out.columns:
             continue
-        values = out[col]
         key = pd.to_numeric(df[key_col], errors="coerce").fillna(0).astype("int64").to_numpy()
-        raw = values.to_numpy(dtype=float, na_value=np.nan)
-        new = [np.nan if np.isnan(v) else perturbed(int(v), int(c), k) for v, c in zip(raw, key)]
-        new_arr = np.array(new, dtype=float)
+        raw = np.trunc(out[col].to_numpy(dtype=float, na_value=np.nan))
+        # `perturbed` for the whole column at once (whole tables, e.g. the trajectory's hundreds of rows):
+        # n <= 0 stays n, a shown count n >= 1 becomes max(n + noise, k); a hidden (NaN) count stays hidden
+        with np.errstate(invalid="ignore"):
+            new_arr = np.where(raw > 0, np.maximum(raw + noise_array(key), k), raw)
         diff = ~np.isnan(raw) & (new_arr != raw)
         changed[col] = diff
         touched |= diff
-        out[col] = pd.array([pd.NA if np.isnan(v) else int(v) for v in new_arr], dtype="Int64")
+        out[col] = pd.array(new_arr, dtype="Int64")
     for cols, num, den in RECOMPUTE.get(name, ()):
         if num not in out.columns or den not in out.columns or any(c not in out.columns for c in cols):
             continue
         rows = changed.get(num, np.zeros(len(out), bool)) | changed.get(den, np.zeros(len(out), bool))
-        for i in np.flatnonzero(rows):
-            if pd.isna(out.at[i, num]) or pd.isna(out.at[i, den]) or pd.isna(out.at[i, cols[0]]):
-                continue  # a hidden count or rate stays hidden
-            n = int(out.at[i, den])
-            x = min(int(out.at[i, num]), n)  # perturbed independently, a part may exceed its whole
-            if len(cols) == 3:
-                from dashboard.analysis.metrics import wilson
+        nums = out[num].to_numpy(dtype=float, na_value=np.nan)
+        dens = out[den].to_numpy(dtype=float, na_value=np.nan)
+        first = out[cols[0]].to_numpy(dtype=float, na_value=np.nan)
+        rows &= ~np.isnan(nums) & ~np.isnan(dens) & ~np.isnan(first)  # a hidden count or rate stays hidden
+        if not rows.any():
+            continue
+        # perturbed independently, a part may exceed its whole
+        x, n = np.minimum(nums, dens), dens
+        if len(cols) == 3:
+            from dashboard.analysis.metrics import wilson
 
-                for c, v in zip(cols, wilson(x, n)):
-                    out.at[i, c] = v
-            else:
-                out.at[i, cols[0]] = x / n if n else np.nan
+            updates = [wilson(int(a), int(b)) for a, b in zip(x[rows], n[rows])]
+            for j, c in enumerate(cols):
+                _set_rows(out, c, rows, np.array([u[j] for u in updates], dtype=float))
+        else:
+            # integer counts below 2^53: the float division is the correctly rounded x / n, as in Python
+            with np.errstate(divide="ignore", invalid="ignore"):
+                _set_rows(out, cols[0], rows, np.where(n[rows] != 0, x[rows] / n[rows], np.nan))
     return out
+
+
+def _set_rows(out: pd.DataFrame, col: str, rows: np.ndarray, values: np.ndarray) -> None:
+    """out.loc[rows, col] = values for a boolean row mask, one column assignment instead of a write per cell
+    (a float64 column stays float64; any other dtype is written cell by cell, as before)."""
+    if out[col].dtype == np.float64:
+        column = out[col].to_numpy(dtype=float, copy=True)
+        column[rows] = values
+        out[col] = column
+    else:
+        for i, v in zip(np.flatnonzero(rows), values):
+            out.at[i, col] = v

@@ -42,7 +42,7 @@ KEY_SUFFIX = "__key"  # a count's cell key column (queries/derive_05_cell_keys.s
 # page's summary and projection one maintenance table, so each connection keeps its last few results, keyed
 # by query (or computation) name and the bound values. The key holds everything the result depends on; a new import means
 # a new connection, so entries die with the old connection. Bounded by count and by size.
-_MEMO_ENTRIES = 24
+_MEMO_ENTRIES = 32  # a page's queries, fits and protected files (export.compute_summary) for a state or two
 _MEMO_BYTES = 64 * 2**20
 _memo: "weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, OrderedDict]" = weakref.WeakKeyDictionary()
 _memo_lock = threading.Lock()
@@ -78,6 +78,17 @@ def _remembered(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any
 def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> pd.DataFrame:
     """store.run_query through the per-connection memo of recent results (a copy: callers may modify it)."""
     return _remembered(con, name, params, lambda: store.run_query(con, name, params), _frame_bytes).copy()
+
+
+def protected(con: duckdb.DuckDBPyConnection, s: Settings, file: str, compute) -> pd.DataFrame:  # noqa: ANN001
+    """The protected summary `file` (e.g. "response_by_route.csv") for `s`: compute() (which applies
+    disclosure.protect) once per connection and state while it stays among the recent results; a copy (the
+    caller may change it; the hidden-cell record in attrs is shared, being read-only).
+
+    The Overview's headline and its own tables, and the Response page's table and adjusted model, protect
+    the same file for the same state (10-15 ms each at 100,000 patients). Settings' repr names every field,
+    the scope included, so it keys the result exactly."""
+    return _remembered(con, "protected", {"file": file, "settings": repr(s)}, compute, _frame_bytes).copy()
 
 
 def clear_query_memo() -> None:
@@ -182,11 +193,70 @@ def outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     return _outcome_counts(con, s)
 
 
+OUTCOME_COUNT_COLUMNS = (*FUNNEL_COLUMNS, "responders", "remitters", "responders_in_maintenance")
+# groupings of queries/outcome_counts.sql ($by) that are sums of rows of outcome_counts_by_site_quarter.sql:
+# $by -> the column of that query the rows are grouped by (None: no grouping)
+_FROM_SITE_QUARTER = {None: None, "site": "site", "quarter": "start_quarter"}
+
+
 def _outcome_counts(con: duckdb.DuckDBPyConnection, s: Settings, by: str | None = None) -> pd.DataFrame:
-    df = run_query(con, "outcome_counts", _outcome_params(s, by=by))
-    count_cols = [*FUNNEL_COLUMNS, "responders", "remitters", "responders_in_maintenance"]
+    """queries/outcome_counts.sql's rows for `by` (its columns, its order, counts as int64).
+
+    The Overview needs them three ways (no grouping, by start quarter for the trend, by site over every
+    site for the benchmark) and the Response page two (no grouping, by site): each is a full scan of the
+    cohort's outcomes (~50 ms at 100,000 patients), so those groupings are added up from one scan per
+    filter state, queries/outcome_counts_by_site_quarter.sql (a few hundred rows), instead."""
+    if by in _FROM_SITE_QUARTER:
+        df = counts_from_site_quarter(site_quarter_counts(con, s), s.effective_sites, _FROM_SITE_QUARTER[by])
+    else:
+        df = run_query(con, "outcome_counts", _outcome_params(s, by=by))
+    count_cols = list(OUTCOME_COUNT_COLUMNS)
     df[count_cols] = df[count_cols].astype("int64")
     return df
+
+
+def site_quarter_counts(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """queries/outcome_counts_by_site_quarter.sql for `s` with every site (the site filter and scope are
+    left out: callers select the sites they may add up), remembered per connection. The stored frame itself:
+    callers must not modify it."""
+    params = _outcome_params(s.replace(site=(), scope=None))
+    return _remembered(con, "outcome_counts_by_site_quarter", params,
+                       lambda: store.run_query(con, "outcome_counts_by_site_quarter", params), _frame_bytes)
+
+
+def counts_from_site_quarter(cube: pd.DataFrame, sites: Any, group: str | None,
+                             columns: tuple[str, ...] = OUTCOME_COUNT_COLUMNS) -> pd.DataFrame:
+    """Rows of queries/outcome_counts.sql added up from outcome_counts_by_site_quarter.sql's rows `cube`:
+    the rows of `sites` (None: every site; an empty collection: none), grouped by the cube's column `group`
+    (None: no grouping) as `grp`, per route (NULL: patients without a session) and in total (`is_total`),
+    ordered as that query orders them (grp, is_total, route; NULLs last). `columns` are summed, their cell
+    keys (`<count>__key`) summed modulo 2^32 — the key of the union of disjoint sets of patients — so every
+    count and key equals the one outcome_counts.sql computes for the same patients. Groups without
+    patients are absent, as in SQL."""
+    if sites is not None:
+        cube = cube[cube["site"].isin(list(sites))]
+    keys = [c + KEY_SUFFIX for c in columns if c + KEY_SUFFIX in cube.columns]
+    values = cube[list(columns) + keys].to_numpy(dtype=np.int64)
+    grp = cube[group].to_numpy(dtype=object) if group is not None else np.full(len(cube), None, dtype=object)
+    route = cube["route"].to_numpy(dtype=object, na_value=None)
+    # each row adds to its (grp, route) line and to its group's total; the sums as whole arrays (np.add.at
+    # over a few hundred rows), int64 throughout: keys < 2^32 times a few hundred rows cannot overflow
+    lines = list(dict.fromkeys(zip(grp.tolist(), route.tolist(), [False] * len(route))))
+    lines += list(dict.fromkeys((g, None, True) for g, _, _ in lines))
+    where = {line: i for i, line in enumerate(lines)}
+    sums = np.zeros((len(lines), len(columns) + len(keys)), dtype=np.int64)
+    np.add.at(sums, [where[(g, r, False)] for g, r in zip(grp.tolist(), route.tolist())], values)
+    np.add.at(sums, [where[(g, None, True)] for g in grp.tolist()], values)
+    rank = sorted(range(len(lines)), key=lambda i: (lines[i][0] is None, lines[i][0] or "", lines[i][2],
+                                                     lines[i][1] is None, lines[i][1] or ""))
+    order = [lines[i] for i in rank]
+    table = sums[rank] if rank else sums
+    table[:, len(columns):] %= disclosure.CELL_KEY_MODULUS
+    # one constructor call: inserting 20 columns one by one costs several milliseconds in pandas
+    return pd.DataFrame({"grp": pd.array([t[0] for t in order], dtype=object),
+                         "route": pd.array([t[1] for t in order], dtype="str"),
+                         "is_total": np.array([t[2] for t in order], dtype=bool),
+                         **{c: table[:, j] for j, c in enumerate([*columns, *keys])}})
 
 
 def filter_options(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, list[str]]:
@@ -328,6 +398,93 @@ def newcombe_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, floa
     return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
 
 
+try:  # the hypergeometric ufuncs behind scipy.stats.hypergeom (see fisher_p)
+    from scipy.special import _ufuncs as _hypergeom_ufuncs
+
+    _HYPERGEOM = (_hypergeom_ufuncs._hypergeom_pmf, _hypergeom_ufuncs._hypergeom_cdf,
+                  _hypergeom_ufuncs._hypergeom_sf)
+except (ImportError, AttributeError):
+    _HYPERGEOM = None
+
+
+def fisher_p(table: list[list[int]]) -> float:
+    """The two-sided p-value of Fisher's exact test on the 2 × 2 table [[a, b], [c, d]], exactly as
+    `stats.fisher_exact(table).pvalue` computes it.
+
+    SciPy's algorithm (mode, the table's probability, a binary search for the other tail) evaluates the
+    hypergeometric distribution 10-20 times per table through `stats.hypergeom`'s generic wrapper, whose
+    argument checks cost far more than the values (about 3 ms a table, 50 ms for a page's pairs of routes).
+    This is the same algorithm step for step, calling the same ufuncs with the wrapper's support and
+    clipping rules, so every p-value is bit-identical; `stats.fisher_exact` remains the fallback should SciPy
+    move those ufuncs (tests/test_metrics.py compares both on many tables)."""
+    if _HYPERGEOM is None:
+        return float(stats.fisher_exact(table).pvalue)
+    pmf_u, cdf_u, sf_u = _HYPERGEOM
+    c = np.asarray(table, dtype=np.int64)
+    if 0 in c.sum(axis=0) or 0 in c.sum(axis=1):
+        return 1.0
+    n1 = c[0, 0] + c[0, 1]
+    n2 = c[1, 0] + c[1, 1]
+    n = c[0, 0] + c[1, 0]
+    total = n1 + n2
+    lo, hi = max(n - (total - n1), 0), min(n1, n)  # the support, as hypergeom._get_support
+
+    # hypergeom.pmf / cdf / sf(x, total, n1, n) for integer x: 0 or 1 outside the support, else the ufunc
+    # clipped to [0, 1]
+    def pmf(x: Any) -> np.float64:
+        return np.float64(np.clip(pmf_u(x, n1, n, total), 0, 1)) if lo <= x <= hi else np.float64(0.0)
+
+    def cdf(x: Any) -> np.float64:
+        if x >= hi:
+            return np.float64(1.0)
+        return np.float64(np.clip(cdf_u(x, n1, n, total), 0, 1)) if x >= lo else np.float64(0.0)
+
+    def sf(x: Any) -> np.float64:
+        if x < lo:
+            return np.float64(1.0)
+        return np.float64(np.clip(sf_u(x, n1, n, total), 0, 1)) if x < hi else np.float64(0.0)
+
+    mode = int((n + 1) * (n1 + 1) / (n1 + n2 + 2))
+    pexact = pmf(c[0, 0])
+    pmode = pmf(mode)
+    epsilon = 1e-14
+    gamma = 1 + epsilon
+    with np.errstate(divide="ignore", invalid="ignore"):
+        same = np.abs(pexact - pmode) / np.maximum(pexact, pmode) <= epsilon
+    if same:
+        return 1.0
+    if c[0, 0] < mode:
+        plower = cdf(c[0, 0])
+        if pmf(n) > pexact * gamma:
+            return float(plower)
+        guess = _binary_search(lambda x: -pmf(x), -pexact * gamma, mode, n)
+        pvalue = plower + sf(guess)
+    else:
+        pupper = sf(c[0, 0] - 1)
+        if pmf(0) > pexact * gamma:
+            return float(pupper)
+        guess = _binary_search(pmf, pexact * gamma, 0, mode)
+        pvalue = pupper + cdf(guess)
+    return float(min(pvalue, 1.0))
+
+
+def _binary_search(a: Any, d: float, lo: int, hi: int) -> int:
+    """SciPy's `_binary_search_for_binom_tst` (scipy/stats/_binomtest.py), which fisher_exact uses: the i
+    between lo and hi with a(i) <= d < a(i + 1), a ascending."""
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        midval = a(mid)
+        if midval < d:
+            lo = mid + 1
+        elif midval > d:
+            hi = mid - 1
+        else:
+            return mid
+    if a(lo) <= d:
+        return lo
+    return lo - 1
+
+
 def route_comparison(con: duckdb.DuckDBPyConnection, s: Settings, outcome: str = "response") -> RouteComparison:
     """Pearson chi-square (no continuity correction) on the routes × outcome table, and for every pair of
     routes the difference in rates (Newcombe interval) with Fisher's exact p and Benjamini–Hochberg."""
@@ -357,11 +514,11 @@ def route_comparison(con: duckdb.DuckDBPyConnection, s: Settings, outcome: str =
     routes = table["route"].tolist()
     for i, j in combinations(range(len(routes)), 2):
         d, lo, hi = newcombe_difference(k[i], n[i], k[j], n[j])
-        fisher = stats.fisher_exact([[k[i], n[i] - k[i]], [k[j], n[j] - k[j]]])
+        p_value = fisher_p([[k[i], n[i] - k[i]], [k[j], n[j] - k[j]]])
         rows.append({
             "route_a": routes[i], "route_b": routes[j], "n_a": int(n[i]), "n_b": int(n[j]),
             "rate_a": k[i] / n[i], "rate_b": k[j] / n[j], "difference": d, "ci_low": lo, "ci_high": hi,
-            "p_value": float(fisher.pvalue),
+            "p_value": p_value,
         })
     pairwise = pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS[:-1]))
     pairwise["p_adjusted"] = survival.benjamini_hochberg(pairwise["p_value"].to_numpy(dtype=float))
@@ -408,13 +565,6 @@ CURVE_COLUMNS = ("route", "day", "at_risk", "events", "relieved", "ci_low", "ci_
 AT_RISK_COLUMNS = ("route", "day", "at_risk")
 
 
-def _at_risk_rows(route: str, times: np.ndarray, days: np.ndarray) -> list[dict[str, Any]]:
-    # At risk on day d: relief time (or censoring time) at or after d, as in the Kaplan–Meier risk sets.
-    ordered = np.sort(times)
-    left = np.searchsorted(ordered, days, side="left")
-    return [{"route": route, "day": int(d), "at_risk": int(len(ordered) - n)} for d, n in zip(days, left)]
-
-
 def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per route present (spec order) and ALL: one time and event flag per patient.
 
@@ -433,26 +583,57 @@ def _groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray
     return groups
 
 
+def _count_groups_by_route(df: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """As `_groups_by_route`, but the groups as they come, (times, events, patients), for
+    `survival.fit_counts`: the same routes in the same order, without one value per patient."""
+    time = df["time"].to_numpy(dtype=float)
+    event = df["event"].to_numpy(dtype=bool)
+    count = df["patients"].to_numpy(dtype=np.int64)
+    route = df["route"].to_numpy(dtype=object)
+    groups = {r: (time[route == r], event[route == r], count[route == r]) for r in spec.ROUTES if (route == r).any()}
+    groups[spec.ALL] = (time, event, count)
+    return groups
+
+
+def _at_risk_counts(route: str, times: np.ndarray, counts: np.ndarray, days: np.ndarray) -> list[dict[str, Any]]:
+    """The numbers-at-risk rows of one route from its (time, patients) groups: on day d, the patients whose
+    relief (or censoring) time is at or after d, as in the Kaplan–Meier risk sets."""
+    order = np.argsort(times, kind="stable")
+    ordered, before = times[order], np.concatenate(([0], np.cumsum(counts[order])))
+    total = int(before[-1])
+    left = before[np.searchsorted(ordered, days, side="left")]  # patients with time before d
+    return [{"route": route, "day": int(d), "at_risk": int(total - n)} for d, n in zip(days, left)]
+
+
 def _curve_rows(route: str, km: survival.KaplanMeier, shown: survival.KaplanMeier,
-                keys: "_GroupKeys | None") -> list[dict[str, Any]]:
-    """The step curve at the exact fit's times (at_risk, events: exact counts, each with its cell key when
-    `keys` is given, for `disclosure.protect` to perturb); the heights and band are read off `shown`, the fit
-    to the perturbed groups (the exact fit itself when protection is off)."""
+                keys: "_GroupKeys") -> dict[str, np.ndarray]:
+    """The step curve at the exact fit's times, as columns (CURVE_COLUMNS and the two keys): at_risk and
+    events are exact counts, each with its cell key for `disclosure.protect` to perturb; the heights and band
+    are read off `shown`, the fit to the perturbed groups (the exact fit itself when protection is off).
+
+    Whole columns at once (a curve has a point per distinct time: thousands per route at 100,000 patients);
+    every value is the one `shown.survival_at` / `shown.band_at` give at that time."""
     # The curve starts at day 0 with everyone at risk and nobody relieved (no follow-up has t = 0).
-    rows = [{"route": route, "day": 0.0, "at_risk": km.n, "events": 0, "relieved": 0.0, "ci_low": 0.0, "ci_high": 0.0}]
-    for i, t in enumerate(km.times):
-        low, high = shown.band_at(float(t))
-        rows.append({
-            "route": route, "day": float(t), "at_risk": int(km.at_risk[i]), "events": int(km.events[i]),
-            "relieved": 1.0 - shown.survival_at(float(t)), "ci_low": 1.0 - high, "ci_high": 1.0 - low,
-        })
-    if keys is not None:
-        days = np.array([r["day"] for r in rows])
-        risk, events = keys.at_risk(days), keys.events_on(days)
-        risk[0] = keys.total()  # day 0: everyone
-        for r, a, e in zip(rows, risk, events):
-            r["at_risk__key"], r["events__key"] = int(a), int(e)
-    return rows
+    times = np.asarray(km.times, dtype=float)
+    if shown.n == 0:
+        surv = low = high = np.full(times.size, NAN)
+    else:
+        # S and the band just after t (right-continuous); 1 before the first time, as survival_at / band_at
+        i = np.searchsorted(shown.times, times, side="right")
+        surv = np.concatenate([[1.0], shown.survival])[i]
+        low = np.concatenate([[1.0], shown.ci_low])[i]
+        high = np.concatenate([[1.0], shown.ci_high])[i]
+    days = np.concatenate([[0.0], times])
+    risk, events = keys.at_risk(days), keys.events_on(days)
+    risk[0] = keys.total()  # day 0: everyone
+    return {
+        "route": [route] * days.size, "day": days,
+        "at_risk": np.concatenate([[km.n], km.at_risk]).astype(np.int64),
+        "events": np.concatenate([[0], km.events]).astype(np.int64),
+        "relieved": np.concatenate([[0.0], 1.0 - surv]), "ci_low": np.concatenate([[0.0], 1.0 - high]),
+        "ci_high": np.concatenate([[0.0], 1.0 - low]),
+        "at_risk__key": np.asarray(risk, dtype=np.int64), "events__key": np.asarray(events, dtype=np.int64),
+    }
 
 
 @dataclass(frozen=True)
@@ -477,8 +658,17 @@ class _GroupKeys:
         return suffix[np.searchsorted(t, days, side="left")]
 
     def events_on(self, days: np.ndarray) -> np.ndarray:
-        """Keys of the patients relieved on exactly each day."""
-        return np.array([self.total(self.event & (self.time == d)) for d in days], dtype=np.int64)
+        """Keys of the patients relieved on exactly each day (0 on a day without relief)."""
+        # the keys of the relieved groups summed per distinct time (int64: a few thousand keys < 2^32 cannot
+        # overflow), then looked up for every day at once
+        times, where = np.unique(self.time[self.event], return_inverse=True)
+        sums = np.zeros(times.size, dtype=np.int64)
+        np.add.at(sums, where, self.key[self.event])
+        days = np.asarray(days, dtype=float)
+        if times.size == 0:
+            return np.zeros(days.size, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(times, days), times.size - 1)
+        return np.where(times[pos] == days, sums[pos] % disclosure.CELL_KEY_MODULUS, 0).astype(np.int64)
 
 
 def _group_keys(df: pd.DataFrame) -> dict[str, _GroupKeys]:
@@ -500,7 +690,7 @@ def perturbed_groups(df: pd.DataFrame) -> pd.DataFrame:
     curve height recovered as a fraction gives perturbed counts, never the exact ones."""
     out = df.copy()
     keys = out["patients__key"].to_numpy(dtype=np.int64)
-    noise = np.array([disclosure.noise(int(c)) for c in keys], dtype=np.int64)
+    noise = disclosure.noise_array(keys)
     out["patients"] = np.maximum(out["patients"].to_numpy(dtype=np.int64) + noise, 0)
     return out[out["patients"] > 0].reset_index(drop=True)
 
@@ -518,17 +708,18 @@ def _relief_tables(con: duckdb.DuckDBPyConnection, s: Settings) -> tuple[pd.Data
 
     def compute() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         df = run_query(con, "relief_times", params)
-        groups = _groups_by_route(df)
+        # Kaplan–Meier fits on the (time, event, patients) groups: survival.fit_counts gives fit's values
+        groups = _count_groups_by_route(df)
         keys = _group_keys(df)
-        shown_groups = _groups_by_route(perturbed_groups(df)) if protected else groups
+        shown_groups = _count_groups_by_route(perturbed_groups(df)) if protected else groups
         days = at_risk_days(float(df["time"].max()) if len(df) else 0.0)
         summary, curve, at_risk = [], [], []
-        for route, (times, events) in groups.items():
-            km = survival.fit(times, events)
+        for route, (times, events, counts) in groups.items():
+            km = survival.fit_counts(times, events, counts)
             if route != spec.ALL and km.n == 0:
                 continue
-            shown = survival.fit(*shown_groups.get(route, (np.array([]), np.array([], dtype=bool)))) \
-                if protected else km
+            none = (np.array([]), np.array([], dtype=bool), np.array([], dtype=np.int64))
+            shown = survival.fit_counts(*shown_groups.get(route, none)) if protected else km
             median, lo, hi = shown.median()
             g = keys[route]
             summary.append({
@@ -538,11 +729,13 @@ def _relief_tables(con: duckdb.DuckDBPyConnection, s: Settings) -> tuple[pd.Data
                 "patients__key": g.total(), "events__key": g.total(g.event), "censored__key": g.total(~g.event),
             })
             if km.n:
-                curve.extend(_curve_rows(route, km, shown, g))
+                curve.append(_curve_rows(route, km, shown, g))
                 at_risk.extend(dict(r, at_risk__key=int(c))
-                               for r, c in zip(_at_risk_rows(route, times, days), g.at_risk(days)))
+                               for r, c in zip(_at_risk_counts(route, times, counts, days), g.at_risk(days)))
         return (pd.DataFrame(summary, columns=[*RELIEF_COLUMNS, "patients__key", "events__key", "censored__key"]),
-                pd.DataFrame(curve, columns=[*CURVE_COLUMNS, "at_risk__key", "events__key"]),
+                pd.DataFrame({c: np.concatenate([part[c] for part in curve]) if c != "route"
+                              else [r for part in curve for r in part[c]] for c in curve[0]})
+                if curve else pd.DataFrame([], columns=[*CURVE_COLUMNS, "at_risk__key", "events__key"]),
                 pd.DataFrame(at_risk, columns=[*AT_RISK_COLUMNS, "at_risk__key"]))
 
     # the memo's key names the fits: protected heights differ from exact ones for the same filters
@@ -705,12 +898,46 @@ def maintenance(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     return _remembered(con, "maintenance", params, lambda: _maintenance(con, params), _frame_bytes).copy()
 
 
+_INTENSITY_COLUMNS = ("responders", "responders_in_maintenance", "maintenance_patients", "maintenance_sessions",
+                      "maintenance_span_days")
+
+
+def maintenance_intensity(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """The rows and columns of `maintenance` the Overview's headline reads, with the same values and cell
+    keys: counts, uptake, sessions per patient-month and sustained response; the two timing medians
+    (`median_days_to_first_maintenance`, `median_interval_days`) are left out.
+
+    The counts are added up from the filter state's outcome_counts_by_site_quarter.sql rows (the Overview
+    scans those anyway), so the headline needs only the sustained-response times beyond them, not
+    maintenance_counts.sql with its per-patient gaps (~60 ms at 100,000 patients). Patients without a session
+    have no route and count nowhere here, as in maintenance_counts.sql (`WHERE n_sessions > 0`).
+    Protected with the maintenance rule, these columns hide exactly what maintenance.csv hides: each count
+    column's suppression depends on that column alone (and its base), never on the medians."""
+    params = _outcome_params(s)
+    cube = site_quarter_counts(con, s)
+    counts = counts_from_site_quarter(cube[cube["route"].notna()], s.effective_sites, None, _INTENSITY_COLUMNS)
+    counts = counts[counts["is_total"] | counts["route"].notna()]
+    if not counts["is_total"].any():  # ROLLUP gives a total row even over no patients
+        counts = pd.concat([counts, pd.DataFrame({"grp": [None], "route": pd.array([None], dtype="str"),
+                                                  "is_total": [True],
+                                                  **{c: [0] for c in counts.columns[3:]}})], ignore_index=True)
+    counts = _label_routes(counts.drop(columns="grp"))
+    counts["median_days_to_first_maintenance"] = NAN
+    counts["interval_counts"] = None
+    return _maintenance_table(counts, run_query(con, "sustained_times", params)).drop(
+        columns=["median_days_to_first_maintenance", "median_interval_days"])
+
+
 def _maintenance(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pd.DataFrame:
-    counts = _label_routes(run_query(con, "maintenance_counts", params))
-    times = run_query(con, "sustained_times", params)
+    return _maintenance_table(_label_routes(run_query(con, "maintenance_counts", params)),
+                              run_query(con, "sustained_times", params))
+
+
+def _maintenance_table(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
+    """`maintenance`'s table from maintenance_counts.sql's rows (routes labelled) and sustained_times.sql's."""
     sustained = {}
-    for route, (t, e) in _groups_by_route(times).items():
-        km = survival.fit(t, e)
+    for route, (t, e, c) in _count_groups_by_route(times).items():
+        km = survival.fit_counts(t, e, c)
         lo, hi = km.band_at(spec.SUSTAINED_DAYS)
         sustained[route] = (km.n, km.survival_at(spec.SUSTAINED_DAYS), lo, hi)
     rows = []

@@ -82,7 +82,7 @@ def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str, *,
     if file in _PROTECTED_SOURCES:
         return _PROTECTED_SOURCES[file](con, s)
     name, compute = _SUMMARY_SOURCES[file]
-    return protect(name, compute(con, s), s.min_cell)
+    return metrics.protected(con, s, file, lambda: protect(name, compute(con, s), s.min_cell))
 
 
 def raw_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
@@ -95,13 +95,16 @@ def compute_headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFram
     """headline.csv (metrics.md "Headline by route"), disclosure applied: each number is taken from its own
     page's protected table (response_by_route.csv, time_to_relief.csv, the side-effects rule over
     `any_side_effect`, maintenance.csv and the Response page's protected pairwise comparison), so it equals
-    what that page and file show and hides exactly what they hide. See `metrics.headline_from`."""
+    what that page and file show and hides exactly what they hide. See `metrics.headline_from`.
+
+    The maintenance columns come from `metrics.maintenance_intensity` under maintenance.csv's rule: the same
+    values and hidden cells as maintenance.csv, without the timing medians the headline does not show."""
     k = s.min_cell
     return metrics.headline_from(
         compute_summary(con, s, "response_by_route.csv"),
         compute_summary(con, s, "time_to_relief.csv"),
         protect("side_effects", metrics.any_side_effect(con, s), k),
-        compute_summary(con, s, "maintenance.csv"),
+        protect("maintenance", metrics.maintenance_intensity(con, s), k),
         protect("route_comparison", metrics.route_comparison(con, s).pairwise, k),
     )
 
