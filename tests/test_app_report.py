@@ -192,6 +192,8 @@ def test_the_relief_chart_opens_on_eight_weeks(make_app):
     at = open_page(make_app(), "views/relief.py")
     layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
     assert layout["xaxis"]["range"][1] <= 56 + 28 + 0.5
+    # the curves' axis matches the at-risk row's: both carry the range, or the browser autoranges them
+    assert layout["xaxis"]["matches"] == "x2" and layout["xaxis2"]["range"] == layout["xaxis"]["range"]
     at.segmented_control(key="_ko_relief_span").set_value("all").run()
     layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
     assert layout["xaxis"]["range"][1] > 100

@@ -287,6 +287,17 @@ def test_the_relief_threshold_switch_lands_in_the_link(server, page):
     assert "a drop of 4+ points on GAD-7" in page.locator(".js-plotly-plot").first.inner_text()
 
 
+def test_the_relief_chart_draws_the_first_eight_weeks_until_asked_for_more(server, page):
+    """Issue 11 finding 6, as drawn: the JSON's range was right but the browser autoranged the shared axis."""
+    open_url(page, f"{server}/relief")
+    page.locator(".js-plotly-plot").first.wait_for(state="visible")
+    drawn = "() => document.querySelector('.js-plotly-plot')._fullLayout.xaxis.range[1]"
+    assert page.evaluate(drawn) <= 56 + 28 + 0.5
+    page.locator("[data-testid='stMain']").get_by_text("Whole follow-up", exact=True).click()
+    wait_idle(page)
+    page.wait_for_function(f"({drawn})() > 100")
+
+
 def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sample_db, tmp_path):
     """The sidebar's "Download report (PDF)" on a filtered page: a PDF whose numbers are the CSV export's for
     the same filters, with its page numbers and sections in order (checks shared with tests/test_report.py)."""

@@ -693,8 +693,12 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Patients relieved (%)", row=1, col=1)
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False, title_text="Numbers at risk", row=2,
                      col=1, tickfont=dict(size=11), title_font=dict(size=12))
-    fig.update_xaxes(tickvals=tick_days, range=[-0.5, max(tick_days[-1], max_day) + 0.5], row=1, col=1)
-    fig.update_xaxes(tickvals=tick_days, showgrid=False, title_text="Days since the first session", row=2, col=1)
+    # the curves' axis matches the at-risk row's (shared_xaxes): a range on one alone is overruled in the
+    # browser by the other's autorange (the whole follow-up was drawn under "First 8 weeks")
+    days_range = [-0.5, max(tick_days[-1], max_day) + 0.5]
+    fig.update_xaxes(tickvals=tick_days, range=days_range, row=1, col=1)
+    fig.update_xaxes(tickvals=tick_days, range=days_range, showgrid=False, title_text="Days since the first session",
+                     row=2, col=1)
     fig.update_xaxes(showticklabels=True, title_text="Days since the first session", row=1, col=1)
     return _base_layout(fig, title, height=max(560, 430 + 26 * len(routes)))
 
