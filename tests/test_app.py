@@ -86,6 +86,11 @@ def shown(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")  # and ui.plain's invisible word joiners
 
 
+def warnings_shown(at: AppTest) -> str:
+    """Every warning box of the page (the link notice among them) as the reader sees it."""
+    return shown(" ".join(w.value for w in at.warning))
+
+
 def assert_clean(at: AppTest) -> None:
     """No exception element and no error box."""
     assert not at.exception, [e.value for e in at.exception]
@@ -296,7 +301,7 @@ def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
     at = make_app(route=["IV", "XX"], window="abc", site="NOPE", colour="red", instrument="phq9")
     at.run()
     assert_clean(at)
-    notice = shown(" ".join(w.value for w in at.warning))
+    notice = warnings_shown(at)
     assert "Part of this link could not be used" in notice
     assert "route: 'XX' is not a route" in notice
     assert "window: 'abc' is not a whole number" in notice
@@ -698,7 +703,7 @@ def test_numbers_that_are_not_digits_are_refused_and_the_default_applies(make_ap
     at = make_app(**{name: raw})
     at.run()
     assert_clean(at)
-    assert f"{name}: {raw!r} is not a whole number (digits 0-9 only)" in shown(" ".join(w.value for w in at.warning))
+    assert f"{name}: {raw!r} is not a whole number (digits 0-9 only)" in warnings_shown(at)
     assert context(at).settings == DASHBOARD_DEFAULT
     assert name not in at.query_params
 
@@ -707,7 +712,7 @@ def test_a_repeated_min_cell_is_refused_and_hiding_stays_on(make_app):
     at = make_app(min_cell=["11", "0"])
     at.run()
     assert_clean(at)
-    assert "min_cell: given 2 times, expected once; the default was used" in shown(" ".join(w.value for w in at.warning))
+    assert "min_cell: given 2 times, expected once; the default was used" in warnings_shown(at)
     assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL
     at.run()  # and stays refused on the next run
     assert context(at).settings.min_cell == spec.DEFAULT_MIN_CELL
@@ -746,7 +751,7 @@ def test_a_minimum_baseline_with_matched_is_dropped_with_a_notice(make_app):
     at = make_app(instrument="matched", min_baseline="12", route="IV")
     at.run()
     assert_clean(at)
-    notice = shown(" ".join(w.value for w in at.warning))
+    notice = warnings_shown(at)
     assert "Part of this link could not be used" in notice
     assert "min_baseline: 12 cannot be used with instrument=matched" in notice
     assert "leave min_baseline out" in notice
@@ -757,7 +762,7 @@ def test_a_minimum_baseline_with_matched_is_dropped_with_a_notice(make_app):
     at = make_app(min_baseline="12")
     at.run()
     assert_clean(at)
-    assert "min_baseline: 12 cannot be used with instrument=matched" in shown(" ".join(w.value for w in at.warning))
+    assert "min_baseline: 12 cannot be used with instrument=matched" in warnings_shown(at)
     assert context(at).settings == DASHBOARD_DEFAULT
     # and on one questionnaire a minimum baseline is fine
     at = make_app(diagnosis="PTSD", min_baseline="40")

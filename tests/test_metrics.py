@@ -603,3 +603,30 @@ def test_fit_counts_is_fit_on_the_expanded_groups():
         for f in ("times", "at_risk", "events", "survival", "ci_low", "ci_high"):
             x, y = getattr(a, f), getattr(b, f)
             assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), (trial, f)
+
+
+@pytest.mark.parametrize("s", [
+    Settings(), Settings(instrument="matched"), Settings(route=("IV", "SL"), site=("S2", "S4")),
+    Settings(diagnosis=("MDD",), population="itt", window=14), Settings(site=("S1",), scope=("S1", "S3")),
+    Settings(from_quarter="2024-Q2", to_quarter="2025-Q3", sex=("F",)),
+], ids=lambda s: s.to_query_string() or "default")
+@pytest.mark.parametrize("by", [None, "site", "quarter"])
+def test_counts_added_up_from_the_site_quarter_cube_equal_the_grouping_query(sample_db, s, by):
+    """The Overview and Response pages add their groupings up from outcome_counts_by_site_quarter.sql's
+    rows (metrics._outcome_counts); every count and cell key must equal outcome_counts.sql's own grouping."""
+    con = store.open_database(sample_db)
+    try:
+        expected = store.run_query(con, "outcome_counts", metrics._outcome_params(s, by=by))
+        group = {None: None, "site": "site", "quarter": "start_quarter"}[by]
+        added = metrics.counts_from_site_quarter(metrics.site_quarter_counts(con, s), s.effective_sites, group)
+    finally:
+        con.close()
+    assert len(expected) > 1
+    for col in expected.columns:
+        a, b = added[col].tolist(), expected[col].tolist()
+        if col in ("grp", "route"):
+            a, b = [None if pd.isna(v) else str(v) for v in a], [None if pd.isna(v) else str(v) for v in b]
+        else:
+            a, b = [int(v) if not isinstance(v, (bool, np.bool_)) else bool(v) for v in a], \
+                   [int(v) if not isinstance(v, (bool, np.bool_)) else bool(v) for v in b]
+        assert a == b, col

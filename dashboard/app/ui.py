@@ -654,7 +654,11 @@ def _active(url_keys: Iterable[str], *keys: str) -> bool:
 
 def _words(labels: Mapping[str, str]) -> Callable[[str], str]:
     """A format_func showing an option's words with a capital first letter ('Major depression')."""
-    return lambda code: (lambda w: w[:1].upper() + w[1:])(labels.get(code, code))
+    def shown(code: str) -> str:
+        words = labels.get(code, code)
+        return words[:1].upper() + words[1:]
+
+    return shown
 
 
 def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = ()) -> dict[str, Any]:
@@ -863,8 +867,7 @@ def format_p(p: object) -> str:
 
 def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Iterable[str] = (),
                  decimals: Mapping[str, int] | None = None, pvalues: Iterable[str] = (),
-                 height: int | str = "auto", undefined: Mapping[str, str] | None = None,
-                 widths: Mapping[str, str] | None = None) -> None:
+                 height: int | str = "auto", undefined: Mapping[str, str] | None = None) -> None:
     """A read-only table with friendly column names, every cell as text in one format per kind: counts
     `1,985`, rates `42.5 %`, p-values `0.003`, other numbers with `decimals`. A hidden cell reads as
     `figures.hidden_text` says ("fewer than 11", "< 1.3 %", "hidden"), an undefined one "–" (or the
@@ -883,8 +886,7 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
     k = ctx.min_cell if ctx is not None else None
     percent, pvalues, decimals, undefined = set(percent), set(pvalues), dict(decimals or {}), dict(undefined or {})
     shown = pd.DataFrame(index=df.index)
-    config: dict[str, Any] = {}
-    for col, label in columns.items():
+    for col in columns:
         if col not in df.columns:
             continue
         values = df[col]
@@ -901,7 +903,6 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
             # text from the data (sites, file names of the import history): shown as written, never as Markdown
             shown[col] = ["–" if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v))
                           else plain(v) if static else str(v) for v in values]
-        config[col] = st.column_config.TextColumn(label, width=(widths or {}).get(col))
     if static:
         # A static table: every row visible, headers and cells wrap so a wide table fits the screen, and it
         # draws far faster than the interactive grid (page switches, bench/RESULTS.md).
@@ -912,6 +913,7 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
             headers.append(label + "\u200b" * seen[label])  # a repeated header ("of", "share") made unique, unseen
         st.table(shown.set_axis(headers, axis=1).reset_index(drop=True), hide_index=True)
         return
+    config = {col: st.column_config.TextColumn(columns[col]) for col in shown.columns}
     st.dataframe(shown.reset_index(drop=True), column_config=config, hide_index=True, width="stretch", height=height)
 
 

@@ -10,6 +10,7 @@ on the chart ("hidden") instead of drawing nothing, and `hidden_routes` lists th
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -214,9 +215,18 @@ PHONE_LINE_CHARS = 38  # characters of a title line on a 390-pixel-wide phone at
 
 def _wrap(text: str, width: int) -> str:
     """`text` broken into lines of at most `width` characters with Plotly's <br> (existing <br> kept)."""
-    import textwrap
-
     return "<br>".join(line for part in str(text).split("<br>") for line in (textwrap.wrap(part, width) or [""]))
+
+
+HIDDEN_LABEL = "hidden: "  # a withheld rate's label beside its dot: "hidden: fewer than 11", "hidden: < 65 %"
+
+
+def _short_hidden_label(text: object) -> object:
+    """A withheld rate's label in its phone form: the bound alone when it is short ("< 65 %"), else "hidden"."""
+    if not (isinstance(text, str) and text.startswith(HIDDEN_LABEL)):
+        return text
+    said = text[len(HIDDEN_LABEL):]
+    return said if len(said) <= 8 else "hidden"
 
 
 def fit_for_phone(fig: go.Figure) -> go.Figure:
@@ -247,9 +257,8 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
     for axis in out.select_yaxes():
         if axis.title and axis.title.text:
             axis.title.text = _wrap(axis.title.text, PHONE_LINE_CHARS)
-    heatmaps = [t for t in out.data if t.type == "heatmap"]
-    if len(heatmaps) == 1 and len(out.data) == 1:
-        h = heatmaps[0]
+    if len(out.data) == 1 and out.data[0].type == "heatmap":
+        h = out.data[0]
         z = np.asarray(h.z, dtype=float)
         if z.ndim == 2 and z.shape[1] > z.shape[0]:
             text = None if h.text is None else np.asarray(h.text, dtype=object).T
@@ -258,8 +267,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
             h.update(z=z.T, x=h.y, y=h.x, text=text, customdata=custom, hovertemplate=hover,
                      textfont=dict(size=10), colorbar=dict(orientation="h", y=-0.08, yanchor="top", thickness=12,
                                                            title=dict(side="top")))
-            xa, ya = out.layout.xaxis, out.layout.yaxis
-            x_title, y_title = xa.title.text, ya.title.text
+            x_title, y_title = out.layout.xaxis.title.text, out.layout.yaxis.title.text
             out.update_xaxes(title_text=y_title, tickangle=-30, side="top", autorange=None)
             out.update_yaxes(title_text=x_title, autorange="reversed", tickangle=0)
             out.update_layout(height=max(420, 160 + 34 * z.shape[1]))
@@ -272,8 +280,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         # "hidden: fewer than 11" beside a panel a third of the screen wide is cut off: the short form, the
         # hover still says it in full
         if trace.type == "scatter" and trace.mode == "text" and trace.text is not None and not isinstance(trace.text, str):
-            trace.text = [t if not (isinstance(t, str) and t.startswith("hidden: "))
-                          else (t[len("hidden: "):] if len(t) - len("hidden: ") <= 8 else "hidden") for t in trace.text]
+            trace.text = [_short_hidden_label(t) for t in trace.text]
     entries = {(t.legendgroup or t.name) for t in out.data if t.showlegend is not False and t.name}
     if out.layout.showlegend is not False and len(entries) > 1:
         # below everything (axis titles, rotated ticks): anchored to the bottom of the figure, two a row
@@ -341,7 +348,7 @@ def _add_rate_dots(
                 x=[value if value is not None else 0.0],
                 y=[label],
                 mode="markers" if value is not None else "text",
-                text=None if value is not None else [f"hidden: {shown}" if shown != "hidden" else "hidden"],
+                text=None if value is not None else [f"{HIDDEN_LABEL}{shown}" if shown != "hidden" else "hidden"],
                 textposition="middle right",
                 textfont=dict(color=colors.NEUTRAL),
                 marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=13,
