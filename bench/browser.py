@@ -108,6 +108,22 @@ def timed(page: Any, action: Callable[[], None], timeout_ms: int = 120_000) -> f
     return (time.perf_counter() - t0) * 1000
 
 
+SHOWN = """() => ({
+  errors: document.querySelectorAll("[data-testid='stException']").length,
+  charts: document.querySelectorAll('.js-plotly-plot .main-svg').length,
+})"""
+
+
+def check_shown(page: Any, what: str, require_chart: bool) -> None:
+    """Raise if the interaction ended on an error instead of its page: a timing of an error screen is not a
+    timing of the app (the minimal app once timed its own SQL error for weeks, which made it look fast)."""
+    shown = page.evaluate(SHOWN)
+    if shown["errors"]:
+        raise RuntimeError(f"{what}: the page shows an error instead of its content ({page.url})")
+    if require_chart and not shown["charts"]:
+        raise RuntimeError(f"{what}: no chart was drawn ({page.url})")
+
+
 def filter_states(count: int) -> list[str]:
     """COUNT distinct query strings over the route filter (the one filter both apps share)."""
     states = []
@@ -120,8 +136,10 @@ def filter_states(count: int) -> list[str]:
     return states[:count]
 
 
-def measure_app(browser: Any, base: str, states: list[str], rounds: int) -> dict[str, dict[str, list[float]]]:
-    """Timings (ms) per interaction and page of one app."""
+def measure_app(browser: Any, base: str, states: list[str], rounds: int,
+                require_chart: bool = False) -> dict[str, dict[str, list[float]]]:
+    """Timings (ms) per interaction and page of one app; every interaction must end on its page without an
+    error (and, with `require_chart`, with a chart drawn), else RuntimeError."""
     out: dict[str, dict[str, list[float]]] = {k: {p or "overview": [] for p in PAGES}
                                               for k in ("shared_link", "page_switch", "filter_change")}
     state = iter(states * (rounds * len(PAGES) + 1))
@@ -131,6 +149,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int) -> dict
             page = context.new_page()
             url = f"{base}/{path}?{next(state)}"
             out["shared_link"][path or "overview"].append(timed(page, lambda: page.goto(url)))
+            check_shown(page, "shared link", require_chart)
             context.close()
         context = browser.new_context(viewport={"width": 1440, "height": 900})
         page = context.new_page()
@@ -140,6 +159,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int) -> dict
         for i, path in enumerate(PAGES[1:] + PAGES[:1], start=1):
             link = nav.nth(i % len(PAGES))
             out["page_switch"][path or "overview"].append(timed(page, lambda: link.click(no_wait_after=True)))
+            check_shown(page, "page switch", require_chart)
             box = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").first
 
             def pick() -> None:
@@ -149,6 +169,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int) -> dict
                 page.keyboard.press("Escape")
 
             out["filter_change"][path or "overview"].append(timed(page, pick))
+            check_shown(page, "filter change", require_chart)
         context.close()
     return out
 
@@ -198,7 +219,7 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int) -> dict[str, A
                 context.close()
             s = filter_states(states)
             dash = measure_app(browser, dash_url, s, rounds)
-            mini = measure_app(browser, min_url, s, rounds)
+            mini = measure_app(browser, min_url, s, rounds, require_chart=True)
         finally:
             browser.close()
     return {"raw": {"dashboard": dash, "minimal": mini}, "summary": summarise(dash, mini)}

@@ -26,8 +26,8 @@ def connection() -> duckdb.DuckDBPyConnection:
 def patients_per_site(routes: tuple[str, ...]) -> tuple[list[str], list[int]]:
     with connection().cursor() as cur:
         rows = cur.execute(
-            "SELECT site::VARCHAR, count(DISTINCT patient_id) FROM sessions WHERE list_contains($r, route::VARCHAR) "
-            "GROUP BY ALL ORDER BY 1", {"r": list(routes)}).fetchall()
+            "SELECT p.site, count(DISTINCT s.patient_id) FROM sessions s JOIN patients p USING (patient_id) "
+            "WHERE list_contains($r, s.route::VARCHAR) GROUP BY ALL ORDER BY 1", {"r": list(routes)}).fetchall()
     return [r[0] for r in rows], [r[1] for r in rows]
 
 
