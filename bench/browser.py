@@ -3,15 +3,17 @@
     .venv/bin/python bench/browser.py --sizes 10000 100000 --json bench/results/browser.json
 
 For each size it builds a sample database (or takes `--db`), serves the dashboard (`ketamine-outcomes serve`)
-and the minimal app of bench/minimal_app.py (six pages, one sidebar filter bound to the URL, one Plotly chart
+and the minimal app of bench/minimal_app.py (the same eight page addresses, one sidebar filter bound to the URL, one Plotly chart
 per page, on the same database) side by side, and drives both with Playwright in Debian's Chromium:
 
 - **shared link**: a new browser session opens a page from a link with a filter state not seen before;
-- **page switch**: inside one session, a click on the next page in the sidebar's navigation;
-- **filter change**: on each page, a new value picked in the sidebar's first filter (route).
+- **page switch**: inside one session, a click on the next page's link in the sidebar's navigation;
+- **filter change**: on each page, a new cohort from the sidebar's first filter (route): a route added while
+  fewer than three are chosen, else the last one removed.
 
-Each interaction is timed from the action until the script is idle, no element is stale and every Plotly
-chart on the page has drawn its SVG. Results are medians and maxima per page, and ratios to the minimal
+Each interaction is timed from the action until a script run it caused has finished, no element is stale or
+still a loading placeholder, and every Plotly chart on the page has drawn its SVG. An interaction that ends on
+an error screen, on the wrong page or without changing the filter stops the run (RuntimeError). Results are medians and maxima per page, and ratios to the minimal
 app's median for the same interaction in the same run (these machines are shared and noisy: ratios, not
 absolute times, are what compares across runs). Nothing here is a test: tests/test_bench.py only checks that
 it runs at a tiny size.
@@ -40,9 +42,8 @@ HERE = Path(__file__).resolve().parent
 CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-PAGES = ["", "response", "relief", "side-effects", "maintenance", "data"]
+PAGES = ["", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark", "data"]
 ROUTES = ["IV", "IM", "SC", "IN", "SL", "PO"]
-RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
 # idle, nothing stale, no element still waiting for its code, every Plotly chart drawn. Streamlit loads the
 # code of a chart or a grid on first use and shows an `stSkeleton` placeholder until then: without that check
 # a page whose only charts are still placeholders counted as drawn (no .js-plotly-plot existed yet), so a
@@ -96,16 +97,50 @@ def served(command: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
                 pass
 
 
-def timed(page: Any, action: Callable[[], None], timeout_ms: int = 120_000) -> float:
-    """Milliseconds from ACTION until the page is idle, fresh and every chart drawn."""
+class ScriptRuns:
+    """Counts the script runs a page's server finished, from Streamlit's own messages on the websocket
+    (ForwardMsg.script_finished). The page's `data-test-script-state` attribute cannot be trusted for this: a
+    run of a few milliseconds never shows "running" in the DOM, so waiting for that state first missed fast
+    runs and then waited out its timeout (a second added to every fast interaction, the minimal app's above
+    all)."""
+
+    def __init__(self, page: Any) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self.done = 0
+        finished = {ForwardMsg.ScriptFinishedStatus.Value(v) for v in
+                    ("FINISHED_SUCCESSFULLY", "FINISHED_WITH_COMPILE_ERROR", "FINISHED_FRAGMENT_RUN_SUCCESSFULLY")}
+
+        def frame(payload: bytes | str) -> None:
+            if isinstance(payload, (bytes, bytearray)):
+                msg = ForwardMsg.FromString(bytes(payload))
+                if msg.WhichOneof("type") == "script_finished" and msg.script_finished in finished:
+                    self.done += 1
+
+        page.on("websocket", lambda ws: ws.on("framereceived", frame))
+
+
+def timed(page: Any, runs: ScriptRuns, action: Callable[[], None], timeout_ms: int = 120_000) -> float:
+    """Milliseconds from ACTION until a script run it caused has finished (not one cut short for a rerun)
+    and the page is idle, fresh and every chart drawn."""
+    before = runs.done
     t0 = time.perf_counter()
     action()
-    try:
-        page.wait_for_selector(RUNNING, timeout=1000)
-    except Exception:  # noqa: BLE001 - a fast rerun can finish before we look
-        pass
-    page.wait_for_function(DRAWN, timeout=timeout_ms, polling=20)
+    deadline = t0 + timeout_ms / 1000
+    while runs.done <= before:  # Playwright delivers the websocket's frames while it waits
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no script run finished within {timeout_ms} ms ({page.url})")
+        page.wait_for_timeout(5)
+    page.wait_for_function(DRAWN, timeout=max(1, int((deadline - time.perf_counter()) * 1000)), polling=20)
     return (time.perf_counter() - t0) * 1000
+
+
+def new_page(browser: Any) -> tuple[Any, Any, ScriptRuns]:
+    """A new browser session (context) with one page at 1440 x 900 and its run counter."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    return context, page, ScriptRuns(page)
 
 
 SHOWN = """() => ({
@@ -145,31 +180,38 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
     state = iter(states * (rounds * len(PAGES) + 1))
     for _ in range(rounds):
         for path in PAGES:
-            context = browser.new_context(viewport={"width": 1440, "height": 900})
-            page = context.new_page()
+            context, page, runs = new_page(browser)
             url = f"{base}/{path}?{next(state)}"
-            out["shared_link"][path or "overview"].append(timed(page, lambda: page.goto(url)))
+            out["shared_link"][path or "overview"].append(timed(page, runs, lambda: page.goto(url)))
             check_shown(page, "shared link", require_chart)
             context.close()
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(120_000)
-        timed(page, lambda: page.goto(f"{base}/?{next(state)}"))
-        nav = page.locator("[data-testid='stSidebarNav'] a")
-        for i, path in enumerate(PAGES[1:] + PAGES[:1], start=1):
-            link = nav.nth(i % len(PAGES))
-            out["page_switch"][path or "overview"].append(timed(page, lambda: link.click(no_wait_after=True)))
+        context, page, runs = new_page(browser)
+        timed(page, runs, lambda: page.goto(f"{base}/?{next(state)}"))
+        for path in PAGES[1:] + PAGES[:1]:
+            # by address, not position: the dashboard's navigation has more pages than the walk
+            link = page.locator(f"[data-testid='stSidebarNav'] a[href='{base}/{path}']")
+            out["page_switch"][path or "overview"].append(timed(page, runs, lambda: link.click(no_wait_after=True)))
             check_shown(page, "page switch", require_chart)
+            if not page.url.split("?")[0].rstrip("/").endswith(f"{base}/{path}".rstrip("/")):
+                raise RuntimeError(f"page switch to /{path} ended on {page.url}")
             box = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").first
+            before = page.url
+            chosen = before.count("route=")
 
             def pick() -> None:
+                # a new cohort every time: add a route while few are chosen, else remove the last one
                 box.click()
-                page.keyboard.press("ArrowDown")
-                page.keyboard.press("Enter")
+                if chosen >= 3:
+                    page.keyboard.press("Backspace")
+                else:
+                    page.keyboard.press("ArrowDown")
+                    page.keyboard.press("Enter")
                 page.keyboard.press("Escape")
 
-            out["filter_change"][path or "overview"].append(timed(page, pick))
+            out["filter_change"][path or "overview"].append(timed(page, runs, pick))
             check_shown(page, "filter change", require_chart)
+            if page.url.count("route=") == chosen:
+                raise RuntimeError(f"the filter change left the routes as they were ({before} -> {page.url})")
         context.close()
     return out
 
@@ -213,9 +255,8 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int) -> dict[str, A
         try:
             # one unmeasured visit each, so neither pays its first-import cost inside the timings
             for url in (dash_url, min_url):
-                context = browser.new_context()
-                page = context.new_page()
-                timed(page, lambda: page.goto(url))
+                context, page, runs = new_page(browser)
+                timed(page, runs, lambda: page.goto(url))
                 context.close()
             s = filter_states(states)
             dash = measure_app(browser, dash_url, s, rounds)

@@ -1,6 +1,6 @@
 """The floor this stack allows: a minimal Streamlit app served beside the dashboard by bench/browser.py.
 
-Six pages like the dashboard's, each with one sidebar filter bound to the URL (route) and one Plotly chart of
+The dashboard's eight analysis pages' addresses, each with one sidebar filter bound to the URL (route) and one Plotly chart of
 one DuckDB query on the same database (patients per site for the chosen routes). Same Streamlit, same
 browser, same machine: the dashboard's browser timings are reported as ratios to this app's.
 """
@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 ROUTES = ["IV", "IM", "SC", "IN", "SL", "PO"]
-PAGES = ["overview", "response", "relief", "side-effects", "maintenance", "data"]
+PAGES = ["overview", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark",
+         "data"]
 
 
 @st.cache_resource

@@ -275,7 +275,9 @@ def test_constants_fixed_at_import_match_the_spec() -> None:
 
 @pytest.mark.browser
 def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path):
-    """bench/browser.py drives both apps through every page and interaction; only its shape is checked."""
+    """bench/browser.py drives both apps through every page and interaction; only its shape is checked (the
+    benchmark itself stops on an error screen, a wrong page, a filter change that changed nothing, or a minimal
+    app without its chart)."""
     out = tmp_path / "browser.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "browser.py"), "--db", str(sample_db), "--rounds", "1", "--states", "4",
@@ -286,7 +288,8 @@ def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path):
     results = json.loads(out.read_text())
     summary = results["sizes"]["db"]["summary"]
     assert set(summary) == {"shared_link", "page_switch", "filter_change"}
-    pages = {"overview", "response", "relief", "side-effects", "maintenance", "data"}
+    pages = {"overview", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark",
+             "data"}
     for block in summary.values():
         assert block["minimal_median_ms"] > 0
         assert set(block["pages"]) == pages
