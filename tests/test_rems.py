@@ -348,7 +348,7 @@ def test_the_page_counts_rule_breaks_by_rule_and_site(rems_db, monkeypatch):
     at = open_rems_page(rems_db, monkeypatch, min_cell="0")
     assert at.title[0].value == "Esketamine monitoring"
     assert not at.warning  # the export had every column
-    breaks = at.dataframe[0].value
+    breaks = at.table[0].value
     assert list(breaks.columns) == ["Rule", "Site N", "Site S", "All sites"]
     # recorded − met per rule (EXPECTED): sessions, then patients for the enrolment
     assert breaks["Site N"].tolist() == ["1", "3", "1", "2", "1", "0"]
@@ -359,7 +359,7 @@ def test_the_page_counts_rule_breaks_by_rule_and_site(rems_db, monkeypatch):
         "rems.csv", "All summaries (zip)"]
     # a minimum of 119 minutes moves session s2 (119 minutes) to the compliant side
     at = open_rems_page(rems_db, monkeypatch, min_cell="0", rems_minutes="119")
-    assert at.dataframe[0].value["Site N"].tolist()[0] == "0"
+    assert at.table[0].value["Site N"].tolist()[0] == "0"
     assert at.sidebar.number_input(key="rems_minutes").value == 119
 
 
@@ -368,7 +368,7 @@ def test_the_page_names_what_the_export_lacks(plain_db, monkeypatch):
     warning = at.warning[0].value
     assert "does not include" in warning and "not zero" in warning
     assert "`sessions.sbp_40min`" in warning and "`patients.rems_enrolled_day`" in warning
-    breaks = at.dataframe[0].value
+    breaks = at.table[0].value
     assert set(breaks["All sites"]) == {"not in export"}
     import json
 
@@ -406,7 +406,7 @@ def test_too_few_esketamine_patients_get_a_message_not_numbers(rems_db, monkeypa
     # 6 patients in the cohort (shown with a minimum cell of 6), but only 5 esketamine patients: hidden
     at = open_rems_page(rems_db, monkeypatch, min_cell="6")
     assert any("Too few to show" in w.value for w in at.warning)
-    assert not at.get("plotly_chart") and not at.dataframe
+    assert not at.get("plotly_chart") and not at.table
     # a cohort without esketamine: a plain message
     at = open_rems_page(rems_db, monkeypatch, min_cell="0", route="IV")
     assert any("No esketamine sessions held in the clinic" in i.value for i in at.info)

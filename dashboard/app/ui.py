@@ -1049,7 +1049,10 @@ def render_person(person) -> None:  # noqa: ANN001 - access.Person
         st.button("Log out", key="_ko_logout", on_click=sign_out, icon=":material/logout:", width="stretch")
 
 
+@_cached
 def current_import_id(signature: tuple) -> int | None:
+    """The latest import's id (the audit log names it). Cached on its own: every download button asks for it,
+    and the import history it comes from is a whole table to unpickle on each cache hit."""
     history = load_import_history(signature)
     return None if history.empty else int(history["import_id"].iloc[0])
 

@@ -89,9 +89,11 @@ for i in range(0, len(rules), 2):
 st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
 breaks = pd.DataFrame({
     "Rule": [spec.REMS_LABELS[m] + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else " (sessions)") for m in rules],
-    **{site_name(site): [missed_cell(row, m) for m in rules] for site, (_, row) in zip(sites, rems.iterrows())},
+    **{ui.plain(site_name(site)): [missed_cell(row, m) for m in rules] for site, (_, row) in zip(sites, rems.iterrows())},
 })
-st.dataframe(breaks, hide_index=True, width="stretch")
+# A static table (a few rules by the sites): no grid to load and lay out, which cost about a second on the
+# first visit in a session (bench/RESULTS.md); site names from the data are escaped, as in ui.render_table.
+st.table(breaks, hide_index=True)
 st.caption(
     f"Monitored for less than {s.rems_minutes} minutes; a blood pressure (systolic or diastolic, before, at 40 "
     "minutes or at discharge) missing; pulse oximetry not used; the monitoring form submitted more than 7 days "
