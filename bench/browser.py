@@ -172,9 +172,10 @@ def filter_states(count: int) -> list[str]:
 
 
 def measure_app(browser: Any, base: str, states: list[str], rounds: int,
-                require_chart: bool = False) -> dict[str, dict[str, list[float]]]:
+                require_chart: bool = False, pause_s: float = 0.0) -> dict[str, dict[str, list[float]]]:
     """Timings (ms) per interaction and page of one app; every interaction must end on its page without an
-    error (and, with `require_chart`, with a chart drawn), else RuntimeError."""
+    error (and, with `require_chart`, with a chart drawn), else RuntimeError. `pause_s`: seconds the reader
+    looks at the page before each page switch and filter change (0: clicks at once)."""
     out: dict[str, dict[str, list[float]]] = {k: {p or "overview": [] for p in PAGES}
                                               for k in ("shared_link", "page_switch", "filter_change")}
     state = iter(states * (rounds * len(PAGES) + 1))
@@ -190,6 +191,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
         for path in PAGES[1:] + PAGES[:1]:
             # by address, not position: the dashboard's navigation has more pages than the walk
             link = page.locator(f"[data-testid='stSidebarNav'] a[href='{base}/{path}']")
+            page.wait_for_timeout(pause_s * 1000)
             out["page_switch"][path or "overview"].append(timed(page, runs, lambda: link.click(no_wait_after=True)))
             check_shown(page, "page switch", require_chart)
             if not page.url.split("?")[0].rstrip("/").endswith(f"{base}/{path}".rstrip("/")):
@@ -197,10 +199,12 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
             box = page.locator("[data-testid='stSidebar'] [data-testid='stMultiSelect']").first
             before = page.url
             chosen = before.count("route=")
+            page.wait_for_timeout(pause_s * 1000)
 
             def pick() -> None:
-                # a new cohort every time: add a route while few are chosen, else remove the last one
-                box.click()
+                # a new cohort every time: add a route while few are chosen, else remove the last one. The box's
+                # text input, not its middle, which may be a chosen route's chip (a click there opens nothing)
+                box.locator("input").first.click()
                 if chosen >= 3:
                     page.keyboard.press("Backspace")
                 else:
@@ -240,7 +244,7 @@ def build_database(patients: int, workdir: Path, python: str) -> Path:
     return db
 
 
-def bench_size(db: Path, workdir: Path, rounds: int, states: int) -> dict[str, Any]:
+def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float = 0.0) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()), KETAMINE_OUTCOMES_CACHE=str(workdir / "cache"))
@@ -259,8 +263,8 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int) -> dict[str, A
                 timed(page, runs, lambda: page.goto(url))
                 context.close()
             s = filter_states(states)
-            dash = measure_app(browser, dash_url, s, rounds)
-            mini = measure_app(browser, min_url, s, rounds, require_chart=True)
+            dash = measure_app(browser, dash_url, s, rounds, pause_s=pause_s)
+            mini = measure_app(browser, min_url, s, rounds, require_chart=True, pause_s=pause_s)
         finally:
             browser.close()
     return {"raw": {"dashboard": dash, "minimal": mini}, "summary": summarise(dash, mini)}
@@ -291,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", type=Path, help="use this database instead of generating one (one size)")
     parser.add_argument("--rounds", type=int, default=3, help="times each interaction is repeated per page")
     parser.add_argument("--states", type=int, default=30, help="distinct filter states to cycle through")
+    parser.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
+                        help="the reader looks at each page this long before the next click (default 0)")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -299,13 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_start": os.getloadavg()[0]},
+        "pause_s": args.pause,
         "sizes": {},
     }
     targets = [("db", args.db)] if args.db else [(n, None) for n in args.sizes]
     for n, db in targets:
         db = db or build_database(n, workdir, sys.executable)
         print(f"[browser bench] {db} …", file=sys.stderr, flush=True)
-        results["sizes"][str(n)] = bench_size(db, workdir, args.rounds, args.states)
+        results["sizes"][str(n)] = bench_size(db, workdir, args.rounds, args.states, args.pause)
     results["machine"]["load_end"] = os.getloadavg()[0]
     table = markdown(results)
     print(table)

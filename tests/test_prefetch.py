@@ -98,3 +98,54 @@ def test_the_hidden_cell_record_is_shared_not_copied_by_pandas(sample_db: Path):
     assert isinstance(record, disclosure.HiddenCells) and record  # this small cohort hides cells
     assert table[["route"]].attrs[disclosure.WHY_HIDDEN] is record
     assert table.copy().attrs[disclosure.WHY_HIDDEN] is record
+
+
+def _served_session(monkeypatch, session_id: str) -> None:
+    """Make prefetch_other_pages believe it runs in a served session (it does nothing in AppTest or bare
+    mode): a runtime exists and the script context names `session_id`."""
+    import types
+
+    import streamlit.runtime
+    import streamlit.runtime.scriptrunner as scriptrunner
+
+    fake = types.SimpleNamespace(session_id=session_id)
+    monkeypatch.setattr(streamlit.runtime, "exists", lambda: True)
+    monkeypatch.setattr(scriptrunner, "get_script_run_ctx", lambda suppress_warning=False: fake)
+    monkeypatch.setattr(scriptrunner, "add_script_run_ctx", lambda thread=None, ctx=None: thread)
+
+
+def _context() -> ui.PageContext:
+    return ui.PageContext(db_path=Path("unused.duckdb"), signature=("unused.duckdb", 1, 2, 3), settings=Settings(),
+                          page="overview")
+
+
+def test_warming_waits_until_the_browser_has_drawn_the_page(monkeypatch):
+    """The other pages are warmed PREFETCH_DELAY_S after the page's script, not at once: meanwhile the
+    browser draws the page, and warming would compete with it for the two cores."""
+    import threading
+    import time
+
+    started = threading.Event()
+    when: list[float] = []
+    monkeypatch.setattr(ui, "PREFETCH_DELAY_S", 0.3)
+    monkeypatch.setattr(ui, "page_loads", lambda named=frozenset(): {})
+    monkeypatch.setattr(ui, "warm_pages", lambda *a, **k: (when.append(time.monotonic()), started.set()))
+    _served_session(monkeypatch, "reader")
+    t0 = time.monotonic()
+    ui.prefetch_other_pages(_context())
+    assert started.wait(5)
+    assert when[0] - t0 >= 0.3
+
+
+def test_warming_is_abandoned_when_the_reader_moves_on_during_the_delay(monkeypatch):
+    import threading
+
+    called = threading.Event()
+    monkeypatch.setattr(ui, "PREFETCH_DELAY_S", 0.5)
+    monkeypatch.setattr(ui, "page_loads", lambda named=frozenset(): {})
+    monkeypatch.setattr(ui, "warm_pages", lambda *a, **k: called.set())
+    _served_session(monkeypatch, "quick reader")
+    ui.prefetch_other_pages(_context())
+    ui.cancel_prefetch()  # the next click's rerun
+    ui.stop_every_prefetch(5)  # waits for the thread to end
+    assert not called.is_set()

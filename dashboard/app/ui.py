@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -1365,6 +1366,10 @@ def page_loads(named_sites: frozenset[str] | None = None) -> LoadPlan:
 _PREFETCH_LOCK = threading.Lock()
 _PREFETCH_RUN: dict[str, object] = {}  # session id -> token of the run whose prefetch may go on
 _PREFETCH_THREADS: set[threading.Thread] = set()  # every warming thread still running
+# Warming starts this long after the page's script has finished: meanwhile the browser is still drawing the
+# page (on two cores, warming's queries and pandas competed with Chromium and with a quick next click, which
+# abandons it anyway); a reader who looks at the page for a second or more still finds the other pages ready.
+PREFETCH_DELAY_S = 1.0
 
 
 def stop_every_prefetch(timeout: float = 60.0) -> None:
@@ -1436,6 +1441,11 @@ def prefetch_other_pages(ctx: PageContext) -> None:
 
     def work() -> None:
         try:
+            start = time.monotonic() + PREFETCH_DELAY_S
+            while time.monotonic() < start:
+                if not go_on():
+                    return
+                time.sleep(0.05)
             warm_pages(ctx.signature, ctx.settings, page_loads(viewer_named_sites(ctx)), skip=ctx.page,
                        go_on=go_on)
         except Exception:  # noqa: BLE001 - the page reports its own failure when opened
