@@ -3,8 +3,9 @@
     .venv/bin/python bench/browser.py --sizes 10000 100000 --json bench/results/browser.json
 
 For each size it builds a sample database (or takes `--db`), serves the dashboard (`ketamine-outcomes serve`)
-and the minimal app of bench/minimal_app.py (the same eight page addresses, one sidebar filter bound to the URL, one Plotly chart
-per page, on the same database) side by side, and drives both with Playwright in Debian's Chromium:
+and the minimal app of bench/minimal_app.py (the same eight page addresses, one sidebar filter bound to the
+URL, one Plotly chart per page, on the same database) side by side, and drives both with Playwright in Debian's
+Chromium:
 
 - **shared link**: a new browser session opens a page from a link with a filter state not seen before;
 - **page switch**: inside one session, a click on the next page's link in the sidebar's navigation;
@@ -13,8 +14,8 @@ per page, on the same database) side by side, and drives both with Playwright in
 
 Each interaction is timed from the action until a script run it caused has finished, no element is stale or
 still a loading placeholder, and every Plotly chart on the page has drawn its SVG. An interaction that ends on
-an error screen, on the wrong page or without changing the filter stops the run (RuntimeError). Results are medians and maxima per page, and ratios to the minimal
-app's median for the same interaction in the same run (these machines are shared and noisy: ratios, not
+an error screen, on the wrong page or without changing the filter stops the run (RuntimeError). Results are
+medians and maxima per page, and ratios to the minimal app's median for the same interaction in the same run (these machines are shared and noisy: ratios, not
 absolute times, are what compares across runs). Nothing here is a test: tests/test_bench.py only checks that
 it runs at a tiny size.
 """
@@ -151,7 +152,7 @@ SHOWN = """() => ({
 
 def check_shown(page: Any, what: str, require_chart: bool) -> None:
     """Raise if the interaction ended on an error instead of its page: a timing of an error screen is not a
-    timing of the app (the minimal app once timed its own SQL error for weeks, which made it look fast)."""
+    timing of the app (the minimal app once timed its own SQL error, which made it look fast)."""
     shown = page.evaluate(SHOWN)
     if shown["errors"]:
         raise RuntimeError(f"{what}: the page shows an error instead of its content ({page.url})")

@@ -1,8 +1,8 @@
 """The floor this stack allows: a minimal Streamlit app served beside the dashboard by bench/browser.py.
 
-The dashboard's eight analysis pages' addresses, each with one sidebar filter bound to the URL (route) and one Plotly chart of
-one DuckDB query on the same database (patients per site for the chosen routes). Same Streamlit, same
-browser, same machine: the dashboard's browser timings are reported as ratios to this app's.
+The dashboard's eight analysis pages' addresses, each with one sidebar filter bound to the URL (route) and
+one Plotly chart of one DuckDB query on the same database (patients per site for the chosen routes). Same
+Streamlit, same browser, same machine: the dashboard's browser timings are reported as ratios to this app's.
 """
 
 from __future__ import annotations

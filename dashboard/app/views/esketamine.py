@@ -89,7 +89,8 @@ for i in range(0, len(rules), 2):
 st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
 breaks = pd.DataFrame({
     "Rule": [spec.REMS_LABELS[m] + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else " (sessions)") for m in rules],
-    **{ui.plain(site_name(site)): [missed_cell(row, m) for m in rules] for site, (_, row) in zip(sites, rems.iterrows())},
+    **{ui.plain(site_name(site)): [missed_cell(row, m) for m in rules]
+       for site, (_, row) in zip(sites, rems.iterrows())},
 })
 # A static table (a few rules by the sites): no grid to load and lay out, which cost about a second on the
 # first visit in a session (bench/RESULTS.md); site names from the data are escaped, as in ui.render_table.
