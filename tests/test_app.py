@@ -28,15 +28,33 @@ ROOT = APP.parent.parent.parent
 # page file (relative to app/main.py) -> (title, charts it draws on the sample, summary files it offers)
 PAGES = {
     "views/overview.py": ("Overview", 2, ("headline.csv", "trend.csv", "cohort.csv", "response_by_route.csv")),
-    "views/response.py": ("Response by route", 5, ("response_by_route.csv", "adjusted_response.csv")),
+    "views/response.py": ("Response by route", 1, ("response_by_route.csv", "adjusted_response.csv")),
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
-    "views/side_effects.py": ("Side effects", 5, ("side_effects.csv",)),
+    "views/side_effects.py": ("Side effects", 1, ("side_effects.csv",)),
     "views/maintenance.py": ("Maintenance", 3, ("maintenance.csv",)),
     "views/esketamine.py": ("Esketamine monitoring", 11, ("rems.csv",)),
     "views/benchmark.py": ("Network benchmark", 1, ("benchmark.csv",)),
     "views/data.py": ("Data and definitions", 0, ()),
 }
 
+
+# every part of every page: a page with tabs (ui.PAGE_VIEWS) once per part, the others whole (None)
+PAGE_FILE_PATHS = {"views/response.py": "response", "views/side_effects.py": "side-effects"}
+PARTS = [(page, view) for page in PAGES
+         for view in (ui.PAGE_VIEWS[PAGE_FILE_PATHS[page]] if page in PAGE_FILE_PATHS else (None,))]
+# the charts each part of a tabbed page draws on the sample (titles), and nothing of the other parts
+PART_CHARTS = {
+    ("views/response.py", "rates"): ["Response and remission by route (Matched to diagnosis)"],
+    ("views/response.py", "adjusted"): ["Response by route: crude and adjusted for case mix"],
+    ("views/response.py", "comparison"): ["Difference in response rate between routes"],
+    ("views/response.py", "trajectory"): ["Weekly improvement from baseline by route"],
+    ("views/response.py", "breakdown"): ["Response rate by site and route"],
+    ("views/side_effects.py", "by-route"): ["Side effects: share of sessions with each event, by route"],
+    ("views/side_effects.py", "patients"): ["Patients with each side effect at least once, by route"],
+    ("views/side_effects.py", "severity"): ["Severity: All routes", "Dissociation by session number"],
+    ("views/side_effects.py", "blood-pressure"): ["Blood pressure during sessions"],
+}
+assert set(PART_CHARTS) == {(page, view) for page, view in PARTS if view is not None}
 
 APP_DB: list[Path] = []  # the database the last make_app opened
 
@@ -65,10 +83,16 @@ def make_app(sample_db: Path, monkeypatch: pytest.MonkeyPatch):
     return make
 
 
-def open_page(at: AppTest, page: str) -> AppTest:
+def open_page(at: AppTest, page: str, view: str | None = None) -> AppTest:
+    """Run the app and open `page` (the first run is the home page, as in a browser), at part `view` of a
+    page with tabs (`view=` in the link)."""
     at.run()
     if page != "views/overview.py":
-        at.switch_page(page).run()
+        at.switch_page(page)
+    if view is not None:
+        at.query_params[ui.VIEW_PARAM] = view
+    if page != "views/overview.py" or view is not None:
+        at.run()
     return at
 
 
@@ -334,17 +358,78 @@ OTHER_SETTINGS = [
 
 
 @pytest.mark.parametrize("params", OTHER_SETTINGS, ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items()))
-@pytest.mark.parametrize("page", list(PAGES))
-def test_every_page_renders_under_other_settings(make_app, page, params):
-    at = open_page(make_app(**params), page)
+@pytest.mark.parametrize(("page", "view"), PARTS)
+def test_every_page_renders_under_other_settings(make_app, page, view, params):
+    at = open_page(make_app(**params), page, view)
     assert_clean(at)
     assert context(at).settings == Settings.from_query_params(dashboard_reads(params))
+    assert context(at).view == view
     assert at.title[0].value == PAGES[page][0]
 
 
 def test_one_route_has_nothing_to_compare(make_app):
-    at = open_page(make_app(route="PO"), "views/response.py")
+    at = open_page(make_app(route="PO"), "views/response.py", "comparison")
     assert any("only one route" in i.value for i in at.info)
+
+
+# --- a page's parts (tabs) -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("page", "view"), list(PART_CHARTS))
+def test_every_part_of_a_tabbed_page_opens_from_its_link(make_app, page, view):
+    at = open_page(make_app(route=["IV", "IN", "IM"]), page, view)
+    assert_clean(at)
+    views = ui.PAGE_VIEWS[PAGE_FILE_PATHS[page]]
+    assert [tab.label for tab in at.tabs] == list(views.values())
+    # only the open part is computed and drawn; the tabs of the others are empty
+    assert [s["layout"]["title"]["text"] for s in chart_specs(at)] == PART_CHARTS[(page, view)]
+    assert [len(tab.children) > 0 for tab in at.tabs] == [code == view for code in views]
+    # the link keeps the part (the first needs no parameter) beside the filters
+    first = next(iter(views))
+    assert dict(at.query_params) == {"route": ["IV", "IN", "IM"], **({} if view == first else {"view": view})}
+    # the downloads of the whole page stay below the tabs, whichever part is open
+    labels = [b.proto.label for b in at.get("download_button") if b.proto.label != "Download report (PDF)"]
+    assert labels == [*PAGES[page][2], "All summaries (zip)"]
+
+
+def test_choosing_a_tab_puts_it_in_the_link_and_moving_on_forgets_it(make_app):
+    at = open_page(make_app(), "views/response.py")
+    assert [s["layout"]["title"]["text"] for s in chart_specs(at)] == PART_CHARTS[("views/response.py", "rates")]
+    at.session_state["_ko_view_response"] = "Weekly trajectory"  # what a click on the tab sets
+    at.run()
+    assert context(at).view == "trajectory"
+    assert dict(at.query_params) == {"view": "trajectory"}
+    assert [s["layout"]["title"]["text"] for s in chart_specs(at)] == PART_CHARTS[("views/response.py", "trajectory")]
+    # a filter change keeps the part open, and the link says both
+    at.sidebar.multiselect(key="route").set_value(["IV"]).run()
+    assert context(at).view == "trajectory" and dict(at.query_params) == {"route": "IV", "view": "trajectory"}
+    # another page has no such part: the link drops it, and coming back opens the page's first part
+    at.switch_page("views/relief.py").run()
+    assert_clean(at)
+    assert dict(at.query_params) == {"route": "IV"} and context(at).view is None
+    at.switch_page("views/response.py").run()
+    assert context(at).view == "rates" and dict(at.query_params) == {"route": "IV"}
+
+
+def test_an_unknown_part_is_named_and_the_page_opens_at_its_first(make_app):
+    at = open_page(make_app(), "views/response.py", "survival")
+    assert_clean(at)
+    assert "view: 'survival' is not a part of any page" in warnings_shown(at)
+    assert context(at).view == "rates" and dict(at.query_params) == {}
+    # a part of another page (a link kept while moving on) is no problem: this page shows whole
+    at = open_page(make_app(), "views/relief.py", "trajectory")
+    assert_clean(at)
+    assert not at.warning and context(at).view is None and dict(at.query_params) == {}
+
+
+def test_view_problems_name_the_value_and_what_applies():
+    assert ui.view_problems(["trajectory"]) == [] and ui.view_problems(["blood-pressure"]) == []
+    assert ui.view_problems([""]) == []
+    assert ui.view_problems(["rates", "adjusted"]) == [
+        "view: given 2 times ('rates', 'adjusted'); the page opens at its first part"]
+    assert ui.view_problems(["Trajectory"]) == [
+        "view: 'Trajectory' is not a part of any page (response: rates, adjusted, comparison, trajectory, "
+        "breakdown; side-effects: by-route, patients, severity, blood-pressure); the page opens at its first part"]
 
 
 # --- empty and too-small cohorts ------------------------------------------------------------------------------
@@ -631,7 +716,7 @@ def test_data_page_lists_what_the_import_tolerated(make_app, tmp_path):
 
 
 def test_the_response_page_shows_crude_and_adjusted_rates_and_names_the_adjustment(make_app, sample_db):
-    at = open_page(make_app(), "views/response.py")
+    at = open_page(make_app(), "views/response.py", "adjusted")
     assert_clean(at)
     adjusted_chart = next(s for s in chart_specs(at) if "adjusted" in s["layout"]["title"]["text"])
     assert {"Crude rate", "Adjusted rate (95 % interval)"} <= trace_names(adjusted_chart)
@@ -772,7 +857,7 @@ def test_a_minimum_baseline_with_matched_is_dropped_with_a_notice(make_app):
 
 
 def test_the_trajectory_under_matched_is_in_percent(make_app):
-    at = open_page(make_app(), "views/response.py")
+    at = open_page(make_app(), "views/response.py", "trajectory")
     assert_clean(at)
     trajectory = next(c for c in chart_specs(at) if "Weekly" in c["layout"]["title"]["text"])
     assert trajectory["layout"]["title"]["text"] == "Weekly improvement from baseline by route"
@@ -788,7 +873,7 @@ def test_the_trajectory_under_matched_is_in_percent(make_app):
     y = line["y"]  # Plotly 6 ships arrays as base64 of their dtype
     y = list(np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])) if isinstance(y, dict) else y
     assert y[0] < 30 and max(v for v in y if v == v) > 30
-    at = open_page(make_app(instrument="GAD7"), "views/response.py")
+    at = open_page(make_app(instrument="GAD7"), "views/response.py", "trajectory")
     trajectory = next(c for c in chart_specs(at) if "Weekly" in c["layout"]["title"]["text"])
     assert trajectory["layout"]["title"]["text"] == "Weekly GAD-7 score by route"
 

@@ -37,10 +37,14 @@ def make_app(sample_db: Path, monkeypatch: pytest.MonkeyPatch):
     return make
 
 
-def open_page(at: AppTest, page: str) -> AppTest:
+def open_page(at: AppTest, page: str, view: str | None = None) -> AppTest:
     at.run()
     if page != "views/overview.py":
-        at.switch_page(page).run()
+        at.switch_page(page)
+    if view is not None:
+        at.query_params[ui.VIEW_PARAM] = view
+    if page != "views/overview.py" or view is not None:
+        at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -97,10 +101,12 @@ def test_a_hidden_median_is_not_not_reached_and_no_table_shows_none(make_app, sa
     median = raw.iloc[-1]["median_days"]
     assert {m.label: m.value for m in at0.metric}["Median days to relief"] == (
         figures.fmt_days(median) if not pd.isna(median) else "not reached in follow-up")
-    for page in ("views/overview.py", "views/relief.py", "views/response.py", "views/data.py"):
-        shown = texts(open_page(make_app(**small), page))
-        assert not [t for t in shown if BAD_TEXT.search(t)], page
-        assert not [t for t in shown if "not reached" in t], page
+    pages = [("views/overview.py", None), ("views/relief.py", None), ("views/data.py", None)]
+    pages += [("views/response.py", view) for view in ui.PAGE_VIEWS["response"]]
+    for page, view in pages:
+        shown = texts(open_page(make_app(**small), page, view))
+        assert not [t for t in shown if BAD_TEXT.search(t)], (page, view)
+        assert not [t for t in shown if "not reached" in t], (page, view)
 
 
 def test_hidden_cells_say_fewer_than_k_or_a_bound():
@@ -147,10 +153,11 @@ def test_the_overview_opens_with_the_headline_by_route(make_app, sample_db):
 
 
 def test_hidden_side_effects_show_a_bound_and_a_marker(make_app, sample_db):
-    at = open_page(make_app(), "views/side_effects.py")
+    heat = json.loads(open_page(make_app(), "views/side_effects.py").get("plotly_chart")[0].proto.spec)
+    at = open_page(make_app(), "views/side_effects.py", "patients")
+    incidence = json.loads(at.get("plotly_chart")[0].proto.spec)
     with store.open_database(sample_db) as con:
         table = export.compute_summary(con, Settings(), "side_effects.csv")
-    heat, incidence = (json.loads(c.proto.spec) for c in at.get("plotly_chart")[:2])
     cells = [t for row in heat["data"][0]["text"] for t in row]
     said = [t for row in heat["data"][0]["customdata"] for t in row]
     bounded = [(c, s) for c, s in zip(cells, said) if s.startswith("fewer than 11 sessions (< ")]
@@ -178,7 +185,7 @@ def test_maintenance_and_comparison_tables_show_their_answer(make_app):
     for column in ("Current responders", "Expected in maintenance", "Sessions per month"):
         values = [v for v in projection[column] if v[0].isdigit()]
         assert all(re.fullmatch(r"\d{1,3}(,\d{3})*", v) for v in values), values
-    at = open_page(make_app(), "views/response.py")
+    at = open_page(make_app(), "views/response.py", "comparison")
     pairs = next(t.value for t in at.table if "Routes" in t.value.columns)
     n_routes = len([r for r in spec.ROUTES])
     assert len(pairs) == n_routes * (n_routes - 1) // 2

@@ -26,6 +26,7 @@ from playwright.sync_api import expect
 from dashboard.reports import export
 from dashboard.data import store
 from dashboard.analysis.settings import Settings
+from dashboard.app import ui
 from dashboard.charts import colors
 
 pytestmark = pytest.mark.browser
@@ -290,6 +291,28 @@ def test_the_relief_threshold_switch_lands_in_the_link(server, page):
     assert "a drop of 4+ points on GAD-7" in page.locator(".js-plotly-plot").first.inner_text()
 
 
+def test_a_tab_opens_its_part_alone_and_lands_in_the_link(server, page):
+    open_url(page, f"{server}/response?route=IV&route=IN&view=comparison")
+    assert_no_exception(page)
+    main = page.locator("[data-testid='stMain']")
+    expect(main.get_by_role("tab", selected=True)).to_have_text("Route comparison")
+    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    expect(page.locator(".js-plotly-plot")).to_contain_text("Difference in response rate between routes")
+    main.get_by_role("tab", name="Weekly trajectory").click()
+    wait_idle(page)
+    expect(page.locator(".js-plotly-plot")).to_contain_text("Weekly improvement from baseline by route")
+    expect(page.locator(".js-plotly-plot")).to_have_count(1)
+    assert query(page) == {"route": ["IV", "IN"], "view": ["trajectory"]}
+    # another page has no such part: the link drops it and no notice is raised
+    page.locator("[data-testid='stSidebar']").get_by_role("link", name="Side effects").click()
+    wait_idle(page)
+    page.wait_for_selector("h1:has-text('Side effects')")
+    expect(main.get_by_role("tab", selected=True)).to_have_text("By route and effect")
+    assert query(page) == {"route": ["IV", "IN"]}
+    assert "Part of this link could not be used" not in main.inner_text()
+    assert_no_exception(page)
+
+
 def test_the_relief_chart_draws_the_first_eight_weeks_until_asked_for_more(server, page):
     """Issue 11 finding 6, as drawn: the JSON's range was right but the browser autoranged the shared axis."""
     open_url(page, f"{server}/relief")
@@ -414,9 +437,13 @@ def small_cohort(sample_db: Path) -> str:
 HIDDEN_AS_FINDING = re.compile(r"\bNone\b|\bnan\b|\bNaN\b|<NA>|not reached")
 
 
-@pytest.mark.parametrize("path", list(PAGES))
+# every page, and every part of a page with tabs
+PARTS = list(PAGES) + [f"{path}?view={view}" for path, views in ui.PAGE_VIEWS.items() for view in list(views)[1:]]
+
+
+@pytest.mark.parametrize("path", PARTS)
 def test_no_page_shows_none_nan_or_not_reached_for_a_hidden_value(server, page, small_cohort, path):
-    open_url(page, f"{server}/{path}?{small_cohort}")
+    open_url(page, f"{server}/{path}{'&' if '?' in path else '?'}{small_cohort}")
     assert_no_exception(page)
     page.locator("[data-testid='stMain'] h1").first.wait_for(state="visible")
     text = page.locator("[data-testid='stMain']").inner_text()

@@ -368,6 +368,20 @@ def test_on_a_phone_hidden_labels_beside_dots_are_short():
     assert fig.data[0].text == ("hidden: fewer than 11",)  # the shared figure keeps its words
 
 
+def test_on_a_phone_hidden_labels_over_grouped_bars_stand_upright():
+    # one site with five routes hidden: side by side, five "hidden" ran together on a 390-pixel screen
+    routes = ["IV", "IM", "IN", "SL", "PO"]
+    rows = [{"group": "S5", "route": r, "evaluable": None, "responders": None, "response_rate": None,
+             "response_ci_low": None, "response_ci_high": None} for r in routes]
+    rows += [{"group": "S1", "route": r, "evaluable": 80, "responders": 40, "response_rate": 0.5,
+              "response_ci_low": 0.39, "response_ci_high": 0.61} for r in routes]
+    wide = figures.create_breakdown_figure(pd.DataFrame(rows), "site")
+    phone = figures.fit_for_phone(wide)
+    assert [list(t.text) for t in phone.data] == [["hidden", ""]] * 5  # the words are the same
+    assert [t.textangle for t in phone.data] == [-90] * 5
+    assert [t.textangle for t in wide.data] == [None] * 5  # a laptop keeps them level; the shared figure unchanged
+
+
 def test_on_a_phone_titles_wrap_and_the_legend_goes_below():
     bp = pd.DataFrame({"route": ["IV", "ALL"], "sessions_with_vitals": [500, 700], "sbp_peak_median": [148, 145],
                        "dbp_peak_median": [88, 80], "sbp_rise_median": [12, 10], "dbp_rise_median": [6, 5],

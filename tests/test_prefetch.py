@@ -48,8 +48,8 @@ def test_after_warming_a_page_switch_computes_nothing(sample_db: Path, monkeypat
     signature = store.database_signature(sample_db)
     s = Settings(route=("IV", "IN"))
     plan = ui.page_loads()
-    ran = ui.warm_pages(signature, s, plan, skip="overview")
-    assert ran == len({name for page, loads in plan.items() if page != "overview" for name, _ in loads})
+    ran = ui.warm_pages(signature, s, plan, first="response")
+    assert ran == len({name for loads in plan.values() for name, _ in loads})
 
     def no_computing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("computed again")
@@ -58,10 +58,16 @@ def test_after_warming_a_page_switch_computes_nothing(sample_db: Path, monkeypat
         if inspect.isfunction(fn) and fn.__module__ == metrics.__name__:
             monkeypatch.setattr(metrics, name, no_computing)
     for page, loads in plan.items():
-        if page == "overview":
-            continue
         for _, load in loads:
             load(signature, s)  # every one a cache hit
+
+
+def test_warming_starts_with_the_parts_of_the_page_on_screen():
+    ran: list[str] = []
+    plan = {page: [(name, lambda sig, s, name=name: ran.append(name)), ("shared", lambda sig, s: ran.append("shared"))]
+            for page, name in (("overview", "a"), ("response", "b"), ("relief", "c"))}
+    assert ui.warm_pages(("sig",), Settings(), plan, first="response") == 4
+    assert ran == ["b", "shared", "a", "c"]  # the page's own first, then the plan's order; each load once
 
 
 def test_warming_stops_as_soon_as_the_session_moves_on(sample_db: Path):

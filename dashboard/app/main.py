@@ -86,8 +86,10 @@ if ui.is_unknown_page(ui.requested_page_name(), PAGES):  # /RESPONSE, /views/ove
     ui.render_page_not_found(ui.requested_page_name() or "", PAGES)
     st.stop()
 
-# The link, as typed or shared (the sidebar writes it back after drawing).
+# The link, as typed or shared (the sidebar writes it back after drawing), and the part of the page to show.
 raw_params = ui.raw_query_params()
+page_path = page.url_path or "overview"
+view = ui.current_view(page_path, raw_params)
 
 try:
     db_path, signature = ui.open_current_database()
@@ -121,7 +123,7 @@ ui.seed_widgets_from_link(raw_params, options, link_problems)
 ui.render_person(person)
 banner = st.sidebar.container()
 values = ui.render_sidebar(options, raw_params)
-ui.sync_link(values)  # the URL says what the sidebar holds, in codes
+ui.sync_link(values, ui.link_view(page_path, view))  # the URL says what the sidebar holds, in codes
 
 try:
     # the scope is set here, from the person, never from the link: every load below is within it
@@ -137,7 +139,7 @@ except SettingsError as exc:
     st.stop()
 
 ctx = ui.PageContext(db_path=db_path, signature=signature, settings=settings, person=person,
-                     audit_log=audit.audit_path(db_path), page=page.url_path or "overview")
+                     audit_log=audit.audit_path(db_path), page=page_path, view=view)
 ui.set_context(ctx)
 
 try:

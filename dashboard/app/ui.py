@@ -73,6 +73,7 @@ class PageContext:
     person: Any = None  # access.Person: who is looking (their scope is settings.scope)
     audit_log: Path | None = None  # where views and downloads are recorded
     page: str = ""  # the page's URL path ("overview" for the home page), for the audit log
+    view: str | None = None  # the code of the part of the page shown (PAGE_VIEWS), None for a whole page
 
     @property
     def min_cell(self) -> int:
@@ -436,6 +437,9 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
     for key, values in params.items():
         if key in _STREAMLIT_PARAMS:
             continue
+        if key == VIEW_PARAM:
+            problems.extend(view_problems(values))
+            continue
         if key not in FILTER_NAMES + SETTING_NAMES:
             shown = ", ".join(repr(v) for v in values)
             problems.append(f"{key}: not a setting of this dashboard (value {shown}); ignored")
@@ -602,12 +606,15 @@ def link_params(values: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def sync_link(values: Mapping[str, Any]) -> None:
+def sync_link(values: Mapping[str, Any], view: str | None = None) -> None:
     """Write the sidebar's values into the URL (codes, `link_params`) when it says anything else: after a
     change in the sidebar, a page switch (Streamlit empties the query string) or a link with values that
-    could not be used. Streamlit's own parameters (embed) are kept."""
+    could not be used; then the part of the page shown (`view=trajectory`), unless it is the page's first.
+    Streamlit's own parameters (embed) are kept."""
     st.session_state[LAST_VALUES_KEY] = dict(values)
     wanted = link_params(values)
+    if view is not None:
+        wanted[VIEW_PARAM] = [view]
     current = {k: list(st.query_params.get_all(k)) for k in st.query_params.keys() if k not in _STREAMLIT_PARAMS}
     if current != wanted:
         st.query_params.from_dict(wanted)
@@ -624,6 +631,77 @@ def render_url_notice() -> None:
             icon=":material/warning:",
         )
         st.button("Dismiss", key="_ko_dismiss_notice", on_click=lambda: st.session_state.pop(NOTICE_KEY, None))
+
+
+# --- a page's parts ----------------------------------------------------------------------------------------
+
+# A page with several figures shows one part at a time, chosen by tabs: only the chosen part is computed,
+# sent and drawn (what a page switch waits for), and `view=<code>` in the link opens it. Codes in the URL,
+# words on the tabs; the first part is the page's answer and needs no parameter.
+VIEW_PARAM = "view"
+PAGE_VIEWS: dict[str, dict[str, str]] = {
+    "response": {
+        "rates": "Response and remission", "adjusted": "Adjusted for case mix", "comparison": "Route comparison",
+        "trajectory": "Weekly trajectory", "breakdown": "Breakdown",
+    },
+    "side-effects": {
+        "by-route": "By route and effect", "patients": "Patients affected", "severity": "Severity and fading",
+        "blood-pressure": "Blood pressure",
+    },
+}
+
+
+def view_problems(values: Sequence[str]) -> list[str]:
+    """Plain-language problems with a link's `view` values: one value, naming a part of some page. A part
+    of another page is not a problem (the page's links keep the query string when the reader moves on);
+    it is simply not shown there."""
+    known = {code for views in PAGE_VIEWS.values() for code in views}
+    given = [v for v in values if v.strip() != ""]
+    if len(given) > 1:
+        return [f"view: given {len(given)} times ({', '.join(repr(v) for v in given)}); the page opens at its "
+                "first part"]
+    if given and given[0] not in known:
+        parts = "; ".join(f"{page}: {', '.join(views)}" for page, views in PAGE_VIEWS.items())
+        return [f"view: {given[0]!r} is not a part of any page ({parts}); the page opens at its first part"]
+    return []
+
+
+def _view_key(page: str) -> str:
+    return f"_ko_view_{page}"
+
+
+def current_view(page: str, params: Mapping[str, Sequence[str]]) -> str | None:
+    """The code of the part of `page` to show, or None for a page shown whole: the tab chosen in this
+    session while the page stays open, else the link's `view` when it names one of this page's parts,
+    else the first part."""
+    views = PAGE_VIEWS.get(page)
+    if not views:
+        return None
+    chosen = st.session_state.get(_view_key(page))
+    for code, label in views.items():
+        if chosen == label:
+            return code
+    given = [v for v in params.get(VIEW_PARAM, []) if v.strip() != ""]
+    if len(given) == 1 and given[0] in views:
+        return given[0]
+    return next(iter(views))
+
+
+def link_view(page: str, view: str | None) -> str | None:
+    """What the link says of the part shown: its code, or None for the page's first part (no parameter)."""
+    return None if view is None or view == next(iter(PAGE_VIEWS[page])) else view
+
+
+def render_view_tabs(ctx: PageContext) -> Any:
+    """The page's parts as tabs, `ctx.view` open; returns the open tab's container, into which the page
+    draws that part alone. Choosing another tab reruns the script (Streamlit's lazy tabs,
+    `on_change="rerun"`), and the entry script reads the choice back with `current_view`."""
+    views = PAGE_VIEWS[ctx.page]
+    key = _view_key(ctx.page)
+    if st.session_state.get(key) != views[ctx.view]:  # the link's part, on the page's first run
+        st.session_state[key] = views[ctx.view]
+    tabs = st.tabs(list(views.values()), key=key, on_change="rerun")
+    return next(tab for tab, code in zip(tabs, views) if code == ctx.view)
 
 
 # --- the sidebar --------------------------------------------------------------------------------------------
@@ -1394,18 +1472,18 @@ def cancel_prefetch() -> None:
             _PREFETCH_RUN.pop(session, None)
 
 
-def warm_pages(signature: tuple, settings: Settings, plan: LoadPlan, skip: str = "",
+def warm_pages(signature: tuple, settings: Settings, plan: LoadPlan, first: str = "",
                go_on: Callable[[], bool] = lambda: True) -> int:
-    """Run every load of `plan` except page `skip`'s for this filter state, stopping as soon as `go_on()` is
-    false; returns how many loads ran. Each load is `st.cache_data`, so a load already computed is a hit, and
-    one computing in the script thread at the same moment is waited for, not repeated (Streamlit holds a
-    lock per cached value)."""
+    """Run every load of `plan` for this filter state, page `first`'s before the others' (the parts of the
+    page on screen that its tabs do not show yet are the likeliest next click), stopping as soon as
+    `go_on()` is false; returns how many loads ran. Each load is `st.cache_data`, so a load already
+    computed is a hit, and one computing in the script thread at the same moment is waited for, not
+    repeated (Streamlit holds a lock per cached value)."""
     done = 0
     seen: set[str] = set()
-    for page, loads in plan.items():
-        if page == skip:
-            continue
-        for name, load in loads:
+    order = sorted(plan, key=lambda page: page != first)  # stable: the plan's order after `first`
+    for page in order:
+        for name, load in plan[page]:
             if name in seen:
                 continue
             if not go_on():
@@ -1417,8 +1495,9 @@ def warm_pages(signature: tuple, settings: Settings, plan: LoadPlan, skip: str =
 
 
 def prefetch_other_pages(ctx: PageContext) -> None:
-    """After a page has drawn, compute the other pages' figures' data for the same filter state in the
-    background, so switching page shows cached results instead of computing them while the person waits.
+    """After a page has drawn, compute the data of its other parts (tabs) and then of the other pages for the
+    same filter state in the background, so choosing a tab or switching page shows cached results instead of
+    computing them while the person waits.
 
     Only in a served dashboard (not in AppTest or bare mode, where tests count computations); one thread per
     session, abandoned when the session reruns (`cancel_prefetch`). Failures are logged, never shown: the
@@ -1446,7 +1525,7 @@ def prefetch_other_pages(ctx: PageContext) -> None:
                 if not go_on():
                     return
                 time.sleep(0.05)
-            warm_pages(ctx.signature, ctx.settings, page_loads(viewer_named_sites(ctx)), skip=ctx.page,
+            warm_pages(ctx.signature, ctx.settings, page_loads(viewer_named_sites(ctx)), first=ctx.page,
                        go_on=go_on)
         except Exception:  # noqa: BLE001 - the page reports its own failure when opened
             LOG.debug("warming the other pages failed", exc_info=True)

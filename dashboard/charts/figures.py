@@ -277,6 +277,11 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
                 isinstance(v, str) and len(v) > PHONE_LINE_CHARS // 2 for v in trace.y):
             trace.y = [_wrap(v, PHONE_LINE_CHARS // 2) if isinstance(v, str) else v for v in trace.y]
             trace.cliponaxis = False
+        # side by side over a group of five routes, each "hidden" above its empty bar ran into the next
+        # ("hiddenhiddenhidden"): upright, each stands over its own bar
+        if trace.type == "bar" and trace.orientation in (None, "v") and trace.text is not None and not isinstance(
+                trace.text, str) and any(isinstance(v, str) and v for v in trace.text):
+            trace.textangle = -90
         # "hidden: fewer than 11" beside a panel a third of the screen wide is cut off: the short form, the
         # hover still says it in full
         if trace.type == "scatter" and trace.mode == "text" and trace.text is not None and not isinstance(trace.text, str):
