@@ -32,14 +32,15 @@ PAGES = {
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
     "views/side_effects.py": ("Side effects", 1, ("side_effects.csv",)),
     "views/maintenance.py": ("Maintenance", 3, ("maintenance.csv",)),
-    "views/esketamine.py": ("Esketamine monitoring", 11, ("rems.csv",)),
+    "views/esketamine.py": ("Esketamine monitoring", 6, ("rems.csv",)),
     "views/benchmark.py": ("Network benchmark", 1, ("benchmark.csv",)),
     "views/data.py": ("Data and definitions", 0, ()),
 }
 
 
 # every part of every page: a page with tabs (ui.PAGE_VIEWS) once per part, the others whole (None)
-PAGE_FILE_PATHS = {"views/response.py": "response", "views/side_effects.py": "side-effects"}
+PAGE_FILE_PATHS = {"views/response.py": "response", "views/side_effects.py": "side-effects",
+                   "views/esketamine.py": "esketamine-monitoring"}
 PARTS = [(page, view) for page in PAGES
          for view in (ui.PAGE_VIEWS[PAGE_FILE_PATHS[page]] if page in PAGE_FILE_PATHS else (None,))]
 # the charts each part of a tabbed page draws on the sample (titles), and nothing of the other parts
@@ -53,6 +54,13 @@ PART_CHARTS = {
     ("views/side_effects.py", "patients"): ["Patients with each side effect at least once, by route"],
     ("views/side_effects.py", "severity"): ["Severity: All routes", "Dissociation by session number"],
     ("views/side_effects.py", "blood-pressure"): ["Blood pressure during sessions"],
+    ("views/esketamine.py", "rules"): [
+        "Monitored for at least the minimum", "Blood pressure before, at 40 minutes and at discharge", "Pulse oximetry",
+        "Monitoring form within 7 days", "Resolved at discharge", "Enrolled in the REMS before the first dose"],
+    ("views/esketamine.py", "observed"): ["Sedation"],
+    ("views/esketamine.py", "monitoring-time"): ["Minutes of monitoring after dosing", "Minutes until ready to leave"],
+    ("views/esketamine.py", "blood-pressure"): [
+        "Rise in systolic pressure at 40 minutes", "Rise in diastolic pressure at 40 minutes"],
 }
 assert set(PART_CHARTS) == {(page, view) for page, view in PARTS if view is not None}
 
@@ -429,7 +437,8 @@ def test_view_problems_name_the_value_and_what_applies():
         "view: given 2 times ('rates', 'adjusted'); the page opens at its first part"]
     assert ui.view_problems(["Trajectory"]) == [
         "view: 'Trajectory' is not a part of any page (response: rates, adjusted, comparison, trajectory, "
-        "breakdown; side-effects: by-route, patients, severity, blood-pressure); the page opens at its first part"]
+        "breakdown; side-effects: by-route, patients, severity, blood-pressure; esketamine-monitoring: rules, "
+        "observed, monitoring-time, blood-pressure); the page opens at its first part"]
 
 
 # --- empty and too-small cohorts ------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Esketamine monitoring page (`/esketamine-monitoring`): the SPRAVATO REMS panel of rems.csv.
 
-Per site and overall: the share of esketamine sessions held in the clinic that meet each REMS rule (with
-95 % intervals and the number of sessions), how many sessions or patients break each rule (counts only,
-never identifiers), the events observed, the distributions of monitoring time and of "ready to leave"
-minutes against the monitoring minimum, and the rise in blood pressure at 40 minutes. Measures whose
-columns the clinic export lacks are named as missing, never shown as zero.
+One part at a time under tabs (`view=` in the link, ui.PAGE_VIEWS), per site and overall: the share of
+esketamine sessions held in the clinic that meet each REMS rule (with 95 % intervals and the number of
+sessions) and how many sessions or patients break each rule (counts only, never identifiers); the events
+observed; the distributions of monitoring time and of "ready to leave" minutes against the monitoring
+minimum; and the rise in blood pressure at 40 minutes. Measures whose columns the clinic export lacks are
+named as missing, never shown as zero.
 """
 
 from __future__ import annotations
@@ -76,97 +77,121 @@ st.markdown(
     f"{figures.fmt_count(total['sessions'])} monitored sessions in the clinic."
 )
 
-st.subheader("Where sites fall short")
-st.caption("Each rule as the share of sessions (enrolment: of patients) meeting it, with 95 % Wilson intervals; "
-           "n is the number of sessions where the rule could be checked.")
-rules = list(spec.REMS_RULES)
-for i in range(0, len(rules), 2):
-    cols = st.columns(2)
-    for col, measure in zip(cols, rules[i: i + 2]):
-        with col:
-            ui.render_chart(figures.create_rems_rate_figure, rems, measure, key=f"chart_rems_{measure}")
 
-st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
-breaks = pd.DataFrame({
-    "Rule": [spec.REMS_LABELS[m] + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else " (sessions)") for m in rules],
-    **{ui.plain(site_name(site)): [missed_cell(row, m) for m in rules]
-       for site, (_, row) in zip(sites, rems.iterrows())},
-})
-# A static table (a few rules by the sites): no grid to load and lay out, which cost about a second on the
-# first visit in a session (bench/RESULTS.md); site names from the data are escaped, as in ui.render_table.
-st.table(breaks, hide_index=True)
-st.caption(
-    f"Monitored for less than {s.rems_minutes} minutes; a blood pressure (systolic or diastolic, before, at 40 "
-    "minutes or at discharge) missing; pulse oximetry not used; the monitoring form submitted more than 7 days "
-    "after the session or never; not resolved at discharge; enrolled in the REMS after the first esketamine "
-    "dose or enrolment not recorded."
-)
+def _note_hidden_measures(measures: tuple[str, ...]) -> None:
+    hidden = [spec.REMS_LABELS[m] for m in measures
+              if m not in lacking and rems[m + "_rate"].isna().any() and not rems[m + "_of"].eq(0).all()]
+    ui.render_disclosure_note(ctx, [f"some sites' {', '.join(hidden).lower()}"] if hidden else [])
 
-st.subheader("What was observed")
-events = ("sedation", "dissociation", "respiratory_depression", "bp_high_40min")
-rows = []
-for site, (_, row) in zip(sites, rems.iterrows()):
-    for m in events:
-        rows.append({"site": site_name(site), "measure": spec.REMS_LABELS[m],
-                     "sessions": row[m], "of": row[m + "_of"], "rate": row[m + "_rate"],
-                     "low": row[m + "_ci_low"], "high": row[m + "_ci_high"]})
-observed = pd.DataFrame(rows)
-# hidden cells arrive as <NA> in object columns: typed columns show them blank, never as a value
-for c in ("sessions", "of"):
-    observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("Float64").round().astype("Int64")
-for c in ("rate", "low", "high"):
-    observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("float64")
-ui.render_table(
-    observed,
-    {"site": "Site", "measure": "Observed", "sessions": "Sessions", "of": "Of sessions recorded",
-     "rate": "Share", "low": "95 % interval from", "high": "to"},
-    percent=("rate", "low", "high"),
-)
-event = st.selectbox("Chart", events, format_func=figures.rems_label, key="_ko_rems_event")
-ui.render_chart(figures.create_rems_rate_figure, rems, event, key="chart_rems_event")
 
-distribution = ui.load_rems_distribution(ctx.signature, s)
-st.subheader("Monitoring time and readiness to leave")
-left, right = st.columns(2)
-with left:
-    ui.render_chart(figures.create_rems_distribution_figure, distribution, "monitoring_minutes", s.rems_minutes,
-                    key="chart_rems_monitoring")
-with right:
-    ui.render_chart(figures.create_rems_distribution_figure, distribution, "ready_to_leave_minutes", s.rems_minutes,
-                    key="chart_rems_ready")
-if "ready_to_leave" in lacking:
-    st.caption("Ready-to-leave minutes are not in the clinic export.")
-else:
-    medians = ", ".join(
-        f"{site_name(site)} {'hidden' if pd.isna(v) else f'{float(v):.0f} min'}"
-        for site, v in zip(sites, rems["ready_to_leave_median"]))
-    st.caption(f"Median minutes until the clinician judged the patient ready to leave: {medians}. Sessions to the "
-               f"right of the dashed line at {s.rems_minutes} minutes needed longer than the minimum.")
+def _note_hidden_bins(distribution: pd.DataFrame, measures: tuple[str, ...]) -> None:
+    shown = distribution[distribution["measure"].astype(str).isin(measures)] if not distribution.empty else distribution
+    hidden_bins = int(shown["sessions"].isna().sum()) if not shown.empty else 0
+    ui.render_disclosure_note(ctx, [f"{hidden_bins} bars of the distributions"] if hidden_bins else [])
 
-st.subheader("Blood pressure at 40 minutes")
-left, right = st.columns(2)
-with left:
-    ui.render_chart(figures.create_rems_distribution_figure, distribution, "sbp_rise_40min", key="chart_rems_sbp")
-with right:
-    ui.render_chart(figures.create_rems_distribution_figure, distribution, "dbp_rise_40min", key="chart_rems_dbp")
-st.caption("The 40-minute reading minus the reading before dosing, over sessions with both recorded. "
-           f"Sessions at 180 systolic or 110 diastolic or more at 40 minutes: "
-           f"{figures.fmt_pct(total['bp_high_40min_rate'])} overall.")
 
-with st.expander("Every measure by site (table)"):
-    labels = {"site": "Site", "sessions": "Sessions", "patients": "Patients"}
-    for m in spec.REMS_MEASURES:
-        labels.update({m: spec.REMS_LABELS[m], m + "_of": "of", m + "_rate": "share"})
-    labels["ready_to_leave_median"] = "Median minutes to ready"
-    ui.render_table(rems, labels, percent=[m + "_rate" for m in spec.REMS_MEASURES],
-                    decimals={"ready_to_leave_median": 0})
+def render_rules() -> None:
+    """Each REMS rule by site with Wilson intervals, the rule breaks counted by rule, every measure by site."""
+    st.caption("Each rule as the share of sessions (enrolment: of patients) meeting it, with 95 % Wilson intervals; "
+               "n is the number of sessions where the rule could be checked.")
+    rules = list(spec.REMS_RULES)
+    for i in range(0, len(rules), 2):
+        cols = st.columns(2)
+        for col, measure in zip(cols, rules[i: i + 2]):
+            with col:
+                ui.render_chart(figures.create_rems_rate_figure, rems, measure, key=f"chart_rems_{measure}")
+    st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
+    breaks = pd.DataFrame({
+        "Rule": [spec.REMS_LABELS[m] + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else " (sessions)")
+                 for m in rules],
+        **{ui.plain(site_name(site)): [missed_cell(row, m) for m in rules]
+           for site, (_, row) in zip(sites, rems.iterrows())},
+    })
+    # A static table (a few rules by the sites): no grid to load and lay out, which cost about a second on the
+    # first visit in a session (bench/RESULTS.md); site names from the data are escaped, as in ui.render_table.
+    st.table(breaks, hide_index=True)
+    st.caption(
+        f"Monitored for less than {s.rems_minutes} minutes; a blood pressure (systolic or diastolic, before, at 40 "
+        "minutes or at discharge) missing; pulse oximetry not used; the monitoring form submitted more than 7 days "
+        "after the session or never; not resolved at discharge; enrolled in the REMS after the first esketamine "
+        "dose or enrolment not recorded."
+    )
+    with st.expander("Every measure by site (table)"):
+        labels = {"site": "Site", "sessions": "Sessions", "patients": "Patients"}
+        for m in spec.REMS_MEASURES:
+            labels.update({m: spec.REMS_LABELS[m], m + "_of": "of", m + "_rate": "share"})
+        labels["ready_to_leave_median"] = "Median minutes to ready"
+        ui.render_table(rems, labels, percent=[m + "_rate" for m in spec.REMS_MEASURES],
+                        decimals={"ready_to_leave_median": 0})
+    _note_hidden_measures(tuple(spec.REMS_RULES))
 
-hidden = [spec.REMS_LABELS[m] for m in spec.REMS_MEASURES
-          if m not in lacking and rems[m + "_rate"].isna().any() and not rems[m + "_of"].eq(0).all()]
-hidden_bins = int(distribution["sessions"].isna().sum()) if not distribution.empty else 0
-ui.render_disclosure_note(
-    ctx,
-    ([f"some sites' {', '.join(hidden).lower()}"] if hidden else [])
-    + ([f"{hidden_bins} bars of the distributions"] if hidden_bins else []),
-)
+
+def render_observed() -> None:
+    """Sedation, dissociation, respiratory depression and high blood pressure at 40 minutes by site."""
+    events = ("sedation", "dissociation", "respiratory_depression", "bp_high_40min")
+    rows = []
+    for site, (_, row) in zip(sites, rems.iterrows()):
+        for m in events:
+            rows.append({"site": site_name(site), "measure": spec.REMS_LABELS[m],
+                         "sessions": row[m], "of": row[m + "_of"], "rate": row[m + "_rate"],
+                         "low": row[m + "_ci_low"], "high": row[m + "_ci_high"]})
+    observed = pd.DataFrame(rows)
+    # hidden cells arrive as <NA> in object columns: typed columns show them blank, never as a value
+    for c in ("sessions", "of"):
+        observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("Float64").round().astype("Int64")
+    for c in ("rate", "low", "high"):
+        observed[c] = pd.to_numeric(observed[c], errors="coerce").astype("float64")
+    ui.render_table(
+        observed,
+        {"site": "Site", "measure": "Observed", "sessions": "Sessions", "of": "Of sessions recorded",
+         "rate": "Share", "low": "95 % interval from", "high": "to"},
+        percent=("rate", "low", "high"),
+    )
+    event = st.selectbox("Chart", events, format_func=figures.rems_label, key="_ko_rems_event")
+    ui.render_chart(figures.create_rems_rate_figure, rems, event, key="chart_rems_event")
+    _note_hidden_measures(events)
+
+
+def render_monitoring_time() -> None:
+    """The distributions of monitoring and ready-to-leave minutes against the minimum."""
+    distribution = ui.load_rems_distribution(ctx.signature, s)
+    left, right = st.columns(2)
+    with left:
+        ui.render_chart(figures.create_rems_distribution_figure, distribution, "monitoring_minutes", s.rems_minutes,
+                        key="chart_rems_monitoring")
+    with right:
+        ui.render_chart(figures.create_rems_distribution_figure, distribution, "ready_to_leave_minutes",
+                        s.rems_minutes, key="chart_rems_ready")
+    if "ready_to_leave" in lacking:
+        st.caption("Ready-to-leave minutes are not in the clinic export.")
+    else:
+        medians = ", ".join(
+            f"{site_name(site)} {'hidden' if pd.isna(v) else f'{float(v):.0f} min'}"
+            for site, v in zip(sites, rems["ready_to_leave_median"]))
+        st.caption(f"Median minutes until the clinician judged the patient ready to leave: {medians}. Sessions to "
+                   f"the right of the dashed line at {s.rems_minutes} minutes needed longer than the minimum.")
+    _note_hidden_bins(distribution, ("monitoring_minutes", "ready_to_leave_minutes"))
+
+
+def render_blood_pressure() -> None:
+    """The distributions of the rise in blood pressure at 40 minutes."""
+    distribution = ui.load_rems_distribution(ctx.signature, s)
+    left, right = st.columns(2)
+    with left:
+        ui.render_chart(figures.create_rems_distribution_figure, distribution, "sbp_rise_40min",
+                        key="chart_rems_sbp")
+    with right:
+        ui.render_chart(figures.create_rems_distribution_figure, distribution, "dbp_rise_40min",
+                        key="chart_rems_dbp")
+    st.caption("The 40-minute reading minus the reading before dosing, over sessions with both recorded. "
+               f"Sessions at 180 systolic or 110 diastolic or more at 40 minutes: "
+               f"{figures.fmt_pct(total['bp_high_40min_rate'])} overall.")
+    _note_hidden_bins(distribution, ("sbp_rise_40min", "dbp_rise_40min"))
+
+
+PARTS = {"rules": render_rules, "observed": render_observed, "monitoring-time": render_monitoring_time,
+         "blood-pressure": render_blood_pressure}
+with ui.render_view_tabs(ctx):
+    PARTS[ctx.view]()
+
 ui.render_downloads(ctx, ("rems.csv",), key="rems")
