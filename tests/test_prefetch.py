@@ -155,3 +155,28 @@ def test_warming_is_abandoned_when_the_reader_moves_on_during_the_delay(monkeypa
     ui.cancel_prefetch()  # the next click's rerun
     ui.stop_every_prefetch(5)  # waits for the thread to end
     assert not called.is_set()
+
+
+def test_warming_stops_when_the_browser_disconnects(monkeypatch):
+    """A closed tab's warming would only take the cores from the people still looking."""
+    import types
+
+    from streamlit.runtime import Runtime
+
+    connected = {"reader": True}
+    monkeypatch.setattr(Runtime, "instance", classmethod(lambda cls: types.SimpleNamespace(
+        is_active_session=lambda session: connected[session])))
+    loads_run: list[str] = []
+
+    def first(sig, s):  # noqa: ANN001, ANN202
+        loads_run.append("first")
+        connected["reader"] = False  # the tab is closed while the first load computes
+
+    plan = {"overview": [("first", first), ("second", lambda sig, s: loads_run.append("second"))]}
+    monkeypatch.setattr(ui, "PREFETCH_DELAY_S", 0.0)
+    monkeypatch.setattr(ui, "page_loads", lambda named=frozenset(): plan)
+    _served_session(monkeypatch, "reader")
+    ui.prefetch_other_pages(_context())
+    for thread in list(ui._PREFETCH_THREADS):  # left to end by itself (stop_every_prefetch would stop it)
+        thread.join(5)
+    assert loads_run == ["first"]

@@ -1504,8 +1504,8 @@ def prefetch_other_pages(ctx: PageContext) -> None:
     computing them while the person waits.
 
     Only in a served dashboard (not in AppTest or bare mode, where tests count computations); one thread per
-    session, abandoned when the session reruns (`cancel_prefetch`). Failures are logged, never shown: the
-    page itself reports them when it is opened.
+    session, abandoned when the session reruns (`cancel_prefetch`) or its browser disconnects. Failures are
+    logged, never shown: the page itself reports them when it is opened.
     """
     from streamlit import runtime
     from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
@@ -1520,7 +1520,8 @@ def prefetch_other_pages(ctx: PageContext) -> None:
 
     def go_on() -> bool:
         with _PREFETCH_LOCK:
-            return _PREFETCH_RUN.get(session) is token
+            mine = _PREFETCH_RUN.get(session) is token
+        return mine and _session_connected(session)
 
     def work() -> None:
         try:
@@ -1544,6 +1545,17 @@ def prefetch_other_pages(ctx: PageContext) -> None:
     with _PREFETCH_LOCK:
         _PREFETCH_THREADS.add(thread)
     thread.start()
+
+
+def _session_connected(session: str) -> bool:
+    """Whether the session's browser is still connected: warming for a closed tab would only take the two
+    cores from the people still looking (and, in bench/browser.py, from the next link opened)."""
+    from streamlit.runtime import Runtime
+
+    try:
+        return Runtime.instance().is_active_session(session)
+    except RuntimeError:  # no Streamlit runtime in this process (a test's stand-in session): keep going
+        return True
 
 
 def _session_id() -> str | None:
