@@ -403,9 +403,13 @@ def test_every_part_of_a_tabbed_page_opens_from_its_link(make_app, page, view):
 def test_choosing_a_tab_puts_it_in_the_link_and_moving_on_forgets_it(make_app):
     at = open_page(make_app(), "views/response.py")
     assert [s["layout"]["title"]["text"] for s in chart_specs(at)] == PART_CHARTS[("views/response.py", "rates")]
+    log = context(at).audit_log
+    views_recorded = log.read_text().count('"action":"view"')
+    assert views_recorded > 0
     at.session_state["_ko_view_response"] = "Weekly trajectory"  # what a click on the tab sets
     at.run()
     assert context(at).view == "trajectory"
+    assert log.read_text().count('"action":"view"') == views_recorded  # the same cohort: no new audit entry
     assert dict(at.query_params) == {"view": "trajectory"}
     assert [s["layout"]["title"]["text"] for s in chart_specs(at)] == PART_CHARTS[("views/response.py", "trajectory")]
     # a filter change keeps the part open, and the link says both
