@@ -108,6 +108,13 @@ def test_an_s1_director_never_sees_s2_and_the_link_names_it_dropped(db):
         shown = everything_shown(at).replace(notice[0], "")
         assert "S2" not in shown and "S3" not in shown, page
         assert "S1" in shown, page
+        if page == "views/response.py":  # every part under its tabs (a tab choice is the same view: no entry)
+            for label in list(ui.PAGE_VIEWS["response"].values())[1:]:
+                at.session_state["_ko_view_response"] = label
+                at.run()
+                assert not at.exception and not at.error, label
+                shown = everything_shown(at).replace(notice[0], "")
+                assert "S2" not in shown and "S3" not in shown, label
     log = audit.read_log(audit.audit_path(db))
     assert set(log["email"]) == {"director@s1.org"} and set(log["action"]) == {"view"}
     assert set(log["sites"]) == {"S1"} and set(log["role"]) == {"site_director"}

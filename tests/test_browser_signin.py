@@ -136,8 +136,9 @@ def test_an_s1_director_signed_in_at_the_provider_never_sees_s2_and_everything_i
         sidebar = pg.locator("[data-testid='stSidebar']").inner_text()
         assert "director@s1.example, site director of S1" in sidebar
 
-        # a shared link naming S2 (and S1): S2 is named and dropped, nothing else of it anywhere
-        pg.goto(f"{base}/response?site=S2&site=S1")
+        # a shared link naming S2 (and S1): S2 is named and dropped, nothing else of it anywhere (the link opens
+        # the Response page's breakdown by site)
+        pg.goto(f"{base}/response?site=S2&site=S1&view=breakdown")
         settle(pg)
         pg.locator(".js-plotly-plot").first.wait_for(state="visible")
         text = pg.locator("[data-testid='stApp']").inner_text()
