@@ -15,9 +15,9 @@ Chromium:
 Each interaction is timed from the action until a script run it caused has finished, no element is stale or
 still a loading placeholder, and every Plotly chart on the page has drawn its SVG. An interaction that ends on
 an error screen, on the wrong page or without changing the filter stops the run (RuntimeError). Results are
-medians and maxima per page, and ratios to the minimal app's median for the same interaction in the same run (these machines are shared and noisy: ratios, not
-absolute times, are what compares across runs). Nothing here is a test: tests/test_bench.py only checks that
-it runs at a tiny size.
+medians and maxima per page, and ratios to the minimal app's median for the same interaction in the same run
+(these machines are shared and noisy: ratios, not absolute times, are what compares across runs). Nothing here
+is a test: tests/test_bench.py only checks that it runs at a tiny size.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from dashboard.app import ui
 from dashboard.charts import colors, figures
 from dashboard.data import spec, store
 from dashboard.reports import export
+from test_app import open_page as open_app_page
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
 BAD_TEXT = re.compile(r"\bNone\b|\bnan\b|<NA>|\bNaN\b")
@@ -38,13 +39,8 @@ def make_app(sample_db: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def open_page(at: AppTest, page: str, view: str | None = None) -> AppTest:
-    at.run()
-    if page != "views/overview.py":
-        at.switch_page(page)
-    if view is not None:
-        at.query_params[ui.VIEW_PARAM] = view
-    if page != "views/overview.py" or view is not None:
-        at.run()
+    """test_app.open_page, and the page drawn without an exception or error box."""
+    open_app_page(at, page, view)
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at

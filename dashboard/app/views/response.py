@@ -158,8 +158,8 @@ def render_trajectory() -> None:
     st.caption((f"Mean improvement from baseline in percent, each patient on {instrument}" if s.matched
                 else f"Mean {instrument} score")
                + " of eligible patients in each week since their first session; weeks with too "
-               "few patients are left out. Shaded: 95 % intervals — drawn for every line when two routes or fewer are "
-               "selected in the sidebar, otherwise for all routes together.")
+               "few patients are left out. Shaded: 95 % intervals — drawn for every line when two routes or fewer "
+               "are selected in the sidebar, otherwise for all routes together.")
 
 
 def render_breakdown() -> None:
