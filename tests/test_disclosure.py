@@ -521,3 +521,36 @@ def test_relief_at_risk_hidden_route_and_all():
     assert got["IN"] == [None] * 4 and got["SL"] == [None] * 4
     # ALL on day 7 would reveal that the hidden routes (IN + SL: 25 -> 24) lost 1 patient
     assert got["ALL"] == [65, None, 40, 12]
+
+
+# `_masked_count` and `_cell_keys` replace pandas steps per column (bench/RESULTS.md "Disclosure control over
+# arrays"); each must give what the pandas steps gave, for every kind of column a summary table has.
+COUNT_COLUMNS = {
+    "int64": pd.Series([0, 3, 12, 40], dtype="int64"),
+    "Int64 with a missing value": pd.Series([0, pd.NA, 12, 40], dtype="Int64"),
+    "bool": pd.Series([True, False, True, True]),
+    "whole floats with NaN": pd.Series([0.0, float("nan"), 12.0, 40.0]),
+    "Float64 with a missing value": pd.Series([0.0, pd.NA, 12.0, 40.0], dtype="Float64"),
+    "fractions": pd.Series([0.5, float("nan"), 12.0, 40.25]),
+}
+
+
+@pytest.mark.parametrize("kind", COUNT_COLUMNS)
+def test_masked_count_is_the_pandas_steps(kind):
+    column = COUNT_COLUMNS[kind]
+    hidden = np.array([False, True, True, False])
+    want = disclosure._as_nullable_int(column).mask(hidden)
+    got = pd.Series(disclosure._masked_count(column, hidden))
+    pd.testing.assert_series_equal(got, want.reset_index(drop=True), check_exact=True)
+
+
+@pytest.mark.parametrize("column", [
+    pd.Series([0, 7, 2 ** 32 - 1], dtype="int64"),
+    pd.Series([0, pd.NA, 2 ** 32 - 1], dtype="Int64"),
+    pd.Series([0.0, float("nan"), 4294967295.0]),
+    pd.Series(["0", "x", "4294967295"], dtype=object),
+], ids=["int64", "Int64 with a missing value", "floats with NaN", "text"])
+def test_cell_keys_are_the_pandas_steps(column):
+    want = pd.to_numeric(column, errors="coerce").fillna(0).astype("int64").to_numpy()
+    np.testing.assert_array_equal(disclosure._cell_keys(column), want)
+    assert disclosure._cell_keys(column).dtype == np.int64

@@ -23,8 +23,9 @@ showing any of it. The rules per table are data (`TABLES`); docs/choices.md expl
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -279,27 +280,44 @@ def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: in
 
 
 def _apply(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray], k: int) -> pd.DataFrame:
-    out = df.copy()
+    values = _float_columns(df, [c for c in df.columns if c in rule.counts or c in rule.hide_with
+                                 or c in rule.at_least_k or any(c in deps for deps in (*rule.hide_with.values(),
+                                                                                        *rule.at_least_k.values()))])
     derived_hidden: dict[str, np.ndarray] = {}
     for col in set(rule.hide_with) | set(rule.at_least_k):
-        if col not in out.columns:
+        if col not in values:
             continue
-        h = np.zeros(len(out), dtype=bool)
+        h = np.zeros(len(df), dtype=bool)
         if k > 0:
             for dep in rule.hide_with.get(col, ()):
                 if dep in hidden:
                     h |= hidden[dep]
             for base in rule.at_least_k.get(col, ()):
-                if base in out.columns:
-                    b = out[base].to_numpy(dtype=float, na_value=np.nan)
-                    h |= ~(b >= k)
+                if base in values:
+                    h |= ~(values[base] >= k)
         derived_hidden[col] = h
-    why = _why_hidden(df, rule, hidden, derived_hidden, k)
-    for col, h in hidden.items():
-        out[col] = _as_nullable_int(out[col]).mask(h)
-    for col, h in derived_hidden.items():
-        out[col] = out[col].astype(float).mask(h)
+    why = _why_hidden(df, rule, hidden, derived_hidden, k, values)
+    new: dict[str, Any] = {col: _masked_count(df[col], h) for col, h in hidden.items()}
+    new.update({col: np.where(h, np.nan, values[col]) for col, h in derived_hidden.items()})
+    out = _replace_columns(df, new)
     out.attrs[WHY_HIDDEN] = why
+    return out
+
+
+def _float_columns(df: pd.DataFrame, columns: Iterable[str]) -> dict[str, np.ndarray]:
+    """Each column as a float64 array (missing values NaN), read once for all the rules' steps."""
+    return {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in columns}
+
+
+def _replace_columns(df: pd.DataFrame, new: Mapping[str, Any], columns: list[str] | None = None) -> pd.DataFrame:
+    """A copy of `df` (its `columns`, by default all, in order; its index and attrs) with the columns in `new`
+    replaced by those arrays: one frame built at once, as a column assignment per cell or per column costs
+    far more than the rules themselves on tables of a few rows (bench/RESULTS.md)."""
+    columns = list(df.columns) if columns is None else columns
+    if not new:
+        return df[columns].copy() if len(columns) != len(df.columns) else df.copy()
+    out = pd.DataFrame({c: new[c] if c in new else df[c].array for c in columns}, index=df.index.copy())
+    out.attrs = copy.deepcopy(df.attrs)
     return out
 
 
@@ -333,12 +351,12 @@ class HiddenCells(dict):
 
 
 def _why_hidden(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray],
-                derived_hidden: Mapping[str, np.ndarray], k: int) -> "HiddenCells":
+                derived_hidden: Mapping[str, np.ndarray], k: int, columns: Mapping[str, np.ndarray]) -> "HiddenCells":
     why: HiddenCells = HiddenCells()
     if k <= 0:
         return why
     labels = list(df.index)
-    values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in df.columns
+    values = {c: v for c, v in columns.items()
               if c in rule.counts or any(c in deps for deps in (*rule.hide_with.values(), *rule.at_least_k.values()))}
     below = {c: hidden[c] & (values[c] >= 1) & (values[c] < k) for c in hidden}
     for c, mask in below.items():
@@ -369,6 +387,20 @@ def hidden_reason(df: pd.DataFrame, label: Any, column: str) -> tuple[str, float
     ("rate_below", bound), ("too_few", k), ("rests_on_few", k), ("hidden", k), or None when the cell is not hidden (an empty
     cell with None is undefined). Tables protected before this was recorded give None everywhere."""
     return (df.attrs.get(WHY_HIDDEN) or {}).get(column, {}).get(label)
+
+
+def _masked_count(s: pd.Series, hidden: np.ndarray) -> Any:
+    """`_as_nullable_int(s).mask(hidden)` as an array: a count column as nullable integers (or floats when
+    it holds fractions) with the hidden cells missing, without the pandas operations per step."""
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return pd.arrays.IntegerArray(s.to_numpy(dtype="int64", na_value=0), s.isna().to_numpy() | hidden)
+    values = s.to_numpy(dtype=float, na_value=np.nan)
+    missing = np.isnan(values)
+    if np.all(missing | (values == np.round(values))):
+        if np.isinf(values).any():  # as before: no integer for an infinite count (pandas raises)
+            return _as_nullable_int(s).mask(hidden).array
+        return pd.arrays.IntegerArray(np.where(missing, 0, values).astype("int64"), missing | hidden)
+    return np.where(hidden, np.nan, values)
 
 
 def _as_nullable_int(s: pd.Series) -> pd.Series:
@@ -697,16 +729,15 @@ def _protect_rems(df: pd.DataFrame, k: int) -> pd.DataFrame:
     """rems.csv: sites take the place of routes (complementary suppression of each column against ALL);
     the missed counts (recorded − met) are protected with the others and then dropped (the page shows
     recorded − met only where both are shown, which this protection makes safe)."""
-    out = df.rename(columns={"site": "route"})
-    missed = []
-    for m in spec.REMS_MEASURES:
-        if m in out.columns and m + "_of" in out.columns:
-            out[m + "_missed"] = out[m + "_of"].astype(float) - out[m].astype(float)
-            missed.append(m + "_missed")
+    renamed = df.rename(columns={"site": "route"})
+    missed = {m + "_missed": renamed[m + "_of"].to_numpy(dtype=float, na_value=np.nan)
+              - renamed[m].to_numpy(dtype=float, na_value=np.nan)
+              for m in spec.REMS_MEASURES if m in renamed.columns and m + "_of" in renamed.columns}
+    out = _replace_columns(renamed, missed, [*renamed.columns, *missed])
     rule = _rems_rule()
     hidden = hidden_cells(out, rule, k)
     out = _apply(out, rule, hidden, k)
-    return out.drop(columns=missed).rename(columns={"route": "site"})[list(df.columns)]
+    return out.drop(columns=list(missed)).rename(columns={"route": "site"})[list(df.columns)]
 
 
 def _protect_rems_distribution(df: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -803,48 +834,70 @@ def perturb_counts(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
     keys = [c for c in df.columns if str(c).endswith(KEY_SUFFIX)]
     if not keys:
         return df
-    out = df.drop(columns=keys)
-    if k <= 0 or out.empty:
-        return out
-    touched = np.zeros(len(out), dtype=bool)
+    kept = [c for c in df.columns if c not in set(keys)]
+    if k <= 0 or df.empty:
+        return _replace_columns(df, {}, kept)
+    n = len(df)
+    new: dict[str, Any] = {}
+    current: dict[str, np.ndarray] = {}  # the counts after perturbation, as floats (hidden: NaN)
     changed: dict[str, np.ndarray] = {}
     for key_col in keys:
         col = key_col[: -len(KEY_SUFFIX)]
-        if col not in out.columns:
+        if col not in kept:
             continue
-        key = pd.to_numeric(df[key_col], errors="coerce").fillna(0).astype("int64").to_numpy()
-        raw = np.trunc(out[col].to_numpy(dtype=float, na_value=np.nan))
+        key = _cell_keys(df[key_col])
+        raw = np.trunc(df[col].to_numpy(dtype=float, na_value=np.nan))
         # `perturbed` for the whole column at once (whole tables, e.g. the trajectory's hundreds of rows):
         # n <= 0 stays n, a shown count n >= 1 becomes max(n + noise, k); a hidden (NaN) count stays hidden
         with np.errstate(invalid="ignore"):
             new_arr = np.where(raw > 0, np.maximum(raw + noise_array(key), k), raw)
-        diff = ~np.isnan(raw) & (new_arr != raw)
-        changed[col] = diff
-        touched |= diff
-        out[col] = pd.array(new_arr, dtype="Int64")
+        changed[col] = ~np.isnan(raw) & (new_arr != raw)
+        missing = np.isnan(new_arr)
+        new[col] = pd.arrays.IntegerArray(np.where(missing, 0, new_arr).astype("int64"), missing)
+        current[col] = new_arr
+    late: list[tuple[str, np.ndarray, np.ndarray]] = []  # rates in a column that is not float64
+
+    def floats(col: str) -> np.ndarray:
+        return current[col] if col in current else df[col].to_numpy(dtype=float, na_value=np.nan)
+
     for cols, num, den in RECOMPUTE.get(name, ()):
-        if num not in out.columns or den not in out.columns or any(c not in out.columns for c in cols):
+        if num not in kept or den not in kept or any(c not in kept for c in cols):
             continue
-        rows = changed.get(num, np.zeros(len(out), bool)) | changed.get(den, np.zeros(len(out), bool))
-        nums = out[num].to_numpy(dtype=float, na_value=np.nan)
-        dens = out[den].to_numpy(dtype=float, na_value=np.nan)
-        first = out[cols[0]].to_numpy(dtype=float, na_value=np.nan)
+        rows = changed.get(num, np.zeros(n, bool)) | changed.get(den, np.zeros(n, bool))
+        nums, dens, first = floats(num), floats(den), floats(cols[0])
         rows &= ~np.isnan(nums) & ~np.isnan(dens) & ~np.isnan(first)  # a hidden count or rate stays hidden
         if not rows.any():
             continue
         # perturbed independently, a part may exceed its whole
-        x, n = np.minimum(nums, dens), dens
+        x, d = np.minimum(nums, dens), dens
         if len(cols) == 3:
             from dashboard.analysis.metrics import wilson
 
-            updates = [wilson(int(a), int(b)) for a, b in zip(x[rows], n[rows])]
-            for j, c in enumerate(cols):
-                _set_rows(out, c, rows, np.array([u[j] for u in updates], dtype=float))
+            updates = [wilson(int(a), int(b)) for a, b in zip(x[rows], d[rows])]
+            rates = [np.array([u[j] for u in updates], dtype=float) for j in range(3)]
         else:
             # integer counts below 2^53: the float division is the correctly rounded x / n, as in Python
             with np.errstate(divide="ignore", invalid="ignore"):
-                _set_rows(out, cols[0], rows, np.where(n[rows] != 0, x[rows] / n[rows], np.nan))
+                rates = [np.where(d[rows] != 0, x[rows] / d[rows], np.nan)]
+        for c, v in zip(cols, rates):
+            if df[c].dtype == np.float64:
+                column = df[c].to_numpy(dtype=float, copy=True)
+                column[rows] = v
+                new[c] = column
+            else:
+                late.append((c, rows, v))
+    out = _replace_columns(df, new, kept)
+    for c, rows, v in late:
+        _set_rows(out, c, rows, v)
     return out
+
+
+def _cell_keys(column: pd.Series) -> np.ndarray:
+    """A cell-key column as int64 (missing: 0)."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        values = column.to_numpy(dtype=float, na_value=np.nan)  # keys are below 2^32: exact as floats
+        return np.where(np.isnan(values), 0, values).astype("int64")
+    return pd.to_numeric(column, errors="coerce").fillna(0).astype("int64").to_numpy()
 
 
 def _set_rows(out: pd.DataFrame, col: str, rows: np.ndarray, values: np.ndarray) -> None:
