@@ -557,3 +557,29 @@ def test_benchmark_funnel_draws_sites_limits_and_network_lines():
     fig_h = figures.create_benchmark_funnel_figure(hidden, "response")
     assert "S3" not in [t.text[0] for t in fig_h.data if t.mode == "markers+text"]
     assert any("hidden" in a.text and "S3" in a.text for a in fig_h.layout.annotations)
+
+
+def test_column_text_is_cell_text_of_every_row():
+    """render_table formats a column at once (figures.column_text); each cell must read as cell_text reads it:
+    hidden for each reason, undefined, and shown, in a protected table whose rows were filtered (labels not
+    0..n-1) and in a table without the hidden-cell record."""
+    from dashboard.analysis import disclosure
+
+    raw = pd.DataFrame({
+        "route": ["IV", "IM", "IN", "SL", "ALL"],
+        "patients": [40, 12, 5, 30, 87], "evaluable": [38, 12, 5, 0, 55],
+        "responders": [20, 3, 2, 0, 25], "remitters": [10, 1, 1, 0, 12],
+    })
+    for count, rate in (("responders", "response"), ("remitters", "remission")):
+        raw[f"{rate}_rate"] = [c / n if n else float("nan") for c, n in zip(raw[count], raw["evaluable"])]
+        raw[f"{rate}_ci_low"] = raw[f"{rate}_rate"] * 0.8
+        raw[f"{rate}_ci_high"] = raw[f"{rate}_rate"] * 1.2
+    protected = disclosure.protect("response_by_route", raw, 11)
+    assert disclosure.WHY_HIDDEN in protected.attrs
+    for table in (protected, protected[protected["route"] != "IM"], raw.drop(index=[1])):
+        for column in ("patients", "responders", "response_rate", "remission_ci_high"):
+            for kind in ("count", "pct", "pct0", "days", "decimal1"):
+                want = [figures.cell_text(table, i, column, kind, undefined="none") for i in table.index]
+                assert figures.column_text(table, column, kind, undefined="none") == want
+    texts = figures.column_text(protected, "responders")
+    assert texts[2] == "fewer than 11" and "none" not in figures.column_text(protected, "response_rate", "pct")

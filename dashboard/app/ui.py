@@ -965,8 +965,6 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
     from dashboard.charts import figures
     from dashboard.charts.colors import route_label
 
-    ctx = st.session_state.get(CONTEXT_KEY)
-    k = ctx.min_cell if ctx is not None else None
     percent, pvalues, decimals, undefined = set(percent), set(pvalues), dict(decimals or {}), dict(undefined or {})
     shown = pd.DataFrame(index=df.index)
     for col in columns:
@@ -981,7 +979,7 @@ def render_table(df: pd.DataFrame, columns: Mapping[str, str], *, percent: Itera
             shown[col] = [pd.Timestamp(v).strftime("%d %b %Y, %H:%M") if pd.notna(v) else "–" for v in values]
         elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             kind = "pct" if col in percent else f"decimal{decimals[col]}" if col in decimals else "count"
-            shown[col] = [figures.cell_text(df, i, col, kind, undefined=undefined.get(col, "–"), k=k) for i in df.index]
+            shown[col] = figures.column_text(df, col, kind, undefined=undefined.get(col, "–"))
         else:
             # text from the data (sites, file names of the import history): shown as written, never as Markdown
             shown[col] = ["–" if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v))
