@@ -359,6 +359,20 @@ def test_on_a_phone_the_heatmap_turns_so_its_cells_hold_their_words():
     assert "".join(_lines(phone.layout.title.text)).replace(" ", "") == wide.layout.title.text.replace(" ", "")
 
 
+def test_a_phone_layout_is_made_once_per_shared_figure():
+    """ui.render_chart on a phone draws ui.phone_figure(fig): the same layout as fit_for_phone, made once per
+    figure build_figure shares, and a figure's own layout, never another figure's."""
+    from dashboard.app import ui
+
+    se = side_effects_table()
+    wide = figures.create_side_effect_heatmap(se)
+    other = figures.create_side_effect_heatmap(se)
+    phone = ui.phone_figure(wide)
+    assert phone.to_json() == figures.fit_for_phone(wide).to_json()
+    assert ui.phone_figure(wide) is phone
+    assert ui.phone_figure(other) is not phone and ui.phone_figure(other).to_json() == phone.to_json()
+
+
 def test_on_a_phone_hidden_labels_beside_dots_are_short():
     fig = go.Figure([go.Scatter(x=[0], y=["IV infusion"], mode="text", text=["hidden: fewer than 11"]),
                      go.Scatter(x=[0], y=["All routes"], mode="text", text=["hidden: < 65 %"]),

@@ -180,6 +180,9 @@ def load_summary(signature: tuple, settings: Settings, file: str) -> pd.DataFram
 _FIGURES: "OrderedDict[tuple, Any]" = OrderedDict()
 _FIGURES_LOCK = threading.Lock()
 _FIGURES_MAX = 256
+# id(desktop figure) -> (that figure, its phone layout): the phone copy made once per shared figure; keeping
+# the figure itself in the entry keeps its id from being reused while the entry lives
+_PHONE_FIGURES: "OrderedDict[int, tuple[Any, Any]]" = OrderedDict()
 
 
 def _fingerprint(value: Any) -> Any:
@@ -226,11 +229,27 @@ def render_chart(builder: Callable[..., Any], *args: Any, key: str, **kwargs: An
     result = build_figure(builder, *args, **kwargs)
     fig = result[0] if isinstance(result, tuple) else result
     if is_phone():
-        from dashboard.charts import figures
-
-        fig = figures.fit_for_phone(fig)
+        fig = phone_figure(fig)
     st.plotly_chart(fig, key=key)
     return result
+
+
+def phone_figure(fig: Any) -> Any:
+    """`figures.fit_for_phone(fig)` for a figure from `build_figure`, made once per figure and shared like it
+    (a phone's every rerun copied and re-laid out each chart). The result must not be changed either."""
+    from dashboard.charts import figures
+
+    with _FIGURES_LOCK:
+        entry = _PHONE_FIGURES.get(id(fig))
+        if entry is not None and entry[0] is fig:
+            _PHONE_FIGURES.move_to_end(id(fig))
+            return entry[1]
+    phone = figures.fit_for_phone(fig)
+    with _FIGURES_LOCK:
+        _PHONE_FIGURES[id(fig)] = (fig, phone)
+        while len(_PHONE_FIGURES) > _FIGURES_MAX:
+            _PHONE_FIGURES.popitem(last=False)
+    return phone
 
 
 def is_phone() -> bool:
