@@ -280,9 +280,9 @@ def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: in
 
 
 def _apply(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray], k: int) -> pd.DataFrame:
-    values = _float_columns(df, [c for c in df.columns if c in rule.counts or c in rule.hide_with
-                                 or c in rule.at_least_k or any(c in deps for deps in (*rule.hide_with.values(),
-                                                                                        *rule.at_least_k.values()))])
+    needed = {*rule.counts, *rule.hide_with, *rule.at_least_k,
+              *(c for deps in (*rule.hide_with.values(), *rule.at_least_k.values()) for c in deps)}
+    values = _float_columns(df, [c for c in df.columns if c in needed])
     derived_hidden: dict[str, np.ndarray] = {}
     for col in set(rule.hide_with) | set(rule.at_least_k):
         if col not in values:
