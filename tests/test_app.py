@@ -169,12 +169,27 @@ def test_every_page_renders_on_the_sample_data(make_app, page):
     assert any(m.value.startswith(f"**Cohort:** {n:,} patients") for m in at.sidebar.markdown)
 
 
+def sidebar_keys(at: AppTest) -> set[str]:
+    return {w.key for w in at.sidebar.multiselect} | {w.key for w in at.sidebar.selectbox} | \
+           {w.key for w in at.sidebar.number_input} | {w.key for w in at.sidebar.radio}
+
+
+def open_sidebar_sections(at: AppTest) -> AppTest:
+    """Open "More filters" and "Analysis settings", as a reader does by clicking them (a closed section's
+    widgets are not drawn), and rerun."""
+    at.session_state[ui.MORE_FILTERS_KEY] = True
+    at.session_state[ui.ANALYSIS_SETTINGS_KEY] = True
+    return at.run()
+
+
 def test_sidebar_holds_every_setting_under_its_url_name(make_app):
     at = make_app()
     at.run()
-    keys = {w.key for w in at.sidebar.multiselect} | {w.key for w in at.sidebar.selectbox} | \
-           {w.key for w in at.sidebar.number_input} | {w.key for w in at.sidebar.radio}
-    assert keys == set(ui.WIDGET_DEFAULTS)
+    # closed sections are not drawn (each widget costs the browser time on every rerun), yet their settings apply
+    assert sidebar_keys(at) == {"route", "site", "diagnosis"}
+    assert context(at).settings == DASHBOARD_DEFAULT
+    open_sidebar_sections(at)
+    assert sidebar_keys(at) == set(ui.WIDGET_DEFAULTS)
     assert context(at).settings == DASHBOARD_DEFAULT
 
 
@@ -697,11 +712,39 @@ def test_production_settings_keep_tracebacks_and_raw_tables_in():
 def test_sections_holding_a_linked_setting_open_by_themselves(make_app):
     at = make_app()
     at.run()
-    assert [e.proto.expanded for e in at.sidebar.expander] == [False, False]
+    assert [at.session_state[k] for k in (ui.MORE_FILTERS_KEY, ui.ANALYSIS_SETTINGS_KEY)] == [False, False]
+    assert sidebar_keys(at) == {"route", "site", "diagnosis"}
     at = make_app(sex="F", min_cell="5")
     at.run()
     assert [e.label for e in at.sidebar.expander] == ["More filters", "Analysis settings"]
-    assert [e.proto.expanded for e in at.sidebar.expander] == [True, True]
+    assert [at.session_state[k] for k in (ui.MORE_FILTERS_KEY, ui.ANALYSIS_SETTINGS_KEY)] == [True, True]
+    assert sidebar_keys(at) == set(ui.WIDGET_DEFAULTS)
+    assert at.sidebar.multiselect(key="sex").value == ["F"] and at.sidebar.number_input(key="min_cell").value == 5
+
+
+def test_a_closed_section_keeps_its_settings_across_runs_and_pages(make_app):
+    """A section is drawn only while open; what was chosen in it holds after it is closed, on every later
+    run and page, is shown again when it reopens, and the reset clears it while closed too."""
+    at = make_app()
+    at.run()
+    open_sidebar_sections(at)  # as the reader's clicks do, after the page has opened
+    at.sidebar.multiselect(key="sex").set_value(["F"]).run()
+    at.session_state[ui.MORE_FILTERS_KEY] = False
+    at.run().run()
+    assert "sex" not in {w.key for w in at.sidebar.multiselect}
+    assert context(at).settings.sex == ("F",) and dict(at.query_params)["sex"] == "F"
+    at.switch_page("views/relief.py").run()
+    assert context(at).settings.sex == ("F",) and dict(at.query_params)["sex"] == "F"
+    assert at.session_state[ui.MORE_FILTERS_KEY] is False  # as the reader left it
+    at.session_state[ui.MORE_FILTERS_KEY] = True
+    at.run()
+    assert at.sidebar.multiselect(key="sex").value == ["F"]
+    at.session_state[ui.MORE_FILTERS_KEY] = False
+    at.run()
+    at.sidebar.button(key="_ko_reset").click().run()
+    at.run()
+    assert context(at).settings.sex == () and "sex" not in dict(at.query_params)
+    assert_clean(at)
 
 
 def test_data_page_lists_what_the_import_tolerated(make_app, tmp_path):
@@ -831,6 +874,8 @@ def test_the_dashboard_default_instrument_follows_the_diagnoses(make_app, params
     at = make_app(**params)
     at.run()
     assert_clean(at)
+    assert context(at).settings.instrument == instrument
+    open_sidebar_sections(at)
     assert context(at).settings.instrument == instrument
     box = at.sidebar.selectbox(key="instrument")
     assert box.value == params.get("instrument")  # the default is not written into the link

@@ -188,6 +188,39 @@ def test_changing_a_filter_updates_the_page_and_the_link(server, page):
     assert "Sublingual · " in page.locator("[data-testid='stSidebar']").inner_text()
 
 
+def test_a_closed_section_keeps_its_settings(server, page):
+    """"More filters" and "Analysis settings" are drawn only while open (each widget costs every rerun in
+    the browser); a setting chosen there stays in force, in the link and the cohort line once the section is
+    closed, across a page switch, and shows again when it is reopened."""
+    open_url(page, f"{server}/response")
+    sidebar = page.locator("[data-testid='stSidebar']")
+    assert sidebar.get_by_text("Sex", exact=True).count() == 0  # closed: not drawn
+    sidebar.get_by_text("More filters").click()
+    wait_idle(page)
+    sex = sidebar.locator("[data-testid='stMultiSelect']").nth(3)  # route, site, diagnosis, then sex
+    expect(sex.locator("input")).to_have_attribute("placeholder", "Any")
+    sex.locator("input").click()
+    page.get_by_role("option", name="Female").click()
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    assert query(page) == {"sex": ["F"]}
+    sidebar.get_by_text("More filters").click()  # close it
+    wait_idle(page)
+    assert sidebar.get_by_text("Sex", exact=True).count() == 0
+    assert query(page) == {"sex": ["F"]}
+    cohort = sidebar.inner_text()
+    assert "emale" in cohort
+    sidebar.get_by_role("link", name="Time to relief").click()
+    wait_idle(page)
+    page.wait_for_selector("h1:has-text('Time to relief')")
+    assert query(page) == {"sex": ["F"]}
+    assert "emale" in page.locator("[data-testid='stSidebar']").inner_text()
+    sidebar.get_by_text("More filters").click()
+    wait_idle(page)
+    expect_chips(sidebar.locator("[data-testid='stMultiSelect']").nth(3), ["Female"])
+    assert_no_exception(page)
+
+
 def test_a_bad_link_shows_a_notice_not_a_traceback(server, page):
     open_url(page, f"{server}/maintenance?route=IV&route=XX&window=soon")
     assert_no_exception(page)

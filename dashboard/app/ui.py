@@ -739,6 +739,12 @@ WIDGET_DEFAULTS: dict[str, Any] = {
     "rems_minutes": spec.DEFAULT_REMS_MINUTES,
 }
 assert set(WIDGET_DEFAULTS) == {name for name, _ in iter_defaults()}
+# the sidebar's two closed-by-default sections and their settings
+MORE_FILTERS = ("sex", "age_band", "from_quarter", "to_quarter", "treatment_resistant", "setting", "integration",
+                "severity")
+ANALYSIS_SETTINGS = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
+MORE_FILTERS_KEY, ANALYSIS_SETTINGS_KEY = "_ko_more_filters", "_ko_analysis_settings"
+OPEN_SECTIONS_KEY = "_ko_open_sections"  # {section key: open}, as the reader last left each section
 
 
 def reset_settings() -> None:
@@ -779,78 +785,128 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
     v["site"] = sb.multiselect("Site", list(options.get("site", ())), key="site", placeholder="All sites")
     v["diagnosis"] = sb.multiselect("Primary diagnosis", spec.DIAGNOSES, key="diagnosis",
                                     placeholder="All diagnoses", format_func=_words(spec.DIAGNOSIS_LABELS))
-    more = ("sex", "age_band", "from_quarter", "to_quarter", "treatment_resistant", "setting", "integration",
-            "severity")
-    with sb.expander("More filters", expanded=_active(url_keys, *more)):
-        v["sex"] = st.multiselect("Sex", spec.SEXES, key="sex", placeholder="Any", format_func=SEX_CHOICES.get)
-        v["age_band"] = st.multiselect("Age band", spec.AGE_BANDS, key="age_band", placeholder="Any age")
-        quarters = list(options.get("quarter", ()))
-        c1, c2 = st.columns(2)
-        v["from_quarter"] = c1.selectbox("Started from", quarters, index=None, key="from_quarter",
-                                         placeholder="Earliest")
-        v["to_quarter"] = c2.selectbox("Started until", quarters, index=None, key="to_quarter",
-                                       placeholder="Latest")
-        v["treatment_resistant"] = st.selectbox("Treatment-resistant", YES_NO, index=None,
-                                                key="treatment_resistant", placeholder="Either",
-                                                format_func=YES_NO_LABELS.get)
-        v["setting"] = st.multiselect("Setting (of the first session)", spec.SETTINGS, key="setting",
-                                      placeholder="Clinic and home", format_func=SETTING_LABELS.get)
-        v["integration"] = st.selectbox("Integration therapy", YES_NO, index=None, key="integration",
-                                        placeholder="Either", format_func=YES_NO_LABELS.get)
-        v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity",
-                                       placeholder="Any severity", format_func=SEVERITY_LABELS.get,
-                                       help="Band of the baseline score on the chosen questionnaire")
-    analysis = ("instrument", "min_baseline", "population", "relief", "window", "min_cell", "rems_minutes")
-    with sb.expander("Analysis settings", expanded=_active(url_keys, *analysis)):
-        # Empty (no instrument in the link) means the dashboard's default, which the placeholder says in
-        # words: the selected diagnoses' one questionnaire, or matched to each patient's diagnosis.
-        default = dashboard_instrument(None, v["diagnosis"])
-        v["instrument"] = st.selectbox(
-            "Questionnaire", spec.INSTRUMENT_SETTINGS, index=None, key="instrument",
-            placeholder=INSTRUMENT_DEFAULT_WORDS[default], format_func=INSTRUMENT_WORDS.get,
-            help="Matched to each patient's diagnosis: major depression and other diagnoses on PHQ-9, PTSD on "
-                 "PCL-5, generalised anxiety, social anxiety, panic disorder and OCD on GAD-7 — the default "
-                 "when the cohort mixes diagnoses.",
-        )
-        instrument = dashboard_instrument(v["instrument"], v["diagnosis"])
-        v["min_baseline"] = st.number_input(
-            "Minimum baseline score", min_value=0, max_value=max(hi for _, hi in spec.SCORE_RANGE.values()),
-            value=None, step=1, key="min_baseline",
-            placeholder=(f"Each questionnaire's default: {matched_minimums()}" if instrument == spec.MATCHED
-                         else f"Default for {spec.INSTRUMENT_LABELS[instrument]}: "
-                              f"{spec.DEFAULT_MIN_BASELINE[instrument]}"),
-            help="Patients with a lower baseline are not eligible. Empty: the questionnaire's default "
-                 "(with the questionnaire matched to each diagnosis, always each questionnaire's own).",
-        )
-        v["population"] = st.radio(
-            "Population", spec.POPULATIONS, key="population", horizontal=True, format_func=POPULATION_LABELS.get,
-            captions=[POPULATION_HELP[p] for p in spec.POPULATIONS],
-        )
-        v["relief"] = st.radio(
-            "Relief threshold", spec.RELIEF_THRESHOLDS, key="relief", horizontal=True,
-            format_func=RELIEF_LABELS.get, captions=[RELIEF_HELP[r] for r in spec.RELIEF_THRESHOLDS],
-            help="What counts as relief on the Time to relief page",
-        )
-        # No `value=` on the number boxes: seed_widgets_from_link has put the link's value or the default
-        # into the session state, and a widget given both would log a warning.
-        v["window"] = st.number_input(
-            "Endpoint window (days after the last induction session)", min_value=0, max_value=spec.MAX_WINDOW,
-            step=1, key="window",
-        )
-        v["min_cell"] = st.number_input(
-            "Minimum cell (smallest count shown; 0 turns hiding off)", min_value=0, max_value=spec.MAX_MIN_CELL,
-            step=1, key="min_cell",
-            help="Counts below this, and rates resting on fewer patients, are hidden to protect privacy.",
-        )
-        v["rems_minutes"] = st.number_input(
-            "Esketamine monitoring minimum (minutes)", min_value=0, max_value=spec.MAX_REMS_MINUTES,
-            step=5, key="rems_minutes",
-            help="The SPRAVATO REMS asks for at least two hours of monitoring after esketamine; "
-                 "used on the Esketamine monitoring page.",
-        )
+    # The two sections are drawn only while open (Streamlit's lazy expanders): every widget costs the browser
+    # 15-25 ms on every rerun (bench/RESULTS.md), and a closed section's settings keep their values.
+    more_box = sb.expander("More filters", expanded=_section_open(MORE_FILTERS_KEY, url_keys, MORE_FILTERS),
+                           key=MORE_FILTERS_KEY, on_change="rerun")
+    _remember_section(MORE_FILTERS_KEY, more_box.open)
+    if more_box.open:
+        with more_box:
+            _render_more_filters(v, options)
+    else:
+        v.update(_undrawn_values(MORE_FILTERS))
+    analysis_box = sb.expander("Analysis settings",
+                               expanded=_section_open(ANALYSIS_SETTINGS_KEY, url_keys, ANALYSIS_SETTINGS),
+                               key=ANALYSIS_SETTINGS_KEY, on_change="rerun")
+    _remember_section(ANALYSIS_SETTINGS_KEY, analysis_box.open)
+    if analysis_box.open:
+        with analysis_box:
+            _render_analysis_settings(v)
+    else:
+        v.update(_undrawn_values(ANALYSIS_SETTINGS))
     sb.button("Reset all filters and settings", on_click=reset_settings, key="_ko_reset", icon=":material/restart_alt:",
               width="stretch")
     return v
+
+
+def _render_more_filters(v: dict[str, Any], options: Mapping[str, Sequence[str]]) -> None:
+    """The "More filters" section's widgets, their values into `v`."""
+    v["sex"] = st.multiselect("Sex", spec.SEXES, key="sex", placeholder="Any", format_func=SEX_CHOICES.get)
+    v["age_band"] = st.multiselect("Age band", spec.AGE_BANDS, key="age_band", placeholder="Any age")
+    quarters = list(options.get("quarter", ()))
+    c1, c2 = st.columns(2)
+    v["from_quarter"] = c1.selectbox("Started from", quarters, index=None, key="from_quarter",
+                                     placeholder="Earliest")
+    v["to_quarter"] = c2.selectbox("Started until", quarters, index=None, key="to_quarter",
+                                   placeholder="Latest")
+    v["treatment_resistant"] = st.selectbox("Treatment-resistant", YES_NO, index=None,
+                                            key="treatment_resistant", placeholder="Either",
+                                            format_func=YES_NO_LABELS.get)
+    v["setting"] = st.multiselect("Setting (of the first session)", spec.SETTINGS, key="setting",
+                                  placeholder="Clinic and home", format_func=SETTING_LABELS.get)
+    v["integration"] = st.selectbox("Integration therapy", YES_NO, index=None, key="integration",
+                                    placeholder="Either", format_func=YES_NO_LABELS.get)
+    v["severity"] = st.multiselect("Baseline severity", spec.SEVERITY_BANDS, key="severity",
+                                   placeholder="Any severity", format_func=SEVERITY_LABELS.get,
+                                   help="Band of the baseline score on the chosen questionnaire")
+
+
+def _render_analysis_settings(v: dict[str, Any]) -> None:
+    """The "Analysis settings" section's widgets, their values into `v` (the diagnoses already in it)."""
+    # Empty (no instrument in the link) means the dashboard's default, which the placeholder says in
+    # words: the selected diagnoses' one questionnaire, or matched to each patient's diagnosis.
+    default = dashboard_instrument(None, v["diagnosis"])
+    v["instrument"] = st.selectbox(
+        "Questionnaire", spec.INSTRUMENT_SETTINGS, index=None, key="instrument",
+        placeholder=INSTRUMENT_DEFAULT_WORDS[default], format_func=INSTRUMENT_WORDS.get,
+        help="Matched to each patient's diagnosis: major depression and other diagnoses on PHQ-9, PTSD on "
+             "PCL-5, generalised anxiety, social anxiety, panic disorder and OCD on GAD-7 — the default "
+             "when the cohort mixes diagnoses.",
+    )
+    instrument = dashboard_instrument(v["instrument"], v["diagnosis"])
+    v["min_baseline"] = st.number_input(
+        "Minimum baseline score", min_value=0, max_value=max(hi for _, hi in spec.SCORE_RANGE.values()),
+        value=None, step=1, key="min_baseline",
+        placeholder=(f"Each questionnaire's default: {matched_minimums()}" if instrument == spec.MATCHED
+                     else f"Default for {spec.INSTRUMENT_LABELS[instrument]}: "
+                          f"{spec.DEFAULT_MIN_BASELINE[instrument]}"),
+        help="Patients with a lower baseline are not eligible. Empty: the questionnaire's default "
+             "(with the questionnaire matched to each diagnosis, always each questionnaire's own).",
+    )
+    v["population"] = st.radio(
+        "Population", spec.POPULATIONS, key="population", horizontal=True, format_func=POPULATION_LABELS.get,
+        captions=[POPULATION_HELP[p] for p in spec.POPULATIONS],
+    )
+    v["relief"] = st.radio(
+        "Relief threshold", spec.RELIEF_THRESHOLDS, key="relief", horizontal=True,
+        format_func=RELIEF_LABELS.get, captions=[RELIEF_HELP[r] for r in spec.RELIEF_THRESHOLDS],
+        help="What counts as relief on the Time to relief page",
+    )
+    # No `value=` on the number boxes: seed_widgets_from_link has put the link's value or the default
+    # into the session state, and a widget given both would log a warning.
+    v["window"] = st.number_input(
+        "Endpoint window (days after the last induction session)", min_value=0, max_value=spec.MAX_WINDOW,
+        step=1, key="window",
+    )
+    v["min_cell"] = st.number_input(
+        "Minimum cell (smallest count shown; 0 turns hiding off)", min_value=0, max_value=spec.MAX_MIN_CELL,
+        step=1, key="min_cell",
+        help="Counts below this, and rates resting on fewer patients, are hidden to protect privacy.",
+    )
+    v["rems_minutes"] = st.number_input(
+        "Esketamine monitoring minimum (minutes)", min_value=0, max_value=spec.MAX_REMS_MINUTES,
+        step=5, key="rems_minutes",
+        help="The SPRAVATO REMS asks for at least two hours of monitoring after esketamine; "
+             "used on the Esketamine monitoring page.",
+    )
+
+
+def _section_open(key: str, url_keys: Iterable[str], settings: Iterable[str]) -> bool:
+    """The expander's `expanded`, always False: a section opens by its state, which this sets when Streamlit
+    has none — as the reader last left the section in this session (Streamlit forgets it on a page switch),
+    or, the first time, open when one of its settings is set (a link's sections open so the reader sees
+    them). An `expanded` that changed between runs would open the header without drawing what is under it."""
+    if key not in st.session_state:
+        left = st.session_state.get(OPEN_SECTIONS_KEY, {})
+        st.session_state[key] = left[key] if key in left else _active(url_keys, *settings)
+    return False
+
+
+def _remember_section(key: str, is_open: bool) -> None:
+    st.session_state[OPEN_SECTIONS_KEY] = {**st.session_state.get(OPEN_SECTIONS_KEY, {}), key: is_open}
+
+
+def _undrawn_values(keys: Iterable[str]) -> dict[str, Any]:
+    """The values of settings whose section is closed (not drawn this run): as they stand in the session,
+    which `seed_widgets_from_link` filled from the link or the last values drawn. Each is written back as
+    the session's own value: Streamlit resets the state of a widget not drawn in a run, which would lose
+    the setting on the next run."""
+    out = {}
+    for key in keys:
+        value = st.session_state.get(key, WIDGET_DEFAULTS[key])
+        out[key] = list(value) if isinstance(value, list) else value
+        st.session_state[key] = out[key]
+    return out
 
 
 def settings_from_widgets(values: Mapping[str, Any]) -> Settings:
