@@ -787,26 +787,28 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
                                     placeholder="All diagnoses", format_func=_words(spec.DIAGNOSIS_LABELS))
     # The two sections are drawn only while open (Streamlit's lazy expanders): every widget costs the browser
     # 15-25 ms on every rerun (bench/RESULTS.md), and a closed section's settings keep their values.
-    more_box = sb.expander("More filters", expanded=_section_open(MORE_FILTERS_KEY, url_keys, MORE_FILTERS),
-                           key=MORE_FILTERS_KEY, on_change="rerun")
-    _remember_section(MORE_FILTERS_KEY, more_box.open)
-    if more_box.open:
-        with more_box:
-            _render_more_filters(v, options)
-    else:
-        v.update(_undrawn_values(MORE_FILTERS))
-    analysis_box = sb.expander("Analysis settings",
-                               expanded=_section_open(ANALYSIS_SETTINGS_KEY, url_keys, ANALYSIS_SETTINGS),
-                               key=ANALYSIS_SETTINGS_KEY, on_change="rerun")
-    _remember_section(ANALYSIS_SETTINGS_KEY, analysis_box.open)
-    if analysis_box.open:
-        with analysis_box:
-            _render_analysis_settings(v)
-    else:
-        v.update(_undrawn_values(ANALYSIS_SETTINGS))
+    _render_section("More filters", MORE_FILTERS_KEY, MORE_FILTERS, url_keys, v,
+                    lambda: _render_more_filters(v, options))
+    _render_section("Analysis settings", ANALYSIS_SETTINGS_KEY, ANALYSIS_SETTINGS, url_keys, v,
+                    lambda: _render_analysis_settings(v))
     sb.button("Reset all filters and settings", on_click=reset_settings, key="_ko_reset", icon=":material/restart_alt:",
               width="stretch")
     return v
+
+
+def _render_section(label: str, key: str, settings: tuple[str, ...], url_keys: Iterable[str], v: dict[str, Any],
+                    draw: Callable[[], None]) -> None:
+    """One closed-by-default section of the sidebar, its widgets drawn by `draw` only while it is open
+    (Streamlit's lazy expander); closed, its settings' values go into `v` as they stand."""
+    _restore_section_state(key, url_keys, settings)
+    # `expanded` stays False: one that changed between runs would open the header without drawing under it
+    box = st.sidebar.expander(label, expanded=False, key=key, on_change="rerun")
+    _remember_section(key, box.open)
+    if box.open:
+        with box:
+            draw()
+    else:
+        v.update(_undrawn_values(settings))
 
 
 def _render_more_filters(v: dict[str, Any], options: Mapping[str, Sequence[str]]) -> None:
@@ -881,15 +883,13 @@ def _render_analysis_settings(v: dict[str, Any]) -> None:
     )
 
 
-def _section_open(key: str, url_keys: Iterable[str], settings: Iterable[str]) -> bool:
-    """The expander's `expanded`, always False: a section opens by its state, which this sets when Streamlit
-    has none — as the reader last left the section in this session (Streamlit forgets it on a page switch),
-    or, the first time, open when one of its settings is set (a link's sections open so the reader sees
-    them). An `expanded` that changed between runs would open the header without drawing what is under it."""
+def _restore_section_state(key: str, url_keys: Iterable[str], settings: Iterable[str]) -> None:
+    """Give a sidebar section its open state when Streamlit has none (a new session; a page switch forgets
+    it): as the reader last left it in this session, or, the first time, open when one of its settings is
+    set (a link's sections open so the reader sees them)."""
     if key not in st.session_state:
         left = st.session_state.get(OPEN_SECTIONS_KEY, {})
         st.session_state[key] = left[key] if key in left else _active(url_keys, *settings)
-    return False
 
 
 def _remember_section(key: str, is_open: bool) -> None:
