@@ -211,16 +211,22 @@ def build_figure(builder: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         hash(key)
     except TypeError:  # an argument that cannot be fingerprinted: build it every time
         return builder(*args, **kwargs)
+    return _remembered_figure(_FIGURES, key, lambda: builder(*args, **kwargs))
+
+
+def _remembered_figure(cache: "OrderedDict[Any, Any]", key: Any, make: Callable[[], Any]) -> Any:
+    """`cache[key]`, made by `make()` the first time: least recently used out beyond _FIGURES_MAX entries,
+    shared by every session."""
     with _FIGURES_LOCK:
-        if key in _FIGURES:
-            _FIGURES.move_to_end(key)
-            return _FIGURES[key]
-    result = builder(*args, **kwargs)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()
     with _FIGURES_LOCK:
-        _FIGURES[key] = result
-        while len(_FIGURES) > _FIGURES_MAX:
-            _FIGURES.popitem(last=False)
-    return result
+        cache[key] = value
+        while len(cache) > _FIGURES_MAX:
+            cache.popitem(last=False)
+    return value
 
 
 def render_chart(builder: Callable[..., Any], *args: Any, key: str, **kwargs: Any) -> Any:
@@ -239,17 +245,7 @@ def phone_figure(fig: Any) -> Any:
     (a phone's every rerun copied and re-laid out each chart). The result must not be changed either."""
     from dashboard.charts import figures
 
-    with _FIGURES_LOCK:
-        entry = _PHONE_FIGURES.get(id(fig))
-        if entry is not None and entry[0] is fig:
-            _PHONE_FIGURES.move_to_end(id(fig))
-            return entry[1]
-    phone = figures.fit_for_phone(fig)
-    with _FIGURES_LOCK:
-        _PHONE_FIGURES[id(fig)] = (fig, phone)
-        while len(_PHONE_FIGURES) > _FIGURES_MAX:
-            _PHONE_FIGURES.popitem(last=False)
-    return phone
+    return _remembered_figure(_PHONE_FIGURES, id(fig), lambda: (fig, figures.fit_for_phone(fig)))[1]
 
 
 def is_phone() -> bool:
