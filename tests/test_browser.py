@@ -520,6 +520,17 @@ def test_a_phone_gets_charts_laid_out_for_its_screen(server, browser, small_coho
         if agent == IPHONE:
             assert routes_across, heat  # routes across, events down: wide cells
             assert "<br>" in heat["title"]
+            # every cell's words within its cell (seen: "hidden" ran into its neighbours, "< 11 %" was cut),
+            # in the small cohort and in the whole sample with all its routes (the narrowest cells)
+            for link in (small_cohort, ""):
+                if link == "":
+                    open_url(pg, f"{server}/side-effects")
+                    pg.locator(".js-plotly-plot").first.wait_for(state="visible")
+                cells = pg.evaluate("() => { const el = document.querySelector('.js-plotly-plot');"
+                                    " const cell = el._fullLayout._size.w / el.data[0].x.length;"
+                                    " return {cell, words: [...el.querySelectorAll('.heatmaplayer text')]"
+                                    ".map(t => [t.textContent, t.getBBox().width])}; }")
+                assert cells["words"] and all(w <= cells["cell"] - 2 for _, w in cells["words"]), (link, cells)
         else:
             assert not routes_across, heat  # the desktop layout, whatever the width
     finally:

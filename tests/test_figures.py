@@ -347,16 +347,34 @@ def test_on_a_phone_the_heatmap_turns_so_its_cells_hold_their_words():
     assert wide.to_json() == before  # the shared figure is not changed
     w, p = wide.data[0], phone.data[0]
     assert list(p.x) == list(w.y) == ["IV infusion", "Intranasal", "All routes"]  # routes across
-    assert list(p.y) == list(w.x)  # events down
+    # events down, a long name on two lines rather than a margin that narrows every cell
+    assert [v.replace("<br>", " ") for v in p.y] == list(w.x)
+    assert all(len(line) <= figures.PHONE_ROW_LABEL_CHARS for v in p.y for line in v.split("<br>"))
+    assert "Severe BP (≥<br>180/110)" in p.y
     np.testing.assert_array_equal(np.array(p.z, dtype=float), np.array(w.z, dtype=float).T)
-    np.testing.assert_array_equal(np.array(p.text), np.array(w.text).T)
+    # the cells' words in their short form, each from its own rate: turned with the rest
+    assert [list(row) for row in p.text] == [[figures._phone_cell_text(v, t) for v, t in zip(zr, tr)]
+                                             for zr, tr in zip(np.array(w.z, dtype=float).T, np.array(w.text).T)]
+    assert p.text[0][0] == "0%" and p.text[1][0] == "hidden" and p.text[2][1] == "3.5%"
     np.testing.assert_array_equal(np.array(p.customdata), np.array(w.customdata).T)
     assert p.hovertemplate == "<b>%{x}</b><br>%{y}: %{customdata} of sessions<extra></extra>"
     assert phone.layout.xaxis.title.text == "Route of the session"
-    assert phone.layout.yaxis.title.text == "Side effect"
+    assert phone.layout.yaxis.title.text is None  # the events' names say it; the cells get the width
     assert p.colorbar.orientation == "h"
+    # the routes' names above the plot get their own room under the title, which stands at the top
+    assert phone.layout.title.yref == "container" and phone.layout.title.y == 1
+    assert phone.layout.margin.t >= figures.PHONE_TOP_AXIS_PX + 22 * len(_lines(phone.layout.title.text))
     assert all(len(line) <= figures.PHONE_LINE_CHARS for line in _lines(phone.layout.title.text))
     assert "".join(_lines(phone.layout.title.text)).replace(" ", "") == wide.layout.title.text.replace(" ", "")
+
+
+@pytest.mark.parametrize(("percent", "text", "short"), [
+    (44.6, "44.6 %", "45%"), (100.0, "100.0 %", "100%"), (9.96, "10.0 %", "10%"), (9.94, "9.9 %", "9.9%"),
+    (0.4, "0.4 %", "0.4%"), (0.0, "0.0 %", "0%"), (NAN, "< 11 %", "<11%"), (NAN, "< 0.2 %", "<0.2%"),
+    (NAN, "hidden", "hidden"),
+])
+def test_a_heatmap_cell_on_a_phone_says_its_value_in_short(percent, text, short):
+    assert figures._phone_cell_text(percent, text) == short
 
 
 def test_a_phone_layout_is_made_once_per_shared_figure():

@@ -243,6 +243,9 @@ def _wrap(text: str, width: int) -> str:
     return "<br>".join(line for part in str(text).split("<br>") for line in (textwrap.wrap(part, width) or [""]))
 
 
+PHONE_TOP_AXIS_PX = 100  # a turned heatmap's routes above the plot on a phone: axis title and slanted names
+PHONE_ROW_LABEL_CHARS = 14  # a turned heatmap's row names on a phone, per line ("Disorientation")
+
 HIDDEN_LABEL = "hidden: "  # a withheld rate's label beside its dot: "hidden: fewer than 11", "hidden: < 65 %"
 
 
@@ -254,11 +257,22 @@ def _short_hidden_label(text: object) -> object:
     return said if len(said) <= 8 else "hidden"
 
 
+def _phone_cell_text(percent: object, text: object) -> object:
+    """A heatmap cell's words in their phone form, from the cell's rate in per cent and its desktop text:
+    whole per cent without a space from 10 % ("45%", "100%"), one decimal under it ("4.6%", so a small rate
+    never reads as 0), a hidden cell's bound without spaces ("<11%") and "hidden" as it is."""
+    if not _isnan(percent):
+        p = float(percent)  # type: ignore[arg-type]
+        return f"{p:.0f}%" if p >= 9.95 or p == 0 else f"{p:.1f}%"
+    return text.replace(" ", "") if isinstance(text, str) and text.startswith("<") else text
+
+
 def fit_for_phone(fig: go.Figure) -> go.Figure:
     """A copy of a finished figure laid out for a phone's narrow screen (about 360 pixels of chart): titles,
     panel titles and axis titles wrapped instead of overlapping, the legend below the plot instead of
     taking half the width, a heatmap with more columns than rows turned so its cells are wide enough for
-    their words ("fewer than 11"), its colour bar below. The data, colours and hover texts are unchanged.
+    their words, in their short form ("45%", "<11%"), its colour bar below. The data, colours and hover texts
+    are unchanged.
     The figure given is not changed (figures are shared between sessions)."""
     out = go.Figure(fig)
     layout = out.layout
@@ -270,6 +284,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         out.update_layout(title=dict(text=wrapped, font=dict(size=15)))
     x_axes = list(out.select_xaxes())
     panel_lines = 0
+    top_axis = 0  # room for an axis drawn above the plot, between it and the title
     for note in layout.annotations or ():
         # panel titles of subplots sit above their panel, each a share of the width
         if note.text and note.yref == "paper" and note.y is not None and note.y >= 1 and note.showarrow is False:
@@ -286,16 +301,22 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         h = out.data[0]
         z = np.asarray(h.z, dtype=float)
         if z.ndim == 2 and z.shape[1] > z.shape[0]:
-            text = None if h.text is None else np.asarray(h.text, dtype=object).T
+            text = None if h.text is None else np.asarray(
+                [[_phone_cell_text(v, t) for v, t in zip(zr, tr)] for zr, tr in zip(z, h.text)], dtype=object).T
             custom = None if h.customdata is None else np.asarray(h.customdata, dtype=object).T
             hover = (h.hovertemplate or "").replace("%{x}", "%{__X__}").replace("%{y}", "%{x}").replace("%{__X__}", "%{y}")
-            h.update(z=z.T, x=h.y, y=h.x, text=text, customdata=custom, hovertemplate=hover,
+            # the longest event's name ("Severe BP (≥ 180/110)") set the margin for all: two lines fit a row
+            rows = [_wrap(v, PHONE_ROW_LABEL_CHARS) if isinstance(v, str) else v for v in h.x]
+            h.update(z=z.T, x=h.y, y=rows, text=text, customdata=custom, hovertemplate=hover,
                      textfont=dict(size=10), colorbar=dict(orientation="h", y=-0.08, yanchor="top", thickness=12,
                                                            title=dict(side="top")))
             x_title, y_title = out.layout.xaxis.title.text, out.layout.yaxis.title.text
             out.update_xaxes(title_text=y_title, tickangle=-30, side="top", autorange=None)
-            out.update_yaxes(title_text=x_title, autorange="reversed", tickangle=0)
-            out.update_layout(height=max(420, 160 + 34 * z.shape[1]))
+            # the events' names say what the rows are: without the axis title (and its gap) the six columns
+            # of five routes and "All routes" get half as wide again (25 px a cell was too narrow for "hidden")
+            out.update_yaxes(title_text=None, autorange="reversed", tickangle=0, tickfont=dict(size=10))
+            out.update_layout(height=max(420, 160 + 34 * z.shape[1]) + PHONE_TOP_AXIS_PX)
+            top_axis = PHONE_TOP_AXIS_PX
     for trace in out.data:
         # long category labels of horizontal bars (the funnel's steps) took two thirds of the width
         if trace.type == "bar" and trace.orientation == "h" and trace.y is not None and any(
@@ -319,7 +340,12 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"),
                           height=(out.layout.height or HEIGHT) + extra,
                           margin=dict(b=(out.layout.margin.b or 10) + extra))
-    out.update_layout(margin=dict(t=40 + 22 * lines + 15 * panel_lines))
+    if top_axis:
+        # Plotly centres the title in the top margin, where the axis' names stand: it goes to the top instead
+        out.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
+                          margin=dict(t=20 + 22 * lines + top_axis))
+    else:
+        out.update_layout(margin=dict(t=40 + 22 * lines + 15 * panel_lines))
     return out
 
 
