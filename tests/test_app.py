@@ -634,7 +634,25 @@ def test_the_download_builders_give_the_command_line_bytes(sample_db, tmp_path):
     summaries = export.compute_summaries(ui.load_connection(store.database_signature(sample_db)), s)
     for path in written:
         if path.name in export.SUMMARY_FILES:
-            assert ui._csv_builder(export.summary_csv_bytes, summaries[path.name])() == path.read_bytes()
+            assert ui._csv_builder(export.summary_csv_bytes, lambda: summaries[path.name])() == path.read_bytes()
+
+
+def test_a_page_computes_only_the_part_it_shows(make_app, monkeypatch):
+    """The download buttons of a page's other parts load their files when clicked: opening the Response
+    page on its rates does not fit the adjusted model (≈ 80 ms of every new filter state at 10,000 patients)."""
+    computed = []
+    compute = export.compute_summary
+
+    def spy(con, settings, file, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        computed.append(file)
+        return compute(con, settings, file, *args, **kwargs)
+
+    monkeypatch.setattr(export, "compute_summary", spy)
+    at = open_page(make_app(route=["IV", "SC"], min_cell="7"), "views/response.py")
+    assert not at.exception
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "adjusted_response.csv" in labels  # offered
+    assert "response_by_route.csv" in computed and "adjusted_response.csv" not in computed  # not computed
 
 
 def test_url_problems_checks_against_the_database_options():
@@ -943,6 +961,6 @@ def test_matched_downloads_are_the_command_lines_bytes(sample_db, tmp_path):
     assert {p.name for p in written} >= set(export.SUMMARY_FILES)
     for path in written:
         if path.name in export.SUMMARY_FILES:
-            assert ui._csv_builder(export.summary_csv_bytes, summaries[path.name])() == path.read_bytes()
+            assert ui._csv_builder(export.summary_csv_bytes, lambda: summaries[path.name])() == path.read_bytes()
     # the file name carries the instrument (the dashboard's default is not the command line's)
     assert export.download_name("response_by_route.csv", s) == "response_by_route__route-IV-IN__instrument-matched.csv"

@@ -276,6 +276,20 @@ def test_csv_downloads_equal_the_command_line_export(server, page, sample_db, tm
             assert abs((now - datetime(*zf.getinfo(name).date_time)).total_seconds()) < 600
 
 
+def test_a_file_of_a_part_not_shown_downloads_the_command_lines_bytes(server, page, sample_db, tmp_path):
+    """The Response page opens on its rates; the adjusted model's file is computed only when its button is
+    clicked (in the server's download thread, not the page's script), and is the command line's file."""
+    params = "route=IV&route=SC&min_cell=7"
+    settings = Settings.from_query_params(parse_qs(params)).replace(instrument="matched")  # as the first test
+    expected = cli_export(sample_db, tmp_path / "cli", settings)
+    open_url(page, f"{server}/response?{params}")
+    assert_no_exception(page)
+    file_name, got = download_named(page, "adjusted_response.csv")
+    assert got == (expected / "adjusted_response.csv").read_bytes()
+    assert file_name == "adjusted_response__route-IV-SC__instrument-matched__min-cell-7.csv"
+    assert_no_exception(page)
+
+
 def test_a_changed_filter_changes_the_download(server, page, sample_db, tmp_path):
     open_url(page, f"{server}/side-effects?site=S3")
     before = download(page, "side_effects.csv")

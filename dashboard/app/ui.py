@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -258,9 +259,11 @@ def is_phone() -> bool:
     return "Mobi" in agent
 
 
-def _csv_builder(formatter: Callable[[pd.DataFrame], bytes], df: pd.DataFrame) -> Callable[[], bytes]:
-    """A download's data callable: the export's own CSV formatter, run only when the reader clicks."""
-    return lambda: formatter(df)
+def _csv_builder(formatter: Callable[[pd.DataFrame], bytes], load: Callable[[], pd.DataFrame]) -> Callable[[], bytes]:
+    """A download's data callable: the table loaded (`load()`) and put in the export's own CSV format only when
+    the reader clicks. A page offers the files of all its parts: one not shown is computed then, not on
+    every new filter state (the Response page computed the adjusted model for a button)."""
+    return lambda: formatter(load())
 
 
 def _protect(name: str, df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -994,10 +997,10 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
 
     cols = st.columns(len(files) + 1)
     for col, name in zip(cols, files):
-        # the page has already loaded its own files: a cache hit, not a second computation
-        table = load_summary(ctx.signature, ctx.settings, name)
+        # a cache hit when the part shown has loaded the file (the cache serves any thread)
+        load = functools.partial(load_summary, ctx.signature, ctx.settings, name)
         col.download_button(
-            f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, table)),
+            f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, load)),
             file_name=export.download_name(name, ctx.settings),
             mime="text/csv", on_click="ignore", key=f"_ko_dl_{key}_{name}", icon=":material/download:",
         )
