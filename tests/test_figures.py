@@ -615,3 +615,25 @@ def test_column_text_is_cell_text_of_every_row():
                 assert figures.column_text(table, column, kind, undefined="none") == want
     texts = figures.column_text(protected, "responders")
     assert texts[2] == "fewer than 11" and "none" not in figures.column_text(protected, "response_rate", "pct")
+
+
+def test_plain_gives_nullable_numbers_as_floats_and_keeps_the_rest():
+    """figures.plain builds the frame at once: the same as converting each nullable column with astype."""
+    df = pd.DataFrame({
+        "route": pd.Series(["IV", "IN", None], dtype=object),
+        "site": pd.Series(["S1", "S2", "S3"], dtype="string"),
+        "patients": pd.array([12, None, 3], dtype="Int64"),
+        "rate": pd.array([0.5, None, 0.25], dtype="Float64"),
+        "day": [1.5, NAN, 3.0],
+        "flag": [True, False, True],
+    }).set_axis([4, 7, 9])
+    df.attrs["why_hidden"] = {"patients": {7: ("fewer_than", 11)}}
+    expected = df.astype({"patients": "float64", "rate": "float64"})
+    out = figures.plain(df)
+    pd.testing.assert_frame_equal(out, expected, check_exact=True)
+    assert out.attrs == df.attrs and out.attrs is not df.attrs
+    out.loc[4, "route"] = "SC"
+    out.attrs["why_hidden"]["patients"][9] = ("hidden", 0)
+    assert df.loc[4, "route"] == "IV" and 9 not in df.attrs["why_hidden"]["patients"]  # the input is not changed
+    dup = pd.DataFrame([[1, 2]], columns=["a", "a"]).astype("Int64")
+    assert list(figures.plain(dup).dtypes) == ["float64", "float64"]

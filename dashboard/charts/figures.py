@@ -9,6 +9,7 @@ on the chart ("hidden") instead of drawing nothing, and `hidden_routes` lists th
 
 from __future__ import annotations
 
+import copy
 import math
 import textwrap
 from typing import Iterable, Sequence
@@ -69,10 +70,14 @@ def plain(df: pd.DataFrame) -> pd.DataFrame:
     """Nullable integer columns (hidden cells are <NA>) as float columns with NaN, which Plotly draws as gaps."""
     if df is None or df.empty:
         return df
-    out = df.copy()
-    for col in out.columns:
-        if isinstance(out[col].dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_numeric_dtype(out[col]):
-            out[col] = out[col].astype("float64")
+    nullable = {col for col, dtype in df.dtypes.items()
+                if isinstance(dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_numeric_dtype(dtype)}
+    if not nullable or df.columns.has_duplicates:
+        return df.astype(dict.fromkeys(nullable, "float64")) if nullable else df.copy()
+    # one frame built at once: converted column by column, the REMS table's 23 nullable columns took 8 ms a chart
+    out = pd.DataFrame({col: df[col].to_numpy(dtype="float64", na_value=NAN) if col in nullable else df[col]
+                        for col in df.columns}, index=df.index.copy())
+    out.attrs = copy.deepcopy(df.attrs)
     return out
 
 
