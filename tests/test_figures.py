@@ -637,3 +637,19 @@ def test_plain_gives_nullable_numbers_as_floats_and_keeps_the_rest():
     assert df.loc[4, "route"] == "IV" and 9 not in df.attrs["why_hidden"]["patients"]  # the input is not changed
     dup = pd.DataFrame([[1, 2]], columns=["a", "a"]).astype("Int64")
     assert list(figures.plain(dup).dtypes) == ["float64", "float64"]
+
+
+def test_set_layout_gives_the_figure_update_layout_gives():
+    """Assigned when unset, merged when set: a builder that set part of the legend or the title before
+    `_base_layout` keeps it, exactly as with Plotly's update_layout."""
+    def start() -> go.Figure:
+        fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+        fig.update_layout(legend=dict(traceorder="reversed"), title=dict(font=dict(color="red")), height=300)
+        return fig
+
+    props = dict(title=dict(text="T", x=0, font=dict(size=17)), legend=dict(x=1.01, title=dict(text="")),
+                 margin=dict(l=10, t=70), height=500, showlegend=False, hoverlabel=dict(font_size=13))
+    expected, got = start().update_layout(**props), figures.set_layout(start(), **props)
+    assert got.to_plotly_json() == expected.to_plotly_json()
+    assert got.layout.legend.traceorder == "reversed" and got.layout.title.font.color == "red"
+    assert got.layout.title.font.size == 17 and got.layout.height == 500

@@ -12,12 +12,13 @@ from __future__ import annotations
 import copy
 import math
 import textwrap
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.basedatatypes import BasePlotlyType
 from plotly.subplots import make_subplots
 
 from dashboard.charts import colors
@@ -227,16 +228,35 @@ pio.templates.default = "plotly_white"
 
 
 def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
-    fig.update_layout(
+    return set_layout(
+        fig,
         title=dict(text=title, x=0, xanchor="left", font=dict(size=17)),
         font=FONT,
         height=height,
         margin=dict(l=10, r=10, t=70, b=10),
         showlegend=legend,
         # Legend on the right: above the plot it collides with titles of multi-panel figures.
-        legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01, title_text=""),
+        legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01, title=dict(text="")),
         hoverlabel=dict(font_size=13),
     )
+
+
+def set_layout(fig: go.Figure, **properties: Any) -> go.Figure:
+    """`fig.update_layout(**properties)`, the same figure in a fraction of the time: a top-level property the
+    layout does not have yet is assigned whole, one it has is merged into as `update_layout` merges. Plotly's
+    update walks and checks every key's path in the layout (≈ 10 ms a call with seven properties, a fifth
+    of building a chart); an assignment validates the value alone. Property names are plain (no
+    "title_text" shorthand). Returns `fig`."""
+    layout = fig.layout
+    merge = {}
+    for name, value in properties.items():
+        current = layout[name]
+        if current is None or (isinstance(current, BasePlotlyType) and not current.to_plotly_json()):
+            layout[name] = value
+        else:
+            merge[name] = value
+    if merge:
+        fig.update_layout(**merge)
     return fig
 
 
