@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -95,18 +94,25 @@ def hidden_relief_cohort(sample_db: Path) -> tuple[str, str]:
     raise AssertionError("the fixed sample has no such cohort: choose another rule")
 
 
-CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
 @pytest.fixture(scope="session")
 def browser():
     """One Chromium (Debian's) for every browser test of the run: Playwright's sync API allows one running
     instance per thread, so the test modules share this one rather than each starting their own."""
     from playwright.sync_api import sync_playwright
 
+    from serving import CHROMIUM, CHROMIUM_ARGS
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A new desktop-sized page (1440 × 900) of the run's Chromium, downloads accepted."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(90_000)
+    yield pg
+    context.close()

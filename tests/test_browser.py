@@ -7,14 +7,9 @@ downloads are byte for byte what `ketamine-outcomes export` writes for the same 
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
+import re
 import subprocess
 import sys
-import time
-import urllib.request
-import re
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -24,17 +19,13 @@ import pytest
 from playwright.sync_api import expect
 
 from dashboard.reports import export
-from dashboard.data import store
 from dashboard.analysis.settings import Settings
 from dashboard.app import ui
 from dashboard.charts import colors
+from serving import IDLE, served
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
 PAGES = {
     "": "Overview",
@@ -47,57 +38,12 @@ PAGES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(sample_db: Path, tmp_path_factory: pytest.TempPathFactory):
     """`ketamine-outcomes serve` on a free port; the whole process group is stopped afterwards."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(sample_db), "--port", str(port),
-             "--address", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
+    with served([sys.executable, "-m", "dashboard.cli", "serve", "--db", str(sample_db)], log) as base:
         yield base
-    finally:
-        # serve runs streamlit as a child process: stop the whole group, then make sure.
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(90_000)
-    yield pg
-    context.close()
 
 
 def wait_idle(pg) -> None:  # noqa: ANN001

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import stat
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -18,7 +14,8 @@ import pytest
 from playwright.sync_api import expect
 
 from dashboard.data import store, uploads
-from test_browser import CHROMIUM, CHROMIUM_ARGS, IDLE, _free_port, open_url, wait_idle
+from serving import IDLE, served
+from test_browser import open_url, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -29,48 +26,10 @@ def import_server(sample_db: Path, tmp_path: Path):
     db = tmp_path / "outcomes.duckdb"
     shutil.copy(sample_db, db)
     key = tmp_path / "clinic.key"
-    port = _free_port()
-    log = tmp_path / "serve.log"
     env = dict(os.environ, KETAMINE_OUTCOMES_KEY=str(key))
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db), "--port", str(port),
-             "--address", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
+    with served([sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db)], tmp_path / "serve.log",
+                env=env) as base:
         yield base, db, key
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def page(browser):  # the run's one Chromium (tests/conftest.py)
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
-    pg.set_default_timeout(90_000)
-    yield pg
-    context.close()
 
 
 def test_upload_a_records_zip_check_and_import(import_server, page, tmp_path):

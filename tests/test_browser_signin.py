@@ -11,35 +11,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from dashboard import cli
 from dashboard.reports import audit
+from serving import IDLE, free_port, served
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 USERS = {
     "director-s1": {"email": "director@s1.example", "role": "site_director", "sites": ["S1"]},
     "network-admin": {"email": "admin@network.example", "role": "network_admin"},
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +42,7 @@ def signed_server(provider, sample_db, tmp_path_factory):
     home = tmp_path_factory.mktemp("signin")
     db = home / "network.duckdb"
     shutil.copy(sample_db, db)
-    port = _free_port()
+    port = free_port()  # the provider is told the redirect address before the dashboard starts
     base = f"http://127.0.0.1:{port}"
     (home / ".streamlit").mkdir()
     (home / ".streamlit" / "secrets.toml").write_text(
@@ -68,36 +54,10 @@ def signed_server(provider, sample_db, tmp_path_factory):
         f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n',
         encoding="utf-8",
     )
-    log = home / "serve.log"
     env = {k: v for k, v in os.environ.items() if k not in (audit.AUDIT_ENV, "KETAMINE_OUTCOMES_ACCESS")}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db), "--port", str(port),
-             "--address", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=home, env=env,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
+    with served([sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db)], home / "serve.log", port=port,
+                env=env, cwd=home):
         yield base, db
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def settle(pg) -> None:  # noqa: ANN001

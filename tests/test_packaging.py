@@ -10,12 +10,9 @@ from __future__ import annotations
 import ast
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import tomllib
-import urllib.request
 import venv
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import pytest
 
 from dashboard import cli
 from dashboard.data import store
+from serving import IDLE, served
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ("data", "analysis", "charts", "reports")
@@ -99,14 +97,6 @@ def test_a_missing_dependency_is_reported_as_an_installation_fault(monkeypatch, 
             in capsys.readouterr().err)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment outside the clone holding the wheel built from a copy of the checkout."""
@@ -166,32 +156,12 @@ def test_the_wheel_installed_outside_the_clone_imports_exports_and_serves(instal
     for path in sorted(expected.glob("*.csv")):
         assert (work / "summaries" / path.name).read_bytes() == path.read_bytes(), path.name
 
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([str(command), "serve", "--db", "clinic.duckdb", "--port", str(port),
-                             "--address", "127.0.0.1"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.3)
+    with served([str(command), "serve", "--db", "clinic.duckdb"], tmp_path / "serve.log", cwd=work, env=env) as base:
         context = browser.new_context()
         page = context.new_page()
         page.goto(base + "/")
-        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=60_000)
+        page.wait_for_selector(IDLE, timeout=60_000)
         page.wait_for_selector("h1:has-text('Overview')", timeout=30_000)
         page.wait_for_selector(".js-plotly-plot", timeout=30_000)
         assert page.locator("[data-testid='stException']").count() == 0
         context.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-        log.close()

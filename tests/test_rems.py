@@ -325,20 +325,18 @@ def test_an_older_database_asks_for_a_new_import(tmp_path):
 
 # --- the page -------------------------------------------------------------------------------------------------
 
-APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
-
-
 def open_rems_page(db: Path, monkeypatch, **params):
+    """The Esketamine monitoring page in AppTest on `db`, opened as test_app opens a page."""
     from streamlit.testing.v1 import AppTest
 
     from dashboard.app import ui
+    from test_app import APP, open_page
 
     monkeypatch.setenv(ui.DB_ENV, str(db))
     at = AppTest.from_file(str(APP), default_timeout=120)
     for key, value in params.items():
         at.query_params[key] = value
-    at.run()
-    at.switch_page("views/esketamine.py").run()
+    open_page(at, "views/esketamine.py")
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at

@@ -1,0 +1,64 @@
+"""What the real-browser tests share: Debian's Chromium and how it is started, the selector of an idle
+script, and a served dashboard (`ketamine-outcomes serve`, or another command) on a free port that is
+stopped with its whole process group afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served(command: Sequence[str], log: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
+           cwd: Path | None = None, timeout_s: float = 90) -> Iterator[str]:
+    """Run `command` followed by `--port PORT --address 127.0.0.1` (a free port unless given) and yield
+    its address once `/_stcore/health` answers ok. Its output goes to `log`. Raises RuntimeError with the
+    log when it exits or does not answer within `timeout_s`. Afterwards the whole process group is stopped
+    (`serve` runs Streamlit as a child process), killed if it does not stop within 20 s."""
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*command, "--port", str(port), "--address", "127.0.0.1"], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
+                                env=None if env is None else dict(env))
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the dashboard did not start:\n{log.read_text(errors='replace')}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
