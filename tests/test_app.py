@@ -597,6 +597,8 @@ def test_a_new_import_is_picked_up_without_restarting(make_app, sample_db, sampl
     n = published_size(db, Settings())
     assert abs(n - 400) <= 24
     assert any(m.value == f"**Cohort:** {n:,} patients" for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+    # the new file's tables were checked, and the server remembers one checked file per path, not every import
+    assert ui._CHECKED_SIGNATURE[str(db.resolve())] == store.database_signature(db)
 
 
 # --- data access ------------------------------------------------------------------------------------------------

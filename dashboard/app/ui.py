@@ -111,7 +111,9 @@ def _close(con: Any) -> None:
 
 
 _LAST_SIGNATURE: dict[str, tuple[str, int, int, int]] = {}
-_CHECKED_SIGNATURES: set[tuple[str, int, int, int]] = set()  # databases found to have every derived table
+# per database path, the last signature found to have every derived table (one entry a path, however many
+# imports replace the file while the server runs)
+_CHECKED_SIGNATURE: dict[str, tuple[str, int, int, int]] = {}
 _SIGNATURE_LOCK = threading.Lock()
 
 
@@ -143,9 +145,9 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
             load_connection.clear()
         _LAST_SIGNATURE[signature[0]] = signature
     con = load_connection(signature)  # open now so a corrupt file is reported here, once
-    if signature not in _CHECKED_SIGNATURES:  # a file's tables do not change under the same signature
+    if _CHECKED_SIGNATURE.get(signature[0]) != signature:  # a file's tables do not change under the same signature
         export.require_derived_tables(con, path)
-        _CHECKED_SIGNATURES.add(signature)
+        _CHECKED_SIGNATURE[signature[0]] = signature
     return path, signature
 
 
