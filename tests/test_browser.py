@@ -317,6 +317,24 @@ def test_the_relief_chart_draws_the_first_eight_weeks_until_asked_for_more(serve
     page.wait_for_function(f"({drawn})() > 100")
 
 
+def test_the_numbers_at_risk_are_drawn_whole(server, page):
+    """The numbers under the first and last ticks were centred on the plot's edge and cut in half: "1,308"
+    read "308". Each number is drawn whole, right of the routes' names and within the chart, wide or narrow."""
+    check = """() => { const el = document.querySelector('.js-plotly-plot');
+        const svg = el.querySelector('.main-svg').getBoundingClientRect();
+        const names = Math.max(...[...el.querySelectorAll('.y2tick text')].map(t => t.getBoundingClientRect().right));
+        return [...el.querySelectorAll('.scatterlayer .trace text')].filter(t => t.textContent)
+            .map(t => { const r = t.getBoundingClientRect();
+                        return [t.textContent, r.left - names, svg.right - r.right]; }); }"""
+    for width in (1440, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        open_url(page, f"{server}/relief")
+        page.locator(".js-plotly-plot").first.wait_for(state="visible")
+        numbers = page.evaluate(check)
+        assert any("," in text for text, _, _ in numbers), numbers  # thousands under day 0
+        assert all(left >= 0 and right >= 0 for _, left, right in numbers), (width, [n for n in numbers if min(n[1:]) < 0])
+
+
 def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sample_db, tmp_path):
     """The sidebar's "Download report (PDF)" on a filtered page: a PDF whose numbers are the CSV export's for
     the same filters, with its page numbers and sections in order (checks shared with tests/test_report.py)."""

@@ -711,6 +711,9 @@ def relief_curve_missing_words(min_cell: int) -> str:
     return "No curve to show: no patient in this cohort reached relief during follow-up."
 
 
+RISK_ROW_PAD = 0.08  # of the days shown, left of day 0 and right of the last tick: half a number at risk's width
+
+
 @_plain_inputs
 def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_label: str,
                          horizon: float | None = None) -> go.Figure:
@@ -776,6 +779,7 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
             x=r["day"], y=[colors.route_label(route)] * len(r), mode="text",
             text=[hidden_text if _isnan(v) else f"{int(v):,}" for v in r["at_risk"]],
             textfont=dict(color=colors.route_color(route), size=12), showlegend=False,
+            cliponaxis=False,  # a number wider than the room left of day 0 is drawn whole, never cut ("1,308" read "308")
             hovertemplate=f"{colors.route_label(route)}: %{{text}} at risk on day %{{x}}<extra></extra>",
         ), row=2, col=1)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Patients relieved (%)", row=1, col=1)
@@ -783,7 +787,10 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
                      col=1, tickfont=dict(size=11), title_font=dict(size=12))
     # the curves' axis matches the at-risk row's (shared_xaxes): a range on one alone is overruled in the
     # browser by the other's autorange (the whole follow-up was drawn under "First 8 weeks")
-    days_range = [-0.5, max(tick_days[-1], max_day) + 0.5]
+    # room either side for the numbers at risk centred under the first and last ticks
+    last_day = max(tick_days[-1], max_day)
+    pad = max(0.5, RISK_ROW_PAD * last_day)
+    days_range = [-pad, last_day + pad]
     fig.update_xaxes(tickvals=tick_days, range=days_range, row=1, col=1)
     fig.update_xaxes(tickvals=tick_days, range=days_range, showgrid=False, title_text="Days since the first session",
                      row=2, col=1)
