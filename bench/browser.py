@@ -26,23 +26,18 @@ import argparse
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
-CHROMIUM = os.environ.get("KETAMINE_OUTCOMES_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+sys.path.insert(0, str(HERE.parent / "tests"))  # the served app and Chromium, as the browser tests have them
+from serving import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
 PAGES = ["", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark", "data"]
 ROUTES = ["IV", "IM", "SC", "IN", "SL", "PO"]
 # idle, nothing stale, no element still waiting for its code, every Plotly chart drawn. Streamlit loads the
@@ -58,44 +53,6 @@ DRAWN = """() => {
   const plots = [...document.querySelectorAll('.js-plotly-plot')];
   return plots.every(p => p.querySelector('.main-svg'));
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def served(command: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
-    """Run a Streamlit server (the command must take its port from {port}); yield its base URL."""
-    port = _free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([c.format(port=port) for c in command], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 class ScriptRuns:
@@ -254,8 +211,8 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float
     dashboard = [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db), "--port", "{port}",
                  "--address", "127.0.0.1"]
     minimal = [sys.executable, "-m", "streamlit", "run", str(HERE / "minimal_app.py"), *flags]
-    with served(dashboard, env, workdir / "dashboard.log") as dash_url, \
-            served(minimal, env, workdir / "minimal.log") as min_url, sync_playwright() as p:
+    with served(dashboard, workdir / "dashboard.log", env=env, timeout_s=120) as dash_url, \
+            served(minimal, workdir / "minimal.log", env=env, timeout_s=120) as min_url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             # one unmeasured visit each, so neither pays its first-import cost inside the timings

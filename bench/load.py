@@ -17,28 +17,18 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ("", "response", "relief", "side-effects", "maintenance", "data")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the served app and Chromium, as the browser tests have them
+from serving import CHROMIUM, CHROMIUM_ARGS, IDLE, served  # noqa: E402
 
 
 def build_db(folder: Path, patients: int, seed: int) -> Path:
@@ -52,23 +42,11 @@ def build_db(folder: Path, patients: int, seed: int) -> Path:
     return db
 
 
-def start_server(db: Path, port: int, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db))
-    # server.py, as `ketamine-outcomes serve` runs it (st.App around main.py, with the nested-path redirect)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app" / "server.py"),
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"the dashboard did not start on port {port}; see {log}")
+def server_command() -> list[str]:
+    """server.py, as `ketamine-outcomes serve` runs it (st.App around main.py, with the nested-path redirect)."""
+    return [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app" / "server.py"),
+            "--server.port", "{port}", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none"]
 
 
 def filter_state(rng: random.Random) -> dict[str, str]:
@@ -90,7 +68,7 @@ def session(base: str, rounds: int, seed: int, timeout: float, records: list, lo
 
     rng = random.Random(seed)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
             for _ in range(rounds):
@@ -118,14 +96,13 @@ def session(base: str, rounds: int, seed: int, timeout: float, records: list, lo
 def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="ko-load-"))
     db = Path(args.db) if args.db else build_db(work, args.patients, seed=11)
-    port = args.port or free_port()
-    server = start_server(db, port, work / "server.log")
     records: list[dict] = []
     lock = threading.Lock()
     swaps: list[float] = []
-    try:
-        threads = [threading.Thread(target=session, args=(f"http://127.0.0.1:{port}", args.rounds, i, args.timeout,
-                                                          records, lock)) for i in range(args.sessions)]
+    env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db))
+    with served(server_command(), work / "server.log", port=args.port or None, env=env, timeout_s=120) as base:
+        threads = [threading.Thread(target=session, args=(base, args.rounds, i, args.timeout, records, lock))
+                   for i in range(args.sessions)]
         started = time.monotonic()
         for t in threads:
             t.start()
@@ -142,9 +119,6 @@ def run(args: argparse.Namespace) -> dict:
         for t in threads:
             t.join()
         wall = time.monotonic() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     times = sorted(r["seconds"] for r in records if not r["error"])
     q = statistics.quantiles(times, n=20, method="inclusive") if len(times) >= 2 else times * 19
     return {

@@ -1,6 +1,6 @@
-"""What the real-browser tests share: Debian's Chromium and how it is started, the selector of an idle
-script, and a served dashboard (`ketamine-outcomes serve`, or another command) on a free port that is
-stopped with its whole process group afterwards."""
+"""What the real-browser tests and the browser benchmarks (bench/browser.py, bench/load.py) share: Debian's
+Chromium and how it is started, the selector of an idle script, and a served Streamlit app (`ketamine-outcomes
+serve`, the minimal app, …) on a free port, stopped with its whole process group afterwards."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -29,14 +30,14 @@ def free_port() -> int:
 @contextmanager
 def served(command: Sequence[str], log: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
            cwd: Path | None = None, timeout_s: float = 90) -> Iterator[str]:
-    """Run `command` followed by `--port PORT --address 127.0.0.1` (a free port unless given) and yield
-    its address once `/_stcore/health` answers ok. Its output goes to `log`. Raises RuntimeError with the
-    log when it exits or does not answer within `timeout_s`. Afterwards the whole process group is stopped
-    (`serve` runs Streamlit as a child process), killed if it does not stop within 20 s."""
+    """Run `command`, whose "{port}" stands for the port (a free one unless given), and yield the address
+    http://127.0.0.1:PORT once `/_stcore/health` answers ok. Its output goes to `log`. Raises RuntimeError
+    with the log when it exits or does not answer within `timeout_s`. Afterwards the whole process group is
+    stopped (`serve` runs Streamlit as a child process), killed if it does not stop within 20 s."""
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*command, "--port", str(port), "--address", "127.0.0.1"], stdout=out,
+        proc = subprocess.Popen([part.replace("{port}", str(port)) for part in command], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
                                 env=None if env is None else dict(env))
     try:
@@ -49,7 +50,7 @@ def served(command: Sequence[str], log: Path, *, port: int | None = None, env: M
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the dashboard did not start:\n{log.read_text(errors='replace')}")
+                raise RuntimeError(f"the server did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.3)
         yield base
     finally:
@@ -62,3 +63,9 @@ def served(command: Sequence[str], log: Path, *, port: int | None = None, env: M
             except ProcessLookupError:
                 pass
             proc.wait(timeout=10)
+
+
+def dashboard_command(db: Path | str, *more: str) -> list[str]:
+    """`ketamine-outcomes serve --db DB` from this checkout, on 127.0.0.1 and the port `served` chooses."""
+    return [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db), *more, "--port", "{port}",
+            "--address", "127.0.0.1"]

@@ -22,7 +22,7 @@ from dashboard.reports import export
 from dashboard.analysis.settings import Settings
 from dashboard.app import ui
 from dashboard.charts import colors
-from serving import IDLE, served
+from serving import IDLE, dashboard_command, served
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +42,7 @@ PAGES = {
 def server(sample_db: Path, tmp_path_factory: pytest.TempPathFactory):
     """`ketamine-outcomes serve` on a free port; the whole process group is stopped afterwards."""
     log = tmp_path_factory.mktemp("server") / "serve.log"
-    with served([sys.executable, "-m", "dashboard.cli", "serve", "--db", str(sample_db)], log) as base:
+    with served(dashboard_command(sample_db), log) as base:
         yield base
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 from pathlib import Path
 
 import duckdb
@@ -14,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from dashboard.data import store, uploads
-from serving import IDLE, served
+from serving import IDLE, dashboard_command, served
 from test_browser import open_url, wait_idle
 
 pytestmark = pytest.mark.browser
@@ -27,8 +26,7 @@ def import_server(sample_db: Path, tmp_path: Path):
     shutil.copy(sample_db, db)
     key = tmp_path / "clinic.key"
     env = dict(os.environ, KETAMINE_OUTCOMES_KEY=str(key))
-    with served([sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db)], tmp_path / "serve.log",
-                env=env) as base:
+    with served(dashboard_command(db), tmp_path / "serve.log", env=env) as base:
         yield base, db, key
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from dashboard import cli
 from dashboard.reports import audit
-from serving import IDLE, free_port, served
+from serving import IDLE, dashboard_command, free_port, served
 
 pytestmark = pytest.mark.browser
 
@@ -55,8 +54,7 @@ def signed_server(provider, sample_db, tmp_path_factory):
         encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if k not in (audit.AUDIT_ENV, "KETAMINE_OUTCOMES_ACCESS")}
-    with served([sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db)], home / "serve.log", port=port,
-                env=env, cwd=home):
+    with served(dashboard_command(db), home / "serve.log", port=port, env=env, cwd=home):
         yield base, db
 
 

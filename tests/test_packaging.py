@@ -156,7 +156,8 @@ def test_the_wheel_installed_outside_the_clone_imports_exports_and_serves(instal
     for path in sorted(expected.glob("*.csv")):
         assert (work / "summaries" / path.name).read_bytes() == path.read_bytes(), path.name
 
-    with served([str(command), "serve", "--db", "clinic.duckdb"], tmp_path / "serve.log", cwd=work, env=env) as base:
+    with served([str(command), "serve", "--db", "clinic.duckdb", "--port", "{port}", "--address", "127.0.0.1"],
+                tmp_path / "serve.log", cwd=work, env=env) as base:
         context = browser.new_context()
         page = context.new_page()
         page.goto(base + "/")
