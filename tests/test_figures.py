@@ -653,3 +653,32 @@ def test_set_layout_gives_the_figure_update_layout_gives():
     assert got.to_plotly_json() == expected.to_plotly_json()
     assert got.layout.legend.traceorder == "reversed" and got.layout.title.font.color == "red"
     assert got.layout.title.font.size == 17 and got.layout.height == 500
+
+
+def test_a_long_title_wraps_instead_of_running_past_the_chart():
+    """The relief threshold in words made a 155-character title, cut mid-word at the chart's edge."""
+    label = ("a drop of GAD-7 4, PHQ-9 5 or PCL-5 10+ points on each patient's own questionnaire "
+             "(matched to diagnosis)")
+    long = figures.create_relief_figure(curve_table(), at_risk_table(), label)
+    short = figures.create_relief_figure(curve_table(), at_risk_table(), "50 % improvement (response)")
+    lines = long.layout.title.text.split("<br>")
+    assert len(lines) == 2 and all(len(line) <= figures.TITLE_LINE_CHARS for line in lines)
+    assert " ".join(lines) == f"Share of patients relieved over time — threshold: {label}"
+    assert "<br>" not in short.layout.title.text
+    # the further line gets its own room: the plot keeps its height
+    assert long.layout.margin.t == short.layout.margin.t + figures.TITLE_LINE_PX
+    assert long.layout.height == short.layout.height + figures.TITLE_LINE_PX
+
+
+def test_on_a_phone_a_long_title_is_wrapped_anew_and_stands_above_the_plot():
+    label = ("a drop of GAD-7 4, PHQ-9 5 or PCL-5 10+ points on each patient's own questionnaire "
+             "(matched to diagnosis)")
+    wide = figures.create_relief_figure(curve_table(), at_risk_table(), label)
+    phone = figures.fit_for_phone(wide)
+    lines = _lines(phone.layout.title.text)
+    # wrapped from the whole title: no line is a desktop line's leftover word ("or")
+    assert " ".join(lines) == wide.layout.title.text.replace("<br>", " ")
+    assert all(len(line) <= figures.PHONE_LINE_CHARS for line in lines) and min(len(line) for line in lines) > 5
+    # three or more lines: the title at the top of the figure, the plot below all of them
+    assert len(lines) >= 3 and phone.layout.title.yref == "container" and phone.layout.title.yanchor == "top"
+    assert phone.layout.margin.t >= 24 + 22 * len(lines)

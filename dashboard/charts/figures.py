@@ -227,13 +227,22 @@ def _routes(df: pd.DataFrame) -> list[str]:
 pio.templates.default = "plotly_white"
 
 
+TITLE_LINE_CHARS = 80  # a chart title's line on a desktop: fits a full-width chart from a 1024-pixel window
+TITLE_LINE_PX = 22  # the height of a further title line
+
+
 def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
+    # Plotly never wraps a title: a long one (the relief threshold in words) ran past the chart and was cut
+    # mid-word. Wrapped, each further line gets its own room above the plot.
+    if len(title) > TITLE_LINE_CHARS and "<br>" not in title:
+        title = _wrap(title, TITLE_LINE_CHARS)
+    extra = TITLE_LINE_PX * title.count("<br>")
     return set_layout(
         fig,
         title=dict(text=title, x=0, xanchor="left", font=dict(size=17)),
         font=FONT,
-        height=height,
-        margin=dict(l=10, r=10, t=70, b=10),
+        height=height + extra,
+        margin=dict(l=10, r=10, t=70 + extra, b=10),
         showlegend=legend,
         # Legend on the right: above the plot it collides with titles of multi-panel figures.
         legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01, title=dict(text="")),
@@ -304,7 +313,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
     title = layout.title.text
     lines = 1
     if title:
-        wrapped = _wrap(title, PHONE_LINE_CHARS)
+        wrapped = _wrap(title.replace("<br>", " "), PHONE_LINE_CHARS)  # from the whole title, not the desktop lines
         lines = wrapped.count("<br>") + 1
         out.update_layout(title=dict(text=wrapped, font=dict(size=15)))
     x_axes = list(out.select_xaxes())
@@ -365,10 +374,11 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"),
                           height=(out.layout.height or HEIGHT) + extra,
                           margin=dict(b=(out.layout.margin.b or 10) + extra))
-    if top_axis:
-        # Plotly centres the title in the top margin, where the axis' names stand: it goes to the top instead
+    if top_axis or lines >= 3:
+        # Plotly puts the title's first line in the middle of the top margin: the lines below it reached the
+        # plot from the third on, and the names of an axis above the plot stand there. It goes to the top.
         out.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
-                          margin=dict(t=20 + 22 * lines + top_axis))
+                          margin=dict(t=24 + 22 * lines + 15 * panel_lines + top_axis))
     else:
         out.update_layout(margin=dict(t=40 + 22 * lines + 15 * panel_lines))
     return out
