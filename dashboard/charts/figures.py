@@ -378,9 +378,9 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         # Plotly puts the title's first line in the middle of the top margin: the lines below it reached the
         # plot from the third on, and the names of an axis above the plot stand there. It goes to the top.
         out.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
-                          margin=dict(t=24 + 22 * lines + 15 * panel_lines + top_axis))
+                          margin=dict(t=24 + TITLE_LINE_PX * lines + 15 * panel_lines + top_axis))
     else:
-        out.update_layout(margin=dict(t=40 + 22 * lines + 15 * panel_lines))
+        out.update_layout(margin=dict(t=40 + TITLE_LINE_PX * lines + 15 * panel_lines))
     return out
 
 
