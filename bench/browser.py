@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the served app and Chromium, as the browser tests have them
-from serving import CHROMIUM, CHROMIUM_ARGS, served  # noqa: E402
+from serving import CHROMIUM, CHROMIUM_ARGS, dashboard_command, served  # noqa: E402
 PAGES = ["", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark", "data"]
 ROUTES = ["IV", "IM", "SC", "IN", "SL", "PO"]
 # idle, nothing stale, no element still waiting for its code, every Plotly chart drawn. Streamlit loads the
@@ -208,8 +208,7 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()), KETAMINE_OUTCOMES_CACHE=str(workdir / "cache"))
     flags = ["--server.port", "{port}", "--server.address", "127.0.0.1", "--server.headless", "true",
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    dashboard = [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db), "--port", "{port}",
-                 "--address", "127.0.0.1"]
+    dashboard = dashboard_command(db)
     minimal = [sys.executable, "-m", "streamlit", "run", str(HERE / "minimal_app.py"), *flags]
     with served(dashboard, workdir / "dashboard.log", env=env, timeout_s=120) as dash_url, \
             served(minimal, workdir / "minimal.log", env=env, timeout_s=120) as min_url, sync_playwright() as p:
