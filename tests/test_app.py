@@ -31,7 +31,7 @@ PAGES = {
     "views/response.py": ("Response by route", 1, ("response_by_route.csv", "adjusted_response.csv")),
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
     "views/side_effects.py": ("Side effects", 1, ("side_effects.csv",)),
-    "views/maintenance.py": ("Maintenance", 3, ("maintenance.csv",)),
+    "views/maintenance.py": ("Maintenance", 1, ("maintenance.csv",)),
     "views/esketamine.py": ("Esketamine monitoring", 6, ("rems.csv",)),
     "views/benchmark.py": ("Network benchmark", 1, ("benchmark.csv",)),
     "views/data.py": ("Data and definitions", 0, ()),
@@ -40,7 +40,7 @@ PAGES = {
 
 # every part of every page: a page with tabs (ui.PAGE_VIEWS) once per part, the others whole (None)
 PAGE_FILE_PATHS = {"views/response.py": "response", "views/side_effects.py": "side-effects",
-                   "views/esketamine.py": "esketamine-monitoring"}
+                   "views/maintenance.py": "maintenance", "views/esketamine.py": "esketamine-monitoring"}
 PARTS = [(page, view) for page in PAGES
          for view in (ui.PAGE_VIEWS[PAGE_FILE_PATHS[page]] if page in PAGE_FILE_PATHS else (None,))]
 # the charts each part of a tabbed page draws on the sample (titles), and nothing of the other parts
@@ -54,6 +54,9 @@ PART_CHARTS = {
     ("views/side_effects.py", "patients"): ["Patients with each side effect at least once, by route"],
     ("views/side_effects.py", "severity"): ["Severity: All routes", "Dissociation by session number"],
     ("views/side_effects.py", "blood-pressure"): ["Blood pressure during sessions"],
+    ("views/maintenance.py", "uptake"): ["Maintenance uptake and sustained response by route"],
+    ("views/maintenance.py", "timing"): ["Timing of maintenance sessions (medians over maintenance patients)"],
+    ("views/maintenance.py", "projection"): ["Projected maintenance sessions per month for the current responders"],
     ("views/esketamine.py", "rules"): [
         "Monitored for at least the minimum", "Blood pressure before, at 40 minutes and at discharge", "Pulse oximetry",
         "Monitoring form within 7 days", "Resolved at discharge", "Enrolled in the REMS before the first dose"],
@@ -456,8 +459,9 @@ def test_view_problems_name_the_value_and_what_applies():
         "view: given 2 times ('rates', 'adjusted'); the page opens at its first part"]
     assert ui.view_problems(["Trajectory"]) == [
         "view: 'Trajectory' is not a part of any page (response: rates, adjusted, comparison, trajectory, "
-        "breakdown; side-effects: by-route, patients, severity, blood-pressure; esketamine-monitoring: rules, "
-        "observed, monitoring-time, blood-pressure); the page opens at its first part"]
+        "breakdown; side-effects: by-route, patients, severity, blood-pressure; maintenance: uptake, timing, "
+        "projection; esketamine-monitoring: rules, observed, monitoring-time, blood-pressure); the page opens at "
+        "its first part"]
 
 
 # --- empty and too-small cohorts ------------------------------------------------------------------------------

@@ -668,6 +668,9 @@ PAGE_VIEWS: dict[str, dict[str, str]] = {
         "by-route": "By route and effect", "patients": "Patients affected", "severity": "Severity and fading",
         "blood-pressure": "Blood pressure",
     },
+    "maintenance": {
+        "uptake": "Uptake and sustained response", "timing": "Timing of sessions", "projection": "Projected load",
+    },
     "esketamine-monitoring": {
         "rules": "Where sites fall short", "observed": "What was observed", "monitoring-time": "Monitoring time",
         "blood-pressure": "Blood pressure at 40 minutes",
