@@ -213,6 +213,8 @@ def shown_text(markdown: str) -> str:
 
 def test_plain_words_on_screen(make_app):
     at = open_page(make_app(route=["IV", "IN"], sex="F"), "views/relief.py")
+    at.session_state[ui.LOGRANK_SECTION_KEY] = True  # the reader opens the log-rank section
+    at.run()
     banner = shown_text(" ".join(m.value for m in at.sidebar.markdown) + " ".join(c.value for c in at.sidebar.caption))
     assert "IV infusion, Intranasal" in banner and "female" in banner
     assert "IV, IN" not in banner

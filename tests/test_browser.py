@@ -167,6 +167,23 @@ def test_a_closed_section_keeps_its_settings(server, page):
     assert_no_exception(page)
 
 
+def test_the_log_rank_section_draws_its_tests_when_opened(server, page):
+    """The Time to relief page's pairwise log-rank tests are computed and drawn only once their section is
+    opened (a click on its header), and a new session opens with it closed."""
+    open_url(page, f"{server}/relief?route=IV&route=IN&route=PO")
+    main = page.locator("[data-testid='stMain']")
+    section = main.locator("[data-testid='stExpander']").filter(has_text="log-rank")
+    assert main.get_by_text("IV infusion vs Intranasal").count() == 0  # closed: not drawn
+    section.get_by_text("Comparing routes").click()
+    wait_idle(page)
+    expect(section.locator("[data-testid='stTable']")).to_contain_text("IV infusion vs Intranasal")
+    assert section.locator("[data-testid='stTable'] tbody tr").count() == 3  # every pair of three routes
+    page.goto(f"{server}/relief?route=IV&route=IN&route=PO")  # a new session: closed again
+    page.wait_for_selector(IDLE)
+    expect(main.get_by_text("IV infusion vs Intranasal")).to_have_count(0)
+    assert_no_exception(page)
+
+
 def test_a_bad_link_shows_a_notice_not_a_traceback(server, page):
     open_url(page, f"{server}/maintenance?route=IV&route=XX&window=soon")
     assert_no_exception(page)

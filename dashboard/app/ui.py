@@ -678,6 +678,10 @@ PAGE_VIEWS: dict[str, dict[str, str]] = {
 }
 
 
+# The Time to relief page's pairwise log-rank tests sit in a section computed and drawn only while open.
+LOGRANK_SECTION_KEY = "_ko_relief_logrank"
+
+
 def view_problems(values: Sequence[str]) -> list[str]:
     """Plain-language problems with a link's `view` values: one value, naming a part of some page. A part
     of another page is not a problem (the page's links keep the query string when the reader moves on);
