@@ -185,6 +185,13 @@ def open_sidebar_sections(at: AppTest) -> AppTest:
     return at.run()
 
 
+def open_sections(at: AppTest) -> AppTest:
+    """Open every section of the page drawn on demand (ui.SECTION_KEYS), as a reader's clicks do, and rerun."""
+    for key in ui.SECTION_KEYS:
+        at.session_state[key] = True
+    return at.run()
+
+
 def test_sidebar_holds_every_setting_under_its_url_name(make_app):
     at = make_app()
     at.run()
@@ -689,6 +696,39 @@ def test_the_log_rank_tests_are_computed_only_when_their_section_is_opened(make_
     assert at.session_state[ui.LOGRANK_SECTION_KEY] is True
     assert any("only one route" in i.value for i in at.info)
     assert section.label == next(e for e in at.expander if "log-rank" in e.label).label
+
+
+# each section drawn on demand: its page and part, its key, and a column of the table it holds
+SECTION_TABLES = [
+    ("views/overview.py", None, "_ko_section_funnel", figures.FUNNEL_STEPS[0][1]),
+    ("views/response.py", None, "_ko_section_response_table", "Eligible patients"),
+    ("views/response.py", "adjusted", "_ko_section_adjusted_table", "Crude rate"),
+    ("views/relief.py", None, ui.LOGRANK_SECTION_KEY, "p-value, adjusted"),
+    ("views/side_effects.py", "blood-pressure", "_ko_section_bp_table", "Sessions with vitals"),
+    ("views/esketamine.py", None, "_ko_section_rems_measures", "Median minutes to ready"),
+    ("views/benchmark.py", None, "_ko_section_benchmark_sites", "Outside 95 % limits"),
+]
+assert {key for _, _, key, _ in SECTION_TABLES} == ui.SECTION_KEYS
+
+
+@pytest.mark.parametrize(("page", "view", "key", "column"), SECTION_TABLES, ids=[k for _, _, k, _ in SECTION_TABLES])
+def test_a_section_draws_its_table_only_while_open(make_app, page, view, key, column):
+    """A closed expander still draws its content in the browser; these sections draw theirs only while open."""
+    at = open_page(make_app(), page, view)
+    assert_clean(at)
+    assert at.session_state[key] is False
+    assert not any(column in t.value.columns for t in at.table)
+    at.session_state[key] = True
+    at.run()
+    assert_clean(at)
+    tables = [t.value for t in at.table if column in t.value.columns]
+    assert len(tables) == 1 and len(tables[0]) > 0
+    assert not tables[0].isna().any().any()
+
+
+def test_a_section_key_must_be_known():
+    with pytest.raises(ValueError, match="SECTION_KEYS"):
+        ui.render_lazy_section("A table", "_ko_section_unknown", lambda: None)
 
 
 def test_url_problems_checks_against_the_database_options():

@@ -21,6 +21,7 @@ from dashboard.charts import colors, figures
 from dashboard.data import spec, store
 from dashboard.reports import export
 from test_app import open_page as open_app_page
+from test_app import open_sections
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
 BAD_TEXT = re.compile(r"\bNone\b|\bnan\b|<NA>|\bNaN\b")
@@ -97,10 +98,12 @@ def test_a_hidden_median_is_not_not_reached_and_no_table_shows_none(make_app, sa
     median = raw.iloc[-1]["median_days"]
     assert {m.label: m.value for m in at0.metric}["Median days to relief"] == (
         figures.fmt_days(median) if not pd.isna(median) else "not reached in follow-up")
-    pages = [("views/overview.py", None), ("views/relief.py", None), ("views/data.py", None)]
+    pages = [("views/overview.py", None), ("views/relief.py", None), ("views/data.py", None),
+             ("views/side_effects.py", "blood-pressure"), ("views/benchmark.py", None)]
     pages += [("views/response.py", view) for view in ui.PAGE_VIEWS["response"]]
     for page, view in pages:
-        shown = texts(open_page(make_app(**small), page, view))
+        # with every section drawn on demand open: their tables are checked too
+        shown = texts(open_sections(open_page(make_app(**small), page, view)))
         assert not [t for t in shown if BAD_TEXT.search(t)], (page, view)
         assert not [t for t in shown if "not reached" in t], (page, view)
 

@@ -180,3 +180,32 @@ def test_warming_stops_when_the_browser_disconnects(monkeypatch):
     for thread in list(ui._PREFETCH_THREADS):  # left to end by itself (stop_every_prefetch would stop it)
         thread.join(5)
     assert loads_run == ["first"]
+
+
+def test_the_interpreter_exit_waits_for_warming(tmp_path):
+    """A warming thread is a daemon: stopped at the interpreter's exit inside DuckDB's C++ code it aborted the
+    process (exit status 134, seen at the end of a test run). The exit now waits for its current load."""
+    import subprocess
+    import sys
+
+    done = tmp_path / "done"
+    code = f"""
+import threading, time
+from pathlib import Path
+from dashboard.app import ui
+
+def work():
+    time.sleep(1.0)  # a load still running when the script ends
+    Path({str(done)!r}).write_text("finished")
+    with ui._PREFETCH_LOCK:
+        ui._PREFETCH_THREADS.discard(threading.current_thread())
+
+thread = threading.Thread(target=work, daemon=True)
+with ui._PREFETCH_LOCK:
+    ui._PREFETCH_THREADS.add(thread)
+thread.start()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert done.read_text() == "finished"

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -678,8 +679,32 @@ PAGE_VIEWS: dict[str, dict[str, str]] = {
 }
 
 
-# The Time to relief page's pairwise log-rank tests sit in a section computed and drawn only while open.
-LOGRANK_SECTION_KEY = "_ko_relief_logrank"
+# --- sections drawn on demand ----------------------------------------------------------------------------------
+
+# A closed expander of Streamlit's still draws its content in the browser (hidden): a "(table)" section of a
+# page cost the static table's every cell on every rerun (about 45 ms for 90 cells, bench/RESULTS.md), and
+# the Esketamine monitoring page's table of every measure 171 cells. These sections are Streamlit's lazy
+# expanders instead: their content is computed and drawn only while open. Keys name the section on its page;
+# a filter change keeps a section open, a page switch closes it (as it forgets a tab).
+LOGRANK_SECTION_KEY = "_ko_section_logrank"  # the Time to relief page's pairwise log-rank tests
+# every page's sections, by key (the pages name theirs; tests open them all)
+SECTION_KEYS = frozenset({
+    LOGRANK_SECTION_KEY, "_ko_section_funnel", "_ko_section_response_table", "_ko_section_adjusted_table",
+    "_ko_section_bp_table", "_ko_section_rems_measures", "_ko_section_benchmark_sites",
+})
+
+
+def render_lazy_section(label: str, key: str, draw: Callable[[], Any]) -> bool:
+    """A section of the page, closed until the reader opens it, whose content `draw()` makes only while it is
+    open (`on_change="rerun"`: opening it reruns the script). `key` is one of SECTION_KEYS. Returns whether
+    it is open."""
+    if key not in SECTION_KEYS:
+        raise ValueError(f"{key!r} is not one of ui.SECTION_KEYS")
+    box = st.expander(label, expanded=False, key=key, on_change="rerun")
+    if box.open:
+        with box:
+            draw()
+    return bool(box.open)
 
 
 def view_problems(values: Sequence[str]) -> list[str]:
@@ -1546,6 +1571,12 @@ def stop_every_prefetch(timeout: float = 60.0) -> None:
         threads = list(_PREFETCH_THREADS)
     for thread in threads:
         thread.join(timeout)
+
+
+# The interpreter's exit waits for warming's current load too: a daemon thread stopped at exit inside DuckDB's
+# C++ code aborted the process ("terminate called…", exit status 134), seen at the end of a test run; the
+# server's shutdown would do the same.
+atexit.register(stop_every_prefetch)
 
 
 def cancel_prefetch() -> None:

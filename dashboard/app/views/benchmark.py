@@ -86,11 +86,15 @@ if named_sites is not None:
                     f"(95 % interval {_pct(row['ci_low'])}–{_pct(row['ci_high'])}, {figures.fmt_count(row['evaluable'])} "
                     f"patients), {place}.")
 
-with st.expander("Sites against the network (table)"):
+
+def render_sites_table() -> None:
     labels = {"site": "Site", "evaluable": "Evaluable", "events": "Responders" if measure == "response" else "Remitters",
               "rate": "Rate", "ci_low": "95 % low", "ci_high": "95 % high", "benchmarked": "Benchmarked",
               "position": "Position", "outside_95": "Outside 95 % limits", "outside_998": "Outside 99.8 % limits"}
     ui.render_table(rows, labels, percent=("rate", "ci_low", "ci_high"))
+
+
+ui.render_lazy_section("Sites against the network (table)", "_ko_section_benchmark_sites", render_sites_table)
 hidden = [str(site) for site, v in zip(rows["site"], rows["rate"]) if pd.isna(v)]
 ui.render_disclosure_note(ctx, [f"rates for sites {', '.join(hidden)}"] if hidden else [])
 

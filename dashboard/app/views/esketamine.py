@@ -116,13 +116,16 @@ def render_rules() -> None:
         "after the session or never; not resolved at discharge; enrolled in the REMS after the first esketamine "
         "dose or enrolment not recorded."
     )
-    with st.expander("Every measure by site (table)"):
+
+    def render_every_measure() -> None:
         labels = {"site": "Site", "sessions": "Sessions", "patients": "Patients"}
         for m in spec.REMS_MEASURES:
             labels.update({m: spec.REMS_LABELS[m], m + "_of": "of", m + "_rate": "share"})
         labels["ready_to_leave_median"] = "Median minutes to ready"
         ui.render_table(rems, labels, percent=[m + "_rate" for m in spec.REMS_MEASURES],
                         decimals={"ready_to_leave_median": 0})
+
+    ui.render_lazy_section("Every measure by site (table)", "_ko_section_rems_measures", render_every_measure)
     _note_hidden_measures(tuple(spec.REMS_RULES))
 
 

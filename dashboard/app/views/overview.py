@@ -207,8 +207,9 @@ ui.render_disclosure_note(ctx, [f"{trend_hidden} quarter × route points (grey r
 
 st.subheader("Who is counted")
 ui.render_chart(figures.create_funnel_figure, funnel, key="chart_funnel")
-with st.expander("Funnel by route (table)"):
-    ui.render_table(funnel, {"route": "Route", **{col: label for col, label in figures.FUNNEL_STEPS}})
+ui.render_lazy_section(
+    "Funnel by route (table)", "_ko_section_funnel",
+    lambda: ui.render_table(funnel, {"route": "Route", **{col: label for col, label in figures.FUNNEL_STEPS}}))
 hidden_funnel = figures.hidden_routes(funnel, "with_endpoint")
 ui.render_disclosure_note(
     ctx, [f"funnel counts for {', '.join(colors.route_label(r) for r in hidden_funnel)}"] if hidden_funnel else [])

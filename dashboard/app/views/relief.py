@@ -77,24 +77,25 @@ ui.render_table(
 st.caption("Not reached: fewer than half the patients were relieved during follow-up. Open: the interval has no "
            "upper limit. Hidden cells say why (fewer than the minimum cell).")
 
-# The pairwise tests are a detail under the answer: computed and drawn only while their section is open
-# (Streamlit's lazy expander; at 100,000 patients up to 140 ms of a new filter state and a 21-row table on
-# every rerun, issue 16). A filter change keeps the section open; a page switch closes it.
-logrank_section = st.expander("Comparing routes: do the curves differ beyond chance? (log-rank tests)",
-                              key=ui.LOGRANK_SECTION_KEY, on_change="rerun")
-if logrank_section.open:
-    with logrank_section:
-        logrank = ui.load_logrank(ctx.signature, s)
-        if logrank is None or logrank.empty:
-            st.info("There is only one route in this cohort, so there is nothing to compare.",
-                    icon=":material/info:")
-        else:
-            lr = logrank.assign(pair=[f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
-                                      for a, b in zip(logrank["route_a"], logrank["route_b"])])
-            ui.render_table(lr, {"pair": "Routes", "statistic": "Test statistic", "p_value": "p-value",
-                                 "p_adjusted": "p-value, adjusted"},
-                            decimals={"statistic": 2}, pvalues=("p_value", "p_adjusted"))
-            st.caption("Pairwise log-rank tests of the whole curves; p-values adjusted for several comparisons "
-                       "(Benjamini–Hochberg).")
+
+def render_logrank() -> None:
+    """Pairwise log-rank tests between the routes' curves, Benjamini–Hochberg adjusted."""
+    logrank = ui.load_logrank(ctx.signature, s)
+    if logrank is None or logrank.empty:
+        st.info("There is only one route in this cohort, so there is nothing to compare.", icon=":material/info:")
+        return
+    lr = logrank.assign(pair=[f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
+                              for a, b in zip(logrank["route_a"], logrank["route_b"])])
+    ui.render_table(lr, {"pair": "Routes", "statistic": "Test statistic", "p_value": "p-value",
+                         "p_adjusted": "p-value, adjusted"},
+                    decimals={"statistic": 2}, pvalues=("p_value", "p_adjusted"))
+    st.caption("Pairwise log-rank tests of the whole curves; p-values adjusted for several comparisons "
+               "(Benjamini–Hochberg).")
+
+
+# The pairwise tests are a detail under the answer, computed only when asked for: at 100,000 patients up to
+# 140 ms of a new filter state, and a 21-row table on every rerun (issue 16).
+ui.render_lazy_section("Comparing routes: do the curves differ beyond chance? (log-rank tests)",
+                       ui.LOGRANK_SECTION_KEY, render_logrank)
 
 ui.render_downloads(ctx, ("time_to_relief.csv", "time_to_relief_curve.csv"), key="relief")

@@ -52,7 +52,8 @@ def render_rates() -> None:
     ui.render_chart(figures.create_response_figure, response, s.instrument_label, key="chart_response_rates")
     hidden = figures.hidden_routes(response, "response_rate")
     ui.render_disclosure_note(ctx, [f"rates for {', '.join(colors.route_label(r) for r in hidden)}"] if hidden else [])
-    with st.expander("Response and remission by route (table)"):
+
+    def render_rates_table() -> None:
         ui.render_table(
             response,
             {"route": "Route", "patients": "Eligible patients", "evaluable": "Evaluable", "responders": "Responders",
@@ -62,6 +63,9 @@ def render_rates() -> None:
             percent=("response_rate", "response_ci_low", "response_ci_high", "remission_rate", "remission_ci_low",
                      "remission_ci_high"),
         )
+
+    ui.render_lazy_section("Response and remission by route (table)", "_ko_section_response_table",
+                           render_rates_table)
 
 
 def render_adjusted() -> None:
@@ -92,7 +96,8 @@ def render_adjusted() -> None:
                      for into, levels in _by_target(merge).items()]
             notes += [f"{v} not used (the same for every patient)" for v in details["dropped"]]
             st.caption("Groups with fewer than 10 patients are merged into the largest: " + "; ".join(notes) + ".")
-    with st.expander("Crude and adjusted response by route (table)"):
+
+    def render_adjusted_table() -> None:
         shown = adjusted_table.assign(route=[spec.ROUTE_LABELS.get(r, r) for r in adjusted_table["route"]])
         ui.render_table(
             shown,
@@ -103,6 +108,9 @@ def render_adjusted() -> None:
             percent=("crude_rate", "adjusted_rate", "adjusted_ci_low", "adjusted_ci_high", "difference",
                      "difference_ci_low", "difference_ci_high"),
         )
+
+    ui.render_lazy_section("Crude and adjusted response by route (table)", "_ko_section_adjusted_table",
+                           render_adjusted_table)
     hidden_adjusted = [colors.route_label(str(r)) for r, n in zip(adjusted_table["route"], adjusted_table["note"])
                        if n == adjusted.NOTE_HIDDEN]
     ui.render_disclosure_note(ctx, [f"adjusted rates for {', '.join(hidden_adjusted)}"] if hidden_adjusted else [])

@@ -74,7 +74,8 @@ def render_blood_pressure() -> None:
     """Blood-pressure peaks and rises by route."""
     bp = ui.load_blood_pressure(ctx.signature, s)
     ui.render_chart(figures.create_blood_pressure_figure, bp, key="chart_blood_pressure")
-    with st.expander("Blood pressure by route (table)"):
+
+    def render_bp_table() -> None:
         ui.render_table(
             bp,
             {"route": "Route", "sessions_with_vitals": "Sessions with vitals",
@@ -86,6 +87,8 @@ def render_blood_pressure() -> None:
             decimals={"sbp_peak_median": 0, "dbp_peak_median": 0, "sbp_rise_median": 0, "dbp_rise_median": 0},
         )
         st.caption("Pressures in mmHg; the rise is the peak minus the pre-dose reading.")
+
+    ui.render_lazy_section("Blood pressure by route (table)", "_ko_section_bp_table", render_bp_table)
     bp_hidden = list(dict.fromkeys(figures.hidden_routes(bp, "sbp_peak_median")
                                    + figures.hidden_routes(bp, "share_bp_severe")))
     ui.render_disclosure_note(ctx, [f"blood pressure for {', '.join(colors.route_label(r) for r in bp_hidden)}"]
