@@ -352,6 +352,25 @@ def test_the_numbers_at_risk_are_drawn_whole(server, page):
         assert all(left >= 0 and right >= 0 for _, left, right in numbers), (width, [n for n in numbers if min(n[1:]) < 0])
 
 
+def test_the_numbers_over_bars_stand_within_the_chart_on_a_phone(server, browser):
+    """On a phone the numbers over the projected load's bars stand upright; over the tallest bar "1,241" was
+    cut to "1" at the plot's top edge. Each number now lies within the plot area."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE)
+    try:
+        pg = context.new_page()
+        open_url(pg, f"{server}/maintenance?view=projection")
+        pg.locator(".js-plotly-plot").first.wait_for(state="visible")
+        numbers = pg.evaluate("""() => { const el = document.querySelector('.js-plotly-plot');
+            const plot = el.querySelector('.draglayer .xy .nsewdrag').getBoundingClientRect();
+            return [...el.querySelectorAll('.bartext')].map(t => { const r = t.getBoundingClientRect();
+                return [t.textContent, r.top - plot.top, plot.bottom - r.bottom]; }); }""")
+        assert len(numbers) >= 5, numbers
+        assert all(top >= -1 and bottom >= -1 for _, top, bottom in numbers), numbers
+        assert_no_exception(pg)
+    finally:
+        context.close()
+
+
 def test_the_report_button_gives_the_pdf_of_the_current_view(server, page, sample_db, tmp_path):
     """The sidebar's "Download report (PDF)" on a filtered page: a PDF whose numbers are the CSV export's for
     the same filters, with its page numbers and sections in order (checks shared with tests/test_report.py)."""

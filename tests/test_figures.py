@@ -457,6 +457,22 @@ def test_maintenance_figures():
     assert fig.data[1].text == ("hidden",)
 
 
+def test_on_a_phone_the_upright_numbers_over_bars_have_room():
+    """On a phone the numbers over the bars stand upright (side by side they ran into each other); Plotly's
+    autorange left room for them lying flat, so "1,241" over the tallest bar was cut to "1"."""
+    proj = pd.DataFrame({"route": ["IV", "IN", "PO", "ALL"], "current_responders": [663, 554, 160, 1377],
+                         "expected_in_maintenance": [379.0, 401.0, 63.0, 843.0],
+                         "sessions_per_month": [421.0, 1241.0, NAN, 1923.0]})
+    fig = figures.create_projection_figure(proj)
+    phone = figures.fit_for_phone(fig)
+    assert [t.textangle for t in phone.data] == [-90, -90, -90]
+    assert phone.layout.yaxis.range == (0, 1241.0 * figures.PHONE_UPRIGHT_TEXT_HEADROOM)
+    assert fig.layout.yaxis.range is None  # the desktop figure is untouched
+    # an axis whose range the figure sets keeps it
+    fixed = go.Figure(fig).update_yaxes(range=[0, 5000])
+    assert figures.fit_for_phone(fixed).layout.yaxis.range == (0, 5000)
+
+
 # --- overview and empty inputs ---------------------------------------------------------------------------------
 
 

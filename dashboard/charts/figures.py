@@ -279,6 +279,9 @@ def _wrap(text: str, width: int) -> str:
 
 PHONE_TOP_AXIS_PX = 100  # a turned heatmap's routes above the plot on a phone: axis title and slanted names
 PHONE_ROW_LABEL_CHARS = 14  # a turned heatmap's row names on a phone, per line ("Disorientation")
+# room above the tallest bar whose number stands upright over it on a phone: Plotly's autorange leaves room for
+# the number lying flat, so the upright "1,241" over the tallest bar was cut to "1"
+PHONE_UPRIGHT_TEXT_HEADROOM = 1.25
 
 HIDDEN_LABEL = "hidden: "  # a withheld rate's label beside its dot: "hidden: fewer than 11", "hidden: < 65 %"
 
@@ -351,6 +354,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
             out.update_yaxes(title_text=None, autorange="reversed", tickangle=0, tickfont=dict(size=10))
             out.update_layout(height=max(420, 160 + 34 * z.shape[1]) + PHONE_TOP_AXIS_PX)
             top_axis = PHONE_TOP_AXIS_PX
+    upright_tops: dict[str, float] = {}  # y axis -> its tallest bar with an upright number above it
     for trace in out.data:
         # long category labels of horizontal bars (the funnel's steps) took two thirds of the width
         if trace.type == "bar" and trace.orientation == "h" and trace.y is not None and any(
@@ -362,10 +366,19 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         if trace.type == "bar" and trace.orientation in (None, "v") and trace.text is not None and not isinstance(
                 trace.text, str) and any(isinstance(v, str) and v for v in trace.text):
             trace.textangle = -90
+            if trace.textposition == "outside":
+                heights = [float(v) for v in (trace.y if trace.y is not None else ())
+                           if isinstance(v, (int, float, np.number)) and math.isfinite(float(v))]
+                axis = trace.yaxis or "y"
+                upright_tops[axis] = max([upright_tops.get(axis, 0.0), *heights])
         # "hidden: fewer than 11" beside a panel a third of the screen wide is cut off: the short form, the
         # hover still says it in full
         if trace.type == "scatter" and trace.mode == "text" and trace.text is not None and not isinstance(trace.text, str):
             trace.text = [_short_hidden_label(t) for t in trace.text]
+    for axis_ref, top in upright_tops.items():
+        axis = out.layout["yaxis" + axis_ref[1:]]
+        if top > 0 and axis.range is None and axis.autorange in (None, True):
+            axis.range = [0, top * PHONE_UPRIGHT_TEXT_HEADROOM]
     entries = {(t.legendgroup or t.name) for t in out.data if t.showlegend is not False and t.name}
     if out.layout.showlegend is not False and len(entries) > 1:
         # below everything (axis titles, rotated ticks): anchored to the bottom of the figure, two a row
