@@ -700,7 +700,14 @@ def render_lazy_section(label: str, key: str, draw: Callable[[], Any]) -> bool:
     it is open."""
     if key not in SECTION_KEYS:
         raise ValueError(f"{key!r} is not one of ui.SECTION_KEYS")
-    box = st.expander(label, expanded=False, key=key, on_change="rerun")
+    return _lazy_expander(st, label, key, draw)
+
+
+def _lazy_expander(where: Any, label: str, key: str, draw: Callable[[], Any]) -> bool:
+    """Streamlit's lazy expander in `where` (st or st.sidebar), `draw()` run inside it only while it is open;
+    returns whether it is open. `expanded` stays False: one that changed between runs would open the header
+    without drawing under it."""
+    box = where.expander(label, expanded=False, key=key, on_change="rerun")
     if box.open:
         with box:
             draw()
@@ -834,13 +841,9 @@ def _render_section(label: str, key: str, settings: tuple[str, ...], url_keys: I
     """One closed-by-default section of the sidebar, its widgets drawn by `draw` only while it is open
     (Streamlit's lazy expander); closed, its settings' values go into `v` as they stand."""
     _restore_section_state(key, url_keys, settings)
-    # `expanded` stays False: one that changed between runs would open the header without drawing under it
-    box = st.sidebar.expander(label, expanded=False, key=key, on_change="rerun")
-    _remember_section(key, box.open)
-    if box.open:
-        with box:
-            draw()
-    else:
+    is_open = _lazy_expander(st.sidebar, label, key, draw)
+    _remember_section(key, is_open)
+    if not is_open:
         v.update(_undrawn_values(settings))
 
 
