@@ -352,21 +352,54 @@ def test_the_numbers_at_risk_are_drawn_whole(server, page):
         assert all(left >= 0 and right >= 0 for _, left, right in numbers), (width, [n for n in numbers if min(n[1:]) < 0])
 
 
-def test_the_numbers_over_bars_stand_within_the_chart_on_a_phone(server, browser):
+@pytest.mark.parametrize("path", ["/maintenance?view=projection", "/maintenance?view=timing",
+                                  "/side-effects?view=blood-pressure"])
+def test_the_numbers_on_bars_stand_within_their_panel_on_a_phone(server, browser, path):
     """On a phone the numbers over the projected load's bars stand upright; over the tallest bar "1,241" was
-    cut to "1" at the plot's top edge. Each number now lies within the plot area."""
+    cut to "1" at the plot's top edge. Beside horizontal bars in half a phone's width, the maintenance timing's
+    "27" read "2" and blood pressure's "1.0 %" read "1.0" at the right edge. Each number now lies within its
+    panel's plot area."""
     context = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE)
     try:
         pg = context.new_page()
-        open_url(pg, f"{server}/maintenance?view=projection")
+        open_url(pg, f"{server}{path}")
         pg.locator(".js-plotly-plot").first.wait_for(state="visible")
         numbers = pg.evaluate("""() => { const el = document.querySelector('.js-plotly-plot');
-            const plot = el.querySelector('.draglayer .xy .nsewdrag').getBoundingClientRect();
-            return [...el.querySelectorAll('.bartext')].map(t => { const r = t.getBoundingClientRect();
-                return [t.textContent, r.top - plot.top, plot.bottom - r.bottom]; }); }""")
-        assert len(numbers) >= 5, numbers
-        assert all(top >= -1 and bottom >= -1 for _, top, bottom in numbers), numbers
+            return [...el.querySelectorAll('.bartext')].map(t => {
+                const panel = t.closest('.subplot').classList[1];  // "xy", "x2y2", …
+                const plot = el.querySelector(`.draglayer .${panel} .nsewdrag`).getBoundingClientRect();
+                const r = t.getBoundingClientRect();
+                return [t.textContent, r.top - plot.top, plot.bottom - r.bottom, r.left - plot.left,
+                        plot.right - r.right]; }); }""")
+        assert len(numbers) >= 5 and any(text[0].isdigit() for text, *_ in numbers), numbers
+        assert all(min(room) >= -1 for _, *room in numbers), [n for n in numbers if min(n[1:]) < -1]
         assert_no_exception(pg)
+    finally:
+        context.close()
+
+
+def test_every_chart_title_stands_under_the_toolbar_on_a_phone(server, browser):
+    """On a touch screen Plotly's toolbar is always shown over the chart's top right; every title ran under its
+    icons (and the maintenance timing's two-line title touched its four-line panel titles). On every page
+    with charts, each title now starts under the toolbar and ends above the panels' titles."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE, has_touch=True,
+                                  is_mobile=True)
+    try:
+        pg = context.new_page()
+        for path in ("/", "/response", "/relief", "/side-effects", "/maintenance?view=timing",
+                     "/esketamine-monitoring", "/benchmark"):
+            open_url(pg, f"{server}{path}")
+            pg.locator(".js-plotly-plot").first.wait_for(state="visible")
+            charts = pg.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(el => {
+                const bar = el.querySelector('.modebar').getBoundingClientRect();
+                const title = el.querySelector('.gtitle').getBoundingClientRect();
+                const panels = [...el.querySelectorAll('.annotation')].map(a => a.getBoundingClientRect())
+                    .filter(a => a.bottom <= el.querySelector('.draglayer .nsewdrag').getBoundingClientRect().top);
+                return [el.querySelector('.gtitle').textContent, bar.height > 0 ? title.top - bar.bottom : 99,
+                        Math.min(99, ...panels.map(a => a.top - title.bottom))]; })""")
+            assert charts, path
+            assert all(under >= 0 and above >= 0 for _, under, above in charts), (path, charts)
+            assert_no_exception(pg)
     finally:
         context.close()
 

@@ -473,6 +473,47 @@ def test_on_a_phone_the_upright_numbers_over_bars_have_room():
     assert figures.fit_for_phone(fixed).layout.yaxis.range == (0, 5000)
 
 
+def test_on_a_phone_the_numbers_beside_horizontal_bars_have_room():
+    """On a phone the maintenance timing's "27" beside the longest bar was cut to "2" at the chart's right edge
+    (its panel is half of about 230 pixels): each axis reaches far enough for its longest bar and its number."""
+    m = maintenance_table()
+    fig = figures.create_maintenance_timing_figure(m)
+    phone = figures.fit_for_phone(fig)
+    assert fig.layout.xaxis.range is None and fig.layout.xaxis2.range is None  # the desktop figure is untouched
+    for axis, longest in ((phone.layout.xaxis, 24.0), (phone.layout.xaxis2, 30.0)):
+        panel_px = figures.PHONE_PLOT_PX * (axis.domain[1] - axis.domain[0])
+        text_px = figures.PHONE_TEXT_CHAR_PX * 2 + figures.PHONE_TEXT_PAD_PX  # "24", "30"
+        assert axis.range[0] == 0
+        # the bar ends where its number still fits before the panel's end, and no further from it
+        assert axis.range[1] == pytest.approx(longest / (1 - text_px / panel_px))
+        assert longest / axis.range[1] * panel_px + text_px == pytest.approx(panel_px)
+    # a range the figure sets is widened only as far as the number needs (blood pressure's shares)
+    shares = go.Figure(go.Bar(x=[0.01, 0.004], y=["IV infusion", "All routes"], orientation="h",
+                              text=["1.0 %", "0.4 %"], textposition="outside")
+                       ).update_xaxes(range=[0, 0.013], domain=[0.6, 1])  # the right-hand panel, as drawn
+    widened = figures.fit_for_phone(shares).layout.xaxis.range
+    panel_px = figures.PHONE_PLOT_PX * 0.4
+    assert widened[0] == 0 and widened[1] == pytest.approx(
+        0.01 / (1 - (figures.PHONE_TEXT_CHAR_PX * 5 + figures.PHONE_TEXT_PAD_PX) / panel_px))
+    roomy = go.Figure(shares).update_xaxes(range=[0, 0.05])
+    assert figures.fit_for_phone(roomy).layout.xaxis.range == (0, 0.05)
+
+
+def test_on_a_phone_every_title_stands_under_plotly_s_toolbar():
+    """On a touch screen Plotly's toolbar is always shown across the chart's top right; the title Plotly
+    centred in the top margin ran under its icons, and a two-line title touched four-line panel titles. Every
+    title stands at the top, padded under the toolbar, with its lines and the panels' titles in the margin."""
+    one_line = figures.fit_for_phone(figures.create_maintenance_rates_figure(maintenance_table()))
+    timing = figures.fit_for_phone(figures.create_maintenance_timing_figure(maintenance_table()))
+    for phone in (one_line, timing):
+        title = phone.layout.title
+        assert (title.y, title.yref, title.yanchor, title.pad.t) == (1, "container", "top", figures.PHONE_TITLE_PAD_PX)
+    panel_lines = max(len(_lines(a.text)) for a in timing.layout.annotations if a.y >= 1)
+    assert panel_lines == 4
+    assert timing.layout.margin.t == (figures.PHONE_TITLE_PAD_PX + figures.TITLE_LINE_PX * len(_lines(timing.layout.title.text))
+                                      + 15 * panel_lines)
+
+
 # --- overview and empty inputs ---------------------------------------------------------------------------------
 
 

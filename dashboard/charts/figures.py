@@ -278,10 +278,19 @@ def _wrap(text: str, width: int) -> str:
 
 
 PHONE_TOP_AXIS_PX = 100  # a turned heatmap's routes above the plot on a phone: axis title and slanted names
+# Plotly's toolbar is always shown on a touch screen, over the chart's top 28 pixels: a title set at the top
+# with this padding starts under it (Plotly draws a top-anchored title's first line 15 pixels above its pad)
+PHONE_TITLE_PAD_PX = 46
 PHONE_ROW_LABEL_CHARS = 14  # a turned heatmap's row names on a phone, per line ("Disorientation")
 # room above the tallest bar whose number stands upright over it on a phone: Plotly's autorange leaves room for
 # the number lying flat, so the upright "1,241" over the tallest bar was cut to "1"
 PHONE_UPRIGHT_TEXT_HEADROOM = 1.25
+# a number beside the longest of horizontal bars needs its own width of the panel on a phone: at 390 pixels the
+# plot area beside the routes' names is about 230 pixels (shared by the panels), a character of the bars'
+# 12-pixel numbers about 7, and Plotly pads the text by 3 on each side
+PHONE_PLOT_PX = 230
+PHONE_TEXT_CHAR_PX = 7
+PHONE_TEXT_PAD_PX = 6
 
 HIDDEN_LABEL = "hidden: "  # a withheld rate's label beside its dot: "hidden: fewer than 11", "hidden: < 65 %"
 
@@ -379,6 +388,18 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         axis = out.layout["yaxis" + axis_ref[1:]]
         if top > 0 and axis.range is None and axis.autorange in (None, True):
             axis.range = [0, top * PHONE_UPRIGHT_TEXT_HEADROOM]
+    for axis_ref, ends in _side_text_ends(out).items():
+        # a number beside a horizontal bar that reaches the panel's end was cut at the chart's right edge (the
+        # maintenance timing's "27" read "2"): the axis reaches far enough for the longest bar and its number
+        axis = out.layout["xaxis" + axis_ref[1:]]
+        domain = axis.domain or (0, 1)
+        panel_px = PHONE_PLOT_PX * (domain[1] - domain[0])
+        needed = max(value / max(1 - (PHONE_TEXT_CHAR_PX * chars + PHONE_TEXT_PAD_PX) / panel_px, 0.4)
+                     for value, chars in ends)
+        if axis.range is not None:
+            axis.range = [axis.range[0], max(axis.range[1], needed)]
+        elif axis.autorange in (None, True) and needed > 0:
+            axis.range = [0, needed]
     entries = {(t.legendgroup or t.name) for t in out.data if t.showlegend is not False and t.name}
     if out.layout.showlegend is not False and len(entries) > 1:
         # below everything (axis titles, rotated ticks): anchored to the bottom of the figure, two a row
@@ -387,14 +408,27 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"),
                           height=(out.layout.height or HEIGHT) + extra,
                           margin=dict(b=(out.layout.margin.b or 10) + extra))
-    if top_axis or lines >= 3:
-        # Plotly puts the title's first line in the middle of the top margin: the lines below it reached the
-        # plot from the third on, and the names of an axis above the plot stand there. It goes to the top.
-        out.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=12)),
-                          margin=dict(t=24 + TITLE_LINE_PX * lines + 15 * panel_lines + top_axis))
-    else:
-        out.update_layout(margin=dict(t=40 + TITLE_LINE_PX * lines + 15 * panel_lines))
+    # On a touch screen Plotly's toolbar is always shown, across the top right of the chart, where Plotly
+    # centred the title in the top margin (the title ran under its icons; a title of three lines or more also
+    # ran into the plot, and panel titles or an axis drawn above the plot stood in its lower lines): the title
+    # stands at the top, under the toolbar, with its lines, the panels' titles and that axis below it.
+    out.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=PHONE_TITLE_PAD_PX)),
+                      margin=dict(t=PHONE_TITLE_PAD_PX + TITLE_LINE_PX * lines + 15 * panel_lines + top_axis))
     return out
+
+
+def _side_text_ends(fig: go.Figure) -> dict[str, list[tuple[float, int]]]:
+    """Per x axis, each horizontal bar that carries its number outside it: (the bar's length in the axis's
+    units, the number's length in characters)."""
+    ends: dict[str, list[tuple[float, int]]] = {}
+    for trace in fig.data:
+        if trace.type != "bar" or trace.orientation != "h" or trace.textposition != "outside" or trace.x is None:
+            continue
+        texts = trace.text if trace.text is not None and not isinstance(trace.text, str) else [trace.text] * len(trace.x)
+        for value, text in zip(trace.x, texts):
+            if isinstance(value, (int, float, np.number)) and math.isfinite(float(value)) and float(value) > 0:
+                ends.setdefault(trace.xaxis or "x", []).append((float(value), len(str(text or ""))))
+    return ends
 
 
 def _empty(title: str, message: str) -> go.Figure:
