@@ -323,6 +323,35 @@ def test_a_tab_opens_its_part_alone_and_lands_in_the_link(server, page):
     assert_no_exception(page)
 
 
+def test_on_a_phone_every_part_and_the_open_one_are_in_sight(server, browser):
+    """On a phone Streamlit's tab bar scrolled sideways and left the open tab out of sight: a link to the
+    Response page's breakdown opened with no tab marked on screen. There the parts wrap onto rows, each within
+    the screen, the link's part marked; choosing another draws it and puts it in the link."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE, has_touch=True,
+                                  is_mobile=True)
+    try:
+        pg = context.new_page()
+        open_url(pg, f"{server}/response?route=IV&route=IN&view=breakdown")
+        assert_no_exception(pg)
+        main = pg.locator("[data-testid='stMain']")
+        expect(main.get_by_role("tab")).to_have_count(0)
+        parts = main.locator("[data-testid='stButtonGroup']").first
+        shown = parts.evaluate("""g => [...g.querySelectorAll('button')].map(b => {
+            const r = b.getBoundingClientRect(); return [b.innerText, r.left, r.right, b.getAttribute('aria-checked')]; })""")
+        assert [text for text, *_ in shown] == ["Response and remission", "Adjusted for case mix", "Route comparison",
+                                               "Weekly trajectory", "Breakdown"]
+        assert all(left >= 0 and right <= 390 for _, left, right, _ in shown), shown
+        assert [text for text, *_, checked in shown if checked == "true"] == ["Breakdown"]
+        expect(pg.locator(".js-plotly-plot").first).to_contain_text("Response rate by site and route")
+        parts.get_by_role("radio", name="Weekly trajectory").click()
+        wait_idle(pg)
+        expect(pg.locator(".js-plotly-plot").first).to_contain_text("Weekly improvement from baseline")  # wrapped
+        assert query(pg) == {"route": ["IV", "IN"], "view": ["trajectory"]}
+        assert_no_exception(pg)
+    finally:
+        context.close()
+
+
 def test_the_relief_chart_draws_the_first_eight_weeks_until_asked_for_more(server, page):
     """Issue 11 finding 6, as drawn: the JSON's range was right but the browser autoranged the shared axis."""
     open_url(page, f"{server}/relief")

@@ -758,11 +758,18 @@ def link_view(page: str, view: str | None) -> str | None:
 def render_view_tabs(ctx: PageContext) -> Any:
     """The page's parts as tabs, `ctx.view` open; returns the open tab's container, into which the page
     draws that part alone. Choosing another tab reruns the script (Streamlit's lazy tabs,
-    `on_change="rerun"`), and the entry script reads the choice back with `current_view`."""
+    `on_change="rerun"`), and the entry script reads the choice back with `current_view`.
+    On a phone the parts are a segmented control whose options wrap onto as many rows as they need, in the
+    same session state: Streamlit's tab bar scrolls sideways on a narrow screen without bringing the open tab
+    into view, so a link to a later part ("Breakdown") opened with no tab marked in sight."""
     views = PAGE_VIEWS[ctx.page]
     key = _view_key(ctx.page)
     if st.session_state.get(key) != views[ctx.view]:  # the link's part, on the page's first run
         st.session_state[key] = views[ctx.view]
+    if is_phone():
+        st.segmented_control("Part of the page", list(views.values()), key=key, required=True, wrap=True,
+                             label_visibility="collapsed")
+        return st.container()
     tabs = st.tabs(list(views.values()), key=key, on_change="rerun")
     return next(tab for tab, code in zip(tabs, views) if code == ctx.view)
 
