@@ -32,7 +32,7 @@ PAGES = {
     "views/relief.py": ("Time to relief", 1, ("time_to_relief.csv", "time_to_relief_curve.csv")),
     "views/side_effects.py": ("Side effects", 1, ("side_effects.csv",)),
     "views/maintenance.py": ("Maintenance", 1, ("maintenance.csv",)),
-    "views/esketamine.py": ("Esketamine monitoring", 6, ("rems.csv",)),
+    "views/esketamine.py": ("Esketamine monitoring", 1, ("rems.csv",)),
     "views/benchmark.py": ("Network benchmark", 1, ("benchmark.csv",)),
     "views/data.py": ("Data and definitions", 0, ()),
 }
@@ -57,9 +57,7 @@ PART_CHARTS = {
     ("views/maintenance.py", "uptake"): ["Maintenance uptake and sustained response by route"],
     ("views/maintenance.py", "timing"): ["Timing of maintenance sessions (medians over maintenance patients)"],
     ("views/maintenance.py", "projection"): ["Projected maintenance sessions per month for the current responders"],
-    ("views/esketamine.py", "rules"): [
-        "Monitored for at least the minimum", "Blood pressure before, at 40 minutes and at discharge", "Pulse oximetry",
-        "Monitoring form within 7 days", "Resolved at discharge", "Enrolled in the REMS before the first dose"],
+    ("views/esketamine.py", "rules"): ["Where sites meet each monitoring rule"],
     ("views/esketamine.py", "observed"): ["Sedation"],
     ("views/esketamine.py", "monitoring-time"): ["Minutes of monitoring after dosing", "Minutes until ready to leave"],
     ("views/esketamine.py", "blood-pressure"): [

@@ -37,6 +37,9 @@ PAGES = {
     "data": "Data and definitions",
 }
 
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.0 Mobile/15E148 Safari/604.1")
+
 
 @pytest.fixture(scope="session")
 def server(sample_db: Path, tmp_path_factory: pytest.TempPathFactory):
@@ -407,6 +410,33 @@ def test_the_numbers_on_bars_stand_within_their_panel_on_a_phone(server, browser
         context.close()
 
 
+@pytest.mark.parametrize("agent", [IPHONE, None], ids=["phone", "desktop"])
+def test_the_monitoring_rules_are_one_chart_with_every_n_in_its_panel(server, browser, agent):
+    """The six REMS rules are one chart of six panels (six charts took the browser twice as long to draw): two a
+    row on a desktop, one a row on a phone, and every site's "n = …" right of 100 % lies within its panel."""
+    width = 390 if agent else 1440
+    context = browser.new_context(viewport={"width": width, "height": 900}, user_agent=agent)
+    try:
+        pg = context.new_page()
+        open_url(pg, f"{server}/esketamine-monitoring")
+        pg.locator(".js-plotly-plot").first.wait_for(state="visible")
+        expect(pg.locator(".js-plotly-plot")).to_have_count(1)
+        drawn = pg.evaluate("""() => { const el = document.querySelector('.js-plotly-plot');
+            const texts = [...el.querySelectorAll('.scatterlayer .textpoint text')].filter(t => t.textContent.startsWith('n = '))
+                .map(t => { const panel = t.closest('.subplot').classList[1];
+                    const plot = el.querySelector(`.draglayer .${panel} .nsewdrag`).getBoundingClientRect();
+                    const r = t.getBoundingClientRect();
+                    return [t.textContent, r.left - plot.left, plot.right - r.right]; });
+            const lefts = [...el.querySelectorAll('.draglayer .nsewdrag')].map(d => Math.round(d.getBoundingClientRect().left));
+            return {texts, columns: new Set(lefts).size}; }""")
+        assert drawn["columns"] == (1 if agent else 2)
+        assert len(drawn["texts"]) >= 6 * 2, drawn  # at least one site and overall in each of the six panels
+        assert all(left > 0 and right >= -1 for _, left, right in drawn["texts"]), drawn["texts"]
+        assert_no_exception(pg)
+    finally:
+        context.close()
+
+
 def test_every_chart_title_stands_under_the_toolbar_on_a_phone(server, browser):
     """On a touch screen Plotly's toolbar is always shown over the chart's top right; every title ran under its
     icons (and the maintenance timing's two-line title touched its four-line panel titles). On every page
@@ -574,10 +604,6 @@ def test_the_overview_answers_first_and_fits_a_laptop(server, page):
     box, view = table.bounding_box(), main.bounding_box()
     assert box["x"] + box["width"] <= view["x"] + view["width"] + 1  # no sideways scroll for the answer
     assert "Compared with the best" in table.inner_text()
-
-
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-          "Version/17.0 Mobile/15E148 Safari/604.1")
 
 
 @pytest.mark.parametrize("agent", [IPHONE, None], ids=["phone", "narrow-desktop"])

@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.proportion import proportion_confint
 
 from conftest import write_export
 from dashboard import cli
@@ -372,7 +373,49 @@ def test_the_page_names_what_the_export_lacks(plain_db, monkeypatch):
 
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     texts = [a["text"] for s in specs for a in s["layout"].get("annotations", [])]
-    assert "The clinic export does not include the columns this measure needs" in texts
+    assert "Not in the clinic export" in texts  # in the panel of each rule it lacks
+
+
+def test_the_rules_figure_has_a_panel_per_rule_with_every_site_s_rate_interval_and_n(rems_db, plain_db, monkeypatch):
+    """The six rules in one figure (six charts took the browser twice as long to draw): per rule a panel, per site
+    and overall the rate with its Wilson interval and the n it rests on, as EXPECTED; hidden rates say so."""
+    from dashboard.charts import figures
+
+    monkeypatch.setattr(disclosure, "noise", lambda key: 0)
+    monkeypatch.setattr(disclosure, "noise_array", lambda keys: np.zeros(len(keys), dtype=np.int64))
+    with duckdb.connect(str(rems_db), read_only=True) as con:
+        raw = rems.rems(con, Settings())
+    table = disclosure.protect("rems", raw, 0)
+    fig = figures.create_rems_rules_figure(table, spec.REMS_RULES)
+    panels = [a.text for a in fig.layout.annotations]
+    assert panels == [spec.REMS_LABELS[m] for m in spec.REMS_RULES[:-1]] + [
+        "Enrolled in the REMS before the first dose (patients)"]
+    assert len(list(fig.select_xaxes())) == 6 and fig.layout.xaxis2.domain[0] > 0.5  # two a row
+    assert list(fig.layout.yaxis.categoryarray) == ["All sites", "Site S", "Site N"]  # sites top, overall last
+    for k, measure in enumerate(spec.REMS_RULES, start=1):
+        traces = [t for t in fig.data if (t.xaxis or "x") == ("x" if k == 1 else f"x{k}")]
+        sites, overall, n = traces  # nothing hidden at a minimum cell of 0
+        met = {site: EXPECTED[site][measure] for site in ("N", "S")}
+        assert list(sites.y) == ["Site S", "Site N"] and list(overall.y) == ["All sites"]
+        assert list(sites.x) == pytest.approx([met["S"][0] / met["S"][1], met["N"][0] / met["N"][1]])
+        total = EXPECTED["ALL"][measure]
+        assert overall.x[0] == pytest.approx(total[0] / total[1])
+        low, high = proportion_confint(total[0], total[1], alpha=0.05, method="wilson")
+        assert overall.error_x.arrayminus[0] == pytest.approx(total[0] / total[1] - low)
+        assert overall.error_x.array[0] == pytest.approx(high - total[0] / total[1])
+        assert dict(zip(n.y, n.text)) == {"Site S": f"n = {met['S'][1]}", "Site N": f"n = {met['N'][1]}",
+                                          "All sites": f"n = {total[1]}"}
+        assert n.x[0] > 1 and fig.layout[f"xaxis{'' if k == 1 else k}"].range[1] > n.x[0]  # right of 100 %
+    # hidden rates (k = 2: each site's one short session) read "hidden" at 0, with no dot
+    hidden = figures.create_rems_rules_figure(disclosure.protect("rems", raw, 2), ("monitored_min",), columns=1)
+    words = [t for t in hidden.data if t.mode == "text" and "hidden" in list(t.text)]
+    assert len(words) == 1 and list(words[0].y) == ["Site S", "Site N"] and list(words[0].x) == [0, 0]
+    # a rule whose columns the export lacks says so in its panel; on a phone, one panel a row
+    with duckdb.connect(str(plain_db), read_only=True) as con:
+        plain = disclosure.protect("rems", rems.rems(con, Settings(min_cell=0)), 0)
+    phone = figures.create_rems_rules_figure(plain, spec.REMS_RULES, columns=1)
+    assert "Not in the clinic export" in [a.text for a in phone.layout.annotations]
+    assert {tuple(a.domain) for a in phone.select_xaxes()} == {(0.0, 1.0)}
 
 
 def test_the_sample_has_realistic_gaps(sample_db):

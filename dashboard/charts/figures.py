@@ -329,17 +329,24 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         lines = wrapped.count("<br>") + 1
         out.update_layout(title=dict(text=wrapped, font=dict(size=15)))
     x_axes = list(out.select_xaxes())
+    # panels side by side share the width; panels stacked (the monitoring rules on a phone) each have it all
+    columns = max(len({tuple(axis.domain or (0, 1)) for axis in x_axes}), 1)
     panel_lines = 0
     top_axis = 0  # room for an axis drawn above the plot, between it and the title
     for note in layout.annotations or ():
-        # panel titles of subplots sit above their panel, each a share of the width
-        if note.text and note.yref == "paper" and note.y is not None and note.y >= 1 and note.showarrow is False:
-            note.text = _wrap(note.text, PHONE_LINE_CHARS // max(len(x_axes), 1))
+        # panel titles of subplots sit above their panel, each a share of the width; those of the top row in
+        # the top margin, those of lower rows (make_subplots: centred over the panel, standing on it) between rows
+        if not (note.text and note.yref == "paper" and note.y is not None and note.showarrow is False):
+            continue
+        top_row = note.y >= 1 - 1e-9  # make_subplots' top domain may end at 0.9999999999999999
+        if top_row or (note.xref == "paper" and note.yanchor == "bottom" and note.xanchor == "center"):
+            note.text = _wrap(note.text, PHONE_LINE_CHARS // columns)
             note.font = dict(size=11)
-            panel_lines = max(panel_lines, note.text.count("<br>") + 1)
+            if top_row:
+                panel_lines = max(panel_lines, note.text.count("<br>") + 1)
     for axis in x_axes:  # centred under a plot area narrower than the screen (labels take the left)
         if axis.title and axis.title.text:
-            axis.title.text = _wrap(axis.title.text, (PHONE_LINE_CHARS - 10) // max(len(x_axes), 1))
+            axis.title.text = _wrap(axis.title.text, (PHONE_LINE_CHARS - 10) // columns)
     for axis in out.select_yaxes():
         if axis.title and axis.title.text:
             axis.title.text = _wrap(axis.title.text, PHONE_LINE_CHARS)
@@ -1168,6 +1175,11 @@ REMS_DISTRIBUTION_LABELS = {
 }
 
 
+REMS_ROW_PX = 30  # a site's row in a panel of the monitoring rules
+REMS_PANEL_GAP_PX = 80  # between two rows of panels: the lower panel's title and the upper's axis
+REMS_N_AT = 1.05  # where a panel's column of n starts, in the rate's units (right of 100 %)
+
+
 def rems_label(measure: str) -> str:
     return spec.REMS_LABELS.get(measure, measure)
 
@@ -1210,6 +1222,77 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
     fig.update_xaxes(title_text=f"Share of {unit} (95 % interval)", range=[0, 1.02], tickformat=".0%")
     fig.update_yaxes(title_text="")
     return _base_layout(fig, title, height=max(220, 70 + 45 * len(rems)), legend=False)
+
+
+@_plain_inputs
+def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], columns: int = 2) -> go.Figure:
+    """Several esketamine monitoring measures (rems.csv, disclosure applied) in one figure, a panel each,
+    `columns` panels a row (two on a wide screen, one on a phone): per site and overall the rate as a marker
+    (the intranasal route's colour; overall in black) with its 95 % Wilson interval, and right of each panel
+    the number it rests on (n: sessions, or patients for enrolment), as `create_rems_rate_figure` draws one
+    measure. One figure of six panels draws in the browser in about half the time of six charts
+    (bench/RESULTS.md). Hidden rates read "hidden"; a measure the export lacks says so in its panel."""
+    title = "Where sites meet each monitoring rule"
+    if rems is None or rems.empty or not measures:
+        return _empty(title, "No esketamine sessions in the clinic for this cohort")
+    rows = math.ceil(len(measures) / columns)
+    # room right of 100 % for "n = 10,888": a phone's one column is narrower than each of two on a desktop
+    n_room = 0.35 if columns > 1 else 0.65
+    ordered = rems.iloc[::-1]  # top to bottom: sites, then overall
+    names = ["All sites" if str(site) == spec.ALL else f"Site {site}" for site in ordered["site"]]
+    panel_px = REMS_ROW_PX * len(ordered) + 30
+    height = rows * (panel_px + REMS_PANEL_GAP_PX) + 40
+    fig = make_subplots(
+        rows=rows, cols=columns, shared_yaxes=True, horizontal_spacing=0.05,
+        vertical_spacing=REMS_PANEL_GAP_PX / height,
+        subplot_titles=[rems_label(m) + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else "") for m in measures])
+    for i, measure in enumerate(measures):
+        row, col = i // columns + 1, i % columns + 1
+        rate, low, high, of = f"{measure}_rate", f"{measure}_ci_low", f"{measure}_ci_high", f"{measure}_of"
+        label = rems_label(measure)
+        unit = "patients" if measure in spec.REMS_PATIENT_MEASURES else "sessions"
+        lacking = rate not in rems or (rems[of].isna().all() and rems[rate].isna().all() and rems[measure].isna().all())
+        if lacking:
+            # the panel keeps its rows (an invisible point per site) and says why it has no dots
+            fig.add_trace(go.Scatter(x=[0.5] * len(names), y=names, mode="markers", marker=dict(opacity=0),
+                                     showlegend=False, hoverinfo="skip"), row=row, col=col)
+            fig.add_annotation(text="Not in the clinic export", x=0.5, y=names[len(names) // 2], showarrow=False,
+                               font=dict(color=colors.NEUTRAL, size=13), row=row, col=col)
+        else:
+            values, lows, highs = floats(ordered[rate]), floats(ordered[low]), floats(ordered[high])
+            hover = [f"<b>{name}</b><br>{label}: {fmt_pct(v)}<br>95 % interval: {fmt_pct(lo)} to {fmt_pct(hi)}"
+                     f"<br>{fmt_count(met)} of {fmt_count(n)} {unit}"
+                     for name, v, lo, hi, met, n in zip(names, values, lows, highs, ordered[measure], ordered[of])]
+            overall = np.array([name == "All sites" for name in names])
+            shown = ~np.isnan(values)
+            for group, route in ((~overall, "IN"), (overall, spec.ALL)):  # the sites, then overall in black
+                pick = group & shown
+                if pick.any():
+                    fig.add_trace(go.Scatter(
+                        x=values[pick], y=[n for n, k in zip(names, pick) if k], mode="markers",
+                        marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=12,
+                                    line=dict(width=1, color="white")),
+                        error_x=dict(type="data", symmetric=False, array=np.maximum(highs[pick] - values[pick], 0),
+                                     arrayminus=np.maximum(values[pick] - lows[pick], 0),
+                                     color=colors.route_color(route), thickness=2.5, width=5),
+                        text=[h for h, k in zip(hover, pick) if k], hovertemplate="%{text}<extra></extra>",
+                        showlegend=False), row=row, col=col)
+            if (~shown).any():
+                fig.add_trace(go.Scatter(
+                    x=[0.0] * int((~shown).sum()), y=[n for n, k in zip(names, shown) if not k], mode="text",
+                    text=["hidden"] * int((~shown).sum()), textposition="middle right",
+                    textfont=dict(color=colors.NEUTRAL), hovertext=[h for h, k in zip(hover, shown) if not k],
+                    hoverinfo="text", showlegend=False), row=row, col=col)
+            # the number each rate rests on, right of 100 %
+            fig.add_trace(go.Scatter(
+                x=[REMS_N_AT] * len(names), y=names, mode="text", textposition="middle right",
+                text=[f"n = {fmt_count(v)}" for v in ordered[of]], textfont=dict(color=colors.NEUTRAL, size=12),
+                showlegend=False, hoverinfo="skip"), row=row, col=col)
+        fig.update_xaxes(range=[0, REMS_N_AT + n_room], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%",
+                         row=row, col=col)
+    fig.update_xaxes(title_text="Share meeting the rule (95 % interval); n: sessions (enrolment: patients)", row=rows)
+    fig.update_yaxes(categoryorder="array", categoryarray=names)  # every panel: sites from the top, overall last
+    return _base_layout(fig, title, height=height, legend=False)
 
 
 @_plain_inputs

@@ -95,11 +95,9 @@ def render_rules() -> None:
     st.caption("Each rule as the share of sessions (enrolment: of patients) meeting it, with 95 % Wilson intervals; "
                "n is the number of sessions where the rule could be checked.")
     rules = list(spec.REMS_RULES)
-    for i in range(0, len(rules), 2):
-        cols = st.columns(2)
-        for col, measure in zip(cols, rules[i: i + 2]):
-            with col:
-                ui.render_chart(figures.create_rems_rate_figure, rems, measure, key=f"chart_rems_{measure}")
+    # one figure of a panel per rule (six charts took the browser twice as long to draw), one column on a phone
+    ui.render_chart(figures.create_rems_rules_figure, rems, tuple(rules), columns=1 if ui.is_phone() else 2,
+                    key="chart_rems_rules")
     st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
     breaks = pd.DataFrame({
         "Rule": [spec.REMS_LABELS[m] + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else " (sessions)")
