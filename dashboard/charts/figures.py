@@ -1184,6 +1184,28 @@ def rems_label(measure: str) -> str:
     return spec.REMS_LABELS.get(measure, measure)
 
 
+def rems_site_name(site: object) -> str:
+    """A row of rems.csv in words: "Site S2", or "All sites" for the overall row."""
+    return "All sites" if str(site) == spec.ALL else f"Site {site}"
+
+
+def _rems_unit(measure: str) -> str:
+    return "patients" if measure in spec.REMS_PATIENT_MEASURES else "sessions"
+
+
+def _rems_lacking(rems: pd.DataFrame, measure: str) -> bool:
+    """Whether the clinic export lacks what `measure` needs: every count and rate of it empty, not zero."""
+    return f"{measure}_rate" not in rems or bool(
+        rems[f"{measure}_of"].isna().all() and rems[f"{measure}_rate"].isna().all() and rems[measure].isna().all())
+
+
+def _rems_hover(name: str, measure: str, row: pd.Series) -> str:
+    """One site's rate of `measure` for the hover: the share, its 95 % interval and the counts it rests on."""
+    return (f"<b>{name}</b><br>{rems_label(measure)}: {fmt_pct(_num(row[f'{measure}_rate']))}<br>95 % interval: "
+            f"{fmt_pct(row[f'{measure}_ci_low'])} to {fmt_pct(row[f'{measure}_ci_high'])}<br>"
+            f"{fmt_count(row[measure])} of {fmt_count(row[f'{measure}_of'])} {_rems_unit(measure)}")
+
+
 @_plain_inputs
 def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
     """One esketamine monitoring measure per site and overall (rems.csv, disclosure applied): the rate as a
@@ -1194,14 +1216,14 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
     rate, low, high, of = f"{measure}_rate", f"{measure}_ci_low", f"{measure}_ci_high", f"{measure}_of"
     if rems is None or rems.empty or rate not in rems:
         return _empty(title, "No esketamine sessions in the clinic for this cohort")
-    if rems[of].isna().all() and rems[rate].isna().all() and rems[measure].isna().all():
+    if _rems_lacking(rems, measure):
         return _empty(title, "The clinic export does not include the columns this measure needs")
-    unit = "patients" if measure in spec.REMS_PATIENT_MEASURES else "sessions"
+    unit = _rems_unit(measure)
     fig = go.Figure()
     for _, row in rems.iloc[::-1].iterrows():  # top to bottom: sites, then overall
         site = str(row["site"])
         route = spec.ALL if site == spec.ALL else "IN"
-        name = "All sites" if site == spec.ALL else f"Site {site}"
+        name = rems_site_name(site)
         label = f"{name} (n = {fmt_count(row[of])})"
         value = _num(row[rate])
         minus, plus = _interval_arrays(value, row[low], row[high])
@@ -1215,9 +1237,7 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
             error_x=dict(type="data", symmetric=False, array=[plus], arrayminus=[minus],
                          color=colors.route_color(route), thickness=2.5, width=6),
             showlegend=False,
-            hovertemplate=(f"<b>{name}</b><br>{title}: {fmt_pct(value)}<br>95 % interval: {fmt_pct(row[low])} "
-                           f"to {fmt_pct(row[high])}<br>{fmt_count(row[measure])} of {fmt_count(row[of])} "
-                           f"{unit}<extra></extra>"),
+            hovertemplate=_rems_hover(name, measure, row) + "<extra></extra>",
         ))
     fig.update_xaxes(title_text=f"Share of {unit} (95 % interval)", range=[0, 1.02], tickformat=".0%")
     fig.update_yaxes(title_text="")
@@ -1240,7 +1260,7 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
     # room right of 100 % for "n = 10,888": a phone's one column is narrower than each of two on a desktop
     n_room = 0.35 if columns > 1 else 0.65
     ordered = rems.iloc[::-1]  # top to bottom: sites, then overall
-    names = ["All sites" if str(site) == spec.ALL else f"Site {site}" for site in ordered["site"]]
+    names = [rems_site_name(site) for site in ordered["site"]]
     panel_px = REMS_ROW_PX * len(ordered) + 30
     height = rows * (panel_px + REMS_PANEL_GAP_PX) + 40
     fig = make_subplots(
@@ -1249,21 +1269,16 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
         subplot_titles=[rems_label(m) + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else "") for m in measures])
     for i, measure in enumerate(measures):
         row, col = i // columns + 1, i % columns + 1
-        rate, low, high, of = f"{measure}_rate", f"{measure}_ci_low", f"{measure}_ci_high", f"{measure}_of"
-        label = rems_label(measure)
-        unit = "patients" if measure in spec.REMS_PATIENT_MEASURES else "sessions"
-        lacking = rate not in rems or (rems[of].isna().all() and rems[rate].isna().all() and rems[measure].isna().all())
-        if lacking:
+        if _rems_lacking(rems, measure):
             # the panel keeps its rows (an invisible point per site) and says why it has no dots
             fig.add_trace(go.Scatter(x=[0.5] * len(names), y=names, mode="markers", marker=dict(opacity=0),
                                      showlegend=False, hoverinfo="skip"), row=row, col=col)
             fig.add_annotation(text="Not in the clinic export", x=0.5, y=names[len(names) // 2], showarrow=False,
                                font=dict(color=colors.NEUTRAL, size=13), row=row, col=col)
         else:
-            values, lows, highs = floats(ordered[rate]), floats(ordered[low]), floats(ordered[high])
-            hover = [f"<b>{name}</b><br>{label}: {fmt_pct(v)}<br>95 % interval: {fmt_pct(lo)} to {fmt_pct(hi)}"
-                     f"<br>{fmt_count(met)} of {fmt_count(n)} {unit}"
-                     for name, v, lo, hi, met, n in zip(names, values, lows, highs, ordered[measure], ordered[of])]
+            values = floats(ordered[f"{measure}_rate"])
+            lows, highs = floats(ordered[f"{measure}_ci_low"]), floats(ordered[f"{measure}_ci_high"])
+            hover = [_rems_hover(name, measure, row) for name, (_, row) in zip(names, ordered.iterrows())]
             overall = np.array([name == "All sites" for name in names])
             shown = ~np.isnan(values)
             for group, route in ((~overall, "IN"), (overall, spec.ALL)):  # the sites, then overall in black
@@ -1287,10 +1302,9 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
             # the number each rate rests on, right of 100 %
             fig.add_trace(go.Scatter(
                 x=[REMS_N_AT] * len(names), y=names, mode="text", textposition="middle right",
-                text=[f"n = {fmt_count(v)}" for v in ordered[of]], textfont=dict(color=colors.NEUTRAL, size=12),
-                showlegend=False, hoverinfo="skip"), row=row, col=col)
-        fig.update_xaxes(range=[0, REMS_N_AT + n_room], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%",
-                         row=row, col=col)
+                text=[f"n = {fmt_count(v)}" for v in ordered[f"{measure}_of"]],
+                textfont=dict(color=colors.NEUTRAL, size=12), showlegend=False, hoverinfo="skip"), row=row, col=col)
+    fig.update_xaxes(range=[0, REMS_N_AT + n_room], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%")
     fig.update_xaxes(title_text="Share meeting the rule (95 % interval); n: sessions (enrolment: patients)", row=rows)
     fig.update_yaxes(categoryorder="array", categoryarray=names)  # every panel: sites from the top, overall last
     return _base_layout(fig, title, height=height, legend=False)

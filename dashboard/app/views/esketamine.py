@@ -58,10 +58,6 @@ if pd.isna(total["sessions"]) or total["sessions"] == 0:  # hidden (too few to s
 sites = [str(x) for x in rems["site"]]
 
 
-def site_name(site: str) -> str:
-    return "All sites" if site == spec.ALL else f"Site {site}"
-
-
 def missed_cell(row: pd.Series, measure: str) -> str:
     """How many sessions (or patients) break the rule: recorded − met, shown only where both are shown."""
     if measure in lacking:
@@ -95,14 +91,15 @@ def render_rules() -> None:
     st.caption("Each rule as the share of sessions (enrolment: of patients) meeting it, with 95 % Wilson intervals; "
                "n is the number of sessions where the rule could be checked.")
     rules = list(spec.REMS_RULES)
-    # one figure of a panel per rule (six charts took the browser twice as long to draw), one column on a phone
+    # one figure of a panel per rule, one column on a phone: six charts made a switch to the page 489 ms instead
+    # of 341 (bench/RESULTS.md)
     ui.render_chart(figures.create_rems_rules_figure, rems, tuple(rules), columns=1 if ui.is_phone() else 2,
                     key="chart_rems_rules")
     st.markdown("**Sessions and patients that break a rule**, counted by rule (no session or patient is listed).")
     breaks = pd.DataFrame({
         "Rule": [spec.REMS_LABELS[m] + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else " (sessions)")
                  for m in rules],
-        **{ui.plain(site_name(site)): [missed_cell(row, m) for m in rules]
+        **{ui.plain(figures.rems_site_name(site)): [missed_cell(row, m) for m in rules]
            for site, (_, row) in zip(sites, rems.iterrows())},
     })
     # A static table (a few rules by the sites): no grid to load and lay out, which cost about a second on the
@@ -133,7 +130,7 @@ def render_observed() -> None:
     rows = []
     for site, (_, row) in zip(sites, rems.iterrows()):
         for m in events:
-            rows.append({"site": site_name(site), "measure": spec.REMS_LABELS[m],
+            rows.append({"site": figures.rems_site_name(site), "measure": spec.REMS_LABELS[m],
                          "sessions": row[m], "of": row[m + "_of"], "rate": row[m + "_rate"],
                          "low": row[m + "_ci_low"], "high": row[m + "_ci_high"]})
     observed = pd.DataFrame(rows)
@@ -167,7 +164,7 @@ def render_monitoring_time() -> None:
         st.caption("Ready-to-leave minutes are not in the clinic export.")
     else:
         medians = ", ".join(
-            f"{site_name(site)} {'hidden' if pd.isna(v) else f'{float(v):.0f} min'}"
+            f"{figures.rems_site_name(site)} {'hidden' if pd.isna(v) else f'{float(v):.0f} min'}"
             for site, v in zip(sites, rems["ready_to_leave_median"]))
         st.caption(f"Median minutes until the clinician judged the patient ready to leave: {medians}. Sessions to "
                    f"the right of the dashed line at {s.rems_minutes} minutes needed longer than the minimum.")
