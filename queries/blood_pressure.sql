@@ -35,14 +35,15 @@ counts AS (
         sum(sbp_180) AS sessions_sbp_180,
         sum(dbp_110) AS sessions_dbp_110,
         sum(e14) AS sessions_bp_severe,
-        cell_key(sum(record_key(pk))) AS patients__key,
-        cell_key(sum(record_key(pk) * vitals)) AS sessions_with_vitals__key,
-        cell_key(sum(record_key(pk) * sbp_180)) AS sessions_sbp_180__key,
-        cell_key(sum(record_key(pk) * dbp_110)) AS sessions_dbp_110__key,
-        cell_key(sum(record_key(pk) * e14)) AS sessions_bp_severe__key
-    FROM cohort_route_effects($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
-                              $treatment_resistant, $settings, $integration, $severities, $instrument,
-                              $mild_floor, $moderate_floor, $severe_floor)
+        cell_key(sum(rk)) AS patients__key,
+        cell_key(sum(rk * vitals)) AS sessions_with_vitals__key,
+        cell_key(sum(rk * sbp_180)) AS sessions_sbp_180__key,
+        cell_key(sum(rk * dbp_110)) AS sessions_dbp_110__key,
+        cell_key(sum(rk * e14)) AS sessions_bp_severe__key
+    FROM (SELECT *, record_key(pk) AS rk  -- the key once per row, not once per aggregate
+          FROM cohort_route_effects($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                                    $treatment_resistant, $settings, $integration, $severities, $instrument,
+                                    $mild_floor, $moderate_floor, $severe_floor))
     WHERE vitals > 0
     GROUP BY route
 )
