@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -257,6 +258,48 @@ def test_maintenance_table_is_shared_and_not_stale(counted_fits) -> None:  # noq
     assert export.compute_summary(con, s, "maintenance.csv").equals(summary)
     metrics.maintenance(con, Settings(site=("S1", "S2"), window=21))
     assert len(fits) == 2 * groups  # another setting: its own table
+
+
+def test_route_comparison_and_any_side_effect_are_shared_and_not_stale(sample_db: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Overview's headline and the Response page compare routes once per state; the headline's side-effect
+    column and the Overview's tile protect one table once. Each caller gets its own copy."""
+    from dashboard.analysis import metrics
+    from dashboard.data.store import open_database
+    from dashboard.reports import export
+
+    comparisons: list[str] = []
+    real = metrics._route_comparison
+    monkeypatch.setattr(metrics, "_route_comparison",
+                        lambda con, s, outcome: comparisons.append(outcome) or real(con, s, outcome))
+    effects: list[int] = []
+    real_any = metrics.any_side_effect
+    monkeypatch.setattr(metrics, "any_side_effect", lambda con, s: effects.append(1) or real_any(con, s))
+    con = open_database(sample_db)
+    metrics.clear_query_memo()
+    try:
+        s = Settings(site=("S1", "S2"))
+        headline = export.compute_summary(con, s, "headline.csv")
+        assert comparisons == ["response"] and len(effects) == 1
+        mine = metrics.route_comparison(con, s)
+        tile = export.protected_any_side_effect(con, s)
+        assert comparisons == ["response"] and len(effects) == 1  # the headline's, not computed again
+        mine.pairwise.loc[:, "p_value"] = -1.0  # a caller's copy, not the remembered table
+        tile.loc[:, "patient_rate"] = -1.0
+        again = metrics.route_comparison(con, s)
+        assert (again.pairwise["p_value"] >= 0).all()
+        assert again.pairwise.equals(real(con, s, "response").pairwise)
+        assert (export.protected_any_side_effect(con, s)["patient_rate"].dropna() >= 0).all()
+        # the headline's column is the tile's number, route by route
+        tile = export.protected_any_side_effect(con, s).set_index("route")["patient_rate"]
+        for route, rate in zip(headline["route"], headline["any_side_effect_rate"]):
+            assert (pd.isna(rate) and pd.isna(tile[route])) or rate == tile[route]
+        metrics.route_comparison(con, s, outcome="remission")
+        metrics.route_comparison(con, Settings(site=("S1",)))
+        assert comparisons == ["response", "remission", "response"]  # another outcome, another state: their own
+    finally:
+        con.close()
+        metrics.clear_query_memo()
 
 
 def test_constants_fixed_at_import_match_the_spec() -> None:

@@ -15,7 +15,7 @@ import math
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
 
@@ -81,7 +81,8 @@ def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any])
 
 
 def protected(con: duckdb.DuckDBPyConnection, s: Settings, file: str, compute) -> pd.DataFrame:  # noqa: ANN001
-    """The protected summary `file` (e.g. "response_by_route.csv") for `s`: compute() (which applies
+    """The protected summary `file` (e.g. "response_by_route.csv", or a page's table such as
+    "any_side_effect") for `s`: compute() (which applies
     disclosure.protect) once per connection and state while it stays among the recent results; a copy (the
     caller may change it; the hidden-cell record in attrs is shared, being read-only).
 
@@ -487,9 +488,19 @@ def _binary_search(a: Any, d: float, lo: int, hi: int) -> int:
 
 def route_comparison(con: duckdb.DuckDBPyConnection, s: Settings, outcome: str = "response") -> RouteComparison:
     """Pearson chi-square (no continuity correction) on the routes × outcome table, and for every pair of
-    routes the difference in rates (Newcombe interval) with Fisher's exact p and Benjamini–Hochberg."""
+    routes the difference in rates (Newcombe interval) with Fisher's exact p and Benjamini–Hochberg.
+
+    Once per connection, state and outcome while it stays among the recent results (the Overview's headline
+    and the Response page compare the same routes; 15-20 ms of tests at 100,000 patients); `pairwise` is the
+    caller's own copy. Raises ValueError for an outcome other than "response" or "remission"."""
     if outcome not in ("response", "remission"):
         raise ValueError(f"outcome {outcome!r}: expected 'response' or 'remission'")
+    result = _remembered(con, "route_comparison", {"settings": repr(s), "outcome": outcome},
+                         lambda: _route_comparison(con, s, outcome), lambda r: _frame_bytes(r.pairwise))
+    return replace(result, pairwise=result.pairwise.copy())
+
+
+def _route_comparison(con: duckdb.DuckDBPyConnection, s: Settings, outcome: str) -> RouteComparison:
     count_col = "responders" if outcome == "response" else "remitters"
     table = response_by_route(con, s)
     table = table[(table["route"] != spec.ALL) & (table["evaluable"] > 0)]

@@ -1137,10 +1137,11 @@ def render_installation_error(exc: BaseException) -> None:
 
 @_cached
 def load_any_side_effect(signature: tuple, settings: Settings) -> pd.DataFrame:
-    """Patients and sessions with any side effect per route and ALL (with Wilson intervals), disclosure applied."""
-    from dashboard.analysis import metrics
+    """Patients and sessions with any side effect per route and ALL (with Wilson intervals), disclosure applied:
+    the table the Overview's headline takes its column from (`export.protected_any_side_effect`)."""
+    from dashboard.reports import export
 
-    return _protect("side_effects", metrics.any_side_effect(load_connection(signature), settings), settings)
+    return export.protected_any_side_effect(load_connection(signature), settings)
 
 
 def source_words(source: object) -> str:

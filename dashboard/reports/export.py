@@ -103,10 +103,18 @@ def compute_headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFram
     return metrics.headline_from(
         compute_summary(con, s, "response_by_route.csv"),
         compute_summary(con, s, "time_to_relief.csv"),
-        protect("side_effects", metrics.any_side_effect(con, s), k),
+        protected_any_side_effect(con, s),
         protect("maintenance", metrics.maintenance_intensity(con, s), k),
         protect("route_comparison", metrics.route_comparison(con, s).pairwise, k),
     )
+
+
+def protected_any_side_effect(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """Patients and sessions with any side effect per route and `ALL` (`metrics.any_side_effect`) under
+    side_effects.csv's rule: the Overview's tile and its headline's column, computed once per connection and
+    state (metrics' memo) for both."""
+    return metrics.protected(con, s, "any_side_effect",
+                             lambda: protect("side_effects", metrics.any_side_effect(con, s), s.min_cell))
 
 
 def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings, *,
