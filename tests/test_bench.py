@@ -302,6 +302,119 @@ def test_route_comparison_and_any_side_effect_are_shared_and_not_stale(sample_db
         metrics.clear_query_memo()
 
 
+def test_a_result_being_computed_is_waited_for_not_computed_again(sample_db: Path) -> None:
+    """Two threads asking for the same result at once compute it once; when the computation fails, the
+    thread that ran it gets the error and the waiting one computes the value itself."""
+    import threading
+    import time
+
+    from dashboard.analysis import metrics
+    from dashboard.data.store import open_database
+
+    con = open_database(sample_db)
+    metrics.clear_query_memo()
+    try:
+        runs: list[str] = []
+        started = threading.Event()
+
+        def slow(value: str, fail: bool = False):  # noqa: ANN202
+            def compute() -> str:
+                runs.append(value)
+                started.set()
+                time.sleep(0.3)
+                if fail:
+                    raise RuntimeError("the first computation fails")
+                return value
+            return compute
+
+        got: dict[str, object] = {}
+
+        def ask(who: str, compute) -> None:  # noqa: ANN001
+            try:
+                got[who] = metrics._remembered(con, "test", {"x": 1}, compute, lambda v: 1)
+            except RuntimeError as exc:
+                got[who] = exc
+
+        first = threading.Thread(target=ask, args=("first", slow("a")))
+        first.start()
+        started.wait(5)
+        ask("second", slow("b"))  # asked while the first is computing
+        first.join(5)
+        assert runs == ["a"] and got == {"first": "a", "second": "a"}
+
+        metrics.clear_query_memo()
+        runs.clear()
+        started.clear()
+        got.clear()
+        first = threading.Thread(target=ask, args=("first", slow("a", fail=True)))
+        first.start()
+        started.wait(5)
+        ask("second", slow("b"))
+        first.join(5)
+        assert runs == ["a", "b"] and isinstance(got["first"], RuntimeError) and got["second"] == "b"
+    finally:
+        con.close()
+        metrics.clear_query_memo()
+
+
+def test_a_failing_headline_source_raises_its_error(sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The headline computes its sources side by side: an error in one reaches the caller (the page's error
+    screen), it does not hang or vanish, and the next call computes normally."""
+    from dashboard.analysis import metrics
+    from dashboard.data.store import open_database
+    from dashboard.reports import export
+
+    con = open_database(sample_db)
+    metrics.clear_query_memo()
+    real = metrics.maintenance_intensity
+    try:
+        def broken(con, s):  # noqa: ANN001, ANN202
+            raise RuntimeError("maintenance failed")
+        monkeypatch.setattr(metrics, "maintenance_intensity", broken)
+        with pytest.raises(RuntimeError, match="maintenance failed"):
+            export.compute_summary(con, Settings(), "headline.csv")
+        monkeypatch.setattr(metrics, "maintenance_intensity", real)
+        assert len(export.compute_summary(con, Settings(), "headline.csv")) >= 2
+    finally:
+        con.close()
+        metrics.clear_query_memo()
+
+
+def test_the_network_table_is_computed_once_for_every_site_filter(sample_db: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Overview's network line and the Network benchmark page's table protect every site's counts once
+    per state; a state differing only in its sites shares them (the benchmark is every filter but site); a
+    restricted viewer still gets only their own sites' names."""
+    from dashboard.analysis import benchmark, metrics
+    from dashboard.data.store import open_database
+
+    made: list[int] = []
+    real = benchmark.protected_benchmark
+    monkeypatch.setattr(benchmark, "protected_benchmark", lambda counts, k: made.append(k) or real(counts, k))
+    con = open_database(sample_db)
+    metrics.clear_query_memo()
+    try:
+        s = Settings(diagnosis=("MDD",))
+        table = benchmark.network_benchmark(con, s)
+        network = benchmark.network_distribution(con, s)
+        assert made == [s.min_cell]
+        assert benchmark.network_benchmark(con, s.replace(site=("S1",))).equals(table)
+        assert set(table["site"]) > {"S1"}
+        mine = benchmark.network_benchmark(con, s, named_sites=frozenset({"S1"}))
+        assert set(mine["site"]) == {"S1"}
+        assert benchmark.network_distribution(con, s.replace(site=("S2",))) == network
+        assert made == [s.min_cell]
+        mine.loc[:, "rate"] = -1.0  # a caller's copy, not the remembered table
+        assert benchmark.network_benchmark(con, s).equals(table)
+        metrics.clear_query_memo()
+        assert benchmark.network_benchmark(con, s).equals(table)  # the same after computing it again
+        benchmark.network_benchmark(con, Settings(diagnosis=("PTSD",)))
+        assert made == [s.min_cell] * 3
+    finally:
+        con.close()
+        metrics.clear_query_memo()
+
+
 def test_constants_fixed_at_import_match_the_spec() -> None:
     """The derive scripts run without parameters, so a few spec values are written into them."""
     from dashboard.data import spec

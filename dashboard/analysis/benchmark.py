@@ -273,6 +273,16 @@ def protected_benchmark(counts: pd.DataFrame, k: int) -> pd.DataFrame:
     return out
 
 
+def protected_site_table(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """`protected_benchmark(site_counts(con, s), s.min_cell)`: every site's rows, before any restriction to
+    the viewer's sites, computed once per connection and state while it stays among metrics' recent results
+    (the Overview's network line, the Network benchmark page's table and lines all start from it; 15-20 ms at
+    100,000 patients). The state is every filter but site, so states differing only in sites share it."""
+    base = s.replace(site=(), scope=None)
+    return metrics.protected(con, base, "benchmark_sites",
+                             lambda: protected_benchmark(site_counts(con, base), base.min_cell))
+
+
 def _named(s: Settings, named_sites: frozenset[str] | None) -> frozenset[str] | None:
     """The sites that may be named: those given, within the person's scope (access.md)."""
     if s.scope is None:
@@ -287,7 +297,7 @@ def network_benchmark(con: duckdb.DuckDBPyConnection, s: Settings, *,
     s.min_cell applied before restricting (the protection needs every site). A scoped Settings (a signed-in
     site director's) restricts to its scope even when `named_sites` is not given."""
     named_sites = _named(s, named_sites)
-    return restrict_benchmark(protected_benchmark(site_counts(con, s), s.min_cell), named_sites)
+    return restrict_benchmark(protected_site_table(con, s), named_sites)
 
 
 def network_distribution(con: duckdb.DuckDBPyConnection, s: Settings, *,
@@ -296,7 +306,7 @@ def network_distribution(con: duckdb.DuckDBPyConnection, s: Settings, *,
     network_benchmark's columns are; a restricted viewer gets no pooled rate when network_benchmark
     leaves it out."""
     named_sites = _named(s, named_sites)
-    table = protected_benchmark(site_counts(con, s), s.min_cell)
+    table = protected_site_table(con, s)
     summary = network_summary(table)
     if named_sites is not None:
         others = set(table["site"].astype(str)) - {str(x) for x in named_sites}

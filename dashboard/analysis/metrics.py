@@ -45,6 +45,7 @@ KEY_SUFFIX = "__key"  # a count's cell key column (queries/derive_05_cell_keys.s
 _MEMO_ENTRIES = 32  # a page's queries, fits and protected files (export.compute_summary) for a state or two
 _MEMO_BYTES = 64 * 2**20
 _memo: "weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, OrderedDict]" = weakref.WeakKeyDictionary()
+_running: "weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict]" = weakref.WeakKeyDictionary()  # key -> Event
 _memo_lock = threading.Lock()
 
 
@@ -59,20 +60,35 @@ def _frame_bytes(*frames: pd.DataFrame) -> int:
 def _remembered(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any], compute, size) -> Any:  # noqa: ANN001
     """compute() once per (connection, name, params) while it stays among the recent results.
 
-    Callers get the stored object itself, so they must copy what they modify."""
+    A result another thread is computing at the moment is waited for, not computed again (the Overview's
+    headline computes its sources side by side, and two of them start with the same query). Callers get the
+    stored object itself, so they must copy what they modify. An exception in compute() is raised to the
+    caller that ran it; a thread that waited for it computes the value itself."""
     key = (name, tuple(sorted((k, _frozen(v)) for k, v in params.items())))
-    with _memo_lock:
-        entries = _memo.get(con)
-        if entries is not None and key in entries:
-            entries.move_to_end(key)
-            return entries[key][0]
-    value = compute()
-    with _memo_lock:
-        entries = _memo.setdefault(con, OrderedDict())
-        entries[key] = (value, size(value))
-        while entries and (len(entries) > _MEMO_ENTRIES or sum(v[1] for v in entries.values()) > _MEMO_BYTES):
-            entries.popitem(last=False)
-    return value
+    while True:
+        with _memo_lock:
+            entries = _memo.get(con)
+            if entries is not None and key in entries:
+                entries.move_to_end(key)
+                return entries[key][0]
+            running = _running.setdefault(con, {})
+            done = running.get(key)
+            if done is None:
+                done = running[key] = threading.Event()
+                break
+        done.wait()  # then look again: stored, or failed (and this thread tries)
+    try:
+        value = compute()
+        with _memo_lock:
+            entries = _memo.setdefault(con, OrderedDict())
+            entries[key] = (value, size(value))
+            while entries and (len(entries) > _MEMO_ENTRIES or sum(v[1] for v in entries.values()) > _MEMO_BYTES):
+                entries.popitem(last=False)
+        return value
+    finally:
+        with _memo_lock:
+            _running.get(con, {}).pop(key, None)
+        done.set()
 
 
 def run_query(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> pd.DataFrame:
