@@ -170,6 +170,45 @@ def test_every_page_renders_on_the_sample_data(make_app, page):
     assert any(m.value.startswith(f"**Cohort:** {n:,} patients") for m in at.sidebar.markdown)
 
 
+PAGE_PATHS = {"overview": "views/overview.py", "response": "views/response.py", "relief": "views/relief.py",
+              "side-effects": "views/side_effects.py", "maintenance": "views/maintenance.py",
+              "esketamine-monitoring": "views/esketamine.py", "benchmark": "views/benchmark.py",
+              "data": "views/data.py"}
+
+
+@pytest.mark.parametrize("page", list(PAGE_PATHS))
+def test_opening_a_page_makes_exactly_its_opening_loads(make_app, monkeypatch, page):
+    """ui.opening_loads (what bench/run.py times as a page's opening) lists exactly the loads the page makes
+    when opened at its first part with its sections closed; its other parts' and sections' loads follow when
+    they are chosen, which together give page_loads."""
+    import streamlit as st
+
+    plan = ui.page_loads()[page]
+    names = {name for name, _ in plan}
+    made: list[str] = []
+    real_summary = ui.load_summary
+    monkeypatch.setattr(ui, "load_summary", lambda sig, s, file, *a, **k: made.append(f"load_summary[{file}]")
+                        or real_summary(sig, s, file, *a, **k))
+    for name in {n for n in names if not n.startswith("load_summary")}:
+        real = getattr(ui, name)
+        monkeypatch.setattr(ui, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+    at = make_app()
+    at.run()
+    st.cache_data.clear()
+    made.clear()
+    if page != "overview":
+        at.switch_page(PAGE_PATHS[page])
+    at.run()
+    assert_clean(at)
+    assert {n for n in made if n in names} == {name for name, _ in ui.opening_loads(ui.page_loads())[page]}
+    for label in ui.PAGE_VIEWS.get(page, {}).values():  # each part chosen, as a reader's click does
+        at.session_state[ui._view_key(page)] = label
+        at.run()
+    open_sections(at)
+    assert_clean(at)
+    assert {n for n in made if n in names} == names
+
+
 def sidebar_keys(at: AppTest) -> set[str]:
     return {w.key for w in at.sidebar.multiselect} | {w.key for w in at.sidebar.selectbox} | \
            {w.key for w in at.sidebar.number_input} | {w.key for w in at.sidebar.radio}

@@ -70,6 +70,7 @@ def test_benchmark_writes_json_with_every_measure(small_run: dict) -> None:
         assert [len(runs) for runs in page["cold_runs_ms"]] == [2, 2]
         assert page["cold_ms"] == [min(runs) for runs in page["cold_runs_ms"]]
         assert page["cold_max_ms"] >= page["cold_median_ms"] > 0
+        assert len(page["open_cold_ms"]) == 2 and page["open_cold_max_ms"] >= page["open_cold_median_ms"] > 0
         assert page["warm_median_ms"] > 0
     states = [s for page in size["pages"].values() for s in page["states"]]
     assert len(states) == len(set(states)), "every cold measurement uses a filter state not seen before"
@@ -79,10 +80,24 @@ def test_benchmark_writes_json_with_every_measure(small_run: dict) -> None:
     assert size["baseline_matches_export"], size["baseline_differences"]
 
 
+def test_the_opening_target_is_checked_on_the_slowest_state_of_every_page() -> None:
+    """Issue 16's core target: every page's opening, its slowest new state, ≤ 100 ms at 100,000 patients."""
+    def size(open_max: dict) -> dict:
+        pages = {p: {"cold_max_ms": 250.0, "open_cold_max_ms": v} for p, v in open_max.items()}
+        return {"pages": pages, "export_over_baseline": 0.2, "adjusted_fit": {"fit_max_ms": 10.0}}
+
+    met = bench_run.check_targets(100_000, size({"overview": 99.0, "response": 60.0}))
+    assert met["every_page_opening_cold_max_ms"] == {"value": 99.0, "target": 100, "met": True}
+    missed = bench_run.check_targets(100_000, size({"overview": 140.0, "response": 60.0}))
+    assert missed["every_page_opening_cold_max_ms"]["met"] is False
+    assert "every_page_opening_cold_max_ms" not in bench_run.check_targets(300, size({"overview": 1.0}))
+
+
 def test_benchmark_prints_the_table(small_run: dict) -> None:
     out = small_run["stdout"]
     assert "| measure" in out and "300 patients" in out
     assert "export / baseline" in out and "page overview: cold median / max (ms)" in out
+    assert "page response: opening, cold median / max (ms)" in out
 
 
 def test_benchmark_reuses_kept_data(small_run: dict, tmp_path: Path) -> None:

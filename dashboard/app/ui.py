@@ -1562,6 +1562,27 @@ def page_loads(named_sites: frozenset[str] | None = None) -> LoadPlan:
     }
 
 
+# The loads of page_loads a page does not make when it opens: those of its other parts (PAGE_VIEWS) and of its
+# sections closed until opened (render_lazy_section). A page switch or a new filter state computes the rest
+# while the person waits; these wait for their part's choice or for the warming (tests/test_app.py checks
+# both lists against what each page makes when opened).
+LATER_LOADS: dict[str, frozenset[str]] = {
+    "response": frozenset({"load_summary[adjusted_response.csv]", "load_adjusted_details", "load_route_comparison",
+                           "load_trajectory", "load_breakdown"}),
+    "relief": frozenset({"load_logrank"}),
+    "side-effects": frozenset({"load_severity", "load_side_effects_by_session", "load_blood_pressure"}),
+    "maintenance": frozenset({"load_projection"}),
+    "esketamine-monitoring": frozenset({"load_rems_distribution"}),
+}
+
+
+def opening_loads(plan: LoadPlan) -> LoadPlan:
+    """Per page, the loads of `plan` (page_loads) it makes when opened at its first part with its sections
+    closed: what a person waits for on a page switch to a new filter state (bench/run.py times them apart)."""
+    return {page: [(name, load) for name, load in loads if name not in LATER_LOADS.get(page, frozenset())]
+            for page, loads in plan.items()}
+
+
 _PREFETCH_LOCK = threading.Lock()
 _PREFETCH_RUN: dict[str, object] = {}  # session id -> token of the run whose prefetch may go on
 _PREFETCH_THREADS: set[threading.Thread] = set()  # every warming thread still running
