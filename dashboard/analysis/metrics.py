@@ -371,7 +371,7 @@ def breakdown(con: duckdb.DuckDBPyConnection, s: Settings, by: str) -> pd.DataFr
     df = _outcome_counts(con, s, by=by)
     df = df[df["grp"].notna() & (df["eligible"] > 0)]
     rows = []
-    for _, r in df.iterrows():
+    for r in df.to_dict("records"):  # not iterrows: a Series per group x route
         if not r["is_total"] and pd.isna(r["route"]):
             continue
         row = _response_row(s, int(r["eligible"]), int(r["with_endpoint"]), int(r["responders"]), int(r["remitters"]))
@@ -1165,7 +1165,7 @@ def trend(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
     df = _outcome_counts(con, s, by="quarter")
     df = df[df["grp"].notna()]
     rows = []
-    for _, r in df.iterrows():
+    for r in df.to_dict("records"):  # not iterrows: a Series per quarter x route cost 10-20 ms
         if not r["is_total"] and (pd.isna(r["route"]) or r["patients"] == 0):
             continue
         row = _response_row(s, int(r["eligible"]), int(r["with_endpoint"]), int(r["responders"]), int(r["remitters"]))
