@@ -6,6 +6,8 @@
 -- sums modulo 2^32 (derive_05_cell_keys.sql), so the sum of the rows' keys modulo 2^32 is the key of
 -- their union. Maintenance intensity (patients, sessions and the summed days from L to the last
 -- maintenance session) is added for the headline, as maintenance_counts.sql counts it.
+-- Conditional counts and key sums are sums of CASE, not FILTER clauses (the faster form here: 31 -> 26 ms
+-- median at 100,000 patients, 102 -> 83 ms at 1,000,000).
 WITH o AS (
     SELECT *, record_key(pk) AS rk
     FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
@@ -17,30 +19,30 @@ SELECT
     start_quarter,
     route,
     count(*) AS patients,
-    count(*) FILTER (WHERE n_sessions > 0) AS with_sessions,
-    count(*) FILTER (WHERE n_sessions > 0 AND baseline IS NOT NULL) AS with_baseline,
-    count(*) FILTER (WHERE eligible) AS eligible,
-    count(*) FILTER (WHERE eligible AND n_followups > 0) AS with_followup,
-    count(*) FILTER (WHERE has_endpoint) AS with_endpoint,
-    count(*) FILTER (WHERE responder) AS responders,
-    count(*) FILTER (WHERE remitter) AS remitters,
-    count(*) FILTER (WHERE responder AND n_maintenance > 0) AS responders_in_maintenance,
+    sum(CASE WHEN n_sessions > 0 THEN 1 ELSE 0 END)::BIGINT AS with_sessions,
+    sum(CASE WHEN n_sessions > 0 AND baseline IS NOT NULL THEN 1 ELSE 0 END)::BIGINT AS with_baseline,
+    sum(CASE WHEN eligible THEN 1 ELSE 0 END)::BIGINT AS eligible,
+    sum(CASE WHEN eligible AND n_followups > 0 THEN 1 ELSE 0 END)::BIGINT AS with_followup,
+    sum(CASE WHEN has_endpoint THEN 1 ELSE 0 END)::BIGINT AS with_endpoint,
+    sum(CASE WHEN responder THEN 1 ELSE 0 END)::BIGINT AS responders,
+    sum(CASE WHEN remitter THEN 1 ELSE 0 END)::BIGINT AS remitters,
+    sum(CASE WHEN responder AND n_maintenance > 0 THEN 1 ELSE 0 END)::BIGINT AS responders_in_maintenance,
     cell_key(sum(rk)) AS patients__key,
-    cell_key(sum(rk) FILTER (WHERE n_sessions > 0)) AS with_sessions__key,
-    cell_key(sum(rk) FILTER (WHERE n_sessions > 0 AND baseline IS NOT NULL)) AS with_baseline__key,
-    cell_key(sum(rk) FILTER (WHERE eligible)) AS eligible__key,
-    cell_key(sum(rk) FILTER (WHERE eligible AND n_followups > 0)) AS with_followup__key,
-    cell_key(sum(rk) FILTER (WHERE has_endpoint)) AS with_endpoint__key,
-    cell_key(sum(rk) FILTER (WHERE responder)) AS responders__key,
-    cell_key(sum(rk) FILTER (WHERE remitter)) AS remitters__key,
-    cell_key(sum(rk) FILTER (WHERE responder AND n_maintenance > 0)) AS responders_in_maintenance__key,
+    cell_key(sum(CASE WHEN n_sessions > 0 THEN rk ELSE 0 END)) AS with_sessions__key,
+    cell_key(sum(CASE WHEN n_sessions > 0 AND baseline IS NOT NULL THEN rk ELSE 0 END)) AS with_baseline__key,
+    cell_key(sum(CASE WHEN eligible THEN rk ELSE 0 END)) AS eligible__key,
+    cell_key(sum(CASE WHEN eligible AND n_followups > 0 THEN rk ELSE 0 END)) AS with_followup__key,
+    cell_key(sum(CASE WHEN has_endpoint THEN rk ELSE 0 END)) AS with_endpoint__key,
+    cell_key(sum(CASE WHEN responder THEN rk ELSE 0 END)) AS responders__key,
+    cell_key(sum(CASE WHEN remitter THEN rk ELSE 0 END)) AS remitters__key,
+    cell_key(sum(CASE WHEN responder AND n_maintenance > 0 THEN rk ELSE 0 END)) AS responders_in_maintenance__key,
     -- maintenance intensity over patients with a session, as maintenance_counts.sql counts it
-    count(*) FILTER (WHERE n_sessions > 0 AND n_maintenance > 0) AS maintenance_patients,
-    coalesce(sum(n_maintenance) FILTER (WHERE n_sessions > 0), 0)::BIGINT AS maintenance_sessions,
-    coalesce(sum(last_maintenance_day - last_induction_day) FILTER (WHERE n_sessions > 0 AND n_maintenance > 0),
+    sum(CASE WHEN n_sessions > 0 AND n_maintenance > 0 THEN 1 ELSE 0 END)::BIGINT AS maintenance_patients,
+    coalesce(sum(CASE WHEN n_sessions > 0 THEN n_maintenance ELSE 0 END), 0)::BIGINT AS maintenance_sessions,
+    coalesce(sum(CASE WHEN n_sessions > 0 AND n_maintenance > 0 THEN last_maintenance_day - last_induction_day ELSE 0 END),
              0)::BIGINT AS maintenance_span_days,
-    cell_key(sum(rk) FILTER (WHERE n_sessions > 0 AND n_maintenance > 0)) AS maintenance_patients__key,
-    cell_key(sum(rk * n_maintenance) FILTER (WHERE n_sessions > 0)) AS maintenance_sessions__key
+    cell_key(sum(CASE WHEN n_sessions > 0 AND n_maintenance > 0 THEN rk ELSE 0 END)) AS maintenance_patients__key,
+    cell_key(sum(CASE WHEN n_sessions > 0 THEN rk * n_maintenance ELSE 0 END)) AS maintenance_sessions__key
 FROM o
 GROUP BY site, start_quarter, route
 ORDER BY site, start_quarter, route;
