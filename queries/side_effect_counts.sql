@@ -2,8 +2,8 @@
 -- (route NULL), for each event type in $events (spec.SUMMARY_EVENTS: the columns e00..e14 of
 -- patient_route_effects, bp_severe last), zeros included: sessions and patients of the route, and those with
 -- the event. Eligibility does not apply. Sums over the cohort's rows of the per patient x route table.
--- Counts of patients with an event are sums of CASE, not FILTER clauses: over 30 such aggregates FILTER's
--- per-aggregate selection took twice as long (38 -> 22 ms at 100,000 patients, 195 -> 91 ms at 1,000,000).
+-- Counts of patients with an event are sums of CASE, not FILTER clauses: over 30 such aggregates the FILTER
+-- form took about twice as long (38 -> 22 ms at 100,000 patients, 195 -> 91 ms at 1,000,000).
 WITH per_route AS (
     SELECT
         route,
