@@ -1279,8 +1279,11 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
             values = floats(ordered[f"{measure}_rate"])
             lows, highs = floats(ordered[f"{measure}_ci_low"]), floats(ordered[f"{measure}_ci_high"])
             hover = [_rems_hover(name, measure, row) for name, (_, row) in zip(names, ordered.iterrows())]
-            overall = np.array([name == "All sites" for name in names])
+            overall = (ordered["site"].astype(str) == spec.ALL).to_numpy()
             shown = ~np.isnan(values)
+            # each shown rate's interval as (below, above) it, as every rate chart draws its whiskers
+            whiskers = [_interval_arrays(float(v), lo, hi) if k else (0.0, 0.0)
+                        for v, lo, hi, k in zip(values, lows, highs, shown)]
             for group, route in ((~overall, "IN"), (overall, spec.ALL)):  # the sites, then overall in black
                 pick = group & shown
                 if pick.any():
@@ -1288,8 +1291,9 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
                         x=values[pick], y=[n for n, k in zip(names, pick) if k], mode="markers",
                         marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=12,
                                     line=dict(width=1, color="white")),
-                        error_x=dict(type="data", symmetric=False, array=np.maximum(highs[pick] - values[pick], 0),
-                                     arrayminus=np.maximum(values[pick] - lows[pick], 0),
+                        error_x=dict(type="data", symmetric=False,
+                                     array=[w[1] for w, k in zip(whiskers, pick) if k],
+                                     arrayminus=[w[0] for w, k in zip(whiskers, pick) if k],
                                      color=colors.route_color(route), thickness=2.5, width=5),
                         text=[h for h, k in zip(hover, pick) if k], hovertemplate="%{text}<extra></extra>",
                         showlegend=False), row=row, col=col)
