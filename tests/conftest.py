@@ -29,6 +29,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         )
 
 
+# Each dashboard page (by URL path, "overview" for the home page, as ui.page_loads names them) and its view's
+# file in dashboard/app/views/.
+PAGE_FILES = {"overview": "overview.py", "response": "response.py", "relief": "relief.py",
+              "side-effects": "side_effects.py", "maintenance": "maintenance.py",
+              "esketamine-monitoring": "esketamine.py", "benchmark": "benchmark.py", "data": "data.py"}
+
+
 def write_csv(path: Path, header: Iterable[str], rows: Iterable[Iterable[object]]) -> Path:
     """Write a small CSV table (None becomes an empty cell)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import PAGE_FILES
 from dashboard.reports import export
 from dashboard.analysis import metrics
 
@@ -170,13 +171,7 @@ def test_every_page_renders_on_the_sample_data(make_app, page):
     assert any(m.value.startswith(f"**Cohort:** {n:,} patients") for m in at.sidebar.markdown)
 
 
-PAGE_PATHS = {"overview": "views/overview.py", "response": "views/response.py", "relief": "views/relief.py",
-              "side-effects": "views/side_effects.py", "maintenance": "views/maintenance.py",
-              "esketamine-monitoring": "views/esketamine.py", "benchmark": "views/benchmark.py",
-              "data": "views/data.py"}
-
-
-@pytest.mark.parametrize("page", list(PAGE_PATHS))
+@pytest.mark.parametrize("page", list(PAGE_FILES))
 def test_opening_a_page_makes_exactly_its_opening_loads(make_app, monkeypatch, page):
     """ui.opening_loads (what bench/run.py times as a page's opening) lists exactly the loads the page makes
     when opened at its first part with its sections closed; its other parts' and sections' loads follow when
@@ -197,7 +192,7 @@ def test_opening_a_page_makes_exactly_its_opening_loads(make_app, monkeypatch, p
     st.cache_data.clear()
     made.clear()
     if page != "overview":
-        at.switch_page(PAGE_PATHS[page])
+        at.switch_page(f"views/{PAGE_FILES[page]}")
     at.run()
     assert_clean(at)
     assert {n for n in made if n in names} == {name for name, _ in ui.opening_loads(ui.page_loads())[page]}

@@ -11,15 +11,13 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
+from conftest import PAGE_FILES
 from dashboard.analysis import metrics
 from dashboard.analysis.settings import Settings
 from dashboard.app import ui
 from dashboard.data import store
 
 VIEWS = Path(ui.__file__).resolve().parent / "views"
-PAGE_FILES = {"overview": "overview.py", "response": "response.py", "relief": "relief.py",
-              "side-effects": "side_effects.py", "maintenance": "maintenance.py",
-              "esketamine-monitoring": "esketamine.py", "benchmark": "benchmark.py", "data": "data.py"}
 # loads a page makes that warming leaves alone: the Data page's import notes are one tiny query per import
 # and the monitoring page's list of missing columns is read once per database
 NOT_WARMED = {"load_import_notes", "load_rems_lacking"}
