@@ -191,43 +191,44 @@ def test_median_of_counts_of_nothing_is_nan() -> None:
     assert math.isnan(median_of_counts(float("nan")))
 
 
-def test_query_memo_gives_equal_independent_copies(sample_db: Path) -> None:
+@pytest.fixture
+def con(sample_db: Path):  # noqa: ANN201
+    """A connection to the sample database with metrics' memo of recent results empty, emptied again after."""
     from dashboard.analysis import metrics
     from dashboard.data.store import open_database
 
-    con = open_database(sample_db)
-    try:
-        metrics.clear_query_memo()
-        s = Settings(route=("IV",))
-        params = metrics._outcome_params(s, by=None)
-        first = metrics.run_query(con, "outcome_counts", params)
-        first.loc[:, "patients"] = -1  # a caller changing its copy must not change what others get
-        second = metrics.run_query(con, "outcome_counts", params)
-        assert (second["patients"] >= 0).all()
-        assert metrics.cohort_funnel(con, s).equals(metrics.cohort_funnel(con, s))
-        other = metrics.run_query(con, "outcome_counts", metrics._outcome_params(Settings(route=("IN",)), by=None))
-        assert not other.equals(second)  # the key holds the bound values
-    finally:
-        con.close()
+    connection = open_database(sample_db)
+    metrics.clear_query_memo()
+    yield connection
+    connection.close()
     metrics.clear_query_memo()
 
 
+def test_query_memo_gives_equal_independent_copies(con) -> None:  # noqa: ANN001
+    from dashboard.analysis import metrics
+
+    s = Settings(route=("IV",))
+    params = metrics._outcome_params(s, by=None)
+    first = metrics.run_query(con, "outcome_counts", params)
+    first.loc[:, "patients"] = -1  # a caller changing its copy must not change what others get
+    second = metrics.run_query(con, "outcome_counts", params)
+    assert (second["patients"] >= 0).all()
+    assert metrics.cohort_funnel(con, s).equals(metrics.cohort_funnel(con, s))
+    other = metrics.run_query(con, "outcome_counts", metrics._outcome_params(Settings(route=("IN",)), by=None))
+    assert not other.equals(second)  # the key holds the bound values
+
+
 @pytest.fixture
-def counted_fits(sample_db: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+def counted_fits(con, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
     """(connection to the sample database, list of Kaplan–Meier fits made), with the memo empty."""
-    from dashboard.analysis import metrics, survival
-    from dashboard.data.store import open_database
+    from dashboard.analysis import survival
 
     fits: list[int] = []
     real_fit, real_fit_counts = survival.fit, survival.fit_counts
     monkeypatch.setattr(survival, "fit", lambda t, e: fits.append(len(t)) or real_fit(t, e))
     # the relief tables fit the (time, event, patients) groups as they come (survival.fit_counts)
     monkeypatch.setattr(survival, "fit_counts", lambda t, e, c: fits.append(int(sum(c))) or real_fit_counts(t, e, c))
-    con = open_database(sample_db)
-    metrics.clear_query_memo()
-    yield con, fits
-    con.close()
-    metrics.clear_query_memo()
+    return con, fits
 
 
 def test_relief_fits_are_shared_and_not_stale(counted_fits) -> None:  # noqa: ANN001
@@ -275,12 +276,11 @@ def test_maintenance_table_is_shared_and_not_stale(counted_fits) -> None:  # noq
     assert len(fits) == 2 * groups  # another setting: its own table
 
 
-def test_route_comparison_and_any_side_effect_are_shared_and_not_stale(sample_db: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_route_comparison_and_any_side_effect_are_shared_and_not_stale(
+        con, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """The Overview's headline and the Response page compare routes once per state; the headline's side-effect
     column and the Overview's tile protect one table once. Each caller gets its own copy."""
     from dashboard.analysis import metrics
-    from dashboard.data.store import open_database
     from dashboard.reports import export
 
     comparisons: list[str] = []
@@ -290,144 +290,117 @@ def test_route_comparison_and_any_side_effect_are_shared_and_not_stale(sample_db
     effects: list[int] = []
     real_any = metrics.any_side_effect
     monkeypatch.setattr(metrics, "any_side_effect", lambda con, s: effects.append(1) or real_any(con, s))
-    con = open_database(sample_db)
-    metrics.clear_query_memo()
-    try:
-        s = Settings(site=("S1", "S2"))
-        headline = export.compute_summary(con, s, "headline.csv")
-        assert comparisons == ["response"] and len(effects) == 1
-        mine = metrics.route_comparison(con, s)
-        tile = export.protected_any_side_effect(con, s)
-        assert comparisons == ["response"] and len(effects) == 1  # the headline's, not computed again
-        mine.pairwise.loc[:, "p_value"] = -1.0  # a caller's copy, not the remembered table
-        tile.loc[:, "patient_rate"] = -1.0
-        again = metrics.route_comparison(con, s)
-        assert (again.pairwise["p_value"] >= 0).all()
-        assert again.pairwise.equals(real(con, s, "response").pairwise)
-        assert (export.protected_any_side_effect(con, s)["patient_rate"].dropna() >= 0).all()
-        # the headline's column is the tile's number, route by route
-        tile = export.protected_any_side_effect(con, s).set_index("route")["patient_rate"]
-        for route, rate in zip(headline["route"], headline["any_side_effect_rate"]):
-            assert (pd.isna(rate) and pd.isna(tile[route])) or rate == tile[route]
-        metrics.route_comparison(con, s, outcome="remission")
-        metrics.route_comparison(con, Settings(site=("S1",)))
-        assert comparisons == ["response", "remission", "response"]  # another outcome, another state: their own
-    finally:
-        con.close()
-        metrics.clear_query_memo()
+    s = Settings(site=("S1", "S2"))
+    headline = export.compute_summary(con, s, "headline.csv")
+    assert comparisons == ["response"] and len(effects) == 1
+    mine = metrics.route_comparison(con, s)
+    tile = export.protected_any_side_effect(con, s)
+    assert comparisons == ["response"] and len(effects) == 1  # the headline's, not computed again
+    mine.pairwise.loc[:, "p_value"] = -1.0  # a caller's copy, not the remembered table
+    tile.loc[:, "patient_rate"] = -1.0
+    again = metrics.route_comparison(con, s)
+    assert (again.pairwise["p_value"] >= 0).all()
+    assert again.pairwise.equals(real(con, s, "response").pairwise)
+    assert (export.protected_any_side_effect(con, s)["patient_rate"].dropna() >= 0).all()
+    # the headline's column is the tile's number, route by route
+    tile = export.protected_any_side_effect(con, s).set_index("route")["patient_rate"]
+    for route, rate in zip(headline["route"], headline["any_side_effect_rate"]):
+        assert (pd.isna(rate) and pd.isna(tile[route])) or rate == tile[route]
+    metrics.route_comparison(con, s, outcome="remission")
+    metrics.route_comparison(con, Settings(site=("S1",)))
+    assert comparisons == ["response", "remission", "response"]  # another outcome, another state: their own
 
 
-def test_a_result_being_computed_is_waited_for_not_computed_again(sample_db: Path) -> None:
+def test_a_result_being_computed_is_waited_for_not_computed_again(con) -> None:  # noqa: ANN001
     """Two threads asking for the same result at once compute it once; when the computation fails, the
     thread that ran it gets the error and the waiting one computes the value itself."""
     import threading
     import time
 
     from dashboard.analysis import metrics
-    from dashboard.data.store import open_database
 
-    con = open_database(sample_db)
+    runs: list[str] = []
+    started = threading.Event()
+
+    def slow(value: str, fail: bool = False):  # noqa: ANN202
+        def compute() -> str:
+            runs.append(value)
+            started.set()
+            time.sleep(0.3)
+            if fail:
+                raise RuntimeError("the first computation fails")
+            return value
+        return compute
+
+    got: dict[str, object] = {}
+
+    def ask(who: str, compute) -> None:  # noqa: ANN001
+        try:
+            got[who] = metrics._remembered(con, "test", {"x": 1}, compute, lambda v: 1)
+        except RuntimeError as exc:
+            got[who] = exc
+
+    first = threading.Thread(target=ask, args=("first", slow("a")))
+    first.start()
+    started.wait(5)
+    ask("second", slow("b"))  # asked while the first is computing
+    first.join(5)
+    assert runs == ["a"] and got == {"first": "a", "second": "a"}
+
     metrics.clear_query_memo()
-    try:
-        runs: list[str] = []
-        started = threading.Event()
-
-        def slow(value: str, fail: bool = False):  # noqa: ANN202
-            def compute() -> str:
-                runs.append(value)
-                started.set()
-                time.sleep(0.3)
-                if fail:
-                    raise RuntimeError("the first computation fails")
-                return value
-            return compute
-
-        got: dict[str, object] = {}
-
-        def ask(who: str, compute) -> None:  # noqa: ANN001
-            try:
-                got[who] = metrics._remembered(con, "test", {"x": 1}, compute, lambda v: 1)
-            except RuntimeError as exc:
-                got[who] = exc
-
-        first = threading.Thread(target=ask, args=("first", slow("a")))
-        first.start()
-        started.wait(5)
-        ask("second", slow("b"))  # asked while the first is computing
-        first.join(5)
-        assert runs == ["a"] and got == {"first": "a", "second": "a"}
-
-        metrics.clear_query_memo()
-        runs.clear()
-        started.clear()
-        got.clear()
-        first = threading.Thread(target=ask, args=("first", slow("a", fail=True)))
-        first.start()
-        started.wait(5)
-        ask("second", slow("b"))
-        first.join(5)
-        assert runs == ["a", "b"] and isinstance(got["first"], RuntimeError) and got["second"] == "b"
-    finally:
-        con.close()
-        metrics.clear_query_memo()
+    runs.clear()
+    started.clear()
+    got.clear()
+    first = threading.Thread(target=ask, args=("first", slow("a", fail=True)))
+    first.start()
+    started.wait(5)
+    ask("second", slow("b"))
+    first.join(5)
+    assert runs == ["a", "b"] and isinstance(got["first"], RuntimeError) and got["second"] == "b"
 
 
-def test_a_failing_headline_source_raises_its_error(sample_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_headline_source_raises_its_error(con, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """The headline computes its sources side by side: an error in one reaches the caller (the page's error
     screen), it does not hang or vanish, and the next call computes normally."""
     from dashboard.analysis import metrics
-    from dashboard.data.store import open_database
     from dashboard.reports import export
 
-    con = open_database(sample_db)
-    metrics.clear_query_memo()
     real = metrics.maintenance_intensity
-    try:
-        def broken(con, s):  # noqa: ANN001, ANN202
-            raise RuntimeError("maintenance failed")
-        monkeypatch.setattr(metrics, "maintenance_intensity", broken)
-        with pytest.raises(RuntimeError, match="maintenance failed"):
-            export.compute_summary(con, Settings(), "headline.csv")
-        monkeypatch.setattr(metrics, "maintenance_intensity", real)
-        assert len(export.compute_summary(con, Settings(), "headline.csv")) >= 2
-    finally:
-        con.close()
-        metrics.clear_query_memo()
+    def broken(con, s):  # noqa: ANN001, ANN202
+        raise RuntimeError("maintenance failed")
+    monkeypatch.setattr(metrics, "maintenance_intensity", broken)
+    with pytest.raises(RuntimeError, match="maintenance failed"):
+        export.compute_summary(con, Settings(), "headline.csv")
+    monkeypatch.setattr(metrics, "maintenance_intensity", real)
+    assert len(export.compute_summary(con, Settings(), "headline.csv")) >= 2
 
 
-def test_the_network_table_is_computed_once_for_every_site_filter(sample_db: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_network_table_is_computed_once_for_every_site_filter(
+        con, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     """The Overview's network line and the Network benchmark page's table protect every site's counts once
     per state; a state differing only in its sites shares them (the benchmark is every filter but site); a
     restricted viewer still gets only their own sites' names."""
     from dashboard.analysis import benchmark, metrics
-    from dashboard.data.store import open_database
 
     made: list[int] = []
     real = benchmark.protected_benchmark
     monkeypatch.setattr(benchmark, "protected_benchmark", lambda counts, k: made.append(k) or real(counts, k))
-    con = open_database(sample_db)
+    s = Settings(diagnosis=("MDD",))
+    table = benchmark.network_benchmark(con, s)
+    network = benchmark.network_distribution(con, s)
+    assert made == [s.min_cell]
+    assert benchmark.network_benchmark(con, s.replace(site=("S1",))).equals(table)
+    assert set(table["site"]) > {"S1"}
+    mine = benchmark.network_benchmark(con, s, named_sites=frozenset({"S1"}))
+    assert set(mine["site"]) == {"S1"}
+    assert benchmark.network_distribution(con, s.replace(site=("S2",))) == network
+    assert made == [s.min_cell]
+    mine.loc[:, "rate"] = -1.0  # a caller's copy, not the remembered table
+    assert benchmark.network_benchmark(con, s).equals(table)
     metrics.clear_query_memo()
-    try:
-        s = Settings(diagnosis=("MDD",))
-        table = benchmark.network_benchmark(con, s)
-        network = benchmark.network_distribution(con, s)
-        assert made == [s.min_cell]
-        assert benchmark.network_benchmark(con, s.replace(site=("S1",))).equals(table)
-        assert set(table["site"]) > {"S1"}
-        mine = benchmark.network_benchmark(con, s, named_sites=frozenset({"S1"}))
-        assert set(mine["site"]) == {"S1"}
-        assert benchmark.network_distribution(con, s.replace(site=("S2",))) == network
-        assert made == [s.min_cell]
-        mine.loc[:, "rate"] = -1.0  # a caller's copy, not the remembered table
-        assert benchmark.network_benchmark(con, s).equals(table)
-        metrics.clear_query_memo()
-        assert benchmark.network_benchmark(con, s).equals(table)  # the same after computing it again
-        benchmark.network_benchmark(con, Settings(diagnosis=("PTSD",)))
-        assert made == [s.min_cell] * 3
-    finally:
-        con.close()
-        metrics.clear_query_memo()
+    assert benchmark.network_benchmark(con, s).equals(table)  # the same after computing it again
+    benchmark.network_benchmark(con, Settings(diagnosis=("PTSD",)))
+    assert made == [s.min_cell] * 3
 
 
 def test_constants_fixed_at_import_match_the_spec() -> None:
