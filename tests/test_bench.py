@@ -301,6 +301,11 @@ def test_route_comparison_and_any_side_effect_are_shared_and_not_stale(
     again = metrics.route_comparison(con, s)
     assert (again.pairwise["p_value"] >= 0).all()
     assert again.pairwise.equals(real(con, s, "response").pairwise)
+    # the Response page's protected pairwise table is the one the headline read, protected once
+    from dashboard.analysis.disclosure import protect
+    _, protected = export.protected_route_comparison(con, s)
+    assert protected.equals(protect("route_comparison", real(con, s, "response").pairwise, s.min_cell))
+    assert comparisons == ["response"]
     assert (export.protected_any_side_effect(con, s)["patient_rate"].dropna() >= 0).all()
     # the headline's column is the tile's number, route by route
     tile = export.protected_any_side_effect(con, s).set_index("route")["patient_rate"]

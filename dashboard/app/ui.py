@@ -278,10 +278,9 @@ def _protect(name: str, df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 @_cached
 def load_route_comparison(signature: tuple, settings: Settings, outcome: str):  # noqa: ANN201
     """The route comparison (chi-square across routes and pairwise differences), disclosure applied."""
-    from dashboard.analysis import metrics
+    from dashboard.reports import export
 
-    result = metrics.route_comparison(load_connection(signature), settings, outcome=outcome)
-    return result, _protect("route_comparison", result.pairwise, settings)
+    return export.protected_route_comparison(load_connection(signature), settings, outcome)
 
 
 @_cached

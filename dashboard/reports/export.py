@@ -115,7 +115,7 @@ def compute_headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFram
         lambda: protect("maintenance", metrics.maintenance_intensity(con, s), k),
         lambda: compute_summary(con, s, "time_to_relief.csv"),
         lambda: protected_any_side_effect(con, s),
-        lambda: protect("route_comparison", metrics.route_comparison(con, s).pairwise, k),
+        lambda: protected_route_comparison(con, s)[1],
     )
     with ThreadPoolExecutor(max_workers=HEADLINE_WORKERS, thread_name_prefix="ko-headline") as pool:
         response, maintenance, relief, any_effect, pairwise = pool.map(lambda compute: compute(), sources)
@@ -128,6 +128,17 @@ def protected_any_side_effect(con: duckdb.DuckDBPyConnection, s: Settings) -> pd
     state (metrics' memo) for both."""
     return metrics.protected(con, s, "any_side_effect",
                              lambda: protect("side_effects", metrics.any_side_effect(con, s), s.min_cell))
+
+
+def protected_route_comparison(con: duckdb.DuckDBPyConnection, s: Settings,
+                               outcome: str = "response") -> tuple[metrics.RouteComparison, pd.DataFrame]:
+    """The routes compared on `outcome` (`metrics.route_comparison`) and its pairwise table under the
+    route_comparison rule: the Response page's comparison, the Overview headline's "compared with the best" and
+    the PDF report's chart, protected once per connection, state and outcome (metrics' memo)."""
+    comparison = metrics.route_comparison(con, s, outcome)
+    return comparison, metrics.protected(
+        con, s, f"route_comparison[{outcome}]",
+        lambda: protect("route_comparison", comparison.pairwise, s.min_cell))
 
 
 def compute_summaries(con: duckdb.DuckDBPyConnection, s: Settings, *,

@@ -454,8 +454,7 @@ def section_response(b: ReportBuild) -> Section:
         Column(("remission_ci_low", "remission_ci_high"), "95 % interval", "interval_pct"),
     ], hidden=hid, caption="Response and remission by route (Wilson intervals)")
     b.note_hidden("Response by route", "response_by_route.csv", hid.drop(columns="route"), _route_labels(response))
-    comparison = metrics.route_comparison(b.con, s, outcome="response")
-    pairwise = b.protected("route_comparison", comparison.pairwise)
+    pairwise = export.protected_route_comparison(b.con, s, "response")[1]
     if not pairwise.empty:
         sec.chart(figures.create_comparison_figure(pairwise, "response"))
         hidden_pairs = [f"{a} − {c}" for a, c, d in zip(pairwise["route_a"], pairwise["route_b"],
