@@ -54,11 +54,11 @@ STATE_SEED = 7
 # Targets from the issue (a 2-core, 24 GB machine).
 TARGETS = {
     # adjusted_fit_ms: issue 15, the case-mix model fit alone (the query before it is timed separately)
-    100_000: {"page_cold_ms": 300, "export_over_baseline": 0.25, "adjusted_fit_ms": 300},
-    1_000_000: {"page_cold_ms": 2000, "import_s": 180, "dashboard_peak_mb": 2048},
+    # opening_cold_ms: issue 16, the core's computation for a new filter state as a page opens (its first
+    # part), the slowest state of every page
+    100_000: {"page_cold_ms": 300, "export_over_baseline": 0.25, "adjusted_fit_ms": 300, "opening_cold_ms": 100},
+    1_000_000: {"page_cold_ms": 2000, "import_s": 180, "dashboard_peak_mb": 2048, "opening_cold_ms": 500},
 }
-# Issue 16: the core's computation for a new filter state, as a page opens (its first part): the slowest state
-OPENING_TARGETS = {100_000: 100, 1_000_000: 500}
 
 
 # --- what each page computes ----------------------------------------------------------------------------
@@ -498,10 +498,10 @@ def check_targets(n: int, r: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     worst = max(p["cold_max_ms"] for p in r["pages"].values())
     out["every_page_cold_max_ms"] = {"value": worst, "target": t["page_cold_ms"], "met": worst < t["page_cold_ms"]}
-    if n in OPENING_TARGETS:
+    if "opening_cold_ms" in t:
         v = max(p["open_cold_max_ms"] for p in r["pages"].values())
-        out["every_page_opening_cold_max_ms"] = {"value": v, "target": OPENING_TARGETS[n],
-                                                 "met": v <= OPENING_TARGETS[n]}
+        out["every_page_opening_cold_max_ms"] = {"value": v, "target": t["opening_cold_ms"],
+                                                 "met": v <= t["opening_cold_ms"]}
     if "export_over_baseline" in t:
         v = r["export_over_baseline"]
         out["export_over_baseline"] = {"value": v, "target": t["export_over_baseline"], "met": v <= t["export_over_baseline"]}
