@@ -179,6 +179,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _import_id(db: Path) -> int | None:
     """The data set's latest import id (None when the database cannot be read; the export then says why)."""
+    import duckdb
+
     try:
         con = store.open_database(db, read_only=True)
     except store.StoreError:
@@ -186,6 +188,8 @@ def _import_id(db: Path) -> int | None:
     try:
         history = store.run_query(con, "import_provenance")
         return int(history["import_id"].iloc[0]) if len(history) else None
+    except duckdb.Error:  # e.g. a file cut short past its table list: the export names the damage
+        return None
     finally:
         con.close()
 

@@ -133,13 +133,19 @@ def test_a_database_in_an_unreadable_folder_is_named_as_such(open_dir, db, comma
     assert "Traceback" not in r.stderr and "PermissionError" not in r.stderr
 
 
-def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys):
+@pytest.mark.parametrize("command", ["export", "report"])
+@pytest.mark.parametrize("kept", [0.2, 0.5, 0.8])
+def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys, command, kept):
+    # cut anywhere, the damage shows when the first missing block is read: while opening, or only when a
+    # summary reads its table; either way the command names it and exits as refused, without a traceback
     cut = tmp_path / "cut.duckdb"
     data = db.read_bytes()
-    cut.write_bytes(data[: len(data) // 2])
-    assert cli.main(["export", "--db", str(cut), "--out", str(tmp_path / "out")]) == cli.EXIT_REFUSED
+    cut.write_bytes(data[: int(len(data) * kept)])
+    out = tmp_path / ("out" if command == "export" else "report.pdf")
+    assert cli.main([command, "--db", str(cut), "--out", str(out)]) == cli.EXIT_REFUSED
     err = capsys.readouterr().err
-    assert "is damaged: the file is shorter than the database it describes" in err and "Traceback" not in err
+    assert f"error: {cut} is damaged: the file is shorter than the database it describes" in err
+    assert "Traceback" not in err and not out.exists()
 
 
 # --- exports ----------------------------------------------------------------------------------------------

@@ -128,6 +128,13 @@ def damage_message(exc: BaseException, path: str | os.PathLike[str]) -> str | No
     return None
 
 
+def read_error(exc: duckdb.Error, path: str | os.PathLike[str]) -> StoreError:
+    """The StoreError for a DuckDB error met while reading the database at `path`: the damage message for a
+    file cut short (a file damaged past its first blocks opens and fails only when those blocks are read),
+    else the reader's own words."""
+    return StoreError(damage_message(exc, path) or f"{path} could not be read: {exc}")
+
+
 def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open a Ketamine Outcomes database, raising StoreError with a helpful message if that fails."""
     path = check_database_file(path)
@@ -139,7 +146,7 @@ def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> du
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     except duckdb.Error as exc:
         con.close()
-        raise StoreError(damage_message(exc, path) or f"{path} could not be read: {exc}") from exc
+        raise read_error(exc, path) from exc
     missing = {"patients", "sessions", "assessments", "adverse_events", "import_history"} - tables
     if missing:
         con.close()

@@ -382,7 +382,7 @@ def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[
         check_known_values(con, s)
         files = summary_files(con, s)
     except duckdb.Error as exc:  # a file damaged past its first blocks fails only when read
-        raise store.StoreError(store.damage_message(exc, db_path) or f"{db_path} could not be read: {exc}") from None
+        raise store.read_error(exc, db_path) from None
     finally:
         con.close()
     out = Path(out_dir)

@@ -927,7 +927,7 @@ def report_pdf_bytes(con: duckdb.DuckDBPyConnection, settings: Settings, *, keep
 def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s: Settings) -> Path:
     """Write the PDF report for a database and settings to `out` (through a temporary name).
 
-    Raises store.StoreError (database missing or too old), EmptyCohort, or ReportUnavailable (system part
+    Raises store.StoreError (database missing, damaged or too old), EmptyCohort, or ReportUnavailable (system part
     missing)."""
     require_parts()
     con = store.open_database(db_path, read_only=True)
@@ -935,6 +935,8 @@ def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s
         export.require_derived_tables(con, db_path)
         check_cohort(con, s)
         pdf = report_pdf_bytes(con, s)
+    except duckdb.Error as exc:  # a file damaged past its first blocks fails only when read
+        raise store.read_error(exc, db_path) from None
     finally:
         con.close()
     path = Path(out)
