@@ -4,18 +4,13 @@
 -- diastolic pressure from before dosing to 40 minutes in bins of $sbp_bin / $dbp_bin (pooled below
 -- $sbp_low / $dbp_low and at or above $sbp_top / $dbp_top). Columns: measure, bin (lower bound), sessions,
 -- sessions__key (the bin's cell key, derive_05_cell_keys.sql: a session counts its patient's key).
-WITH c AS (
-    SELECT patient_id, record_key(pk) AS rk
-    FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
-                $treatment_resistant, $settings, $integration, $severities, $instrument,
-                $mild_floor, $moderate_floor, $severe_floor)
-),
-es AS (
-    SELECT c.rk, s.monitoring_minutes, s.ready_to_leave_minutes,
-           s.sbp_40min - s.sbp_pre AS sbp_rise, s.dbp_40min - s.dbp_pre AS dbp_rise
-    FROM sessions s
-    JOIN c USING (patient_id)
-    WHERE s.drug = 'esketamine' AND s.setting = 'clinic'
+WITH es AS (
+    -- the cohort's esketamine clinic sessions with their patients' record keys (derive_55): a scan
+    SELECT rk, monitoring_minutes, ready_to_leave_minutes,
+           sbp_40min - sbp_pre AS sbp_rise, dbp_40min - dbp_pre AS dbp_rise
+    FROM cohort_esketamine_sessions($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                                    $treatment_resistant, $settings, $integration, $severities, $instrument,
+                                    $mild_floor, $moderate_floor, $severe_floor)
 ),
 binned AS (
     SELECT rk, 'monitoring_minutes' AS measure,

@@ -5,18 +5,13 @@
 -- session in any setting (a missing enrolment counts against it). Rows: one per site, then the total
 -- (is_total). Columns an export lacked are NULL in every row; the caller empties those measures. Every count
 -- comes with its cell key (`<count>__key`, derive_05_cell_keys.sql; a session counts its patient's key).
-WITH c AS (
-    SELECT patient_id, site, record_key(pk) AS rk  -- cell keys: derive_05_cell_keys.sql
-    FROM cohort($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
-                $treatment_resistant, $settings, $integration, $severities, $instrument,
-                $mild_floor, $moderate_floor, $severe_floor)
-),
-es AS (
-    SELECT c.site, c.rk, s.*, d.session_id IS NOT NULL AS dissociated
-    FROM sessions s
-    JOIN c USING (patient_id)
-    LEFT JOIN (SELECT DISTINCT session_id FROM adverse_events WHERE event = 'dissociation') d USING (session_id)
-    WHERE s.drug = 'esketamine' AND s.setting = 'clinic'
+WITH es AS (
+    -- the cohort's esketamine clinic sessions, each with its patient's record key (rk) and the patient
+    -- measure's columns (derive_55_esketamine_clinic_sessions.sql): a scan, not a join
+    SELECT *
+    FROM cohort_esketamine_sessions($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
+                                    $treatment_resistant, $settings, $integration, $severities, $instrument,
+                                    $mild_floor, $moderate_floor, $severe_floor)
 ),
 -- Each site's counts with the raw sums of their record keys, in one pass over the sessions; the total row
 -- adds the sites' rows up (counts and key sums are additive, so it equals a pass over every session) and
@@ -126,27 +121,20 @@ per_session AS (
         cell_key(sum(ready_to_leave_sessions__rk)) AS ready_to_leave_sessions__key
     FROM per_site
 ),
-first_dose AS (
-    -- each esketamine patient's first esketamine session, in any setting
-    SELECT patient_id, min(day) AS first_day
-    FROM sessions
-    WHERE drug = 'esketamine' AND patient_id IN (SELECT patient_id FROM es)
-    GROUP BY patient_id
-),
 per_patient AS (
+    -- over esketamine patients: one row each (their first esketamine clinic session)
     SELECT
-        grouping(c.site) = 1 AS is_total,
-        c.site,
+        grouping(site) = 1 AS is_total,
+        site,
         count(*) AS patients,
-        sum(CASE WHEN p.rems_enrolled_day <= f.first_day THEN 1 ELSE 0 END)::BIGINT AS enrolled_before_first_dose,
+        sum(CASE WHEN enrolled_before_first_dose THEN 1 ELSE 0 END)::BIGINT AS enrolled_before_first_dose,
         count(*) AS enrolled_before_first_dose_of,
-        cell_key(sum(c.rk)) AS patients__key,
-        cell_key(sum(c.rk) FILTER (WHERE p.rems_enrolled_day <= f.first_day)) AS enrolled_before_first_dose__key,
-        cell_key(sum(c.rk)) AS enrolled_before_first_dose_of__key
-    FROM first_dose f
-    JOIN c USING (patient_id)
-    JOIN patients p USING (patient_id)
-    GROUP BY GROUPING SETS ((c.site), ())
+        cell_key(sum(rk)) AS patients__key,
+        cell_key(sum(CASE WHEN enrolled_before_first_dose THEN rk ELSE 0 END)) AS enrolled_before_first_dose__key,
+        cell_key(sum(rk)) AS enrolled_before_first_dose_of__key
+    FROM es
+    WHERE first_of_patient
+    GROUP BY GROUPING SETS ((site), ())
 )
 SELECT s.*, p.patients, p.enrolled_before_first_dose, p.enrolled_before_first_dose_of, p.patients__key,
        p.enrolled_before_first_dose__key, p.enrolled_before_first_dose_of__key

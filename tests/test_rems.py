@@ -161,6 +161,24 @@ def test_every_rule_counts_exactly_on_both_sides_of_its_limit(rems_db):
     assert df["ready_to_leave_sessions"].tolist() == [3, 5, 8]
 
 
+def test_the_derived_table_holds_each_esketamine_clinic_session_once_with_its_patient_s_first_dose(rems_db):
+    # derive_55_esketamine_clinic_sessions.sql: the clinic esketamine sessions only (not s9 at home, not the
+    # racemic k1, k2), dissociation from the adverse events, one first_of_patient row per patient, and
+    # enrolment against the first esketamine dose in any setting (P5's home dose on day 0)
+    with duckdb.connect(str(rems_db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT s.session_id, s.patient_id, e.dissociated, e.first_of_patient, e.enrolled_before_first_dose, "
+            "e.site, e.rk = record_key(e.pk) FROM esketamine_clinic_sessions e JOIN sessions s USING (session_id) "
+            "ORDER BY s.session_id").fetchall()
+    assert rows == [
+        ("s1", "P1", True, True, True, "N", True), ("s10", "P5", False, True, False, "S", True),
+        ("s2", "P1", False, False, True, "N", True), ("s3", "P2", False, True, True, "N", True),
+        ("s4", "P2", False, False, True, "N", True), ("s5", "P3", True, True, False, "S", True),
+        ("s6", "P3", False, False, False, "S", True), ("s7", "P4", False, True, None, "S", True),
+        ("s8", "P4", False, False, None, "S", True),
+    ]
+
+
 def test_the_monitoring_minimum_is_a_setting(rems_db):
     # 119 minutes meets a minimum of 119 and 120 meets 120 (at least), 121 does not meet 122
     assert compute(rems_db, rems_minutes=119).loc["N", "monitored_min"] == 3

@@ -304,8 +304,9 @@ DERIVED_COLUMNS = (
     ("export_columns", "column_name"),  # which optional columns the export had (rems.csv)
     ("sessions", "form_submitted_day"),
     ("cell_key_secret", "secret"),
+    ("esketamine_clinic_sessions", "first_of_patient"),
 )
-DERIVED_MACROS = ("cohort", "cohort_outcomes", "cohort_sessions", "cohort_route_effects")
+DERIVED_MACROS = ("cohort", "cohort_outcomes", "cohort_sessions", "cohort_route_effects", "cohort_esketamine_sessions")
 
 
 def require_derived_tables(con: duckdb.DuckDBPyConnection, db_path: str | os.PathLike[str]) -> None:
