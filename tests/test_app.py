@@ -586,6 +586,18 @@ def test_a_missing_database_gets_a_message(make_app, tmp_path):
     assert "ketamine-outcomes import" in at.markdown[-1].value
 
 
+def test_a_database_cut_near_its_end_is_called_damaged_before_any_page(make_app, sample_db, tmp_path):
+    # the lost blocks are ones most pages never read: the file is named as damaged when it is opened, not
+    # shown as if whole (or refused by only the one tab that reads them)
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(sample_db.read_bytes()[:-1])
+    at = make_app(db=cut)
+    at.run()
+    assert not at.exception
+    assert "The database could not be opened" in at.error[0].value
+    assert "is damaged: the file is shorter than the database it describes" in shown(at.error[0].value)
+
+
 def test_a_corrupt_database_gets_a_message(make_app, tmp_path):
     bad = tmp_path / "corrupt.duckdb"
     bad.write_bytes(b"this is not a database\x00" * 200)

@@ -133,14 +133,21 @@ def test_a_database_in_an_unreadable_folder_is_named_as_such(open_dir, db, comma
     assert "Traceback" not in r.stderr and "PermissionError" not in r.stderr
 
 
-@pytest.mark.parametrize("command", ["export", "report"])
-@pytest.mark.parametrize("kept", [0.2, 0.5, 0.8])
-def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys, command, kept):
-    # cut anywhere, the damage shows when the first missing block is read: while opening, or only when a
-    # summary reads its table; either way the command names it and exits as refused, without a traceback
-    cut = tmp_path / "cut.duckdb"
+def cut_copy(db: Path, folder: Path, kept: float | str) -> Path:
+    """A copy of `db` cut short: the first `kept` share of its bytes, or all but the last byte."""
+    cut = folder / "cut.duckdb"
     data = db.read_bytes()
-    cut.write_bytes(data[: int(len(data) * kept)])
+    cut.write_bytes(data[:-1] if kept == "all but one byte" else data[: int(len(data) * kept)])
+    return cut
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+@pytest.mark.parametrize("kept", [0.2, 0.5, 0.8, 0.95, "all but one byte"])
+def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys, command, kept):
+    # cut anywhere: near its end the lost blocks are ones no summary reads, so the file's size is checked
+    # against the blocks its header describes when it is opened; either way the command names the damage and
+    # exits as refused, without a traceback
+    cut = cut_copy(db, tmp_path, kept)
     out = tmp_path / ("out" if command == "export" else "report.pdf")
     assert cli.main([command, "--db", str(cut), "--out", str(out)]) == cli.EXIT_REFUSED
     err = capsys.readouterr().err

@@ -97,7 +97,7 @@ def query_names(prefix: str) -> list[str]:
 def check_database_file(path: str | os.PathLike[str]) -> Path:
     """The path if a database file is there and readable; else StoreError naming the real cause (missing,
     a folder, permission denied on the file or a folder above it). A file cut short is named by
-    open_database, when DuckDB finds it cannot read the blocks the file says it has (`damage_message`)."""
+    open_database: shorter than the blocks its header describes, or DuckDB unable to read them (`damage_message`)."""
     path = Path(path)
     try:
         if not path.exists():
@@ -128,6 +128,24 @@ def damage_message(exc: BaseException, path: str | os.PathLike[str]) -> str | No
     return None
 
 
+# A DuckDB database file: three 4 KiB headers (the file header and two alternating database headers), then
+# `total_blocks` blocks of `block_size` bytes (DuckDB's storage format; pragma_database_size reports both).
+_FILE_HEADERS_BYTES = 3 * 4096
+
+
+def _shorter_than_described(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    """Whether the file holds fewer bytes than the blocks its header describes. DuckDB reads a block only when
+    a query needs it, so a file cut near its end opened and exported without a word (the summaries never read
+    the lost blocks); checked once when the database is opened (one catalog query)."""
+    with con.cursor() as cur:
+        row = cur.execute("SELECT total_blocks, block_size FROM pragma_database_size() "
+                          "WHERE database_name = current_database()").fetchone()
+    if row is None:
+        return False
+    total_blocks, block_size = (int(v) for v in row)
+    return path.stat().st_size < _FILE_HEADERS_BYTES + total_blocks * block_size
+
+
 def read_error(exc: duckdb.Error, path: str | os.PathLike[str]) -> StoreError:
     """The StoreError for a DuckDB error met while reading the database at `path`: the damage message for a
     file cut short (a file damaged past its first blocks opens and fails only when those blocks are read),
@@ -144,9 +162,13 @@ def open_database(path: str | os.PathLike[str], *, read_only: bool = True) -> du
         raise StoreError(damage_message(exc, path) or f"{path} could not be opened as a DuckDB database: {exc}") from exc
     try:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        cut_short = _shorter_than_described(con, path)
     except duckdb.Error as exc:
         con.close()
         raise read_error(exc, path) from exc
+    if cut_short:
+        con.close()
+        raise StoreError(DAMAGED.format(path=path))
     missing = {"patients", "sessions", "assessments", "adverse_events", "import_history"} - tables
     if missing:
         con.close()
