@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 
 import duckdb
 import numpy as np
@@ -399,3 +400,15 @@ def test_the_button_makes_the_command_lines_report(sample_db, monkeypatch):
     assert "Matched to diagnosis" in texts and "each patient&#x27;s own questionnaire" in texts
     titles = [b.layout.title.text for s in sections for b in s.blocks if not isinstance(b, str)]
     assert "Weekly improvement from baseline by route" in titles
+
+
+def test_a_renderer_closed_while_its_browser_starts_closes_the_browser():
+    # a report that fails while Chromium is still starting (the command line closes the renderer at once)
+    # once left the start pending: "Task was destroyed but it is pending!" and Chromium's profile folder behind
+    code = ("from dashboard.reports.report import ChartRenderer\n"
+            "r = ChartRenderer().start()\n"
+            "r.close()\n"
+            "print('closed')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and r.stdout.strip() == "closed", r.stderr
+    assert "Task was destroyed" not in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -764,7 +764,14 @@ class ChartRenderer:
             return
         loop, self._loop = self._loop, None
         try:
-            if self._kaleido is not None and self._opened.done() and self._opened.exception() is None:
+            try:
+                # A browser still starting (a report that failed while Chromium started) is waited for and
+                # closed: stopped half-open, its Chromium and profile folder outlived the process, whose exit
+                # then printed a traceback (the folder "not empty").
+                self._opened.result(timeout=60)
+            except Exception:  # noqa: BLE001 - it never started (or never will): nothing to close
+                pass
+            else:
                 asyncio.run_coroutine_threadsafe(self._kaleido.close(), loop).result(timeout=60)
         finally:
             loop.call_soon_threadsafe(loop.stop)
