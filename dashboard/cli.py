@@ -299,10 +299,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ]
     mode = f"sign-in from {where}" if configured else "local mode, no sign-in"
     print(f"Serving {db} at http://{args.address}:{args.port} ({mode})", file=sys.stderr)
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    return run_until_stopped(command, env)
+
+
+def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
+    """Run the server `command` as a child process until it exits, passing on the signals that stop this one.
+
+    `kill PID` (SIGTERM), a closed terminal (SIGHUP) and Ctrl-C (SIGINT) each reach the server exactly once:
+    the child runs in a process group of its own, so the terminal's Ctrl-C is not delivered to it twice, and
+    this process forwards what it receives (before, `kill PID` stopped this process and left the server
+    serving). Returns EXIT_OK when stopped by a signal, else the server's exit status."""
+    import signal
+
+    server = subprocess.Popen(command, env=env, process_group=0)
+    stopped: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        server.send_signal(signum)
+
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)
+    code = server.wait()
+    return EXIT_OK if stopped else code
 
 
 def streamlit_config_flags() -> list[str]:

@@ -32,8 +32,9 @@ def served(command: Sequence[str], log: Path, *, port: int | None = None, env: M
            cwd: Path | None = None, timeout_s: float = 90) -> Iterator[str]:
     """Run `command`, whose "{port}" stands for the port (a free one unless given), and yield the address
     http://127.0.0.1:PORT once `/_stcore/health` answers ok. Its output goes to `log`. Raises RuntimeError
-    with the log when it exits or does not answer within `timeout_s`. Afterwards the whole process group is
-    stopped (`serve` runs Streamlit as a child process), killed if it does not stop within 20 s."""
+    with the log when it exits or does not answer within `timeout_s`. Afterwards its process group is sent
+    SIGTERM (`serve` passes it on to its Streamlit child, cli.run_until_stopped), killed if it does not stop
+    within 20 s."""
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:

@@ -155,6 +155,48 @@ def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys, command, k
     assert "Traceback" not in err and not out.exists()
 
 
+# --- the server ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_stopping_serve_stops_the_server(tmp_path, db, signame):
+    # `serve` runs Streamlit as a child: `kill PID` once stopped the command and left the server serving
+    import signal
+    import time
+    import urllib.request
+
+    from serving import dashboard_command, free_port
+
+    port = free_port()
+    command = [part.replace("{port}", str(port)) for part in dashboard_command(db)]
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                return r.read().strip() == b"ok"
+        except OSError:
+            return False
+
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not answers():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.3)
+        children += [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        os.kill(proc.pid, getattr(signal, signame))  # the command's own process only, as `kill PID` does
+        assert proc.wait(timeout=30) == cli.EXIT_OK
+        assert not answers()
+    finally:
+        for pid in [proc.pid, *children]:  # nothing left serving, whatever failed
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 # --- exports ----------------------------------------------------------------------------------------------
 
 
