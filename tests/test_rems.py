@@ -344,8 +344,8 @@ def test_an_older_database_asks_for_a_new_import(tmp_path):
 
 # --- the page -------------------------------------------------------------------------------------------------
 
-def open_rems_page(db: Path, monkeypatch, **params):
-    """The Esketamine monitoring page in AppTest on `db`, opened as test_app opens a page."""
+def open_rems_page(db: Path, monkeypatch, view: str | None = None, **params):
+    """The Esketamine monitoring page in AppTest on `db`, opened as test_app opens a page (at part `view`)."""
     from streamlit.testing.v1 import AppTest
 
     from dashboard.app import ui
@@ -355,7 +355,7 @@ def open_rems_page(db: Path, monkeypatch, **params):
     at = AppTest.from_file(str(APP), default_timeout=120)
     for key, value in params.items():
         at.query_params[key] = value
-    open_page(at, "views/esketamine.py")
+    open_page(at, "views/esketamine.py", view=view)
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -500,3 +500,85 @@ def test_figures_mark_hidden_and_missing_values(rems_db, plain_db, monkeypatch):
     hidden = disclosure.protect("rems_distribution", dist, 3)
     fig = figures.create_rems_distribution_figure(hidden, "monitoring_minutes", 120)
     assert list(fig.data[0].text).count("hidden") == int(hidden["sessions"][hidden["measure"] == "monitoring_minutes"].isna().sum()) > 0
+
+
+# --- rules that could be checked in no session, hidden rules, and no sessions at all --------------------------
+
+
+@pytest.fixture(scope="module")
+def unrecorded_db(tmp_path_factory) -> Path:
+    """The export's REMS columns present but every value of them empty (and no enrolment day recorded)."""
+    base = tmp_path_factory.mktemp("unrecorded")
+    tables = rems_tables()
+    empty_from = SESSION_HEAD.index("monitoring_minutes")
+    sessions = [row[:empty_from] + [None] * (len(row) - empty_from) if row[4] == "esketamine" else row
+                for row in tables["sessions"][1]]
+    patients = [row[:-1] + [None] for row in tables["patients"][1]]
+    tables["sessions"] = (SESSION_HEAD, sessions)
+    tables["patients"] = (PATIENT_HEAD, patients)
+    db = base / "unrecorded.duckdb"
+    import_export(write_export(base / "export", tables), db)
+    return db
+
+
+def test_a_rule_checked_in_no_session_says_none_recorded_never_zero_breaks_or_hidden(unrecorded_db, monkeypatch):
+    # monitoring minutes, oximetry, sedation, respiratory depression, resolution and the 40-minute pressure
+    # were recorded in no session: nothing to break (not "0" breaks, which reads as full compliance) and a rate
+    # that is undefined (not "hidden"); blood pressure at three points, the form and enrolment count the
+    # missing values against the rule, so their breaks are counts
+    from dashboard.charts import figures
+
+    at = open_rems_page(unrecorded_db, monkeypatch, min_cell="0")
+    assert not at.warning  # the columns are in the export
+    breaks = at.table[0].value.set_index("Rule")
+    for m in ("monitored_min", "pulse_oximetry", "resolved_at_discharge"):
+        assert set(breaks.loc[spec.REMS_LABELS[m] + " (sessions)"]) == {"none recorded"}, m
+    assert breaks.loc[spec.REMS_LABELS["bp_three_points"] + " (sessions)", "All sites"] == "9"
+    assert breaks.loc[spec.REMS_LABELS["enrolled_before_first_dose"] + " (patients)", "All sites"] == "5"
+    table = compute(unrecorded_db).reset_index()
+    fig = figures.create_rems_rules_figure(table, spec.REMS_RULES)
+    words = {w for t in fig.data if t.mode == "text" and t.text is not None for w in t.text if not w.startswith("n =")}
+    assert words == {"none recorded"}
+    one = figures.create_rems_rate_figure(table, "sedation")
+    assert {t.text[0] for t in one.data} == {"none recorded"}
+    at = open_rems_page(unrecorded_db, monkeypatch, min_cell="0", view="monitoring-time")
+    assert "Site N none recorded, Site S none recorded, All sites none recorded" in " ".join(c.value for c in at.caption)
+    at = open_rems_page(unrecorded_db, monkeypatch, min_cell="0", view="blood-pressure")
+    assert "40 minutes: none recorded overall" in " ".join(c.value for c in at.caption)
+
+
+def test_a_measure_hidden_in_every_row_is_not_called_missing_from_the_export(rems_db):
+    # every cell of pulse oximetry hidden by disclosure control once read "Not in the clinic export"
+    from dashboard.charts import figures
+
+    with duckdb.connect(str(rems_db), read_only=True) as con:
+        table = disclosure.protect("rems", rems.rems(con, Settings()), 11)
+    assert table["pulse_oximetry_rate"].isna().all()
+    fig = figures.create_rems_rate_figure(table, "pulse_oximetry")
+    assert {t.text[0] for t in fig.data} == {"hidden"}
+    rules = figures.create_rems_rules_figure(table, spec.REMS_RULES)
+    assert "Not in the clinic export" not in [a.text for a in rules.layout.annotations]
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"route": ("IV",)}, "No esketamine sessions held in the clinic match these filters"),
+    ({"min_cell": 11}, "Too few to show: this cohort's esketamine sessions in the clinic rest on fewer than 11"),
+])
+def test_the_report_says_when_there_are_no_esketamine_sessions_or_too_few(rems_db, settings, words):
+    # as the page does: in words, not a chart of empty rates reading "hidden" or "not in the export"
+    import datetime as dt
+
+    from dashboard.reports import report
+
+    with duckdb.connect(str(rems_db), read_only=True) as con:
+        build = report.ReportBuild(con, Settings(**settings), made_at=dt.datetime(2026, 11, 30))
+        section = report.section_esketamine(build)
+    assert all(isinstance(block, str) for block in section.blocks)  # no chart, no table
+    assert words in " ".join(section.blocks).replace("&#x27;", "'")
+
+
+def test_the_privacy_note_names_hidden_rules_in_a_sentence_keeping_rems(rems_db, monkeypatch):
+    # site N's two enrolled patients are hidden under a minimum cell of 3; the note once said "the rems"
+    at = open_rems_page(rems_db, monkeypatch, min_cell="3")
+    notes = " ".join(m.value for m in at.info)
+    assert "enrolled in the REMS before the first dose" in notes

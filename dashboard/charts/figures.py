@@ -1194,9 +1194,24 @@ def _rems_unit(measure: str) -> str:
 
 
 def _rems_lacking(rems: pd.DataFrame, measure: str) -> bool:
-    """Whether the clinic export lacks what `measure` needs: every count and rate of it empty, not zero."""
-    return f"{measure}_rate" not in rems or bool(
-        rems[f"{measure}_of"].isna().all() and rems[f"{measure}_rate"].isna().all() and rems[measure].isna().all())
+    """Whether the clinic export lacks what `measure` needs: every count and rate of it empty, not zero, and
+    none of them hidden by disclosure control (a measure recorded for only a few sessions is hidden in every
+    row, which is not a column missing from the export)."""
+    from dashboard.analysis import disclosure
+
+    if f"{measure}_rate" not in rems:
+        return True
+    columns = (measure, f"{measure}_of", f"{measure}_rate")
+    if not all(rems[c].isna().all() for c in columns):
+        return False
+    return not any(disclosure.hidden_reason(rems, label, c) for c in columns for label in rems.index)
+
+
+def rems_rate_word(recorded: object) -> str:
+    """What stands for an esketamine monitoring rate that is not drawn: "none recorded" when the rule could be
+    checked in no session (its count of recorded sessions is a shown 0: the rate is undefined, not a finding
+    and not hidden), else "hidden" (disclosure control)."""
+    return "none recorded" if not _isnan(recorded) and float(recorded) == 0 else "hidden"
 
 
 def _rems_hover(name: str, measure: str, row: pd.Series) -> str:
@@ -1210,8 +1225,8 @@ def _rems_hover(name: str, measure: str, row: pd.Series) -> str:
 def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
     """One esketamine monitoring measure per site and overall (rems.csv, disclosure applied): the rate as a
     marker (the intranasal route's colour; overall in black) with its 95 % Wilson interval and, in the hover
-    and the axis label, how many sessions (or patients) it rests on. Hidden rates read "hidden"; a measure
-    the export lacks draws a message instead."""
+    and the axis label, how many sessions (or patients) it rests on. Hidden rates read "hidden", rates over no
+    recorded session "none recorded"; a measure the export lacks draws a message instead."""
     title = rems_label(measure)
     rate, low, high, of = f"{measure}_rate", f"{measure}_ci_low", f"{measure}_ci_high", f"{measure}_of"
     if rems is None or rems.empty or rate not in rems:
@@ -1230,7 +1245,7 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=[value if value is not None else 0.0], y=[label],
             mode="markers" if value is not None else "text",
-            text=None if value is not None else ["hidden"], textposition="middle right",
+            text=None if value is not None else [rems_rate_word(row[of])], textposition="middle right",
             textfont=dict(color=colors.NEUTRAL),
             marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=13,
                         line=dict(width=1, color="white")),
@@ -1251,8 +1266,8 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
     (the intranasal route's colour; overall in black) with its 95 % Wilson interval, and right of each panel
     the number it rests on (n: sessions, or patients for enrolment), as `create_rems_rate_figure` draws one
     measure. The browser draws one figure of six panels much sooner than six charts (a warm switch to the
-    page at 100,000 patients: 489 ms with six, 341 with one; bench/RESULTS.md). Hidden rates read "hidden"; a
-    measure the export lacks says so in its panel."""
+    page at 100,000 patients: 489 ms with six, 341 with one; bench/RESULTS.md). Hidden rates read "hidden", rates
+    over no recorded session "none recorded"; a measure the export lacks says so in its panel."""
     title = "Where sites meet each monitoring rule"
     if rems is None or rems.empty or not measures:
         return _empty(title, "No esketamine sessions in the clinic for this cohort")
@@ -1300,7 +1315,8 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
             if (~shown).any():
                 fig.add_trace(go.Scatter(
                     x=[0.0] * int((~shown).sum()), y=[n for n, k in zip(names, shown) if not k], mode="text",
-                    text=["hidden"] * int((~shown).sum()), textposition="middle right",
+                    text=[rems_rate_word(r) for r, k in zip(ordered[f"{measure}_of"], shown) if not k],
+                    textposition="middle right",
                     textfont=dict(color=colors.NEUTRAL), hovertext=[h for h, k in zip(hover, shown) if not k],
                     hoverinfo="text", showlegend=False), row=row, col=col)
             # the number each rate rests on, right of 100 %

@@ -63,6 +63,8 @@ def missed_cell(row: pd.Series, measure: str) -> str:
     if measure in lacking:
         return "not in export"
     met, of = row[measure], row[measure + "_of"]
+    if pd.notna(of) and of == 0:  # checked in no session: no break to count, and not a count of 0 breaks
+        return "none recorded"
     if pd.isna(met) or pd.isna(of):
         return "hidden"
     return f"{int(of) - int(met):,}"
@@ -77,7 +79,8 @@ st.markdown(
 def _note_hidden_measures(measures: tuple[str, ...]) -> None:
     hidden = [spec.REMS_LABELS[m] for m in measures
               if m not in lacking and rems[m + "_rate"].isna().any() and not rems[m + "_of"].eq(0).all()]
-    ui.render_disclosure_note(ctx, [f"some sites' {', '.join(hidden).lower()}"] if hidden else [])
+    # lower case for the sentence, but not "REMS"
+    ui.render_disclosure_note(ctx, [f"some sites' {', '.join(h[:1].lower() + h[1:] for h in hidden)}"] if hidden else [])
 
 
 def _note_hidden_bins(distribution: pd.DataFrame, measures: tuple[str, ...]) -> None:
@@ -164,8 +167,9 @@ def render_monitoring_time() -> None:
         st.caption("Ready-to-leave minutes are not in the clinic export.")
     else:
         medians = ", ".join(
-            f"{figures.rems_site_name(site)} {'hidden' if pd.isna(v) else f'{float(v):.0f} min'}"
-            for site, v in zip(sites, rems["ready_to_leave_median"]))
+            f"{figures.rems_site_name(site)} "
+            f"{figures.rems_rate_word(n) if pd.isna(v) else f'{float(v):.0f} min'}"
+            for site, v, n in zip(sites, rems["ready_to_leave_median"], rems["ready_to_leave_sessions"]))
         st.caption(f"Median minutes until the clinician judged the patient ready to leave: {medians}. Sessions to "
                    f"the right of the dashed line at {s.rems_minutes} minutes needed longer than the minimum.")
     _note_hidden_bins(distribution, ("monitoring_minutes", "ready_to_leave_minutes"))
@@ -181,9 +185,11 @@ def render_blood_pressure() -> None:
     with right:
         ui.render_chart(figures.create_rems_distribution_figure, distribution, "dbp_rise_40min",
                         key="chart_rems_dbp")
+    high = total["bp_high_40min_rate"]
+    high_words = ("not in the clinic export" if "bp_high_40min" in lacking else figures.fmt_pct(high)
+                  if pd.notna(high) else figures.rems_rate_word(total["bp_high_40min_of"]))
     st.caption("The 40-minute reading minus the reading before dosing, over sessions with both recorded. "
-               f"Sessions at 180 systolic or 110 diastolic or more at 40 minutes: "
-               f"{figures.fmt_pct(total['bp_high_40min_rate'])} overall.")
+               f"Sessions at 180 systolic or 110 diastolic or more at 40 minutes: {high_words} overall.")
     _note_hidden_bins(distribution, ("sbp_rise_40min", "dbp_rise_40min"))
 
 
