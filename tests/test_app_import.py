@@ -133,3 +133,30 @@ def test_only_network_admins_see_the_import_page_when_sign_in_is_configured(db, 
                 at.switch_page(PAGE)
             at.switch_page("views/data.py").run()  # the other pages are still there
             assert not at.exception
+
+
+def test_a_database_the_dashboard_cannot_show_can_be_replaced_on_the_import_page(db, tmp_path, monkeypatch):
+    # a database built by an older version (a derived table missing) stopped every page, the Import page too,
+    # although importing again is what its message asks for
+    with duckdb.connect(str(db)) as con:
+        con.execute("DROP TABLE esketamine_clinic_sessions")
+    monkeypatch.setenv(ui.DB_ENV, str(db))
+    monkeypatch.setenv(ui.KEY_ENV, str(tmp_path / "clinic.key"))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert "The database could not be opened" in at.error[0].value
+    assert "on the *Import* page" in at.markdown[-1].value
+    at.switch_page(PAGE).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Import"
+    assert "The current data cannot be shown" in at.warning[0].value and "older version" in at.warning[0].value
+    records = store.package_folder("dashboard.example_records")
+    at.file_uploader(key="import_files").upload("records.zip", uploads.zip_folder_bytes(records), "application/zip")
+    at.run()
+    button(at, "Check the files").click().run()
+    button(at, "Import into the dashboard").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert patients(db) == 60 and not at.warning
+    at.switch_page("views/overview.py").run()  # the dashboard shows the new data
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.title[0].value == "Overview"

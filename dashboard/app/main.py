@@ -95,11 +95,18 @@ try:
     db_path, signature = ui.open_current_database()
     options = ui.load_filter_options(signature, person.scope)
 except store.StoreError as exc:
+    if page_path == "import" and person.may_import and ui.database_path() is not None:
+        # The Import page replaces the data set, so it opens even when the current file cannot be shown
+        # (missing, built by an older version, damaged): a network admin with only a browser can then do what
+        # the message asks. It reads nothing of the old data.
+        ui.render_import_without_data(page, person, view, exc)
+        st.stop()
     ui.render_error_screen(
         "The database could not be opened",
         str(exc),
         "**What to do:** check the path given to `ketamine-outcomes serve --db`, or import the clinic export "
-        "again with `ketamine-outcomes import EXPORT_DIR --db PATH`. Then reload this page.",
+        "again with `ketamine-outcomes import EXPORT_DIR --db PATH`"
+        + (" or on the *Import* page" if person.may_import else "") + ". Then reload this page.",
     )
     st.stop()
 except (ImportError, store.InstallationError) as exc:  # the installation, not the database, is at fault

@@ -1121,6 +1121,20 @@ def render_error_screen(title: str, message: str, what_to_do: str) -> None:
     st.markdown(what_to_do)
 
 
+def render_import_without_data(page: Any, person: Any, view: str | None, problem: Exception) -> None:
+    """The Import page when the current database cannot be opened: what is wrong with it, then the page, with
+    a context of the configured path alone (the page writes the new file there and records the import in its
+    audit log; no filter, setting or data of the old file is read)."""
+    from dashboard.reports import audit
+
+    path = database_path()
+    set_context(PageContext(db_path=path, signature=(str(path), 0, 0, 0), settings=Settings(), person=person,
+                            audit_log=audit.audit_path(path), page="import", view=view))
+    st.warning(f"**The current data cannot be shown:** {plain(str(problem))}\n\nImport an export here to replace "
+               "it.", icon=":material/warning:")
+    page.run()
+
+
 def render_installation_error(exc: BaseException) -> None:
     """A part of Ketamine Outcomes itself is missing (a dependency or a packaged file): say so, not "the
     database is damaged", and say how to mend it."""
