@@ -114,7 +114,11 @@ def main(argv: list[str]) -> int:
     ensure_environment("" if command == "serve" else "test")
     if command == "serve":
         ensure_system_packages(REPORT_PACKAGES, required=False)
-        return subprocess.call([str(BIN / "ketamine-outcomes"), "serve", *rest], cwd=ROOT)
+        # this process becomes the server's command (same process id), so stopping it (Ctrl-C, `kill PID`)
+        # stops the server; a child here outlived a `kill` of this script
+        os.chdir(ROOT)
+        server = BIN / "ketamine-outcomes"
+        os.execv(server, [str(server), "serve", *rest])
     ensure_system_packages(TEST_PACKAGES, required=True)
     return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT)
 

@@ -158,9 +158,11 @@ def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys, command, k
 # --- the server ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGHUP"])
-def test_stopping_serve_stops_the_server(tmp_path, db, signame):
-    # `serve` runs Streamlit as a child: `kill PID` once stopped the command and left the server serving
+@pytest.mark.parametrize("signame, launcher", [("SIGTERM", "cli"), ("SIGINT", "cli"), ("SIGHUP", "cli"),
+                                               ("SIGTERM", "dev.py")])
+def test_stopping_serve_stops_the_server(tmp_path, db, signame, launcher):
+    # `serve` runs Streamlit as a child: `kill PID` once stopped the command and left the server serving; the
+    # README's `python3 dev.py serve` ran that command as a child in turn
     import signal
     import time
     import urllib.request
@@ -169,6 +171,8 @@ def test_stopping_serve_stops_the_server(tmp_path, db, signame):
 
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in dashboard_command(db)]
+    if launcher == "dev.py":
+        command = [sys.executable, str(Path(__file__).resolve().parent.parent / "dev.py"), *command[3:]]
     with (tmp_path / "serve.log").open("wb") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
