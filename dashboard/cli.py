@@ -308,7 +308,9 @@ def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
     `kill PID` (SIGTERM), a closed terminal (SIGHUP) and Ctrl-C (SIGINT) each reach the server exactly once:
     the child runs in a process group of its own, so the terminal's Ctrl-C is not delivered to it twice, and
     this process forwards what it receives (before, `kill PID` stopped this process and left the server
-    serving). Returns EXIT_OK when stopped by a signal, else the server's exit status."""
+    serving). A signal this process was started ignoring (`nohup` ignores SIGHUP, a background job of a script
+    SIGINT) stays ignored by both, as the person starting it asked. Returns EXIT_OK when stopped by a signal,
+    else the server's exit status."""
     import signal
 
     server = subprocess.Popen(command, env=env, process_group=0)
@@ -319,8 +321,9 @@ def run_until_stopped(command: list[str], env: dict[str, str]) -> int:
         server.send_signal(signum)
 
     for name in ("SIGTERM", "SIGINT", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), stop)
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, stop)
     code = server.wait()
     return EXIT_OK if stopped else code
 

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -158,11 +159,11 @@ def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys, command, k
 # --- the server ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signame, launcher", [("SIGTERM", "cli"), ("SIGINT", "cli"), ("SIGHUP", "cli"),
-                                               ("SIGTERM", "dev.py")])
-def test_stopping_serve_stops_the_server(tmp_path, db, signame, launcher):
-    # `serve` runs Streamlit as a child: `kill PID` once stopped the command and left the server serving; the
-    # README's `python3 dev.py serve` ran that command as a child in turn
+@contextmanager
+def serving_alone(db: Path, tmp_path: Path, launcher: str = "cli", ignored: tuple[str, ...] = ()):
+    """`serve` (or `dev.py serve`) on `db` started as from a terminal, with the signals `ignored` ignored as
+    `nohup` ignores SIGHUP; yields (the command's process, answers(): whether the server answers) once it
+    answers. Afterwards nothing of it is left running, whatever happened."""
     import signal
     import time
     import urllib.request
@@ -173,8 +174,10 @@ def test_stopping_serve_stops_the_server(tmp_path, db, signame, launcher):
     command = [part.replace("{port}", str(port)) for part in dashboard_command(db)]
     if launcher == "dev.py":
         command = [sys.executable, str(Path(__file__).resolve().parent.parent / "dev.py"), *command[3:]]
-    with (tmp_path / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def as_from_a_terminal() -> None:  # whatever this test run ignores (nohup: SIGHUP; a background job: SIGINT)
+        for name in ("SIGHUP", "SIGINT"):
+            signal.signal(getattr(signal, name), signal.SIG_IGN if name in ignored else signal.SIG_DFL)
 
     def answers() -> bool:
         try:
@@ -183,6 +186,9 @@ def test_stopping_serve_stops_the_server(tmp_path, db, signame, launcher):
         except OSError:
             return False
 
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=as_from_a_terminal)
     children: list[int] = []
     try:
         deadline = time.monotonic() + 90
@@ -190,15 +196,39 @@ def test_stopping_serve_stops_the_server(tmp_path, db, signame, launcher):
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.3)
         children += [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
-        os.kill(proc.pid, getattr(signal, signame))  # the command's own process only, as `kill PID` does
-        assert proc.wait(timeout=30) == cli.EXIT_OK
-        assert not answers()
+        yield proc, answers
     finally:
-        for pid in [proc.pid, *children]:  # nothing left serving, whatever failed
+        for pid in [proc.pid, *children]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@pytest.mark.parametrize("signame, launcher", [("SIGTERM", "cli"), ("SIGINT", "cli"), ("SIGHUP", "cli"),
+                                               ("SIGTERM", "dev.py")])
+def test_stopping_serve_stops_the_server(tmp_path, db, signame, launcher):
+    # `serve` runs Streamlit as a child: `kill PID` once stopped the command and left the server serving; the
+    # README's `python3 dev.py serve` ran that command as a child in turn
+    import signal
+
+    with serving_alone(db, tmp_path, launcher) as (proc, answers):
+        os.kill(proc.pid, getattr(signal, signame))  # the command's own process only, as `kill PID` does
+        assert proc.wait(timeout=30) == cli.EXIT_OK
+        assert not answers()
+
+
+def test_serve_started_with_nohup_outlives_a_hangup(tmp_path, db):
+    # a signal the command was started ignoring stays ignored, by the server too (cli.run_until_stopped)
+    import signal
+    import time
+
+    with serving_alone(db, tmp_path, ignored=("SIGHUP",)) as (proc, answers):
+        os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(2)
+        assert proc.poll() is None and answers()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == cli.EXIT_OK and not answers()
 
 
 # --- exports ----------------------------------------------------------------------------------------------
