@@ -63,10 +63,8 @@ def missed_cell(row: pd.Series, measure: str) -> str:
     if measure in lacking:
         return "not in export"
     met, of = row[measure], row[measure + "_of"]
-    if pd.notna(of) and of == 0:  # checked in no session: no break to count, and not a count of 0 breaks
-        return "none recorded"
-    if pd.isna(met) or pd.isna(of):
-        return "hidden"
+    if pd.isna(met) or pd.isna(of) or of == 0:  # hidden, or checked in no session (not a count of 0 breaks)
+        return figures.rems_rate_word(of)
     return f"{int(of) - int(met):,}"
 
 
