@@ -27,32 +27,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answers(base: str) -> bool:
+    """Whether the Streamlit server at `base` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+            return r.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+def wait_until_answering(base: str, proc: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    """Wait until the server `proc` started answers at `base`; RuntimeError with its log when it exits first or
+    does not answer within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not answers(base):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.3)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The process ids of `pid`'s children (Linux /proc): `serve`'s Streamlit runs in a process group of its
+    own (cli.run_until_stopped), so killing the command's group does not reach it."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def kill_all(pids: Sequence[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @contextmanager
 def served(command: Sequence[str], log: Path, *, port: int | None = None, env: Mapping[str, str] | None = None,
            cwd: Path | None = None, timeout_s: float = 90) -> Iterator[str]:
     """Run `command`, whose "{port}" stands for the port (a free one unless given), and yield the address
     http://127.0.0.1:PORT once `/_stcore/health` answers ok. Its output goes to `log`. Raises RuntimeError
     with the log when it exits or does not answer within `timeout_s`. Afterwards its process group is sent
-    SIGTERM (`serve` passes it on to its Streamlit child, cli.run_until_stopped), killed if it does not stop
-    within 20 s."""
+    SIGTERM (`serve` passes it on to its Streamlit child, cli.run_until_stopped); it and its children are
+    killed if it does not stop within 20 s."""
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen([part.replace("{port}", str(port)) for part in command], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd,
                                 env=None if env is None else dict(env))
+    children: list[int] = []
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{log.read_text(errors='replace')}")
-            time.sleep(0.3)
+        wait_until_answering(base, proc, log, timeout_s)
+        children = child_pids(proc.pid)
         yield base
     finally:
         try:
@@ -63,6 +91,7 @@ def served(command: Sequence[str], log: Path, *, port: int | None = None, env: M
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            kill_all(children)
             proc.wait(timeout=10)
 
 

@@ -163,14 +163,14 @@ def test_a_database_cut_short_is_called_damaged(tmp_path, db, capsys, command, k
 def serving_alone(db: Path, tmp_path: Path, launcher: str = "cli", ignored: tuple[str, ...] = ()):
     """`serve` (or `dev.py serve`) on `db` started as from a terminal, with the signals `ignored` ignored as
     `nohup` ignores SIGHUP; yields (the command's process, answers(): whether the server answers) once it
-    answers. Afterwards nothing of it is left running, whatever happened."""
+    answers. Afterwards nothing of it is left running, whatever happened. (serving.served stops the command by
+    its process group; these tests signal the command's own process, as `kill PID` does.)"""
     import signal
-    import time
-    import urllib.request
 
-    from serving import dashboard_command, free_port
+    from serving import answers, child_pids, dashboard_command, free_port, kill_all, wait_until_answering
 
     port = free_port()
+    base = f"http://127.0.0.1:{port}"
     command = [part.replace("{port}", str(port)) for part in dashboard_command(db)]
     if launcher == "dev.py":
         command = [sys.executable, str(Path(__file__).resolve().parent.parent / "dev.py"), *command[3:]]
@@ -179,30 +179,17 @@ def serving_alone(db: Path, tmp_path: Path, launcher: str = "cli", ignored: tupl
         for name in ("SIGHUP", "SIGINT"):
             signal.signal(getattr(signal, name), signal.SIG_IGN if name in ignored else signal.SIG_DFL)
 
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                return r.read().strip() == b"ok"
-        except OSError:
-            return False
-
-    with (tmp_path / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=as_from_a_terminal)
     children: list[int] = []
     try:
-        deadline = time.monotonic() + 90
-        while not answers():
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.3)
-        children += [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
-        yield proc, answers
+        wait_until_answering(base, proc, log)
+        children = child_pids(proc.pid)
+        yield proc, lambda: answers(base)
     finally:
-        for pid in [proc.pid, *children]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all([proc.pid, *children])
 
 
 @pytest.mark.parametrize("signame, launcher", [("SIGTERM", "cli"), ("SIGINT", "cli"), ("SIGHUP", "cli"),
