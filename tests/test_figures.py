@@ -3,6 +3,7 @@ tables shaped as docs/core-api.md describes (hidden cells are NaN, as disclosure
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -739,3 +740,98 @@ def test_on_a_phone_a_long_title_is_wrapped_anew_and_stands_above_the_plot():
     # three or more lines: the title at the top of the figure, the plot below all of them
     assert len(lines) >= 3 and phone.layout.title.yref == "container" and phone.layout.title.yanchor == "top"
     assert phone.layout.margin.t >= 24 + 22 * len(lines)
+
+
+# --- figures assembled as dicts (figures._Draft) equal those of Plotly's object API -----------------------
+
+DRAFT_GRIDS = [
+    {},
+    dict(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1, subplot_titles=("Response", "Remission")),
+    dict(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.16),
+    dict(rows=2, cols=2, shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.2,
+         subplot_titles=["a", "b", "c", "d"]),
+]
+
+
+def _draft_steps(grid: dict) -> list[tuple[str, dict]]:
+    """The calls the builders make, on every cell of `grid`: traces of each kind, axes updated everywhere, by
+    row, by column and by cell (merging into what an earlier update set), annotations, layout updates."""
+    rows, cols = grid.get("rows", 1), grid.get("cols", 1)
+    cell = (lambda r, c: {"row": r, "col": c}) if grid else (lambda r, c: {})
+    steps: list[tuple[str, dict]] = []
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            steps += [
+                ("scatter", dict(x=np.array([0.0, 1.5, 3.0]), y=[0.2, NAN, 0.9], mode="lines+markers", name=f"{r}{c}",
+                                 line=dict(color="#0072B2", dash="dot", shape="hv"), legendgroup="IV",
+                                 customdata=np.column_stack([[1, 2, 3], [4, 5, 6]]),
+                                 error_x=dict(type="data", array=[0.1, 0.0, 0.2]), **cell(r, c))),
+                ("bar", dict(x=[3], y=["IV"], orientation="h", text=["hidden"], textposition="outside",
+                             marker=dict(color="#E69F00", pattern=dict(shape="/")), showlegend=False, **cell(r, c))),
+                ("annotation", dict(text="Not in the clinic export", x=0.5, y="IV", showarrow=False,
+                                    font=dict(size=13), **cell(r, c))),
+            ]
+    steps += [
+        ("heatmap", dict(z=[[1.0, NAN]], x=["a", "b"], y=["IV"], texttemplate="%{text}", text=[["1", "hidden"]],
+                         colorbar=dict(title=dict(text="Sessions (%)")), **cell(1, 1))),
+        ("xaxes", dict(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.5, 1])),
+        ("xaxes", dict(title_text="% of patients")),
+        ("yaxes", dict(autorange="reversed", title_text="", title_font=dict(size=12))),
+        ("yaxes", dict(title_text="Route", **({"col": 1} if grid else {}))),
+        ("xaxes", dict(title_text="Days", **({"row": rows} if grid else {}))),
+        ("xaxes", dict(showgrid=False, **cell(rows, cols))),
+        ("layout", dict(barmode="stack", legend_traceorder="normal")),
+        ("layout", dict(plot_bgcolor="#DDDDDD")),
+        ("annotation", dict(text="paper note", x=0, y=-0.18, xref="paper", yref="paper", showarrow=False)),
+    ]
+    return steps
+
+
+@pytest.mark.parametrize("grid", DRAFT_GRIDS, ids=["single", "1x2", "2x1", "2x2"])
+def test_draft_figure_equals_the_object_api(grid: dict) -> None:
+    """Every call a builder makes on a `_Draft` gives the figure the same calls on `go.Figure` /
+    `make_subplots` give, title and layout of `_base_layout` included (compared as Plotly's JSON)."""
+    from plotly.subplots import make_subplots
+
+    expected = make_subplots(**grid) if grid else go.Figure()
+    draft = figures._Draft(**grid)
+    kinds = {"scatter": go.Scatter, "bar": go.Bar, "heatmap": go.Heatmap}
+    for kind, args in _draft_steps(grid):
+        args = dict(args)
+        if kind in kinds:
+            where = {k: args.pop(k) for k in ("row", "col") if k in args}
+            expected.add_trace(kinds[kind](**args), **where)
+            draft.add_trace(figures._trace(kind, **args), **where)
+        else:
+            method = {"annotation": "add_annotation", "xaxes": "update_xaxes", "yaxes": "update_yaxes",
+                      "layout": "update_layout"}[kind]
+            getattr(expected, method)(**args)
+            getattr(draft, method)(**args)
+    title = "A long title " * 8
+    expected = figures._base_layout(expected, title, height=400, legend=False)
+    # as data: the keys of a dict may come in another order
+    assert json.loads(draft.figure(title, height=400, legend=False).to_json()) == json.loads(expected.to_json())
+
+
+def test_draft_grids_are_not_shared_between_figures() -> None:
+    """The subplot grid is computed once and copied: a figure's changes never reach the next one's."""
+    first = figures._Draft(rows=1, cols=2, shared_yaxes=True)
+    first.update_xaxes(title_text="first", row=1, col=1)
+    first.add_annotation(text="first", x=0, y=0, row=1, col=2)
+    second = figures._Draft(rows=1, cols=2, shared_yaxes=True).figure("second")
+    assert second.layout.xaxis.title.text is None
+    assert not second.layout.annotations
+
+
+def test_draft_updates_never_change_the_values_passed_in() -> None:
+    """A dict given to one update is copied: merging a later update into it leaves the caller's (here the
+    module's FONT, which every chart's layout starts from) as it was."""
+    before = dict(figures.FONT)
+    draft = figures._Draft()
+    draft.update_layout(font=figures.FONT)
+    draft.update_layout(font=dict(size=99, color="red"))
+    assert draft.layout["font"]["size"] == 99
+    assert figures.FONT == before
+    draft.figure("t")  # the chart's own font, merged over the one set
+    draft.update_layout(font=dict(size=98))
+    assert figures.FONT == before

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import math
 import textwrap
+import threading
+from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -227,18 +229,119 @@ def _routes(df: pd.DataFrame) -> list[str]:
 pio.templates.default = "plotly_white"
 
 
+class _Draft:
+    """A figure assembled as plain dicts and built as one `go.Figure` at the end (`figure()`).
+
+    Plotly's object tree checks and copies every property on each `add_trace`, `update_*axes` and
+    `go.Scatter(...)`: a chart of a dozen traces took 25-60 ms to assemble, three to four times what
+    building the same figure from its dicts at once takes, and each new filter state builds every chart on
+    the page again while the person waits. The methods here take the arguments of the `go.Figure` methods
+    of the same names (traces as dicts with their `type`, see `_trace`), place traces, axes and
+    annotations in a subplot grid as `make_subplots` figures do, and merge updates as Plotly's `update`
+    does (tests/test_figures.py makes the same calls both ways and compares the figures). The builders'
+    figures are unchanged: every figure the test suite's tables give was compared with the object API's.
+    """
+
+    def __init__(self, **subplots: Any) -> None:
+        """`subplots`: `make_subplots`' arguments (none: one plot)."""
+        self.data: list[dict[str, Any]] = []
+        if subplots:
+            layout, self._grid = _subplot_grid(repr(sorted(subplots.items())), subplots)
+            self.layout = copy.deepcopy(layout)
+        else:
+            self.layout, self._grid = {}, None
+
+    def add_trace(self, trace: dict[str, Any], row: int | None = None, col: int | None = None) -> None:
+        if row is not None and self._grid is not None:
+            xaxis, yaxis = self._grid[row - 1][col - 1]
+            trace = {**trace, "xaxis": xaxis.replace("axis", ""), "yaxis": yaxis.replace("axis", "")}
+        self.data.append(trace)
+
+    def _axes(self, axis: int, row: int | None, col: int | None) -> list[str]:
+        if self._grid is None:
+            return ["xaxis" if axis == 0 else "yaxis"]
+        return [cell[axis] for r, cells in enumerate(self._grid, 1) for c, cell in enumerate(cells, 1)
+                if (row is None or r == row) and (col is None or c == col)]
+
+    def update_xaxes(self, row: int | None = None, col: int | None = None, **properties: Any) -> None:
+        for key in self._axes(0, row, col):
+            _merge(self.layout.setdefault(key, {}), properties)
+
+    def update_yaxes(self, row: int | None = None, col: int | None = None, **properties: Any) -> None:
+        for key in self._axes(1, row, col):
+            _merge(self.layout.setdefault(key, {}), properties)
+
+    def update_layout(self, **properties: Any) -> None:
+        _merge(self.layout, properties)
+
+    def add_annotation(self, row: int | None = None, col: int | None = None, **properties: Any) -> None:
+        if row is not None and self._grid is not None:
+            xaxis, yaxis = self._grid[row - 1][col - 1]
+            properties = {**properties, "xref": xaxis.replace("axis", ""), "yref": yaxis.replace("axis", "")}
+        self.layout.setdefault("annotations", []).append(properties)
+
+    def figure(self, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
+        """The finished figure with the dashboard's title, font, size, margins and legend (`_base_layout`)."""
+        self.update_layout(**_base_layout_properties(title, height=height, legend=legend))
+        return go.Figure(data=self.data, layout=self.layout)
+
+
+def _trace(kind: str, **properties: Any) -> dict[str, Any]:
+    """A trace of type `kind` ("scatter", "bar", "heatmap") as `_Draft.add_trace` takes it."""
+    return {"type": kind, **properties}
+
+
+def _merge(into: dict[str, Any], properties: dict[str, Any]) -> None:
+    """Plotly's `update`: nested properties merged key by key, any other value replaced."""
+    for name, value in properties.items():
+        if isinstance(value, dict) and isinstance(into.get(name), dict):
+            _merge(into[name], value)
+        else:
+            into[name] = copy.deepcopy(value) if isinstance(value, dict) else value
+
+
+_SUBPLOT_GRIDS: "OrderedDict[str, tuple[dict[str, Any], list[list[tuple[str, str]]]]]" = OrderedDict()
+_SUBPLOT_GRIDS_MAX = 64  # grids differ by panel titles and spacing: a few per page
+_SUBPLOT_GRIDS_LOCK = threading.Lock()  # every session's script thread builds figures
+
+
+def _subplot_grid(key: str, subplots: dict[str, Any]) -> tuple[dict[str, Any], list[list[tuple[str, str]]]]:
+    """`make_subplots(**subplots)`' layout (its axes' domains and anchors, the panel titles) as a dict and
+    the layout keys of each cell's axes, `[row][col] -> ("xaxis2", "yaxis2")`; computed once per grid (the
+    same few grids recur on every page), the caller copies the layout."""
+    with _SUBPLOT_GRIDS_LOCK:
+        grid = _SUBPLOT_GRIDS.get(key)
+        if grid is not None:
+            _SUBPLOT_GRIDS.move_to_end(key)
+            return grid
+    made = make_subplots(**subplots)
+    layout = made.layout.to_plotly_json()
+    layout.pop("template", None)  # the default template: every new figure applies it itself
+    refs = [[cell[0].layout_keys[:2] for cell in cells] for cells in made._grid_ref]
+    grid = (copy.deepcopy(layout), refs)
+    with _SUBPLOT_GRIDS_LOCK:
+        _SUBPLOT_GRIDS[key] = grid
+        while len(_SUBPLOT_GRIDS) > _SUBPLOT_GRIDS_MAX:
+            _SUBPLOT_GRIDS.popitem(last=False)
+    return grid
+
+
 TITLE_LINE_CHARS = 80  # a chart title's line on a desktop: fits a full-width chart from a 1024-pixel window
 TITLE_LINE_PX = 22  # the height of a further title line
 
 
 def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
+    return set_layout(fig, **_base_layout_properties(title, height=height, legend=legend))
+
+
+def _base_layout_properties(title: str, *, height: int = HEIGHT, legend: bool = True) -> dict[str, Any]:
+    """Every chart's title, font, height, margins and legend."""
     # Plotly never wraps a title: a long one (the relief threshold in words) ran past the chart and was cut
     # mid-word. Wrapped, each further line gets its own room above the plot.
     if len(title) > TITLE_LINE_CHARS and "<br>" not in title:
         title = _wrap(title, TITLE_LINE_CHARS)
     extra = TITLE_LINE_PX * title.count("<br>")
-    return set_layout(
-        fig,
+    return dict(
         title=dict(text=title, x=0, xanchor="left", font=dict(size=17)),
         font=FONT,
         height=height + extra,
@@ -462,7 +565,7 @@ def _interval_arrays(rate: float | None, lo: object, hi: object) -> tuple[float,
 
 
 def _add_rate_dots(
-    fig: go.Figure,
+    fig: _Draft,
     df: pd.DataFrame,
     rate: str,
     low: str,
@@ -489,7 +592,8 @@ def _add_rate_dots(
                     if value is not None else "")
         hover = f"<b>{label}</b><br>{what}: {shown}{interval}{counts}<extra></extra>"
         fig.add_trace(
-            go.Scatter(
+            _trace(
+                "scatter",
                 x=[value if value is not None else 0.0],
                 y=[label],
                 mode="markers" if value is not None else "text",
@@ -531,8 +635,10 @@ def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
             text.append(f"{v:,.0f} ({v / first:.0%})")
         else:
             text.append(f"{v:,.0f}")
-    fig = go.Figure(
-        go.Bar(
+    fig = _Draft()
+    fig.add_trace(
+        _trace(
+            "bar",
             x=[v or 0 for v in values],
             y=labels,
             orientation="h",
@@ -545,7 +651,7 @@ def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
     )
     fig.update_yaxes(autorange="reversed", title_text="")
     fig.update_xaxes(title_text="Patients", rangemode="tozero")
-    return _base_layout(fig, title, height=340, legend=False)
+    return fig.figure(title, height=340, legend=False)
 
 
 @_plain_inputs
@@ -556,7 +662,7 @@ def create_trend_figure(trend: pd.DataFrame) -> go.Figure:
     if trend is None or trend.empty:
         return _empty(title, "No patients started treatment in these quarters.")
     quarters = sorted(dict.fromkeys(str(q) for q in trend["start_quarter"]))
-    fig = go.Figure()
+    fig = _Draft()
     for route in _routes(trend):
         rows = trend[trend["route"].astype(str) == route]
         label = colors.route_label(route) if route != spec.ALL else "All routes"
@@ -578,7 +684,7 @@ def create_trend_figure(trend: pd.DataFrame) -> go.Figure:
             hover.append(f"<b>{label}</b>, {q}<br>Response rate: {fmt_pct(value, 0)} "
                          f"(95 % interval {fmt_pct(row['response_ci_low'], 0)} to {fmt_pct(row['response_ci_high'], 0)})"
                          f"<br>n = {n}")
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=x, y=y, mode="lines+markers", name=label, legendgroup=route, connectgaps=False,
             line=dict(color=colors.route_color(route), dash=colors.route_dash(route),
                       width=colors.route_line_width(route)),
@@ -586,7 +692,7 @@ def create_trend_figure(trend: pd.DataFrame) -> go.Figure:
             hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
         ))
         if hx:
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=hx, y=[0.0] * len(hx), mode="markers", name=f"{label}: hidden", legendgroup=route,
                 showlegend=False, marker=dict(symbol="circle-open", size=10, color=colors.HIDDEN, line=dict(width=2)),
                 hovertemplate=htext,
@@ -594,7 +700,7 @@ def create_trend_figure(trend: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(categoryorder="array", categoryarray=quarters, title_text="Quarter treatment started",
                      type="category")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%)")
-    return _base_layout(fig, title, height=360)
+    return fig.figure(title, height=360)
 
 
 # --- response ---------------------------------------------------------------------------------------
@@ -607,7 +713,7 @@ def create_response_figure(response: pd.DataFrame, instrument_label: str = "") -
     if response is None or response.empty:
         return _empty(title, "No eligible patients in this cohort.")
     # short panel titles and one axis title: on a phone the two panels are 150 px wide each
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+    fig = _Draft(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
                         subplot_titles=("Response", "Remission"))
     _add_rate_dots(fig, response, "response_rate", "response_ci_low", "response_ci_high",
                    numerator="responders", denominator="evaluable", what="Response rate", col=1)
@@ -616,7 +722,7 @@ def create_response_figure(response: pd.DataFrame, instrument_label: str = "") -
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
     fig.update_xaxes(title_text="% of patients")  # short: two panels share a phone screen
     fig.update_yaxes(autorange="reversed", title_text="")
-    return _base_layout(fig, title, height=max(250, 110 + 44 * len(response)), legend=False)
+    return fig.figure(title, height=max(250, 110 + 44 * len(response)), legend=False)
 
 
 @_plain_inputs
@@ -673,7 +779,7 @@ def create_trajectory_figure(trajectory: pd.DataFrame, instrument_label: str = "
         return _empty(title, "No follow-up scores in this cohort.")
     if max_week is not None:
         trajectory = trajectory[trajectory["week"] <= max_week]
-    fig = go.Figure()
+    fig = _Draft()
     routes = _routes(trajectory)
     # Seven overlapping bands are unreadable: with many routes only the all-routes band is drawn.
     banded = set(routes) if len(routes) <= BANDED_ROUTES else {spec.ALL}
@@ -684,12 +790,12 @@ def create_trajectory_figure(trajectory: pd.DataFrame, instrument_label: str = "
         weeks = list(d["week"])
         # Upper edge then lower edge filled to it: hidden weeks (NaN) leave a gap instead of a stray polygon.
         if route in banded:
-            fig.add_trace(go.Scatter(x=weeks, y=floats(d["ci_high"]), mode="lines", line=dict(width=0),
+            fig.add_trace(_trace("scatter", x=weeks, y=floats(d["ci_high"]), mode="lines", line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=route, connectgaps=False))
-            fig.add_trace(go.Scatter(x=weeks, y=floats(d["ci_low"]), mode="lines", line=dict(width=0),
+            fig.add_trace(_trace("scatter", x=weeks, y=floats(d["ci_low"]), mode="lines", line=dict(width=0),
                                      fill="tonexty", fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip",
                                      showlegend=False, legendgroup=route, connectgaps=False))
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=weeks, y=floats(d["mean_score"]), mode="lines+markers", name=label, legendgroup=route,
             line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route)),
             marker=dict(symbol=colors.route_symbol(route), size=7, color=color),
@@ -708,7 +814,7 @@ def create_trajectory_figure(trajectory: pd.DataFrame, instrument_label: str = "
         fig.update_yaxes(title_text="Mean improvement from baseline (%)", zeroline=True)
     else:
         fig.update_yaxes(title_text=f"Mean {instrument_label} score (points)", rangemode="tozero")
-    return _base_layout(fig, title)
+    return fig.figure(title)
 
 
 @_plain_inputs
@@ -717,7 +823,7 @@ def create_breakdown_figure(breakdown: pd.DataFrame, by_label: str) -> go.Figure
     title = f"Response rate by {by_label} and route"
     if breakdown is None or breakdown.empty:
         return _empty(title, "No evaluable patients in this cohort.")
-    fig = go.Figure()
+    fig = _Draft()
     groups = list(dict.fromkeys(str(g) for g in breakdown["group"]))
     for route in _routes(breakdown):
         d = breakdown[breakdown["route"] == route].set_index(breakdown[breakdown["route"] == route]["group"].astype(str))
@@ -727,7 +833,7 @@ def create_breakdown_figure(breakdown: pd.DataFrame, by_label: str) -> go.Figure
         minus = [_interval_arrays(r, lo, hi)[0] for r, lo, hi in zip(rates, lows, highs)]
         plus = [_interval_arrays(r, lo, hi)[1] for r, lo, hi in zip(rates, lows, highs)]
         label = colors.route_label(route)
-        fig.add_trace(go.Bar(
+        fig.add_trace(_trace("bar",
             x=groups, y=[r if r is not None else 0 for r in rates], name=label, legendgroup=route,
             marker=dict(color=colors.route_color(route), pattern=dict(shape=colors.route_pattern(route))),
             error_y=dict(type="data", symmetric=False, array=plus, arrayminus=minus, color="#333333", thickness=1.2),
@@ -741,7 +847,7 @@ def create_breakdown_figure(breakdown: pd.DataFrame, by_label: str) -> go.Figure
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.08], tickformat=".0%", title_text="Response rate (%) with 95 % interval")
     fig.update_xaxes(title_text=by_label.capitalize(), type="category")
-    return _base_layout(fig, title)
+    return fig.figure(title)
 
 
 # --- time to relief -----------------------------------------------------------------------------------
@@ -791,7 +897,7 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
     if curve is None or curve.empty:
         return _empty(title, "No patients with a follow-up score in this cohort.")
     routes = _routes(curve)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.16)
+    fig = _Draft(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.16)
     last_shown = 0.0
     for route in routes:
         d = curve[curve["route"] == route].sort_values("day").reset_index(drop=True)
@@ -808,13 +914,13 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
             last_shown = max(last_shown, float(days[-1]))
         color = colors.route_color(route)
         label = colors.route_label(route)
-        fig.add_trace(go.Scatter(x=days, y=high, mode="lines", line=dict(width=0, shape="hv"), hoverinfo="skip",
+        fig.add_trace(_trace("scatter", x=days, y=high, mode="lines", line=dict(width=0, shape="hv"), hoverinfo="skip",
                                  showlegend=False, legendgroup=route), row=1, col=1)
-        fig.add_trace(go.Scatter(x=days, y=low, mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
+        fig.add_trace(_trace("scatter", x=days, y=low, mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
                                  fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip", showlegend=False,
                                  legendgroup=route), row=1, col=1)
         step_at_risk = np.concatenate([[np.nan], floats(d["at_risk"])])
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=days, y=rel, mode="lines", name=label, legendgroup=route,
             line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route), shape="hv"),
             customdata=np.column_stack([low, high, step_at_risk]),
@@ -839,7 +945,7 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
     hidden_text = "–"
     for route in routes:
         r = risk[risk["route"] == route]
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=r["day"], y=[colors.route_label(route)] * len(r), mode="text",
             text=[hidden_text if _isnan(v) else f"{int(v):,}" for v in r["at_risk"]],
             textfont=dict(color=colors.route_color(route), size=12), showlegend=False,
@@ -859,7 +965,7 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
     fig.update_xaxes(tickvals=tick_days, range=days_range, showgrid=False, title_text="Days since the first session",
                      row=2, col=1)
     fig.update_xaxes(showticklabels=True, title_text="Days since the first session", row=1, col=1)
-    return _base_layout(fig, title, height=max(560, 430 + 26 * len(routes)))
+    return fig.figure(title, height=max(560, 430 + 26 * len(routes)))
 
 
 # --- side effects -------------------------------------------------------------------------------------
@@ -905,7 +1011,8 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
     shown = z[np.isfinite(z)]
     # a fixed scale from 0: when every shown rate is 0, Plotly would centre the scale on 0 (−0.5 to 0.5 %)
     top = float(shown.max()) * 100 if shown.size and shown.max() > 0 else 1.0
-    fig = go.Figure(go.Heatmap(
+    fig = _Draft()
+    fig.add_trace(_trace("heatmap",
         z=z * 100, x=[event_label(e) for e in events], y=[colors.route_label(r) for r in routes],
         text=text, texttemplate="%{text}", textfont=dict(size=11),
         colorscale=colors.RATE_COLORSCALE, zmin=0, zmax=top, colorbar=dict(title=dict(text="Sessions (%)")),
@@ -916,7 +1023,7 @@ def create_side_effect_heatmap(side_effects: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="Side effect", tickangle=-35, side="bottom")
     fig.update_yaxes(title_text="Route of the session", autorange="reversed")
     fig.update_layout(plot_bgcolor=colors.HIDDEN)
-    return _base_layout(fig, title, height=max(380, 200 + 40 * len(routes)), legend=False)
+    return fig.figure(title, height=max(380, 200 + 40 * len(routes)), legend=False)
 
 
 @_plain_inputs
@@ -928,7 +1035,7 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
     df = side_effects.assign(event=side_effects["event"].astype(str))
     chosen = [e for e in (events or spec.SUMMARY_EVENTS) if e in set(df["event"])]
     df = df[df["event"].isin(chosen)]
-    fig = go.Figure()
+    fig = _Draft()
     top = 0.0
     for route in _routes(df):
         rows = df[df["route"] == route]
@@ -950,7 +1057,7 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
         minus = [_interval_arrays(r, a, b)[0] for r, a, b in zip(rates, lo, hi)]
         plus = [_interval_arrays(r, a, b)[1] for r, a, b in zip(rates, lo, hi)]
         label = colors.route_label(route)
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=[r if r is not None else None for r in rates], y=[event_label(e) for e in chosen],
             mode="markers", name=label, legendgroup=route, offsetgroup=route,
             marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=10),
@@ -962,7 +1069,7 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
                            "<br>%{customdata[0]:,.0f} of %{customdata[1]:,.0f} patients<extra></extra>"),
         ))
         if hx:
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=hx, y=hy, mode="markers", name=f"{label}: hidden", legendgroup=route, offsetgroup=route,
                 showlegend=False, marker=dict(symbol="circle-open", size=10, color=colors.route_color(route),
                                               line=dict(width=1.5)),
@@ -975,7 +1082,7 @@ def create_incidence_figure(side_effects: pd.DataFrame, events: Iterable[str] | 
     fig.update_xaxes(tickformat=".0%", range=[0, min(1.0, max(top, 0.05) * 1.08)],
                      title_text="Patients (%) with 95 % interval; rings at 0: hidden (hover for the bound)")
     fig.update_yaxes(autorange="reversed", title_text="Side effect", type="category")
-    return _base_layout(fig, title, height=max(420, 120 + 26 * len(chosen) * max(1, len(_routes(df))) // 2))
+    return fig.figure(title, height=max(420, 120 + 26 * len(chosen) * max(1, len(_routes(df))) // 2))
 
 
 @_plain_inputs
@@ -999,10 +1106,10 @@ def create_severity_figure(severity: pd.DataFrame, route: str) -> tuple[go.Figur
     if not shown:
         return _empty(title, "Every severity count here rests on too few sessions and is hidden."), partly_hidden
     totals = table.loc[shown].sum(axis=1)
-    fig = go.Figure()
+    fig = _Draft()
     for sev in spec.SEVERITIES:
         counts = table.loc[shown, sev].fillna(0)
-        fig.add_trace(go.Bar(
+        fig.add_trace(_trace("bar",
             x=counts / totals, y=[event_label(e) for e in shown], orientation="h", name=sev.capitalize(),
             marker=dict(color=colors.SEVERITY_COLORS[sev], line=dict(color="white", width=0.5)),
             customdata=_stack(counts, totals),
@@ -1012,7 +1119,7 @@ def create_severity_figure(severity: pd.DataFrame, route: str) -> tuple[go.Figur
     fig.update_layout(barmode="stack", legend_traceorder="normal")
     fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="Share of sessions with the event (%)")
     fig.update_yaxes(autorange="reversed", title_text="Side effect")
-    return _base_layout(fig, title, height=max(320, 110 + 28 * len(shown))), partly_hidden
+    return fig.figure(title, height=max(320, 110 + 28 * len(shown))), partly_hidden
 
 
 @_plain_inputs
@@ -1024,11 +1131,11 @@ def create_fade_figure(by_session: pd.DataFrame, event: str, max_session: int = 
     d = by_session[(by_session["event"].astype(str) == event) & (by_session["session_number"] <= max_session)]
     if d.empty:
         return _empty(title, "No sessions for this event.")
-    fig = go.Figure()
+    fig = _Draft()
     for route in _routes(d):
         r = d[d["route"] == route].sort_values("session_number")
         label = colors.route_label(route)
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=r["session_number"], y=r["session_rate"], mode="lines+markers", name=label, legendgroup=route,
             line=dict(color=colors.route_color(route), dash=colors.route_dash(route),
                       width=colors.route_line_width(route)),
@@ -1040,7 +1147,7 @@ def create_fade_figure(by_session: pd.DataFrame, event: str, max_session: int = 
         ))
     fig.update_xaxes(title_text="Session number (1 = the patient's first session)", dtick=1)
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text="Sessions with the event (%)")
-    return _base_layout(fig, title)
+    return fig.figure(title)
 
 
 @_plain_inputs
@@ -1049,7 +1156,7 @@ def create_blood_pressure_figure(bp: pd.DataFrame) -> go.Figure:
     title = "Blood pressure during sessions"
     if bp is None or bp.empty:
         return _empty(title, "No sessions with vital signs in this cohort.")
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06, column_widths=[0.6, 0.4],
+    fig = _Draft(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06, column_widths=[0.6, 0.4],
                         subplot_titles=("Median peak pressure (filled: systolic, open: diastolic)",
                                         "Sessions at 180/110 mmHg or more"))
     pressures = np.concatenate([floats(bp["sbp_peak_median"]), floats(bp["dbp_peak_median"])])
@@ -1061,7 +1168,7 @@ def create_blood_pressure_figure(bp: pd.DataFrame) -> go.Figure:
         n = fmt_count(row.get("sessions_with_vitals"))
         for col, fill, name in (("sbp_peak_median", True, "systolic"), ("dbp_peak_median", False, "diastolic")):
             v = _num(row.get(col))
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=[v], y=[label], mode="markers", legendgroup=route, showlegend=col == "sbp_peak_median",
                 name=label,
                 marker=dict(color=color if fill else "white", symbol=colors.route_symbol(route), size=13,
@@ -1070,11 +1177,11 @@ def create_blood_pressure_figure(bp: pd.DataFrame) -> go.Figure:
                                f"{'hidden' if v is None else f'{v:.0f} mmHg'}<br>Sessions with vitals: {n}<extra></extra>"),
             ), row=1, col=1)
         if _num(row.get("sbp_peak_median")) is None and _num(row.get("dbp_peak_median")) is None:
-            fig.add_trace(go.Scatter(x=[hidden_at], y=[label], mode="text", text=["hidden"], showlegend=False,
+            fig.add_trace(_trace("scatter", x=[hidden_at], y=[label], mode="text", text=["hidden"], showlegend=False,
                                      textposition="middle right", textfont=dict(color=colors.NEUTRAL),
                                      hoverinfo="skip"), row=1, col=1)
         share = _num(row.get("share_bp_severe"))
-        fig.add_trace(go.Bar(
+        fig.add_trace(_trace("bar",
             x=[share or 0], y=[label], orientation="h", showlegend=False, legendgroup=route, name=label,
             marker=dict(color=color, pattern=dict(shape=colors.route_pattern(route))),
             text=[fmt_pct(share)], textposition="outside",
@@ -1086,7 +1193,7 @@ def create_blood_pressure_figure(bp: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="Sessions with vitals (%)", tickformat=".1%" if top < 0.05 else ".0%",
                      range=[0, max(top * 1.3, 0.01)], row=1, col=2)
     fig.update_yaxes(autorange="reversed", title_text="Route", col=1)
-    return _base_layout(fig, title, height=max(250, 120 + 44 * len(bp)), legend=False)
+    return fig.figure(title, height=max(250, 120 + 44 * len(bp)), legend=False)
 
 
 # --- maintenance ----------------------------------------------------------------------------------------
@@ -1098,7 +1205,7 @@ def create_maintenance_rates_figure(maintenance: pd.DataFrame) -> go.Figure:
     title = "Maintenance uptake and sustained response by route"
     if maintenance is None or maintenance.empty:
         return _empty(title, "No responders in this cohort.")
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+    fig = _Draft(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
                         subplot_titles=("Started maintenance", "Still responding at 8 weeks"))
     _add_rate_dots(fig, maintenance, "uptake_rate", "uptake_ci_low", "uptake_ci_high",
                    numerator="responders_in_maintenance", denominator="responders", what="Uptake", col=1)
@@ -1108,7 +1215,7 @@ def create_maintenance_rates_figure(maintenance: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
     fig.update_xaxes(title_text="% of responders")  # short: two panels share a phone screen
     fig.update_yaxes(autorange="reversed", title_text="")
-    return _base_layout(fig, title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
+    return fig.figure(title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
 
 
 @_plain_inputs
@@ -1117,7 +1224,7 @@ def create_maintenance_timing_figure(maintenance: pd.DataFrame) -> go.Figure:
     title = "Timing of maintenance sessions (medians over maintenance patients)"
     if maintenance is None or maintenance.empty:
         return _empty(title, "No maintenance patients in this cohort.")
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+    fig = _Draft(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
                         subplot_titles=("Days from the last induction session to the first maintenance session",
                                         "Days between maintenance sessions"))
     for col, column in ((1, "median_days_to_first_maintenance"), (2, "median_interval_days")):
@@ -1125,7 +1232,7 @@ def create_maintenance_timing_figure(maintenance: pd.DataFrame) -> go.Figure:
             route = str(row["route"])
             label = colors.route_label(route)
             v = _num(row.get(column))
-            fig.add_trace(go.Bar(
+            fig.add_trace(_trace("bar",
                 x=[v or 0], y=[label], orientation="h", name=label, legendgroup=route, showlegend=False,
                 marker=dict(color=colors.route_color(route), pattern=dict(shape=colors.route_pattern(route))),
                 text=["hidden" if v is None else f"{v:.0f}"], textposition="outside",
@@ -1135,7 +1242,7 @@ def create_maintenance_timing_figure(maintenance: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="Days (median)", rangemode="tozero")
     fig.update_yaxes(autorange="reversed", title_text="")
     fig.update_yaxes(title_text="Route", col=1)
-    return _base_layout(fig, title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
+    return fig.figure(title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
 
 
 @_plain_inputs
@@ -1147,12 +1254,12 @@ def create_projection_figure(projection: pd.DataFrame) -> go.Figure:
     proj = projection[projection["route"].astype(str) != spec.ALL]
     if proj.empty:
         proj = projection
-    fig = go.Figure()
+    fig = _Draft()
     for _, row in proj.iterrows():
         route = str(row["route"])
         label = colors.route_label(route)
         v = _num(row.get("sessions_per_month"))
-        fig.add_trace(go.Bar(
+        fig.add_trace(_trace("bar",
             x=[label], y=[v or 0], name=label, legendgroup=route, showlegend=False,
             marker=dict(color=colors.route_color(route), pattern=dict(shape=colors.route_pattern(route))),
             text=["hidden" if v is None else f"{v:,.0f}"], textposition="outside",
@@ -1162,7 +1269,7 @@ def create_projection_figure(projection: pd.DataFrame) -> go.Figure:
         ))
     fig.update_yaxes(title_text="Maintenance sessions per month", rangemode="tozero")
     fig.update_xaxes(title_text="Route")
-    return _base_layout(fig, title, legend=False)
+    return fig.figure(title, legend=False)
 
 
 # --- esketamine (SPRAVATO REMS) monitoring --------------------------------------------------------------
@@ -1234,7 +1341,7 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
     if _rems_lacking(rems, measure):
         return _empty(title, "The clinic export does not include the columns this measure needs")
     unit = _rems_unit(measure)
-    fig = go.Figure()
+    fig = _Draft()
     for _, row in rems.iloc[::-1].iterrows():  # top to bottom: sites, then overall
         site = str(row["site"])
         route = spec.ALL if site == spec.ALL else "IN"
@@ -1242,7 +1349,7 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
         label = f"{name} (n = {fmt_count(row[of])})"
         value = _num(row[rate])
         minus, plus = _interval_arrays(value, row[low], row[high])
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=[value if value is not None else 0.0], y=[label],
             mode="markers" if value is not None else "text",
             text=None if value is not None else [rems_rate_word(row[of])], textposition="middle right",
@@ -1256,7 +1363,7 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
         ))
     fig.update_xaxes(title_text=f"Share of {unit} (95 % interval)", range=[0, 1.02], tickformat=".0%")
     fig.update_yaxes(title_text="")
-    return _base_layout(fig, title, height=max(220, 70 + 45 * len(rems)), legend=False)
+    return fig.figure(title, height=max(220, 70 + 45 * len(rems)), legend=False)
 
 
 @_plain_inputs
@@ -1278,7 +1385,7 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
     names = [rems_site_name(site) for site in ordered["site"]]
     panel_px = REMS_ROW_PX * len(ordered) + 30
     height = rows * (panel_px + REMS_PANEL_GAP_PX) + 40
-    fig = make_subplots(
+    fig = _Draft(
         rows=rows, cols=columns, shared_yaxes=True, horizontal_spacing=0.05,
         vertical_spacing=REMS_PANEL_GAP_PX / height,
         subplot_titles=[rems_label(m) + (" (patients)" if m in spec.REMS_PATIENT_MEASURES else "") for m in measures])
@@ -1286,7 +1393,7 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
         row, col = i // columns + 1, i % columns + 1
         if _rems_lacking(rems, measure):
             # the panel keeps its rows (an invisible point per site) and says why it has no dots
-            fig.add_trace(go.Scatter(x=[0.5] * len(names), y=names, mode="markers", marker=dict(opacity=0),
+            fig.add_trace(_trace("scatter", x=[0.5] * len(names), y=names, mode="markers", marker=dict(opacity=0),
                                      showlegend=False, hoverinfo="skip"), row=row, col=col)
             fig.add_annotation(text="Not in the clinic export", x=0.5, y=names[len(names) // 2], showarrow=False,
                                font=dict(color=colors.NEUTRAL, size=13), row=row, col=col)
@@ -1302,7 +1409,7 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
             for group, route in ((~overall, "IN"), (overall, spec.ALL)):  # the sites, then overall in black
                 pick = group & shown
                 if pick.any():
-                    fig.add_trace(go.Scatter(
+                    fig.add_trace(_trace("scatter",
                         x=values[pick], y=[n for n, k in zip(names, pick) if k], mode="markers",
                         marker=dict(color=colors.route_color(route), symbol=colors.route_symbol(route), size=12,
                                     line=dict(width=1, color="white")),
@@ -1313,21 +1420,21 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
                         text=[h for h, k in zip(hover, pick) if k], hovertemplate="%{text}<extra></extra>",
                         showlegend=False), row=row, col=col)
             if (~shown).any():
-                fig.add_trace(go.Scatter(
+                fig.add_trace(_trace("scatter",
                     x=[0.0] * int((~shown).sum()), y=[n for n, k in zip(names, shown) if not k], mode="text",
                     text=[rems_rate_word(r) for r, k in zip(ordered[f"{measure}_of"], shown) if not k],
                     textposition="middle right",
                     textfont=dict(color=colors.NEUTRAL), hovertext=[h for h, k in zip(hover, shown) if not k],
                     hoverinfo="text", showlegend=False), row=row, col=col)
             # the number each rate rests on, right of 100 %
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=[REMS_N_AT] * len(names), y=names, mode="text", textposition="middle right",
                 text=[f"n = {fmt_count(v)}" for v in ordered[f"{measure}_of"]],
                 textfont=dict(color=colors.NEUTRAL, size=12), showlegend=False, hoverinfo="skip"), row=row, col=col)
     fig.update_xaxes(range=[0, REMS_N_AT + n_room], tickvals=[0, 0.25, 0.5, 0.75, 1], tickformat=".0%")
     fig.update_xaxes(title_text="Share meeting the rule (95 % interval); n: sessions (enrolment: patients)", row=rows)
     fig.update_yaxes(categoryorder="array", categoryarray=names)  # every panel: sites from the top, overall last
-    return _base_layout(fig, title, height=height, legend=False)
+    return fig.figure(title, height=height, legend=False)
 
 
 @_plain_inputs
@@ -1386,14 +1493,14 @@ def create_adjusted_figure(adjusted: pd.DataFrame) -> go.Figure:
     title = "Response by route: crude and adjusted for case mix"
     if adjusted is None or adjusted.empty:
         return _empty(title, "No evaluable patients in this cohort.")
-    fig = go.Figure()
+    fig = _Draft()
     for i, (_, row) in enumerate(adjusted.iterrows()):
         route = str(row["route"])
         label = colors.route_label(route)
         crude = _num(row.get("crude_rate"))
         adj = _num(row.get("adjusted_rate"))
         if crude is not None:
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=[crude], y=[label], mode="markers", name="Crude rate", legendgroup="crude", showlegend=i == 0,
                 marker=dict(color="white", size=12, symbol=colors.route_symbol(route),
                             line=dict(width=2, color=colors.route_color(route))),
@@ -1402,7 +1509,7 @@ def create_adjusted_figure(adjusted: pd.DataFrame) -> go.Figure:
             ))
         if adj is not None:
             minus, plus = _interval_arrays(adj, row.get("adjusted_ci_low"), row.get("adjusted_ci_high"))
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=[adj], y=[label], mode="markers", name="Adjusted rate (95 % interval)", legendgroup="adjusted",
                 showlegend=True if i == 0 else False,
                 marker=dict(color=colors.route_color(route), size=13, symbol=colors.route_symbol(route),
@@ -1414,7 +1521,7 @@ def create_adjusted_figure(adjusted: pd.DataFrame) -> go.Figure:
                                "<extra></extra>"),
             ))
         else:
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=[crude if crude is not None else 0.0], y=[label], mode="text", showlegend=False,
                 text=["   hidden" if crude is None else "   no adjusted rate"], textposition="middle right",
                 textfont=dict(color=colors.NEUTRAL), hoverinfo="skip",
@@ -1422,7 +1529,7 @@ def create_adjusted_figure(adjusted: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", title_text="Responders (%) with 95 % interval")
     fig.update_yaxes(autorange="reversed", title_text="Route", categoryorder="array",
                      categoryarray=[colors.route_label(str(r)) for r in adjusted["route"]])
-    return _base_layout(fig, title, height=max(250, 120 + 44 * len(adjusted)))
+    return fig.figure(title, height=max(250, 120 + 44 * len(adjusted)))
 
 
 def _flag(v: object) -> bool:
@@ -1452,13 +1559,13 @@ def create_benchmark_funnel_figure(table: pd.DataFrame, measure: str = "response
         return _empty(title, "No site has evaluable patients in this cohort.")
     shown_n = floats(rows["evaluable"]) if len(rows) else np.array([])
     top = max([v for v in [max_patients, *(shown_n[~np.isnan(shown_n)] if len(shown_n) else [])] if v] or [100])
-    fig = go.Figure()
+    fig = _Draft()
     if pooled is not None:
         n = np.linspace(5, top * 1.1, 200)
         for z, name, dash in ((3.090232, "99.8 % limits", "dot"), (1.959964, "95 % limits", "dash")):
             half = z * np.sqrt(pooled * (1 - pooled) / n)
             for k, y in enumerate((pooled - half, pooled + half)):
-                fig.add_trace(go.Scatter(
+                fig.add_trace(_trace("scatter",
                     x=n, y=np.clip(y, 0, 1), mode="lines", name=name, legendgroup=name, showlegend=k == 0,
                     line=dict(color=colors.NEUTRAL, dash=dash, width=1.2), hoverinfo="skip"))
     # The network's lines are legend entries, not labels on the plot: their values are often a point or two
@@ -1467,7 +1574,7 @@ def create_benchmark_funnel_figure(table: pd.DataFrame, measure: str = "response
                                (median, "Median site", dict(color="#7F7F7F", width=1.2, dash="longdash")),
                                (p75, "75th percentile of sites", dict(color="#7F7F7F", width=1.2, dash="dashdot"))):
         if value is not None:
-            fig.add_trace(go.Scatter(
+            fig.add_trace(_trace("scatter",
                 x=[0, top * 1.1], y=[value, value], mode="lines", name=f"{name}: {fmt_pct(value)}", line=style,
                 hovertemplate=f"{name}: {fmt_pct(value)}<extra></extra>"))
     hidden = []
@@ -1478,7 +1585,7 @@ def create_benchmark_funnel_figure(table: pd.DataFrame, measure: str = "response
             continue
         flag = "outside the 99.8 % limits" if _flag(row.get("outside_998")) else (
             "outside the 95 % limits" if _flag(row.get("outside_95")) else "within the limits")
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter",
             x=[n_pat], y=[rate], mode="markers+text", text=[str(row["site"])], textposition="top center",
             marker=dict(color="#1F77B4", size=11, line=dict(width=1, color="white")), showlegend=False,
             hovertemplate=(f"<b>Site {row['site']}</b><br>{what} rate {fmt_pct(rate)} "
@@ -1490,7 +1597,7 @@ def create_benchmark_funnel_figure(table: pd.DataFrame, measure: str = "response
                            yref="paper", showarrow=False, font=dict(color=colors.NEUTRAL))
     fig.update_xaxes(title_text="Evaluable patients at the site", range=[0, top * 1.1])
     fig.update_yaxes(title_text=f"{what} rate", tickformat=".0%", range=_funnel_rate_range(rows, pooled, shown_n))
-    return _base_layout(fig, title, height=460)
+    return fig.figure(title, height=460)
 
 
 def _funnel_rate_range(rows: pd.DataFrame, pooled: float | None, shown_n: np.ndarray) -> list[float]:
