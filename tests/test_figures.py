@@ -697,17 +697,17 @@ def test_plain_gives_nullable_numbers_as_floats_and_keeps_the_rest():
     assert list(figures.plain(dup).dtypes) == ["float64", "float64"]
 
 
-def test_set_layout_gives_the_figure_update_layout_gives():
-    """Assigned when unset, merged when set: a builder that set part of the legend or the title before
-    `_base_layout` keeps it, exactly as with Plotly's update_layout."""
-    def start() -> go.Figure:
-        fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+def test_a_builders_own_title_and_legend_settings_survive_the_common_layout():
+    """Merged, not replaced: a builder that set part of the legend or the title before `_Draft.figure` keeps
+    it, exactly as with Plotly's update_layout."""
+    props = figures._base_layout_properties("T", height=500, legend=False)
+    expected = go.Figure(go.Scatter(x=[1, 2], y=[3, 4]))
+    draft = figures._Draft()
+    draft.add_trace(figures._trace("scatter", x=[1, 2], y=[3, 4]))
+    for fig in (expected, draft):
         fig.update_layout(legend=dict(traceorder="reversed"), title=dict(font=dict(color="red")), height=300)
-        return fig
-
-    props = dict(title=dict(text="T", x=0, font=dict(size=17)), legend=dict(x=1.01, title=dict(text="")),
-                 margin=dict(l=10, t=70), height=500, showlegend=False, hoverlabel=dict(font_size=13))
-    expected, got = start().update_layout(**props), figures.set_layout(start(), **props)
+    expected.update_layout(**props)
+    got = draft.figure("T", height=500, legend=False)
     assert got.to_plotly_json() == expected.to_plotly_json()
     assert got.layout.legend.traceorder == "reversed" and got.layout.title.font.color == "red"
     assert got.layout.title.font.size == 17 and got.layout.height == 500
@@ -790,7 +790,7 @@ def _draft_steps(grid: dict) -> list[tuple[str, dict]]:
 @pytest.mark.parametrize("grid", DRAFT_GRIDS, ids=["single", "1x2", "2x1", "2x2"])
 def test_draft_figure_equals_the_object_api(grid: dict) -> None:
     """Every call a builder makes on a `_Draft` gives the figure the same calls on `go.Figure` /
-    `make_subplots` give, title and layout of `_base_layout` included (compared as Plotly's JSON)."""
+    `make_subplots` give, the common title and layout (`_base_layout_properties`) included (compared as Plotly's JSON)."""
     from plotly.subplots import make_subplots
 
     expected = make_subplots(**grid) if grid else go.Figure()
@@ -808,7 +808,7 @@ def test_draft_figure_equals_the_object_api(grid: dict) -> None:
             getattr(expected, method)(**args)
             getattr(draft, method)(**args)
     title = "A long title " * 8
-    expected = figures._base_layout(expected, title, height=400, legend=False)
+    expected.update_layout(**figures._base_layout_properties(title, height=400, legend=False))
     # as data: the keys of a dict may come in another order
     assert json.loads(draft.figure(title, height=400, legend=False).to_json()) == json.loads(expected.to_json())
 

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.basedatatypes import BasePlotlyType
 from plotly.subplots import make_subplots
 
 from dashboard.charts import colors
@@ -281,7 +280,7 @@ class _Draft:
         self.layout.setdefault("annotations", []).append(properties)
 
     def figure(self, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
-        """The finished figure with the dashboard's title, font, size, margins and legend (`_base_layout`)."""
+        """The finished figure with the dashboard's title, font, size, margins and legend (`_base_layout_properties`)."""
         self.update_layout(**_base_layout_properties(title, height=height, legend=legend))
         return go.Figure(data=self.data, layout=self.layout)
 
@@ -330,10 +329,6 @@ TITLE_LINE_CHARS = 80  # a chart title's line on a desktop: fits a full-width ch
 TITLE_LINE_PX = 22  # the height of a further title line
 
 
-def _base_layout(fig: go.Figure, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
-    return set_layout(fig, **_base_layout_properties(title, height=height, legend=legend))
-
-
 def _base_layout_properties(title: str, *, height: int = HEIGHT, legend: bool = True) -> dict[str, Any]:
     """Every chart's title, font, height, margins and legend."""
     # Plotly never wraps a title: a long one (the relief threshold in words) ran past the chart and was cut
@@ -351,25 +346,6 @@ def _base_layout_properties(title: str, *, height: int = HEIGHT, legend: bool = 
         legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01, title=dict(text="")),
         hoverlabel=dict(font_size=13),
     )
-
-
-def set_layout(fig: go.Figure, **properties: Any) -> go.Figure:
-    """`fig.update_layout(**properties)`, the same figure in a fraction of the time: a top-level property the
-    layout does not have yet is assigned whole, one it has is merged into as `update_layout` merges. Plotly's
-    update walks and checks every key's path in the layout (≈ 10 ms a call with seven properties, a fifth
-    of building a chart); an assignment validates the value alone. Property names are plain (no
-    "title_text" shorthand). Returns `fig`."""
-    layout = fig.layout
-    merge = {}
-    for name, value in properties.items():
-        current = layout[name]
-        if current is None or (isinstance(current, BasePlotlyType) and not current.to_plotly_json()):
-            layout[name] = value
-        else:
-            merge[name] = value
-    if merge:
-        fig.update_layout(**merge)
-    return fig
 
 
 PHONE_LINE_CHARS = 38  # characters of a title line on a 390-pixel-wide phone at the phone's font sizes
@@ -543,12 +519,12 @@ def _side_text_ends(fig: go.Figure) -> dict[str, list[tuple[float, int]]]:
 
 def _empty(title: str, message: str) -> go.Figure:
     """A figure that says why it has nothing to draw (never an empty canvas)."""
-    fig = go.Figure()
+    fig = _Draft()
     fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
                        font=dict(size=15, color=colors.NEUTRAL))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    return _base_layout(fig, title, height=260, legend=False)
+    return fig.figure(title, height=260, legend=False)
 
 
 def hidden_routes(df: pd.DataFrame, column: str) -> list[str]:
@@ -731,7 +707,7 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
     title = f"Difference in {outcome} rate between routes"
     if pairwise is None or pairwise.empty:
         return _empty(title, "Fewer than two routes to compare.")
-    fig = go.Figure()
+    fig = _Draft()
     labels = []
     for _, row in pairwise.iterrows():
         a, b = str(row["route_a"]), str(row["route_b"])
@@ -739,12 +715,12 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
         labels.append(label)
         d = _num(row.get("difference"))
         if d is None:
-            fig.add_trace(go.Scatter(x=[0], y=[label], mode="text", text=["hidden"], showlegend=False,
+            fig.add_trace(_trace("scatter", x=[0], y=[label], mode="text", text=["hidden"], showlegend=False,
                                      textposition="middle right", hoverinfo="skip"))
             continue
         minus, plus = _interval_arrays(d, row.get("ci_low"), row.get("ci_high"))
         p_adj = _num(row.get("p_adjusted"))
-        fig.add_trace(go.Scatter(
+        fig.add_trace(_trace("scatter", 
             x=[d * 100], y=[label], mode="markers",
             marker=dict(color=colors.NEUTRAL, size=11, symbol="diamond"),
             error_x=dict(type="data", symmetric=False, array=[plus * 100], arrayminus=[minus * 100],
@@ -759,11 +735,12 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
                 f"<br>p (Benjamini–Hochberg adjusted): {'–' if p_adj is None else f'{p_adj:.3g}'}<extra></extra>"
             ),
         ))
-    fig.add_vline(x=0, line=dict(color="#999999", dash="dot"))
     fig.update_xaxes(title_text="Difference in rate (percentage points), first route minus second", zeroline=False)
     fig.update_yaxes(autorange="reversed", title_text="Routes compared", type="category", categoryorder="array",
                      categoryarray=labels)
-    return _base_layout(fig, title, height=max(260, 90 + 36 * len(labels)), legend=False)
+    figure = fig.figure(title, height=max(260, 90 + 36 * len(labels)), legend=False)
+    figure.add_vline(x=0, line=dict(color="#999999", dash="dot"))  # Plotly places the line on the finished axes
+    return figure
 
 
 @_plain_inputs
@@ -1464,7 +1441,8 @@ def create_rems_distribution_figure(distribution: pd.DataFrame, measure: str, mi
 
     values = floats(sub["sessions"])
     shown = np.where(np.isnan(values), 0.0, values)
-    fig = go.Figure(go.Bar(
+    fig = _Draft()
+    fig.add_trace(_trace("bar",
         x=[b + width / 2 for b in bins], y=shown, width=width * 0.9,
         marker=dict(color=colors.route_color("IN"), pattern_shape=colors.ROUTE_PATTERNS.get("IN", "")),
         text=["hidden" if np.isnan(v) else "" for v in values], textposition="outside",
@@ -1473,14 +1451,16 @@ def create_rems_distribution_figure(distribution: pd.DataFrame, measure: str, mi
         hovertemplate="%{customdata[0]} " + unit + ": %{customdata[1]} sessions<extra></extra>",
         showlegend=False,
     ))
-    if minimum is not None and measure in ("monitoring_minutes", "ready_to_leave_minutes"):
-        fig.add_vline(x=minimum, line=dict(color="#000000", dash="dash", width=2),
-                      annotation_text=f"minimum {minimum} min", annotation_position="top right")
-    if measure in ("sbp_rise_40min", "dbp_rise_40min"):
-        fig.add_vline(x=0, line=dict(color=colors.NEUTRAL, width=1))
     fig.update_xaxes(title_text=f"{title} ({unit})")
     fig.update_yaxes(title_text="Sessions", rangemode="tozero")
-    return _base_layout(fig, title, height=340, legend=False)
+    figure = fig.figure(title, height=340, legend=False)
+    # the lines on the finished figure: Plotly places a line and its label on the axes as they are
+    if minimum is not None and measure in ("monitoring_minutes", "ready_to_leave_minutes"):
+        figure.add_vline(x=minimum, line=dict(color="#000000", dash="dash", width=2),
+                         annotation_text=f"minimum {minimum} min", annotation_position="top right")
+    if measure in ("sbp_rise_40min", "dbp_rise_40min"):
+        figure.add_vline(x=0, line=dict(color=colors.NEUTRAL, width=1))
+    return figure
 
 # --- fair comparisons (issue 15): adjusted response and the network benchmark ---------------------------
 
