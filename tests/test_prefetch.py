@@ -68,6 +68,27 @@ def test_warming_starts_with_the_parts_of_the_page_on_screen():
     assert ran == ["b", "shared", "a", "c"]  # the page's own first, then the plan's order; each load once
 
 
+def test_warming_opens_every_other_page_before_their_other_parts():
+    """After the page on screen, what a page switch waits for (each page's opening loads), and only then the
+    tabs and closed sections of the other pages (ui.LATER_LOADS), whose models take longest."""
+    ran: list[str] = []
+
+    def load(name: str):  # noqa: ANN202
+        return (name, lambda sig, s: ran.append(name))
+
+    plan = ui.page_loads()
+    plan = {page: [load(name) for name, _ in loads] for page, loads in plan.items()}
+    ui.warm_pages(("sig",), Settings(), plan, first="relief")
+    relief = [name for name, _ in plan["relief"]]
+    assert ran[:len(relief)] == relief
+    openings = {name for page, loads in ui.opening_loads(plan).items() if page != "relief" for name, _ in loads}
+    later = {name for page in plan if page != "relief" for name in ui.LATER_LOADS.get(page, ())} - openings
+    assert later and openings
+    last_opening = max(ran.index(name) for name in openings - set(relief))
+    assert all(ran.index(name) > last_opening for name in later - set(relief))
+    assert sorted(ran) == sorted({name for loads in plan.values() for name, _ in loads})  # each load once
+
+
 def test_warming_stops_as_soon_as_the_session_moves_on(sample_db: Path):
     signature = store.database_signature(sample_db)
     calls = iter([True, True, False])

@@ -1635,23 +1635,28 @@ def cancel_prefetch() -> None:
 
 def warm_pages(signature: tuple, settings: Settings, plan: LoadPlan, first: str = "",
                go_on: Callable[[], bool] = lambda: True) -> int:
-    """Run every load of `plan` for this filter state, page `first`'s before the others' (the parts of the
-    page on screen that its tabs do not show yet are the likeliest next click), stopping as soon as
-    `go_on()` is false; returns how many loads ran. Each load is `st.cache_data`, so a load already
-    computed is a hit, and one computing in the script thread at the same moment is waited for, not
-    repeated (Streamlit holds a lock per cached value)."""
+    """Run every load of `plan` for this filter state, stopping as soon as `go_on()` is false; returns how
+    many loads ran. In the order a reader is likeliest to need them: page `first`'s (the parts of the page
+    on screen that its tabs do not show yet), then what every other page computes when it opens (a page
+    switch), then the other pages' other parts (`LATER_LOADS`: tabs and closed sections), each group in
+    the plan's order. Each load is `st.cache_data`, so a load already computed is a hit, and one computing
+    in the script thread at the same moment is waited for, not repeated (Streamlit holds a lock per
+    cached value)."""
+    others = [page for page in plan if page != first]
+    later = {page: LATER_LOADS.get(page, frozenset()) for page in others}
+    order = list(plan.get(first, []))
+    order += [(name, load) for page in others for name, load in plan[page] if name not in later[page]]
+    order += [(name, load) for page in others for name, load in plan[page] if name in later[page]]
     done = 0
     seen: set[str] = set()
-    order = sorted(plan, key=lambda page: page != first)  # stable: the plan's order after `first`
-    for page in order:
-        for name, load in plan[page]:
-            if name in seen:
-                continue
-            if not go_on():
-                return done
-            seen.add(name)
-            load(signature, settings)
-            done += 1
+    for name, load in order:
+        if name in seen:
+            continue
+        if not go_on():
+            return done
+        seen.add(name)
+        load(signature, settings)
+        done += 1
     return done
 
 
