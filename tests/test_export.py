@@ -152,7 +152,11 @@ def test_cli_errors_are_messages(hand_db, tmp_path, capsys):
     con.execute("DROP TABLE patient_summary")
     con.close()
     assert cli.main(["export", "--db", str(old), "--out", str(tmp_path / "x")]) == 1
-    assert "import the clinic export again" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "older version of Ketamine Outcomes" in err and "Import the clinic export again" in err
+    assert f"ketamine-outcomes import EXPORT_DIR --db {old}" in err
+    # plain words: the missing tables and macros are named in the log, not in the message
+    assert "patient_summary" not in err and "macro" not in err and "cohort_outcomes" not in err
 
 
 def test_summary_csv_formatting():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -32,6 +33,8 @@ from dashboard.analysis import adjusted, benchmark, metrics, rems
 from dashboard.data import spec, store
 from dashboard.analysis.disclosure import protect
 from dashboard.analysis.settings import FILTER_NAMES, Settings
+
+LOG = logging.getLogger("ketamine_outcomes.export")
 
 SUMMARY_FILES = (
     "cohort.csv", "response_by_route.csv", "time_to_relief.csv", "time_to_relief_curve.csv",
@@ -318,9 +321,12 @@ def require_derived_tables(con: duckdb.DuckDBPyConnection, db_path: str | os.Pat
     missing = [f"{t}.{c}" for t, c in DERIVED_COLUMNS if (t, c) not in columns]
     missing += [f"macro {m}" for m in DERIVED_MACROS if m not in macros]
     if missing:
+        # the parts by name for whoever reads the log; the message says what it means and what to do
+        LOG.warning("%s lacks %s", db_path, ", ".join(missing))
         raise store.StoreError(
-            f"{db_path} was built by an older version ({', '.join(missing)} missing); import the clinic "
-            f"export again with this version of ketamine-outcomes."
+            f"{db_path} was built by an older version of Ketamine Outcomes: it lacks tables this version computes "
+            f"when it imports. Import the clinic export again with this version (`ketamine-outcomes import "
+            f"EXPORT_DIR --db {db_path}`); the clinic's files are not changed."
         )
 
 
