@@ -228,3 +228,46 @@ thread.start()
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr[-2000:]
     assert done.read_text() == "finished"
+
+
+SETTLE_SCRIPT = """
+import gc, weakref
+from dashboard.app import ui
+
+class Node:
+    pass
+
+def garbage_cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+ui.settle_startup_heap()  # not served (AppTest, bare mode): nothing happens
+print("bare", gc.get_freeze_count())
+gc.disable()  # so only the settling collects the cycle below
+cycle = garbage_cycle()
+import dashboard.app.server  # what `ketamine-outcomes serve` runs
+ui.settle_startup_heap()
+frozen = gc.get_freeze_count()
+print("served", frozen, "cycle collected", cycle() is None)
+kept = [Node() for _ in range(100)]
+ui.settle_startup_heap()  # once per process
+print("again", gc.get_freeze_count() == frozen)
+"""
+
+
+def test_the_startup_heap_is_collected_then_frozen_once_in_a_served_dashboard():
+    """settle_startup_heap: nothing unless served (AppTest, bare mode), and in a served process once: garbage collected
+    first (a reference cycle made before is freed, not frozen), then every object left frozen. Run in a child
+    process: freezing this test process's objects would outlive the test."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", SETTLE_SCRIPT], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert lines["bare"] == "0"
+    served, _, collected = lines["served"].partition(" cycle collected ")
+    assert int(served) > 10_000 and collected == "True"  # the imported modules' objects, at the least
+    assert lines["again"] == "True"

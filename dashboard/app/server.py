@@ -80,4 +80,7 @@ class NestedPathRedirect:
         await self.app(scope, receive, send)
 
 
+from dashboard.app import ui  # noqa: E402 - after the middleware, which needs none of the dashboard
+
+ui.SERVED = True  # main.py settles the heap after the first page (ui.settle_startup_heap): a served process only
 app = st.App(Path(__file__).resolve().with_name("main.py"), middleware=[Middleware(NestedPathRedirect)])
