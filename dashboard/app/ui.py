@@ -1721,9 +1721,9 @@ def settle_startup_heap() -> None:
     object left (`gc.freeze`) — the imported modules, Plotly's validators, pandas' and SciPy's tables — so
     Python's full collections stop walking them.
 
-    With them, each full collection took 85-150 ms, at a moment no one chooses: over page switches at 100,000
-    patients, about one interaction in eight waited for one (the collector runs on whichever thread
-    allocates; bench/RESULTS.md); after the freeze one took 6 ms. Frozen objects are still freed when nothing
+    With them, each full collection took 85-150 ms, at a moment no one chooses (the collector runs on whichever
+    thread allocates): a walk over every page three times at 100,000 patients met four, one inside a page
+    switch (bench/RESULTS.md); after the freeze a full collection took 6 ms. Frozen objects are still freed when nothing
     refers to them; only a reference cycle among them (a Plotly figure in the figure cache at that moment)
     stays until the process ends — a few figures, once.
     """
