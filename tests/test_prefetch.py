@@ -231,8 +231,8 @@ thread.start()
 
 
 SETTLE_SCRIPT = """
-import gc, weakref
-from dashboard.app import ui
+import asyncio, gc, weakref
+from dashboard.app import server, ui
 
 class Node:
     pass
@@ -242,24 +242,30 @@ def garbage_cycle():
     a.other, b.other = b, a
     return weakref.ref(a)
 
-ui.settle_startup_heap()  # not served (AppTest, bare mode): nothing happens
-print("bare", gc.get_freeze_count())
-gc.disable()  # so only the settling collects the cycle below
-cycle = garbage_cycle()
-import dashboard.app.server  # what `ketamine-outcomes serve` runs
-ui.settle_startup_heap()
-frozen = gc.get_freeze_count()
-print("served", frozen, "cycle collected", cycle() is None)
-kept = [Node() for _ in range(100)]
-ui.settle_startup_heap()  # once per process
-print("again", gc.get_freeze_count() == frozen)
+ui.settle_startup_heap()  # imported, not serving (as in a test, AppTest, bare mode): nothing happens
+print("imported", gc.get_freeze_count(), ui.SERVED)
+
+async def serve():
+    async with server.serving(server.app):  # what uvicorn runs when the server starts
+        gc.disable()  # so only the settling collects the cycle below
+        cycle = garbage_cycle()
+        ui.settle_startup_heap()
+        frozen = gc.get_freeze_count()
+        print("served", frozen, "cycle collected", cycle() is None)
+        kept = [Node() for _ in range(100)]
+        ui.settle_startup_heap()  # once per process
+        print("again", gc.get_freeze_count() == frozen)
+    print("stopped", ui.SERVED)
+
+asyncio.run(serve())
 """
 
 
 def test_the_startup_heap_is_collected_then_frozen_once_in_a_served_dashboard():
-    """settle_startup_heap: nothing unless served (AppTest, bare mode), and in a served process once: garbage collected
-    first (a reference cycle made before is freed, not frozen), then every object left frozen. Run in a child
-    process: freezing this test process's objects would outlive the test."""
+    """settle_startup_heap: nothing unless the app serves (dashboard/app/server.py only imported, as tests do;
+    AppTest; bare mode), and while it serves once: garbage collected first (a reference cycle made before is
+    freed, not frozen), then every object left frozen. Run in a child process: freezing this test process's
+    objects would outlive the test."""
     import subprocess
     import sys
 
@@ -267,7 +273,8 @@ def test_the_startup_heap_is_collected_then_frozen_once_in_a_served_dashboard():
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
-    assert lines["bare"] == "0"
+    assert lines["imported"] == "0 False"
     served, _, collected = lines["served"].partition(" cycle collected ")
     assert int(served) > 10_000 and collected == "True"  # the imported modules' objects, at the least
     assert lines["again"] == "True"
+    assert lines["stopped"] == "False"

@@ -18,9 +18,10 @@ settings as before; AppTest and `streamlit run dashboard/app/main.py` keep runni
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 from urllib.parse import quote, unquote
 
 import streamlit as st
@@ -80,7 +81,18 @@ class NestedPathRedirect:
         await self.app(scope, receive, send)
 
 
-from dashboard.app import ui  # noqa: E402 - after the middleware, which needs none of the dashboard
+@contextlib.asynccontextmanager
+async def serving(_app: Any) -> AsyncIterator[None]:
+    """While the server serves: main.py settles the heap after the first page (`ui.settle_startup_heap`). Set
+    here, when serving starts, not when this module is imported (tests import it into their own process)."""
+    from dashboard.app import ui
 
-ui.SERVED = True  # main.py settles the heap after the first page (ui.settle_startup_heap): a served process only
-app = st.App(Path(__file__).resolve().with_name("main.py"), middleware=[Middleware(NestedPathRedirect)])
+    ui.SERVED = True
+    try:
+        yield
+    finally:
+        ui.SERVED = False
+
+
+app = st.App(Path(__file__).resolve().with_name("main.py"), middleware=[Middleware(NestedPathRedirect)],
+             lifespan=serving)

@@ -1710,10 +1710,11 @@ def prefetch_other_pages(ctx: PageContext) -> None:
     thread.start()
 
 
-# Set by dashboard/app/server.py, the app `ketamine-outcomes serve` runs: AppTest and `streamlit run main.py`
-# run main.py without it (AppTest inside the test process, which must not be changed for later tests).
+# True while dashboard/app/server.py's app serves (its lifespan): AppTest and `streamlit run main.py` run main.py
+# without it (AppTest inside the test process, which must not be changed for later tests).
 SERVED = False
-_HEAP_SETTLED = threading.Event()
+_HEAP_LOCK = threading.Lock()
+_HEAP_SETTLED = False
 
 
 def settle_startup_heap() -> None:
@@ -1723,15 +1724,19 @@ def settle_startup_heap() -> None:
 
     With them, each full collection took 85-150 ms, at a moment no one chooses (the collector runs on whichever
     thread allocates): a walk over every page three times at 100,000 patients met four, one inside a page
-    switch (bench/RESULTS.md); after the freeze a full collection took 6 ms. Frozen objects are still freed when nothing
-    refers to them; only a reference cycle among them (a Plotly figure in the figure cache at that moment)
-    stays until the process ends — a few figures, once.
+    switch (bench/RESULTS.md); after the freeze a full collection took 6-7 ms. Frozen objects are still freed
+    when nothing refers to them; only reference cycles among them stay until the process ends — those of that
+    moment's caches (a few figures) and of the first session and page run, once.
     """
-    if not SERVED or _HEAP_SETTLED.is_set():
-        return
-    _HEAP_SETTLED.set()
-    gc.collect()
-    gc.freeze()
+    global _HEAP_SETTLED
+    with _HEAP_LOCK:
+        if not SERVED or _HEAP_SETTLED:
+            return
+        _HEAP_SETTLED = True
+        gc.collect()
+        frozen_before = gc.get_freeze_count()
+        gc.freeze()
+    LOG.info("froze %d objects of the served process's startup", gc.get_freeze_count() - frozen_before)
 
 
 def _session_connected(session: str) -> bool:
