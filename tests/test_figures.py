@@ -783,6 +783,14 @@ def _draft_steps(grid: dict) -> list[tuple[str, dict]]:
         ("layout", dict(barmode="stack", legend_traceorder="normal")),
         ("layout", dict(plot_bgcolor="#DDDDDD")),
         ("annotation", dict(text="paper note", x=0, y=-0.18, xref="paper", yref="paper", showarrow=False)),
+        # shorthand and nested forms of one property, each after the other: the later call wins
+        ("yaxes", dict(title=dict(text="nested", font=dict(size=9)))),
+        ("yaxes", dict(title_text="shorthand after nested")),
+        ("layout", dict(legend=dict(traceorder="reversed", x=0.5))),
+        ("xaxes", dict(title_font_size=15)),
+        ("xaxes", dict(title=dict(font=dict(size=11)))),
+        ("annotation", dict(text="in the cell's domain", x=0.5, y=1, xref="x domain", yref="y domain",
+                            showarrow=False, **cell(rows, cols))),
     ]
     return steps
 

@@ -237,8 +237,9 @@ class _Draft:
     the page again while the person waits. The methods here take the arguments of the `go.Figure` methods
     of the same names (traces as dicts with their `type`, see `_trace`), place traces, axes and
     annotations in a subplot grid as `make_subplots` figures do, and merge updates as Plotly's `update`
-    does (tests/test_figures.py makes the same calls both ways and compares the figures). The builders'
-    figures are unchanged: every figure the test suite's tables give was compared with the object API's.
+    does (`_merge`; a list replaces the one there). tests/test_figures.py makes the same calls both ways and
+    compares the figures; the builders' figures are unchanged: every figure the test suite's tables give was
+    compared with the object API's.
     """
 
     def __init__(self, **subplots: Any) -> None:
@@ -276,8 +277,11 @@ class _Draft:
     def add_annotation(self, row: int | None = None, col: int | None = None, **properties: Any) -> None:
         if row is not None and self._grid is not None:
             xaxis, yaxis = self._grid[row - 1][col - 1]
-            properties = {**properties, "xref": xaxis.replace("axis", ""), "yref": yaxis.replace("axis", "")}
-        self.layout.setdefault("annotations", []).append(properties)
+            # the cell's axes, or their domains when the reference asked for a domain ("x domain")
+            refs = {ref: axis.replace("axis", "") + (" domain" if "domain" in str(properties.get(ref, "")) else "")
+                    for ref, axis in (("xref", xaxis), ("yref", yaxis))}
+            properties = {**properties, **refs}
+        self.layout.setdefault("annotations", []).append(copy.deepcopy(properties))
 
     def figure(self, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
         """The finished figure with the dashboard's title, font, size, margins and legend (`_base_layout_properties`)."""
@@ -291,12 +295,22 @@ def _trace(kind: str, **properties: Any) -> dict[str, Any]:
 
 
 def _merge(into: dict[str, Any], properties: dict[str, Any]) -> None:
-    """Plotly's `update`: nested properties merged key by key, any other value replaced."""
+    """Plotly's `update`: nested properties merged key by key, any other value (a list too) replaced; dicts and
+    lists copied. A shorthand name ("title_text") and the nested form of the same property ("title") meet as
+    in Plotly, the later call winning: shorthand after the nested form goes into it, and the nested form after
+    shorthand takes the shorthand in first. (Otherwise shorthand is kept as given; `go.Figure` resolves it.)"""
     for name, value in properties.items():
+        head, _, rest = name.partition("_")
+        if rest and isinstance(into.get(head), dict):
+            _merge(into[head], {rest: value})
+            continue
+        if isinstance(value, dict):
+            for key in [k for k in into if k.startswith(name + "_")]:
+                _merge(into.setdefault(name, {}), {key[len(name) + 1:]: into.pop(key)})
         if isinstance(value, dict) and isinstance(into.get(name), dict):
             _merge(into[name], value)
         else:
-            into[name] = copy.deepcopy(value) if isinstance(value, dict) else value
+            into[name] = copy.deepcopy(value) if isinstance(value, (dict, list)) else value
 
 
 _SUBPLOT_GRIDS: "OrderedDict[str, tuple[dict[str, Any], list[list[tuple[str, str]]]]]" = OrderedDict()
