@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from datetime import datetime
 
@@ -155,8 +157,13 @@ def test_cli_errors_are_messages(hand_db, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "older version of Ketamine Outcomes" in err and "Import the clinic export again" in err
     assert f"ketamine-outcomes import EXPORT_DIR --db {old}" in err
-    # plain words: the missing tables and macros are named in the log, not in the message
+    # plain words: the missing tables and macros are named in a debug log, not in the message; the command run
+    # as a person runs it (no logging set up, where Python prints warnings to stderr) says no more either
     assert "patient_summary" not in err and "macro" not in err and "cohort_outcomes" not in err
+    run = subprocess.run([sys.executable, "-m", "dashboard.cli", "export", "--db", str(old), "--out",
+                          str(tmp_path / "y")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "older version of Ketamine Outcomes" in run.stderr
+    assert "patient_summary" not in run.stderr and "macro" not in run.stderr and "Traceback" not in run.stderr
 
 
 def test_summary_csv_formatting():

@@ -321,8 +321,8 @@ def require_derived_tables(con: duckdb.DuckDBPyConnection, db_path: str | os.Pat
     missing = [f"{t}.{c}" for t, c in DERIVED_COLUMNS if (t, c) not in columns]
     missing += [f"macro {m}" for m in DERIVED_MACROS if m not in macros]
     if missing:
-        # the parts by name for whoever reads the log; the message says what it means and what to do
-        LOG.warning("%s lacks %s", db_path, ", ".join(missing))
+        # the parts by name for whoever reads a debug log; the message says what it means and what to do
+        LOG.info("%s lacks %s", db_path, ", ".join(missing))
         raise store.StoreError(
             f"{db_path} was built by an older version of Ketamine Outcomes: it lacks tables this version computes "
             f"when it imports. Import the clinic export again with this version (`ketamine-outcomes import "
