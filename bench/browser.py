@@ -16,8 +16,10 @@ Each interaction is timed from the action until a script run it caused has finis
 still a loading placeholder, and every Plotly chart on the page has drawn its SVG. An interaction that ends on
 an error screen, on the wrong page or without changing the filter stops the run (RuntimeError). Results are
 medians and maxima per page, and ratios to the minimal app's median for the same interaction in the same run
-(these machines are shared and noisy: ratios, not absolute times, are what compares across runs). Nothing here
-is a test: tests/test_bench.py only checks that it runs at a tiny size.
+(these machines are shared and noisy: ratios, not absolute times, are what compares across runs). Where the
+time went is summarised beside them from the websocket's messages (`phases_of`: the server's first message, its
+"script finished", the end; how many element messages and bytes). Nothing here is a test: tests/test_bench.py
+only checks that it runs at a tiny size.
 """
 
 from __future__ import annotations
@@ -66,22 +68,30 @@ class ScriptRuns:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
         self.done = 0
+        # every message since the last `timed` began: (time.perf_counter() when Chromium reported it, its type,
+        # its size in bytes), for where an interaction's time went (`phases`)
+        self.frames: list[tuple[float, str, int]] = []
         finished = {ForwardMsg.ScriptFinishedStatus.Value(v) for v in
                     ("FINISHED_SUCCESSFULLY", "FINISHED_WITH_COMPILE_ERROR", "FINISHED_FRAGMENT_RUN_SUCCESSFULLY")}
 
         def frame(payload: bytes | str) -> None:
             if isinstance(payload, (bytes, bytearray)):
                 msg = ForwardMsg.FromString(bytes(payload))
-                if msg.WhichOneof("type") == "script_finished" and msg.script_finished in finished:
+                kind = msg.WhichOneof("type") or ""
+                self.frames.append((time.perf_counter(), kind, len(payload)))
+                if kind == "script_finished" and msg.script_finished in finished:
                     self.done += 1
 
         page.on("websocket", lambda ws: ws.on("framereceived", frame))
 
 
-def timed(page: Any, runs: ScriptRuns, action: Callable[[], None], timeout_ms: int = 120_000) -> float:
+def timed(page: Any, runs: ScriptRuns, action: Callable[[], None], timeout_ms: int = 120_000,
+          phases: list[dict[str, float]] | None = None) -> float:
     """Milliseconds from ACTION until a script run it caused has finished (not one cut short for a rerun)
-    and the page is idle, fresh and every chart drawn."""
+    and the page is idle, fresh and every chart drawn. With `phases`, where that time went is appended to it
+    (see `phases_of`)."""
     before = runs.done
+    runs.frames.clear()
     t0 = time.perf_counter()
     action()
     deadline = t0 + timeout_ms / 1000
@@ -90,7 +100,25 @@ def timed(page: Any, runs: ScriptRuns, action: Callable[[], None], timeout_ms: i
             raise TimeoutError(f"no script run finished within {timeout_ms} ms ({page.url})")
         page.wait_for_timeout(5)
     page.wait_for_function(DRAWN, timeout=max(1, int((deadline - time.perf_counter()) * 1000)), polling=20)
-    return (time.perf_counter() - t0) * 1000
+    total = (time.perf_counter() - t0) * 1000
+    if phases is not None:
+        phases.append(phases_of(runs.frames, t0, total))
+    return total
+
+
+def phases_of(frames: list[tuple[float, str, int]], t0: float, total_ms: float) -> dict[str, float]:
+    """Where one interaction's time went, from the messages Chromium reported (ms from the action): the
+    server's first message (its script has started), its last "script finished" (Chromium reports a frame
+    from its page thread, so this also waits for the drawing of what came before: bench/RESULTS.md), the end
+    (every chart drawn), and how many element messages ("deltas") and bytes the page was sent."""
+    finished = [t for t, kind, _ in frames if kind == "script_finished"]
+    return {
+        "first_message_ms": round((frames[0][0] - t0) * 1000, 1) if frames else float("nan"),
+        "script_finished_ms": round((finished[-1] - t0) * 1000, 1) if finished else float("nan"),
+        "drawn_ms": round(total_ms, 1),
+        "deltas": sum(1 for _, kind, _ in frames if kind == "delta"),
+        "bytes": sum(size for _, _, size in frames),
+    }
 
 
 def new_page(browser: Any) -> tuple[Any, Any, ScriptRuns]:
@@ -130,18 +158,26 @@ def filter_states(count: int) -> list[str]:
 
 
 def measure_app(browser: Any, base: str, states: list[str], rounds: int,
-                require_chart: bool = False, pause_s: float = 0.0) -> dict[str, dict[str, list[float]]]:
+                require_chart: bool = False, pause_s: float = 0.0,
+                phases: dict[str, dict[str, list[dict[str, float]]]] | None = None) -> dict[str, dict[str, list[float]]]:
     """Timings (ms) per interaction and page of one app; every interaction must end on its page without an
     error (and, with `require_chart`, with a chart drawn), else RuntimeError. `pause_s`: seconds the reader
-    looks at the page before each page switch and filter change (0: clicks at once)."""
+    looks at the page before each page switch and filter change (0: clicks at once). `phases`, if given, is
+    filled the same way with where each interaction's time went (`phases_of`)."""
     out: dict[str, dict[str, list[float]]] = {k: {p or "overview": [] for p in PAGES}
                                               for k in ("shared_link", "page_switch", "filter_change")}
+    if phases is not None:
+        phases.update({k: {p: [] for p in pages} for k, pages in out.items()})
+
+    def where(interaction: str, page: str) -> list[dict[str, float]] | None:
+        return None if phases is None else phases[interaction][page]
     state = iter(states * (rounds * len(PAGES) + 1))
     for _ in range(rounds):
         for path in PAGES:
             context, page, runs = new_page(browser)
             url = f"{base}/{path}?{next(state)}"
-            out["shared_link"][path or "overview"].append(timed(page, runs, lambda: page.goto(url)))
+            out["shared_link"][path or "overview"].append(
+                timed(page, runs, lambda: page.goto(url), phases=where("shared_link", path or "overview")))
             check_shown(page, "shared link", require_chart)
             context.close()
         context, page, runs = new_page(browser)
@@ -150,7 +186,8 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
             # by address, not position: the dashboard's navigation has more pages than the walk
             link = page.locator(f"[data-testid='stSidebarNav'] a[href='{base}/{path}']")
             page.wait_for_timeout(pause_s * 1000)
-            out["page_switch"][path or "overview"].append(timed(page, runs, lambda: link.click(no_wait_after=True)))
+            out["page_switch"][path or "overview"].append(timed(page, runs, lambda: link.click(no_wait_after=True),
+                                                                phases=where("page_switch", path or "overview")))
             check_shown(page, "page switch", require_chart)
             if not page.url.split("?")[0].rstrip("/").endswith(f"{base}/{path}".rstrip("/")):
                 raise RuntimeError(f"page switch to /{path} ended on {page.url}")
@@ -170,7 +207,8 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
                     page.keyboard.press("Enter")
                 page.keyboard.press("Escape")
 
-            out["filter_change"][path or "overview"].append(timed(page, runs, pick))
+            out["filter_change"][path or "overview"].append(
+                timed(page, runs, pick, phases=where("filter_change", path or "overview")))
             check_shown(page, "filter change", require_chart)
             if page.url.count("route=") == chosen:
                 raise RuntimeError(f"the filter change left the routes as they were ({before} -> {page.url})")
@@ -178,7 +216,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
     return out
 
 
-def summarise(dash: dict, minimal: dict) -> dict[str, Any]:
+def summarise(dash: dict, minimal: dict, dash_phases: dict | None = None, minimal_phases: dict | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for interaction, pages in dash.items():
         floor = statistics.median([t for ts in minimal[interaction].values() for t in ts])
@@ -187,7 +225,17 @@ def summarise(dash: dict, minimal: dict) -> dict[str, Any]:
             "pages": {p: {"median_ms": round(statistics.median(ts), 1), "max_ms": round(max(ts), 1),
                           "ratio": round(statistics.median(ts) / floor, 2)} for p, ts in pages.items() if ts},
         }
+        if dash_phases is not None and minimal_phases is not None:
+            result[interaction]["phases"] = {
+                "minimal": median_phases([x for xs in minimal_phases[interaction].values() for x in xs]),
+                "pages": {p: median_phases(xs) for p, xs in dash_phases[interaction].items() if xs},
+            }
     return result
+
+
+def median_phases(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each of `phases_of`'s measures over several interactions."""
+    return {key: round(statistics.median(r[key] for r in runs), 1) for key in runs[0]} if runs else {}
 
 
 def build_database(patients: int, workdir: Path, python: str) -> Path:
@@ -220,11 +268,14 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float
                 timed(page, runs, lambda: page.goto(url))
                 context.close()
             s = filter_states(states)
-            dash = measure_app(browser, dash_url, s, rounds, pause_s=pause_s)
-            mini = measure_app(browser, min_url, s, rounds, require_chart=True, pause_s=pause_s)
+            dash_phases: dict = {}
+            mini_phases: dict = {}
+            dash = measure_app(browser, dash_url, s, rounds, pause_s=pause_s, phases=dash_phases)
+            mini = measure_app(browser, min_url, s, rounds, require_chart=True, pause_s=pause_s, phases=mini_phases)
         finally:
             browser.close()
-    return {"raw": {"dashboard": dash, "minimal": mini}, "summary": summarise(dash, mini)}
+    return {"raw": {"dashboard": dash, "minimal": mini, "phases": {"dashboard": dash_phases, "minimal": mini_phases}},
+            "summary": summarise(dash, mini, dash_phases, mini_phases)}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -243,6 +294,25 @@ def markdown(results: dict[str, Any]) -> str:
                 r = results["sizes"][n]["summary"][interaction]["pages"][page]
                 cells.append(f"{r['median_ms']:,.0f} ({r['ratio']:.2f})")
             lines.append(f"| {interaction.replace('_', ' ')}: {page} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def phases_markdown(results: dict[str, Any]) -> str:
+    """Where the time went, per size, interaction and page (median ms from the action; `phases_of`)."""
+    lines = []
+    for n, size in results["sizes"].items():
+        name = f"{int(n):,} patients" if n.isdigit() else n
+        lines += [f"\nWhere the time went, {name} (median ms from the action; messages as Chromium reported them):\n",
+                  "| interaction, page | first message | script finished | drawn | element messages | kB sent |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for interaction, block in size["summary"].items():
+            rows = [("minimal app", block.get("phases", {}).get("minimal"))]
+            rows += list(block.get("phases", {}).get("pages", {}).items())
+            for page, ph in rows:
+                if ph:
+                    lines.append(f"| {interaction.replace('_', ' ')}: {page} | {ph['first_message_ms']:,.0f} | "
+                                 f"{ph['script_finished_ms']:,.0f} | {ph['drawn_ms']:,.0f} | {ph['deltas']:,.0f} | "
+                                 f"{ph['bytes'] / 1000:,.1f} |")
     return "\n".join(lines)
 
 
@@ -273,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_end"] = os.getloadavg()[0]
     table = markdown(results)
     print(table)
+    print(phases_markdown(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))

@@ -443,7 +443,13 @@ def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path):
         assert block["minimal_median_ms"] > 0
         assert set(block["pages"]) == pages
         assert all(r["ratio"] > 0 and r["max_ms"] >= r["median_ms"] for r in block["pages"].values())
+        # where the time went: the server's first message, then its run's end, then the page drawn
+        assert set(block["phases"]["pages"]) == pages and block["phases"]["minimal"]
+        for ph in [block["phases"]["minimal"], *block["phases"]["pages"].values()]:
+            assert 0 <= ph["first_message_ms"] <= ph["script_finished_ms"] <= ph["drawn_ms"]
+            assert ph["deltas"] >= 1 and ph["bytes"] > 0
     assert "| page switch: relief |" in done.stdout
+    assert "Where the time went" in done.stdout and "| filter change: minimal app |" in done.stdout
 def test_the_load_test_runs_at_a_tiny_size(tmp_path):
     """bench/load.py (issue 12) at one browser session, one walk through the pages, with the import swap:
     every page loads without an error and the report holds its numbers. Not a timing test."""
