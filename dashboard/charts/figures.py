@@ -246,7 +246,7 @@ class _Draft:
         """`subplots`: `make_subplots`' arguments (none: one plot)."""
         self.data: list[dict[str, Any]] = []
         if subplots:
-            layout, self._grid = _subplot_grid(repr(sorted(subplots.items())), subplots)
+            layout, self._grid = _subplot_grid(subplots)
             self.layout = copy.deepcopy(layout)
         else:
             self.layout, self._grid = {}, None
@@ -284,7 +284,8 @@ class _Draft:
         self.layout.setdefault("annotations", []).append(copy.deepcopy(properties))
 
     def figure(self, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
-        """The finished figure with the dashboard's title, font, size, margins and legend (`_base_layout_properties`)."""
+        """The finished figure with the dashboard's title, font, size, margins and legend
+        (`_base_layout_properties`)."""
         self.update_layout(**_base_layout_properties(title, height=height, legend=legend))
         return go.Figure(data=self.data, layout=self.layout)
 
@@ -318,10 +319,11 @@ _SUBPLOT_GRIDS_MAX = 64  # grids differ by panel titles and spacing: a few per p
 _SUBPLOT_GRIDS_LOCK = threading.Lock()  # every session's script thread builds figures
 
 
-def _subplot_grid(key: str, subplots: dict[str, Any]) -> tuple[dict[str, Any], list[list[tuple[str, str]]]]:
+def _subplot_grid(subplots: dict[str, Any]) -> tuple[dict[str, Any], list[list[tuple[str, str]]]]:
     """`make_subplots(**subplots)`' layout (its axes' domains and anchors, the panel titles) as a dict and
     the layout keys of each cell's axes, `[row][col] -> ("xaxis2", "yaxis2")`; computed once per grid (the
     same few grids recur on every page), the caller copies the layout."""
+    key = repr(sorted(subplots.items()))  # the arguments hold lists (row heights, titles): not hashable as they are
     with _SUBPLOT_GRIDS_LOCK:
         grid = _SUBPLOT_GRIDS.get(key)
         if grid is not None:
@@ -331,7 +333,7 @@ def _subplot_grid(key: str, subplots: dict[str, Any]) -> tuple[dict[str, Any], l
     layout = made.layout.to_plotly_json()
     layout.pop("template", None)  # the default template: every new figure applies it itself
     refs = [[cell[0].layout_keys[:2] for cell in cells] for cells in made._grid_ref]
-    grid = (copy.deepcopy(layout), refs)
+    grid = (layout, refs)  # a new dict of its own, never changed: each figure copies it
     with _SUBPLOT_GRIDS_LOCK:
         _SUBPLOT_GRIDS[key] = grid
         while len(_SUBPLOT_GRIDS) > _SUBPLOT_GRIDS_MAX:
@@ -730,11 +732,11 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
         d = _num(row.get("difference"))
         if d is None:
             fig.add_trace(_trace("scatter", x=[0], y=[label], mode="text", text=["hidden"], showlegend=False,
-                                     textposition="middle right", hoverinfo="skip"))
+                                            textposition="middle right", hoverinfo="skip"))
             continue
         minus, plus = _interval_arrays(d, row.get("ci_low"), row.get("ci_high"))
         p_adj = _num(row.get("p_adjusted"))
-        fig.add_trace(_trace("scatter", 
+        fig.add_trace(_trace("scatter",
             x=[d * 100], y=[label], mode="markers",
             marker=dict(color=colors.NEUTRAL, size=11, symbol="diamond"),
             error_x=dict(type="data", symmetric=False, array=[plus * 100], arrayminus=[minus * 100],
@@ -782,10 +784,10 @@ def create_trajectory_figure(trajectory: pd.DataFrame, instrument_label: str = "
         # Upper edge then lower edge filled to it: hidden weeks (NaN) leave a gap instead of a stray polygon.
         if route in banded:
             fig.add_trace(_trace("scatter", x=weeks, y=floats(d["ci_high"]), mode="lines", line=dict(width=0),
-                                     hoverinfo="skip", showlegend=False, legendgroup=route, connectgaps=False))
+                                            hoverinfo="skip", showlegend=False, legendgroup=route, connectgaps=False))
             fig.add_trace(_trace("scatter", x=weeks, y=floats(d["ci_low"]), mode="lines", line=dict(width=0),
-                                     fill="tonexty", fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip",
-                                     showlegend=False, legendgroup=route, connectgaps=False))
+                                            fill="tonexty", fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip",
+                                            showlegend=False, legendgroup=route, connectgaps=False))
         fig.add_trace(_trace("scatter",
             x=weeks, y=floats(d["mean_score"]), mode="lines+markers", name=label, legendgroup=route,
             line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route)),
@@ -906,10 +908,10 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
         color = colors.route_color(route)
         label = colors.route_label(route)
         fig.add_trace(_trace("scatter", x=days, y=high, mode="lines", line=dict(width=0, shape="hv"), hoverinfo="skip",
-                                 showlegend=False, legendgroup=route), row=1, col=1)
+                                        showlegend=False, legendgroup=route), row=1, col=1)
         fig.add_trace(_trace("scatter", x=days, y=low, mode="lines", line=dict(width=0, shape="hv"), fill="tonexty",
-                                 fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip", showlegend=False,
-                                 legendgroup=route), row=1, col=1)
+                                        fillcolor=colors.route_fill(route, 0.12), hoverinfo="skip", showlegend=False,
+                                        legendgroup=route), row=1, col=1)
         step_at_risk = np.concatenate([[np.nan], floats(d["at_risk"])])
         fig.add_trace(_trace("scatter",
             x=days, y=rel, mode="lines", name=label, legendgroup=route,
@@ -1169,8 +1171,8 @@ def create_blood_pressure_figure(bp: pd.DataFrame) -> go.Figure:
             ), row=1, col=1)
         if _num(row.get("sbp_peak_median")) is None and _num(row.get("dbp_peak_median")) is None:
             fig.add_trace(_trace("scatter", x=[hidden_at], y=[label], mode="text", text=["hidden"], showlegend=False,
-                                     textposition="middle right", textfont=dict(color=colors.NEUTRAL),
-                                     hoverinfo="skip"), row=1, col=1)
+                                            textposition="middle right", textfont=dict(color=colors.NEUTRAL),
+                                            hoverinfo="skip"), row=1, col=1)
         share = _num(row.get("share_bp_severe"))
         fig.add_trace(_trace("bar",
             x=[share or 0], y=[label], orientation="h", showlegend=False, legendgroup=route, name=label,
@@ -1385,7 +1387,7 @@ def create_rems_rules_figure(rems: pd.DataFrame, measures: Sequence[str], column
         if _rems_lacking(rems, measure):
             # the panel keeps its rows (an invisible point per site) and says why it has no dots
             fig.add_trace(_trace("scatter", x=[0.5] * len(names), y=names, mode="markers", marker=dict(opacity=0),
-                                     showlegend=False, hoverinfo="skip"), row=row, col=col)
+                                            showlegend=False, hoverinfo="skip"), row=row, col=col)
             fig.add_annotation(text="Not in the clinic export", x=0.5, y=names[len(names) // 2], showarrow=False,
                                font=dict(color=colors.NEUTRAL, size=13), row=row, col=col)
         else:
