@@ -843,3 +843,16 @@ def test_draft_updates_never_change_the_values_passed_in() -> None:
     draft.figure("t")  # the chart's own font, merged over the one set
     draft.update_layout(font=dict(size=98))
     assert figures.FONT == before
+
+
+def test_why_esketamine_monitoring_has_nothing_to_show():
+    """One rule and one wording for the page and the PDF report: a withheld count is "too few to show" (naming
+    the minimum cell), a shown 0 is "no sessions", any sessions leave the figures to speak."""
+    hidden, lead, rest = figures.rems_unshown(NAN, 11)
+    assert hidden and lead == "Too few to show:" and "fewer than 11 patients or sessions" in rest
+    assert figures.rems_unshown(pd.NA, 5)[0] is True
+    none = figures.rems_unshown(0, 11)
+    assert none is not None and not none[0]
+    assert f"{none[1]} {none[2]}".startswith("No esketamine sessions held in the clinic match these filters.")
+    assert "route IN" not in none[2]  # plain words on screen
+    assert figures.rems_unshown(12, 11) is None and figures.rems_unshown(1.0, 0) is None

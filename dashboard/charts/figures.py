@@ -1314,6 +1314,20 @@ def rems_rate_word(recorded: object) -> str:
     return "none recorded" if not _isnan(recorded) and float(recorded) == 0 else "hidden"
 
 
+def rems_unshown(sessions: object, min_cell: int) -> tuple[bool, str, str] | None:
+    """Why a cohort's esketamine monitoring has nothing to show, from rems.csv's overall `sessions`
+    (disclosure applied), in the words the dashboard's page and the PDF report both use: None when there are
+    sessions to show, else (hidden, lead, rest), one sentence read "lead rest" — hidden (True) when the count
+    itself is withheld as too small, else no esketamine session in the clinic matches the filters."""
+    if _isnan(sessions):
+        return (True, "Too few to show:", f"this cohort's esketamine sessions in the clinic rest on fewer than "
+                f"{min_cell} patients or sessions, so every figure would be hidden to protect patients' privacy.")
+    if float(sessions) == 0:  # type: ignore[arg-type]
+        return (False, "No esketamine sessions held in the clinic",
+                "match these filters. Esketamine given at home is not monitored under the REMS.")
+    return None
+
+
 def _rems_hover(name: str, measure: str, row: pd.Series) -> str:
     """One site's rate of `measure` for the hover: the share, its 95 % interval and the counts it rests on."""
     return (f"<b>{name}</b><br>{rems_label(measure)}: {fmt_pct(_num(row[f'{measure}_rate']))}<br>95 % interval: "

@@ -624,15 +624,11 @@ def section_esketamine(b: ReportBuild) -> Section | None:
         "Form submitted within 7 days (the SPRAVATO REMS).")
     # as the dashboard's page: no sessions, or too few to show anything, said in words instead of a chart of
     # empty rates (which read "hidden" or "not in the export")
-    sessions = table.loc[table["site"].astype(str) == spec.ALL, "sessions"].iloc[0]
-    if pd.isna(sessions):
-        return sec.paragraph(
-            f"Too few to show: this cohort's esketamine sessions in the clinic rest on fewer than "
-            f"{b.settings.min_cell} patients or sessions, so every figure would be hidden to protect patients' "
-            "privacy.")
-    if sessions == 0:
-        return sec.paragraph("No esketamine sessions held in the clinic match these filters (esketamine given "
-                             "at home is not monitored under the REMS).")
+    unshown = figures.rems_unshown(table.loc[table["site"].astype(str) == spec.ALL, "sessions"].iloc[0],
+                                   b.settings.min_cell)
+    if unshown is not None:
+        _, lead, rest = unshown
+        return sec.paragraph(f"{lead} {rest}")
     lacking = rems.lacking_columns(b.con)
     if lacking:
         sec.paragraph("The clinic export lacks the columns of these measures, so they are left empty, not zero: "

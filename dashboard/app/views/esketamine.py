@@ -41,17 +41,13 @@ if lacking:
         icon=":material/playlist_remove:",
     )
 
-if pd.isna(total["sessions"]) or total["sessions"] == 0:  # hidden (too few to show), or none
-    if pd.isna(total["sessions"]):
-        st.warning(
-            f"**Too few to show:** this cohort's esketamine sessions in the clinic rest on fewer than {s.min_cell} "
-            "patients or sessions, so every figure would be hidden to protect patients' privacy. Widen the "
-            "filters in the sidebar.",
-            icon=":material/lock:",
-        )
+unshown = figures.rems_unshown(total["sessions"], s.min_cell)
+if unshown is not None:  # too few to show, or none
+    hidden, lead, rest = unshown
+    if hidden:
+        st.warning(f"**{lead}** {rest} Widen the filters in the sidebar.", icon=":material/lock:")
     else:
-        st.info("**No esketamine sessions held in the clinic** match these filters. Esketamine (route IN, drug "
-                "esketamine) given at home is not monitored under the REMS.", icon=":material/search_off:")
+        st.info(f"**{lead}** {rest}", icon=":material/search_off:")
     ui.render_downloads(ctx, ("rems.csv",), key="rems")
     st.stop()
 
