@@ -113,9 +113,9 @@ def phases_of(frames: list[tuple[float, str, int]], t0: float, total_ms: float) 
     (every chart drawn), and how many element messages ("deltas") and bytes the page was sent."""
     finished = [t for t, kind, _ in frames if kind == "script_finished"]
     return {
-        "first_message_ms": round((frames[0][0] - t0) * 1000, 1) if frames else float("nan"),
-        "script_finished_ms": round((finished[-1] - t0) * 1000, 1) if finished else float("nan"),
-        "drawn_ms": round(total_ms, 1),
+        "first_message_ms": (frames[0][0] - t0) * 1000 if frames else float("nan"),
+        "script_finished_ms": (finished[-1] - t0) * 1000 if finished else float("nan"),
+        "drawn_ms": total_ms,
         "deltas": sum(1 for _, kind, _ in frames if kind == "delta"),
         "bytes": sum(size for _, _, size in frames),
     }
@@ -158,26 +158,19 @@ def filter_states(count: int) -> list[str]:
 
 
 def measure_app(browser: Any, base: str, states: list[str], rounds: int,
-                require_chart: bool = False, pause_s: float = 0.0,
-                phases: dict[str, dict[str, list[dict[str, float]]]] | None = None) -> dict[str, dict[str, list[float]]]:
-    """Timings (ms) per interaction and page of one app; every interaction must end on its page without an
-    error (and, with `require_chart`, with a chart drawn), else RuntimeError. `pause_s`: seconds the reader
-    looks at the page before each page switch and filter change (0: clicks at once). `phases`, if given, is
-    filled the same way with where each interaction's time went (`phases_of`)."""
-    out: dict[str, dict[str, list[float]]] = {k: {p or "overview": [] for p in PAGES}
-                                              for k in ("shared_link", "page_switch", "filter_change")}
-    if phases is not None:
-        phases.update({k: {p: [] for p in pages} for k, pages in out.items()})
-
-    def where(interaction: str, page: str) -> list[dict[str, float]] | None:
-        return None if phases is None else phases[interaction][page]
+                require_chart: bool = False, pause_s: float = 0.0) -> dict[str, dict[str, list[dict[str, float]]]]:
+    """Per interaction and page of one app, where each interaction's time went (`phases_of`; its `drawn_ms` is
+    the interaction's time); every interaction must end on its page without an error (and, with
+    `require_chart`, with a chart drawn), else RuntimeError. `pause_s`: seconds the reader looks at the page
+    before each page switch and filter change (0: clicks at once)."""
+    out: dict[str, dict[str, list[dict[str, float]]]] = {k: {p or "overview": [] for p in PAGES}
+                                                         for k in ("shared_link", "page_switch", "filter_change")}
     state = iter(states * (rounds * len(PAGES) + 1))
     for _ in range(rounds):
         for path in PAGES:
             context, page, runs = new_page(browser)
             url = f"{base}/{path}?{next(state)}"
-            out["shared_link"][path or "overview"].append(
-                timed(page, runs, lambda: page.goto(url), phases=where("shared_link", path or "overview")))
+            timed(page, runs, lambda: page.goto(url), phases=out["shared_link"][path or "overview"])
             check_shown(page, "shared link", require_chart)
             context.close()
         context, page, runs = new_page(browser)
@@ -186,8 +179,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
             # by address, not position: the dashboard's navigation has more pages than the walk
             link = page.locator(f"[data-testid='stSidebarNav'] a[href='{base}/{path}']")
             page.wait_for_timeout(pause_s * 1000)
-            out["page_switch"][path or "overview"].append(timed(page, runs, lambda: link.click(no_wait_after=True),
-                                                                phases=where("page_switch", path or "overview")))
+            timed(page, runs, lambda: link.click(no_wait_after=True), phases=out["page_switch"][path or "overview"])
             check_shown(page, "page switch", require_chart)
             if not page.url.split("?")[0].rstrip("/").endswith(f"{base}/{path}".rstrip("/")):
                 raise RuntimeError(f"page switch to /{path} ended on {page.url}")
@@ -207,8 +199,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
                     page.keyboard.press("Enter")
                 page.keyboard.press("Escape")
 
-            out["filter_change"][path or "overview"].append(
-                timed(page, runs, pick, phases=where("filter_change", path or "overview")))
+            timed(page, runs, pick, phases=out["filter_change"][path or "overview"])
             check_shown(page, "filter change", require_chart)
             if page.url.count("route=") == chosen:
                 raise RuntimeError(f"the filter change left the routes as they were ({before} -> {page.url})")
@@ -216,20 +207,22 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
     return out
 
 
-def summarise(dash: dict, minimal: dict, dash_phases: dict | None = None, minimal_phases: dict | None = None) -> dict[str, Any]:
+def summarise(dash: dict, minimal: dict) -> dict[str, Any]:
+    """Per interaction: the minimal app's median time, each page's median, maximum and ratio to it, and where
+    the time went (medians of `phases_of`), from `measure_app`'s results for both apps."""
     result: dict[str, Any] = {}
     for interaction, pages in dash.items():
-        floor = statistics.median([t for ts in minimal[interaction].values() for t in ts])
+        floor = statistics.median([r["drawn_ms"] for rs in minimal[interaction].values() for r in rs])
+        times = {p: [r["drawn_ms"] for r in rs] for p, rs in pages.items() if rs}
         result[interaction] = {
             "minimal_median_ms": round(floor, 1),
             "pages": {p: {"median_ms": round(statistics.median(ts), 1), "max_ms": round(max(ts), 1),
-                          "ratio": round(statistics.median(ts) / floor, 2)} for p, ts in pages.items() if ts},
+                          "ratio": round(statistics.median(ts) / floor, 2)} for p, ts in times.items()},
+            "phases": {
+                "minimal": median_phases([r for rs in minimal[interaction].values() for r in rs]),
+                "pages": {p: median_phases(rs) for p, rs in pages.items() if rs},
+            },
         }
-        if dash_phases is not None and minimal_phases is not None:
-            result[interaction]["phases"] = {
-                "minimal": median_phases([x for xs in minimal_phases[interaction].values() for x in xs]),
-                "pages": {p: median_phases(xs) for p, xs in dash_phases[interaction].items() if xs},
-            }
     return result
 
 
@@ -268,14 +261,11 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float
                 timed(page, runs, lambda: page.goto(url))
                 context.close()
             s = filter_states(states)
-            dash_phases: dict = {}
-            mini_phases: dict = {}
-            dash = measure_app(browser, dash_url, s, rounds, pause_s=pause_s, phases=dash_phases)
-            mini = measure_app(browser, min_url, s, rounds, require_chart=True, pause_s=pause_s, phases=mini_phases)
+            dash = measure_app(browser, dash_url, s, rounds, pause_s=pause_s)
+            mini = measure_app(browser, min_url, s, rounds, require_chart=True, pause_s=pause_s)
         finally:
             browser.close()
-    return {"raw": {"dashboard": dash, "minimal": mini, "phases": {"dashboard": dash_phases, "minimal": mini_phases}},
-            "summary": summarise(dash, mini, dash_phases, mini_phases)}
+    return {"raw": {"dashboard": dash, "minimal": mini}, "summary": summarise(dash, mini)}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -306,8 +296,7 @@ def phases_markdown(results: dict[str, Any]) -> str:
                   "| interaction, page | first message | script finished | drawn | element messages | kB sent |",
                   "|---|---:|---:|---:|---:|---:|"]
         for interaction, block in size["summary"].items():
-            rows = [("minimal app", block.get("phases", {}).get("minimal"))]
-            rows += list(block.get("phases", {}).get("pages", {}).items())
+            rows = [("minimal app", block["phases"]["minimal"]), *block["phases"]["pages"].items()]
             for page, ph in rows:
                 if ph:
                     lines.append(f"| {interaction.replace('_', ' ')}: {page} | {ph['first_message_ms']:,.0f} | "
