@@ -1039,17 +1039,19 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
     )
     from dashboard.reports import export
 
-    cols = st.columns(len(files) + 1)
-    for col, name in zip(cols, files):
+    # one row that wraps on a narrow screen: a flex container is one element for the browser to draw, where
+    # columns were one per button and one around them (each element costs a rerun's drawing about a millisecond)
+    row = st.container(horizontal=True, gap="small")
+    for name in files:
         # a cache hit when the part shown has loaded the file (the cache serves any thread)
         load = functools.partial(load_summary, ctx.signature, ctx.settings, name)
-        col.download_button(
+        row.download_button(
             f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, load)),
             file_name=export.download_name(name, ctx.settings),
             mime="text/csv", on_click="ignore", key=f"_ko_dl_{key}_{name}", icon=":material/download:",
         )
     zip_files = [*export.SUMMARY_FILES, export.PROVENANCE_FILE]
-    cols[-1].download_button(
+    row.download_button(
         "All summaries (zip)", data=audited(ctx, zip_files, zip_bytes_builder(ctx)),
         file_name=export.download_name(export.ZIP_NAME, ctx.settings),
         mime="application/zip", on_click="ignore", key=f"_ko_dl_{key}_zip", icon=":material/folder_zip:",

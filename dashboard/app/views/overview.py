@@ -110,11 +110,6 @@ else:
         "the Response page. Side effects count the sessions of each route; maintenance and 8-week figures "
         "come from the Maintenance page; days to relief from the Time to relief page."
     )
-    links = st.columns(4)
-    links[0].page_link("views/response.py", label="Response and remission", icon=":material/trending_up:")
-    links[1].page_link("views/relief.py", label="Days to relief", icon=":material/timer:")
-    links[2].page_link("views/side_effects.py", label="Side effects", icon=":material/warning:")
-    links[3].page_link("views/maintenance.py", label="Maintenance", icon=":material/event_repeat:")
 
 # --- 2. the cohort as a whole ---------------------------------------------------------------------------------
 
