@@ -73,9 +73,12 @@ SYSTEM_PACKAGES = {
     "libpango-1.0-0": lambda: _has_library("pango-1.0"),
     "libpangoft2-1.0-0": lambda: _has_library("pangoft2-1.0"),
     "poppler-utils": lambda: shutil.which("pdftotext") is not None and shutil.which("pdftoppm") is not None,
+    # Arial's metrics, which the charts' margins are measured in (dashboard/charts/figures.py, `text_px`); a
+    # browser test checks Plotly draws each chart once in them
+    "fonts-liberation": lambda: Path("/usr/share/fonts/truetype/liberation").is_dir(),
 }
 REPORT_PACKAGES = ("chromium", "libpango-1.0-0", "libpangoft2-1.0-0")
-TEST_PACKAGES = (*REPORT_PACKAGES, "poppler-utils")
+TEST_PACKAGES = (*REPORT_PACKAGES, "poppler-utils", "fonts-liberation")
 
 
 def ensure_system_packages(packages: tuple[str, ...], *, required: bool) -> None:
@@ -102,7 +105,8 @@ def ensure_system_packages(packages: tuple[str, ...], *, required: bool) -> None
         message += f" (or set KETAMINE_OUTCOMES_CHROMIUM to a Chromium binary; expected at {CHROMIUM})"
     if required:
         sys.exit("The tests need Chromium (browser tests and the report's charts), Pango (the report's "
-                 "layout) and poppler-utils (reading the report back). " + message)
+                 "layout), poppler-utils (reading the report back) and the Liberation fonts (Arial's metrics). "
+                 + message)
     say("the PDF report will not be available until you do this (everything else works). " + message)
 
 

@@ -595,6 +595,27 @@ def test_no_page_shows_none_nan_or_not_reached_for_a_hidden_value(server, page, 
     assert not [h for h in hovers if isinstance(h, str) and HIDDEN_AS_FINDING.search(h)]
 
 
+DRAWN_MARGINS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => ({
+  title: (gd.layout.title || {}).text || '', given: gd.layout.margin, final: gd._fullLayout._size}))"""
+
+
+@pytest.mark.parametrize("path", ["", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring",
+                                  "benchmark"])
+def test_each_pages_first_charts_are_drawn_once_with_room_for_their_labels(server, page, path):
+    """Plotly draws a chart, grows margins its labels do not fit and draws it again (10-35 ms a chart on every
+    page and filter change: bench/RESULTS.md). The charts a page opens on are given margins that fit their tick
+    labels, axis titles, legend and colour bar (figures.labelled_margins): the margins Plotly ends with are
+    the ones it was given, on a laptop's screen."""
+    open_url(page, f"{server}/{path}")
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))")
+    charts = page.evaluate(DRAWN_MARGINS)
+    assert charts
+    for chart in charts:
+        grown = {side: (chart["given"][side], round(chart["final"][side], 1)) for side in "lrb"
+                 if chart["final"][side] > chart["given"][side] + 0.5}
+        assert not grown, f"{chart['title']!r}: Plotly grew the margins (given, drawn): {grown}"
+
+
 def test_the_overview_answers_first_and_fits_a_laptop(server, page):
     page.set_viewport_size({"width": 1440, "height": 900})
     open_url(page, server)

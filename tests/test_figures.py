@@ -817,8 +817,52 @@ def test_draft_figure_equals_the_object_api(grid: dict) -> None:
             getattr(draft, method)(**args)
     title = "A long title " * 8
     expected.update_layout(**figures._base_layout_properties(title, height=400, legend=False))
+    # the room for the labels, from the object API's resolved figure: the draft holds shorthand ("title_text")
+    resolved = expected.to_dict()
+    room = figures.labelled_margins(resolved["layout"], resolved["data"])
+    assert room and room["l"] > figures.BASE_MARGIN_PX and room["b"] > figures.BASE_MARGIN_PX
+    expected.update_layout(margin=room)
     # as data: the keys of a dict may come in another order
     assert json.loads(draft.figure(title, height=400, legend=False).to_json()) == json.loads(expected.to_json())
+
+
+def test_text_px_is_arials_advance_widths() -> None:
+    """Arial's font metrics (Liberation Sans has the same): "100%" at 13 px is three digits of 556/1000 em and a
+    percent sign of 889/1000; a character missing from the table counts as the widest, never narrower."""
+    assert figures.text_px("100%", 13) == pytest.approx((3 * 0.556 + 0.889) * 13)
+    assert figures.text_px("IV infusion", 10) == pytest.approx(
+        10 * (0.278 + 0.667 + 0.278 + 0.222 + 0.556 + 0.278 + 0.556 + 0.5 + 0.222 + 0.556 + 0.556))
+    assert figures.text_px("漢", 13) == pytest.approx(figures._WIDEST_EM * 13)
+
+
+def test_the_margins_make_room_for_the_labels_of_each_chart() -> None:
+    """`labelled_margins`, as the builders' figures carry it: the left margin holds the longest category label
+    and the axis title, the right one the longest legend entry, the bottom one turned category labels; a figure
+    whose numeric ticks Plotly chooses keeps the base margins (Plotly grows them as before); a phone's layout
+    starts again from the base."""
+    funnel = figures.create_funnel_figure(pd.DataFrame({
+        "route": ["IV", spec.ALL], **{col: [40, 60] for col, _ in figures.FUNNEL_STEPS}}))
+    longest = max(figures.text_px(label, 13) for _, label in figures.FUNNEL_STEPS)
+    assert funnel.layout.margin.l >= longest + 15 and funnel.layout.margin.b > figures.BASE_MARGIN_PX
+    quarters = [f"{y}-Q{q}" for y in (2023, 2024, 2025, 2026) for q in (1, 2, 3, 4)]
+    trend = figures.create_trend_figure(pd.DataFrame({
+        "start_quarter": quarters * 2, "route": ["SL"] * 16 + [spec.ALL] * 16, "patients": [30] * 32,
+        "evaluable": [30] * 32, "responders": [12] * 32, "response_rate": [0.4] * 32,
+        "response_ci_low": [0.25] * 32, "response_ci_high": [0.55] * 32}))
+    names = {t.name for t in trend.data if t.showlegend is not False}
+    assert trend.layout.margin.r >= max(figures.text_px(n, 13) for n in names) + 60
+    # sixteen quarters do not fit side by side: Plotly turns them, and the bottom margin has room for that
+    few = figures.create_trend_figure(pd.DataFrame({
+        "start_quarter": quarters[:3], "route": ["SL"] * 3, "patients": [30] * 3, "evaluable": [30] * 3,
+        "responders": [12] * 3, "response_rate": [0.4] * 3, "response_ci_low": [0.25] * 3,
+        "response_ci_high": [0.55] * 3}))
+    assert trend.layout.margin.b > few.layout.margin.b > figures.BASE_MARGIN_PX
+    draft = figures._Draft()
+    draft.add_trace(figures._trace("scatter", x=[1, 2], y=[3.5, 700.0], name="counts"))
+    numeric = draft.figure("Plotly chooses the ticks")
+    assert (numeric.layout.margin.l, numeric.layout.margin.r, numeric.layout.margin.b) == (figures.BASE_MARGIN_PX,) * 3
+    phone = figures.fit_for_phone(funnel)
+    assert (phone.layout.margin.l, phone.layout.margin.r) == (figures.BASE_MARGIN_PX,) * 2
 
 
 def test_draft_grids_are_not_shared_between_figures() -> None:

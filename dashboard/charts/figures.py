@@ -28,6 +28,7 @@ from dashboard.data import spec
 NAN = float("nan")
 FONT = dict(family="Source Sans Pro, Arial, sans-serif", size=13)
 HEIGHT = 430
+BASE_MARGIN_PX = 10  # each chart's margins before the room for its labels (`labelled_margins`)
 BANDED_ROUTES = 3  # interval bands on line charts for at most this many lines (ALL included)
 
 EVENT_LABELS: dict[str, str] = {e: e.capitalize() for e in spec.EVENTS}
@@ -285,9 +286,144 @@ class _Draft:
 
     def figure(self, title: str, *, height: int = HEIGHT, legend: bool = True) -> go.Figure:
         """The finished figure with the dashboard's title, font, size, margins and legend
-        (`_base_layout_properties`)."""
+        (`_base_layout_properties`), its margins grown beforehand to the room its labels take
+        (`labelled_margins`)."""
         self.update_layout(**_base_layout_properties(title, height=height, legend=legend))
+        room = labelled_margins(self.layout, self.data)
+        if room:
+            margin = self.layout["margin"]
+            margin.update({side: max(margin.get(side, 0), px) for side, px in room.items()})
         return go.Figure(data=self.data, layout=self.layout)
+
+
+# Arial's advance widths in ems (its font metrics; Liberation Sans has the same). The charts name "Source Sans
+# Pro", which the browser does not have (Streamlit's own face is "Source Sans"), so they are drawn in Arial.
+_ARIAL_EMS = {ch: em for em, chars in (
+    (0.191, "'"), (0.222, "ijl"), (0.26, "|"), (0.278, " !,./:;I[\\]ft·"), (0.333, "()-`r"), (0.334, "{}"),
+    (0.355, '"'), (0.389, "*"), (0.469, "^"), (0.5, "Jcksvxyz"), (0.549, "≥≤"),
+    (0.556, "0123456789#$?L_abdeghnopqu–é"), (0.584, "+<=>~×"), (0.611, "FTZ"), (0.667, "&ABEKPSVXY"),
+    (0.722, "CDHNRUw"), (0.778, "GOQ"), (0.833, "Mm"), (0.889, "%"), (0.944, "W"), (1.0, "—…"), (1.015, "@"),
+) for ch in chars}
+_WIDEST_EM = 1.015  # a character not in the table: as wide as any, so the room is never short
+
+# Plotly's room beyond the labels themselves (pixels, at the dashboard's sizes; measured in Chromium on the
+# figures of the test suite, desktop layout): tick labels' standoff, an axis title's line, the legend's
+# symbols and padding.
+_Y_LABEL_PAD = 17
+_Y_TITLE_PX = {"": 32, "text": 38}  # an empty title keeps its line too
+_X_LABELS_PX = 34
+_X_TITLE_PX = 30
+_LEGEND_PAD = 66
+_COLORBAR_PX = 145
+_RIGHT_PX = 20  # the last x tick label's half standing beyond the plot
+_SLACK_PX = 4  # Plotly grows a margin that only just fits by a pixel or two
+DESKTOP_CHART_PX = 980  # a full-width chart's width in a 1440-pixel window with the sidebar open
+
+
+def text_px(text: object, size: float) -> float:
+    """The width in pixels of TEXT drawn in Arial at SIZE pixels (`_ARIAL_EMS`)."""
+    return sum(_ARIAL_EMS.get(ch, _WIDEST_EM) for ch in str(text)) * size
+
+
+def _strings(values: object) -> list[str] | None:
+    """VALUES (a trace's x or y) when they are category labels, else None."""
+    if isinstance(values, (np.ndarray, pd.Series, pd.Index)):
+        return [str(v) for v in values] if values.dtype.kind in "OUS" and all(isinstance(v, str) for v in values) else None
+    if isinstance(values, (list, tuple)) and values and all(isinstance(v, str) for v in values):
+        return list(values)
+    return None
+
+
+def _nested(props: dict[str, Any], name: str, key: str) -> Any:
+    """PROPS[name][key] as a draft holds it: nested, or in Plotly's shorthand ("title_text"), kept as given until
+    `go.Figure` resolves it (`_merge`)."""
+    if f"{name}_{key}" in props:
+        return props[f"{name}_{key}"]
+    value = props.get(name)
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _axis_title(axis: dict[str, Any]) -> str | None:
+    title = axis.get("title")
+    return title if isinstance(title, str) else _nested(axis, "title", "text")
+
+
+def _tick_labels(layout: dict[str, Any], traces: list[dict[str, Any]], key: str) -> list[str] | None:
+    """The tick labels axis KEY ("yaxis2") will show: its categories, its tick texts, or a percentage axis's
+    ticks; None when Plotly chooses them (a numeric axis)."""
+    axis = layout.get(key, {})
+    if axis.get("showticklabels") is False:
+        return []
+    if axis.get("ticktext") is not None:
+        return [str(v) for v in axis["ticktext"]]
+    ref, letter = key[0] + key[5:], key[0]
+    labels = {str(v) for v in axis.get("categoryarray") or ()}
+    for trace in traces:
+        if trace.get(f"{letter}axis", letter) == ref:
+            labels.update(_strings(trace.get(letter)) or ())
+    if labels:
+        return sorted(labels)
+    if "%" in str(axis.get("tickformat", "")):
+        return [f"{float(v) * 100:.0f}%" for v in (axis.get("tickvals") or (0, 1))]
+    return None
+
+
+def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[str, int] | None:
+    """The left, right and bottom margins (pixels) Plotly would grow a figure's to, on a desktop, so that its
+    tick labels, axis titles, legend and colour bar fit; None when they cannot be told beforehand (a numeric
+    axis whose ticks Plotly chooses).
+
+    Plotly draws a chart, finds its labels do not fit the margins it was given, grows them and draws the chart
+    again: 10-35 ms more for each chart in the browser on every page and filter change (bench/RESULTS.md).
+    Given these margins it draws once. The labels are measured with Arial's widths (`text_px`) and Plotly's
+    paddings as measured; a margin too small is grown as before, one too wide leaves a few pixels blank.
+    """
+    left: list[float] = []
+    for key, axis in layout.items():
+        if not key.startswith("yaxis") or axis.get("side") == "right":
+            continue
+        anchor = layout.get("xaxis" + str(axis.get("anchor", "x"))[1:], {})
+        if (anchor.get("domain") or (0, 1))[0] > 0.001:  # labels between panels push no margin
+            continue
+        labels = _tick_labels(layout, traces, key)
+        if labels is None:
+            return None
+        size = _nested(axis, "tickfont", "size") or FONT["size"]
+        title = _axis_title(axis)
+        left.append(max((text_px(v, size) for v in labels), default=0.0) + _Y_LABEL_PAD
+                    + (0 if title is None else _Y_TITLE_PX["text" if title else ""]))
+    if not left:
+        return None
+    room = {"l": math.ceil(max(left)) + _SLACK_PX}
+    names = {str(t["name"]) for t in traces if t.get("name") and t.get("showlegend") is not False}
+    shown = layout.get("showlegend")
+    orientation = _nested(layout, "legend", "orientation") or "v"
+    if names and (shown is True or (shown is None and len(names) > 1)) and orientation == "v":
+        room["r"] = math.ceil(max(text_px(n, FONT["size"]) for n in names) + _LEGEND_PAD) + _SLACK_PX
+    else:
+        room["r"] = _RIGHT_PX
+    if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False for t in traces):
+        room["r"] = max(room["r"], _COLORBAR_PX)
+    bottom: list[float] = []
+    for key, axis in layout.items():
+        if not key.startswith("xaxis") or axis.get("side") == "top" or axis.get("showticklabels") is False:
+            continue
+        anchor = layout.get("yaxis" + str(axis.get("anchor", "y"))[1:], {})
+        if (anchor.get("domain") or (0, 1))[0] > 0.001:  # labels between panels push no margin
+            continue
+        labels = _tick_labels(layout, traces, key)
+        angle = abs(float(axis.get("tickangle") or 0))
+        if labels and not angle:
+            # Plotly turns category labels by 30° when side by side they would not fit the plot's width
+            domain = axis.get("domain") or (0, 1)
+            plot_px = (DESKTOP_CHART_PX - room["l"] - room["r"]) * (domain[1] - domain[0])
+            if len(labels) * (max(text_px(v, FONT["size"]) for v in labels) + 2) > plot_px:
+                angle = 30.0
+        turned = max((text_px(v, FONT["size"]) for v in labels), default=0.0) * math.sin(math.radians(angle)) if labels else 0.0
+        bottom.append(_X_LABELS_PX + turned + (_X_TITLE_PX if _axis_title(axis) else 0))
+    if bottom:
+        room["b"] = math.ceil(max(bottom)) + _SLACK_PX
+    return room
 
 
 def _trace(kind: str, **properties: Any) -> dict[str, Any]:
@@ -356,7 +492,7 @@ def _base_layout_properties(title: str, *, height: int = HEIGHT, legend: bool = 
         title=dict(text=title, x=0, xanchor="left", font=dict(size=17)),
         font=FONT,
         height=height + extra,
-        margin=dict(l=10, r=10, t=70 + extra, b=10),
+        margin=dict(l=BASE_MARGIN_PX, r=BASE_MARGIN_PX, t=70 + extra, b=BASE_MARGIN_PX),
         showlegend=legend,
         # Legend on the right: above the plot it collides with titles of multi-panel figures.
         legend=dict(orientation="v", yanchor="top", y=1.0, xanchor="left", x=1.01, title=dict(text="")),
@@ -416,6 +552,9 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
     are unchanged.
     The figure given is not changed (figures are shared between sessions)."""
     out = go.Figure(fig)
+    # the desktop's margins grown for its labels (`labelled_margins`) do not fit a phone's layout: Plotly grows
+    # the phone's own from the base
+    out.update_layout(margin=dict(l=BASE_MARGIN_PX, r=BASE_MARGIN_PX, b=BASE_MARGIN_PX))
     layout = out.layout
     title = layout.title.text
     lines = 1
@@ -509,7 +648,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         extra = 26 * rows + 20
         out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"),
                           height=(out.layout.height or HEIGHT) + extra,
-                          margin=dict(b=(out.layout.margin.b or 10) + extra))
+                          margin=dict(b=(out.layout.margin.b or BASE_MARGIN_PX) + extra))
     # On a touch screen Plotly's toolbar is always shown, across the top right of the chart, where Plotly
     # centred the title in the top margin (the title ran under its icons; a title of three lines or more also
     # ran into the plot, and panel titles or an axis drawn above the plot stood in its lower lines): the title
