@@ -607,7 +607,8 @@ def test_each_pages_first_charts_are_drawn_once_with_room_for_their_labels(serve
     labels, axis titles, legend and colour bar (figures.labelled_margins): the margins Plotly ends with are
     the ones it was given, on a laptop's screen."""
     open_url(page, f"{server}/{path}")
-    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every(p => p.querySelector('.main-svg'))")
+    page.wait_for_function("() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];"
+                           " return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')); }")
     charts = page.evaluate(DRAWN_MARGINS)
     assert charts
     for chart in charts:

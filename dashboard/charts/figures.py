@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import textwrap
 import threading
 from collections import OrderedDict
@@ -310,10 +311,14 @@ _WIDEST_EM = 1.015  # a character not in the table: as wide as any, so the room 
 # figures of the test suite, desktop layout): tick labels' standoff, an axis title's line, the legend's
 # symbols and padding.
 _Y_LABEL_PAD = 17
-_Y_TITLE_PX = {"": 32, "text": 38}  # an empty title keeps its line too
+_Y_TITLE_PX = 38
+_Y_EMPTY_TITLE_PX = 32  # an empty title ("") keeps most of its line
 _X_LABELS_PX = 34
 _X_TITLE_PX = 30
-_LEGEND_PAD = 66
+# a vertical legend: its entries are drawn narrower than Arial (Streamlit's chart theme gives the legend its own
+# face), so its width is fitted as a share of the Arial width plus the symbols and padding, at least the width
+# plus the padding (long entries with digits)
+_LEGEND_TEXT_SHARE, _LEGEND_PAD, _LEGEND_MIN_PAD = 0.865, 67, 46
 _COLORBAR_PX = 145
 _RIGHT_PX = 20  # the last x tick label's half standing beyond the plot
 _SLACK_PX = 4  # Plotly grows a margin that only just fits by a pixel or two
@@ -368,6 +373,17 @@ def _tick_labels(layout: dict[str, Any], traces: list[dict[str, Any]], key: str)
     return None
 
 
+_AXIS_KEY = re.compile(r"[xy]axis\d*")
+
+
+def _axes(layout: dict[str, Any], letter: str) -> list[tuple[str, dict[str, Any]]]:
+    """The figure's x or y axes (LETTER) as (key, properties): "xaxis", "xaxis2", …, the first one even when
+    nothing was set on it (a shorthand key such as "xaxis_title_text" is not an axis)."""
+    axes = [(key, value) for key, value in layout.items() if _AXIS_KEY.fullmatch(key) and key[0] == letter
+            and isinstance(value, dict)]
+    return axes if any(key == f"{letter}axis" for key, _ in axes) else [(f"{letter}axis", {}), *axes]
+
+
 def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[str, int] | None:
     """The left, right and bottom margins (pixels) Plotly would grow a figure's to, on a desktop, so that its
     tick labels, axis titles, legend and colour bar fit; None when they cannot be told beforehand (a numeric
@@ -379,8 +395,8 @@ def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> di
     paddings as measured; a margin too small is grown as before, one too wide leaves a few pixels blank.
     """
     left: list[float] = []
-    for key, axis in layout.items():
-        if not key.startswith("yaxis") or axis.get("side") == "right":
+    for key, axis in _axes(layout, "y"):
+        if axis.get("side") == "right":
             continue
         anchor = layout.get("xaxis" + str(axis.get("anchor", "x"))[1:], {})
         if (anchor.get("domain") or (0, 1))[0] > 0.001:  # labels between panels push no margin
@@ -390,8 +406,10 @@ def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> di
             return None
         size = _nested(axis, "tickfont", "size") or FONT["size"]
         title = _axis_title(axis)
-        left.append(max((text_px(v, size) for v in labels), default=0.0) + _Y_LABEL_PAD
-                    + (0 if title is None else _Y_TITLE_PX["text" if title else ""]))
+        # a title's line as tall as its font ("Numbers at risk" at 12 px under Time to relief's curves)
+        title_font = axis.get("title_font_size") or (_nested(axis, "title", "font") or {}).get("size") or FONT["size"]
+        title_px = 0.0 if title is None else (_Y_TITLE_PX if title else _Y_EMPTY_TITLE_PX) * title_font / FONT["size"]
+        left.append(max((text_px(v, size) for v in labels), default=0.0) + _Y_LABEL_PAD + title_px)
     if not left:
         return None
     room = {"l": math.ceil(max(left)) + _SLACK_PX}
@@ -399,14 +417,15 @@ def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> di
     shown = layout.get("showlegend")
     orientation = _nested(layout, "legend", "orientation") or "v"
     if names and (shown is True or (shown is None and len(names) > 1)) and orientation == "v":
-        room["r"] = math.ceil(max(text_px(n, FONT["size"]) for n in names) + _LEGEND_PAD) + _SLACK_PX
+        widest = max(text_px(n, FONT["size"]) for n in names)
+        room["r"] = math.ceil(max(_LEGEND_TEXT_SHARE * widest + _LEGEND_PAD, widest + _LEGEND_MIN_PAD)) + _SLACK_PX
     else:
         room["r"] = _RIGHT_PX
     if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False for t in traces):
         room["r"] = max(room["r"], _COLORBAR_PX)
     bottom: list[float] = []
-    for key, axis in layout.items():
-        if not key.startswith("xaxis") or axis.get("side") == "top" or axis.get("showticklabels") is False:
+    for key, axis in _axes(layout, "x"):
+        if axis.get("side") == "top" or axis.get("showticklabels") is False:
             continue
         anchor = layout.get("yaxis" + str(axis.get("anchor", "y"))[1:], {})
         if (anchor.get("domain") or (0, 1))[0] > 0.001:  # labels between panels push no margin
@@ -1013,7 +1032,7 @@ def relief_curve_missing_words(min_cell: int) -> str:
     return "No curve to show: no patient in this cohort reached relief during follow-up."
 
 
-RISK_ROW_PAD = 0.08  # of the days shown, left of day 0 and right of the last tick: half a number at risk's width
+RISK_ROW_PAD = 0.09  # of the days shown, left of day 0 and right of the last tick: half a number at risk's width
 
 
 @_plain_inputs
