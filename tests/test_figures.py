@@ -827,12 +827,46 @@ def test_draft_figure_equals_the_object_api(grid: dict) -> None:
 
 
 def test_text_px_is_arials_advance_widths() -> None:
-    """Arial's font metrics (Liberation Sans has the same): "100%" at 13 px is three digits of 556/1000 em and a
-    percent sign of 889/1000; a character missing from the table counts as the widest, never narrower."""
+    """The widths table is Liberation Sans's advance widths (Arial's metrics), read from the font file that
+    `python3 dev.py test` installs (fonts-liberation); a character missing from it counts as the widest."""
+    from fontTools.ttLib import TTFont
+
+    font = TTFont("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
+    glyphs, advances, em = font.getBestCmap(), font["hmtx"], font["head"].unitsPerEm
+    for ch, width in figures._ARIAL_EMS.items():
+        assert width == pytest.approx(advances[glyphs[ord(ch)]][0] / em, abs=0.0005), ch
+    assert {*"0123456789%,.–−’ éüöç"} <= set(figures._ARIAL_EMS)
     assert figures.text_px("100%", 13) == pytest.approx((3 * 0.556 + 0.889) * 13)
-    assert figures.text_px("IV infusion", 10) == pytest.approx(
-        10 * (0.278 + 0.667 + 0.278 + 0.222 + 0.556 + 0.278 + 0.556 + 0.5 + 0.222 + 0.556 + 0.556))
     assert figures.text_px("漢", 13) == pytest.approx(figures._WIDEST_EM * 13)
+
+
+def test_the_margins_read_every_form_plotly_takes() -> None:
+    """`labelled_margins` reads a draft as Plotly would: nested properties, shorthand at any depth, arrays, Plotly
+    objects, "auto" angles; it never raises (it only saves the browser a second drawing). Axes that draw no labels
+    and a legend inside the plot take no room."""
+    cats = ["IV infusion", "All routes"]
+    bar = [{"type": "bar", "x": [1, 2], "y": np.array(cats, dtype=object), "orientation": "h"}]
+    nested = figures.labelled_margins({"yaxis": {"title": {"text": "Route", "font": {"size": 26}}}}, bar)
+    for layout in ({"yaxis": {"title_text": "Route", "title_font_size": 26}},
+                   {"yaxis": {"title": {"text": "Route", "font_size": 26}}},
+                   {"yaxis_title_text": "Route", "yaxis_title_font": {"size": 26}},
+                   {"yaxis": go.layout.YAxis(title=dict(text="Route", font=dict(size=26)))}):
+        assert figures.labelled_margins(layout, bar) == nested, layout
+    assert nested["l"] > figures.labelled_margins({"yaxis": {"title_text": "Route"}}, bar)["l"]
+    for layout in ({"yaxis": {"tickformat": ".0%", "tickvals": np.array([0, 0.5, 1])}},
+                   {"yaxis": {"categoryarray": np.array(cats)}}, {"xaxis": {"domain": np.array([0, 0.5])}},
+                   {"xaxis": {"tickangle": "auto"}}, {"yaxis": None}, {"yaxis": {"tickformat": "%b %Y"}}):
+        figures.labelled_margins(layout, bar)  # no exception
+    hidden = figures.labelled_margins({"yaxis": {"visible": False}, "xaxis": {"visible": False}}, bar)
+    assert hidden is None or (hidden["l"] <= figures._SLACK_PX and "b" not in hidden)
+    unlabelled = figures.labelled_margins({"yaxis": {"showticklabels": False}}, bar)
+    assert unlabelled["l"] == figures._SLACK_PX
+    named = [{**bar[0], "name": "A rather long legend entry"}, {**bar[0], "name": "Another"}]
+    assert figures.labelled_margins({"legend": {"x": 0.02}}, named)["r"] == figures._RIGHT_PX
+    assert figures.labelled_margins({}, named)["r"] > 150
+    # traces all on a second axis: no phantom first axis
+    second = [{**bar[0], "xaxis": "x2", "yaxis": "y2"}]
+    assert figures.labelled_margins({"yaxis2": {"anchor": "x2"}, "xaxis2": {"anchor": "y2"}}, second) is not None
 
 
 def test_the_margins_make_room_for_the_labels_of_each_chart() -> None:

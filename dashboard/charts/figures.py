@@ -297,13 +297,16 @@ class _Draft:
         return go.Figure(data=self.data, layout=self.layout)
 
 
-# Arial's advance widths in ems (its font metrics; Liberation Sans has the same). The charts name "Source Sans
-# Pro", which the browser does not have (Streamlit's own face is "Source Sans"), so they are drawn in Arial.
+# Arial's advance widths in ems, Latin-1 and the typographic marks the labels use (Liberation Sans has the same
+# metrics; tests/test_figures.py reads them from its font file). The charts name "Source Sans Pro", which the browser
+# does not have (Streamlit's own face is "Source Sans"), so they are drawn in Arial or Liberation Sans.
 _ARIAL_EMS = {ch: em for em, chars in (
-    (0.191, "'"), (0.222, "ijl"), (0.26, "|"), (0.278, " !,./:;I[\\]ft·"), (0.333, "()-`r"), (0.334, "{}"),
-    (0.355, '"'), (0.389, "*"), (0.469, "^"), (0.5, "Jcksvxyz"), (0.549, "≥≤"),
-    (0.556, "0123456789#$?L_abdeghnopqu–é"), (0.584, "+<=>~×"), (0.611, "FTZ"), (0.667, "&ABEKPSVXY"),
-    (0.722, "CDHNRUw"), (0.778, "GOQ"), (0.833, "Mm"), (0.889, "%"), (0.944, "W"), (1.0, "—…"), (1.015, "@"),
+    (0.191, "'"), (0.222, 'ijl‘’'), (0.26, '|¦'), (0.278, ' !,./:;I[\\]ft·ÌÍÎÏìíîï'), (0.333, '()-`r¡¨²³´¸¹“”'),
+    (0.334, '{}'), (0.35, '•'), (0.355, '"'), (0.365, 'º'), (0.37, 'ª'), (0.389, '*'), (0.4, '°'), (0.469, '^'),
+    (0.5, 'Jcksvxyzçýÿ'), (0.537, '¶'), (0.549, '±÷≥≤'), (0.552, '¯'),
+    (0.556, '#$0123456789?L_abdeghnopqu¢£¤¥§«»àáâãäåèéêëðñòóôõöùúûüþ–'), (0.576, 'µ'), (0.584, '+<=>~¬×−'),
+    (0.611, 'FTZ¿ßø'), (0.667, '&ABEKPSVXYÀÁÂÃÄÅÈÉÊËÝÞ'), (0.722, 'CDHNRUwÇÐÑÙÚÛÜ'), (0.737, '©®'),
+    (0.778, 'GOQÒÓÔÕÖØ'), (0.833, 'Mm'), (0.834, '¼½¾'), (0.889, '%æ'), (0.944, 'W'), (1.0, 'Æ—…'), (1.015, '@'),
 ) for ch in chars}
 _WIDEST_EM = 1.015  # a character not in the table: as wide as any, so the room is never short
 
@@ -330,58 +333,88 @@ def text_px(text: object, size: float) -> float:
     return sum(_ARIAL_EMS.get(ch, _WIDEST_EM) for ch in str(text)) * size
 
 
-def _strings(values: object) -> list[str] | None:
-    """VALUES (a trace's x or y) when they are category labels, else None."""
+def _prop(props: object, *path: str) -> Any:
+    """The property at PATH ("title", "font", "size") as a draft holds it: nested dicts, Plotly's shorthand
+    ("title_font_size", "title_font" then "size", …) kept as given until `go.Figure` resolves it (`_merge`), or a
+    Plotly object; None when it is not set."""
+    if not path:
+        return props
+    if not isinstance(props, dict):
+        try:  # a Plotly object (go.layout.YAxis, a font) reads like a dict
+            props = props.to_plotly_json()  # type: ignore[union-attr]
+        except AttributeError:
+            return None
+    for i in range(len(path), 0, -1):
+        key = "_".join(path[:i])
+        if key in props:
+            found = _prop(props[key], *path[i:])
+            if found is not None:
+                return found
+    return None
+
+
+def _category_labels(values: object) -> list[str] | None:
+    """VALUES (a trace's x or y) when they are category labels (strings), else None."""
     if isinstance(values, (np.ndarray, pd.Series, pd.Index)):
-        return [str(v) for v in values] if values.dtype.kind in "OUS" and all(isinstance(v, str) for v in values) else None
-    if isinstance(values, (list, tuple)) and values and all(isinstance(v, str) for v in values):
+        values = values.tolist()
+    if isinstance(values, (list, tuple)) and len(values) and all(isinstance(v, str) for v in values):
         return list(values)
     return None
 
 
-def _nested(props: dict[str, Any], name: str, key: str) -> Any:
-    """PROPS[name][key] as a draft holds it: nested, or in Plotly's shorthand ("title_text"), kept as given until
-    `go.Figure` resolves it (`_merge`)."""
-    if f"{name}_{key}" in props:
-        return props[f"{name}_{key}"]
-    value = props.get(name)
-    return value.get(key) if isinstance(value, dict) else None
+def _number(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # "auto", None
+        return 0.0
 
 
-def _axis_title(axis: dict[str, Any]) -> str | None:
-    title = axis.get("title")
-    return title if isinstance(title, str) else _nested(axis, "title", "text")
+_AXIS_KEY = re.compile(r"([xy]axis\d*)(?:_|$)")
+
+
+def _layout_axes(layout: dict[str, Any], traces: list[dict[str, Any]], letter: str) -> list[str]:
+    """The keys ("yaxis", "yaxis2", …) of the figure's x or y axes (LETTER): those set in the layout, nested or in
+    shorthand ("yaxis2_title_text"), and those a trace is drawn on."""
+    names = {m.group(1) for m in map(_AXIS_KEY.match, layout) if m and m.group(1)[0] == letter}
+    names.update(f"{letter}axis" + str(t.get(f"{letter}axis") or letter)[1:] for t in traces)
+    return sorted(names)
 
 
 def _tick_labels(layout: dict[str, Any], traces: list[dict[str, Any]], key: str) -> list[str] | None:
     """The tick labels axis KEY ("yaxis2") will show: its categories, its tick texts, or a percentage axis's
     ticks; None when Plotly chooses them (a numeric axis)."""
-    axis = layout.get(key, {})
-    if axis.get("showticklabels") is False:
+    if _prop(layout, key, "showticklabels") is False:
         return []
-    if axis.get("ticktext") is not None:
-        return [str(v) for v in axis["ticktext"]]
+    ticktext = _prop(layout, key, "ticktext")
+    if ticktext is not None:
+        return [str(v) for v in ticktext]
     ref, letter = key[0] + key[5:], key[0]
-    labels = {str(v) for v in axis.get("categoryarray") or ()}
+    categories = _prop(layout, key, "categoryarray")
+    labels = set() if categories is None else {str(v) for v in categories}
     for trace in traces:
-        if trace.get(f"{letter}axis", letter) == ref:
-            labels.update(_strings(trace.get(letter)) or ())
+        if str(trace.get(f"{letter}axis") or letter) == ref:
+            labels.update(_category_labels(trace.get(letter)) or ())
     if labels:
-        return sorted(labels)
-    if "%" in str(axis.get("tickformat", "")):
-        return [f"{float(v) * 100:.0f}%" for v in (axis.get("tickvals") or (0, 1))]
+        return list(labels)
+    if str(_prop(layout, key, "tickformat") or "").endswith("%"):  # d3's percentage format (".0%")
+        tickvals = _prop(layout, key, "tickvals")
+        return [f"{_number(v) * 100:.0f}%" for v in ((0, 1) if tickvals is None else tickvals)]
     return None
 
 
-_AXIS_KEY = re.compile(r"[xy]axis\d*")
+def _title(layout: dict[str, Any], key: str) -> str | None:
+    """Axis KEY's title text ("" keeps a line too), also given as a bare string; None when it has none."""
+    title = _prop(layout, key, "title")
+    return title if isinstance(title, str) else _prop(layout, key, "title", "text")
 
 
-def _axes(layout: dict[str, Any], letter: str) -> list[tuple[str, dict[str, Any]]]:
-    """The figure's x or y axes (LETTER) as (key, properties): "xaxis", "xaxis2", …, the first one even when
-    nothing was set on it (a shorthand key such as "xaxis_title_text" is not an axis)."""
-    axes = [(key, value) for key, value in layout.items() if _AXIS_KEY.fullmatch(key) and key[0] == letter
-            and isinstance(value, dict)]
-    return axes if any(key == f"{letter}axis" for key, _ in axes) else [(f"{letter}axis", {}), *axes]
+def _on_the_edge(layout: dict[str, Any], key: str) -> bool:
+    """Whether axis KEY stands on the figure's edge (its anchor axis's domain starts at 0): the labels of an axis
+    between panels push no margin."""
+    letter = "x" if key[0] == "y" else "y"
+    anchor = str(_prop(layout, key, "anchor") or letter)
+    domain = _prop(layout, f"{letter}axis" + anchor[1:], "domain")
+    return domain is None or _number(domain[0]) <= 0.001
 
 
 def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[str, int] | None:
@@ -395,51 +428,46 @@ def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> di
     paddings as measured; a margin too small is grown as before, one too wide leaves a few pixels blank.
     """
     left: list[float] = []
-    for key, axis in _axes(layout, "y"):
-        if axis.get("side") == "right":
-            continue
-        anchor = layout.get("xaxis" + str(axis.get("anchor", "x"))[1:], {})
-        if (anchor.get("domain") or (0, 1))[0] > 0.001:  # labels between panels push no margin
+    for key in _layout_axes(layout, traces, "y"):
+        if _prop(layout, key, "visible") is False or _prop(layout, key, "side") == "right" or not _on_the_edge(layout, key):
             continue
         labels = _tick_labels(layout, traces, key)
         if labels is None:
             return None
-        size = _nested(axis, "tickfont", "size") or FONT["size"]
-        title = _axis_title(axis)
+        size = _number(_prop(layout, key, "tickfont", "size")) or FONT["size"]
+        title = _title(layout, key)
         # a title's line as tall as its font ("Numbers at risk" at 12 px under Time to relief's curves)
-        title_font = axis.get("title_font_size") or (_nested(axis, "title", "font") or {}).get("size") or FONT["size"]
-        title_px = 0.0 if title is None else (_Y_TITLE_PX if title else _Y_EMPTY_TITLE_PX) * title_font / FONT["size"]
-        left.append(max((text_px(v, size) for v in labels), default=0.0) + _Y_LABEL_PAD + title_px)
+        title_size = _number(_prop(layout, key, "title", "font", "size")) or FONT["size"]
+        title_px = 0.0 if title is None else (_Y_TITLE_PX if title else _Y_EMPTY_TITLE_PX) * title_size / FONT["size"]
+        labels_px = max(text_px(v, size) for v in labels) + _Y_LABEL_PAD if labels else 0.0
+        left.append(labels_px + title_px)
     if not left:
         return None
-    room = {"l": math.ceil(max(left)) + _SLACK_PX}
-    names = {str(t["name"]) for t in traces if t.get("name") and t.get("showlegend") is not False}
-    shown = layout.get("showlegend")
-    orientation = _nested(layout, "legend", "orientation") or "v"
-    if names and (shown is True or (shown is None and len(names) > 1)) and orientation == "v":
+    room = {"l": math.ceil(max(left)) + _SLACK_PX, "r": _RIGHT_PX}
+    names = {str(t["name"]) for t in traces if t.get("name") is not None and t.get("showlegend") is not False}
+    shown = _prop(layout, "showlegend")
+    beside = (_prop(layout, "legend", "orientation") or "v") == "v" and _number(_prop(layout, "legend", "x") or 1.02) >= 1
+    if names and (shown is True or (shown is None and len(names) > 1)) and beside:
         widest = max(text_px(n, FONT["size"]) for n in names)
         room["r"] = math.ceil(max(_LEGEND_TEXT_SHARE * widest + _LEGEND_PAD, widest + _LEGEND_MIN_PAD)) + _SLACK_PX
-    else:
-        room["r"] = _RIGHT_PX
     if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False for t in traces):
         room["r"] = max(room["r"], _COLORBAR_PX)
     bottom: list[float] = []
-    for key, axis in _axes(layout, "x"):
-        if axis.get("side") == "top" or axis.get("showticklabels") is False:
+    for key in _layout_axes(layout, traces, "x"):
+        if (_prop(layout, key, "visible") is False or _prop(layout, key, "side") == "top"
+                or _prop(layout, key, "showticklabels") is False or not _on_the_edge(layout, key)):
             continue
-        anchor = layout.get("yaxis" + str(axis.get("anchor", "y"))[1:], {})
-        if (anchor.get("domain") or (0, 1))[0] > 0.001:  # labels between panels push no margin
-            continue
-        labels = _tick_labels(layout, traces, key)
-        angle = abs(float(axis.get("tickangle") or 0))
-        if labels and not angle:
-            # Plotly turns category labels by 30° when side by side they would not fit the plot's width
-            domain = axis.get("domain") or (0, 1)
-            plot_px = (DESKTOP_CHART_PX - room["l"] - room["r"]) * (domain[1] - domain[0])
-            if len(labels) * (max(text_px(v, FONT["size"]) for v in labels) + 2) > plot_px:
-                angle = 30.0
-        turned = max((text_px(v, FONT["size"]) for v in labels), default=0.0) * math.sin(math.radians(angle)) if labels else 0.0
-        bottom.append(_X_LABELS_PX + turned + (_X_TITLE_PX if _axis_title(axis) else 0))
+        labels = _tick_labels(layout, traces, key) or []
+        size = _number(_prop(layout, key, "tickfont", "size")) or FONT["size"]
+        widest = max((text_px(v, size) for v in labels), default=0.0)
+        angle = abs(_number(_prop(layout, key, "tickangle")))
+        domain = _prop(layout, key, "domain")
+        domain = (0, 1) if domain is None else domain
+        plot_px = (DESKTOP_CHART_PX - room["l"] - room["r"]) * (_number(domain[1]) - _number(domain[0]))
+        if labels and not angle and len(labels) * (widest + 2) > plot_px:
+            angle = 30.0  # Plotly turns category labels when side by side they would not fit the plot's width
+        turned = widest * math.sin(math.radians(angle))
+        bottom.append(_X_LABELS_PX + turned + (0 if _title(layout, key) is None else _X_TITLE_PX))
     if bottom:
         room["b"] = math.ceil(max(bottom)) + _SLACK_PX
     return room
@@ -667,7 +695,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         extra = 26 * rows + 20
         out.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=0, yanchor="bottom", yref="container"),
                           height=(out.layout.height or HEIGHT) + extra,
-                          margin=dict(b=(out.layout.margin.b or BASE_MARGIN_PX) + extra))
+                          margin=dict(b=BASE_MARGIN_PX + extra))
     # On a touch screen Plotly's toolbar is always shown, across the top right of the chart, where Plotly
     # centred the title in the top margin (the title ran under its icons; a title of three lines or more also
     # ran into the plot, and panel titles or an axis drawn above the plot stood in its lower lines): the title
