@@ -290,7 +290,11 @@ class _Draft:
         (`_base_layout_properties`), its margins grown beforehand to the room its labels take
         (`labelled_margins`)."""
         self.update_layout(**_base_layout_properties(title, height=height, legend=legend))
-        room = labelled_margins(self.layout, self.data)
+        try:
+            room = labelled_margins(self.layout, self.data)
+        except (TypeError, ValueError, IndexError, KeyError):
+            # a value Plotly itself would refuse (go.Figure below says which, in its words) or read otherwise
+            room = None
         if room:
             margin = self.layout["margin"]
             margin.update({side: max(margin.get(side, 0), px) for side, px in room.items()})
