@@ -376,11 +376,16 @@ def _number(value: object) -> float:
 _AXIS_KEY = re.compile(r"([xy]axis\d*)(?:_|$)")
 
 
+def _axis_key(ref: str) -> str:
+    """The layout key of the axis a trace or an anchor refers to: "x" -> "xaxis", "y2" -> "yaxis2"."""
+    return f"{ref[0]}axis{ref[1:]}"
+
+
 def _layout_axes(layout: dict[str, Any], traces: list[dict[str, Any]], letter: str) -> list[str]:
     """The keys ("yaxis", "yaxis2", …) of the figure's x or y axes (LETTER): those set in the layout, nested or in
     shorthand ("yaxis2_title_text"), and those a trace is drawn on."""
     names = {m.group(1) for m in map(_AXIS_KEY.match, layout) if m and m.group(1)[0] == letter}
-    names.update(f"{letter}axis" + str(t.get(f"{letter}axis") or letter)[1:] for t in traces)
+    names.update(_axis_key(str(t.get(f"{letter}axis") or letter)) for t in traces)
     return sorted(names)
 
 
@@ -392,7 +397,7 @@ def _tick_labels(layout: dict[str, Any], traces: list[dict[str, Any]], key: str)
     ticktext = _prop(layout, key, "ticktext")
     if ticktext is not None:
         return [str(v) for v in ticktext]
-    ref, letter = key[0] + key[5:], key[0]
+    ref, letter = key.replace("axis", ""), key[0]
     categories = _prop(layout, key, "categoryarray")
     labels = set() if categories is None else {str(v) for v in categories}
     for trace in traces:
@@ -417,7 +422,7 @@ def _on_the_edge(layout: dict[str, Any], key: str) -> bool:
     between panels push no margin."""
     letter = "x" if key[0] == "y" else "y"
     anchor = str(_prop(layout, key, "anchor") or letter)
-    domain = _prop(layout, f"{letter}axis" + anchor[1:], "domain")
+    domain = _prop(layout, _axis_key(anchor), "domain")
     return domain is None or _number(domain[0]) <= 0.001
 
 
@@ -677,13 +682,13 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
         if trace.type == "scatter" and trace.mode == "text" and trace.text is not None and not isinstance(trace.text, str):
             trace.text = [_short_hidden_label(t) for t in trace.text]
     for axis_ref, top in upright_tops.items():
-        axis = out.layout["yaxis" + axis_ref[1:]]
+        axis = out.layout[_axis_key(axis_ref)]
         if top > 0 and axis.range is None and axis.autorange in (None, True):
             axis.range = [0, top * PHONE_UPRIGHT_TEXT_HEADROOM]
     for axis_ref, ends in _side_text_ends(out).items():
         # a number beside a horizontal bar that reaches the panel's end was cut at the chart's right edge (the
         # maintenance timing's "27" read "2"): the axis reaches far enough for the longest bar and its number
-        axis = out.layout["xaxis" + axis_ref[1:]]
+        axis = out.layout[_axis_key(axis_ref)]
         domain = axis.domain or (0, 1)
         panel_px = PHONE_PLOT_PX * (domain[1] - domain[0])
         needed = max(value / max(1 - (PHONE_TEXT_CHAR_PX * chars + PHONE_TEXT_PAD_PX) / panel_px, 0.4)
