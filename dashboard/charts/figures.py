@@ -836,7 +836,7 @@ def create_funnel_figure(funnel: pd.DataFrame) -> go.Figure:
             name="All routes",
         )
     )
-    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_yaxes(autorange="reversed", title_text=None)
     fig.update_xaxes(title_text="Patients", rangemode="tozero")
     return fig.figure(title, height=340, legend=False)
 
@@ -908,7 +908,7 @@ def create_response_figure(response: pd.DataFrame, instrument_label: str = "") -
                    numerator="remitters", denominator="evaluable", what="Remission rate", col=2, showlegend=False)
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
     fig.update_xaxes(title_text="% of patients")  # short: two panels share a phone screen
-    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_yaxes(autorange="reversed", title_text=None)
     return fig.figure(title, height=max(250, 110 + 44 * len(response)), legend=False)
 
 
@@ -1402,7 +1402,7 @@ def create_maintenance_rates_figure(maintenance: pd.DataFrame) -> go.Figure:
                    showlegend=False)
     fig.update_xaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1])
     fig.update_xaxes(title_text="% of responders")  # short: two panels share a phone screen
-    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_yaxes(autorange="reversed", title_text=None)
     return fig.figure(title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
 
 
@@ -1428,7 +1428,7 @@ def create_maintenance_timing_figure(maintenance: pd.DataFrame) -> go.Figure:
                                f"<br>Maintenance patients: {fmt_count(row.get('maintenance_patients'))}<extra></extra>"),
             ), row=1, col=col)
     fig.update_xaxes(title_text="Days (median)", rangemode="tozero")
-    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_yaxes(autorange="reversed", title_text=None)
     fig.update_yaxes(title_text="Route", col=1)
     return fig.figure(title, height=max(250, 110 + 44 * len(maintenance)), legend=False)
 
@@ -1564,7 +1564,7 @@ def create_rems_rate_figure(rems: pd.DataFrame, measure: str) -> go.Figure:
             hovertemplate=_rems_hover(name, measure, row) + "<extra></extra>",
         ))
     fig.update_xaxes(title_text=f"Share of {unit} (95 % interval)", range=[0, 1.02], tickformat=".0%")
-    fig.update_yaxes(title_text="")
+    fig.update_yaxes(title_text=None)
     return fig.figure(title, height=max(220, 70 + 45 * len(rems)), legend=False)
 
 
