@@ -617,6 +617,29 @@ def test_each_pages_first_charts_are_drawn_once_with_room_for_their_labels(serve
         assert not grown, f"{chart['title']!r}: Plotly grew the margins (given, drawn): {grown}"
 
 
+@pytest.mark.parametrize("path", ["", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring",
+                                  "benchmark"])
+def test_each_pages_first_charts_are_drawn_once_on_a_phone(server, browser, path):
+    """The same on a phone: its layout (figures.fit_for_phone: wrapped titles, the legend below, the heatmap
+    turned) is given the margins its labels and legend take (figures.phone_margins), and Plotly changes none of
+    them (it also shrinks margins that leave the plot too little height: none does)."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE, has_touch=True)
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(90_000)
+        open_url(pg, f"{server}/{path}")
+        pg.wait_for_function("() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];"
+                             " return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')); }")
+        charts = pg.evaluate(DRAWN_MARGINS)
+        assert charts
+        for chart in charts:
+            changed = {side: (chart["given"][side], round(chart["final"][side], 1)) for side in "lrtb"
+                       if abs(chart["final"][side] - chart["given"][side]) > 1}
+            assert not changed, f"{chart['title']!r}: Plotly changed the margins (given, drawn): {changed}"
+    finally:
+        context.close()
+
+
 def test_the_overview_answers_first_and_fits_a_laptop(server, page):
     page.set_viewport_size({"width": 1440, "height": 900})
     open_url(page, server)

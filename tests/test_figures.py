@@ -895,8 +895,53 @@ def test_the_margins_make_room_for_the_labels_of_each_chart() -> None:
     draft.add_trace(figures._trace("scatter", x=[1, 2], y=[3.5, 700.0], name="counts"))
     numeric = draft.figure("Plotly chooses the ticks")
     assert (numeric.layout.margin.l, numeric.layout.margin.r, numeric.layout.margin.b) == (figures.BASE_MARGIN_PX,) * 3
+    # a phone's layout has its own: the funnel's steps wrapped in two lines take less than on a desktop
     phone = figures.fit_for_phone(funnel)
-    assert (phone.layout.margin.l, phone.layout.margin.r) == (figures.BASE_MARGIN_PX,) * 2
+    wrapped = max(figures.text_px(line, 13) for label in phone.data[0].y for line in str(label).split("<br>"))
+    assert wrapped + 15 <= phone.layout.margin.l < funnel.layout.margin.l
+    assert figures.fit_for_phone(numeric).layout.margin.l == figures.BASE_MARGIN_PX
+
+
+def test_a_phone_layout_is_given_the_margins_its_labels_and_legend_take() -> None:
+    """`phone_margins` (called by `fit_for_phone`): the legend below the plot takes its rows, entries side by
+    side as Plotly lays them out; quarters that do not fit side by side stand upright; a percentage axis's
+    "100%" at its end has room on the right; a short chart is made taller rather than its plot squeezed (one
+    route's maintenance rates left it 21 pixels)."""
+    entry = figures._LEGEND_TEXT_SHARE * figures.text_px("Intravenous", 13) + figures._LEGEND_ENTRY_PAD
+    fits = 2 * entry + figures._LEGEND_ITEM_GAP + figures._SLACK_PX
+    assert figures.legend_rows(["Intravenous"] * 2, fits) == 1
+    assert figures.legend_rows(["Intravenous"] * 2, fits - 1) == 2
+    assert figures.legend_rows(["Intravenous"] * 5, fits) == 3
+    assert figures.legend_rows(["Intravenous"], 10) == 1  # one entry wider than the legend: still one row
+    quarters = [f"{y}-Q{q}" for y in (2023, 2024, 2025, 2026) for q in (1, 2, 3, 4)]
+    trend = figures.fit_for_phone(figures.create_trend_figure(pd.DataFrame({
+        "start_quarter": quarters * 2, "route": ["SL"] * 16 + [spec.ALL] * 16, "patients": [30] * 32,
+        "evaluable": [30] * 32, "responders": [12] * 32, "response_rate": [0.4] * 32,
+        "response_ci_low": [0.25] * 32, "response_ci_high": [0.55] * 32})))
+    assert trend.layout.legend.orientation == "h"
+    names = list(dict.fromkeys(t.name for t in trend.data if t.showlegend is not False and t.name))
+    plot_px = figures.PHONE_CHART_PX - trend.layout.margin.l - trend.layout.margin.r
+    rows = figures.legend_rows(names, plot_px)
+    upright = max(figures.text_px(q, 13) for q in quarters)
+    assert trend.layout.margin.b >= figures.PHONE_LEGEND_ROW_PX * rows + upright + figures._X_TITLE_PX
+    # on a desktop the same quarters turn by 30 degrees only
+    desktop = figures.create_trend_figure(pd.DataFrame({
+        "start_quarter": quarters, "route": ["SL"] * 16, "patients": [30] * 16, "evaluable": [30] * 16,
+        "responders": [12] * 16, "response_rate": [0.4] * 16, "response_ci_low": [0.25] * 16,
+        "response_ci_high": [0.55] * 16}))
+    assert desktop.layout.margin.b < figures._X_LABELS_PX + upright + figures._X_TITLE_PX
+    # "100%" of a percentage axis Plotly ticks itself may end the axis: half of it stands out on the right
+    bar = [figures._trace("bar", x=[0.4, 0.9], y=["Intravenous", "Intranasal"], orientation="h")]
+    room = figures.phone_margins({"xaxis": {"tickformat": ".0%"}}, bar)
+    assert room["r"] >= figures.text_px("100%", 13) / 2 + figures._PLOTLY_PAD_PX
+    assert figures.phone_margins({"xaxis": {"tickformat": ".0%"}, "yaxis": {"tickformat": ".0%"}},
+                                 [figures._trace("scatter", x=[0.1, 0.2], y=[0.3, 0.4])])["r"] > figures.BASE_MARGIN_PX
+    # a numeric axis Plotly ticks itself: not told beforehand
+    assert figures.phone_margins({}, [figures._trace("scatter", x=[1, 2], y=[3.5, 700.0])]) is None
+    short = figures.fit_for_phone(figures.create_maintenance_rates_figure(maintenance_table()))
+    layout = short.layout
+    assert layout.height - layout.margin.t - layout.margin.b >= figures.PHONE_MIN_PLOT_PX
+    assert layout.height > figures.create_maintenance_rates_figure(maintenance_table()).layout.height
 
 
 def test_draft_grids_are_not_shared_between_figures() -> None:

@@ -321,11 +321,20 @@ _Y_LABEL_PAD = 17
 _Y_TITLE_PX = 38
 _Y_EMPTY_TITLE_PX = 32  # an empty title ("") keeps most of its line
 _X_LABELS_PX = 34
+_X_LABEL_LINE_PX = 16  # of the x labels' room: a line of labels (the rest is their standoff)
+_X_TURNED_PAD_PX = 5  # upright labels stand this much further from the axis
+_PLOTLY_PAD_PX = 12  # Plotly adds its padding to whatever pushes a margin (when every margin is at least this)
+# a percentage axis Plotly ticks itself at least this wide keeps its labels flat (its 0-100 % in at most ten ticks)
+_OWN_TICKS_FLAT_PX = 160
+_TICK_LINE_PX = 15  # the height Plotly gives a line of x tick labels when it decides to turn them (its font 12 px)
 _X_TITLE_PX = 30
+_TITLE_LINE_PX = 18  # a further line of a wrapped axis title
 # a vertical legend: its entries are drawn narrower than Arial (Streamlit's chart theme gives the legend its own
 # face), so its width is fitted as a share of the Arial width plus the symbols and padding, at least the width
 # plus the padding (long entries with digits)
 _LEGEND_TEXT_SHARE, _LEGEND_PAD, _LEGEND_MIN_PAD = 0.865, 67, 46
+# a horizontal legend's entry: its symbol and the gap to its text, and the gap to the next entry
+_LEGEND_ENTRY_PAD, _LEGEND_ITEM_GAP = 44, 5
 _COLORBAR_PX = 145
 _RIGHT_PX = 20  # the last x tick label's half standing beyond the plot
 _SLACK_PX = 4  # Plotly grows a margin that only just fits by a pixel or two
@@ -436,6 +445,38 @@ def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> di
     Given these margins it draws once. The labels are measured with Arial's widths (`text_px`) and Plotly's
     paddings as measured; a margin too small is grown as before, one too wide leaves a few pixels blank.
     """
+    left = _left_room(layout, traces)
+    if left is None:
+        return None
+    room = {"l": left, "r": _RIGHT_PX}
+    names = _legend_names(layout, traces)
+    beside = (_prop(layout, "legend", "orientation") or "v") == "v" and _number(_prop(layout, "legend", "x") or 1.02) >= 1
+    if names and beside:
+        widest = max(text_px(n, FONT["size"]) for n in names)
+        room["r"] = math.ceil(max(_LEGEND_TEXT_SHARE * widest + _LEGEND_PAD, widest + _LEGEND_MIN_PAD)) + _SLACK_PX
+    if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False for t in traces):
+        room["r"] = max(room["r"], _COLORBAR_PX)
+    axes = _x_axes_room(layout, traces, DESKTOP_CHART_PX - room["l"] - room["r"])
+    if axes is None:
+        return None
+    bottom = [px for side, px, _ in axes if side == "bottom"]
+    if bottom:
+        room["b"] = math.ceil(max(bottom)) + _SLACK_PX
+    return room
+
+
+def _lines(text: object) -> list[str]:
+    return str(text).split("<br>")
+
+
+def _label_px(text: object, size: float) -> float:
+    """The width of a label or title drawn in lines (<br>): its longest line's."""
+    return max(text_px(line, size) for line in _lines(text))
+
+
+def _left_room(layout: dict[str, Any], traces: list[dict[str, Any]]) -> int | None:
+    """The left margin the y axes on the figure's left edge take (their tick labels and titles), or None when a
+    numeric axis's labels cannot be told beforehand (or no axis stands there)."""
     left: list[float] = []
     for key in _layout_axes(layout, traces, "y"):
         if _prop(layout, key, "visible") is False or _prop(layout, key, "side") == "right" or not _on_the_edge(layout, key):
@@ -445,41 +486,180 @@ def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> di
             return None
         size = _number(_prop(layout, key, "tickfont", "size")) or FONT["size"]
         title = _title(layout, key)
-        # a title's line as tall as its font ("Numbers at risk" at 12 px under Time to relief's curves)
+        # a title's line as tall as its font ("Numbers at risk" at 12 px under Time to relief's curves), each
+        # further line of a wrapped title (a phone's) one more
         title_size = _number(_prop(layout, key, "title", "font", "size")) or FONT["size"]
-        title_px = 0.0 if title is None else (_Y_TITLE_PX if title else _Y_EMPTY_TITLE_PX) * title_size / FONT["size"]
-        labels_px = max(text_px(v, size) for v in labels) + _Y_LABEL_PAD if labels else 0.0
+        title_px = 0.0 if title is None else (
+            (_Y_TITLE_PX if title else _Y_EMPTY_TITLE_PX) + _TITLE_LINE_PX * (len(_lines(title)) - 1)) * title_size / FONT["size"]
+        labels_px = max(_label_px(v, size) for v in labels) + _Y_LABEL_PAD if labels else 0.0
         left.append(labels_px + title_px)
-    if not left:
+    return math.ceil(max(left)) + _SLACK_PX if left else None
+
+
+def _tick_angle(labels: list[str], size: float, spacing: float, given: object) -> float:
+    """The angle (degrees) Plotly draws an x axis's LABELS at, SPACING pixels apart: as GIVEN when set; otherwise
+    flat while side by side they fit, else 30 degrees when the spacing is at least tan(60 degrees) times their
+    lines' height, else upright (Plotly's autotickangles, [0, 30, 90])."""
+    if given is not None and given != "auto":
+        return abs(_number(given))
+    widest = max((_label_px(v, size) for v in labels), default=0.0)
+    if len(labels) < 2 or widest + 2 + _SLACK_PX <= spacing:  # (near the edge: turned, the room a little more)
+        return 0.0
+    line = _TICK_LINE_PX * size / FONT["size"] * max(len(_lines(v)) for v in labels)
+    return 30.0 if spacing / math.hypot(spacing, line) >= math.cos(math.radians(30)) else 90.0
+
+
+def _last_category(layout: dict[str, Any], traces: list[dict[str, Any]], key: str) -> str | None:
+    """The category axis KEY ("xaxis") shows last, at its right or upper end: the category order's last, else the
+    last new one of its traces' (Plotly's order of appearance), the first where the axis is reversed; None
+    when the axis is not a category axis."""
+    ref, letter = key.replace("axis", ""), key[0]
+    order = _prop(layout, key, "categoryarray")
+    if order is None:
+        seen: dict[str, None] = {}
+        for t in traces:
+            if str(t.get(f"{letter}axis") or letter) == ref:
+                seen.update(dict.fromkeys(_category_labels(t.get(letter)) or ()))
+        order = list(seen)
+    order = [str(v) for v in order]
+    if not order:
         return None
-    room = {"l": math.ceil(max(left)) + _SLACK_PX, "r": _RIGHT_PX}
-    names = {str(t["name"]) for t in traces if t.get("name") is not None and t.get("showlegend") is not False}
-    shown = _prop(layout, "showlegend")
-    beside = (_prop(layout, "legend", "orientation") or "v") == "v" and _number(_prop(layout, "legend", "x") or 1.02) >= 1
-    if names and (shown is True or (shown is None and len(names) > 1)) and beside:
-        widest = max(text_px(n, FONT["size"]) for n in names)
-        room["r"] = math.ceil(max(_LEGEND_TEXT_SHARE * widest + _LEGEND_PAD, widest + _LEGEND_MIN_PAD)) + _SLACK_PX
-    if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False for t in traces):
-        room["r"] = max(room["r"], _COLORBAR_PX)
-    bottom: list[float] = []
+    return order[0] if _prop(layout, key, "autorange") == "reversed" else order[-1]
+
+
+def _last_tick(layout: dict[str, Any], traces: list[dict[str, Any]], key: str, labels: list[str],
+               axis_px: float) -> tuple[str, float, float] | None:
+    """Axis KEY's last tick label, the pixels from its tick to the axis's end and the ticks' spacing, when they
+    can be told: categories (half a step in from the end where bars or cells stand on them, at the end for
+    lines), or tick values on a set range; None otherwise."""
+    last = _last_category(layout, traces, key)
+    if last is not None:
+        ref = key.replace("axis", "")
+        boxed = any(str(t.get("xaxis") or "x") == ref and t.get("type", "scatter") != "scatter" for t in traces)
+        steps = len(labels) if boxed else max(len(labels) - 1, 1)
+        return last, (axis_px / steps / 2 if boxed else 0.0), axis_px / steps
+    tickvals, span = _prop(layout, key, "tickvals"), _prop(layout, key, "range")
+    if tickvals is None or span is None or len(tickvals) < 2 or len(labels) != len(tickvals):
+        return None
+    start, end = _number(span[0]), _number(span[1])
+    per_unit = axis_px / (end - start) if end != start else 0.0
+    values = [_number(v) for v in tickvals]
+    spacing = abs(values[-1] - values[0]) * per_unit / (len(values) - 1)
+    return labels[-1], abs(end - values[-1]) * per_unit, spacing
+
+
+def _x_axes_room(layout: dict[str, Any], traces: list[dict[str, Any]], plot_px: float) -> list[tuple[str, float, float]] | None:
+    """For each x axis on the figure's bottom or top edge that shows labels: (its side, "bottom" or "top"; the
+    room beyond the plot its tick labels and title take on that side; how far its labels reach beyond the plot's
+    right end, or `_RIGHT_PX` less Plotly's padding where they cannot be told), the plot PLOT_PX pixels wide; None
+    when a percentage axis Plotly ticks itself is too narrow to tell whether its labels turn."""
+    out: list[tuple[str, float, float]] = []
     for key in _layout_axes(layout, traces, "x"):
-        if (_prop(layout, key, "visible") is False or _prop(layout, key, "side") == "top"
-                or _prop(layout, key, "showticklabels") is False or not _on_the_edge(layout, key)):
+        side = "top" if _prop(layout, key, "side") == "top" else "bottom"
+        if (_prop(layout, key, "visible") is False or _prop(layout, key, "showticklabels") is False
+                or (side == "bottom" and not _on_the_edge(layout, key))):
             continue
-        labels = _tick_labels(layout, traces, key) or []
+        known = _tick_labels(layout, traces, key)
+        labels = known or []
         size = _number(_prop(layout, key, "tickfont", "size")) or FONT["size"]
-        widest = max((text_px(v, size) for v in labels), default=0.0)
-        angle = abs(_number(_prop(layout, key, "tickangle")))
+        widest = max((_label_px(v, size) for v in labels), default=0.0)
         domain = _prop(layout, key, "domain")
         domain = (0, 1) if domain is None else domain
-        plot_px = (DESKTOP_CHART_PX - room["l"] - room["r"]) * (_number(domain[1]) - _number(domain[0]))
-        if labels and not angle and len(labels) * (widest + 2) > plot_px:
-            angle = 30.0  # Plotly turns category labels when side by side they would not fit the plot's width
-        turned = widest * math.sin(math.radians(angle))
-        bottom.append(_X_LABELS_PX + turned + (0 if _title(layout, key) is None else _X_TITLE_PX))
-    if bottom:
-        room["b"] = math.ceil(max(bottom)) + _SLACK_PX
-    return room
+        axis_px = plot_px * (_number(domain[1]) - _number(domain[0]))
+        last = _last_tick(layout, traces, key, labels, axis_px) if known is not None else None
+        own_ticks = known is not None and last is None and _prop(layout, key, "tickvals") is None
+        if own_ticks and axis_px < _OWN_TICKS_FLAT_PX:
+            return None  # a percentage axis Plotly ticks itself, too narrow to tell whether it turns its labels
+        spacing = last[2] if last is not None else axis_px / max(len(labels), 1)
+        degrees = _tick_angle(labels, size, spacing, _prop(layout, key, "tickangle"))
+        angle = math.radians(degrees)
+        # a turned label stands on its end: its length down, its lines' height across, a little further out
+        lines = max((len(_lines(v)) for v in labels), default=1)
+        height = _X_LABEL_LINE_PX * lines * size / FONT["size"]
+        title = _title(layout, key)
+        title_px = 0.0 if title is None else _X_TITLE_PX + _TITLE_LINE_PX * (len(_lines(title)) - 1)
+        room = (_X_LABELS_PX - _X_LABEL_LINE_PX + _X_TURNED_PAD_PX * math.sin(angle)
+                + widest * math.sin(angle) + height * math.cos(angle) + title_px)
+        if own_ticks:  # a percentage axis Plotly ticks itself: "100%" may stand at its end
+            beyond = _label_px("100%", size) / 2
+        elif last is None:
+            beyond = _RIGHT_PX - _PLOTLY_PAD_PX  # Plotly's own numeric ticks: the last one's label may stand at the end
+        else:
+            # the last label centred on its tick, or upright beside it, or slanting away from it to the right
+            label, inside, _ = last
+            label_px = _label_px(label, size)
+            reach = {0.0: label_px / 2, 90.0: height}.get(degrees, label_px * math.cos(angle))
+            beyond = max(reach - inside, 0.0)
+        out.append((side, room, beyond))
+    return out
+
+
+def _legend_names(layout: dict[str, Any], traces: list[dict[str, Any]]) -> list[str]:
+    """The legend's entries (one a legend group), in order; none when the legend is not shown."""
+    names: dict[str, str] = {}
+    for t in traces:
+        if t.get("name") is not None and t.get("showlegend") is not False:
+            names.setdefault(str(t.get("legendgroup") or t["name"]), str(t["name"]))
+    shown = _prop(layout, "showlegend")
+    return list(names.values()) if names and (shown is True or (shown is None and len(set(names.values())) > 1)) else []
+
+
+def legend_rows(names: list[str], width_px: float) -> int:
+    """The rows a horizontal legend of NAMES takes across WIDTH_PX pixels, as Plotly lays it out: entries side by
+    side (symbol and text), a new row where the next does not fit."""
+    rows, x = 1, 0.0
+    for name in names:
+        entry = _LEGEND_TEXT_SHARE * _label_px(name, FONT["size"]) + _LEGEND_ENTRY_PAD
+        if x and x + entry > width_px - _SLACK_PX:  # the entries' widths are Arial's, near enough
+            rows, x = rows + 1, 0.0
+        x += entry + _LEGEND_ITEM_GAP
+    return rows
+
+
+def phone_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[str, int] | None:
+    """The left, right and bottom margins (pixels) Plotly would grow a phone layout's (`fit_for_phone`) to, drawn
+    PHONE_CHART_PX wide: the y labels and their wrapped titles, the x labels (upright where they do not fit
+    side by side at 30 degrees), the last x label standing beyond the plot, a horizontal colour bar below it
+    and the legend below everything (`PHONE_LEGEND_ROW_PX` a row); None when they cannot be told beforehand.
+    As `labelled_margins` for a desktop: given these, Plotly draws the chart once."""
+    left = _left_room(layout, traces)
+    if left is None:
+        return None
+    # the labels' reach beyond the plot's right end pushes the right margin, to that plus Plotly's padding, at the
+    # plot's width (its labels may turn): grown until the labels at that width need no more
+    def needed(right: int) -> tuple[int, list[tuple[str, float, float]]] | None:
+        axes = _x_axes_room(layout, traces, PHONE_CHART_PX - left - right)
+        if axes is None:
+            return None
+        return max([BASE_MARGIN_PX, *(math.ceil(beyond + _PLOTLY_PAD_PX) + _SLACK_PX for _, _, beyond in axes
+                                      if beyond > 0)]), axes
+
+    right, found = BASE_MARGIN_PX, needed(BASE_MARGIN_PX)
+    while found is not None and found[0] > right and right < PHONE_CHART_PX / 4:
+        right, found = found[0], needed(found[0])
+    if found is None or found[0] > right:
+        return None
+    if found[0] < right:
+        # less can hold too: labels turned at the wider plot reached further than upright ones at the narrower
+        less = needed(found[0])
+        if less is not None and less[0] <= found[0]:
+            right, found = found[0], less
+    axes = found[1]
+    plot_px = PHONE_CHART_PX - left - right
+    bottom = max([BASE_MARGIN_PX, *(room + _SLACK_PX for side, room, _ in axes if side == "bottom")])
+    for t in traces:
+        # a horizontal colour bar (the turned heatmap's) below the plot, at Y (a share of the plot's height) and
+        # PHONE_COLORBAR_PX tall: the margin holds it wherever the plot's bottom lands
+        y = _number(_prop(t, "colorbar", "y"))
+        if t.get("type") == "heatmap" and _prop(t, "colorbar", "orientation") == "h" and y < 0:
+            height, top = _number(_prop(layout, "height")) or HEIGHT, _number(_prop(layout, "margin", "t"))
+            bottom = max(bottom, (PHONE_COLORBAR_PX - y * (height - top)) / (1 - y) + _SLACK_PX)
+    names = _legend_names(layout, traces)
+    if names and _prop(layout, "legend", "orientation") != "h":
+        return None  # a legend beside the plot (fit_for_phone puts every legend of two entries or more below)
+    if names:
+        bottom += PHONE_LEGEND_ROW_PX * legend_rows(names, plot_px)
+    return {"l": left, "r": right, "b": math.ceil(bottom)}
 
 
 def _trace(kind: str, **properties: Any) -> dict[str, Any]:
@@ -578,6 +758,15 @@ PHONE_UPRIGHT_TEXT_HEADROOM = 1.25
 PHONE_PLOT_PX = 230
 PHONE_TEXT_CHAR_PX = 7
 PHONE_TEXT_PAD_PX = 6
+# a chart's width on a 390-pixel phone (Streamlit pads the page by 16 pixels a side): the margins a phone layout is
+# given beforehand (`phone_margins`) are those of this width; a wider phone draws once too (its labels turn no
+# more), a narrower one may grow them
+PHONE_CHART_PX = 358
+PHONE_LEGEND_ROW_PX = 29  # a row of the legend below a phone's chart
+PHONE_COLORBAR_PX = 74  # the turned heatmap's horizontal colour bar with its title and numbers
+# the plot's own height at least: the titles, panel titles, labels and legend of a short chart (one route's
+# maintenance rates, 250 pixels) left its plot 64 pixels on a phone
+PHONE_MIN_PLOT_PX = 120
 
 HIDDEN_LABEL = "hidden: "  # a withheld rate's label beside its dot: "hidden: fewer than 11", "hidden: < 65 %"
 
@@ -605,7 +794,8 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
     panel titles and axis titles wrapped instead of overlapping, the legend below the plot instead of
     taking half the width, a heatmap with more columns than rows turned so its cells are wide enough for
     their words, in their short form ("45%", "<11%"), its colour bar below. The data, colours and hover texts
-    are unchanged.
+    are unchanged. It is given the margins its labels and legend take (`phone_margins`), so that Plotly draws it
+    once, and made taller where they would leave the plot less than PHONE_MIN_PLOT_PX.
     The figure given is not changed (figures are shared between sessions)."""
     out = go.Figure(fig)
     # the desktop's margins grown for its labels (`labelled_margins`) do not fit a phone's layout: Plotly grows
@@ -711,6 +901,21 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
     # stands at the top, under the toolbar, with its lines, the panels' titles and that axis below it.
     out.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=PHONE_TITLE_PAD_PX)),
                       margin=dict(t=PHONE_TITLE_PAD_PX + TITLE_LINE_PX * lines + 15 * panel_lines + top_axis))
+    # the margins the labels and legend will take, given beforehand so that Plotly draws the chart once; the
+    # figure taller where they would leave the plot too little height
+    for _ in range(2):
+        draft = out.to_plotly_json()
+        try:
+            room = phone_margins(draft["layout"], draft["data"])
+        except (TypeError, ValueError, IndexError, KeyError):  # a form the estimate does not read: Plotly grows them
+            room = None
+        if room is None:
+            break
+        out.update_layout(margin=room)
+        short = PHONE_MIN_PLOT_PX - ((out.layout.height or HEIGHT) - out.layout.margin.t - room["b"])
+        if short <= 0:
+            break
+        out.update_layout(height=(out.layout.height or HEIGHT) + short)
     return out
 
 
