@@ -12,6 +12,10 @@ Chromium:
 - **filter change**: on each page, a new cohort from the sidebar's first filter (route): a route added while
   fewer than three are chosen, else the last one removed.
 
+With `--phone` the same walk is driven as an iPhone (390 x 844, its User-Agent, a touch screen): the dashboard
+lays its charts out for a phone, and the sidebar, closed on a narrow screen, is opened before each click in it
+(untimed).
+
 Each interaction is timed from the action until a script run it caused has finished, no element is stale or
 still a loading placeholder, and every Plotly chart on the page has drawn its SVG. An interaction that ends on
 an error screen, on the wrong page or without changing the filter stops the run (RuntimeError). Results are
@@ -121,12 +125,29 @@ def phases_of(frames: list[tuple[float, str, int]], t0: float, total_ms: float) 
     }
 
 
-def new_page(browser: Any) -> tuple[Any, Any, ScriptRuns]:
-    """A new browser session (context) with one page at 1440 x 900 and its run counter."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+          "Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+def new_page(browser: Any, phone: bool = False) -> tuple[Any, Any, ScriptRuns]:
+    """A new browser session (context) with one page at 1440 x 900, or as an iPhone (390 x 844, touch), and its
+    run counter."""
+    if phone:
+        context = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE, has_touch=True)
+    else:
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.set_default_timeout(120_000)
     return context, page, ScriptRuns(page)
+
+
+def open_sidebar(page: Any) -> None:
+    """Open the sidebar where a narrow screen has closed it (its navigation and filters are in it)."""
+    expand = page.locator("[data-testid='stExpandSidebarButton']")
+    if expand.count() and expand.first.is_visible():
+        expand.first.click()
+        page.locator("[data-testid='stSidebar'] [data-testid='stSidebarNav']").wait_for(state="visible")
+        page.wait_for_timeout(300)  # its sliding in is not part of what is timed
 
 
 SHOWN = """() => ({
@@ -158,27 +179,29 @@ def filter_states(count: int) -> list[str]:
 
 
 def measure_app(browser: Any, base: str, states: list[str], rounds: int,
-                require_chart: bool = False, pause_s: float = 0.0) -> dict[str, dict[str, list[dict[str, float]]]]:
+                require_chart: bool = False, pause_s: float = 0.0,
+                phone: bool = False) -> dict[str, dict[str, list[dict[str, float]]]]:
     """Per interaction and page of one app, where each interaction's time went (`phases_of`; its `drawn_ms` is
     the interaction's time); every interaction must end on its page without an error (and, with
     `require_chart`, with a chart drawn), else RuntimeError. `pause_s`: seconds the reader looks at the page
-    before each page switch and filter change (0: clicks at once)."""
+    before each page switch and filter change (0: clicks at once); `phone`: as an iPhone (`new_page`)."""
     out: dict[str, dict[str, list[dict[str, float]]]] = {k: {p or "overview": [] for p in PAGES}
                                                          for k in ("shared_link", "page_switch", "filter_change")}
     state = iter(states * (rounds * len(PAGES) + 1))
     for _ in range(rounds):
         for path in PAGES:
-            context, page, runs = new_page(browser)
+            context, page, runs = new_page(browser, phone)
             url = f"{base}/{path}?{next(state)}"
             timed(page, runs, lambda: page.goto(url), phases=out["shared_link"][path or "overview"])
             check_shown(page, "shared link", require_chart)
             context.close()
-        context, page, runs = new_page(browser)
+        context, page, runs = new_page(browser, phone)
         timed(page, runs, lambda: page.goto(f"{base}/?{next(state)}"))
         for path in PAGES[1:] + PAGES[:1]:
             # by address, not position: the dashboard's navigation has more pages than the walk
             link = page.locator(f"[data-testid='stSidebarNav'] a[href='{base}/{path}']")
             page.wait_for_timeout(pause_s * 1000)
+            open_sidebar(page)
             timed(page, runs, lambda: link.click(no_wait_after=True), phases=out["page_switch"][path or "overview"])
             check_shown(page, "page switch", require_chart)
             if not page.url.split("?")[0].rstrip("/").endswith(f"{base}/{path}".rstrip("/")):
@@ -187,6 +210,7 @@ def measure_app(browser: Any, base: str, states: list[str], rounds: int,
             before = page.url
             chosen = before.count("route=")
             page.wait_for_timeout(pause_s * 1000)
+            open_sidebar(page)
 
             def pick() -> None:
                 # a new cohort every time: add a route while few are chosen, else remove the last one. The box's
@@ -243,7 +267,8 @@ def build_database(patients: int, workdir: Path, python: str) -> Path:
     return db
 
 
-def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float = 0.0) -> dict[str, Any]:
+def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float = 0.0,
+               phone: bool = False) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     env = dict(os.environ, KETAMINE_OUTCOMES_DB=str(db.resolve()), KETAMINE_OUTCOMES_CACHE=str(workdir / "cache"))
@@ -257,12 +282,12 @@ def bench_size(db: Path, workdir: Path, rounds: int, states: int, pause_s: float
         try:
             # one unmeasured visit each, so neither pays its first-import cost inside the timings
             for url in (dash_url, min_url):
-                context, page, runs = new_page(browser)
+                context, page, runs = new_page(browser, phone)
                 timed(page, runs, lambda: page.goto(url))
                 context.close()
             s = filter_states(states)
-            dash = measure_app(browser, dash_url, s, rounds, pause_s=pause_s)
-            mini = measure_app(browser, min_url, s, rounds, require_chart=True, pause_s=pause_s)
+            dash = measure_app(browser, dash_url, s, rounds, pause_s=pause_s, phone=phone)
+            mini = measure_app(browser, min_url, s, rounds, require_chart=True, pause_s=pause_s, phone=phone)
         finally:
             browser.close()
     return {"raw": {"dashboard": dash, "minimal": mini}, "summary": summarise(dash, mini)}
@@ -313,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--states", type=int, default=30, help="distinct filter states to cycle through")
     parser.add_argument("--pause", type=float, default=0.0, metavar="SECONDS",
                         help="the reader looks at each page this long before the next click (default 0)")
+    parser.add_argument("--phone", action="store_true",
+                        help="as an iPhone (390 x 844, its User-Agent): the dashboard's phone layouts")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -322,13 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_start": os.getloadavg()[0]},
         "pause_s": args.pause,
+        "device": "phone" if args.phone else "laptop",
         "sizes": {},
     }
     targets = [("db", args.db)] if args.db else [(n, None) for n in args.sizes]
     for n, db in targets:
         db = db or build_database(n, workdir, sys.executable)
         print(f"[browser bench] {db} …", file=sys.stderr, flush=True)
-        results["sizes"][str(n)] = bench_size(db, workdir, args.rounds, args.states, args.pause)
+        results["sizes"][str(n)] = bench_size(db, workdir, args.rounds, args.states, args.pause, args.phone)
     results["machine"]["load_end"] = os.getloadavg()[0]
     table = markdown(results)
     print(table)

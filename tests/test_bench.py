@@ -423,18 +423,20 @@ def test_constants_fixed_at_import_match_the_spec() -> None:
 
 
 @pytest.mark.browser
-def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path):
-    """bench/browser.py drives both apps through every page and interaction; only its shape is checked (the
-    benchmark itself stops on an error screen, a wrong page, a filter change that changed nothing, or a minimal
-    app without its chart)."""
+@pytest.mark.parametrize("device", ["laptop", "phone"])
+def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path, device):
+    """bench/browser.py drives both apps through every page and interaction, on a laptop's screen and as a phone
+    (its sidebar opened before each click in it); only its shape is checked (the benchmark itself stops on an
+    error screen, a wrong page, a filter change that changed nothing, or a minimal app without its chart)."""
     out = tmp_path / "browser.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "browser.py"), "--db", str(sample_db), "--rounds", "1", "--states", "4",
-         "--workdir", str(tmp_path / "work"), "--json", str(out)],
+         "--workdir", str(tmp_path / "work"), "--json", str(out), *(["--phone"] if device == "phone" else [])],
         capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
+    assert results["device"] == device
     summary = results["sizes"]["db"]["summary"]
     assert set(summary) == {"shared_link", "page_switch", "filter_change"}
     pages = {"overview", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark",
