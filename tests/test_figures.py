@@ -944,6 +944,59 @@ def test_a_phone_layout_is_given_the_margins_its_labels_and_legend_take() -> Non
     assert layout.height > figures.create_maintenance_rates_figure(maintenance_table()).layout.height
 
 
+def test_the_margins_estimate_reads_unusual_axes_as_plotly_draws_them() -> None:
+    """Found by a reviewer's 20,000 random figures and the builders on unusual data: a turned angle beyond 90
+    degrees slants as its supplement; tick values in a NumPy array read as a list; an empty tick text, a range
+    left open or reversed, a plot too narrow for the labels leave the estimate out (never an exception, never a
+    margin wider than the phone); a left panel's labels do not widen the right margin; a heatmap a phone does not
+    turn keeps room for its colour bar; a legend of one entry goes below on a phone; Plotly's padding of points on
+    a category axis (5 % and half a marker each end) turns thirty-two quarters upright."""
+    bars = [figures._trace("bar", x=["Intravenous infusion", "Oral"], y=[0.4, 0.9])]
+    flat = figures.labelled_margins({"yaxis": {"tickformat": ".0%"}}, bars)
+    for angle, same in ((180, 0), (135, 45), (-150, 30)):
+        assert (figures.labelled_margins({"xaxis": {"tickangle": angle}, "yaxis": {"tickformat": ".0%"}}, bars)
+                == figures.labelled_margins({"xaxis": {"tickangle": same}, "yaxis": {"tickformat": ".0%"}}, bars))
+    assert figures.labelled_margins({"xaxis": {"tickangle": 45}, "yaxis": {"tickformat": ".0%"}}, bars)["b"] > flat["b"]
+    as_list = figures.phone_margins({"xaxis": {"tickformat": ".0%", "tickvals": [0, 0.5, 1], "range": [0, 1]}}, bars[:0]
+                                    + [figures._trace("bar", x=[0.4], y=["Oral"], orientation="h")])
+    as_array = figures.phone_margins(
+        go.Layout(xaxis=dict(tickformat=".0%", tickvals=np.array([0, 0.5, 1]), range=[0, 1])).to_plotly_json(),
+        [go.Bar(x=np.array([0.4]), y=["Oral"], orientation="h").to_plotly_json()])
+    assert as_array == as_list and as_list["r"] > figures.BASE_MARGIN_PX
+    draft = figures._Draft()
+    draft.add_trace(figures._trace("bar", x=["a", "b"], y=[0.4, 0.9]))
+    draft.update_xaxes(tickvals=[], ticktext=[])
+    draft.update_yaxes(tickformat=".0%")
+    figures.fit_for_phone(draft.figure("No tick labels"))  # no exception
+    horizontal = [figures._trace("bar", x=[0.4], y=["Oral"], orientation="h")]
+    for span in ([1.02, 0], [0.5, None], [1e-300, 0]):
+        room = figures.phone_margins({"xaxis": {"tickformat": ".0%", "tickvals": [0, 0.25, 0.5, 0.75, 1],
+                                                "range": span}}, horizontal)
+        assert room is None or room["l"] + room["r"] <= figures.PHONE_CHART_PX - figures._PLOTLY_MIN_PLOT_PX, span
+    assert figures.phone_margins({"yaxis": {"tickfont": {"size": 90}}}, bars) is None  # the labels leave no plot
+    # two panels: the left one's long last label stands over the right panel, not beyond the figure
+    panels = {"xaxis": {"domain": [0, 0.45]}, "xaxis2": {"domain": [0.55, 1], "anchor": "y2"},
+              "yaxis2": {"anchor": "x2", "tickformat": ".0%"}, "yaxis": {"tickformat": ".0%"}}
+    left_long = [figures._trace("bar", x=["a", "A very long last category name"], y=[1, 2]),
+                 figures._trace("bar", x=["a", "b"], y=[1, 2], xaxis="x2", yaxis="y2")]
+    assert figures.phone_margins(panels, left_long)["r"] == figures.BASE_MARGIN_PX
+    rows = [dict(route=r, event=e, sessions=600, sessions_with_event=20, session_rate=20 / 600, patients=100,
+                 patients_with_event=20, patient_rate=0.2) for r in ("IV", "IM", "ALL") for e in ("nausea", "vomiting")]
+    unturned = figures.fit_for_phone(figures.create_side_effect_heatmap(pd.DataFrame(rows)))
+    assert unturned.data[0].colorbar.orientation != "h" and unturned.layout.margin.r >= figures._COLORBAR_PX
+    fade = pd.DataFrame([("IV", "dissociation", n, 100, 60 - 5 * n) for n in range(1, 13)],
+                        columns=["route", "event", "session_number", "sessions", "sessions_with_event"])
+    fade["session_rate"] = fade["sessions_with_event"] / fade["sessions"]
+    one = figures.create_fade_figure(fade, "dissociation")
+    assert one.layout.showlegend is True and figures.fit_for_phone(one).layout.legend.orientation == "h"
+    quarters = [f"{2015 + i // 4}-Q{i % 4 + 1}" for i in range(32)]
+    trend = figures.create_trend_figure(pd.DataFrame({
+        "start_quarter": quarters, "route": ["IV"] * 32, "patients": [30] * 32, "evaluable": [30] * 32,
+        "responders": [12] * 32, "response_rate": [0.4] * 32, "response_ci_low": [0.25] * 32,
+        "response_ci_high": [0.55] * 32}))
+    assert trend.layout.margin.b >= figures.text_px("2015-Q1", 13) + figures._X_TITLE_PX + 20  # upright
+
+
 def test_draft_grids_are_not_shared_between_figures() -> None:
     """The subplot grid is computed once and copied: a figure's changes never reach the next one's."""
     first = figures._Draft(rows=1, cols=2, shared_yaxes=True)

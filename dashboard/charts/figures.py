@@ -292,7 +292,7 @@ class _Draft:
         self.update_layout(**_base_layout_properties(title, height=height, legend=legend))
         try:
             room = labelled_margins(self.layout, self.data)
-        except (TypeError, ValueError, IndexError, KeyError):
+        except (TypeError, ValueError, IndexError, KeyError, ArithmeticError):
             # a value Plotly itself would refuse (go.Figure below says which, in its words) or read otherwise
             room = None
         if room:
@@ -324,9 +324,12 @@ _X_LABELS_PX = 34
 _X_LABEL_LINE_PX = 16  # of the x labels' room: a line of labels (the rest is their standoff)
 _X_TURNED_PAD_PX = 5  # upright labels stand this much further from the axis
 _PLOTLY_PAD_PX = 12  # Plotly adds its padding to whatever pushes a margin (when every margin is at least this)
+_PLOTLY_MIN_PLOT_PX = 64  # the plot's least width (Plotly's minreducedwidth): it shrinks margins that leave less
 # a percentage axis Plotly ticks itself at least this wide keeps its labels flat (its 0-100 % in at most ten ticks)
 _OWN_TICKS_FLAT_PX = 160
 _TICK_LINE_PX = 15  # the height Plotly gives a line of x tick labels when it decides to turn them (its font 12 px)
+# Plotly's autorange keeps points off a category axis's ends: 5 % of its length and half a marker each side
+_POINTS_PAD_SHARE, _POINTS_PAD_PX = 0.05, 6.5
 _X_TITLE_PX = 30
 _TITLE_LINE_PX = 18  # a further line of a wrapped axis title
 # a vertical legend: its entries are drawn narrower than Arial (Streamlit's chart theme gives the legend its own
@@ -456,6 +459,8 @@ def labelled_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> di
         room["r"] = math.ceil(max(_LEGEND_TEXT_SHARE * widest + _LEGEND_PAD, widest + _LEGEND_MIN_PAD)) + _SLACK_PX
     if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False for t in traces):
         room["r"] = max(room["r"], _COLORBAR_PX)
+    if DESKTOP_CHART_PX - room["l"] - room["r"] < _PLOTLY_MIN_PLOT_PX:
+        return None  # Plotly shrinks margins that leave less: its to lay out
     axes = _x_axes_room(layout, traces, DESKTOP_CHART_PX - room["l"] - room["r"])
     if axes is None:
         return None
@@ -501,9 +506,10 @@ def _tick_angle(labels: list[str], size: float, spacing: float, given: object) -
     flat while side by side they fit, else 30 degrees when the spacing is at least tan(60 degrees) times their
     lines' height, else upright (Plotly's autotickangles, [0, 30, 90])."""
     if given is not None and given != "auto":
-        return abs(_number(given))
+        folded = abs(_number(given)) % 180  # 180 degrees is flat upside down, 135 slants as 45
+        return 180 - folded if folded > 90 else folded
     widest = max((_label_px(v, size) for v in labels), default=0.0)
-    if len(labels) < 2 or widest + 2 + _SLACK_PX <= spacing:  # (near the edge: turned, the room a little more)
+    if len(labels) < 2 or widest + 2 <= spacing:
         return 0.0
     line = _TICK_LINE_PX * size / FONT["size"] * max(len(_lines(v)) for v in labels)
     return 30.0 if spacing / math.hypot(spacing, line) >= math.cos(math.radians(30)) else 90.0
@@ -530,34 +536,44 @@ def _last_category(layout: dict[str, Any], traces: list[dict[str, Any]], key: st
 def _last_tick(layout: dict[str, Any], traces: list[dict[str, Any]], key: str, labels: list[str],
                axis_px: float) -> tuple[str, float, float] | None:
     """Axis KEY's last tick label, the pixels from its tick to the axis's end and the ticks' spacing, when they
-    can be told: categories (half a step in from the end where bars or cells stand on them, at the end for
-    lines), or tick values on a set range; None otherwise."""
+    can be told: categories (half a step in from the end where bars or cells stand on them, `_POINTS_PAD_SHARE`
+    of the axis and `_POINTS_PAD_PX` in for points and lines), or tick values on a set range; None otherwise."""
+    if not labels:
+        return None
     last = _last_category(layout, traces, key)
     if last is not None:
         ref = key.replace("axis", "")
         boxed = any(str(t.get("xaxis") or "x") == ref and t.get("type", "scatter") != "scatter" for t in traces)
-        steps = len(labels) if boxed else max(len(labels) - 1, 1)
-        return last, (axis_px / steps / 2 if boxed else 0.0), axis_px / steps
+        if boxed:
+            return last, axis_px / len(labels) / 2, axis_px / len(labels)
+        pad = _POINTS_PAD_SHARE * axis_px + _POINTS_PAD_PX
+        return last, pad, (axis_px - 2 * pad) / max(len(labels) - 1, 1)
     tickvals, span = _prop(layout, key, "tickvals"), _prop(layout, key, "range")
-    if tickvals is None or span is None or len(tickvals) < 2 or len(labels) != len(tickvals):
+    if tickvals is None or span is None or len(tickvals) < 2 or len(labels) != len(tickvals) or len(span) != 2:
         return None
+    if any(v is None or isinstance(v, str) for v in (*span, *tickvals)):
+        return None  # a range left open, dates: Plotly's to tell
     start, end = _number(span[0]), _number(span[1])
-    per_unit = axis_px / (end - start) if end != start else 0.0
     values = [_number(v) for v in tickvals]
-    spacing = abs(values[-1] - values[0]) * per_unit / (len(values) - 1)
-    return labels[-1], abs(end - values[-1]) * per_unit, spacing
+    if not (start < end and all(a < b for a, b in zip(values, values[1:])) and start <= values[0] and values[-1] <= end):
+        return None  # a reversed range, ticks out of order or outside it
+    per_unit = axis_px / (end - start)
+    spacing = (values[-1] - values[0]) * per_unit / (len(values) - 1)
+    return labels[-1], (end - values[-1]) * per_unit, spacing
 
 
-def _x_axes_room(layout: dict[str, Any], traces: list[dict[str, Any]], plot_px: float) -> list[tuple[str, float, float]] | None:
+def _x_axes_room(layout: dict[str, Any], traces: list[dict[str, Any]], plot_px: float,
+                 top: bool = False) -> list[tuple[str, float, float]] | None:
     """For each x axis on the figure's bottom or top edge that shows labels: (its side, "bottom" or "top"; the
     room beyond the plot its tick labels and title take on that side; how far its labels reach beyond the plot's
-    right end, or `_RIGHT_PX` less Plotly's padding where they cannot be told), the plot PLOT_PX pixels wide; None
-    when a percentage axis Plotly ticks itself is too narrow to tell whether its labels turn."""
+    right end (0 for an axis that ends before it), or `_RIGHT_PX` less Plotly's padding where they cannot be
+    told), the plot PLOT_PX pixels wide; axes on top only with TOP. None when a percentage axis Plotly ticks
+    itself is too narrow to tell whether its labels turn."""
     out: list[tuple[str, float, float]] = []
     for key in _layout_axes(layout, traces, "x"):
         side = "top" if _prop(layout, key, "side") == "top" else "bottom"
         if (_prop(layout, key, "visible") is False or _prop(layout, key, "showticklabels") is False
-                or (side == "bottom" and not _on_the_edge(layout, key))):
+                or (side == "bottom" and not _on_the_edge(layout, key)) or (side == "top" and not top)):
             continue
         known = _tick_labels(layout, traces, key)
         labels = known or []
@@ -590,18 +606,18 @@ def _x_axes_room(layout: dict[str, Any], traces: list[dict[str, Any]], plot_px: 
             label_px = _label_px(label, size)
             reach = {0.0: label_px / 2, 90.0: height}.get(degrees, label_px * math.cos(angle))
             beyond = max(reach - inside, 0.0)
+        if _number(domain[1]) < 0.999:
+            beyond = 0.0  # a left panel's labels stand over the next panel, not beyond the figure
         out.append((side, room, beyond))
     return out
 
 
 def _legend_names(layout: dict[str, Any], traces: list[dict[str, Any]]) -> list[str]:
-    """The legend's entries (one a legend group), in order; none when the legend is not shown."""
-    names: dict[str, str] = {}
-    for t in traces:
-        if t.get("name") is not None and t.get("showlegend") is not False:
-            names.setdefault(str(t.get("legendgroup") or t["name"]), str(t["name"]))
+    """The legend's entries, one a named trace that shows in it (Plotly's, however the traces are grouped), in
+    order; none when the legend is not shown (by default: fewer than two entries)."""
+    names = [str(t["name"]) for t in traces if t.get("name") not in (None, "") and t.get("showlegend") is not False]
     shown = _prop(layout, "showlegend")
-    return list(names.values()) if names and (shown is True or (shown is None and len(set(names.values())) > 1)) else []
+    return names if names and (shown is True or (shown is None and len(names) > 1)) else []
 
 
 def legend_rows(names: list[str], width_px: float) -> int:
@@ -628,7 +644,7 @@ def phone_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[
     # the labels' reach beyond the plot's right end pushes the right margin, to that plus Plotly's padding, at the
     # plot's width (its labels may turn): grown until the labels at that width need no more
     def needed(right: int) -> tuple[int, list[tuple[str, float, float]]] | None:
-        axes = _x_axes_room(layout, traces, PHONE_CHART_PX - left - right)
+        axes = _x_axes_room(layout, traces, PHONE_CHART_PX - left - right, top=True)
         if axes is None:
             return None
         return max([BASE_MARGIN_PX, *(math.ceil(beyond + _PLOTLY_PAD_PX) + _SLACK_PX for _, _, beyond in axes
@@ -638,7 +654,7 @@ def phone_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[
     while found is not None and found[0] > right and right < PHONE_CHART_PX / 4:
         right, found = found[0], needed(found[0])
     if found is None or found[0] > right:
-        return None
+        return None  # labels that would take a quarter of a phone's width: Plotly's to lay out
     if found[0] < right:
         # less can hold too: labels turned at the wider plot reached further than upright ones at the narrower
         less = needed(found[0])
@@ -654,9 +670,15 @@ def phone_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[
         if t.get("type") == "heatmap" and _prop(t, "colorbar", "orientation") == "h" and y < 0:
             height, top = _number(_prop(layout, "height")) or HEIGHT, _number(_prop(layout, "margin", "t"))
             bottom = max(bottom, (PHONE_COLORBAR_PX - y * (height - top)) / (1 - y) + _SLACK_PX)
+    if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False
+           and _prop(t, "colorbar", "orientation") != "h" for t in traces):
+        right = max(right, _COLORBAR_PX)  # a heatmap fit_for_phone did not turn keeps its colour bar beside it
+        plot_px = PHONE_CHART_PX - left - right
+    if plot_px < _PLOTLY_MIN_PLOT_PX:
+        return None  # Plotly shrinks margins that leave less: its to lay out
     names = _legend_names(layout, traces)
     if names and _prop(layout, "legend", "orientation") != "h":
-        return None  # a legend beside the plot (fit_for_phone puts every legend of two entries or more below)
+        return None  # a legend beside the plot (fit_for_phone puts every legend it shows below)
     if names:
         bottom += PHONE_LEGEND_ROW_PX * legend_rows(names, plot_px)
     return {"l": left, "r": right, "b": math.ceil(bottom)}
@@ -887,8 +909,10 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
             axis.range = [axis.range[0], max(axis.range[1], needed)]
         elif axis.autorange in (None, True) and needed > 0:
             axis.range = [0, needed]
-    entries = {(t.legendgroup or t.name) for t in out.data if t.showlegend is not False and t.name}
-    if out.layout.showlegend is not False and len(entries) > 1:
+    entries = [t.name for t in out.data if t.showlegend is not False and t.name]  # Plotly's: one a trace
+    # a legend Plotly shows (asked for, or by default two entries or more), even of one route, beside the plot
+    # took a third of the width
+    if entries and (out.layout.showlegend is True or (out.layout.showlegend is None and len(entries) > 1)):
         # below everything (axis titles, rotated ticks): anchored to the bottom of the figure, two a row
         rows = math.ceil(len(entries) / 2)
         extra = 26 * rows + 20
@@ -904,10 +928,9 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
     # the margins the labels and legend will take, given beforehand so that Plotly draws the chart once; the
     # figure taller where they would leave the plot too little height
     for _ in range(2):
-        draft = out.to_plotly_json()
-        try:
-            room = phone_margins(draft["layout"], draft["data"])
-        except (TypeError, ValueError, IndexError, KeyError):  # a form the estimate does not read: Plotly grows them
+        try:  # the objects' own values (Figure.to_plotly_json would encode arrays as base64)
+            room = phone_margins(out.layout.to_plotly_json(), [t.to_plotly_json() for t in out.data])
+        except (TypeError, ValueError, IndexError, KeyError, ArithmeticError):  # not read: Plotly grows them
             room = None
         if room is None:
             break
