@@ -641,17 +641,21 @@ def phone_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[
     left = _left_room(layout, traces)
     if left is None:
         return None
+    # a heatmap fit_for_phone did not turn keeps its colour bar beside it
+    least = _COLORBAR_PX if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False
+                                and _prop(t, "colorbar", "orientation") != "h" for t in traces) else BASE_MARGIN_PX
+
     # the labels' reach beyond the plot's right end pushes the right margin, to that plus Plotly's padding, at the
     # plot's width (its labels may turn): grown until the labels at that width need no more
     def needed(right: int) -> tuple[int, list[tuple[str, float, float]]] | None:
         axes = _x_axes_room(layout, traces, PHONE_CHART_PX - left - right, top=True)
         if axes is None:
             return None
-        return max([BASE_MARGIN_PX, *(math.ceil(beyond + _PLOTLY_PAD_PX) + _SLACK_PX for _, _, beyond in axes
-                                      if beyond > 0)]), axes
+        return max([least, *(math.ceil(beyond + _PLOTLY_PAD_PX) + _SLACK_PX for _, _, beyond in axes
+                             if beyond > 0)]), axes
 
-    right, found = BASE_MARGIN_PX, needed(BASE_MARGIN_PX)
-    while found is not None and found[0] > right and right < PHONE_CHART_PX / 4:
+    right, found = least, needed(least)
+    while found is not None and found[0] > right and right < max(PHONE_CHART_PX / 4, least):
         right, found = found[0], needed(found[0])
     if found is None or found[0] > right:
         return None  # labels that would take a quarter of a phone's width: Plotly's to lay out
@@ -670,10 +674,6 @@ def phone_margins(layout: dict[str, Any], traces: list[dict[str, Any]]) -> dict[
         if t.get("type") == "heatmap" and _prop(t, "colorbar", "orientation") == "h" and y < 0:
             height, top = _number(_prop(layout, "height")) or HEIGHT, _number(_prop(layout, "margin", "t"))
             bottom = max(bottom, (PHONE_COLORBAR_PX - y * (height - top)) / (1 - y) + _SLACK_PX)
-    if any(t.get("type") == "heatmap" and t.get("showscale", True) is not False
-           and _prop(t, "colorbar", "orientation") != "h" for t in traces):
-        right = max(right, _COLORBAR_PX)  # a heatmap fit_for_phone did not turn keeps its colour bar beside it
-        plot_px = PHONE_CHART_PX - left - right
     if plot_px < _PLOTLY_MIN_PLOT_PX:
         return None  # Plotly shrinks margins that leave less: its to lay out
     names = _legend_names(layout, traces)
