@@ -599,6 +599,16 @@ DRAWN_MARGINS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(g
   title: (gd.layout.title || {}).text || '', given: gd.layout.margin, final: gd._fullLayout._size}))"""
 
 
+def drawn_margins(pg, url: str) -> list[dict]:
+    """Each chart of the page at URL once drawn: its title, the margins it was given and those Plotly drew."""
+    open_url(pg, url)
+    pg.wait_for_function("() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];"
+                         " return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')); }")
+    charts = pg.evaluate(DRAWN_MARGINS)
+    assert charts
+    return charts
+
+
 @pytest.mark.parametrize("path", ["", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring",
                                   "benchmark"])
 def test_each_pages_first_charts_are_drawn_once_with_room_for_their_labels(server, page, path):
@@ -606,12 +616,7 @@ def test_each_pages_first_charts_are_drawn_once_with_room_for_their_labels(serve
     page and filter change: bench/RESULTS.md). The charts a page opens on are given margins that fit their tick
     labels, axis titles, legend and colour bar (figures.labelled_margins): the margins Plotly ends with are
     the ones it was given, on a laptop's screen."""
-    open_url(page, f"{server}/{path}")
-    page.wait_for_function("() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];"
-                           " return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')); }")
-    charts = page.evaluate(DRAWN_MARGINS)
-    assert charts
-    for chart in charts:
+    for chart in drawn_margins(page, f"{server}/{path}"):
         grown = {side: (chart["given"][side], round(chart["final"][side], 1)) for side in "lrb"
                  if chart["final"][side] > chart["given"][side] + 0.5}
         assert not grown, f"{chart['title']!r}: Plotly grew the margins (given, drawn): {grown}"
@@ -627,12 +632,7 @@ def test_each_pages_first_charts_are_drawn_once_on_a_phone(server, browser, path
     try:
         pg = context.new_page()
         pg.set_default_timeout(90_000)
-        open_url(pg, f"{server}/{path}")
-        pg.wait_for_function("() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];"
-                             " return plots.length > 0 && plots.every(p => p.querySelector('.main-svg')); }")
-        charts = pg.evaluate(DRAWN_MARGINS)
-        assert charts
-        for chart in charts:
+        for chart in drawn_margins(pg, f"{server}/{path}"):
             changed = {side: (chart["given"][side], round(chart["final"][side], 1)) for side in "lrtb"
                        if abs(chart["final"][side] - chart["given"][side]) > 1}
             assert not changed, f"{chart['title']!r}: Plotly changed the margins (given, drawn): {changed}"
