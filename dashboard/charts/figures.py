@@ -401,6 +401,22 @@ def _layout_axes(layout: dict[str, Any], traces: list[dict[str, Any]], letter: s
     return sorted(names)
 
 
+def _on_axis(trace: dict[str, Any], key: str) -> bool:
+    """Whether TRACE is drawn on axis KEY ("xaxis2"): its "xaxis" reference, "x" when it has none."""
+    letter = key[0]
+    return str(trace.get(f"{letter}axis") or letter) == key.replace("axis", "")
+
+
+def _categories(layout: dict[str, Any], traces: list[dict[str, Any]], key: str) -> list[str]:
+    """Axis KEY's categories in Plotly's order of appearance: its category order's, then its traces' (strings)."""
+    order = _prop(layout, key, "categoryarray")
+    seen = dict.fromkeys(str(v) for v in (() if order is None else order))
+    for trace in traces:
+        if _on_axis(trace, key):
+            seen.update(dict.fromkeys(_category_labels(trace.get(key[0])) or ()))
+    return list(seen)
+
+
 def _tick_labels(layout: dict[str, Any], traces: list[dict[str, Any]], key: str) -> list[str] | None:
     """The tick labels axis KEY ("yaxis2") will show: its categories, its tick texts, or a percentage axis's
     ticks; None when Plotly chooses them (a numeric axis)."""
@@ -409,14 +425,9 @@ def _tick_labels(layout: dict[str, Any], traces: list[dict[str, Any]], key: str)
     ticktext = _prop(layout, key, "ticktext")
     if ticktext is not None:
         return [str(v) for v in ticktext]
-    ref, letter = key.replace("axis", ""), key[0]
-    categories = _prop(layout, key, "categoryarray")
-    labels = set() if categories is None else {str(v) for v in categories}
-    for trace in traces:
-        if str(trace.get(f"{letter}axis") or letter) == ref:
-            labels.update(_category_labels(trace.get(letter)) or ())
+    labels = _categories(layout, traces, key)
     if labels:
-        return list(labels)
+        return labels
     if str(_prop(layout, key, "tickformat") or "").endswith("%"):  # d3's percentage format (".0%")
         tickvals = _prop(layout, key, "tickvals")
         return [f"{_number(v) * 100:.0f}%" for v in ((0, 1) if tickvals is None else tickvals)]
@@ -501,17 +512,17 @@ def _left_room(layout: dict[str, Any], traces: list[dict[str, Any]]) -> int | No
     return math.ceil(max(left)) + _SLACK_PX if left else None
 
 
-def _tick_angle(labels: list[str], size: float, spacing: float, given: object) -> float:
-    """The angle (degrees) Plotly draws an x axis's LABELS at, SPACING pixels apart: as GIVEN when set; otherwise
-    flat while side by side they fit, else 30 degrees when the spacing is at least tan(60 degrees) times their
-    lines' height, else upright (Plotly's autotickangles, [0, 30, 90])."""
+def _tick_angle(count: int, widest: float, lines: int, size: float, spacing: float, given: object) -> float:
+    """The angle (degrees) Plotly draws an x axis's COUNT labels at (the widest WIDEST pixels, in at most LINES
+    lines of SIZE pixels), SPACING pixels apart: as GIVEN when set; otherwise flat while side by side they fit,
+    else 30 degrees when the spacing is at least tan(60 degrees) times their lines' height, else upright
+    (Plotly's autotickangles, [0, 30, 90])."""
     if given is not None and given != "auto":
         folded = abs(_number(given)) % 180  # 180 degrees is flat upside down, 135 slants as 45
         return 180 - folded if folded > 90 else folded
-    widest = max((_label_px(v, size) for v in labels), default=0.0)
-    if len(labels) < 2 or widest + 2 <= spacing:
+    if count < 2 or widest + 2 <= spacing:
         return 0.0
-    line = _TICK_LINE_PX * size / FONT["size"] * max(len(_lines(v)) for v in labels)
+    line = _TICK_LINE_PX * size / FONT["size"] * lines
     return 30.0 if spacing / math.hypot(spacing, line) >= math.cos(math.radians(30)) else 90.0
 
 
@@ -519,15 +530,8 @@ def _last_category(layout: dict[str, Any], traces: list[dict[str, Any]], key: st
     """The category axis KEY ("xaxis") shows last, at its right or upper end: the category order's last, else the
     last new one of its traces' (Plotly's order of appearance), the first where the axis is reversed; None
     when the axis is not a category axis."""
-    ref, letter = key.replace("axis", ""), key[0]
     order = _prop(layout, key, "categoryarray")
-    if order is None:
-        seen: dict[str, None] = {}
-        for t in traces:
-            if str(t.get(f"{letter}axis") or letter) == ref:
-                seen.update(dict.fromkeys(_category_labels(t.get(letter)) or ()))
-        order = list(seen)
-    order = [str(v) for v in order]
+    order = _categories(layout, traces, key) if order is None else [str(v) for v in order]
     if not order:
         return None
     return order[0] if _prop(layout, key, "autorange") == "reversed" else order[-1]
@@ -542,8 +546,7 @@ def _last_tick(layout: dict[str, Any], traces: list[dict[str, Any]], key: str, l
         return None
     last = _last_category(layout, traces, key)
     if last is not None:
-        ref = key.replace("axis", "")
-        boxed = any(str(t.get("xaxis") or "x") == ref and t.get("type", "scatter") != "scatter" for t in traces)
+        boxed = any(_on_axis(t, key) and t.get("type", "scatter") != "scatter" for t in traces)
         if boxed:
             return last, axis_px / len(labels) / 2, axis_px / len(labels)
         pad = _POINTS_PAD_SHARE * axis_px + _POINTS_PAD_PX
@@ -587,10 +590,10 @@ def _x_axes_room(layout: dict[str, Any], traces: list[dict[str, Any]], plot_px: 
         if own_ticks and axis_px < _OWN_TICKS_FLAT_PX:
             return None  # a percentage axis Plotly ticks itself, too narrow to tell whether it turns its labels
         spacing = last[2] if last is not None else axis_px / max(len(labels), 1)
-        degrees = _tick_angle(labels, size, spacing, _prop(layout, key, "tickangle"))
+        lines = max((len(_lines(v)) for v in labels), default=1)
+        degrees = _tick_angle(len(labels), widest, lines, size, spacing, _prop(layout, key, "tickangle"))
         angle = math.radians(degrees)
         # a turned label stands on its end: its length down, its lines' height across, a little further out
-        lines = max((len(_lines(v)) for v in labels), default=1)
         height = _X_LABEL_LINE_PX * lines * size / FONT["size"]
         title = _title(layout, key)
         title_px = 0.0 if title is None else _X_TITLE_PX + _TITLE_LINE_PX * (len(_lines(title)) - 1)
@@ -909,10 +912,10 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
             axis.range = [axis.range[0], max(axis.range[1], needed)]
         elif axis.autorange in (None, True) and needed > 0:
             axis.range = [0, needed]
-    entries = [t.name for t in out.data if t.showlegend is not False and t.name]  # Plotly's: one a trace
-    # a legend Plotly shows (asked for, or by default two entries or more), even of one route, beside the plot
-    # took a third of the width
-    if entries and (out.layout.showlegend is True or (out.layout.showlegend is None and len(entries) > 1)):
+    # a legend Plotly shows (`_legend_names`), even of one route: beside the plot it took a third of the width
+    entries = _legend_names({"showlegend": out.layout.showlegend},
+                            [{"name": t.name, "showlegend": t.showlegend} for t in out.data])
+    if entries:
         # below everything (axis titles, rotated ticks): anchored to the bottom of the figure, two a row
         rows = math.ceil(len(entries) / 2)
         extra = 26 * rows + 20
