@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the served app and Chromium, as the browser tests have them
-from serving import CHROMIUM, CHROMIUM_ARGS, dashboard_command, served  # noqa: E402
+from serving import CHROMIUM, CHROMIUM_ARGS, IPHONE, dashboard_command, served  # noqa: E402
 PAGES = ["", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark", "data"]
 ROUTES = ["IV", "IM", "SC", "IN", "SL", "PO"]
 # idle, nothing stale, no element still waiting for its code, every Plotly chart drawn. Streamlit loads the
@@ -123,10 +123,6 @@ def phases_of(frames: list[tuple[float, str, int]], t0: float, total_ms: float) 
         "deltas": sum(1 for _, kind, _ in frames if kind == "delta"),
         "bytes": sum(size for _, _, size in frames),
     }
-
-
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-          "Version/17.0 Mobile/15E148 Safari/604.1")
 
 
 def new_page(browser: Any, phone: bool = False) -> tuple[Any, Any, ScriptRuns]:

@@ -22,7 +22,7 @@ from dashboard.reports import export
 from dashboard.analysis.settings import Settings
 from dashboard.app import ui
 from dashboard.charts import colors
-from serving import IDLE, dashboard_command, served
+from serving import IDLE, IPHONE, dashboard_command, served
 
 pytestmark = pytest.mark.browser
 
@@ -36,9 +36,6 @@ PAGES = {
     "benchmark": "Network benchmark",
     "data": "Data and definitions",
 }
-
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-          "Version/17.0 Mobile/15E148 Safari/604.1")
 
 
 @pytest.fixture(scope="session")
