@@ -278,3 +278,117 @@ def test_the_startup_heap_is_collected_then_frozen_once_in_a_served_dashboard():
     assert int(served) > 10_000 and collected == "True"  # the imported modules' objects, at the least
     assert lines["again"] == "True"
     assert lines["stopped"] == "False"
+
+
+# --- the default view, warmed before the first visitor ---------------------------------------------------------
+
+
+def _refuse(module, *names: str, monkeypatch) -> None:  # noqa: ANN001
+    """Make each of `module`'s functions `names` (every function of the module when none is named) raise when
+    called, under its own name and qualname, so that a cached value keyed by them is still found."""
+    import functools
+
+    def refusing(fn):  # noqa: ANN001, ANN202
+        @functools.wraps(fn)
+        def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise AssertionError(f"{fn.__name__} computed again")
+        return refused
+
+    for name, fn in vars(module).copy().items():
+        if inspect.isfunction(fn) and fn.__module__ == module.__name__ and (not names or name in names):
+            monkeypatch.setattr(module, name, refusing(fn))
+
+
+def test_the_default_view_is_what_a_link_naming_nothing_computes(sample_db: Path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv(ui.DB_ENV, str(sample_db))
+    at = AppTest.from_file(str(VIEWS.parent / "main.py"), default_timeout=120).run()
+    assert not at.exception
+    assert at.session_state[ui.CONTEXT_KEY].settings == ui.default_settings()
+    assert ui.default_settings() == Settings(instrument="matched")  # docs/choices.md "Matched instrument"
+
+
+def test_after_warming_the_default_view_the_home_page_computes_and_builds_nothing(sample_db: Path, monkeypatch):
+    """What the first visitor after the server starts would wait for is done before they come: the home page,
+    opened at the dashboard's address, finds every load cached and both charts built; every other page's
+    opening is cached too."""
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.charts import figures
+
+    monkeypatch.setenv(ui.DB_ENV, str(sample_db))
+    ui._FIGURES.clear()
+    plan = ui.opening_loads(ui.page_loads())
+    assert ui.warm_default_view() == len({name for loads in plan.values() for name, _ in loads})
+
+    _refuse(metrics, monkeypatch=monkeypatch)
+    _refuse(figures, "create_trend_figure", "create_funnel_figure", monkeypatch=monkeypatch)
+    at = AppTest.from_file(str(VIEWS.parent / "main.py"), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.get("plotly_chart")) == 2
+    signature = store.database_signature(sample_db)
+    for page, loads in plan.items():
+        for _, load in loads:
+            load(signature, ui.default_settings())  # every one a cache hit
+
+
+def test_warming_the_default_view_leaves_a_missing_database_to_the_page(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv(ui.DB_ENV, str(tmp_path / "missing.duckdb"))
+    assert ui.warm_default_view() == 0  # no exception: the page says what is wrong when it is opened
+    monkeypatch.delenv(ui.DB_ENV)
+    assert ui.warm_default_view() == 0
+
+
+def test_warming_the_default_view_stops_when_asked(sample_db: Path, monkeypatch):
+    monkeypatch.setenv(ui.DB_ENV, str(sample_db))
+    asked = iter([True] * (len(ui.STARTUP_MODULES) + 1) + [False] * 100)  # the modules and the report's check
+    assert ui.warm_default_view(go_on=lambda: next(asked)) == 0
+    signature = store.database_signature(sample_db)
+    calls = []
+    monkeypatch.setattr(metrics, "headline_from", lambda *a, **k: calls.append(1))
+    ui.load_summary(signature, ui.default_settings(), "headline.csv")
+    assert calls  # not computed by the stopped warming
+
+
+def test_serving_starts_warming_the_default_view(sample_db: Path, monkeypatch):
+    """dashboard/app/server.py's lifespan starts it, in the background: the server answers meanwhile."""
+    import asyncio
+
+    from dashboard.app import server
+
+    monkeypatch.setenv(ui.DB_ENV, str(sample_db))
+    started = []
+    monkeypatch.setattr(ui, "start_warming_default_view", lambda: started.append(ui.SERVED))
+
+    async def serve_briefly() -> None:
+        async with server.serving(None):
+            pass
+
+    asyncio.run(serve_briefly())
+    assert started == [True]
+    assert ui.SERVED is False
+
+
+def test_a_database_replaced_by_an_import_is_warmed_for_the_next_visitor(sample_db: Path, tmp_path: Path,
+                                                                         monkeypatch):
+    """A page that finds the file replaced (an import swaps in a new file) starts warming the new data's
+    default view; the same file seen again does not."""
+    import shutil
+
+    db = tmp_path / "served.duckdb"
+    shutil.copy(sample_db, db)
+    monkeypatch.setenv(ui.DB_ENV, str(db))
+    monkeypatch.setattr(ui, "SERVED", True)
+    started = []
+    monkeypatch.setattr(ui, "start_warming_default_view", lambda: started.append(1))
+    ui.open_current_database()
+    ui.open_current_database()
+    assert started == []
+    replacement = tmp_path / "new.duckdb"
+    shutil.copy(sample_db, replacement)
+    replacement.replace(db)  # as an import swaps its new file in
+    ui.open_current_database()
+    assert started == [1]
+    ui.load_connection.clear()

@@ -150,6 +150,8 @@ def open_current_database() -> tuple[Path, tuple[str, int, int, int]]:
     if _CHECKED_SIGNATURE.get(signature[0]) != signature:  # a file's tables do not change under the same signature
         export.require_derived_tables(con, path)
         _CHECKED_SIGNATURE[signature[0]] = signature
+    if previous is not None and previous != signature and SERVED:
+        start_warming_default_view()  # the new data's default view, before the next person opens it
     return path, signature
 
 
@@ -1616,7 +1618,7 @@ def stop_every_prefetch(timeout: float = 60.0) -> None:
     file (seen: an import's new sites not showing, the old ones still offered)."""
     with _PREFETCH_LOCK:
         _PREFETCH_RUN.clear()
-        threads = list(_PREFETCH_THREADS)
+        threads = [t for t in _PREFETCH_THREADS if t is not threading.current_thread()]
     for thread in threads:
         thread.join(timeout)
 
@@ -1712,6 +1714,115 @@ def prefetch_other_pages(ctx: PageContext) -> None:
     thread.start()
 
 
+# What every page imports before it can compute anything (statsmodels, through the export module's adjusted
+# model, is about 0.9 s of it). With the PDF library the report button's check loads (another 0.9 s) and the
+# default filters' computation, the first person to open a freshly started dashboard waited 4.7 s for the
+# Overview where the next waited 2.6 s (bench/RESULTS.md, 2026-12-01).
+STARTUP_MODULES = ("dashboard.reports.export", "dashboard.charts.figures", "dashboard.analysis.benchmark",
+                   "dashboard.analysis.rems")
+_DEFAULT_VIEW = "(default view)"  # the default view's warming in _PREFETCH_RUN, beside the sessions' ids
+
+
+def default_settings() -> Settings:
+    """The Settings of a link that names nothing (the sidebar at its defaults), for a person who may see every
+    site: what the dashboard computes when it is opened at its address."""
+    return settings_from_widgets(WIDGET_DEFAULTS)
+
+
+def warm_default_view(go_on: Callable[[], bool] = lambda: True) -> int:
+    """Do, before anyone opens the dashboard, what its first visitor after the server starts (or after an
+    import replaces the database) would otherwise wait for: import what every page imports (STARTUP_MODULES),
+    check what the PDF report needs (`load_report_problems`, which loads the PDF library), open and check the
+    configured database, compute what every page computes when it opens for the default filters
+    (`opening_loads` of `page_loads()` for `default_settings()`, the Overview first) and build the Overview's
+    charts, stopping as soon as `go_on()` is false. Returns how many of the pages' loads ran.
+
+    The default filters of a person who may see every site (local mode, network admins); a person whose access
+    is scoped to some sites computes their own, but finds everything imported and the database open. A
+    database that is missing or cannot be opened is left for the page to report: nothing is computed."""
+    import importlib
+
+    for name in STARTUP_MODULES:
+        if not go_on():
+            return 0
+        importlib.import_module(name)
+    if not go_on():
+        return 0
+    load_report_problems()
+    try:
+        _, signature = open_current_database()
+    except Exception:  # noqa: BLE001 - missing, damaged, from an older version: the page says which, and what to do
+        LOG.info("default view not computed: the database cannot be opened (the page will say why)")
+        return 0
+    settings = default_settings()
+    # what the entry script loads on every page (main.py: the filters' options, the import the audit log names,
+    # the cohort banner), as main.py calls them: a cached value is found by the arguments as given
+    load_filter_options(signature, None)
+    current_import_id(signature)
+    load_cohort_size(signature, settings)
+    done = warm_pages(signature, settings, opening_loads(page_loads(None)), first="overview", go_on=go_on)
+    if go_on():
+        build_opening_figures(signature, settings)
+    return done
+
+
+def build_opening_figures(signature: tuple, settings: Settings) -> None:
+    """Build the home page's charts for `settings` as the Overview builds them (`build_figure`, the same
+    builders and inputs: the Overview then finds them built), and with them Plotly's validators, which the
+    first figure of a process loads (about 0.1 s)."""
+    from dashboard.charts import figures
+
+    build_figure(figures.create_trend_figure, load_summary(signature, settings, "trend.csv"))
+    build_figure(figures.create_funnel_figure, load_summary(signature, settings, "cohort.csv"))
+
+
+def _check_for_repl_now() -> None:
+    """Streamlit asks once per process, as the first page sends its first element, whether it runs in a Python
+    REPL, by `inspect.stack()` over the script runner's frames: 0.15-0.3 s of that first page (profiled). Asked
+    here, in a thread whose stack is short, it costs milliseconds and the page does not ask again. A private
+    function of Streamlit: if a later version moves it, nothing is done."""
+    from streamlit import delta_generator
+
+    check = getattr(delta_generator, "_maybe_print_use_warning", None)
+    if callable(check):
+        check()
+
+
+def start_warming_default_view() -> threading.Thread:
+    """Run `warm_default_view` in a background thread: when serving starts (dashboard/app/server.py) and when a
+    page finds the database replaced by an import (`open_current_database`). Stopped, like the sessions'
+    warming, by `stop_every_prefetch` (another import, the process's exit) and replaced by a later start.
+    Returns the thread."""
+    token = object()
+    with _PREFETCH_LOCK:
+        _PREFETCH_RUN[_DEFAULT_VIEW] = token
+
+    def go_on() -> bool:
+        with _PREFETCH_LOCK:
+            return _PREFETCH_RUN.get(_DEFAULT_VIEW) is token
+
+    def work() -> None:
+        started = time.monotonic()
+        try:
+            _check_for_repl_now()
+            done = warm_default_view(go_on)
+            LOG.info("warmed the default view: %d loads in %.1f s", done, time.monotonic() - started)
+            settle_startup_heap()  # what is frozen now needs no collecting during the first visitor's page
+        except Exception:  # noqa: BLE001 - a page reports its own failure when opened
+            LOG.warning("warming the default view failed", exc_info=True)
+        finally:
+            with _PREFETCH_LOCK:
+                if _PREFETCH_RUN.get(_DEFAULT_VIEW) is token:
+                    del _PREFETCH_RUN[_DEFAULT_VIEW]
+                _PREFETCH_THREADS.discard(threading.current_thread())
+
+    thread = threading.Thread(target=work, name="ko-default-view", daemon=True)
+    with _PREFETCH_LOCK:
+        _PREFETCH_THREADS.add(thread)
+    thread.start()
+    return thread
+
+
 # True while dashboard/app/server.py's app serves (its lifespan): AppTest and `streamlit run main.py` run main.py
 # without it (AppTest inside the test process, which must not be changed for later tests).
 SERVED = False
@@ -1720,9 +1831,10 @@ _HEAP_SETTLED = False
 
 
 def settle_startup_heap() -> None:
-    """Once per served process (`SERVED`), after its first page has run: collect garbage and freeze every
-    object left (`gc.freeze`) — the imported modules, Plotly's validators, pandas' and SciPy's tables — so
-    Python's full collections stop walking them.
+    """Once per served process (`SERVED`), when the default view has been warmed (`start_warming_default_view`)
+    or its first page has run, whichever comes first: collect garbage and freeze every object left
+    (`gc.freeze`) — the imported modules, Plotly's validators, pandas' and SciPy's tables — so Python's full
+    collections stop walking them.
 
     With them, each full collection took 85-150 ms, at a moment no one chooses (the collector runs on whichever
     thread allocates): a walk over every page three times at 100,000 patients met four, one inside a page
