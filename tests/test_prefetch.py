@@ -1,6 +1,7 @@
 """What keeps page switches quick: warming the other pages (dashboard.app.ui.page_loads, warm_pages) lists
-exactly the loads each page makes and leaves every one cached; figures are built once per content
-(ui.build_figure); the record of hidden cells is shared, not deep-copied, by pandas."""
+exactly the loads each page makes and leaves every one cached; the default view is ready before the first
+visitor (ui.warm_default_view); figures are built once per content (ui.build_figure); the record of hidden
+cells is shared, not deep-copied, by pandas."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def _fresh_caches():
     st.cache_data.clear()
 
 
+def _refuse(module, *names: str, monkeypatch) -> None:  # noqa: ANN001
+    """Make each of `module`'s functions `names` (every function of the module when none is named) raise when
+    called, under its own name and qualname, so that a cached value keyed by them is still found."""
+    import functools
+
+    def refusing(fn):  # noqa: ANN001, ANN202
+        @functools.wraps(fn)
+        def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise AssertionError(f"{fn.__name__} computed again")
+        return refused
+
+    for name, fn in vars(module).copy().items():
+        if inspect.isfunction(fn) and fn.__module__ == module.__name__ and (not names or name in names):
+            monkeypatch.setattr(module, name, refusing(fn))
+
+
 def test_the_plan_lists_every_load_of_every_page():
     plan = ui.page_loads()
     assert set(plan) == set(PAGE_FILES)
@@ -49,12 +66,7 @@ def test_after_warming_a_page_switch_computes_nothing(sample_db: Path, monkeypat
     ran = ui.warm_pages(signature, s, plan, first="response")
     assert ran == len({name for loads in plan.values() for name, _ in loads})
 
-    def no_computing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        raise AssertionError("computed again")
-
-    for name, fn in vars(metrics).copy().items():
-        if inspect.isfunction(fn) and fn.__module__ == metrics.__name__:
-            monkeypatch.setattr(metrics, name, no_computing)
+    _refuse(metrics, monkeypatch=monkeypatch)
     for page, loads in plan.items():
         for _, load in loads:
             load(signature, s)  # every one a cache hit
@@ -283,22 +295,6 @@ def test_the_startup_heap_is_collected_then_frozen_once_in_a_served_dashboard():
 # --- the default view, warmed before the first visitor ---------------------------------------------------------
 
 
-def _refuse(module, *names: str, monkeypatch) -> None:  # noqa: ANN001
-    """Make each of `module`'s functions `names` (every function of the module when none is named) raise when
-    called, under its own name and qualname, so that a cached value keyed by them is still found."""
-    import functools
-
-    def refusing(fn):  # noqa: ANN001, ANN202
-        @functools.wraps(fn)
-        def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            raise AssertionError(f"{fn.__name__} computed again")
-        return refused
-
-    for name, fn in vars(module).copy().items():
-        if inspect.isfunction(fn) and fn.__module__ == module.__name__ and (not names or name in names):
-            monkeypatch.setattr(module, name, refusing(fn))
-
-
 def test_the_default_view_is_what_a_link_naming_nothing_computes(sample_db: Path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -355,6 +351,7 @@ def test_warming_the_default_view_stops_when_asked(sample_db: Path, monkeypatch)
 def test_serving_starts_warming_the_default_view(sample_db: Path, monkeypatch):
     """dashboard/app/server.py's lifespan starts it, in the background: the server answers meanwhile."""
     import asyncio
+    import threading
 
     from dashboard.app import server
 
@@ -366,7 +363,10 @@ def test_serving_starts_warming_the_default_view(sample_db: Path, monkeypatch):
         async with server.serving(None):
             pass
 
-    asyncio.run(serve_briefly())
+    # in a thread of its own: an earlier test's browser may have left an event loop running in this one
+    thread = threading.Thread(target=lambda: asyncio.run(serve_briefly()))
+    thread.start()
+    thread.join(60)
     assert started == [True]
     assert ui.SERVED is False
 
