@@ -431,13 +431,19 @@ def test_the_browser_benchmark_runs_at_a_small_size(sample_db, tmp_path, device)
     out = tmp_path / "browser.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "browser.py"), "--db", str(sample_db), "--rounds", "1", "--states", "4",
-         "--workdir", str(tmp_path / "work"), "--json", str(out), *(["--phone"] if device == "phone" else [])],
+         "--first-visit-after", "1", "--workdir", str(tmp_path / "work"), "--json", str(out),
+         *(["--phone"] if device == "phone" else [])],
         capture_output=True, text=True, timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["device"] == device
     summary = results["sizes"]["db"]["summary"]
+    first = summary.pop("first_visit")  # each app's first visit after its server started, timed apart
+    assert first["after_s"] == 1 and first["minimal_ms"] > 0 and first["dashboard_ms"] > 0 and first["ratio"] > 0
+    for ph in first["phases"].values():
+        assert 0 <= ph["first_message_ms"] <= ph["script_finished_ms"] <= ph["drawn_ms"]
+    assert "| first visit after a start: the dashboard's address |" in done.stdout
     assert set(summary) == {"shared_link", "page_switch", "filter_change"}
     pages = {"overview", "response", "relief", "side-effects", "maintenance", "esketamine-monitoring", "benchmark",
              "data"}
