@@ -1681,16 +1681,11 @@ def prefetch_other_pages(ctx: PageContext) -> None:
     if not runtime.exists() or script_ctx is None:
         return
     session = script_ctx.session_id
-    token = object()
-    with _PREFETCH_LOCK:
-        _PREFETCH_RUN[session] = token
 
-    def go_on() -> bool:
-        with _PREFETCH_LOCK:
-            mine = _PREFETCH_RUN.get(session) is token
-        return mine and _session_connected(session)
+    def work(mine: Callable[[], bool]) -> None:
+        def go_on() -> bool:
+            return mine() and _session_connected(session)
 
-    def work() -> None:
         try:
             start = time.monotonic() + PREFETCH_DELAY_S
             while time.monotonic() < start:
@@ -1701,17 +1696,41 @@ def prefetch_other_pages(ctx: PageContext) -> None:
                        go_on=go_on)
         except Exception:  # noqa: BLE001 - the page reports its own failure when opened
             LOG.debug("warming the other pages failed", exc_info=True)
+
+    # the cached loads expect a script context
+    _start_warming(session, "ko-prefetch", work, prepare=lambda thread: add_script_run_ctx(thread, script_ctx))
+
+
+def _start_warming(key: str, name: str, work: Callable[[Callable[[], bool]], None],
+                   prepare: Callable[[threading.Thread], Any] | None = None) -> threading.Thread:
+    """Run `work(mine)` in a daemon thread named `name`, registered under `key` (a session's id, or
+    _DEFAULT_VIEW) in _PREFETCH_RUN and in _PREFETCH_THREADS: `mine()` is true until a later start under the
+    same key, `cancel_prefetch` or `stop_every_prefetch` replaces or removes the registration, and the thread
+    unregisters itself when done. `prepare(thread)` runs before it starts. Returns the thread."""
+    token = object()
+    with _PREFETCH_LOCK:
+        _PREFETCH_RUN[key] = token
+
+    def mine() -> bool:
+        with _PREFETCH_LOCK:
+            return _PREFETCH_RUN.get(key) is token
+
+    def run() -> None:
+        try:
+            work(mine)
         finally:
             with _PREFETCH_LOCK:
-                if _PREFETCH_RUN.get(session) is token:
-                    del _PREFETCH_RUN[session]
+                if _PREFETCH_RUN.get(key) is token:
+                    del _PREFETCH_RUN[key]
                 _PREFETCH_THREADS.discard(threading.current_thread())
 
-    thread = threading.Thread(target=work, name="ko-prefetch", daemon=True)
-    add_script_run_ctx(thread, script_ctx)  # the cached loads expect a script context
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    if prepare is not None:
+        prepare(thread)
     with _PREFETCH_LOCK:
         _PREFETCH_THREADS.add(thread)
     thread.start()
+    return thread
 
 
 # What every page imports before it can compute anything (statsmodels, through the export module's adjusted
@@ -1793,15 +1812,8 @@ def start_warming_default_view() -> threading.Thread:
     page finds the database replaced by an import (`open_current_database`). Stopped, like the sessions'
     warming, by `stop_every_prefetch` (another import, the process's exit) and replaced by a later start.
     Returns the thread."""
-    token = object()
-    with _PREFETCH_LOCK:
-        _PREFETCH_RUN[_DEFAULT_VIEW] = token
 
-    def go_on() -> bool:
-        with _PREFETCH_LOCK:
-            return _PREFETCH_RUN.get(_DEFAULT_VIEW) is token
-
-    def work() -> None:
+    def work(go_on: Callable[[], bool]) -> None:
         started = time.monotonic()
         try:
             _check_for_repl_now()
@@ -1810,17 +1822,8 @@ def start_warming_default_view() -> threading.Thread:
             settle_startup_heap()  # what is frozen now needs no collecting during the first visitor's page
         except Exception:  # noqa: BLE001 - a page reports its own failure when opened
             LOG.warning("warming the default view failed", exc_info=True)
-        finally:
-            with _PREFETCH_LOCK:
-                if _PREFETCH_RUN.get(_DEFAULT_VIEW) is token:
-                    del _PREFETCH_RUN[_DEFAULT_VIEW]
-                _PREFETCH_THREADS.discard(threading.current_thread())
 
-    thread = threading.Thread(target=work, name="ko-default-view", daemon=True)
-    with _PREFETCH_LOCK:
-        _PREFETCH_THREADS.add(thread)
-    thread.start()
-    return thread
+    return _start_warming(_DEFAULT_VIEW, "ko-default-view", work)
 
 
 # True while dashboard/app/server.py's app serves (its lifespan): AppTest and `streamlit run main.py` run main.py
