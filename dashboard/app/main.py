@@ -188,7 +188,7 @@ try:
             page.run()
         if size > 0:
             ui.prefetch_other_pages(ctx)  # so switching to another page shows cached results
-        ui.settle_startup_heap()  # once (or already, by the warming): later full collections skip the startup objects
+        ui.settle_startup_heap()  # once, unless the warming did: later full collections skip the startup objects
 except (ImportError, store.InstallationError) as exc:
     LOG.exception("the dashboard is installed incompletely")
     ui.render_installation_error(exc)

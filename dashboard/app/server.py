@@ -83,10 +83,11 @@ class NestedPathRedirect:
 
 @contextlib.asynccontextmanager
 async def serving(_app: Any) -> AsyncIterator[None]:
-    """While the server serves: main.py settles the heap after the first page (`ui.settle_startup_heap`), and
-    what the first visitor would wait for is done before they come (`ui.start_warming_default_view`: the pages'
-    imports, the database opened, every page's opening for the default filters). Started here, when serving
-    starts, not when this module is imported (tests import it into their own process)."""
+    """While the server serves: what the first visitor would wait for is done before they come
+    (`ui.start_warming_default_view`: the pages' imports, the database opened, every page's opening for the
+    default filters), after which, or after the first page if that comes first, the startup heap is settled
+    (`ui.settle_startup_heap`). Started here, when serving starts, not when this module is imported (tests
+    import it into their own process)."""
     from dashboard.app import ui
 
     ui.SERVED = True
