@@ -218,6 +218,29 @@ def test_serve_started_with_nohup_outlives_a_hangup(tmp_path, db):
         assert proc.wait(timeout=30) == cli.EXIT_OK and not answers()
 
 
+def test_serve_says_at_once_that_a_database_is_from_an_older_version(tmp_path, db):
+    """`serve` checks that the file is there and readable before it starts, but started without a word on a
+    database built by an older version, which only each page then named. The server's warming of the default
+    view opens it at once and says so in the terminal, with what to do (and without a traceback)."""
+    import time
+
+    from serving import dashboard_command, served
+
+    old = tmp_path / "old.duckdb"
+    shutil.copy(db, old)
+    with duckdb.connect(str(old)) as con:
+        con.execute("DROP MACRO TABLE cohort_outcomes")
+    log = tmp_path / "serve.log"
+    with served(dashboard_command(old), log):
+        deadline = time.monotonic() + 90
+        while "older version" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.5)
+    said = log.read_text(errors="replace")
+    assert "was built by an older version of Ketamine Outcomes" in said
+    assert f"ketamine-outcomes import EXPORT_DIR --db {old}" in said
+    assert "Traceback" not in said and "cohort_outcomes" not in said
+
+
 # --- exports ----------------------------------------------------------------------------------------------
 
 

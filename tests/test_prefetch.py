@@ -330,11 +330,33 @@ def test_after_warming_the_default_view_the_home_page_computes_and_builds_nothin
             load(signature, ui.default_settings())  # every one a cache hit
 
 
-def test_warming_the_default_view_leaves_a_missing_database_to_the_page(tmp_path: Path, monkeypatch):
+def test_warming_the_default_view_names_a_database_it_cannot_open(sample_db: Path, tmp_path: Path, monkeypatch,
+                                                                    caplog):
+    """No exception (each page says what is wrong when it is opened), and a warning in the server's terminal:
+    `serve` checks only that the file is there and readable, and started without a word on a database built
+    by an older version."""
+    import logging
+    import shutil
+
+    import duckdb
+
+    caplog.set_level(logging.WARNING, logger="ketamine_outcomes")
     monkeypatch.setenv(ui.DB_ENV, str(tmp_path / "missing.duckdb"))
-    assert ui.warm_default_view() == 0  # no exception: the page says what is wrong when it is opened
+    assert ui.warm_default_view() == 0
+    assert "missing.duckdb" in caplog.text
     monkeypatch.delenv(ui.DB_ENV)
     assert ui.warm_default_view() == 0
+    assert "No database is configured" in caplog.text
+    old = tmp_path / "old.duckdb"  # built before a derived macro existed
+    shutil.copy(sample_db, old)
+    with duckdb.connect(str(old)) as con:
+        con.execute("DROP MACRO TABLE cohort_outcomes")
+    monkeypatch.setenv(ui.DB_ENV, str(old))
+    caplog.clear()
+    assert ui.warm_default_view() == 0
+    assert "built by an older version of Ketamine Outcomes" in caplog.text
+    assert f"ketamine-outcomes import EXPORT_DIR --db {old}" in caplog.text
+    assert "cohort_outcomes" not in caplog.text  # plain words: the missing parts are named in a debug log only
 
 
 def test_warming_the_default_view_stops_when_asked(sample_db: Path, monkeypatch):

@@ -1758,7 +1758,8 @@ def warm_default_view(go_on: Callable[[], bool] = lambda: True) -> int:
 
     The default filters of a person who may see every site (local mode, network admins); a person whose access
     is scoped to some sites computes their own, but finds everything imported and the database open. A
-    database that is missing or cannot be opened is left for the page to report: nothing is computed."""
+    database that cannot be opened is named in a warning (the server's terminal) and left for the pages to
+    report: nothing is computed."""
     import importlib
 
     for name in STARTUP_MODULES:
@@ -1770,8 +1771,14 @@ def warm_default_view(go_on: Callable[[], bool] = lambda: True) -> int:
     load_report_problems()
     try:
         _, signature = open_current_database()
-    except Exception:  # noqa: BLE001 - missing, damaged, from an older version: the page says which, and what to do
-        LOG.info("default view not computed: the database cannot be opened (the page will say why)")
+    except store.StoreError as exc:
+        # `serve` checks that the file is there and readable before it starts; what only opening it tells (a
+        # database built by an older version, a damaged one) is said at once in the server's terminal too, as
+        # each page says it to whoever opens it, with what to do
+        LOG.warning("%s", exc)
+        return 0
+    except Exception:  # noqa: BLE001 - damaged beyond what StoreError names: the page says so, its log has it
+        LOG.warning("The database %s cannot be read; the dashboard's pages say so.", database_path())
         return 0
     settings = default_settings()
     # what the entry script loads on every page (main.py: the filters' options, the import the audit log names,
