@@ -292,8 +292,7 @@ class _Draft:
         self.update_layout(**_base_layout_properties(title, height=height, legend=legend))
         try:
             room = labelled_margins(self.layout, self.data)
-        except (TypeError, ValueError, IndexError, KeyError, ArithmeticError):
-            # a value Plotly itself would refuse (go.Figure below says which, in its words) or read otherwise
+        except _UNREAD:  # go.Figure below says, in its words, which value Plotly refuses
             room = None
         if room:
             margin = self.layout["margin"]
@@ -341,6 +340,9 @@ _LEGEND_ENTRY_PAD, _LEGEND_ITEM_GAP = 44, 5
 _COLORBAR_PX = 145
 _RIGHT_PX = 20  # the last x tick label's half standing beyond the plot
 _SLACK_PX = 4  # Plotly grows a margin that only just fits by a pixel or two
+# what the margins estimate raises on a value it does not read (one Plotly itself would refuse, or read otherwise):
+# the figure then gets no estimate and Plotly grows its margins in the browser
+_UNREAD = (TypeError, ValueError, IndexError, KeyError, ArithmeticError)
 DESKTOP_CHART_PX = 980  # a full-width chart's width in a 1440-pixel window with the sidebar open
 
 
@@ -933,7 +935,7 @@ def fit_for_phone(fig: go.Figure) -> go.Figure:
     for _ in range(2):
         try:  # the objects' own values (Figure.to_plotly_json would encode arrays as base64)
             room = phone_margins(out.layout.to_plotly_json(), [t.to_plotly_json() for t in out.data])
-        except (TypeError, ValueError, IndexError, KeyError, ArithmeticError):  # not read: Plotly grows them
+        except _UNREAD:
             room = None
         if room is None:
             break
