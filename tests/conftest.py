@@ -55,6 +55,19 @@ def write_export(folder: Path, tables: Mapping[str, tuple[Iterable[str], Iterabl
     return folder
 
 
+def older_version_copy(db: Path, path: Path) -> Path:
+    """A copy of database DB at PATH as an older version built it: without a table macro this version derives
+    at import (cohort_outcomes)."""
+    import shutil
+
+    import duckdb
+
+    shutil.copy(db, path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP MACRO TABLE cohort_outcomes")
+    return path
+
+
 @pytest.fixture(scope="session")
 def sample_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small deterministic sample export (CSV), 400 patients."""

@@ -224,12 +224,10 @@ def test_serve_says_at_once_that_a_database_is_from_an_older_version(tmp_path, d
     view opens it at once and says so in the terminal, with what to do (and without a traceback)."""
     import time
 
+    from conftest import older_version_copy
     from serving import dashboard_command, served
 
-    old = tmp_path / "old.duckdb"
-    shutil.copy(db, old)
-    with duckdb.connect(str(old)) as con:
-        con.execute("DROP MACRO TABLE cohort_outcomes")
+    old = older_version_copy(db, tmp_path / "old.duckdb")
     log = tmp_path / "serve.log"
     with served(dashboard_command(old), log):
         deadline = time.monotonic() + 90

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-from conftest import PAGE_FILES
+from conftest import PAGE_FILES, older_version_copy
 from dashboard.analysis import metrics
 from dashboard.analysis.settings import Settings
 from dashboard.app import ui
@@ -336,9 +336,6 @@ def test_warming_the_default_view_names_a_database_it_cannot_open(sample_db: Pat
     `serve` checks only that the file is there and readable, and started without a word on a database built
     by an older version."""
     import logging
-    import shutil
-
-    import duckdb
 
     caplog.set_level(logging.WARNING, logger="ketamine_outcomes")
     monkeypatch.setenv(ui.DB_ENV, str(tmp_path / "missing.duckdb"))
@@ -347,10 +344,7 @@ def test_warming_the_default_view_names_a_database_it_cannot_open(sample_db: Pat
     monkeypatch.delenv(ui.DB_ENV)
     assert ui.warm_default_view() == 0
     assert "No database is configured" in caplog.text
-    old = tmp_path / "old.duckdb"  # built before a derived macro existed
-    shutil.copy(sample_db, old)
-    with duckdb.connect(str(old)) as con:
-        con.execute("DROP MACRO TABLE cohort_outcomes")
+    old = older_version_copy(sample_db, tmp_path / "old.duckdb")
     monkeypatch.setenv(ui.DB_ENV, str(old))
     caplog.clear()
     assert ui.warm_default_view() == 0
