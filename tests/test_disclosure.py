@@ -107,6 +107,37 @@ def test_row_identity_events_plus_censored():
     assert is_hidden(out["median_days"].iloc[0])
 
 
+def test_zero_beside_a_small_hidden_base_is_hidden():
+    # IN's 7 patients were all relieved: its 0 censored would say so (a share of fewer than k patients)
+    df = pd.DataFrame([
+        {"route": "IV", "patients": 100, "events": 95, "censored": 5},
+        {"route": "IM", "patients": 60, "events": 30, "censored": 30},
+        {"route": "IN", "patients": 7, "events": 7, "censored": 0},
+        {"route": "ALL", "patients": 167, "events": 132, "censored": 35},
+    ])
+    for c in ("median_days", "median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS)):
+        df[c] = 1.0
+    out = disclosure.protect("time_to_relief", df, 11)
+    assert all(is_hidden(out[c].iloc[2]) for c in ("patients", "events", "censored"))
+    assert disclosure.hidden_reason(out, 2, "censored") == ("hidden", 11.0)  # never "fewer than 11": it is 0
+    # IV's 5 censored are hidden anyway; IN's 0 and IV's 5 hold fewer than 11, so IM's 30 covers them (and IM's
+    # patients and events cover IN's); ALL shows
+    assert out["censored"].isna().tolist() == [True, True, True, False] and out["censored"].iloc[3] == 35
+    assert out["patients"].iloc[0] == 100 and out["events"].iloc[3] == 132
+
+    # 0 responders of 9 evaluable (hidden) says none responded; of 40, or where nobody responded at all, it shows
+    resp = pd.DataFrame([
+        {"route": "IV", "patients": 50, "evaluable": 40, "responders": 20, "remitters": 0},
+        {"route": "IM", "patients": 45, "evaluable": 40, "responders": 0, "remitters": 0},
+        {"route": "IN", "patients": 12, "evaluable": 9, "responders": 0, "remitters": 0},
+        {"route": "ALL", "patients": 107, "evaluable": 89, "responders": 20, "remitters": 0},
+    ])
+    out = disclosure.protect("response_by_route", resp, 11)
+    assert is_hidden(out["responders"].iloc[2]) and is_hidden(out["responders"].iloc[0])  # IN and its cover
+    assert out["responders"].iloc[1] == 0 and out["responders"].iloc[3] == 20
+    assert out["remitters"].tolist() == [0, 0, 0, 0]
+
+
 def test_sessions_of_few_patients_hidden():
     rows = []
     for r, (s, p) in {"IV": (200, 40), "PO": (30, 3), "IN": (120, 25)}.items():
@@ -377,14 +408,15 @@ def test_curve_all_hidden_where_routes_would_reveal_a_small_count():
                 for d, n, e in spec_rows]
 
     curve = pd.DataFrame(
-        rows("IV", [(0, 30, 0), (1, 30, 10), (2, 20, 10), (3, 10, 10)])
-        + rows("IN", [(0, 45, 0), (5, 45, 10), (6, 35, 10), (7, 25, 10), (8, 15, 10), (10, 5, 0)])
+        rows("IV", [(0, 30, 0), (1, 30, 10), (2, 20, 10), (3, 10, 5)])
+        + rows("IN", [(0, 45, 0), (5, 45, 10), (6, 35, 10), (7, 25, 10), (8, 15, 5), (10, 5, 0)])
         + rows("PO", [(0, 3, 0), (9, 3, 3)])
-        + rows("ALL", [(0, 78, 0), (1, 78, 10), (2, 68, 10), (3, 58, 10), (5, 48, 10), (6, 38, 10), (7, 28, 10),
-                       (8, 18, 10), (9, 8, 3), (10, 5, 0)])
+        + rows("ALL", [(0, 78, 0), (1, 78, 10), (2, 68, 10), (3, 58, 5), (5, 48, 10), (6, 38, 10), (7, 28, 10),
+                       (8, 18, 5), (9, 13, 3), (10, 5, 0)])
     )
     out = disclosure.protect("time_to_relief_curve", curve, 5).set_index(["route", "day"])
-    # PO's 3 patients are hidden (its points left out), and IV's count as their complement; IN shows
+    # PO's 3 patients are hidden (its points left out), its 0 censored too (all 3 relieved), and IV's counts as
+    # their complement (the smallest: 25 events, 5 censored against IN's 35 and 10); IN shows
     assert "PO" not in out.index.get_level_values("route")
     assert out["at_risk"].loc[("IV", 0.0)] is pd.NA and out["relieved"].loc[("IV", 1.0)] == 0.1
     assert out["at_risk"].loc[("IN", 5.0)] == 45
