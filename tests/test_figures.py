@@ -135,6 +135,8 @@ def test_route_colours_are_the_okabe_ito_palette():
 def test_route_labels_and_translucent_fill():
     assert colors.route_label("IV") == "IV infusion"
     assert colors.route_label("ALL") == "All routes"
+    # one wording of a compared pair for the pages, the forest plot and the PDF's log-rank table
+    assert colors.route_pair_label("IV", "IM") == "IV infusion vs IM injection"
     assert colors.route_fill("IV", 0.2) == "rgba(0,114,178,0.2)"
 
 

@@ -198,6 +198,24 @@ def test_report_numbers_equal_the_csv_export(sample_db, tmp_path):
     assert len(list(tmp_path.glob("page-*.png"))) == len(pages)
 
 
+def test_routes_diagnoses_and_sexes_read_in_words_as_on_the_dashboard(sample_db, tmp_path):
+    """The log-rank pairs, the side-effect table's route columns and the cover's filters use the dashboard's
+    words ('IV infusion vs IM injection'), never the codes of links and files ('IV vs IM')."""
+    flags = ["--min-cell", "0", "--diagnosis", "MDD", "--diagnosis", "PTSD", "--sex", "F"]
+    pdf, csv_dir = make(sample_db, tmp_path, flags, "words")
+    text = "\n".join(pdf_pages(pdf))
+    flat = re.sub(r"\s+", " ", text)
+    cover = re.sub(r"\s+", " ", pdf_pages(pdf)[0])
+    assert "major depression, PTSD" in cover and "Sex female" in cover  # the filters table, not MDD, PTSD, F
+    logrank = flat[flat.index("Pairwise log-rank tests"):]
+    assert "IV infusion vs IM injection" in logrank and "Intranasal vs Oral" in logrank
+    routes = "|".join(spec.ROUTES)
+    assert not re.search(rf"\b({routes}) (vs|−) ({routes})\b", flat), "a pair of route codes in the report"
+    # the side-effect table: one column per route, headed in words
+    se = pd.read_csv(csv_dir / "side_effects.csv", keep_default_na=False, na_values=[""])
+    assert_row(text, ["Side effect"] + [colors.route_label(r) for r in dict.fromkeys(se["route"])])
+
+
 def test_small_cohort_hides_what_the_csv_hides(sample_db, tmp_path):
     flags = ["--age-band", "65-74"]  # about 110 patients: several routes below the minimum cell of 11
     pdf, csv_dir = make(sample_db, tmp_path, flags, "small")

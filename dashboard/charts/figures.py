@@ -1155,7 +1155,7 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
     labels = []
     for _, row in pairwise.iterrows():
         a, b = str(row["route_a"]), str(row["route_b"])
-        label = f"{colors.route_label(a)} vs {colors.route_label(b)}"
+        label = colors.route_pair_label(a, b)
         labels.append(label)
         d = _num(row.get("difference"))
         if d is None:

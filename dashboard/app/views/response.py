@@ -133,7 +133,7 @@ def render_comparison() -> None:
         # below the chart at full width: every pair visible, no inner scroll, no sideways scroll
         with st.container():
             points = {c: figures.floats(pairwise[c]) * 100 for c in ("difference", "ci_low", "ci_high")}
-            table = pairwise.assign(pair=[f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
+            table = pairwise.assign(pair=[colors.route_pair_label(a, b)
                                           for a, b in zip(pairwise["route_a"], pairwise["route_b"])], **points)
             ui.render_table(
                 table,
@@ -149,7 +149,7 @@ def render_comparison() -> None:
                     f"All routes together: χ² = {comparison.chi2:.2f} with {comparison.dof} degrees of freedom, "
                     f"p {_p if _p.startswith('<') else '= ' + _p} (chi-square test of {outcome} across routes)."
                 )
-        hidden_pairs = [f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
+        hidden_pairs = [colors.route_pair_label(a, b)
                         for a, b, d in zip(pairwise["route_a"], pairwise["route_b"], pairwise["difference"])
                         if pd.isna(d)]
         ui.render_disclosure_note(ctx, [f"comparisons {', '.join(hidden_pairs)}"] if hidden_pairs else [])
