@@ -906,6 +906,21 @@ def test_data_page_lists_what_the_import_tolerated(make_app, tmp_path):
         ["patients.csv", "ignored 3 empty lines (nothing but delimiters or spaces: rows deleted in a spreadsheet)"],
     ]
 
+
+@pytest.mark.parametrize("instrument, expected", [
+    (None, "Dosed patients without a baseline score on each patient's own questionnaire (matched to diagnosis)"),
+    ("PHQ9", "Dosed patients without a baseline score on PHQ-9"),
+])
+def test_the_data_quality_rows_read_as_sentences_for_each_questionnaire(make_app, instrument, expected):
+    """The questionnaire's words end the sentence, so the matched choice's long words are not spliced into it."""
+    at = open_page(make_app(**({"instrument": instrument} if instrument else {})), "views/data.py")
+    assert_clean(at)
+    quality = next(t.value for t in at.table if "Measure" in t.value.columns)
+    measures = [shown(m) for m in quality["Measure"]]
+    assert expected in measures
+    assert ("Questionnaires (each patient's own) taken after a dose" if instrument is None
+            else "PHQ-9 questionnaires taken after a dose") in measures
+
 # --- fair comparisons (issue 15) ------------------------------------------------------------------------------
 
 
