@@ -333,6 +333,12 @@ def test_blood_pressure_figure():
     gone = figures.create_blood_pressure_figure(bp.assign(sbp_peak_median=[148, NAN], dbp_peak_median=[88, NAN]))
     labels = [t for t in gone.data if t.type == "scatter" and t.mode == "text"]
     assert [(t.y[0], t.text[0], t.x[0]) for t in labels] == [("All routes", "hidden", 88.0)]
+    # each panel's axis names its own measure: pressures in mmHg; the severe share out of sessions with vitals
+    panels = [a.text for a in fig.layout.annotations]
+    assert panels == ["Median peak pressure (filled: systolic, open: diastolic)", "Sessions at 180/110 mmHg or more"]
+    assert fig.layout.xaxis.title.text == "Median peak pressure (mmHg)"
+    assert fig.layout.xaxis2.title.text == "% of sessions with vitals"
+    assert fig.layout.yaxis.title.text == "Route" and not fig.layout.yaxis2.title.text
 
 
 # --- on a phone (issue 11) ---------------------------------------------------------------------------------
