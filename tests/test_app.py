@@ -437,6 +437,23 @@ def test_one_route_has_nothing_to_compare(make_app):
     assert any("only one route" in i.value for i in at.info)
 
 
+
+def test_the_route_comparison_reads_the_verdict_from_the_adjusted_p_not_the_interval(make_app):
+    """The intervals are for each pair alone and the p-values Benjamini–Hochberg adjusted, so an interval can
+    clear zero while the adjusted p is above 0.05 (the sample has such pairs): the words say which one decides."""
+    at = open_page(make_app(), "views/response.py", "comparison")
+    assert_clean(at)
+    text = " ".join(shown(m.value) for m in at.markdown)
+    assert ("Differences between routes come first, each with its 95 % interval for that pair alone (not adjusted "
+            "for making several comparisons). Whether two routes differ beyond chance is read from the p-value "
+            "adjusted for several comparisons (Benjamini–Hochberg): below 0.05 they differ; otherwise they are not "
+            "clearly different, even when the interval just clears zero.") in text
+    assert "crosses zero" not in text
+    captions = " ".join(shown(c.value) for c in at.caption)
+    assert ("the limits are for each pair alone, the p-value is adjusted for several comparisons "
+            "(Benjamini–Hochberg).") in captions
+
+
 # --- a page's parts (tabs) -------------------------------------------------------------------------------------
 
 

@@ -344,6 +344,10 @@ def test_definitions_one_text_for_page_and_report():
     assert "**Endpoint.** The last follow-up score that was not taken straight after a dose, within 14 days" in md
     assert f"An endpoint score of {spec.REMISSION_CUT['PHQ9']} or less on PHQ-9" in md
     assert "(now 5)" in md
+    # the route comparison's verdict is the adjusted p-value; its intervals are per pair, not adjusted
+    assert ("95 % intervals (for each pair alone, not adjusted for making several comparisons)" in md
+            and "Two routes differ beyond chance when the adjusted p-value is below 0.05; otherwise they are not "
+                "clearly different, even when the interval just clears zero." in md)
     html = definitions.definitions_html(s)
     assert "<b>Endpoint.</b> The last follow-up score" in html
     assert "<i>Observed</i>: rates are among" in html and "**" not in html
