@@ -405,12 +405,34 @@ def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
     assert not at.warning
 
 
-def test_settings_that_do_not_fit_together_get_a_message(make_app):
-    at = make_app(from_quarter="2026-Q1", to_quarter="2025-Q1")
+def test_a_link_with_the_start_quarter_after_the_end_is_named_in_the_notice_and_the_rest_applies(make_app):
+    """As any value of a link that cannot be used: one notice in the sidebar's words, both quarters ignored,
+    the rest of the link applied and the page shown (no error in place of the page)."""
+    at = make_app(from_quarter="2026-Q1", to_quarter="2024-Q1", route="IV")
     at.run()
+    assert_clean(at)
+    notice = warnings_shown(at)
+    assert ("These settings were ignored and the rest of the link was applied:\n\n- The start quarter 2026-Q1 is "
+            "after the end quarter 2024-Q1: both quarters were ignored, so patients of every start quarter are "
+            "shown") in notice
+    assert "from_quarter" not in notice and "to_quarter" not in notice
+    assert context(at).settings == Settings(instrument="matched", route=("IV",))
+    assert dict(at.query_params) == {"route": "IV"}
+    assert at.sidebar.selectbox(key="from_quarter").value is None
+    assert at.title[0].value == PAGES["views/overview.py"][0] and at.table  # the page's content is there
+
+
+def test_quarters_in_the_wrong_order_in_the_sidebar_get_a_message_in_its_words(make_app):
+    at = make_app()
+    at.session_state[ui.MORE_FILTERS_KEY] = True  # the section of the quarters, open
+    at.run()
+    at.sidebar.selectbox(key="from_quarter").set_value("2026-Q1")
+    at.sidebar.selectbox(key="to_quarter").set_value("2024-Q1").run()
     assert not at.exception
-    assert "These settings do not fit together" in at.error[0].value
-    assert "from_quarter: '2026-Q1' is after to_quarter '2025-Q1'" in shown(at.error[0].value)
+    message = shown(at.error[0].value)
+    assert "These settings do not fit together" in message
+    assert "The start quarter 2026-Q1 is after the end quarter 2024-Q1: choose a start on or before the end." in message
+    assert "from_quarter" not in message
 
 
 OTHER_SETTINGS = [
