@@ -405,12 +405,34 @@ def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
     assert not at.warning
 
 
-def test_settings_that_do_not_fit_together_get_a_message(make_app):
-    at = make_app(from_quarter="2026-Q1", to_quarter="2025-Q1")
+def test_a_link_with_the_start_quarter_after_the_end_is_named_in_the_notice_and_the_rest_applies(make_app):
+    """As any value of a link that cannot be used: one notice in the sidebar's words, both quarters ignored,
+    the rest of the link applied and the page shown (no error in place of the page)."""
+    at = make_app(from_quarter="2026-Q1", to_quarter="2024-Q1", route="IV")
     at.run()
+    assert_clean(at)
+    notice = warnings_shown(at)
+    assert ("These settings were ignored and the rest of the link was applied:\n\n- The start quarter 2026-Q1 is "
+            "after the end quarter 2024-Q1: both quarters were ignored, so patients of every start quarter are "
+            "shown") in notice
+    assert "from_quarter" not in notice and "to_quarter" not in notice
+    assert context(at).settings == Settings(instrument="matched", route=("IV",))
+    assert dict(at.query_params) == {"route": "IV"}
+    assert at.sidebar.selectbox(key="from_quarter").value is None
+    assert at.title[0].value == PAGES["views/overview.py"][0] and at.table  # the page's content is there
+
+
+def test_quarters_in_the_wrong_order_in_the_sidebar_get_a_message_in_its_words(make_app):
+    at = make_app()
+    at.session_state[ui.MORE_FILTERS_KEY] = True  # the section of the quarters, open
+    at.run()
+    at.sidebar.selectbox(key="from_quarter").set_value("2026-Q1")
+    at.sidebar.selectbox(key="to_quarter").set_value("2024-Q1").run()
     assert not at.exception
-    assert "These settings do not fit together" in at.error[0].value
-    assert "from_quarter: '2026-Q1' is after to_quarter '2025-Q1'" in shown(at.error[0].value)
+    message = shown(at.error[0].value)
+    assert "These settings do not fit together" in message
+    assert "The start quarter 2026-Q1 is after the end quarter 2024-Q1: choose a start on or before the end." in message
+    assert "from_quarter" not in message
 
 
 OTHER_SETTINGS = [
@@ -435,6 +457,23 @@ def test_every_page_renders_under_other_settings(make_app, page, view, params):
 def test_one_route_has_nothing_to_compare(make_app):
     at = open_page(make_app(route="PO"), "views/response.py", "comparison")
     assert any("only one route" in i.value for i in at.info)
+
+
+
+def test_the_route_comparison_reads_the_verdict_from_the_adjusted_p_not_the_interval(make_app):
+    """The intervals are for each pair alone and the p-values Benjamini–Hochberg adjusted, so an interval can
+    clear zero while the adjusted p is above 0.05 (the sample has such pairs): the words say which one decides."""
+    at = open_page(make_app(), "views/response.py", "comparison")
+    assert_clean(at)
+    text = " ".join(shown(m.value) for m in at.markdown)
+    assert ("Differences between routes come first, each with its 95 % interval for that pair alone (not adjusted "
+            "for making several comparisons). Whether two routes differ beyond chance is read from the p-value "
+            "adjusted for several comparisons (Benjamini–Hochberg): below 0.05 they differ; otherwise they are not "
+            "clearly different, even when the interval just clears zero.") in text
+    assert "crosses zero" not in text
+    captions = " ".join(shown(c.value) for c in at.caption)
+    assert ("the limits are for each pair alone, the p-value is adjusted for several comparisons "
+            "(Benjamini–Hochberg).") in captions
 
 
 # --- a page's parts (tabs) -------------------------------------------------------------------------------------
@@ -905,6 +944,21 @@ def test_data_page_lists_what_the_import_tolerated(make_app, tmp_path):
         ["patients.csv", "separated by semicolons (;), not commas"],
         ["patients.csv", "ignored 3 empty lines (nothing but delimiters or spaces: rows deleted in a spreadsheet)"],
     ]
+
+
+@pytest.mark.parametrize("instrument, expected", [
+    (None, "Dosed patients without a baseline score on each patient's own questionnaire (matched to diagnosis)"),
+    ("PHQ9", "Dosed patients without a baseline score on PHQ-9"),
+])
+def test_the_data_quality_rows_read_as_sentences_for_each_questionnaire(make_app, instrument, expected):
+    """The questionnaire's words end the sentence, so the matched choice's long words are not spliced into it."""
+    at = open_page(make_app(**({"instrument": instrument} if instrument else {})), "views/data.py")
+    assert_clean(at)
+    quality = next(t.value for t in at.table if "Measure" in t.value.columns)
+    measures = [shown(m) for m in quality["Measure"]]
+    assert expected in measures
+    assert ("Questionnaires (each patient's own) taken after a dose" if instrument is None
+            else "PHQ-9 questionnaires taken after a dose") in measures
 
 # --- fair comparisons (issue 15) ------------------------------------------------------------------------------
 

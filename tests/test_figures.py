@@ -135,6 +135,8 @@ def test_route_colours_are_the_okabe_ito_palette():
 def test_route_labels_and_translucent_fill():
     assert colors.route_label("IV") == "IV infusion"
     assert colors.route_label("ALL") == "All routes"
+    # one wording of a compared pair for the pages, the forest plot and the PDF's log-rank table
+    assert colors.route_pair_label("IV", "IM") == "IV infusion vs IM injection"
     assert colors.route_fill("IV", 0.2) == "rgba(0,114,178,0.2)"
 
 
@@ -331,6 +333,12 @@ def test_blood_pressure_figure():
     gone = figures.create_blood_pressure_figure(bp.assign(sbp_peak_median=[148, NAN], dbp_peak_median=[88, NAN]))
     labels = [t for t in gone.data if t.type == "scatter" and t.mode == "text"]
     assert [(t.y[0], t.text[0], t.x[0]) for t in labels] == [("All routes", "hidden", 88.0)]
+    # each panel's axis names its own measure: pressures in mmHg; the severe share out of sessions with vitals
+    panels = [a.text for a in fig.layout.annotations]
+    assert panels == ["Median peak pressure (filled: systolic, open: diastolic)", "Sessions at 180/110 mmHg or more"]
+    assert fig.layout.xaxis.title.text == "Median peak pressure (mmHg)"
+    assert fig.layout.xaxis2.title.text == "% of sessions with vitals"
+    assert fig.layout.yaxis.title.text == "Route" and not fig.layout.yaxis2.title.text
 
 
 # --- on a phone (issue 11) ---------------------------------------------------------------------------------

@@ -198,6 +198,24 @@ def test_report_numbers_equal_the_csv_export(sample_db, tmp_path):
     assert len(list(tmp_path.glob("page-*.png"))) == len(pages)
 
 
+def test_routes_diagnoses_and_sexes_read_in_words_as_on_the_dashboard(sample_db, tmp_path):
+    """The log-rank pairs, the side-effect table's route columns and the cover's filters use the dashboard's
+    words ('IV infusion vs IM injection'), never the codes of links and files ('IV vs IM')."""
+    flags = ["--min-cell", "0", "--diagnosis", "MDD", "--diagnosis", "PTSD", "--sex", "F"]
+    pdf, csv_dir = make(sample_db, tmp_path, flags, "words")
+    text = "\n".join(pdf_pages(pdf))
+    flat = re.sub(r"\s+", " ", text)
+    cover = re.sub(r"\s+", " ", pdf_pages(pdf)[0])
+    assert "major depression, PTSD" in cover and "Sex female" in cover  # the filters table, not MDD, PTSD, F
+    logrank = flat[flat.index("Pairwise log-rank tests"):]
+    assert "IV infusion vs IM injection" in logrank and "Intranasal vs Oral" in logrank
+    routes = "|".join(spec.ROUTES)
+    assert not re.search(rf"\b({routes}) (vs|−) ({routes})\b", flat), "a pair of route codes in the report"
+    # the side-effect table: one column per route, headed in words
+    se = pd.read_csv(csv_dir / "side_effects.csv", keep_default_na=False, na_values=[""])
+    assert_row(text, ["Side effect"] + [colors.route_label(r) for r in dict.fromkeys(se["route"])])
+
+
 def test_small_cohort_hides_what_the_csv_hides(sample_db, tmp_path):
     flags = ["--age-band", "65-74"]  # about 110 patients: several routes below the minimum cell of 11
     pdf, csv_dir = make(sample_db, tmp_path, flags, "small")
@@ -326,6 +344,10 @@ def test_definitions_one_text_for_page_and_report():
     assert "**Endpoint.** The last follow-up score that was not taken straight after a dose, within 14 days" in md
     assert f"An endpoint score of {spec.REMISSION_CUT['PHQ9']} or less on PHQ-9" in md
     assert "(now 5)" in md
+    # the route comparison's verdict is the adjusted p-value; its intervals are per pair, not adjusted
+    assert ("95 % intervals (for each pair alone, not adjusted for making several comparisons)" in md
+            and "Two routes differ beyond chance when the adjusted p-value is below 0.05; otherwise they are not "
+                "clearly different, even when the interval just clears zero." in md)
     html = definitions.definitions_html(s)
     assert "<b>Endpoint.</b> The last follow-up score" in html
     assert "<i>Observed</i>: rates are among" in html and "**" not in html

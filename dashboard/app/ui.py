@@ -446,6 +446,25 @@ def raw_query_params() -> dict[str, list[str]]:
     return params
 
 
+QUARTERS = ("from_quarter", "to_quarter")
+
+
+def reversed_quarters(params: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
+    """(start, end) when a link's start quarter is after its end quarter (each given once, each a quarter
+    like 2025-Q3), else None. Neither can be used alone without changing the cohort the link describes in a
+    way nobody asked for, so the dashboard uses neither."""
+    given = [[v for v in params.get(k, ()) if v.strip() != ""] for k in QUARTERS]
+    if any(len(v) != 1 or not spec.QUARTER_PATTERN.match(v[0]) for v in given):
+        return None
+    start, end = given[0][0], given[1][0]
+    return (start, end) if start > end else None
+
+
+def quarter_order_words(start: str, end: str) -> str:
+    """The problem of a start quarter after the end quarter, in the sidebar's words (not the link's names)."""
+    return f"The start quarter {start} is after the end quarter {end}"
+
+
 def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]], *,
                  scoped: bool = False) -> list[str]:
     """Plain-language problems with a link's query parameters, one per parameter and value.
@@ -468,13 +487,19 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
             problems.append(f"{key}: not a setting of this dashboard (value {shown}); ignored")
             continue
         known[key] = list(values)
+    order = reversed_quarters(known)
+    # quarters in the wrong order are both ignored (link_widget_values) and said once, in words
+    checked = {k: v for k, v in known.items() if not (order and k in QUARTERS)}
     try:
         # checked as the dashboard reads it: a link without an instrument gets the dashboard's default
         # (matched unless the diagnoses share one questionnaire), so a minimum baseline with it is refused
-        Settings.from_query_params(with_default_instrument(known))
+        Settings.from_query_params(with_default_instrument(checked))
     except SettingsError as exc:
         problems.extend(exc.problems)
-    mentioned = {p.split(":", 1)[0] for p in problems}
+    if order:
+        problems.append(f"{quarter_order_words(*order)}: both quarters were ignored, so patients of every start "
+                        "quarter are shown")
+    mentioned = {p.split(":", 1)[0] for p in problems} | (set(QUARTERS) if order else set())
     spelled = widget_options(options)
     for key, values in known.items():
         if key in mentioned or key not in spelled:
@@ -557,12 +582,14 @@ def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str
     is taken only when it parses on its own and is spelled as the sidebar offers it (a repeated `min_cell`,
     `window=inf` or `instrument=phq9` leave the default); a numeric minimum baseline is not taken when it
     was refused with the matched instrument. Sites and start quarters are limited to `options` (the
-    person's own sites), so a link never reaches outside them.
+    person's own sites), so a link never reaches outside them. A start quarter after the end quarter takes
+    neither (the notice says so), as any other value that cannot be used: the page still shows the rest.
     """
     allowed = widget_options(options)
     values: dict[str, Any] = {}
+    order = reversed_quarters(params)
     for key in WIDGET_DEFAULTS:  # the sidebar's order: the diagnoses and instrument before the baseline
-        if key not in params:
+        if key not in params or (order and key in QUARTERS):  # reversed quarters: neither (url_problems)
             continue
         given = [v for v in params[key] if v.strip() != ""]
         if isinstance(WIDGET_DEFAULTS[key], list):
@@ -962,6 +989,9 @@ def settings_from_widgets(values: Mapping[str, Any]) -> Settings:
     def yes_no(x: Any) -> bool | None:
         return None if x is None else x == "yes"
 
+    start, end = values["from_quarter"], values["to_quarter"]
+    if start and end and start > end:  # chosen in the sidebar: said in its words, not Settings' (the flags')
+        raise SettingsError([f"{quarter_order_words(start, end)}: choose a start on or before the end."])
     return Settings(
         route=tup(values["route"]), site=tup(values["site"]), diagnosis=tup(values["diagnosis"]),
         sex=tup(values["sex"]), age_band=tup(values["age_band"]), from_quarter=values["from_quarter"],

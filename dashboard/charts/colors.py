@@ -85,6 +85,12 @@ def route_label(route: str) -> str:
     return spec.ROUTE_LABELS.get(route) or str(route)
 
 
+def route_pair_label(route_a: object, route_b: object) -> str:
+    """'IV infusion vs IM injection': a pair of routes compared (log-rank tests, differences), in the same words
+    on the pages, the charts and the PDF report."""
+    return f"{route_label(str(route_a))} vs {route_label(str(route_b))}"
+
+
 def route_fill(route: str, alpha: float = 0.15) -> str:
     """The route's colour as a translucent rgba() for interval bands."""
     h = route_color(route).lstrip("#")

@@ -1155,7 +1155,7 @@ def create_comparison_figure(pairwise: pd.DataFrame, outcome: str = "response") 
     labels = []
     for _, row in pairwise.iterrows():
         a, b = str(row["route_a"]), str(row["route_b"])
-        label = f"{colors.route_label(a)} vs {colors.route_label(b)}"
+        label = colors.route_pair_label(a, b)
         labels.append(label)
         d = _num(row.get("difference"))
         if d is None:
@@ -1608,10 +1608,11 @@ def create_blood_pressure_figure(bp: pd.DataFrame) -> go.Figure:
             text=[fmt_pct(share)], textposition="outside",
             hovertemplate=f"<b>{label}</b><br>{fmt_pct(share)} of sessions with vitals ({n})<extra></extra>",
         ), row=1, col=2)
-    fig.update_xaxes(title_text="Blood pressure (mmHg)", row=1, col=1)
+    fig.update_xaxes(title_text="Median peak pressure (mmHg)", row=1, col=1)
     shares = floats(bp["share_bp_severe"])
     top = float(np.nanmax(shares)) if np.isfinite(shares).any() else 0.0
-    fig.update_xaxes(title_text="Sessions with vitals (%)", tickformat=".1%" if top < 0.05 else ".0%",
+    # the bars are the share of sessions at 180/110 or more (the panel's title), out of the sessions with vitals
+    fig.update_xaxes(title_text="% of sessions with vitals", tickformat=".1%" if top < 0.05 else ".0%",
                      range=[0, max(top * 1.3, 0.01)], row=1, col=2)
     fig.update_yaxes(autorange="reversed", title_text="Route", col=1)
     return fig.figure(title, height=max(250, 120 + 44 * len(bp)), legend=False)

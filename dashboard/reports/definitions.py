@@ -53,9 +53,12 @@ def definitions(s: Settings) -> list[tuple[str, str]]:
                        "among all eligible patients, and a missing endpoint counts as no response."),
         ("Interval", "Every rate has a 95 % Wilson interval: the range of true rates consistent with the data. "
                      "Wide intervals mean few patients."),
-        ("Route comparison", "Differences in rate between each pair of routes with their 95 % intervals, a "
-                             "chi-square test across all routes, and p-values adjusted for making several "
-                             "comparisons (Benjamini–Hochberg)."),
+        ("Route comparison", "Differences in rate between each pair of routes with their 95 % intervals (for "
+                             "each pair alone, not adjusted for making several comparisons), a chi-square test "
+                             "across all routes, and p-values adjusted for making several comparisons "
+                             "(Benjamini–Hochberg). Two routes differ beyond chance when the adjusted p-value is "
+                             "below 0.05; otherwise they are not clearly different, even when the interval just "
+                             "clears zero."),
         ("Time to relief", "Days from the first session to the first follow-up score meeting the relief "
                            "threshold — *response* (50 % improvement) or *minimal important change* (a drop of "
                            f"at least {spec.MCID['GAD7']} points on GAD-7, {spec.MCID['PHQ9']} on PHQ-9, "

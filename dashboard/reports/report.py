@@ -345,10 +345,11 @@ def section_cover(b: ReportBuild) -> Section:
     rows = []
     labels = {"route": "Route", "site": "Site", "diagnosis": "Primary diagnosis", "sex": "Sex",
               "age_band": "Age band", "setting": "Setting", "severity": "Baseline severity"}
+    # codes stay in links and files: the routes, diagnoses and sexes in the words the sidebar shows
+    words = {"route": spec.ROUTE_LABELS, "diagnosis": spec.DIAGNOSIS_LABELS, "sex": spec.SEX_LABELS}
     for name, label in labels.items():
         values = getattr(s, name)
-        rows.append((label, ", ".join(colors.route_label(v) if name == "route" else v for v in values)
-                     if values else "any"))
+        rows.append((label, ", ".join(words.get(name, {}).get(v, v) for v in values) if values else "any"))
     rows.append(("Started", f"{s.from_quarter or 'earliest'} to {s.to_quarter or 'latest'}"))
     rows.append(("Treatment-resistant", "any" if s.treatment_resistant is None
                  else ("yes" if s.treatment_resistant else "no")))
@@ -457,8 +458,8 @@ def section_response(b: ReportBuild) -> Section:
     pairwise = export.protected_route_comparison(b.con, s, "response")[1]
     if not pairwise.empty:
         sec.chart(figures.create_comparison_figure(pairwise, "response"))
-        hidden_pairs = [f"{a} − {c}" for a, c, d in zip(pairwise["route_a"], pairwise["route_b"],
-                                                       pairwise["difference"]) if pd.isna(d)]
+        hidden_pairs = [colors.route_pair_label(a, c) for a, c, d in zip(pairwise["route_a"], pairwise["route_b"],
+                                                                        pairwise["difference"]) if pd.isna(d)]
         if hidden_pairs and b.k > 0:
             b.note_text("Response by route", "route comparison",
                         f"differences {', '.join(hidden_pairs)} (a route with fewer than {b.k} patients)")
@@ -515,7 +516,8 @@ def section_relief(b: ReportBuild) -> Section:
     raw_logrank = metrics.time_to_relief(b.con, s).logrank
     logrank = b.protected("logrank", raw_logrank)
     if not logrank.empty:
-        lr = logrank.assign(pair=[f"{a} vs {c}" for a, c in zip(logrank["route_a"], logrank["route_b"])])
+        lr = logrank.assign(pair=[colors.route_pair_label(a, c)
+                                  for a, c in zip(logrank["route_a"], logrank["route_b"])])
         lr_mask = hidden_mask(raw_logrank, logrank)
         sec.table(lr, [Column("pair", "Routes", "text"), Column("statistic", "Statistic (Z)", "num", 2),
                        Column("p_value", "p (raw)", "p"), Column("p_adjusted", "p (adjusted)", "p")],
@@ -548,7 +550,7 @@ def section_side_effects(b: ReportBuild) -> Section:
         wide[r] = [rates.get(e, np.nan) for e in events]
         wide_mask[r] = [bool(flags.get(e, False)) for e in events]
     cols = [Column("event", "Side effect", "text")] + [
-        Column(r, "All routes" if r == spec.ALL else r, "pct") for r in routes]
+        Column(r, colors.route_label(r), "pct") for r in routes]
     sec.table(wide, cols, hidden=wide_mask,
               caption="Share of patients with the effect in at least one session of the route")
     b.note_hidden("Side effects", "side_effects.csv", hid.drop(columns=["route", "event"]), _route_labels(se))

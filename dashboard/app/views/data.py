@@ -35,7 +35,8 @@ if not tolerated.empty:
 st.subheader("Data quality for this cohort")
 MEASURES = {
     "never_dosed": "Patients without any session",
-    "missing_baseline": f"Dosed patients without a baseline {instrument} score",
+    # the questionnaire's words end the sentence: under matched they are a phrase, not a name to put before "score"
+    "missing_baseline": f"Dosed patients without a baseline score on {instrument}",
     "below_min_baseline": "Dosed patients with a baseline below the minimum",
     "eligible_without_followup": "Eligible patients without a follow-up score",
     "eligible_without_endpoint": "Eligible patients without an endpoint score",

@@ -84,8 +84,7 @@ def render_logrank() -> None:
     if logrank is None or logrank.empty:
         st.info("There is only one route in this cohort, so there is nothing to compare.", icon=":material/info:")
         return
-    lr = logrank.assign(pair=[f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
-                              for a, b in zip(logrank["route_a"], logrank["route_b"])])
+    lr = logrank.assign(pair=[colors.route_pair_label(a, b) for a, b in zip(logrank["route_a"], logrank["route_b"])])
     ui.render_table(lr, {"pair": "Routes", "statistic": "Test statistic", "p_value": "p-value",
                          "p_adjusted": "p-value, adjusted"},
                     decimals={"statistic": 2}, pvalues=("p_value", "p_adjusted"))

@@ -124,16 +124,20 @@ def render_comparison() -> None:
     if pairwise is None or pairwise.empty:
         st.info("There is only one route in this cohort, so there is nothing to compare.", icon=":material/info:")
     else:
+        # The intervals are Newcombe's for each pair alone while the verdict (here, and the Overview's "lower" or
+        # "not clearly different") is the Benjamini–Hochberg adjusted Fisher p: an interval just clear of zero can
+        # come with an adjusted p above 0.05, so the words must not read the verdict off the interval.
         st.markdown(
-            "Differences between routes come first, with their 95 % intervals: an interval that crosses zero means "
-            "the data cannot tell the two routes apart. The p-values are adjusted for making several comparisons "
-            "(Benjamini–Hochberg)."
+            "Differences between routes come first, each with its 95 % interval for that pair alone (not adjusted "
+            "for making several comparisons). Whether two routes differ beyond chance is read from the p-value "
+            "adjusted for several comparisons (Benjamini–Hochberg): below 0.05 they differ; otherwise they are not "
+            "clearly different, even when the interval just clears zero."
         )
         ui.render_chart(figures.create_comparison_figure, pairwise, outcome, key="chart_comparison")
         # below the chart at full width: every pair visible, no inner scroll, no sideways scroll
         with st.container():
             points = {c: figures.floats(pairwise[c]) * 100 for c in ("difference", "ci_low", "ci_high")}
-            table = pairwise.assign(pair=[f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
+            table = pairwise.assign(pair=[colors.route_pair_label(a, b)
                                           for a, b in zip(pairwise["route_a"], pairwise["route_b"])], **points)
             ui.render_table(
                 table,
@@ -141,15 +145,16 @@ def render_comparison() -> None:
                  "p_adjusted": "p-value, adjusted"},
                 decimals={"difference": 1, "ci_low": 1, "ci_high": 1}, pvalues=("p_adjusted",),
             )
-            st.caption("Differences and their limits in percentage points (first route minus second); the p-value "
-                       "is adjusted for several comparisons (Benjamini–Hochberg).")
+            st.caption("Differences and their 95 % limits in percentage points (first route minus second); the "
+                       "limits are for each pair alone, the p-value is adjusted for several comparisons "
+                       "(Benjamini–Hochberg).")
             _p = ui.format_p(comparison.p_value)
             if _p:
                 st.caption(
                     f"All routes together: χ² = {comparison.chi2:.2f} with {comparison.dof} degrees of freedom, "
                     f"p {_p if _p.startswith('<') else '= ' + _p} (chi-square test of {outcome} across routes)."
                 )
-        hidden_pairs = [f"{colors.route_label(str(a))} vs {colors.route_label(str(b))}"
+        hidden_pairs = [colors.route_pair_label(a, b)
                         for a, b, d in zip(pairwise["route_a"], pairwise["route_b"], pairwise["difference"])
                         if pd.isna(d)]
         ui.render_disclosure_note(ctx, [f"comparisons {', '.join(hidden_pairs)}"] if hidden_pairs else [])
