@@ -127,6 +127,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from dashboard.data.sample import write_sample_export
+    from dashboard.reports import export
 
     if args.patients < 1:
         print("--patients must be at least 1", file=sys.stderr)
@@ -134,10 +135,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.seed < 0:
         print("--seed must be 0 or more", file=sys.stderr)
         return EXIT_USAGE
-    counts = write_sample_export(
-        Path(args.out), patients=args.patients, seed=args.seed, fmt=args.format,
-        progress=None if args.quiet else _progress,
-    )
+    out = Path(args.out)
+    counts: dict[str, int] = {}
+
+    def fill(folder: Path) -> None:
+        counts.update(write_sample_export(folder, patients=args.patients, seed=args.seed, fmt=args.format,
+                                          progress=None if args.quiet else _progress))
+        # marks the folder as this program's, so the next `sample` (or `export`) may replace it whole
+        export.mark_as_output(folder, kind="sample", patients=args.patients, seed=args.seed, format=args.format)
+
+    try:
+        # as `export`: a folder of someone's files (a clinic's real export) is never overwritten or emptied
+        export.check_output_folder(out, replace=args.replace, kind="sample export")
+        export.write_folder(out, fill, kind="sample export", again="run sample again")
+    except export.ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     print(f"Wrote a sample export to {args.out}: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
     return EXIT_OK
 
@@ -376,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_anonymize)
 
     p = sub.add_parser("sample", help="write a realistic, deterministic sample export")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the export to")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write (created, or replaced whole if it holds a previous sample or export)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace DIR even if it holds files that are not a previous sample or export")
     p.add_argument("--patients", type=int, default=store.SAMPLE_PATIENTS, metavar="N")
     p.add_argument("--seed", type=int, default=store.SAMPLE_SEED, metavar="S")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")

@@ -1,0 +1,74 @@
+"""The command line's own guards: what each command refuses to write over, empty paths, and messages instead
+of tracebacks (the import's refusals are in test_ingest_cli.py, failures of disks and rights in test_failures.py).
+
+Each refusal is checked for its exact message, its exit code and for leaving the file system as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dashboard import cli
+from dashboard.data import spec
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones too), relative name -> bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- sample --out ---------------------------------------------------------------------------------------------
+
+
+def test_sample_refuses_a_folder_holding_a_clinics_export(tmp_path, capsys):
+    real = tmp_path / "realexport"
+    real.mkdir()
+    (real / "patients.csv").write_text("patient_id,site\nA1,S1\n")
+    before = _tree(tmp_path)
+    assert cli.main(["sample", "--out", str(real), "--patients", "5", "--quiet"]) == cli.EXIT_REFUSED
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"error: {real} already holds other files (it is not a previous sample export). Choose a new "
+                   "or empty folder, or add --replace to replace that folder and everything in it.\n")
+    assert _tree(tmp_path) == before  # nothing written, nothing deleted, no temporary folder
+
+
+def test_sample_in_parquet_does_not_delete_a_folder_of_csv_tables(tmp_path, capsys):
+    csvs = tmp_path / "csvs"
+    csvs.mkdir()
+    for table in spec.TABLES:
+        (csvs / f"{table}.csv").write_text("the clinic's rows\n")
+    before = _tree(tmp_path)
+    assert cli.main(["sample", "--out", str(csvs), "--patients", "5", "--format", "parquet", "--quiet"]) == \
+        cli.EXIT_REFUSED
+    assert "already holds other files" in capsys.readouterr().err
+    assert _tree(tmp_path) == before
+
+
+def test_sample_refuses_a_file_at_out(tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    assert cli.main(["sample", "--out", str(a_file), "--patients", "5", "--quiet"]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == f"error: {a_file} is a file, not a folder: choose a folder name for the sample export.\n"
+    assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_sample_replaces_its_own_previous_sample_whole_and_other_folders_with_replace(tmp_path, capsys):
+    out = tmp_path / "sample"
+    assert cli.main(["sample", "--out", str(out), "--patients", "5", "--quiet"]) == cli.EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"{t}.csv" for t in spec.TABLES), "provenance.json"])
+    # a previous sample is this program's own output: replaced whole, no stale CSV beside the Parquet files
+    assert cli.main(["sample", "--out", str(out), "--patients", "5", "--format", "parquet", "--quiet"]) == cli.EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"{t}.parquet" for t in spec.TABLES), "provenance.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sample"]  # no temporary folder left
+    # told to, it replaces a folder of other files
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    assert cli.main(["sample", "--out", str(other), "--patients", "5", "--quiet", "--replace"]) == cli.EXIT_OK
+    assert "notes.txt" not in {p.name for p in other.iterdir()}
+    capsys.readouterr()
+    # the marker file does not disturb the import
+    assert cli.main(["import", str(out), "--db", str(tmp_path / "db.duckdb"), "--quiet"]) == cli.EXIT_OK
