@@ -429,9 +429,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def empty_path_flag(args: argparse.Namespace) -> str | None:
+    """The message for a path flag given as an empty string (`--out ""`), else None.
+
+    An empty path is the current folder to pathlib (Path("") is "."): `sample --out ""` wrote into it,
+    `report --out ""` and `import --db ""` failed with a traceback. It is never what was meant."""
+    for dest, flag in (("db", "--db"), ("out", "--out"), ("key", "--key"), ("access_file", "--access-file")):
+        value = getattr(args, dest, None)
+        if value is None or value.strip():
+            continue
+        what = {
+            "db": "the database file, such as clinic.duckdb",
+            "out": "the PDF file to write, such as report.pdf" if args.command == "report"
+            else "a new or empty folder to write to, such as ./export",
+            "key": "the clinic's key file, such as ~/clinic.key",
+            "access_file": "the access file, such as access.csv",
+        }[dest]
+        return f"error: {flag} is empty: give {what}."
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    problem = empty_path_flag(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     try:
         return args.func(args)
     except store.InstallationError as exc:

@@ -72,3 +72,30 @@ def test_sample_replaces_its_own_previous_sample_whole_and_other_folders_with_re
     capsys.readouterr()
     # the marker file does not disturb the import
     assert cli.main(["import", str(out), "--db", str(tmp_path / "db.duckdb"), "--quiet"]) == cli.EXIT_OK
+
+
+# --- empty paths ----------------------------------------------------------------------------------------------
+
+FOLDER = "a new or empty folder to write to, such as ./export"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "--out", ""], f"--out is empty: give {FOLDER}."),
+    (["export", "--db", "db.duckdb", "--out", ""], f"--out is empty: give {FOLDER}."),
+    (["export", "--db", "", "--out", "o"], "--db is empty: give the database file, such as clinic.duckdb."),
+    (["report", "--db", "db.duckdb", "--out", ""], "--out is empty: give the PDF file to write, such as report.pdf."),
+    (["import", "export", "--db", ""], "--db is empty: give the database file, such as clinic.duckdb."),
+    (["serve", "--db", ""], "--db is empty: give the database file, such as clinic.duckdb."),
+    (["serve", "--access-file", " "], "--access-file is empty: give the access file, such as access.csv."),
+    (["anonymize", "records", "--mapping", "generic", "--key", "k.key", "--out", ""], f"--out is empty: give {FOLDER}."),
+    (["anonymize", "records", "--mapping", "generic", "--key", "", "--out", "o"],
+     "--key is empty: give the clinic's key file, such as ~/clinic.key."),
+])
+def test_an_empty_path_is_refused_before_anything_is_read_or_written(tmp_path, monkeypatch, capsys, args, message):
+    # an empty path is the current folder to pathlib: `sample --out ""` wrote 5,000 patients into it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("keep me")
+    assert cli.main(args) == cli.EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: {message}\n")
+    assert _tree(tmp_path) == {"keep.txt": b"keep me"}
