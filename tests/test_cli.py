@@ -6,12 +6,22 @@ Each refusal is checked for its exact message, its exit code and for leaving the
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
 from dashboard import cli
-from dashboard.data import spec
+from dashboard.data import ingest, spec
+from dashboard.reports import report
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory, sample_export) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "db.duckdb"
+    ingest.import_export(sample_export, path)
+    return path
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -99,3 +109,39 @@ def test_an_empty_path_is_refused_before_anything_is_read_or_written(tmp_path, m
     out, err = capsys.readouterr()
     assert (out, err) == ("", f"error: {message}\n")
     assert _tree(tmp_path) == {"keep.txt": b"keep me"}
+
+
+# --- report --out ---------------------------------------------------------------------------------------------
+
+
+def test_report_into_an_existing_folder_is_refused_and_leaves_no_temporary_file(tmp_path, db, capsys):
+    folder = tmp_path / "s1"
+    folder.mkdir()
+    assert cli.main(["report", "--db", str(db), "--out", str(folder), "--min-cell", "0"]) == cli.EXIT_REFUSED
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: {folder} is a folder: give the report's file name, such as {folder / 'report.pdf'}.\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s1"] and not any(folder.iterdir())
+
+
+def test_report_under_a_file_is_refused(tmp_path, db, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    assert cli.main(["report", "--db", str(db), "--out", str(a_file / "r.pdf")]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == f"error: {a_file} is a file, not a folder: give the report a path inside a folder.\n"
+    assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_report_that_cannot_be_written_says_so_and_leaves_no_temporary_file(tmp_path, db, capsys, monkeypatch):
+    monkeypatch.setattr(report, "require_parts", lambda: None)
+    monkeypatch.setattr(report, "report_pdf_bytes", lambda con, s: b"%PDF-1.7 a stand-in")  # the writing is tested
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src), None, str(dst))
+
+    monkeypatch.setattr(report.os, "replace", full_disk)
+    target = tmp_path / "r.pdf"
+    assert cli.main(["report", "--db", str(db), "--out", str(target), "--min-cell", "0"]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == (
+        f"error: cannot write the report: {target}: the disk is full. {target} was left as it was; choose a file name "
+        "in a folder you can write to, then run report again.\n")
+    assert list(tmp_path.iterdir()) == []

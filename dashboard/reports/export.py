@@ -371,14 +371,15 @@ def mark_as_output(folder: Path, **details: Any) -> None:
     (folder / PROVENANCE_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _os_problem(exc: OSError, path: Path) -> str:
+def os_problem(exc: OSError, path: Path) -> str:
+    """`path: reason` in plain words for an OSError met writing an output (permission denied, disk full…)."""
     import errno
 
     reasons = {
         errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the file system is read-only",
         errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EEXIST: "it already exists",
-        errno.ENAMETOOLONG: "the name is too long",
+        errno.ENAMETOOLONG: "the name is too long", errno.EISDIR: "it is a folder",
     }
     return f"{path}: {reasons.get(exc.errno, exc.strerror or str(exc))}"
 
@@ -396,7 +397,7 @@ def check_output_folder(out: Path, *, replace: bool, kind: str = "export") -> No
                 "or add --replace to replace that folder and everything in it."
             )
     except PermissionError as exc:
-        raise ExportError(f"cannot write the {kind}: {_os_problem(exc, out)}. Choose a folder you can write to.") from None
+        raise ExportError(f"cannot write the {kind}: {os_problem(exc, out)}. Choose a folder you can write to.") from None
 
 
 def write_folder(out: Path, fill: Callable[[Path], None], *, kind: str = "export", again: str = "export again") -> None:
@@ -432,7 +433,7 @@ def write_folder(out: Path, fill: Callable[[Path], None], *, kind: str = "export
     except OSError as exc:
         where = Path(exc.filename) if getattr(exc, "filename", None) else out
         raise ExportError(
-            f"cannot write the {kind}: {_os_problem(exc, where)}. {out} was left as it was; free space or choose "
+            f"cannot write the {kind}: {os_problem(exc, where)}. {out} was left as it was; free space or choose "
             f"a folder you can write to, then {again}."
         ) from None
     finally:
