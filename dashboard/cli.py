@@ -45,6 +45,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     from dashboard.data.ingest import ImportRefused, import_export
     from dashboard.reports import audit
 
+    folder = Path(args.db).parent
+    if not folder.is_dir():  # never made silently: a mistyped path would hide the database somewhere new
+        print(f"error: {folder} is a file, not a folder: choose another --db." if folder.exists() else
+              f"error: the folder {folder} does not exist: create it first or choose another --db.", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         # an import that could not be recorded must not happen: check the log before changing anything
         audit.check_writable(audit.audit_path(Path(args.db)))
