@@ -116,15 +116,28 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     except an.KeyFileError as exc:
         print(f"error: {exc}. Nothing was written.", file=sys.stderr)
         return EXIT_REFUSED
-    if created:
-        print(f"Created the key file {key_path} (readable by you only). Keep it safe and private: the same key "
-              "gives the same pseudonyms next time.", file=sys.stderr)
+    done = False
     try:
         report = an.anonymize(records, mapping, key, out, year_only=args.year_only,
                               progress=None if args.quiet else _progress)
+        done = True
     except an.AnonymizeRefused as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_REFUSED
+    except OSError as exc:  # the output's folder cannot be made or written (a file in its path, no permission)
+        from dashboard.reports.export import os_problem
+
+        where = Path(exc.filename) if getattr(exc, "filename", None) else out
+        print(f"error: cannot write the anonymized export: {os_problem(exc, where)}. Choose a folder you can "
+              "write to, then run anonymize again.", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        if created and not done:
+            # a refused run writes nothing, the new key included (the message says so); the next run makes one
+            key_path.unlink(missing_ok=True)
+    if created:
+        print(f"Created the key file {key_path} (readable by you only). Keep it safe and private: the same key "
+              "gives the same pseudonyms next time.", file=sys.stderr)
     print(report.describe())
     print(f"Wrote the anonymized export to {out}. Import it with: ketamine-outcomes import {out} --db PATH")
     return EXIT_OK

@@ -381,6 +381,8 @@ def os_problem(exc: OSError, path: Path) -> str:
         errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EEXIST: "it already exists",
         errno.ENAMETOOLONG: "the name is too long", errno.EISDIR: "it is a folder",
     }
+    if exc.errno == errno.EEXIST and path.exists() and not path.is_dir():  # a folder of the path is a file
+        return f"{path}: it is a file, not a folder"
     return f"{path}: {reasons.get(exc.errno, exc.strerror or str(exc))}"
 
 
