@@ -45,6 +45,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     from dashboard.data.ingest import ImportRefused, import_export
     from dashboard.reports import audit
 
+    folder = Path(args.db).parent
+    if not folder.is_dir():  # never made silently: a mistyped path would hide the database somewhere new
+        print(f"error: {folder} is a file, not a folder: choose another --db." if folder.exists() else
+              f"error: the folder {folder} does not exist: create it first or choose another --db.", file=sys.stderr)
+        return EXIT_REFUSED
     try:
         # an import that could not be recorded must not happen: check the log before changing anything
         audit.check_writable(audit.audit_path(Path(args.db)))
@@ -111,15 +116,28 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     except an.KeyFileError as exc:
         print(f"error: {exc}. Nothing was written.", file=sys.stderr)
         return EXIT_REFUSED
-    if created:
-        print(f"Created the key file {key_path} (readable by you only). Keep it safe and private: the same key "
-              "gives the same pseudonyms next time.", file=sys.stderr)
+    done = False
     try:
         report = an.anonymize(records, mapping, key, out, year_only=args.year_only,
                               progress=None if args.quiet else _progress)
+        done = True
     except an.AnonymizeRefused as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_REFUSED
+    except OSError as exc:  # the output's folder cannot be made or written (a file in its path, no permission)
+        from dashboard.reports.export import os_problem
+
+        where = Path(exc.filename) if getattr(exc, "filename", None) else out
+        print(f"error: cannot write the anonymized export: {os_problem(exc, where)}. Choose a folder you can "
+              "write to, then run anonymize again.", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        if created and not done:
+            # a refused run writes nothing, the new key included (the message says so); the next run makes one
+            key_path.unlink(missing_ok=True)
+    if created:
+        print(f"Created the key file {key_path} (readable by you only). Keep it safe and private: the same key "
+              "gives the same pseudonyms next time.", file=sys.stderr)
     print(report.describe())
     print(f"Wrote the anonymized export to {out}. Import it with: ketamine-outcomes import {out} --db PATH")
     return EXIT_OK
@@ -127,6 +145,7 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from dashboard.data.sample import write_sample_export
+    from dashboard.reports import export
 
     if args.patients < 1:
         print("--patients must be at least 1", file=sys.stderr)
@@ -134,10 +153,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.seed < 0:
         print("--seed must be 0 or more", file=sys.stderr)
         return EXIT_USAGE
-    counts = write_sample_export(
-        Path(args.out), patients=args.patients, seed=args.seed, fmt=args.format,
-        progress=None if args.quiet else _progress,
-    )
+    out = Path(args.out)
+    counts: dict[str, int] = {}
+
+    def fill(folder: Path) -> None:
+        counts.update(write_sample_export(folder, patients=args.patients, seed=args.seed, fmt=args.format,
+                                          progress=None if args.quiet else _progress))
+        # marks the folder as this program's, so the next `sample` (or `export`) may replace it whole
+        export.mark_as_output(folder, kind="sample", patients=args.patients, seed=args.seed, format=args.format)
+
+    try:
+        # as `export`: a folder of someone's files (a clinic's real export) is never overwritten or emptied
+        export.check_output_folder(out, replace=args.replace, kind="sample export")
+        export.write_folder(out, fill, kind="sample export", again="run sample again")
+    except export.ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     print(f"Wrote a sample export to {args.out}: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
     return EXIT_OK
 
@@ -376,7 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_anonymize)
 
     p = sub.add_parser("sample", help="write a realistic, deterministic sample export")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the export to")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder to write (created, or replaced whole if it holds a previous sample or export)")
+    p.add_argument("--replace", action="store_true",
+                   help="replace DIR even if it holds files that are not a previous sample or export")
     p.add_argument("--patients", type=int, default=store.SAMPLE_PATIENTS, metavar="N")
     p.add_argument("--seed", type=int, default=store.SAMPLE_SEED, metavar="S")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
@@ -413,9 +447,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def empty_path_flag(args: argparse.Namespace) -> str | None:
+    """The message for a path flag given as an empty string (`--out ""`), else None.
+
+    An empty path is the current folder to pathlib (Path("") is "."): `sample --out ""` wrote into it,
+    `report --out ""` and `import --db ""` failed with a traceback. It is never what was meant."""
+    for dest, flag in (("db", "--db"), ("out", "--out"), ("key", "--key"), ("access_file", "--access-file")):
+        value = getattr(args, dest, None)
+        if value is None or value.strip():
+            continue
+        what = {
+            "db": "the database file, such as clinic.duckdb",
+            "out": "the PDF file to write, such as report.pdf" if args.command == "report"
+            else "a new or empty folder to write to, such as ./export",
+            "key": "the clinic's key file, such as ~/clinic.key",
+            "access_file": "the access file, such as access.csv",
+        }[dest]
+        return f"error: {flag} is empty: give {what}."
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    problem = empty_path_flag(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     try:
         return args.func(args)
     except store.InstallationError as exc:

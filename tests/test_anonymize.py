@@ -474,6 +474,7 @@ def test_cli_refusals_exit_non_zero_without_traceback(tmp_path, capsys):
     assert cli.main(args) == cli.EXIT_REFUSED
     err = capsys.readouterr().err
     assert "Anonymization refused: 1 problem. Nothing was written." in err and "Traceback" not in err
+    assert not key.exists()  # nothing written: not even the key this run would have created
     assert cli.main([*args[:3], "missing.toml", *args[4:]]) == cli.EXIT_REFUSED
     assert "no such mapping file" in capsys.readouterr().err
     assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(tmp_path / "o" / "k.key"),
@@ -481,6 +482,32 @@ def test_cli_refusals_exit_non_zero_without_traceback(tmp_path, capsys):
     assert "must not be inside the output folder" in capsys.readouterr().err
     assert cli.main(["anonymize", str(rec), "--mapping", "generic"]) == cli.EXIT_USAGE
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_refused_for_another_key_or_an_unwritable_output_creates_no_key(tmp_path, capsys):
+    rec = hand_records(tmp_path / "rec")
+    out = tmp_path / "out"
+    first = tmp_path / "first.key"
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(first), "--out", str(out),
+                     "--quiet"]) == cli.EXIT_OK
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    other = tmp_path / "other.key"
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(other), "--out", str(out),
+                     "--quiet"]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == (
+        "Anonymization refused: 1 problem. Nothing was written.\n"
+        f"  {out}: this output was written with another key, so the pseudonyms would not line up with it: give "
+        "the key used before, or a new folder\n")
+    assert not other.exists() and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(other), "--out",
+                     str(a_file / "out"), "--quiet"]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == (
+        f"error: cannot write the anonymized export: {a_file}: it is a file, not a folder. Choose a folder you can "
+        "write to, then run anonymize again.\n")
+    assert not other.exists() and a_file.read_text() == "x"
 
 
 def test_cli_init_writes_a_skeleton_that_anonymizes_the_example(tmp_path, capsys):

@@ -92,6 +92,17 @@ def test_a_missing_log_is_empty_and_an_unwritable_one_raises(tmp_path):
         audit.make_entry(person=DIRECTOR, action="peek")
 
 
+
+def test_checking_the_log_is_writable_leaves_nothing_behind(tmp_path):
+    # a command refused after the check (an import of a bad export) must not leave an empty log or folders
+    audit.check_writable(tmp_path / "new" / "deeper" / "log.jsonl")
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "log.jsonl"
+    existing.write_text('{"action": "view"}\n')
+    audit.check_writable(existing)
+    assert existing.read_text() == '{"action": "view"}\n'
+
+
 def test_the_command_line_records_imports_and_exports_and_the_log_survives_imports(sample_export, tmp_path,
                                                                                    monkeypatch):
     monkeypatch.delenv(audit.AUDIT_ENV, raising=False)

@@ -151,3 +151,34 @@ def test_cli_import_report_lists_what_was_tolerated(tmp_path, capsys):
         "Tolerated in sessions.csv: ignored 1,247 empty lines (nothing but delimiters or spaces: rows deleted in a "
         "spreadsheet).",
     ]
+
+
+def test_cli_import_into_a_missing_folder_is_refused_and_creates_none(tmp_path, capsys):
+    export = write_export(tmp_path / "e", tables())
+    target = tmp_path / "nowhere" / "deeper" / "db.duckdb"
+    assert cli.main(["import", str(export), "--db", str(target), "--quiet"]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == (
+        f"error: the folder {target.parent} does not exist: create it first or choose another --db.\n")
+    assert not (tmp_path / "nowhere").exists()
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["import", str(export), "--db", str(tmp_path / "afile" / "db.duckdb"), "--quiet"]) == \
+        cli.EXIT_REFUSED
+    assert capsys.readouterr().err == f"error: {tmp_path / 'afile'} is a file, not a folder: choose another --db.\n"
+
+
+def test_a_refused_import_leaves_no_audit_log(tmp_path, capsys, monkeypatch):
+    from dashboard.reports import audit
+
+    monkeypatch.delenv(audit.AUDIT_ENV, raising=False)  # the log beside the database
+    export = write_export(tmp_path / "e", tables())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    assert cli.main(["import", str(export), "--db", str(notes), "--quiet"]) == cli.EXIT_REFUSED
+    assert "this file is not a DuckDB database" in capsys.readouterr().err
+    bad = write_export(tmp_path / "bad", tables(sessions={0: {"route": "IO"}}))
+    assert cli.main(["import", str(bad), "--db", str(tmp_path / "new.duckdb"), "--quiet"]) == cli.EXIT_REFUSED
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "e", "notes.txt"]  # no notes.audit.jsonl, no new.*
+    assert notes.read_text() == "my notes"
+    # an import that happens is recorded as before
+    assert cli.main(["import", str(export), "--db", str(tmp_path / "new.duckdb"), "--quiet"]) == cli.EXIT_OK
+    assert len(audit.read_log(tmp_path / "new.audit.jsonl")) == 1

@@ -78,14 +78,31 @@ def make_entry(*, person: Any, action: str, page: str = "", query: str = "", fil
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
-    """Raise AuditError unless an entry could be appended to `path` now (without writing one)."""
+    """Raise AuditError unless an entry could be appended to `path` now (without writing one).
+
+    Leaves nothing new behind: a log file or folders created to find out are removed again, so a command
+    refused after this check (an import of a bad export) leaves no empty log beside the database."""
     path = Path(path)
+    created: list[Path] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        for folder in reversed([path.parent, *path.parent.parents]):
+            if not folder.exists():
+                folder.mkdir()
+                created.append(folder)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o640)
+            created.append(path)
         os.close(fd)
     except OSError as exc:
         raise AuditError(_cannot_write(path, exc)) from None
+    finally:
+        for made in reversed(created):
+            try:
+                made.unlink() if made == path else made.rmdir()
+            except OSError:  # gone already, or something was put in it meanwhile: not ours to remove
+                pass
 
 
 def _cannot_write(path: Path, exc: OSError) -> str:

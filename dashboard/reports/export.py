@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 import numpy as np
@@ -349,8 +349,8 @@ def check_known_values(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
 
 
 def is_previous_export(folder: Path) -> bool:
-    """True when `folder` holds only what an export writes: provenance.json naming ketamine-outcomes and the
-    files it lists (so replacing it loses nothing else)."""
+    """True when `folder` holds only what an export (or `sample`) writes: provenance.json naming
+    ketamine-outcomes and the files it lists (so replacing it loses nothing else)."""
     try:
         meta = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
         names = {p.name for p in folder.iterdir()}
@@ -362,16 +362,87 @@ def is_previous_export(folder: Path) -> bool:
     return names <= listed
 
 
-def _os_problem(exc: OSError, path: Path) -> str:
+def mark_as_output(folder: Path, **details: Any) -> None:
+    """Write provenance.json into `folder` naming ketamine-outcomes, `details` and the files the folder holds,
+    so `is_previous_export` knows it for a folder this program wrote (the sample export; the summaries write
+    their own, fuller provenance.json)."""
+    files = sorted(p.name for p in folder.iterdir() if p.name != PROVENANCE_FILE)
+    meta = {"program": "ketamine-outcomes", "version": __version__, **details, "files": files}
+    (folder / PROVENANCE_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def os_problem(exc: OSError, path: Path) -> str:
+    """`path: reason` in plain words for an OSError met writing an output (permission denied, disk full…)."""
     import errno
 
     reasons = {
         errno.EACCES: "permission denied", errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full",
         errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the file system is read-only",
         errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EEXIST: "it already exists",
-        errno.ENAMETOOLONG: "the name is too long",
+        errno.ENAMETOOLONG: "the name is too long", errno.EISDIR: "it is a folder",
     }
+    if exc.errno == errno.EEXIST and path.exists() and not path.is_dir():  # a folder of the path is a file
+        return f"{path}: it is a file, not a folder"
     return f"{path}: {reasons.get(exc.errno, exc.strerror or str(exc))}"
+
+
+def check_output_folder(out: Path, *, replace: bool, kind: str = "export") -> None:
+    """Raise ExportError unless `out` may become the output folder: new, empty, a previous output of this
+    program (`is_previous_export`), or anything when `replace` is true; a file at `out` is always refused.
+    `kind` names the output in the messages ("export", "sample export"). Writes nothing."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise ExportError(f"{out} is a file, not a folder: choose a folder name for the {kind}.")
+        if out.is_dir() and any(out.iterdir()) and not replace and not is_previous_export(out):
+            raise ExportError(
+                f"{out} already holds other files (it is not a previous {kind}). Choose a new or empty folder, "
+                "or add --replace to replace that folder and everything in it."
+            )
+    except PermissionError as exc:
+        raise ExportError(f"cannot write the {kind}: {os_problem(exc, out)}. Choose a folder you can write to.") from None
+
+
+def write_folder(out: Path, fill: Callable[[Path], None], *, kind: str = "export", again: str = "export again") -> None:
+    """Make the folder `out` with `fill(folder)`, all or nothing; raises ExportError when it cannot be written.
+
+    `fill` writes into a new folder beside `out`, which is swapped in only when it returns, so a failure
+    (full disk, interrupted run, an error in `fill`) leaves `out` as it was and no temporary files behind.
+    Call `check_output_folder` first: an existing `out` is replaced whole. `kind` and `again` word the
+    message ("cannot write the export ... then export again")."""
+    import shutil
+    import tempfile
+
+    parent = out.parent if str(out.parent) else Path(".")
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
+            os.rmdir(old)
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)  # put the previous output back
+                old = None
+            raise
+        tmp = None
+    except OSError as exc:
+        where = Path(exc.filename) if getattr(exc, "filename", None) else out
+        raise ExportError(
+            f"cannot write the {kind}: {os_problem(exc, where)}. {out} was left as it was; free space or choose "
+            f"a folder you can write to, then {again}."
+        ) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], s: Settings, *,
@@ -379,10 +450,10 @@ def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[
     """Write the summary CSVs and provenance.json as the folder out_dir, all or nothing; raises store.StoreError
     (ExportError for the output side).
 
-    The files are written into a new folder beside out_dir and swapped in only when all are written, so a
-    failure (full disk, interrupted run) leaves out_dir as it was and no temporary files behind. An existing
-    out_dir is replaced only when it is empty or a previous export (`is_previous_export`), or `replace` is
-    true; a file at out_dir is refused."""
+    The files are written into a new folder beside out_dir and swapped in only when all are written
+    (`write_folder`), so a failure (full disk, interrupted run) leaves out_dir as it was and no temporary
+    files behind. An existing out_dir is replaced only when it is empty or a previous export
+    (`is_previous_export`), or `replace` is true; a file at out_dir is refused (`check_output_folder`)."""
     con = store.open_database(db_path, read_only=True)
     try:
         require_derived_tables(con, db_path)
@@ -393,52 +464,14 @@ def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[
     finally:
         con.close()
     out = Path(out_dir)
-    try:
-        if out.exists() and not out.is_dir():
-            raise ExportError(f"{out} is a file, not a folder: choose a folder name for the export.")
-        if out.is_dir() and any(out.iterdir()) and not replace and not is_previous_export(out):
-            raise ExportError(
-                f"{out} already holds other files (it is not a previous export). Choose a new or empty folder, "
-                "or add --replace to replace that folder and everything in it."
-            )
-    except PermissionError as exc:
-        raise ExportError(f"cannot write the export: {_os_problem(exc, out)}. Choose a folder you can write to.") from None
-    import shutil
-    import tempfile
+    check_output_folder(out, replace=replace)
 
-    parent = out.parent if str(out.parent) else Path(".")
-    tmp: Path | None = None
-    old: Path | None = None
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
+    def fill(folder: Path) -> None:
         for name, data in files.items():
-            with open(tmp / name, "wb") as fh:
+            with open(folder / name, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.rmdir(old)
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if old is not None:
-                os.replace(old, out)  # put the previous export back
-                old = None
-            raise
-        tmp = None
-    except OSError as exc:
-        where = Path(exc.filename) if getattr(exc, "filename", None) else out
-        raise ExportError(
-            f"cannot write the export: {_os_problem(exc, where)}. {out} was left as it was; free space or choose "
-            "a folder you can write to, then export again."
-        ) from None
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+
+    write_folder(out, fill)
     return [out / name for name in files]

@@ -59,6 +59,10 @@ class ReportUnavailable(RuntimeError):
     """A system part the PDF needs is missing; the message says exactly what to install."""
 
 
+class ReportNotWritten(store.StoreError):
+    """The PDF cannot be written where asked (a folder there, no permission, disk full); says what to do."""
+
+
 class EmptyCohort(ValueError):
     """No patient, or fewer than the minimum cell, matches the filters: a report would show nothing."""
 
@@ -943,8 +947,15 @@ def report_pdf_bytes(con: duckdb.DuckDBPyConnection, settings: Settings, *, keep
 def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s: Settings) -> Path:
     """Write the PDF report for a database and settings to `out` (through a temporary name).
 
-    Raises store.StoreError (database missing, damaged or too old), EmptyCohort, or ReportUnavailable (system part
-    missing)."""
+    Raises store.StoreError (database missing, damaged or too old; ReportNotWritten when `out` is a folder or
+    cannot be written, leaving `out` as it was and no temporary file), EmptyCohort, or ReportUnavailable
+    (system part missing)."""
+    path = Path(out)
+    if path.is_dir():  # said before the PDF is built (seconds), not after
+        raise ReportNotWritten(f"{path} is a folder: give the report's file name, such as {path / 'report.pdf'}.")
+    above = next((folder for folder in path.parents if folder.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ReportNotWritten(f"{above} is a file, not a folder: give the report a path inside a folder.")
     require_parts()
     con = store.open_database(db_path, read_only=True)
     try:
@@ -955,9 +966,18 @@ def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s
         raise store.read_error(exc, db_path) from None
     finally:
         con.close()
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(pdf)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(pdf)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # the folder refuses that too: then it held no temporary file either
+            pass
+        where = Path(exc.filename) if getattr(exc, "filename", None) and exc.filename != str(tmp) else path
+        raise ReportNotWritten(
+            f"cannot write the report: {export.os_problem(exc, where)}. {path} was left as it was; choose a "
+            "file name in a folder you can write to, then run report again.") from None
     return path
