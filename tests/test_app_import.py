@@ -89,7 +89,7 @@ def test_problems_are_listed_and_nothing_is_imported(app, db, tmp_path):
     assert app.error[0].value.startswith("**1 problem found: nothing was imported.**")
     table = app.dataframe[0].value
     assert table.to_dict("records") == [{
-        "file": "patients.csv", "table": "patients", "line": 2, "column": "birth_date", "value": "",
+        "file": "patients.csv", "table": "patients", "line": "2", "column": "birth_date", "value": "",
         "problem": "this date could not be read: ambiguous date (day/month or month/day?): name the format in the mapping's [formats], "
                    'e.g. date = "%d/%m/%Y"'}]
     assert "03/04/1980" not in table.to_string()
@@ -160,3 +160,18 @@ def test_a_database_the_dashboard_cannot_show_can_be_replaced_on_the_import_page
     at.switch_page("views/overview.py").run()  # the dashboard shows the new data
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.title[0].value == "Overview"
+
+
+def test_a_ready_export_checked_as_records_says_which_choice_to_make(app, db, tmp_path):
+    export = store.example_export_dir()
+    uploader = app.file_uploader(key="import_files")
+    uploader.set_value([(p.name, p.read_bytes(), "text/csv") for p in sorted(export.glob("*.csv"))])
+    app.run()
+    button(app, "Check the files").click().run()
+    assert not app.exception
+    assert app.error[0].value.startswith("**1 problem found: nothing was imported.**")
+    table = app.dataframe[0].value
+    assert table.to_dict("records") == [{"file": "", "table": "", "line": "", "column": "", "value": "",
+                                         "problem": uploads.READY_EXPORT_HINT}]
+    assert [i.value for i in app.info if "pseudonym key" in i.value] == []  # no key made for nothing
+    assert patients(db) == 2000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import zipfile
 from pathlib import Path
@@ -77,3 +78,44 @@ def test_problems_table_and_csv_are_exact():
 def test_check_upload_refuses_an_unknown_kind():
     with pytest.raises(ValueError):
         uploads.check_upload([], kind="spreadsheet")
+
+
+def test_a_ready_export_uploaded_as_records_is_named_and_makes_no_key(tmp_path):
+    export = store.example_export_dir()
+    key = tmp_path / "new.key"
+    for files in ([(p.name, p.read_bytes()) for p in export.glob("*.csv")],
+                  [("export.zip", uploads.zip_folder_bytes(export))]):
+        check = uploads.check_upload(files, kind="records", key_path=key)
+        try:
+            assert [p.message for p in check.problems] == [uploads.READY_EXPORT_HINT]
+            assert check.key_created is None and not key.exists()
+        finally:
+            check.discard()
+    records = store.package_folder("dashboard.example_records")
+    assert not uploads.looks_like_export(records)
+
+
+def test_a_refused_records_check_leaves_no_new_key(tmp_path):
+    records = store.package_folder("dashboard.example_records")
+    files = {p.name: p.read_bytes() for p in records.glob("*.csv")}
+    # a record referring to nothing: the first session's record number changed to one no patient has
+    broken = dict(files)
+    sessions = next(n for n in files if n.lower().startswith("sessions"))
+    rows = files[sessions].decode("utf-8").splitlines(keepends=True)
+    header = next(csv.reader([rows[0]]))
+    first = next(csv.reader([rows[1]]))
+    first[header.index("record_number")] = "NO-SUCH-RECORD"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, first])
+    broken[sessions] = (out.getvalue() + "".join(rows[2:])).encode("utf-8")
+    key = tmp_path / "new.key"
+    check = uploads.check_upload(list(broken.items()), kind="records", key_path=key)
+    try:
+        assert check.problems and check.key_created is None and not key.exists()
+    finally:
+        check.discard()
+    check = uploads.check_upload(list(files.items()), kind="records", key_path=key)
+    try:
+        assert check.clean and check.key_created == key and key.exists()
+    finally:
+        check.discard()

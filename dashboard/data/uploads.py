@@ -139,6 +139,10 @@ def check_upload(
         result.problems = [Problem(tomls[0] if tomls else "generic", None, None, None, None, p) for p in exc.problems]
         return result
     say(f"Mapping: {tomls[0] if tomls else 'the generic layout'}")
+    if looks_like_export(source):
+        # the records' checks would only say that the mapping's columns (record numbers, dates) are missing
+        result.problems = [Problem(None, None, None, None, None, READY_EXPORT_HINT)]
+        return result
     if key_path is None:
         result.problems = [Problem(None, None, None, None, None, "no key file is configured for pseudonyms")]
         return result
@@ -147,19 +151,49 @@ def check_upload(
     except an.KeyFileError as exc:
         result.problems = [Problem(str(key_path), None, None, None, None, str(exc))]
         return result
-    if created:
-        result.key_created = key_path
-        say(f"Created the key file {key_path} (readable by its owner only)")
     if tomls:
         (source / tomls[0]).unlink()
     try:
         report = an.anonymize(source, mapping, key, work / "export", year_only=year_only, progress=say)
     except an.AnonymizeRefused as exc:
         result.problems = exc.problems
+        if created:  # a refused check keeps nothing, a new key included: the next check makes one
+            key_path.unlink(missing_ok=True)
         return result
+    if created:
+        result.key_created = key_path
+        say(f"Created the key file {key_path} (readable by its owner only)")
     result.export_dir = work / "export"
     result.report = report.describe()
     return result
+
+
+READY_EXPORT_HINT = ("These files look like a ready, anonymized export (a patients table with a patient_id column), "
+                     "not clinic records: choose “A ready, anonymized export” under “What are you uploading?” and "
+                     "check again.")
+
+
+def looks_like_export(folder: Path) -> bool:
+    """True when `folder` holds a patients table (CSV or Parquet) whose header has the export format's
+    `patient_id` column: a ready export uploaded as clinic records."""
+    for path in folder.iterdir():
+        if path.stem.lower() != "patients":
+            continue
+        try:
+            if path.suffix.lower() == ".csv":
+                with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+                    header = next(csv.reader(fh), [])
+            elif path.suffix.lower() == ".parquet":
+                import pyarrow.parquet as pq
+
+                header = pq.read_schema(path).names
+            else:
+                continue
+        except Exception:  # noqa: BLE001 - an unreadable file is the records' checks' to name
+            continue
+        if "patient_id" in (h.strip().lower() for h in header):
+            return True
+    return False
 
 
 def _more(exc: ImportRefused) -> list[Problem]:

@@ -6,6 +6,7 @@ this page (main.py leaves it out of the navigation otherwise, and the page check
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard.app import ui
@@ -51,7 +52,8 @@ if st.button("Check the files", type="primary", disabled=not files):
     with st.status("Checking the files…", expanded=True) as status:
         check = uploads.check_upload([(f.name, f.getvalue()) for f in files], kind=kind,
                                      key_path=ui.import_key_path(ctx.db_path), progress=status.write)
-        status.update(label="Checked: no problems" if check.clean else f"Checked: {len(check.problems):,} problems",
+        n = len(check.problems)
+        status.update(label="Checked: no problems" if check.clean else f"Checked: {n:,} problem{'s' if n != 1 else ''}",
                       state="complete" if check.clean else "error", expanded=False)
     st.session_state[CHECK_KEY] = check
 
@@ -64,8 +66,10 @@ if check is not None:
         n = len(check.problems)
         st.error(f"**{n:,} problem{'s' if n != 1 else ''} found: nothing was imported.** Fix them in your files "
                  "and check again.", icon=":material/error:")
-        st.dataframe(uploads.problems_frame(check.problems), hide_index=True, width="stretch",
-                     key="import_problems")
+        table = uploads.problems_frame(check.problems)
+        # a problem of a whole file has no line: an empty cell, not the grid's "None"
+        table["line"] = ["" if pd.isna(v) else f"{int(v):,}" for v in table["line"]]
+        st.dataframe(table, hide_index=True, width="stretch", key="import_problems")
         st.download_button("Download the problems (CSV)", data=uploads.problems_csv_bytes(check.problems),
                            file_name="import-problems.csv", mime="text/csv", on_click="ignore")
     else:
