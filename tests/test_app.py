@@ -870,6 +870,10 @@ def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
     captions = " ".join(c.value for c in at.caption)
     assert f"n = {int(resp['evaluable']):,}" in captions
     assert "95 % interval" in captions
+    # the data set's exact totals beside the protected cohort: why they may differ is said where they meet
+    dataset = next(m.value for m in at.markdown if "The whole data set holds 2,000 patients" in m.value)
+    assert dataset.endswith("These totals are exact; the counts on the pages are protected for privacy and may "
+                            "differ from them by a patient or two (*Privacy* under Data and definitions).")
 
 
 def test_production_settings_keep_tracebacks_and_raw_tables_in():

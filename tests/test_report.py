@@ -348,6 +348,9 @@ def test_definitions_one_text_for_page_and_report():
     assert ("95 % intervals (for each pair alone, not adjusted for making several comparisons)" in md
             and "Two routes differ beyond chance when the adjusted p-value is below 0.05; otherwise they are not "
                 "clearly different, even when the interval just clears zero." in md)
+    # what readers asked about: remission above response, and a cohort of 5,001 from 5,000 patients
+    assert "so a route's remission rate can be above its response rate" in md
+    assert "the cohort of the whole data set may read 5,001 where it holds 5,000" in md
     html = definitions.definitions_html(s)
     assert "<b>Endpoint.</b> The last follow-up score" in html
     assert "<i>Observed</i>: rates are among" in html and "**" not in html

@@ -1217,6 +1217,9 @@ def render_dataset(ctx: PageContext) -> None:
         text += (f"  \nThe whole data set holds {int(last['patients']):,} patients, {int(last['sessions']):,} "
                  f"sessions, {int(last['assessments']):,} questionnaires and {int(last['adverse_events']):,} "
                  "recorded side effects.")
+        if ctx.min_cell > 0:
+            text += (" These totals are exact; the counts on the pages are protected for privacy and may differ "
+                     "from them by a patient or two (*Privacy* under Data and definitions).")
     st.markdown(text)
 
 

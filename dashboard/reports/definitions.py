@@ -48,7 +48,9 @@ def definitions(s: Settings) -> list[tuple[str, str]]:
                      "after the patient's last induction session. A score taken a few hours after a dose measures "
                      "the acute effect of that dose and is never an endpoint."),
         ("Response", "Improvement of 50 % or more at the endpoint. **Remission.** An endpoint score of "
-                     f"{s.remission_words} or less on {instrument}."),
+                     f"{s.remission_words} or less on {instrument}. The two are measured differently: a patient "
+                     "who started with a low score can reach remission without improving by half, so a route's "
+                     "remission rate can be above its response rate."),
         ("Population", "*Observed*: rates are among eligible patients with an endpoint. *Intention to treat*: "
                        "among all eligible patients, and a missing endpoint counts as no response."),
         ("Interval", "Every rate has a 95 % Wilson interval: the range of true rates consistent with the data. "
@@ -78,7 +80,10 @@ def definitions(s: Settings) -> list[tuple[str, str]]:
         ("Baseline severity", severity),
         ("Privacy", f"With a minimum cell of k (now {s.min_cell}), no count from 1 to k − 1 is shown, nor any "
                     "rate, interval or median resting on fewer than k patients, nor anything that would let such "
-                    "a count be worked out from the totals. The downloads follow the same rule."),
+                    "a count be worked out from the totals. The downloads follow the same rule. Shown counts "
+                    "are also moved by a small amount fixed for each group of patients (by one or two, mostly; a "
+                    "zero stays zero), so that comparing filters cannot give a small count back: the cohort of "
+                    "the whole data set may read 5,001 where it holds 5,000."),
     ]
 
 
