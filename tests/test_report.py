@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 
 from dashboard import __version__, cli
+from dashboard.analysis import disclosure
+from dashboard.analysis.disclosure import protect
 from dashboard.analysis.settings import Settings
 from dashboard.charts import colors, figures
 from dashboard.data import spec
-from dashboard.reports import definitions, report
+from dashboard.reports import definitions, export, report
 
 SECTION_TITLES = ["Ketamine outcomes report", "Headline by route", "Response by route", "Time to relief",
                   "Side effects", "Maintenance", "Network benchmark", "Esketamine monitoring", "Definitions",
@@ -74,16 +76,19 @@ def interval(lo, hi, kind: str) -> str:
 
 
 class Expect:
-    """Cells as the report must print them: the value of the CSV, 'hidden' where the CSV is empty only
-    because of the minimum cell (the same file at minimum cell 0 has a value there)."""
+    """Cells as the report must print them: the value of the CSV, 'hidden' where the CSV is empty because of
+    the minimum cell: the same file at minimum cell 0 has a value there, or the rule hides the cell although it
+    is undefined (`why`: the cells `protect` lists as hidden, from the file at minimum cell 0)."""
 
-    def __init__(self, shown: pd.DataFrame, raw: pd.DataFrame | None):
-        self.shown, self.raw = shown, raw
+    def __init__(self, shown: pd.DataFrame, raw: pd.DataFrame | None, why: dict | None = None):
+        self.shown, self.raw, self.why = shown, raw, why or {}
 
     def cell(self, i: int, cols, fmt) -> str:
         cols = cols if isinstance(cols, tuple) else (cols,)
         if self.raw is not None and any(pd.isna(self.shown.at[i, c]) and not pd.isna(self.raw.at[i, c])
                                         for c in cols):
+            return "hidden"
+        if any(pd.isna(self.shown.at[i, c]) and i in self.why.get(c, {}) for c in cols):
             return "hidden"
         return fmt(*[self.shown.at[i, c] for c in cols])
 
@@ -102,7 +107,9 @@ def check_tables(pages: list[str], csv_dir, raw_dir=None) -> int:
     def load(name):
         shown = pd.read_csv(csv_dir / name, keep_default_na=False, na_values=[""])
         raw = pd.read_csv(raw_dir / name, keep_default_na=False, na_values=[""]) if raw_dir else None
-        return shown, Expect(shown, raw)
+        why = (protect(export.SUMMARY_RULES[name], raw, 11).attrs.get(disclosure.WHY_HIDDEN)
+               if raw is not None else None)
+        return shown, Expect(shown, raw, why)
 
     hidden = 0
     response, e = load("response_by_route.csv")
@@ -280,6 +287,27 @@ def test_hidden_is_told_apart_from_undefined():
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", html)
     assert cells == ["IV infusion", "30", "–", "IM injection", "hidden", "hidden",
                      "All routes", "34", "7.0"]
+
+
+def test_an_undefined_value_the_rule_hides_reads_hidden_not_undefined():
+    # IM's 5 patients never reached half relieved: its median is undefined, but the rule hides it (fewer than 11
+    # patients), and '–' ("not defined: the median was not reached") would tell that small group's finding
+    raw = pd.DataFrame([
+        {"route": "IV", "patients": 60, "events": 40, "censored": 20},
+        {"route": "IM", "patients": 5, "events": 1, "censored": 4},
+        {"route": "IN", "patients": 40, "events": 30, "censored": 10},
+        {"route": "ALL", "patients": 105, "events": 71, "censored": 34},
+    ])
+    raw["median_days"] = [7.0, np.nan, 9.0, 8.0]
+    for c in ("median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS)):
+        raw[c] = 0.5
+    shown = protect("time_to_relief", raw, 11)
+    mask = report.hidden_mask(raw, shown)
+    # (IN's median goes with its events, the cover for IM's one event)
+    assert mask["median_days"].tolist() == [False, True, True, False]
+    html = report.table_html(shown, [report.Column("route", "Route", "route"),
+                                     report.Column("median_days", "Median", "num")], hidden=mask)
+    assert re.findall(r"<td[^>]*>([^<]*)</td>", html)[2:4] == ["IM injection", "hidden"]
 
 
 def test_sections_in_reading_order():

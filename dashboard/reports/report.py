@@ -40,6 +40,7 @@ import pandas as pd
 
 from dashboard import __version__
 from dashboard.analysis import benchmark, metrics, rems
+from dashboard.analysis import disclosure
 from dashboard.analysis.disclosure import protect
 from dashboard.analysis.settings import Settings
 from dashboard.charts import colors, figures
@@ -235,13 +236,20 @@ class Section:
 
 
 def hidden_mask(raw: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
-    """True where disclosure control hid a value the metrics computed (shown empty, raw defined).
+    """True where disclosure control hid a value: every cell `protect` lists as hidden (its WHY_HIDDEN record),
+    and any other cell shown empty whose raw value is defined.
 
-    Both tables have the same rows and columns (protect() keeps them, except for the curve)."""
+    Both tables have the same rows and columns (protect() keeps them, except for the curve). A value the metrics
+    left undefined (a median never reached) is hidden too when its rule hides it: the page says "too few to
+    show" there, and '–' ("not defined") would tell a small group's finding."""
     mask = pd.DataFrame(False, index=shown.index, columns=shown.columns)
     for col in shown.columns:
         if col in raw.columns:
             mask[col] = shown[col].isna().to_numpy() & raw[col].reindex(shown.index).notna().to_numpy()
+    for col, cells in (shown.attrs.get(disclosure.WHY_HIDDEN) or {}).items():
+        if col in mask.columns:
+            rows = [label for label in cells if label in mask.index]
+            mask.loc[rows, col] = True
     return mask
 
 
