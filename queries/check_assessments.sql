@@ -13,13 +13,17 @@ SELECT r + $line0 AS line, "column", value, message FROM (
         WHEN patient_id IN (SELECT patient_id FROM staging.patients WHERE patient_id IS NOT NULL) THEN NULL
         ELSE coalesce(code_problem(patient_id, 64), 'unknown patient_id: not in patients') END AS message FROM a
     UNION ALL
-    SELECT r, 'day', day, coalesce(int_problem(day, -2147483648, 2147483647, true), CASE
-        WHEN int_value(day) > $max_day
+    -- a whole number beyond what is stored (±2147483647) is past a plausibility limit too: said as such
+    SELECT r, 'day', day, CASE
+        WHEN int_value(day) > $max_day OR (int_problem(day, -2147483648, 2147483647, true) LIKE 'out of range%'
+                                           AND NOT starts_with(ltrim(day), '-'))
             THEN 'implausible: more than ' || $max_day || ' days (about 27 years) after the first session, '
                  || 'the plausibility limit; check the value'
-        WHEN int_value(day) < $min_assessment_day
+        WHEN int_value(day) < $min_assessment_day OR (int_problem(day, -2147483648, 2147483647, true)
+                                                      LIKE 'out of range%' AND starts_with(ltrim(day), '-'))
             THEN 'implausible: more than ' || (-$min_assessment_day) || ' days before the first session, '
-                 || 'the plausibility limit for a screening or baseline questionnaire; check the value' END) FROM a
+                 || 'the plausibility limit for a screening or baseline questionnaire; check the value'
+        ELSE int_problem(day, -2147483648, 2147483647, true) END FROM a
     UNION ALL
     SELECT r, 'hours_post_dose', hours_post_dose, coalesce(float_problem(hours_post_dose), CASE
         WHEN NOT TRY_CAST(hours_post_dose AS DOUBLE) > 0 OR TRY_CAST(hours_post_dose AS DOUBLE) >= 24

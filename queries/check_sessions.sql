@@ -21,9 +21,13 @@ SELECT r + $line0 AS line, "column", value, message FROM (
         WHEN patient_id IN (SELECT patient_id FROM staging.patients WHERE patient_id IS NOT NULL) THEN NULL
         ELSE coalesce(code_problem(patient_id, 64), 'unknown patient_id: not in patients') END AS message FROM s
     UNION ALL
-    SELECT r, 'day', day, coalesce(int_problem(day, 0, 2147483647, true), CASE WHEN day_n > $max_day
-        THEN 'implausible: more than ' || $max_day || ' days (about 27 years) after the first session, '
-             || 'the plausibility limit; check the value' END) FROM s
+    -- a whole number beyond what is stored (2147483647) is past the plausibility limit too: said as such
+    SELECT r, 'day', day, CASE
+        WHEN day_n > $max_day OR (int_problem(day, 0, 2147483647, true) LIKE 'out of range%'
+                                  AND NOT starts_with(ltrim(day), '-'))
+            THEN 'implausible: more than ' || $max_day || ' days (about 27 years) after the first session, '
+                 || 'the plausibility limit; check the value'
+        ELSE int_problem(day, 0, 2147483647, true) END FROM s
     UNION ALL
     -- plausibility limit on sessions per patient, reported once at the line of the first session beyond it
     SELECT r, 'patient_id', patient_id, 'implausible: this patient has ' || n || ' sessions, more than the '

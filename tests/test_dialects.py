@@ -280,13 +280,19 @@ def test_questionnaire_at_an_absurd_day_is_refused_naming_the_limit(tmp_path):
     n = len((folder / "assessments.csv").read_text().splitlines())
     with (folder / "assessments.csv").open("a") as f:
         f.write(f"{patient},2147483647,,PCL5,30\n{patient},10000,,PCL5,30\n{patient},-365,,PCL5,30\n"
-                f"{patient},-366,,PCL5,30\n")
+                f"{patient},-366,,PCL5,30\n{patient},99999999999999999999,,PCL5,30\n"
+                f"{patient},-99999999999999999999,,PCL5,30\n")
     got = [(p.line, p.column, p.value, p.message) for p in refusal(folder, tmp_path).problems]
     assert got == [
         (n + 1, "day", "2147483647", "implausible: more than 10000 days (about 27 years) after the first session, "
          "the plausibility limit; check the value"),
         (n + 4, "day", "-366", "implausible: more than 365 days before the first session, the plausibility limit "
          "for a screening or baseline questionnaire; check the value"),
+        # beyond what a day is stored as: the same limit is named, not the storage's range
+        (n + 5, "day", "99999999999999999999", "implausible: more than 10000 days (about 27 years) after the "
+         "first session, the plausibility limit; check the value"),
+        (n + 6, "day", "-99999999999999999999", "implausible: more than 365 days before the first session, the "
+         "plausibility limit for a screening or baseline questionnaire; check the value"),
     ]
 
 
@@ -303,16 +309,20 @@ def test_session_day_and_sessions_per_patient_limits(tmp_path):
         extra.append(",".join(row))
     late = list(first)
     late[head.index("session_id")], late[head.index("day")] = "LATE", "10001"
+    huge = list(first)
+    huge[head.index("session_id")], huge[head.index("day")] = "HUGE", "99999999999999999999"
     own = sum(1 for line in lines[1:] if line.split(",")[1] == first[1])
-    (folder / "sessions.csv").write_text("\n".join(lines + extra + [",".join(late)]) + "\n")
+    (folder / "sessions.csv").write_text("\n".join(lines + extra + [",".join(late), ",".join(huge)]) + "\n")
     got = [(p.line, p.column, p.value, p.message) for p in refusal(folder, tmp_path).problems]
     # the 2,001st session of the patient, at its line; and the day beyond 10,000
     line_2001 = len(lines) + (2000 - own) + 1
     assert got == [
-        (line_2001, "patient_id", first[1], f"implausible: this patient has {own + 2001} sessions, more than the "
+        (line_2001, "patient_id", first[1], f"implausible: this patient has {own + 2002} sessions, more than the "
          "plausibility limit of 2000 per patient; check the export"),
         (len(lines) + 2001, "day", "10001", "implausible: more than 10000 days (about 27 years) after the first "
          "session, the plausibility limit; check the value"),
+        (len(lines) + 2002, "day", "99999999999999999999", "implausible: more than 10000 days (about 27 years) "
+         "after the first session, the plausibility limit; check the value"),
     ]
 
 

@@ -482,7 +482,8 @@ def test_pseudonyms_that_resemble_numbers_are_accepted(tmp_path, pseudonym):
     ("sessions", 0, "monitoring_minutes", "1441", "out of range: must be a whole number from 0 to 1440"),
     ("sessions", 0, "completed", "done", "not a boolean (true/false, 1/0 or yes/no)"),
     ("assessments", 0, "day", "-7.2", "not a whole number"),
-    ("assessments", 0, "day", "99999999999", "out of range: must be a whole number from -2147483648 to 2147483647"),
+    ("assessments", 0, "day", "99999999999", "implausible: more than 10000 days (about 27 years) after the first "
+     "session, the plausibility limit; check the value"),
     ("assessments", 2, "hours_post_dose", "24", "out of range: hours after dosing must be more than 0 and less than 24"),
     ("assessments", 2, "hours_post_dose", "0", "out of range: hours after dosing must be more than 0 and less than 24"),
     ("assessments", 2, "hours_post_dose", "four", "not a number"),

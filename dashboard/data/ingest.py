@@ -727,7 +727,7 @@ def _check(con: duckdb.DuckDBPyConnection, tables: dict[str, _Table], found: _Fo
             if n > MAX_PER_RULE and p.rule() not in found.more:
                 found.count_more(p.rule(), n - MAX_PER_RULE)
     n = len(found.problems) + sum(found.more.values()) - before
-    say(f"Checked every value ({time.monotonic() - t0:.1f} s): " + ("no problems" if not n else f"{n:,} problems"))
+    say(f"Checked every value ({time.monotonic() - t0:.1f} s): " + ("no problems" if not n else f"{n:,} problem{'s' if n != 1 else ''}"))
 
 
 def _better_message(column: str | None, value: str | None, message: str) -> str:
