@@ -247,6 +247,13 @@ def test_utf16_file_is_refused_naming_the_encoding(tmp_path):
                                    '(Excel\'s "Unicode Text"); save it as UTF-8 (in Excel: "CSV UTF-8")')
 
 
+def test_a_zero_byte_is_named_as_damage_at_its_line_not_as_utf16(tmp_path):
+    folder = copy_example(tmp_path)
+    rewrite(folder / "patients.csv", lambda d: d.replace(b"\n", b"\x00\n", 3).replace(b"\x00\n", b"\n", 2))
+    p = refusal(folder, tmp_path).problems[0]
+    assert (p.file, p.line, p.message) == ("patients.csv", 3, dialects.ZERO_BYTE)
+
+
 def test_unnamed_column_with_values_is_refused(tmp_path):
     folder = copy_example(tmp_path)
     rewrite(folder / "adverse_events.csv", lambda d: b"\n".join(

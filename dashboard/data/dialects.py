@@ -124,8 +124,9 @@ class CsvLayout:
     bom: bool = False
     line_endings: str = "LF"  # "LF", "CRLF", "CR" (old Excel for Mac) or "mixed"
     blank_lines: bool = False  # lines with nothing or only spaces (DuckDB would skip them, shifting line numbers)
-    problem: str | None = None  # why the file cannot be read at all (another encoding)
+    problem: str | None = None  # why the file cannot be read at all (another encoding, a zero byte)
     problem_value: str | None = None
+    problem_line: int | None = None  # where it was found, when that is known
 
     @property
     def rewrite(self) -> bool:
@@ -146,11 +147,24 @@ class CsvLayout:
         return out
 
 
+def looks_utf16(raw: bytes) -> bool:
+    """A byte-order mark of UTF-16, or text of which about every other byte is zero (UTF-16 without one): a
+    single zero byte in ordinary text is damage, not UTF-16."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    sample = raw[:4096]
+    return len(sample) >= 2 and sample.count(b"\x00") >= len(sample) // 4
+
+
 def guess_encoding(raw: bytes) -> str:
     """The encoding bytes that are not UTF-8 most likely are, in words for a message."""
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw[:4096]:
+    if looks_utf16(raw):
         return "UTF-16 (Excel's \"Unicode Text\")"
     return "Latin-1 (Windows-1252)"
+
+
+ZERO_BYTE = ("a zero byte (NUL) in the text: the file is damaged or not a CSV text file; export it again from "
+             "the clinic system, or remove that character")
 
 
 def encoding_message(raw: bytes) -> str:
@@ -181,8 +195,12 @@ def sniff_csv(path: Path, expected: Iterable[str]) -> CsvLayout:
     layout = CsvLayout()
     with path.open("rb") as f:
         head = f.read(1 << 20)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head[:4096]:
+    if looks_utf16(head):
         layout.problem = encoding_message(head)
+        return layout
+    if b"\x00" in head:  # DuckDB's reader would stop there with an error of its own
+        at = head.index(b"\x00")
+        layout.problem, layout.problem_line = ZERO_BYTE, len(re.findall(rb"\r\n|\r|\n", head[:at])) + 1
         return layout
     layout.bom = head.startswith(b"\xef\xbb\xbf")
     first = re.split(rb"\r\n|\r|\n", head, maxsplit=1)[0]

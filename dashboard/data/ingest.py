@@ -445,7 +445,8 @@ def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Ca
         if table.fmt == "csv":
             layout = dialects.sniff_csv(table.path, expected)
             if layout.problem:
-                found.add(Problem(table.file, table.name, 1 if layout.problem_value else None, None,
+                found.add(Problem(table.file, table.name,
+                                  layout.problem_line or (1 if layout.problem_value else None), None,
                                   layout.problem_value, layout.problem))
                 table.blocked = table.unreadable = True
             columns = layout.header
