@@ -257,8 +257,9 @@ def build_database(patients: int, workdir: Path, python: str) -> Path:
         return db
     export = workdir / f"export-{patients}"
     cli = [python, "-m", "dashboard.cli"]
+    # the benchmark's own work folder: replaced whole if an earlier run left it (sample refuses other files)
     subprocess.run([*cli, "sample", "--out", str(export), "--patients", str(patients), "--format", "parquet",
-                    "--quiet"], check=True)
+                    "--quiet", "--replace"], check=True)
     subprocess.run([*cli, "import", str(export), "--db", str(db), "--quiet"], check=True)
     return db
 

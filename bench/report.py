@@ -44,8 +44,9 @@ def ensure_database(patients: int, workdir: Path, seed: int) -> Path:
     export_dir = workdir / f"report-{patients}-export"
     workdir.mkdir(parents=True, exist_ok=True)
     exe = [sys.executable, "-m", "dashboard.cli"]
+    # the benchmark's own work folder: replaced whole if an earlier run left it (sample refuses other files)
     subprocess.run([*exe, "sample", "--out", str(export_dir), "--patients", str(patients), "--seed", str(seed),
-                    "--format", "parquet", "--quiet"], check=True)
+                    "--format", "parquet", "--quiet", "--replace"], check=True)
     subprocess.run([*exe, "import", str(export_dir), "--db", str(db), "--quiet"], check=True)
     return db
 
