@@ -542,6 +542,62 @@ def test_view_problems_name_the_value_and_what_applies():
         "its first part"]
 
 
+def open_with(at: AppTest, page: str, view: str | None = None, **params: str) -> AppTest:
+    """`open_page`, the link's `params` given as the page opens (after the home page's first run, which
+    rewrites the link to its own)."""
+    at.run()
+    at.switch_page(page)
+    for key, value in params.items():
+        at.query_params[key] = value
+    if view is not None:
+        at.query_params[ui.VIEW_PARAM] = view
+    return at.run()
+
+
+def test_a_display_choice_is_in_the_link_and_a_link_sets_it(make_app):
+    # the relief curves' span: a shared link shows the whole follow-up its sender chose
+    at = open_with(make_app(), "views/relief.py", days="all")
+    assert_clean(at)
+    assert at.segmented_control(key="_ko_relief_span").value == "all"
+    assert dict(at.query_params) == {"days": "all"}
+    at.segmented_control(key="_ko_relief_span").set_value("8w").run()
+    assert dict(at.query_params) == {}  # the default needs no parameter
+    # the trajectory's weeks: chosen, they join the part in the link
+    at = open_page(make_app(route="IV"), "views/response.py", "trajectory")
+    at.select_slider(key="_ko_trajectory_weeks").set_value(26).run()
+    assert_clean(at)
+    assert dict(at.query_params) == {"route": "IV", "view": "trajectory", "weeks": "26"}
+    # the comparison's outcome from a link, and the breakdown's grouping kept while another part is open
+    at = open_with(make_app(), "views/response.py", "comparison", compare="remission", by="diagnosis")
+    assert_clean(at)
+    assert at.segmented_control(key="_ko_compare_outcome").value == "remission"
+    assert dict(at.query_params) == {"view": "comparison", "compare": "remission", "by": "diagnosis"}
+    at = open_with(make_app(), "views/benchmark.py", measure="remission")
+    assert at.segmented_control(key="_ko_benchmark_measure").value == "remission"
+    assert dict(at.query_params) == {"measure": "remission"}
+
+
+def test_a_display_choice_the_page_does_not_have_is_named_and_the_default_shown(make_app):
+    at = open_with(make_app(), "views/relief.py", days="year")
+    assert_clean(at)
+    assert "days: 'year' is not one of 8w, all; the page shows its default (8w)" in warnings_shown(at)
+    assert at.segmented_control(key="_ko_relief_span").value == "8w" and dict(at.query_params) == {}
+    assert ui.display_problems("weeks", ["26", "52"]) == [
+        "weeks: given 2 times ('26', '52'); the page shows its default (12)"]
+    # another page's choice (a link kept while moving on) is no problem: this page has none
+    at = open_with(make_app(), "views/maintenance.py", days="all")
+    assert not at.warning and dict(at.query_params) == {}
+
+
+def test_display_choices_offer_what_the_pages_offer():
+    from dashboard.analysis import benchmark
+
+    assert ui.DISPLAY_CHOICES["measure"].codes == benchmark.MEASURES
+    assert ui.DISPLAY_CHOICES["by"].codes == ("site", "diagnosis", "severity")
+    assert sorted(int(c) for c in ui.DISPLAY_CHOICES["weeks"].codes) == [8, 12, 26, 52]
+    assert set(ui.DISPLAY_CHOICES).isdisjoint({*ui.FILTER_NAMES, *ui.SETTING_NAMES, ui.VIEW_PARAM})
+
+
 # --- empty and too-small cohorts ------------------------------------------------------------------------------
 
 

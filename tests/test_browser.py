@@ -361,6 +361,10 @@ def test_the_relief_chart_draws_the_first_eight_weeks_until_asked_for_more(serve
     page.locator("[data-testid='stMain']").get_by_text("Whole follow-up", exact=True).click()
     wait_idle(page)
     page.wait_for_function(f"({drawn})() > 100")
+    assert query(page) == {"days": ["all"]}  # the choice is in the link, as a code
+    open_url(page, f"{server}/relief?days=all")  # and the link brings it back
+    page.locator(".js-plotly-plot").first.wait_for(state="visible")
+    page.wait_for_function(f"({drawn})() > 100")
 
 
 def test_the_numbers_at_risk_are_drawn_whole(server, page):

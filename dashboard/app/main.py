@@ -130,7 +130,8 @@ ui.seed_widgets_from_link(raw_params, options, link_problems)
 ui.render_person(person)
 banner = st.sidebar.container()
 values = ui.render_sidebar(options, raw_params)
-ui.sync_link(values, ui.link_view(page_path, view))  # the URL says what the sidebar holds, in codes
+# the URL says what the sidebar holds, in codes, and what the page shows (its part, its display choices)
+ui.sync_link(values, ui.link_view(page_path, view), ui.display_choices(page_path, raw_params))
 
 try:
     # the scope is set here, from the person, never from the link: every load below is within it

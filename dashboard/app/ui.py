@@ -482,6 +482,9 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
         if key == VIEW_PARAM:
             problems.extend(view_problems(values))
             continue
+        if key in DISPLAY_CHOICES:
+            problems.extend(display_problems(key, values))
+            continue
         if key not in FILTER_NAMES + SETTING_NAMES:
             shown = ", ".join(repr(v) for v in values)
             problems.append(f"{key}: not a setting of this dashboard (value {shown}); ignored")
@@ -656,15 +659,19 @@ def link_params(values: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def sync_link(values: Mapping[str, Any], view: str | None = None) -> None:
+def sync_link(values: Mapping[str, Any], view: str | None = None, display: Mapping[str, str] | None = None) -> None:
     """Write the sidebar's values into the URL (codes, `link_params`) when it says anything else: after a
     change in the sidebar, a page switch (Streamlit empties the query string) or a link with values that
-    could not be used; then the part of the page shown (`view=trajectory`), unless it is the page's first.
+    could not be used; then the part of the page shown (`view=trajectory`), unless it is the page's first,
+    and its display choices that are not their default (`display_choices`: `days=all`).
     Streamlit's own parameters (embed) are kept."""
     st.session_state[LAST_VALUES_KEY] = dict(values)
     wanted = link_params(values)
     if view is not None:
         wanted[VIEW_PARAM] = [view]
+    for param, code in (display or {}).items():
+        if code != DISPLAY_CHOICES[param].default:
+            wanted[param] = [code]
     current = {k: list(st.query_params.get_all(k)) for k in st.query_params.keys() if k not in _STREAMLIT_PARAMS}
     if current != wanted:
         st.query_params.from_dict(wanted)
@@ -706,6 +713,69 @@ PAGE_VIEWS: dict[str, dict[str, str]] = {
         "blood-pressure": "Blood pressure at 40 minutes",
     },
 }
+
+
+# --- a page's display choices ----------------------------------------------------------------------------------
+
+# What a page shows besides its part: the span of the relief curves, the weeks of the trajectory, the outcome the
+# routes are compared on, the breakdown's grouping, the benchmark's measure. Each is in the link as a code
+# (`days=all`), written back by `sync_link` like the part, so a shared link shows what its sender saw; the
+# page's default needs no parameter. Choices whose options depend on the data (the side effects' and the
+# monitoring's pickers) are not in the link.
+@dataclass(frozen=True)
+class DisplayChoice:
+    """One display choice of a page: its link parameter's codes (the first the default) and the widget's key,
+    and how a code becomes the widget's value (`value`) and back (`str`)."""
+
+    page: str
+    key: str
+    codes: tuple[str, ...]
+    value: Callable[[str], Any] = str
+
+    @property
+    def default(self) -> str:
+        return self.codes[0]
+
+
+DISPLAY_CHOICES: dict[str, DisplayChoice] = {
+    "days": DisplayChoice("relief", "_ko_relief_span", ("8w", "all")),
+    "compare": DisplayChoice("response", "_ko_compare_outcome", ("response", "remission")),
+    "weeks": DisplayChoice("response", "_ko_trajectory_weeks", ("12", "8", "26", "52"), int),
+    "by": DisplayChoice("response", "_ko_breakdown_by", ("site", "diagnosis", "severity")),
+    "measure": DisplayChoice("benchmark", "_ko_benchmark_measure", ("response", "remission")),
+}
+
+
+def display_problems(key: str, values: Sequence[str]) -> list[str]:
+    """Plain-language problems with a link's display choice `key` (one of DISPLAY_CHOICES): one value, one of
+    its codes. A choice of another page is not a problem: it is simply not shown there."""
+    choice = DISPLAY_CHOICES[key]
+    given = [v for v in values if v.strip() != ""]
+    if len(given) > 1:
+        return [f"{key}: given {len(given)} times ({', '.join(repr(v) for v in given)}); the page shows its "
+                f"default ({choice.default})"]
+    if given and given[0] not in choice.codes:
+        return [f"{key}: {given[0]!r} is not one of {', '.join(choice.codes)}; the page shows its default "
+                f"({choice.default})"]
+    return []
+
+
+def display_choices(page: str, params: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """The display choices of `page` as codes, each the reader's choice in this session while the page stays
+    open, else the link's (when it is one of the codes), else the default; and each widget's value set from
+    it before the page draws the widget (its first run: a page switch forgets it, as it forgets a tab)."""
+    out: dict[str, str] = {}
+    for param, choice in DISPLAY_CHOICES.items():
+        if choice.page != page:
+            continue
+        chosen = st.session_state.get(choice.key)
+        code = None if chosen is None else str(chosen)
+        if code not in choice.codes:
+            given = [v for v in params.get(param, []) if v.strip() != ""]
+            code = given[0] if len(given) == 1 and given[0] in choice.codes else choice.default
+            st.session_state[choice.key] = choice.value(code)
+        out[param] = code
+    return out
 
 
 # --- sections drawn on demand ----------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ ui.render_page_header(
 if s.site:
     st.caption("The site filter in the sidebar does not apply here: the benchmark always compares sites.")
 
-measure = st.segmented_control("Measure", benchmark.MEASURES, default="response", key="_ko_benchmark_measure",
-                               format_func=str.capitalize) or "response"
+# its value comes from the link or the reader (ui.display_choices, `measure=` in the link)
+measure = st.segmented_control("Measure", benchmark.MEASURES, key="_ko_benchmark_measure",
+                               format_func=str.capitalize, required=True) or "response"
 table = ui.load_benchmark(ctx.signature, s, named_sites)
 network = ui.load_network(ctx.signature, s, named_sites)[measure]
 rows = table[table["measure"] == measure]

@@ -52,8 +52,9 @@ if not figures.relief_curve_has_steps(curve):
             + (" Widen the filters in the sidebar to see the curves." if s.min_cell > 0 else ""),
             icon=":material/lock:" if s.min_cell > 0 else ":material/info:")
 else:
-    span = st.segmented_control("Days shown", tuple(SPANS), default="8w", format_func=SPANS.get,
-                                key="_ko_relief_span") or "8w"
+    # its value comes from the link or the reader (ui.display_choices, `days=` in the link)
+    span = st.segmented_control("Days shown", tuple(SPANS), format_func=SPANS.get, key="_ko_relief_span",
+                                required=True) or "8w"
     ui.render_chart(figures.create_relief_figure, curve, at_risk, threshold_label,
                     horizon=RELIEF_HORIZON_DAYS if span == "8w" else None, key="chart_relief_curve")
     curve_hidden = s.min_cell > 0  # protect() leaves the withheld points out of the curve

@@ -118,8 +118,9 @@ def render_adjusted() -> None:
 
 def render_comparison() -> None:
     """Pairwise differences between routes and the chi-square test across them."""
-    outcome = st.segmented_control("Compare on", ("response", "remission"), default="response",
-                                   key="_ko_compare_outcome", format_func=str.capitalize) or "response"
+    # the widgets' values come from the link or the reader (ui.display_choices: compare=, weeks=, by=)
+    outcome = st.segmented_control("Compare on", ("response", "remission"), key="_ko_compare_outcome",
+                                   format_func=str.capitalize, required=True) or "response"
     comparison, pairwise = ui.load_route_comparison(ctx.signature, s, outcome)
     if pairwise is None or pairwise.empty:
         st.info("There is only one route in this cohort, so there is nothing to compare.", icon=":material/info:")
@@ -163,7 +164,7 @@ def render_comparison() -> None:
 def render_trajectory() -> None:
     """Mean weekly score (or improvement in percent, matched) by route."""
     trajectory = ui.load_trajectory(ctx.signature, s)
-    weeks = st.select_slider("Weeks shown", options=(8, 12, 26, 52), value=12, key="_ko_trajectory_weeks")
+    weeks = st.select_slider("Weeks shown", options=(8, 12, 26, 52), key="_ko_trajectory_weeks")
     ui.render_chart(figures.create_trajectory_figure, trajectory, instrument, max_week=weeks, percent=s.matched,
                     key="chart_trajectory")
     # Under matched the questionnaires' points differ (GAD-7 0-21, PCL-5 0-80): the chart shows improvement
@@ -177,7 +178,7 @@ def render_trajectory() -> None:
 
 def render_breakdown() -> None:
     """Response by route within each site, diagnosis or baseline severity."""
-    by = st.segmented_control("Break down by", tuple(BREAKDOWN_BY), default="site", key="_ko_breakdown_by",
+    by = st.segmented_control("Break down by", tuple(BREAKDOWN_BY), key="_ko_breakdown_by", required=True,
                               format_func=lambda b: BREAKDOWN_BY[b].capitalize()) or "site"
     breakdown = ui.load_breakdown(ctx.signature, s, by)
     ui.render_chart(figures.create_breakdown_figure, breakdown, BREAKDOWN_BY[by], key="chart_breakdown")
