@@ -227,6 +227,14 @@ def at_risk_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def test_a_route_without_a_shown_step_says_so_in_the_legend():
+    curve = curve_table()
+    curve.loc[curve["route"] == "IV", ["relieved", "ci_low", "ci_high"]] = NAN  # every IV step withheld
+    fig = figures.create_relief_figure(curve, at_risk_table(), "50 % improvement (response)")
+    assert [t.name for t in fig.data if t.showlegend is not False and t.mode == "lines"] == [
+        "IV infusion (no step shown)", "Intranasal", "All routes"]
+
+
 def test_numbers_at_risk_read_the_weekly_table():
     risk = figures.numbers_at_risk(at_risk_table(), [0, 7, 14, 28])
     iv = list(risk[risk["route"] == "IV"]["at_risk"])

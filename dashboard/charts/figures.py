@@ -1342,7 +1342,9 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
                                         legendgroup=route), row=1, col=1)
         step_at_risk = np.concatenate([[np.nan], floats(d["at_risk"])])
         fig.add_trace(_trace("scatter",
-            x=days, y=rel, mode="lines", name=label, legendgroup=route,
+            # a route none of whose steps may be shown draws no line: its legend entry says so
+            x=days, y=rel, mode="lines", name=label if len(days) > 1 else f"{label} (no step shown)",
+            legendgroup=route,
             line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route), shape="hv"),
             customdata=np.column_stack([low, high, step_at_risk]),
             hovertemplate=(f"<b>{label}</b><br>Day %{{x:.1f}}<br>Relieved: %{{y:.1%}}"
