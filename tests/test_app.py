@@ -21,7 +21,7 @@ from dashboard.analysis import metrics
 
 from dashboard.data import spec, store
 from dashboard.app import ui
-from dashboard.charts import figures
+from dashboard.charts import colors, figures
 from dashboard.analysis.settings import Settings
 
 APP = Path(__file__).resolve().parent.parent / "dashboard" / "app" / "main.py"
@@ -926,6 +926,16 @@ def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
     captions = " ".join(c.value for c in at.caption)
     assert f"n = {int(resp['evaluable']):,}" in captions
     assert "95 % interval" in captions
+    # days to relief as the Time to relief page writes days: whole from 10 on, else to a tenth (0.17 is "0.2")
+    headline = summaries["headline.csv"]
+    table = next(t.value for t in at.table if "Days to relief (median, CI)" in t.value.columns)
+    for _, row in headline.iterrows():
+        if pd.isna(row["median_days"]) or pd.isna(row["median_ci_low"]) or pd.isna(row["median_ci_high"]):
+            continue
+        day = figures.fmt_day_number
+        assert table.loc[colors.route_label(str(row["route"])), "Days to relief (median, CI)"] == (
+            f"{day(row['median_days'])} ({day(row['median_ci_low'])}–{day(row['median_ci_high'])})")
+    assert figures.fmt_day_number(0.1667) == "0.2" and figures.fmt_day_number(21.4) == "21"
     # the data set's exact totals beside the protected cohort: why they may differ is said where they meet
     dataset = next(m.value for m in at.markdown if "The whole data set holds 2,000 patients" in m.value)
     assert dataset.endswith("These totals are exact; the counts on the pages are protected for privacy and may "

@@ -208,8 +208,16 @@ def fmt_count(v: object) -> str:
 def fmt_days(v: object) -> str:
     if _isnan(v):
         return "–"
+    return f"{fmt_day_number(v)} days"
+
+
+def fmt_day_number(v: object) -> str:
+    """A number of days as the dashboard writes it: whole from 10 on, else to a tenth (a 4-hour post-dose
+    score is day 0.2, not 0); '–' when missing."""
+    if _isnan(v):
+        return "–"
     f = float(v)  # type: ignore[arg-type]
-    return f"{f:.0f} days" if f >= 10 else f"{f:.1f} days"
+    return f"{f:.0f}" if f >= 10 else f"{f:.1f}"
 
 
 def event_label(event: str) -> str:

@@ -42,13 +42,16 @@ def _rate_with_interval(df: pd.DataFrame, i: object, rate: str, low: str, high: 
 
 
 def _median_with_interval(df: pd.DataFrame, i: object) -> str:
+    # days as the Time to relief page writes them: a bound of 0.17 days is "0.2", not "0"
     text = figures.cell_text(df, i, "median_days", "decimal0", undefined="not reached in follow-up", k=k)
     if pd.isna(df.at[i, "median_days"]):
         return text
+    text = figures.fmt_day_number(df.at[i, "median_days"])
     lo, hi = df.at[i, "median_ci_low"], df.at[i, "median_ci_high"]
     if pd.isna(lo):
         return text
-    return f"{text} ({float(lo):.0f}–{float(hi):.0f})" if not pd.isna(hi) else f"{text} ({float(lo):.0f}–open)"
+    low = figures.fmt_day_number(lo)
+    return f"{text} ({low}–{figures.fmt_day_number(hi)})" if not pd.isna(hi) else f"{text} ({low}–open)"
 
 
 # --- 1. the answer: headline by route ------------------------------------------------------------------------
