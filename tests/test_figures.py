@@ -230,6 +230,10 @@ def at_risk_table() -> pd.DataFrame:
 def test_a_route_without_a_shown_step_says_so_in_the_legend():
     curve = curve_table()
     curve.loc[curve["route"] == "IV", ["relieved", "ci_low", "ci_high"]] = NAN  # every IV step withheld
+    # as protect() publishes it: the start (day 0, nobody relieved yet) is kept
+    start = pd.DataFrame([{"route": "IV", "day": 0.0, "at_risk": NAN, "events": NAN, "relieved": 0.0, "ci_low": 0.0,
+                           "ci_high": 0.0}])
+    curve = pd.concat([start, curve], ignore_index=True)
     fig = figures.create_relief_figure(curve, at_risk_table(), "50 % improvement (response)")
     assert [t.name for t in fig.data if t.showlegend is not False and t.mode == "lines"] == [
         "IV infusion (no step shown)", "Intranasal", "All routes"]

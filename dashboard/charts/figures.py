@@ -1351,7 +1351,7 @@ def create_relief_figure(curve: pd.DataFrame, at_risk: pd.DataFrame, threshold_l
         step_at_risk = np.concatenate([[np.nan], floats(d["at_risk"])])
         fig.add_trace(_trace("scatter",
             # a route none of whose steps may be shown draws no line: its legend entry says so
-            x=days, y=rel, mode="lines", name=label if len(days) > 1 else f"{label} (no step shown)",
+            x=days, y=rel, mode="lines", name=label if (days > 0).any() else f"{label} (no step shown)",
             legendgroup=route,
             line=dict(color=color, dash=colors.route_dash(route), width=colors.route_line_width(route), shape="hv"),
             customdata=np.column_stack([low, high, step_at_risk]),
