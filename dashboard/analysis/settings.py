@@ -352,6 +352,12 @@ class Settings:
 
     # --- description ------------------------------------------------------------------------------------
 
+    def filter_words(self, name: str) -> list[str]:
+        """The values of cohort filter `name` as the sidebar shows them: routes, diagnoses and sexes in words
+        ("IV infusion"), the others as they are (codes stay in links and files)."""
+        words = {"route": spec.ROUTE_LABELS, "diagnosis": spec.DIAGNOSIS_LABELS, "sex": spec.SEX_LABELS}
+        return [words.get(name, {}).get(v, v) for v in getattr(self, name)]
+
     def describe_filters(self) -> str:
         """Plain-language description of the active cohort filters ('All patients' when none)."""
         parts: list[str] = []
@@ -361,11 +367,9 @@ class Settings:
             "severity": "baseline severity" + (" (on each patient's questionnaire)" if self.matched
                                                else f" ({spec.INSTRUMENT_LABELS[self.instrument]})"),
         }
-        words = {"route": spec.ROUTE_LABELS, "diagnosis": spec.DIAGNOSIS_LABELS, "sex": spec.SEX_LABELS}
         for name, label in labels.items():
-            values = getattr(self, name)
-            if values:
-                said = [words.get(name, {}).get(v, v) for v in values]
+            if getattr(self, name):
+                said = self.filter_words(name)
                 if name == "route":
                     parts.append(", ".join(said))
                 elif name == "sex":

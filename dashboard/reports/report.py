@@ -357,11 +357,8 @@ def section_cover(b: ReportBuild) -> Section:
     rows = []
     labels = {"route": "Route", "site": "Site", "diagnosis": "Primary diagnosis", "sex": "Sex",
               "age_band": "Age band", "setting": "Setting", "severity": "Baseline severity"}
-    # codes stay in links and files: the routes, diagnoses and sexes in the words the sidebar shows
-    words = {"route": spec.ROUTE_LABELS, "diagnosis": spec.DIAGNOSIS_LABELS, "sex": spec.SEX_LABELS}
-    for name, label in labels.items():
-        values = getattr(s, name)
-        rows.append((label, ", ".join(words.get(name, {}).get(v, v) for v in values) if values else "any"))
+    for name, label in labels.items():  # in the words the sidebar shows
+        rows.append((label, ", ".join(s.filter_words(name)) or "any"))
     rows.append(("Started", f"{s.from_quarter or 'earliest'} to {s.to_quarter or 'latest'}"))
     rows.append(("Treatment-resistant", "any" if s.treatment_resistant is None
                  else ("yes" if s.treatment_resistant else "no")))
