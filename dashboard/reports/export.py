@@ -445,6 +445,20 @@ def write_folder(out: Path, fill: Callable[[Path], None], *, kind: str = "export
             shutil.rmtree(old, ignore_errors=True)
 
 
+def read_database(db_path: str | os.PathLike[str], compute: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
+    """`compute(con)` on the database file opened read-only, once it is known to hold every table this version
+    derives (`require_derived_tables`); the connection is closed afterwards. Raises store.StoreError: the file
+    missing, from an older version, or damaged (a file damaged past its first blocks fails only when read)."""
+    con = store.open_database(db_path, read_only=True)
+    try:
+        require_derived_tables(con, db_path)
+        return compute(con)
+    except duckdb.Error as exc:
+        raise store.read_error(exc, db_path) from None
+    finally:
+        con.close()
+
+
 def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str], s: Settings, *,
                     replace: bool = False) -> list[Path]:
     """Write the summary CSVs and provenance.json as the folder out_dir, all or nothing; raises store.StoreError
@@ -454,15 +468,11 @@ def write_summaries(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[
     (`write_folder`), so a failure (full disk, interrupted run) leaves out_dir as it was and no temporary
     files behind. An existing out_dir is replaced only when it is empty or a previous export
     (`is_previous_export`), or `replace` is true; a file at out_dir is refused (`check_output_folder`)."""
-    con = store.open_database(db_path, read_only=True)
-    try:
-        require_derived_tables(con, db_path)
+    def compute(con: duckdb.DuckDBPyConnection) -> dict[str, bytes]:
         check_known_values(con, s)
-        files = summary_files(con, s)
-    except duckdb.Error as exc:  # a file damaged past its first blocks fails only when read
-        raise store.read_error(exc, db_path) from None
-    finally:
-        con.close()
+        return summary_files(con, s)
+
+    files = read_database(db_path, compute)
     out = Path(out_dir)
     check_output_folder(out, replace=replace)
 

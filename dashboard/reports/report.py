@@ -962,15 +962,12 @@ def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s
     if above is not None and not above.is_dir():
         raise ReportNotWritten(f"{above} is a file, not a folder: give the report a path inside a folder.")
     require_parts()
-    con = store.open_database(db_path, read_only=True)
-    try:
-        export.require_derived_tables(con, db_path)
+
+    def build(con: duckdb.DuckDBPyConnection) -> bytes:
         check_cohort(con, s)
-        pdf = report_pdf_bytes(con, s)
-    except duckdb.Error as exc:  # a file damaged past its first blocks fails only when read
-        raise store.read_error(exc, db_path) from None
-    finally:
-        con.close()
+        return report_pdf_bytes(con, s)
+
+    pdf = export.read_database(db_path, build)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
