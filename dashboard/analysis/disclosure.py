@@ -205,7 +205,6 @@ def hidden_cells(df: pd.DataFrame, rule: Rule, k: int) -> dict[str, np.ndarray]:
     if k <= 0 or n == 0:
         return hidden
     hidden = _primary(df, rule, k)
-    _zeros_of_few(df, rule, hidden, values)
     routes = df["route"].astype(object).to_numpy()
     rank = np.array([spec.ROUTES.index(r) if r in spec.ROUTES else len(spec.ROUTES) for r in routes])
     lines: list[tuple[list[int], int]] = []
@@ -216,6 +215,7 @@ def hidden_cells(df: pd.DataFrame, rule: Rule, k: int) -> dict[str, np.ndarray]:
         total = [i for i in idx if routes[i] == spec.ALL]
         if total:
             lines.append(([i for i in idx if routes[i] != spec.ALL], total[0]))
+    _zeros_of_few(rule, hidden, values, lines)
     changed = True
     while changed:
         changed = False
@@ -252,13 +252,14 @@ def _primary(df: pd.DataFrame, rule: Rule, k: int) -> dict[str, np.ndarray]:
     return hidden
 
 
-def _zeros_of_few(df: pd.DataFrame, rule: Rule, hidden: dict[str, np.ndarray], values: Mapping[str, np.ndarray]) -> None:
+def _zeros_of_few(rule: Rule, hidden: dict[str, np.ndarray], values: Mapping[str, np.ndarray],
+                  lines: list[tuple[list[int], int]]) -> None:
     """Hide (in place) a zero beside its hidden small base: a share of a small group. "0 responders" of fewer
     than k evaluable patients says none responded, "0 censored" of fewer than k that all were relieved: a
     rate from fewer than k patients (metrics.md). The counts a rate or median is computed from (hide_with)
-    that are not its base (at_least_k) are such parts. Where the line's ALL is zero too, every route's zero
-    is known from it (nobody in the cohort responded) and stays shown. Tables protected in two directions
-    (TWO_WAY) do not take this step (docs/choices.md)."""
+    that are not its base (at_least_k) are such parts. Where the line's ALL (`lines`: each line's route rows
+    and its ALL row) is zero too, every route's zero is known from it (nobody in the cohort responded) and
+    stays shown. Tables protected in two directions (TWO_WAY) do not take this step (docs/choices.md)."""
     for derived, bases in rule.at_least_k.items():
         for base in bases:
             if base not in hidden:
@@ -268,21 +269,10 @@ def _zeros_of_few(df: pd.DataFrame, rule: Rule, hidden: dict[str, np.ndarray], v
                     continue
                 zero_of_few = (values[part] == 0) & hidden[base]
                 if zero_of_few.any():
-                    hidden[part] |= zero_of_few & (_line_total(df, rule, values[part]) != 0)
-
-
-def _line_total(df: pd.DataFrame, rule: Rule, v: np.ndarray) -> np.ndarray:
-    """For each row, the value `v` has in its line's `ALL` row (the rows sharing `rule.line_keys`; NaN where
-    the line has no `ALL` row)."""
-    keys = [c for c in rule.line_keys if c in df.columns]
-    routes = df["route"].astype(object).to_numpy()
-    out = np.full(len(df), np.nan)
-    groups = df.groupby(keys, sort=False, dropna=False).indices.values() if keys else [np.arange(len(df))]
-    for idx in groups:
-        total = [i for i in idx if routes[i] == spec.ALL]
-        if total:
-            out[idx] = v[total[0]]
-    return out
+                    line_total = np.full(len(zero_of_few), np.nan)  # the part's value in each row's ALL
+                    for members, total in lines:
+                        line_total[[*members, total]] = values[part][total]
+                    hidden[part] |= zero_of_few & (line_total != 0)
 
 
 def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: int, residual: bool, k: int,
