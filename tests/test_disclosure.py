@@ -17,7 +17,7 @@ from dashboard.reports import export
 
 from dashboard.data import spec
 from dashboard.analysis.settings import Settings
-from metrics_data import assessment, build_db, event, patient, session
+from metrics_data import assessment, build_db, event, patient, relief_summary, session
 
 
 def is_hidden(v) -> bool:
@@ -93,13 +93,7 @@ def test_rates_hidden_with_counts_and_small_denominators():
 
 
 def test_row_identity_events_plus_censored():
-    df = pd.DataFrame([
-        {"route": "IV", "patients": 100, "events": 95, "censored": 5},
-        {"route": "IN", "patients": 80, "events": 40, "censored": 40},
-        {"route": "ALL", "patients": 180, "events": 135, "censored": 45},
-    ])
-    for c in ("median_days", "median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS)):
-        df[c] = 1.0
+    df = relief_summary([("IV", 100, 95, 5), ("IN", 80, 40, 40), ("ALL", 180, 135, 45)])
     out = disclosure.protect("time_to_relief", df, 11)
     # IV censored 5 is hidden; events 95 = patients - censored would reveal it, so events go too
     assert is_hidden(out["censored"].iloc[0]) and is_hidden(out["events"].iloc[0])
@@ -109,14 +103,7 @@ def test_row_identity_events_plus_censored():
 
 def test_zero_beside_a_small_hidden_base_is_hidden():
     # IN's 7 patients were all relieved: its 0 censored would say so (a share of fewer than k patients)
-    df = pd.DataFrame([
-        {"route": "IV", "patients": 100, "events": 95, "censored": 5},
-        {"route": "IM", "patients": 60, "events": 30, "censored": 30},
-        {"route": "IN", "patients": 7, "events": 7, "censored": 0},
-        {"route": "ALL", "patients": 167, "events": 132, "censored": 35},
-    ])
-    for c in ("median_days", "median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS)):
-        df[c] = 1.0
+    df = relief_summary([("IV", 100, 95, 5), ("IM", 60, 30, 30), ("IN", 7, 7, 0), ("ALL", 167, 132, 35)])
     out = disclosure.protect("time_to_relief", df, 11)
     assert all(is_hidden(out[c].iloc[2]) for c in ("patients", "events", "censored"))
     assert disclosure.hidden_reason(out, 2, "censored") == ("hidden", 11.0)  # never "fewer than 11": it is 0

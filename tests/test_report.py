@@ -24,6 +24,7 @@ from dashboard.analysis.settings import Settings
 from dashboard.charts import colors, figures
 from dashboard.data import spec
 from dashboard.reports import definitions, export, report
+from metrics_data import relief_summary
 
 SECTION_TITLES = ["Ketamine outcomes report", "Headline by route", "Response by route", "Time to relief",
                   "Side effects", "Maintenance", "Network benchmark", "Esketamine monitoring", "Definitions",
@@ -292,15 +293,8 @@ def test_hidden_is_told_apart_from_undefined():
 def test_an_undefined_value_the_rule_hides_reads_hidden_not_undefined():
     # IM's 5 patients never reached half relieved: its median is undefined, but the rule hides it (fewer than 11
     # patients), and '–' ("not defined: the median was not reached") would tell that small group's finding
-    raw = pd.DataFrame([
-        {"route": "IV", "patients": 60, "events": 40, "censored": 20},
-        {"route": "IM", "patients": 5, "events": 1, "censored": 4},
-        {"route": "IN", "patients": 40, "events": 30, "censored": 10},
-        {"route": "ALL", "patients": 105, "events": 71, "censored": 34},
-    ])
+    raw = relief_summary([("IV", 60, 40, 20), ("IM", 5, 1, 4), ("IN", 40, 30, 10), ("ALL", 105, 71, 34)], 0.5)
     raw["median_days"] = [7.0, np.nan, 9.0, 8.0]
-    for c in ("median_ci_low", "median_ci_high", *(f"relieved_by_day_{d}" for d in spec.RELIEF_DAYS)):
-        raw[c] = 0.5
     shown = protect("time_to_relief", raw, 11)
     mask = report.hidden_mask(raw, shown)
     # (IN's median goes with its events, the cover for IM's one event)
