@@ -341,11 +341,21 @@ def raw_summaries(tables: dict[str, pd.DataFrame], s: Settings) -> dict[str, pd.
 
 
 def summaries(tables: dict[str, pd.DataFrame], s: Settings, protect: Callable | None = None) -> dict[str, pd.DataFrame]:
-    """The six summaries with disclosure control (`protect(name, df, k)`, the core's) applied."""
+    """The six summaries with disclosure control (`protect(name, df, k)`, the core's) applied; maintenance.csv's
+    responders also hidden where response_by_route.csv hides them, as the export does (export.protect_table)."""
     raw = raw_summaries(tables, s)
     if protect is None:
         from dashboard.analysis.disclosure import protect
-    return {name: protect(name.removesuffix(".csv"), df, s.min_cell) for name, df in raw.items()}
+    out = {}
+    for name, df in raw.items():  # response_by_route.csv comes before maintenance.csv
+        if name == "maintenance.csv" and s.min_cell > 0:
+            response = out["response_by_route.csv"]
+            hidden = set(response.loc[response["responders"].isna(), "route"].astype(str))
+            out[name] = protect("maintenance", df, s.min_cell,
+                                hidden_elsewhere={"responders": df["route"].astype(str).isin(hidden).to_numpy()})
+        else:
+            out[name] = protect(name.removesuffix(".csv"), df, s.min_cell)
+    return out
 
 
 def write_csvs(frames: dict[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:

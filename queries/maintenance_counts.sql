@@ -3,9 +3,12 @@
 -- days from L to the first, the summed days from L to the last (for sessions per patient-month) and the
 -- gaps between a patient's consecutive maintenance sessions, pooled, as a gap -> count map
 -- (metrics.maintenance takes its median: counting days is cheaper than sorting millions of gaps).
+-- Eligible patients, those with an endpoint and remitters (with the responders: response_by_route's counts,
+-- as outcome_counts.sql counts them) come along, so the Maintenance page can protect maintenance.csv's
+-- responders as response_by_route.csv does without a second scan (metrics.maintenance_response).
 WITH o AS (
-    SELECT route, responder, n_maintenance, first_maintenance_day, last_maintenance_day, last_induction_day,
-           record_key(pk) AS rk
+    SELECT route, responder, eligible, has_endpoint, remitter, n_maintenance, first_maintenance_day,
+           last_maintenance_day, last_induction_day, record_key(pk) AS rk
     FROM cohort_outcomes($routes, $sites, $diagnoses, $sexes, $age_bands, $from_quarter, $to_quarter,
                          $treatment_resistant, $settings, $integration, $severities, $instrument,
                          $mild_floor, $moderate_floor, $severe_floor, $min_baseline, $window, $remission_cut)
@@ -26,7 +29,13 @@ per_route AS (
         cell_key(sum(rk) FILTER (WHERE responder)) AS responders__key,
         cell_key(sum(rk) FILTER (WHERE responder AND n_maintenance > 0)) AS responders_in_maintenance__key,
         cell_key(sum(rk) FILTER (WHERE n_maintenance > 0)) AS maintenance_patients__key,
-        cell_key(sum(rk * n_maintenance)) AS maintenance_sessions__key
+        cell_key(sum(rk * n_maintenance)) AS maintenance_sessions__key,
+        count(*) FILTER (WHERE eligible) AS eligible,
+        count(*) FILTER (WHERE has_endpoint) AS with_endpoint,
+        count(*) FILTER (WHERE remitter) AS remitters,
+        cell_key(sum(rk) FILTER (WHERE eligible)) AS eligible__key,
+        cell_key(sum(rk) FILTER (WHERE has_endpoint)) AS with_endpoint__key,
+        cell_key(sum(rk) FILTER (WHERE remitter)) AS remitters__key
     FROM o
     GROUP BY ROLLUP (route)
 ),

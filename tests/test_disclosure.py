@@ -125,6 +125,32 @@ def test_zero_beside_a_small_hidden_base_is_hidden():
     assert out["remitters"].tolist() == [0, 0, 0, 0]
 
 
+def test_a_count_hidden_in_another_file_is_hidden_here_too():
+    # maintenance.csv's responders are response_by_route.csv's: where that file hides IN's 0 responders (of
+    # fewer than 11 evaluable) and IV's as its cover, this one hides them too, whatever its own rule says
+    maint = pd.DataFrame([
+        {"route": "IV", "responders": 20, "responders_in_maintenance": 12, "uptake_rate": 0.6},
+        {"route": "IM", "responders": 0, "responders_in_maintenance": 0, "uptake_rate": np.nan},
+        {"route": "IN", "responders": 0, "responders_in_maintenance": 0, "uptake_rate": np.nan},
+        {"route": "ALL", "responders": 20, "responders_in_maintenance": 12, "uptake_rate": 0.6},
+    ])
+    alone = disclosure.protect("maintenance", maint, 11)
+    assert alone["responders"].tolist() == [20, 0, 0, 20]
+    out = disclosure.protect("maintenance", maint, 11, hidden_elsewhere={"responders": [True, False, True, False]})
+    assert out["responders"].isna().tolist() == [True, False, True, False]
+    assert disclosure.hidden_reason(out, 2, "responders") == ("hidden", 11.0)  # a zero: never "fewer than 11"
+    assert out["uptake_rate"].isna().tolist() == [True, True, True, False]  # IM: no responders, undefined
+    # IN's 0 in maintenance is a part of its hidden responders; IV's 12 cover it, ALL shows
+    assert out["responders_in_maintenance"].isna().tolist() == [True, False, True, False]
+    # without a minimum cell nothing is hidden; a mask of the wrong length or for a two-way table is refused
+    assert disclosure.protect("maintenance", maint, 0, hidden_elsewhere={"responders": [True] * 4}).equals(
+        disclosure.protect("maintenance", maint, 0))
+    with pytest.raises(ValueError, match="3 values for 4 rows"):
+        disclosure.protect("maintenance", maint, 11, hidden_elsewhere={"responders": [True, False, True]})
+    with pytest.raises(ValueError, match="one-way"):
+        disclosure.protect("trend", pd.DataFrame(), 11, hidden_elsewhere={"responders": []})
+
+
 def test_sessions_of_few_patients_hidden():
     rows = []
     for r, (s, p) in {"IV": (200, 40), "PO": (30, 3), "IN": (120, 25)}.items():
@@ -362,7 +388,7 @@ def test_property_export_never_shows_hidden_values(tmp_path, people, k, site, po
         curve = metrics.time_to_relief(con, s).curve
         # the lighter loads the dashboard draws from must show exactly what the files show
         banner = disclosure.protect("cohort", metrics.cohort_size(con, s), k)
-        uptake = disclosure.protect("maintenance", metrics.maintenance_uptake(con, s), k)
+        uptake = export.protect_table(con, s, "maintenance", metrics.maintenance_uptake(con, s))
     finally:
         con.close()
     pd.testing.assert_frame_equal(banner, files["cohort.csv"][["route", "patients"]].tail(1).reset_index(drop=True))
@@ -387,6 +413,11 @@ def test_property_export_never_shows_hidden_values(tmp_path, people, k, site, po
         for route in b.index.intersection(a.index):
             if ra.loc[route, ca] > 0:
                 assert is_hidden(a.loc[route, ca]) == is_hidden(b.loc[route, cb]), (fa, ca, fb, cb, route)
+    # a zero responders count response_by_route.csv hides (of a small hidden base) is hidden in maintenance.csv
+    response, maintenance = files["response_by_route.csv"].set_index("route"), files["maintenance.csv"].set_index("route")
+    for route in maintenance.index.intersection(response.index):
+        if is_hidden(response.loc[route, "responders"]):
+            assert is_hidden(maintenance.loc[route, "responders"]), route
 
 
 def test_curve_all_hidden_where_routes_would_reveal_a_small_count():

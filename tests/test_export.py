@@ -227,7 +227,7 @@ def test_dashboard_shortcuts_show_what_the_files_show(sample_db, k):
             files = export.compute_summaries(con, s)
             banner = disclosure.protect("cohort", metrics.cohort_size(con, s), k)
             pd.testing.assert_frame_equal(banner, files["cohort.csv"][["route", "patients"]].tail(1).reset_index(drop=True))
-            uptake = disclosure.protect("maintenance", metrics.maintenance_uptake(con, s), k)
+            uptake = export.protect_table(con, s, "maintenance", metrics.maintenance_uptake(con, s))
             pd.testing.assert_frame_equal(uptake, files["maintenance.csv"][list(metrics.UPTAKE_COLUMNS)])
             seen_shown += int(uptake["uptake_rate"].notna().sum())
             seen_hidden += int(uptake["uptake_rate"].isna().sum())
@@ -236,6 +236,58 @@ def test_dashboard_shortcuts_show_what_the_files_show(sample_db, k):
     assert seen_shown > 0  # the comparison covered real values …
     if k >= 11:
         assert seen_hidden > 0  # … and hidden ones
+
+
+def test_no_file_shows_a_responder_count_response_by_route_hides(sample_db, tmp_path):
+    """maintenance.csv repeats response_by_route.csv's responders per route: in small cohorts (one site and
+    diagnosis) the latter hides a route's 0 responders of fewer than 11 evaluable; maintenance.csv, the
+    Overview's maintenance tile and the PDF report's maintenance table hide the same cells."""
+    from dashboard.analysis import metrics
+    from dashboard.reports.report import ReportBuild
+
+    con = duckdb.connect(str(sample_db), read_only=True)
+    hidden_zeros = 0
+    try:
+        sites = [r[0] for r in con.execute("SELECT DISTINCT site FROM patients ORDER BY 1").fetchall()]
+        for site in sites:
+            for diagnosis in ("MDD", "SAD", "PANIC", "PTSD", "OTHER", "OCD"):
+                s = Settings(site=(site,), diagnosis=(diagnosis,))
+                response = export.compute_summary(con, s, "response_by_route.csv")
+                hidden = set(response.loc[response["responders"].isna(), "route"])
+                raw = export.raw_summary(con, s, "maintenance.csv")
+                maint = export.compute_summary(con, s, "maintenance.csv")
+                assert hidden <= set(maint.loc[maint["responders"].isna(), "route"]), (site, diagnosis)
+                uptake = export.protect_table(con, s, "maintenance", metrics.maintenance_uptake(con, s))
+                pd.testing.assert_frame_equal(uptake, maint[list(metrics.UPTAKE_COLUMNS)])
+                hidden_zeros += int(raw.loc[raw["route"].isin(hidden), "responders"].eq(0).sum())
+        s = Settings(site=("S1",), diagnosis=("MDD",))
+        report_maint = ReportBuild(con, s, made_at=datetime(2026, 12, 1, 12, 0)).summary("maintenance.csv")
+        pd.testing.assert_frame_equal(report_maint, export.compute_summary(con, s, "maintenance.csv"))
+    finally:
+        con.close()
+    assert hidden_zeros >= 5  # the zeros the other file hides were there to hide
+
+
+def test_the_maintenance_page_protects_responders_from_its_own_scan(sample_db):
+    """maintenance_counts.sql counts response_by_route's patients too: the table built from it equals
+    response_by_route's (counts and cell keys), so maintenance.csv is protected without the outcome counts'
+    scan, and gives the same file either way."""
+    from dashboard.analysis import metrics
+
+    con = duckdb.connect(str(sample_db), read_only=True)
+    try:
+        for s in (Settings(), Settings(site=("S1",), diagnosis=("MDD",)), Settings(population="itt", window=7),
+                  Settings(instrument="matched", route=("IV", "SC")), Settings(site=("S2",), sex=("F",))):
+            pd.testing.assert_frame_equal(metrics.maintenance_response(con, s), metrics.response_by_route(con, s))
+            metrics.clear_query_memo()
+            alone = export.compute_summary(con, s, "maintenance.csv")
+            ran = {key[0] for key in metrics._memo[con]}
+            assert "maintenance_counts" in ran and "outcome_counts_by_site_quarter" not in ran, ran
+            metrics.clear_query_memo()
+            export.compute_summary(con, s, "response_by_route.csv")  # the other way round: the same file
+            pd.testing.assert_frame_equal(export.compute_summary(con, s, "maintenance.csv"), alone)
+    finally:
+        con.close()
 
 
 def test_a_zip_made_now_is_dated_now(hand_db):

@@ -144,17 +144,25 @@ SPECIAL_TABLES = ("time_to_relief_curve", "relief_at_risk", "route_comparison", 
 ALIASES = {"cohort_funnel": "cohort"}
 
 
-def protect(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
+def protect(name: str, df: pd.DataFrame, k: int, *,
+            hidden_elsewhere: Mapping[str, Iterable[bool]] | None = None) -> pd.DataFrame:
     """The table with every cell hidden (NaN / <NA>) that metrics.md's minimum cell k forbids showing, and,
     when k > 0, every shown count perturbed by its cell key (see `perturb_counts`); rates and intervals
     computed from perturbed counts are recomputed from them. Key columns (`<count>__key`) never leave here.
 
     Suppression decides on the true counts (so exactly the cells it always hid are hidden); perturbation
-    then changes only shown, non-zero counts that come with a key column. k = 0 gives exact numbers."""
+    then changes only shown, non-zero counts that come with a key column. k = 0 gives exact numbers.
+
+    `hidden_elsewhere` {count column: one bool per row}: cells another published table hides for the same
+    count of the same patients (maintenance.csv's responders are response_by_route.csv's). They are hidden
+    here too before the complementary step, so no file shows what another hides. Only for tables with a
+    one-way rule (TABLES, not TWO_WAY); a mask of the wrong length raises ValueError."""
     name = ALIASES.get(name, name)
     if name not in TABLES and name not in SPECIAL_TABLES:
         raise KeyError(f"no disclosure rule for a table named {name!r}")
-    out = _suppress(name, df.copy().reset_index(drop=True), k)
+    if hidden_elsewhere and (name not in TABLES or name in TWO_WAY):
+        raise ValueError(f"hidden_elsewhere is for one-way tables; {name!r} is not one")
+    out = _suppress(name, df.copy().reset_index(drop=True), k, hidden_elsewhere)
     out = perturb_counts(name, out, k)
     if k > 0:
         for col, decimals in ROUNDED.get(name, {}).items():
@@ -171,7 +179,8 @@ ROUNDED: dict[str, dict[str, int]] = {
 }
 
 
-def _suppress(name: str, out: pd.DataFrame, k: int) -> pd.DataFrame:
+def _suppress(name: str, out: pd.DataFrame, k: int,
+              hidden_elsewhere: Mapping[str, Iterable[bool]] | None = None) -> pd.DataFrame:
     if name == "time_to_relief_curve":
         return _protect_curve(out, k)
     if name == "relief_at_risk":
@@ -189,15 +198,16 @@ def _suppress(name: str, out: pd.DataFrame, k: int) -> pd.DataFrame:
     if name in TWO_WAY:
         return _protect_two_way(out, name, k)
     rule = TABLES[name]
-    hidden = hidden_cells(out, rule, k)
+    hidden = hidden_cells(out, rule, k, hidden_elsewhere)
     return _apply(out, rule, hidden, k)
 
 
 # --- counts: primary, complementary and row identities ---------------------------------------------------
 
 
-def hidden_cells(df: pd.DataFrame, rule: Rule, k: int) -> dict[str, np.ndarray]:
-    """For each count column, which rows must be hidden."""
+def hidden_cells(df: pd.DataFrame, rule: Rule, k: int,
+                 hidden_elsewhere: Mapping[str, Iterable[bool]] | None = None) -> dict[str, np.ndarray]:
+    """For each count column, which rows must be hidden (`hidden_elsewhere`: see `protect`)."""
     n = len(df)
     cols = [c for c in rule.counts if c in df.columns]
     values = {c: df[c].to_numpy(dtype=float, na_value=np.nan) for c in cols}
@@ -205,6 +215,12 @@ def hidden_cells(df: pd.DataFrame, rule: Rule, k: int) -> dict[str, np.ndarray]:
     if k <= 0 or n == 0:
         return hidden
     hidden = _primary(df, rule, k)
+    for c, mask in (hidden_elsewhere or {}).items():
+        elsewhere = np.asarray(list(mask), dtype=bool)
+        if elsewhere.shape != (n,):
+            raise ValueError(f"hidden_elsewhere[{c!r}] has {elsewhere.size} values for {n} rows")
+        if c in hidden:
+            hidden[c] = hidden[c] | elsewhere
     routes = df["route"].astype(object).to_numpy()
     rank = np.array([spec.ROUTES.index(r) if r in spec.ROUTES else len(spec.ROUTES) for r in routes])
     lines: list[tuple[list[int], int]] = []

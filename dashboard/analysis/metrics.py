@@ -960,6 +960,16 @@ def _maintenance(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pd.D
                               run_query(con, "sustained_times", params))
 
 
+def maintenance_response(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
+    """`response_by_route`'s table (the same rows, counts and cell keys) from maintenance_counts.sql's rows,
+    which `maintenance` reads anyway: the Maintenance page hides maintenance.csv's responders where
+    response_by_route.csv hides them (export.protect_table) without scanning the outcome counts as well."""
+    df = run_query(con, "maintenance_counts", _outcome_params(s))
+    count_cols = ["eligible", "with_endpoint", "responders", "remitters"]
+    df[count_cols] = df[count_cols].astype("int64")
+    return response_from_counts(s, df)
+
+
 def _maintenance_table(counts: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
     """`maintenance`'s table from maintenance_counts.sql's rows (routes labelled) and sustained_times.sql's."""
     sustained = {}

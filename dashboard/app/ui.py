@@ -370,8 +370,10 @@ def load_cohort_size(signature: tuple, settings: Settings) -> float:
 def load_maintenance_uptake(signature: tuple, settings: Settings) -> pd.DataFrame:
     """Maintenance uptake per route and ALL (the Overview's headline): maintenance.csv's uptake columns."""
     from dashboard.analysis import metrics
+    from dashboard.reports import export
 
-    return _protect("maintenance", metrics.maintenance_uptake(load_connection(signature), settings), settings)
+    con = load_connection(signature)
+    return export.protect_table(con, settings, "maintenance", metrics.maintenance_uptake(con, settings))
 
 
 @_cached

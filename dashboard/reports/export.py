@@ -86,7 +86,39 @@ def compute_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str, *,
     if file in _PROTECTED_SOURCES:
         return _PROTECTED_SOURCES[file](con, s)
     name, compute = _SUMMARY_SOURCES[file]
-    return metrics.protected(con, s, file, lambda: protect(name, compute(con, s), s.min_cell))
+    # maintenance.csv's query counts response_by_route.csv's patients too, which its protection needs
+    source_raw = (lambda: metrics.maintenance_response(con, s)) if file == "maintenance.csv" else None
+    return metrics.protected(con, s, file, lambda: protect_table(con, s, name, compute(con, s),
+                                                                 source_raw=source_raw))
+
+
+# rule -> (count column, the file whose table shows the same count for the same patients per route):
+# maintenance.csv's responders are response_by_route.csv's, which may hide a route's 0 responders beside
+# fewer than k evaluable patients (a share of a small group) or as another hidden count's cover
+_SHARED_COUNTS = {"maintenance": ("responders", "response_by_route.csv")}
+
+
+def protect_table(con: duckdb.DuckDBPyConnection, s: Settings, rule: str, raw: pd.DataFrame, *,
+                  source_raw: Callable[[], pd.DataFrame] | None = None) -> pd.DataFrame:
+    """`disclosure.protect(rule, raw, s.min_cell)`, with the counts `raw` shares with another file hidden
+    wherever that file hides them (_SHARED_COUNTS), so no file shows a cell another hides: every caller
+    that protects such a table (the export, the pages, the PDF report) goes through here.
+
+    The other file's table is its protected summary for `s` (shared through metrics' memo); `source_raw`
+    computes its raw table from a query the caller reads anyway (the same rows, counts and cell keys: the
+    Maintenance page's `metrics.maintenance_response`), else it is computed as the file is."""
+    shared = _SHARED_COUNTS.get(rule)
+    if shared is None or s.min_cell <= 0 or raw.empty:
+        return protect(rule, raw, s.min_cell)
+    column, source = shared
+    if source_raw is None:
+        other = compute_summary(con, s, source)
+    else:
+        source_rule, _ = _SUMMARY_SOURCES[source]
+        other = metrics.protected(con, s, source, lambda: protect_table(con, s, source_rule, source_raw()))
+    hidden_routes = set(other.loc[other[column].isna(), "route"].astype(str))
+    mask = raw["route"].astype(str).isin(hidden_routes).to_numpy()
+    return protect(rule, raw, s.min_cell, hidden_elsewhere={column: mask})
 
 
 def raw_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
@@ -112,10 +144,9 @@ def compute_headline(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFram
     The maintenance columns come from `metrics.maintenance_intensity` under maintenance.csv's rule: the same
     values and hidden cells as maintenance.csv, without the timing medians the headline does not show.
     The sources are computed HEADLINE_WORKERS at a time; an error in one is raised here."""
-    k = s.min_cell
     sources = (  # the slowest first (the outcome counts' query, the sustained-response times)
         lambda: compute_summary(con, s, "response_by_route.csv"),
-        lambda: protect("maintenance", metrics.maintenance_intensity(con, s), k),
+        lambda: protect_table(con, s, "maintenance", metrics.maintenance_intensity(con, s)),
         lambda: compute_summary(con, s, "time_to_relief.csv"),
         lambda: protected_any_side_effect(con, s),
         lambda: protected_route_comparison(con, s)[1],

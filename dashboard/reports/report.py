@@ -299,7 +299,7 @@ class ReportBuild:
         """(raw, protected) of an export file; the protected table equals the CSV's."""
         if file not in self._summaries:
             raw = export.raw_summary(self.con, self.settings, file)
-            self._summaries[file] = (raw, protect(export.SUMMARY_RULES[file], raw, self.k))
+            self._summaries[file] = (raw, export.protect_table(self.con, self.settings, export.SUMMARY_RULES[file], raw))
         return self._summaries[file]
 
     def summary(self, file: str) -> pd.DataFrame:
@@ -310,7 +310,7 @@ class ReportBuild:
         return hidden_mask(raw, shown)
 
     def protected(self, name: str, raw: pd.DataFrame) -> pd.DataFrame:
-        return protect(name, raw, self.k)
+        return export.protect_table(self.con, self.settings, name, raw)
 
     def note_hidden(self, section: str, table: str, mask: pd.DataFrame, labels: Iterable[str] | None = None) -> None:
         """Record the cells `mask` marks hidden (rows named by `labels`, default: their route)."""
