@@ -112,15 +112,12 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_REFUSED
     try:
-        key, created = an.load_key(key_path)
+        with an.key_for_run(key_path) as (key, created):  # a refused run keeps no new key
+            report = an.anonymize(records, mapping, key, out, year_only=args.year_only,
+                                  progress=None if args.quiet else _progress)
     except an.KeyFileError as exc:
         print(f"error: {exc}. Nothing was written.", file=sys.stderr)
         return EXIT_REFUSED
-    done = False
-    try:
-        report = an.anonymize(records, mapping, key, out, year_only=args.year_only,
-                              progress=None if args.quiet else _progress)
-        done = True
     except an.AnonymizeRefused as exc:
         print(exc.report(), file=sys.stderr)
         return EXIT_REFUSED
@@ -131,10 +128,6 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
         print(f"error: cannot write the anonymized export: {os_problem(exc, where)}. Choose a folder you can "
               "write to, then run anonymize again.", file=sys.stderr)
         return EXIT_REFUSED
-    finally:
-        if created and not done:
-            # a refused run writes nothing, the new key included (the message says so); the next run makes one
-            key_path.unlink(missing_ok=True)
     if created:
         print(f"Created the key file {key_path} (readable by you only). Keep it safe and private: the same key "
               "gives the same pseudonyms next time.", file=sys.stderr)

@@ -450,6 +450,45 @@ def test_wrong_key_for_an_earlier_output_is_refused_before_writing(tmp_path):
         an.anonymize(rec, GENERIC, KEY, foreign)
 
 
+def test_an_earlier_output_stays_whole_until_the_new_one_is_in_place(tmp_path, monkeypatch):
+    # the earlier output is moved aside, not deleted, before the new one takes its place: if that move fails
+    # (a full disk, another program holding the folder) the earlier output is back where it was
+    rec = hand_records(tmp_path / "rec")
+    out = tmp_path / "out"
+    an.anonymize(rec, GENERIC, KEY, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_replace = os.replace
+
+    def new_output_cannot_move_in(src, dst):  # noqa: ANN001
+        if Path(dst) == out and Path(src).name == "export":
+            raise OSError(28, "No space left on device", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", new_output_cannot_move_in)
+    with pytest.raises(OSError, match="No space left"):
+        an.anonymize(rec, GENERIC, KEY, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "rec"]  # nothing left beside it
+    monkeypatch.setattr(os, "replace", real_replace)
+    an.anonymize(rec, GENERIC, KEY, out)  # and a later run replaces it
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_run_that_does_not_finish_keeps_no_new_key(tmp_path):
+    key = tmp_path / "clinic.key"
+    with pytest.raises(an.AnonymizeRefused):
+        with an.key_for_run(key) as (_, created):
+            assert created and key.is_file()
+            raise an.AnonymizeRefused([])
+    assert not key.exists()
+    with an.key_for_run(key) as (first, created):
+        assert created
+    with pytest.raises(RuntimeError):
+        with an.key_for_run(key) as (again, created):
+            raise RuntimeError("stopped")
+    assert not created and again == first and key.is_file()  # a key that was there before is never removed
+
+
 # --- the command ------------------------------------------------------------------------------------------------
 
 

@@ -95,6 +95,24 @@ def test_a_ready_export_uploaded_as_records_is_named_and_makes_no_key(tmp_path):
     assert not uploads.looks_like_export(records)
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_ready_export_with_semicolons_or_tabs_is_recognised_too(tmp_path, delimiter):
+    # the importer reads semicolon and tab exports (clinic-export-format.md), so the hint must know them too,
+    # with a byte-order mark as spreadsheet programs write it
+    export = tmp_path / "export"
+    export.mkdir()
+    for p in store.example_export_dir().glob("*.csv"):
+        text = p.read_text(encoding="utf-8").replace(",", delimiter)
+        (export / p.name).write_text("\ufeff" + text, encoding="utf-8")
+    assert uploads.looks_like_export(export)
+    check = uploads.check_upload([(p.name, p.read_bytes()) for p in export.glob("*.csv")], kind="records",
+                                 key_path=tmp_path / "new.key")
+    try:
+        assert [p.message for p in check.problems] == [uploads.READY_EXPORT_HINT]
+    finally:
+        check.discard()
+
+
 def test_a_refused_records_check_leaves_no_new_key(tmp_path):
     records = store.package_folder("dashboard.example_records")
     files = {p.name: p.read_bytes() for p in records.glob("*.csv")}

@@ -20,6 +20,7 @@ read with `datetime` as ISO 8601, or with the strptime format the mapping names,
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -35,9 +36,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
-from dashboard.data import spec
+from dashboard.data import folders, spec
 from dashboard.data.ingest import COLUMNS, ImportRefused, Problem, identifier_kind, import_export
 
 REPORT_FILE = "anonymize-report.txt"
@@ -294,6 +295,20 @@ def load_key(path: str | os.PathLike[str], *, create: bool = True) -> tuple[byte
         raise KeyFileError(f"{path} is not a key file written by `ketamine-outcomes anonymize` "
                         "(one line of 64 hexadecimal digits)")
     return key, False
+
+
+@contextlib.contextmanager
+def key_for_run(path: str | os.PathLike[str]) -> Iterator[tuple[bytes, bool]]:
+    """`load_key(path)` for one anonymization run: yields (key, created). A key this run created is
+    removed again when the block does not finish (a refused or failed run writes nothing, its new key
+    included; the next run makes one). Raises KeyFileError as load_key does."""
+    key, created = load_key(path)
+    try:
+        yield key, created
+    except BaseException:
+        if created:
+            Path(path).unlink(missing_ok=True)
+        raise
 
 
 def key_fingerprint(key: bytes) -> str:
@@ -801,9 +816,7 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         except ImportRefused as exc:
             raise AnonymizeRefused(_to_source(exc.problems, outs, mapping), report) from None
         (export / REPORT_FILE).write_text(report.describe() + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(export, out_dir)
+        folders.swap_in(export, out_dir)  # an earlier output stays until this one is in place
         say(f"Wrote {out_dir}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

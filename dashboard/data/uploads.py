@@ -21,8 +21,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from dashboard.data import anonymize as an
-from dashboard.data.ingest import ImportRefused, ImportSummary, Problem, import_export
+from dashboard.data import anonymize as an, dialects
+from dashboard.data.ingest import COLUMNS, ImportRefused, ImportSummary, Problem, import_export
 
 KINDS = ("records", "export")
 ACCEPTED = (".csv", ".parquet", ".toml", ".xlsx")
@@ -147,18 +147,15 @@ def check_upload(
         result.problems = [Problem(None, None, None, None, None, "no key file is configured for pseudonyms")]
         return result
     try:
-        key, created = an.load_key(key_path)
+        with an.key_for_run(key_path) as (key, created):  # a refused check keeps no new key
+            if tomls:
+                (source / tomls[0]).unlink()
+            report = an.anonymize(source, mapping, key, work / "export", year_only=year_only, progress=say)
     except an.KeyFileError as exc:
         result.problems = [Problem(str(key_path), None, None, None, None, str(exc))]
         return result
-    if tomls:
-        (source / tomls[0]).unlink()
-    try:
-        report = an.anonymize(source, mapping, key, work / "export", year_only=year_only, progress=say)
     except an.AnonymizeRefused as exc:
         result.problems = exc.problems
-        if created:  # a refused check keeps nothing, a new key included: the next check makes one
-            key_path.unlink(missing_ok=True)
         return result
     if created:
         result.key_created = key_path
@@ -181,8 +178,8 @@ def looks_like_export(folder: Path) -> bool:
             continue
         try:
             if path.suffix.lower() == ".csv":
-                with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-                    header = next(csv.reader(fh), [])
+                # the header as the importer reads it: comma, semicolon or tab, any byte-order mark
+                header = dialects.sniff_csv(path, COLUMNS["patients"]).header
             elif path.suffix.lower() == ".parquet":
                 import pyarrow.parquet as pq
 

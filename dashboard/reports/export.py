@@ -30,7 +30,7 @@ import pandas as pd
 from dashboard import __version__
 from dashboard.analysis import adjusted, benchmark, metrics, rems
 
-from dashboard.data import spec, store
+from dashboard.data import folders, spec, store
 from dashboard.analysis.disclosure import protect
 from dashboard.analysis.settings import FILTER_NAMES, Settings
 
@@ -445,23 +445,12 @@ def write_folder(out: Path, fill: Callable[[Path], None], *, kind: str = "export
 
     parent = out.parent if str(out.parent) else Path(".")
     tmp: Path | None = None
-    old: Path | None = None
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
         fill(tmp)
         os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.rmdir(old)
-            os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            if old is not None:
-                os.replace(old, out)  # put the previous output back
-                old = None
-            raise
+        folders.swap_in(tmp, out)
         tmp = None
     except OSError as exc:
         where = Path(exc.filename) if getattr(exc, "filename", None) else out
@@ -472,8 +461,6 @@ def write_folder(out: Path, fill: Callable[[Path], None], *, kind: str = "export
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_database(db_path: str | os.PathLike[str], compute: Callable[[duckdb.DuckDBPyConnection], Any]) -> Any:
