@@ -601,6 +601,14 @@ def test_display_choices_offer_what_the_pages_offer():
 # --- empty and too-small cohorts ------------------------------------------------------------------------------
 
 
+def walk(block):  # noqa: ANN001, ANN201
+    """Every element below an AppTest block, in the order drawn."""
+    for child in block.children.values():
+        yield child
+        if hasattr(child, "children"):
+            yield from walk(child)
+
+
 @pytest.mark.parametrize("page", list(PAGES))
 def test_an_empty_cohort_gets_a_friendly_message(make_app, sample_db, page):
     counts = cohort_counts(sample_db)
@@ -612,8 +620,11 @@ def test_an_empty_cohort_gets_a_friendly_message(make_app, sample_db, page):
     assert "No patients match these filters" in at.info[0].value
     assert not at.get("plotly_chart")
     assert any(m.value == "**Cohort:** 0 patients" for m in at.sidebar.markdown)
-    # only the data page (import history, definitions) still opens below the message
+    # only the data page (import history, definitions) still opens, the message under its title as on the
+    # other pages
     assert bool(at.title and at.title[0].value == "Data and definitions") == (page == "views/data.py")
+    order = [e.type for e in walk(at.main)]
+    assert order.index("title") < order.index(at.info[0].type), order
 
 
 def test_a_too_small_cohort_is_not_shown(make_app, sample_db):

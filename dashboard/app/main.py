@@ -166,23 +166,9 @@ try:
     ui.render_url_notice()
     size = ui.cohort_size(ctx)
     always_open = page.url_path in ALWAYS_OPEN
-    if size == 0 or math.isnan(size):
-        if not always_open:
-            st.title(page.title)
-        if size == 0:
-            st.info(
-                f"**No patients match these filters** ({ui.plain(settings.describe_filters())}).\n\n"
-                "Remove a filter in the sidebar, or press *Reset all filters and settings*.",
-                icon=":material/search_off:",
-            )
-        else:
-            st.warning(
-                f"**This cohort is too small to show** ({ui.plain(settings.describe_filters())}): it has fewer than "
-                f"{settings.min_cell} patients, so every figure would be hidden to protect patients' privacy."
-                "\n\nWiden the filters in the sidebar, or — if your data governance allows it — lower the "
-                "minimum cell under *Analysis settings*.",
-                icon=":material/lock:",
-            )
+    if (size == 0 or math.isnan(size)) and not always_open:
+        st.title(page.title)
+        ui.render_cohort_notice(ctx)  # the data page says it under its own title (ui.render_page_header)
     if always_open or size > 0:
         # A loading state on every rerun: the spinner stays until the page has drawn.
         with st.spinner("Updating the figures for this cohort…", show_time=True):

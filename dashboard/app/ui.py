@@ -22,6 +22,7 @@ import atexit
 import functools
 import gc
 import logging
+import math
 import os
 import re
 import threading
@@ -1107,9 +1108,35 @@ def render_cohort_banner(ctx: PageContext) -> None:
 
 
 def render_page_header(title: str, intro: str, ctx: PageContext) -> None:
+    """The page's title and what it answers, the cohort in words, and (for the one page that opens on an
+    empty or too-small cohort: Data and definitions) why no figure of the cohort can be shown."""
     st.title(title)
     s = ctx.settings
-    st.caption(f"{intro}  \n**Cohort:** {plain(s.describe_filters())} — {describe_size(cohort_size(ctx), s.min_cell)}.")
+    size = cohort_size(ctx)
+    st.caption(f"{intro}  \n**Cohort:** {plain(s.describe_filters())} — {describe_size(size, s.min_cell)}.")
+    if size == 0 or math.isnan(size):
+        render_cohort_notice(ctx)
+
+
+def render_cohort_notice(ctx: PageContext) -> None:
+    """Why nothing of this cohort is shown, and what to do: no patient matches the filters, or fewer than the
+    minimum cell do (the cohort's size is then hidden, NaN). Draws nothing for a cohort that can be shown."""
+    s = ctx.settings
+    size = cohort_size(ctx)
+    if size == 0:
+        st.info(
+            f"**No patients match these filters** ({plain(s.describe_filters())}).\n\n"
+            "Remove a filter in the sidebar, or press *Reset all filters and settings*.",
+            icon=":material/search_off:",
+        )
+    elif math.isnan(size):
+        st.warning(
+            f"**This cohort is too small to show** ({plain(s.describe_filters())}): it has fewer than "
+            f"{s.min_cell} patients, so every figure would be hidden to protect patients' privacy."
+            "\n\nWiden the filters in the sidebar, or — if your data governance allows it — lower the "
+            "minimum cell under *Analysis settings*.",
+            icon=":material/lock:",
+        )
 
 
 def render_disclosure_note(ctx: PageContext, hidden: Iterable[str] = ()) -> None:
