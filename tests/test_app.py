@@ -937,6 +937,8 @@ def test_the_overview_headlines_show_their_n_and_interval(make_app, sample_db):
     captions = " ".join(c.value for c in at.caption)
     assert f"n = {int(resp['evaluable']):,}" in captions
     assert "95 % interval" in captions
+    # why a funnel step may read more than the one before (15 evaluable of 14 eligible): said beside the counts
+    assert "Shown counts are moved by one or two to protect privacy, so a count may read slightly above" in captions
     # days to relief as the Time to relief page writes days: whole from 10 on, else to a tenth (0.17 is "0.2")
     headline = summaries["headline.csv"]
     table = next(t.value for t in at.table if "Days to relief (median, CI)" in t.value.columns)

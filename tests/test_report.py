@@ -373,6 +373,7 @@ def test_definitions_one_text_for_page_and_report():
     # what readers asked about: remission above response, and a cohort of 5,001 from 5,000 patients
     assert "so a route's remission rate can be above its response rate" in md
     assert "the cohort of the whole data set may read 5,001 where it holds 5,000" in md
+    assert "a count may read one or two above the count it is part of (15 evaluable patients of 14 eligible)" in md
     html = definitions.definitions_html(s)
     assert "<b>Endpoint.</b> The last follow-up score" in html
     assert "<i>Observed</i>: rates are among" in html and "**" not in html

@@ -1155,7 +1155,9 @@ def render_disclosure_note(ctx: PageContext, hidden: Iterable[str] = ()) -> None
             icon=":material/lock:",
         )
     else:
-        st.caption(f":material/lock: Counts under {k} patients, and rates or medians resting on them, are hidden wherever they occur.")
+        st.caption(f":material/lock: Counts under {k} patients, and rates or medians resting on them, are hidden "
+                   "wherever they occur. Shown counts are moved by one or two to protect privacy, so a count may "
+                   "read slightly above the count it is part of (*Privacy* under Data and definitions).")
 
 
 def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> None:

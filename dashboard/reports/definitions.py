@@ -83,7 +83,8 @@ def definitions(s: Settings) -> list[tuple[str, str]]:
                     "a count be worked out from the totals. The downloads follow the same rule. Shown counts "
                     "are also moved by a small amount fixed for each group of patients (by one or two, mostly; a "
                     "zero stays zero), so that comparing filters cannot give a small count back: the cohort of "
-                    "the whole data set may read 5,001 where it holds 5,000."),
+                    "the whole data set may read 5,001 where it holds 5,000, and a count may read one or two "
+                    "above the count it is part of (15 evaluable patients of 14 eligible)."),
     ]
 
 
