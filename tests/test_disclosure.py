@@ -420,6 +420,21 @@ def test_property_export_never_shows_hidden_values(tmp_path, people, k, site, po
             assert is_hidden(maintenance.loc[route, "responders"]), route
 
 
+def test_a_cohort_nobody_in_which_was_dosed_exports_every_file(tmp_path):
+    # the case hypothesis found: maintenance_counts.sql's total row over no dosed patient must count 0, not
+    # NULL, now that maintenance.csv's protection reads response_by_route's counts from it
+    path = build_random(tmp_path, [{"sessions": [], "baseline": None, "followups": [], "site": "S1",
+                                    "nausea": False}])
+    con = duckdb.connect(path, read_only=True)
+    try:
+        files = export.compute_summaries(con, Settings(min_cell=1))
+    finally:
+        con.close()
+    assert files["maintenance.csv"][["route", "responders", "responders_in_maintenance"]].to_dict("records") == [
+        {"route": "ALL", "responders": 0, "responders_in_maintenance": 0}]
+    assert files["response_by_route.csv"]["evaluable"].tolist() == [0]
+
+
 def test_curve_all_hidden_where_routes_would_reveal_a_small_count():
     def rows(route, spec_rows):
         return [{"route": route, "day": float(d), "at_risk": n, "events": e, "relieved": 0.1, "ci_low": 0.0, "ci_high": 0.2}

@@ -961,9 +961,10 @@ def _maintenance(con: duckdb.DuckDBPyConnection, params: dict[str, Any]) -> pd.D
 
 
 def maintenance_response(con: duckdb.DuckDBPyConnection, s: Settings) -> pd.DataFrame:
-    """`response_by_route`'s table (the same rows, counts and cell keys) from maintenance_counts.sql's rows,
-    which `maintenance` reads anyway: the Maintenance page hides maintenance.csv's responders where
-    response_by_route.csv hides them (export.protect_table) without scanning the outcome counts as well."""
+    """`response_by_route`'s table (the same rows and counts, without cell keys) from maintenance_counts.sql's
+    rows, which `maintenance` reads anyway: the Maintenance page hides maintenance.csv's responders where
+    response_by_route.csv hides them (export.protect_table) without scanning the outcome counts as well.
+    Suppression decides on exact counts, so the keys, which only move shown values, are not needed."""
     df = run_query(con, "maintenance_counts", _outcome_params(s))
     count_cols = ["eligible", "with_endpoint", "responders", "remitters"]
     df[count_cols] = df[count_cols].astype("int64")

@@ -104,9 +104,10 @@ def protect_table(con: duckdb.DuckDBPyConnection, s: Settings, rule: str, raw: p
     wherever that file hides them (_SHARED_COUNTS), so no file shows a cell another hides: every caller
     that protects such a table (the export, the pages, the PDF report) goes through here.
 
-    The other file's table is its protected summary for `s` (shared through metrics' memo); `source_raw`
-    computes its raw table from a query the caller reads anyway (the same rows, counts and cell keys: the
-    Maintenance page's `metrics.maintenance_response`), else it is computed as the file is."""
+    The other file's hidden cells are read from its protected summary for `s` (shared through metrics'
+    memo), or, with `source_raw`, from its raw table computed from a query the caller reads anyway (the same
+    rows and counts: the Maintenance page's `metrics.maintenance_response`): suppression decides on exact
+    counts, so the same cells are hidden either way."""
     shared = _SHARED_COUNTS.get(rule)
     if shared is None or s.min_cell <= 0 or raw.empty:
         return protect(rule, raw, s.min_cell)
@@ -114,8 +115,7 @@ def protect_table(con: duckdb.DuckDBPyConnection, s: Settings, rule: str, raw: p
     if source_raw is None:
         other = compute_summary(con, s, source)
     else:
-        source_rule, _ = _SUMMARY_SOURCES[source]
-        other = metrics.protected(con, s, source, lambda: protect_table(con, s, source_rule, source_raw()))
+        other = protect(SUMMARY_RULES[source], source_raw(), s.min_cell)
     hidden_routes = set(other.loc[other[column].isna(), "route"].astype(str))
     mask = raw["route"].astype(str).isin(hidden_routes).to_numpy()
     return protect(rule, raw, s.min_cell, hidden_elsewhere={column: mask})
