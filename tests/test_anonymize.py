@@ -22,7 +22,7 @@ from dashboard.analysis.settings import Settings
 from dashboard.data import anonymize as an
 from dashboard.data.ingest import import_export
 from dashboard.reports import export
-from identified import identify_export
+from identified import IDENTIFYING_EDITS, edited_records, identify_export
 
 GENERIC = an.load_mapping("generic")
 KEY = bytes(range(32))
@@ -313,17 +313,21 @@ def test_codes_tables_translate_and_refuse_unknown_values(tmp_path):
     rec = hand_records(tmp_path / "rec", sessions=[
         ["E-1", "R-1", "2025-03-04 09:15", "Infusion", "clinic", "induction"],
         ["E-2", "R-1", "2025-03-11 10:00", "infusion", "clinic", "induction"],
-        ["E-3", "R-2", "2025-05-04 08:00", "Nasal spray", "clinic", "induction"]])
+        ["E-3", "R-2", "2025-05-04 08:00", "Nasal spray", "clinic", "induction"],
+        ["E-4", "R-2", "2025-05-05 08:00", "Lozenge", "clinic", "induction"]])
     raw = __import__("tomllib").loads(an.shipped_mapping_path("generic").read_text())
     raw["codes"] = {"route": {"Infusion": "IV"}, "site": {"S1": "north", "S2": "south"}}
     with pytest.raises(an.AnonymizeRefused) as err:
         an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
+    # a code of one word is quoted; several words are never (they could be a name or a sentence)
     assert [p.describe() for p in err.value.problems] == [
-        "sessions.csv, table sessions, line 4, column route, value 'Nasal spray': not in the mapping's "
-        "[codes.route] list; add it there"]
-    raw["codes"]["route"]["nasal spray"] = "IN"
+        "sessions.csv, table sessions, line 4, column route: not in the mapping's [codes.route] list; add it there "
+        "(the value is not shown because it could identify a patient)",
+        "sessions.csv, table sessions, line 5, column route, value 'Lozenge': not in the mapping's [codes.route] "
+        "list; add it there"]
+    raw["codes"]["route"] |= {"nasal spray": "IN", "lozenge": "SL"}
     an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
-    assert [r["route"] for r in read_rows(tmp_path / "out" / "sessions.csv")] == ["IV", "IV", "IN"]
+    assert [r["route"] for r in read_rows(tmp_path / "out" / "sessions.csv")] == ["IV", "IV", "IN", "SL"]
     assert {r["site"] for r in read_rows(tmp_path / "out" / "patients.csv")} == {"north", "south"}
 
 
@@ -391,6 +395,50 @@ def test_unknown_references_and_rows_the_importer_refuses_are_named_by_source_li
     problems = refused(rec, tmp_path / "out2")
     assert problems == ["questionnaires.csv, table assessments, line 2, column score, value '99': "
                         "out of range: must be a whole number from 0 to 21"]
+
+
+NOT_SHOWN = " (the value is not shown because it could identify a patient)"
+
+
+def test_identifying_values_where_codes_or_numbers_belong_are_never_quoted(tmp_path):
+    # an e-mail address in site, a phone number in prior_failed_treatments, a full name in sex, a sentence in
+    # an adverse event: each named by file, line and column, never by its value (identified-records.md)
+    rec = edited_records(tmp_path / "rec", IDENTIFYING_EDITS)
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [p.describe() for p in err.value.problems] == [
+        "patients.csv, table patients, line 2, column site: looks like an e-mail address; the data must be "
+        "anonymized first" + NOT_SHOWN,
+        "patients.csv, table patients, line 3, column prior_failed_treatments: not a whole number" + NOT_SHOWN,
+        "patients.csv, table patients, line 4, column sex: not one of: F M X U" + NOT_SHOWN,
+        "adverse_events.csv, table adverse_events, line 2, column event: not one of: dissociation dizziness "
+        "nausea vomiting sedation vertigo headache anxiety hypertension tachycardia hallucination disorientation "
+        "cognitive other" + NOT_SHOWN]
+    assert [p.value for p in err.value.problems] == [None, None, None, None]
+    everything = err.value.report() + repr(err.value.problems)
+    assert [v for v in IDENTIFYING_EDITS.values() if v in everything] == []
+
+
+def test_harmless_codes_and_numbers_are_still_quoted_but_not_names_record_numbers_or_dates(tmp_path):
+    rec = edited_records(tmp_path / "rec", {
+        ("patients.csv", 5, "diagnosis"): "Depression",  # a harmless code: quoted
+        ("patients.csv", 6, "sex"): "Kowalczyk",  # one word, but line 2's last name: not quoted
+        ("sessions.csv", 2, "drug"): "MRN-100007",  # line 3's record number (6 digits): not quoted
+        ("sessions.csv", 3, "route"): "Infusion",
+        ("sessions.csv", 4, "dose_mg"): "Jun-24",  # reads as a date: not quoted
+        ("questionnaires.csv", 2, "score"): "hello",
+    })
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [p.describe() for p in err.value.problems] == [
+        "patients.csv, table patients, line 5, column diagnosis, value 'Depression': not one of: GAD MDD PTSD SAD "
+        "PANIC OCD OTHER",
+        "patients.csv, table patients, line 6, column sex: not one of: F M X U" + NOT_SHOWN,
+        "sessions.csv, table sessions, line 2, column drug: not one of: ketamine esketamine" + NOT_SHOWN,
+        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO",
+        "sessions.csv, table sessions, line 4, column dose_mg: not a number: the spreadsheet shows it as a date; "
+        "format the column as Number and enter the value again" + NOT_SHOWN,
+        "questionnaires.csv, table assessments, line 2, column score, value 'hello': not a whole number"]
 
 
 def test_free_text_and_identifier_columns_cannot_be_mapped():

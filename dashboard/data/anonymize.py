@@ -13,7 +13,8 @@ names, record numbers, birth dates and calendar dates, and writes the four table
 
 Nothing is written unless every row converts and the result passes the importer's own checks
 (`ingest.import_export` into a throw-away database); problems name the source file, line and column, and
-never an identifier's value. The mapping is TOML (read with the standard library's `tomllib`); dates are
+quote a value only when it cannot identify anyone (`_ValueGuard`): never an identifier, name, date or
+free text. The mapping is TOML (read with the standard library's `tomllib`); dates are
 read with `datetime` as ISO 8601, or with the strptime format the mapping names, and a date such as
 `03/04/2025` is refused as ambiguous unless the mapping names its format.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import hmac
 import io
@@ -38,7 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from dashboard.data import folders, spec
+from dashboard.data import dialects, folders, spec
 from dashboard.data.ingest import COLUMNS, ImportRefused, Problem, identifier_kind, import_export
 
 REPORT_FILE = "anonymize-report.txt"
@@ -484,6 +486,71 @@ def quarter(d: date, *, year_only: bool = False) -> str:
     return f"{d.year}-Q1" if year_only else f"{d.year}-Q{(d.month - 1) // 3 + 1}"
 
 
+# --- which values a problem may quote ---------------------------------------------------------------------
+
+NOT_SHOWN = "the value is not shown because it could identify a patient"
+SHOWN_MAX_CHARS = 20  # a value quoted in a problem: at most this many characters …
+SHOWN_MAX_DIGITS = 4  # … and digits (a phone number, a date, a record number have more)
+_SHOWN_TOKEN = re.compile(r"^[A-Za-z0-9_+.\-]+$")
+_WORD_SPLIT = re.compile(r"[\W_]+")
+
+
+def _words(folded: str) -> set[str]:
+    """The words of a case-folded text that hold a letter and are at least two characters long."""
+    return {w for w in _WORD_SPLIT.split(folded) if len(w) >= 2 and any(ch.isalpha() for ch in w)}
+
+
+class _ValueGuard:
+    """Which values from the records a problem may quote (docs/choices.md, Issue 14, "Values in problems").
+
+    A value is quoted only when it cannot identify anyone: it stands in a column carried into the export
+    (codes, booleans and numbers: never a record or encounter number, name, date or free-text column); it is
+    one code-like token, 1–20 ASCII letters, digits, `_`, `-`, `+` and `.` (so no spaces, no `@`), with at
+    most 4 digits; it does not read as a date; and neither it nor any of its words is a value, or a word of
+    a value, of the records' identifier and date columns (the mapping's record_number, encounter_number,
+    birth_date, started_at and taken_at, and every column whose name marks an identifier: names, contact
+    details, …). Any other problem keeps its file, line and column, and its message says the value is not
+    shown. The identifying values are collected only when a problem has a value to judge.
+    """
+
+    def __init__(self, sources: dict[str, "_Source"], mapping: Mapping):
+        self._sources = sources
+        self._mapping = mapping
+
+    @functools.cached_property
+    def _identifying(self) -> frozenset[str]:
+        found: set[str] = set()
+        for table, source in self._sources.items():
+            roles = {c.lower() for t, c in self._mapping.columns.get(table, {}).items() if t in ROLES[table]}
+            columns = [h.lower() for h in source.header if h and (h.lower() in roles or identifier_kind(h))]
+            for _line, row in source.rows:
+                for c in columns:
+                    value = row.get(c, "").strip().casefold()
+                    if value:
+                        found.add(value)
+                        found.update(_words(value))
+        return frozenset(found)
+
+    def shows(self, table: str | None, target: str | None, value: str) -> bool:
+        """Whether `value`, read for export column `target` of `table`, may be quoted in a problem."""
+        if table is None or target not in CARRIED.get(table, ()):
+            return False
+        v = value.strip()
+        if not (0 < len(v) <= SHOWN_MAX_CHARS and _SHOWN_TOKEN.match(v)):
+            return False
+        if sum(ch.isdigit() for ch in v) > SHOWN_MAX_DIGITS or dialects.looks_like_date(v):
+            return False
+        folded = v.casefold()
+        return folded not in self._identifying and not (_words(folded) & self._identifying)
+
+    def problem(self, file: str | None, table: str | None, line: int | None, column: str | None,
+                target: str | None, value: str | None, message: str) -> Problem:
+        """A Problem that quotes `value` only when `shows` allows it, else says that it is not shown."""
+        if value is None or self.shows(table, target, value):
+            return Problem(file, table, line, column, value, message)
+        return Problem(file, table, line, column, None, f"{message} ({NOT_SHOWN})")
+
+
 # --- the transformation --------------------------------------------------------------------------------
 
 
@@ -557,11 +624,12 @@ def anonymize(
     if problems:
         raise AnonymizeRefused(problems, report)
 
-    outs = _transform(sources, mapping, key, year_only, problems, report)
+    guard = _ValueGuard(sources, mapping)
+    outs = _transform(sources, mapping, key, year_only, problems, report, guard)
     if problems:
         raise AnonymizeRefused(_sorted(problems), report)
     say("Transformed every row; checking the result with the importer")
-    _write_checked(outs, out_dir, report, mapping, say)
+    _write_checked(outs, out_dir, report, mapping, say, guard)
     return report
 
 
@@ -570,7 +638,7 @@ def _delim_name(d: str) -> str:
 
 
 def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_only: bool,
-               problems: list[Problem], report: AnonymizeReport) -> dict[str, _Out]:
+               problems: list[Problem], report: AnonymizeReport, guard: _ValueGuard) -> dict[str, _Out]:
     cols = mapping.columns
 
     def get(table: str, row: dict[str, str], target: str) -> str:
@@ -594,8 +662,8 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
         if value and table_codes is not None:
             code = table_codes.get(value.casefold())
             if code is None:
-                problems.append(Problem(file, table, line, cols[table][target], value,
-                                        f"not in the mapping's [codes.{target}] list; add it there"))
+                problems.append(guard.problem(file, table, line, cols[table][target], target, value,
+                                              f"not in the mapping's [codes.{target}] list; add it there"))
                 return ""
             return code
         return value
@@ -797,7 +865,7 @@ def _check_out_dir(out_dir: Path, fingerprint: str) -> None:
 
 
 def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport, mapping: Mapping,
-                   say: Callable[[str], None]) -> None:
+                   say: Callable[[str], None], guard: _ValueGuard) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.anonymizing-", dir=out_dir.parent))
     try:
@@ -814,7 +882,7 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         try:
             import_export(export, work / "check.duckdb")
         except ImportRefused as exc:
-            raise AnonymizeRefused(_to_source(exc.problems, outs, mapping), report) from None
+            raise AnonymizeRefused(_to_source(exc.problems, outs, mapping, guard), report) from None
         (export / REPORT_FILE).write_text(report.describe() + "\n", encoding="utf-8")
         folders.swap_in(export, out_dir)  # an earlier output stays until this one is in place
         say(f"Wrote {out_dir}")
@@ -822,8 +890,10 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping) -> list[Problem]:
-    """The importer's problems, named by the source file, line and column they came from."""
+def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping,
+               guard: _ValueGuard) -> list[Problem]:
+    """The importer's problems, named by the source file, line and column they came from; a value is
+    quoted only when `guard` allows it (a derived column's value, computed here, is never quoted)."""
     result = []
     for p in problems:
         o = outs.get(p.table or "")
@@ -832,6 +902,8 @@ def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapp
             continue
         file, line = o.origin[p.line - 2]
         column = mapping.columns.get(p.table, {}).get(p.column or "", p.column)
-        value = None if (p.column or "") in DERIVED else p.value
-        result.append(Problem(file, p.table, line, column, value, p.message))
+        if (p.column or "") in DERIVED:
+            result.append(Problem(file, p.table, line, column, None, p.message))
+        else:
+            result.append(guard.problem(file, p.table, line, column, p.column, p.value, p.message))
     return result

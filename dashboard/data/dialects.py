@@ -404,6 +404,12 @@ _DATE_LIKE = re.compile(
 )
 
 
+def looks_like_date(value: str) -> bool:
+    """Whether text reads as a calendar date as spreadsheets write them (`Jun-24`, `3-1-25`, `18.06.2024`,
+    `2024-06-18 09:00`, an Excel serial day of this century)."""
+    return bool(_DATE_LIKE.match(value.strip()))
+
+
 def excel_date_hint(column: str | None, value: str | None) -> str | None:
     """A better message for an age band or quarter that Excel turned into a date on its way to a CSV."""
     if column in ("age_band", "start_quarter") and value and _DATE_LIKE.match(value.strip()):
