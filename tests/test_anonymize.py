@@ -441,6 +441,50 @@ def test_harmless_codes_and_numbers_are_still_quoted_but_not_names_record_number
         "questionnaires.csv, table assessments, line 2, column score, value 'hello': not a whole number"]
 
 
+def test_rows_that_cannot_be_converted_and_values_the_importer_refuses_are_named_in_one_run(tmp_path):
+    # a bad date and an unknown record number used to hide the importer's value checks until they were fixed
+    # (a second run then named the rest): now both kinds come together, sorted by file and line, and an
+    # adverse event of a session whose date cannot be read is checked too (not "not in sessions.csv")
+    date_message = ("this date could not be read: not a date (YYYY-MM-DD, or YYYY-MM-DD HH:MM for a date and "
+                    "time); if your dates are written otherwise, name the format in the mapping's [formats]")
+    rec = edited_records(tmp_path / "rec", {
+        ("patients.csv", 3, "birth_date"): "1962-13-03",
+        ("patients.csv", 4, "diagnosis"): "Depression",
+        ("patients.csv", 7, "site"): "Springfield Downtown",
+        ("sessions.csv", 3, "started_at"): "2025-02-30 09:00",
+        ("sessions.csv", 3, "route"): "Infusion",
+        ("sessions.csv", 5, "record_number"): "MRN-999999",
+        ("questionnaires.csv", 2, "score"): "hello",
+        ("adverse_events.csv", 2, "severity"): "strong",  # an event of the session on sessions.csv line 3
+    })
+    assert refused(rec, tmp_path / "out") == [
+        "patients.csv, table patients, line 3, column birth_date: " + date_message,
+        "patients.csv, table patients, line 4, column diagnosis, value 'Depression': not one of: GAD MDD PTSD SAD "
+        "PANIC OCD OTHER",
+        "patients.csv, table patients, line 7, column site: not a valid code: 1–32 characters of letters, digits, - "
+        "and _" + NOT_SHOWN,
+        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO",
+        "sessions.csv, table sessions, line 3, column started_at: " + date_message,
+        "sessions.csv, table sessions, line 5, column record_number: this record number is not in patients.csv",
+        "questionnaires.csv, table assessments, line 2, column score, value 'hello': not a whole number",
+        "adverse_events.csv, table adverse_events, line 2, column severity, value 'strong': not one of: mild "
+        "moderate severe"]
+
+
+def test_a_patient_whose_every_date_is_unreadable_is_named_as_such(tmp_path):
+    rec = hand_records(tmp_path / "rec", sessions=[
+        ["E-1", "R-1", "2025-03-32 09:15", "IV", "clinic", "induction"],
+        ["E-3", "R-2", "2025-05-04 08:00", "IN", "clinic", "induction"]],
+        questionnaires=[["R-1", "yesterday", "GAD7", "15"], ["R-2", "2025-05-04 07:30", "PHQ9", "12"],
+                        ["R-3", "2024-12-30 10:00", "PHQ9", "20"]], events=[])
+    problems = refused(rec, tmp_path / "out")
+    assert [p.split(": this date")[0] if ": this date" in p else p for p in problems] == [
+        "patients.csv, table patients, line 2, column record_number: this patient's sessions and questionnaires "
+        "have no date that could be read, so day 0 cannot be set",
+        "sessions.csv, table sessions, line 2, column started_at",
+        "questionnaires.csv, table assessments, line 2, column taken_at"]
+
+
 def test_free_text_and_identifier_columns_cannot_be_mapped():
     raw = __import__("tomllib").loads(an.shipped_mapping_path("generic").read_text())
     raw["patients"]["columns"]["site"] = "notes"

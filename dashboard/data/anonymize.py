@@ -12,10 +12,13 @@ names, record numbers, birth dates and calendar dates, and writes the four table
 - every column the mapping does not name is dropped, and a free-text column is never carried over.
 
 Nothing is written unless every row converts and the result passes the importer's own checks
-(`ingest.import_export` into a throw-away database); problems name the source file, line and column, and
-quote a value only when it cannot identify anyone (`_ValueGuard`): never an identifier, name, date or
-free text. The mapping is TOML (read with the standard library's `tomllib`); dates are
-read with `datetime` as ISO 8601, or with the strptime format the mapping names, and a date such as
+(`ingest.import_export` into a throw-away database). Both run in one go, so one refusal names every
+problem: a row that could not be converted still goes into the temporary folder checked, its computed
+values left empty, so that the importer checks the values it carries (`_transform`, `_to_source`).
+Problems name the source file, line and column, and quote a value only when it cannot identify anyone
+(`_ValueGuard`): never an identifier, name, date or free text. The mapping is TOML (read with the
+standard library's `tomllib`); dates are read with `datetime` as ISO 8601, or with the strptime format
+the mapping names, and a date such as
 `03/04/2025` is refused as ambiguous unless the mapping names its format.
 """
 
@@ -627,9 +630,11 @@ def anonymize(
     guard = _ValueGuard(sources, mapping)
     outs = _transform(sources, mapping, key, year_only, problems, report, guard)
     if problems:
-        raise AnonymizeRefused(_sorted(problems), report)
-    say("Transformed every row; checking the result with the importer")
-    _write_checked(outs, out_dir, report, mapping, say, guard)
+        say(f"{len(problems):,} row problem{'s' if len(problems) != 1 else ''} found; checking the values of "
+            "every row with the importer too")
+    else:
+        say("Transformed every row; checking the result with the importer")
+    _write_checked(outs, out_dir, report, mapping, say, guard, problems)
     return report
 
 
@@ -668,14 +673,28 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
             return code
         return value
 
-    # patients: record number -> (line, birth date, row)
+    # Every row is written, so that the importer checks the values it carries in this same run; where a
+    # row could not be converted (its problem is reported here), the values computed from it (ids, day,
+    # hours, quarter, age band) are left empty, and the importer's complaints about them are dropped
+    # (`_merged`): one run names every problem.
+    out = {t: _Out(list(COLUMNS[t])) for t in EXPORT_TABLES}
+
+    def emit(table: str, file: str, line: int, row: dict[str, str], values: dict[str, str]) -> None:
+        for target in CARRIED[table]:
+            values[target] = carried(table, file, line, row, target)
+        out[table].rows.append([values.get(c, "") for c in COLUMNS[table]])
+        out[table].origin.append((file, line))
+
+    # patients: record number -> (line, birth date, row); rows that are no patient of their own
     pat_src = sources["patients"]
     patients: dict[str, tuple[int, date | None, dict[str, str]]] = {}
+    other_patient_rows: list[tuple[int, dict[str, str]]] = []
     for line, row in pat_src.rows:
         rec = get("patients", row, "record_number")
         if not rec:
             problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
                                     "required value empty"))
+            other_patient_rows.append((line, row))
             continue
         born = when("patients", pat_src.file, line, row, "birth_date", mapping.date_format)
         birth = born[0] if born else None
@@ -686,16 +705,20 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
             problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
                                     f"this record number {what} (lines {first_line} and {line}); keep one row "
                                     "per patient"))
+            other_patient_rows.append((line, row))
             continue
         patients[rec] = (line, birth, row)
 
-    # sessions: dates per patient, first session date (day 0)
+    # sessions: dates per patient, first session date (day 0); every row, converted or not
     ses_src = sources["sessions"]
-    sessions: list[tuple[int, str, str, date, dtime | None, dict[str, str]]] = []
+    sessions: list[tuple[int, str, str, date, dtime | None, dict[str, str]]] = []  # converted
+    session_rows: list[tuple[int, str, str, date | None, dict[str, str]]] = []  # all: (line, enc, rec, date, row)
     seen_enc: dict[str, int] = {}
+    mentioned: set[str] = set()  # record numbers that sessions or questionnaires name
     for line, row in ses_src.rows:
         enc = get("sessions", row, "encounter_number")
         rec = get("sessions", row, "record_number")
+        mentioned.add(rec)
         ok = True
         for target, value in (("encounter_number", enc), ("record_number", rec)):
             if not value:
@@ -710,26 +733,33 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
             problems.append(Problem(ses_src.file, "sessions", line, cols["sessions"]["encounter_number"], None,
                                     f"this encounter number appears twice (lines {seen_enc[enc]} and {line})"))
             ok = False
-        seen_enc.setdefault(enc, line)
+            enc = ""  # written without a session id; events refer to the first row of this number
+        elif enc:
+            seen_enc[enc] = line
         started = when("sessions", ses_src.file, line, row, "started_at", mapping.datetime_format)
         if ok and started:
             sessions.append((line, enc, rec, started[0], started[1], row))
+        session_rows.append((line, enc, rec if rec in patients else "", started[0] if started else None, row))
 
     q_src = sources["assessments"]
-    questionnaires: list[tuple[int, str, date, dtime | None, dict[str, str]]] = []
+    questionnaires: list[tuple[int, str, date, dtime | None, dict[str, str]]] = []  # dated, known patient
+    q_rows: list[tuple[int, str, tuple[date, dtime | None] | None, dict[str, str]]] = []  # all
     for line, row in q_src.rows:
         rec = get("assessments", row, "record_number")
+        mentioned.add(rec)
+        taken = None
         if not rec:
             problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["record_number"], None,
                                     "required value empty"))
-            continue
-        if rec not in patients:
+        elif rec not in patients:
             problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["record_number"], None,
                                     f"this record number is not in {pat_src.file}"))
-            continue
-        taken = when("assessments", q_src.file, line, row, "taken_at", mapping.datetime_format)
-        if taken:
-            questionnaires.append((line, rec, taken[0], taken[1], row))
+            rec = ""
+        else:
+            taken = when("assessments", q_src.file, line, row, "taken_at", mapping.datetime_format)
+            if taken:
+                questionnaires.append((line, rec, taken[0], taken[1], row))
+        q_rows.append((line, rec, taken, row))
 
     day0: dict[str, date] = {}
     for _l, _e, rec, d, _t, _r in sessions:
@@ -743,15 +773,18 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
     for _l, _e, rec, d, t, _r in sessions:
         by_day.setdefault((rec, d), []).append(datetime.combine(d, t) if t else None)
 
-    out = {t: _Out(list(COLUMNS[t])) for t in EXPORT_TABLES}
     pid = {rec: pseudonym(key, "p", rec) for rec in patients}
     if len(set(pid.values())) != len(pid):
         problems.append(Problem(pat_src.file, "patients", None, None, None,
                                 "two record numbers gave the same pseudonym; run again with a new key"))
     for rec, (line, birth, row) in patients.items():
+        values = {"patient_id": pid[rec]}
         if rec not in day0:
             problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
+                                    "this patient's sessions and questionnaires have no date that could be read, "
+                                    "so day 0 cannot be set" if rec in mentioned else
                                     "this patient has no session and no questionnaire, so day 0 cannot be set"))
+            emit("patients", pat_src.file, line, row, values)
             continue
         band = None
         if birth is not None:
@@ -760,48 +793,42 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
                 problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["birth_date"], None,
                                         "under 18 (or born after) at the first session: no age band of the "
                                         "export fits"))
-        values = {"patient_id": pid[rec], "start_quarter": quarter(day0[rec], year_only=year_only),
-                  "age_band": band or ""}
-        for target in CARRIED["patients"]:
-            values[target] = carried("patients", pat_src.file, line, row, target)
-        out["patients"].rows.append([values.get(c, "") for c in COLUMNS["patients"]])
-        out["patients"].origin.append((pat_src.file, line))
+        values |= {"start_quarter": quarter(day0[rec], year_only=year_only), "age_band": band or ""}
+        emit("patients", pat_src.file, line, row, values)
+    for line, row in other_patient_rows:
+        emit("patients", pat_src.file, line, row, {})
 
-    sid: dict[str, str] = {}
-    for line, enc, rec, d, _t, row in sessions:
-        sid[enc] = pseudonym(key, "s", enc)
-        values = {"session_id": sid[enc], "patient_id": pid[rec], "day": str((d - day0[rec]).days)}
-        for target in CARRIED["sessions"]:
-            values[target] = carried("sessions", ses_src.file, line, row, target)
-        out["sessions"].rows.append([values.get(c, "") for c in COLUMNS["sessions"]])
-        out["sessions"].origin.append((ses_src.file, line))
+    sid: dict[str, str] = {enc: pseudonym(key, "s", enc) for enc in seen_enc}
+    for line, enc, rec, d, row in session_rows:
+        values = {"session_id": sid.get(enc, ""), "patient_id": pid.get(rec, "")}
+        if d is not None and rec in day0:
+            values["day"] = str((d - day0[rec]).days)
+        emit("sessions", ses_src.file, line, row, values)
     if len(set(sid.values())) != len(sid):
         problems.append(Problem(ses_src.file, "sessions", None, None, None,
                                 "two encounter numbers gave the same pseudonym; run again with a new key"))
 
     post = 0
-    for line, rec, d, t, row in questionnaires:
-        hours = ""
-        starts = by_day.get((rec, d))
-        if starts:
-            if t is None or any(s is None for s in starts):
+    for line, rec, taken, row in q_rows:
+        values = {"patient_id": pid.get(rec, "")}
+        if taken is not None:
+            d, t = taken
+            values["day"] = str((d - day0[rec]).days)
+            starts = by_day.get((rec, d))
+            if starts and (t is None or any(s is None for s in starts)):
                 problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["taken_at"], None,
                                         "taken on a session's date, but without a time of day (on the "
                                         "questionnaire or the session), so it cannot be placed before or "
                                         "after the dose; give both times"))
-                continue
-            taken = datetime.combine(d, t)
-            before = [s for s in starts if s < taken]
-            if before:
-                h = (taken - max(before)).total_seconds() / 3600
-                # hundredths of an hour; a questionnaire seconds after the dose is still after it (> 0)
-                hours = f"{max(round(h, 2), 0.01):g}"
-                post += 1
-        values = {"patient_id": pid[rec], "day": str((d - day0[rec]).days), "hours_post_dose": hours}
-        for target in CARRIED["assessments"]:
-            values[target] = carried("assessments", q_src.file, line, row, target)
-        out["assessments"].rows.append([values.get(c, "") for c in COLUMNS["assessments"]])
-        out["assessments"].origin.append((q_src.file, line))
+            elif starts:
+                at = datetime.combine(d, t)
+                before = [s for s in starts if s < at]
+                if before:
+                    h = (at - max(before)).total_seconds() / 3600
+                    # hundredths of an hour; a questionnaire seconds after the dose is still after it (> 0)
+                    values["hours_post_dose"] = f"{max(round(h, 2), 0.01):g}"
+                    post += 1
+        emit("assessments", q_src.file, line, row, values)
 
     ae_src = sources.get("adverse_events")
     if ae_src is not None:
@@ -812,12 +839,7 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
                                         cols["adverse_events"]["encounter_number"], None,
                                         "required value empty" if not enc else
                                         f"this encounter number is not in {ses_src.file}"))
-                continue
-            values = {"session_id": sid[enc]}
-            for target in CARRIED["adverse_events"]:
-                values[target] = carried("adverse_events", ae_src.file, line, row, target)
-            out["adverse_events"].rows.append([values.get(c, "") for c in COLUMNS["adverse_events"]])
-            out["adverse_events"].origin.append((ae_src.file, line))
+            emit("adverse_events", ae_src.file, line, row, {"session_id": sid.get(enc, "")})
 
     for table in EXPORT_TABLES:
         if table in cols:
@@ -865,7 +887,10 @@ def _check_out_dir(out_dir: Path, fingerprint: str) -> None:
 
 
 def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport, mapping: Mapping,
-                   say: Callable[[str], None], guard: _ValueGuard) -> None:
+                   say: Callable[[str], None], guard: _ValueGuard, converting: list[Problem]) -> None:
+    """Write the output into a temporary folder, check it with the importer, and swap it in only when
+    neither the conversion (`converting`: the rows that could not be converted) nor the importer found a
+    problem; otherwise raise AnonymizeRefused with both lists merged (`_merged`)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.anonymizing-", dir=out_dir.parent))
     try:
@@ -881,8 +906,11 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
             report.written[table] = len(o.rows)
         try:
             import_export(export, work / "check.duckdb")
+            checked: list[Problem] = []
         except ImportRefused as exc:
-            raise AnonymizeRefused(_to_source(exc.problems, outs, mapping, guard), report) from None
+            checked = _to_source(exc.problems, outs, mapping, guard, converting)
+        if converting or checked:
+            raise AnonymizeRefused(_sorted(list(dict.fromkeys([*converting, *checked]))), report)
         (export / REPORT_FILE).write_text(report.describe() + "\n", encoding="utf-8")
         folders.swap_in(export, out_dir)  # an earlier output stays until this one is in place
         say(f"Wrote {out_dir}")
@@ -891,9 +919,15 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
 
 
 def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping,
-               guard: _ValueGuard) -> list[Problem]:
+               guard: _ValueGuard, converting: Iterable[Problem] = ()) -> list[Problem]:
     """The importer's problems, named by the source file, line and column they came from; a value is
-    quoted only when `guard` allows it (a derived column's value, computed here, is never quoted)."""
+    quoted only when `guard` allows it (a derived column's value, computed here, is never quoted).
+
+    A problem that follows from one the conversion already reported (`converting`) is left out: one in the
+    same source cell (a code not in the mapping's list, written empty), or one in a derived column (an id,
+    day, hours, quarter or age band left empty) of a row the conversion reported."""
+    cells = {(p.file, p.line, p.column) for p in converting if p.line is not None}
+    rows = {(p.file, p.line) for p in converting if p.line is not None}
     result = []
     for p in problems:
         o = outs.get(p.table or "")
@@ -902,6 +936,8 @@ def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapp
             continue
         file, line = o.origin[p.line - 2]
         column = mapping.columns.get(p.table, {}).get(p.column or "", p.column)
+        if (file, line, column) in cells or ((p.column or "") in DERIVED and (file, line) in rows):
+            continue
         if (p.column or "") in DERIVED:
             result.append(Problem(file, p.table, line, column, None, p.message))
         else:
