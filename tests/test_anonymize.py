@@ -22,7 +22,7 @@ from dashboard.analysis.settings import Settings
 from dashboard.data import anonymize as an
 from dashboard.data.ingest import import_export
 from dashboard.reports import export
-from identified import IDENTIFYING_EDITS, edited_records, identify_export
+from identified import EXAMPLE_RECORDS, IDENTIFYING_EDITS, edited_records, identify_export
 
 GENERIC = an.load_mapping("generic")
 KEY = bytes(range(32))
@@ -145,6 +145,39 @@ def test_same_key_same_pseudonyms_other_key_others(records, anonymized, tmp_path
     assert not set(first) & set(second)
 
 
+def test_output_order_carries_nothing_of_the_source_order(tmp_path):
+    # the example records list patients by record number: written in that order, the pseudonyms could be
+    # linked back to the records by position by anyone holding the list
+    out = tmp_path / "out"
+    an.anonymize(EXAMPLE_RECORDS, GENERIC, KEY, out)
+    records = [r["record_number"] for r in read_rows(EXAMPLE_RECORDS / "patients.csv")]
+    assert records == sorted(records) and len(records) == 60
+    in_source_order = [an.pseudonym(KEY, "p", r) for r in records]
+    written = [r["patient_id"] for r in read_rows(out / "patients.csv")]
+    assert written == sorted(in_source_order) and written != in_source_order
+    sessions = [(r["patient_id"], int(r["day"]), r["session_id"]) for r in read_rows(out / "sessions.csv")]
+    assert sessions == sorted(sessions) and len(sessions) == 484
+    assessments = [(r["patient_id"], int(r["day"]), float(r["hours_post_dose"] or -1), r["instrument"], int(r["score"]))
+                   for r in read_rows(out / "assessments.csv")]
+    assert assessments == sorted(assessments) and len(assessments) == 996
+    events = [r["session_id"] for r in read_rows(out / "adverse_events.csv")]
+    assert events == sorted(events) and len(events) == 204
+    # the same rows in any other order give the same files, byte for byte
+    import csv
+    import random
+
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    for path in EXAMPLE_RECORDS.glob("*.csv"):
+        with path.open(newline="", encoding="utf-8") as f:
+            header, *rows = list(csv.reader(f))
+        random.Random(7).shuffle(rows)
+        write_csv(shuffled / path.name, header, rows)
+    an.anonymize(shuffled, GENERIC, KEY, tmp_path / "again")
+    for name in ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv"):
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_pseudonym_is_keyed_hmac_sha256():
     import hashlib
     import hmac
@@ -204,10 +237,15 @@ def test_transforms_by_hand(tmp_path):
     assert (p[r1]["start_quarter"], p[r1]["age_band"], p[r1]["site"]) == ("2025-Q1", "18-24", "S1")
     assert (p[r2]["start_quarter"], p[r2]["age_band"]) == ("2025-Q2", "35-44")
     assert (p[r3]["start_quarter"], p[r3]["age_band"]) == ("2024-Q4", "65-74")  # 74 on 2024-12-30
-    assert [(r["patient_id"], r["day"]) for r in read_rows(out / "sessions.csv")] == [(r1, "0"), (r1, "7"), (r2, "0")]
-    assert [(r["patient_id"], r["day"], r["hours_post_dose"], r["score"]) for r in read_rows(out / "assessments.csv")] == [
-        (r1, "-7", "", "15"), (r1, "0", "", "14"), (r1, "0", "2.5", "9"), (r1, "0", "0.01", "9"), (r1, "8", "", "5"),
-        (r2, "0", "", "12"), (r3, "0", "", "20"), (r3, "3", "", "18")]
+    # rows by pseudonym (whose order the key decides), then day, then hours after the dose (pre-dose first)
+
+    def by_patient(rows: list[tuple]) -> list[tuple]:
+        return sorted(rows, key=lambda r: r[0])  # stable: each patient's rows keep the order written here
+    assert [(r["patient_id"], r["day"]) for r in read_rows(out / "sessions.csv")] == by_patient(
+        [(r1, "0"), (r1, "7"), (r2, "0")])
+    assert [(r["patient_id"], r["day"], r["hours_post_dose"], r["score"]) for r in read_rows(out / "assessments.csv")] == by_patient([
+        (r1, "-7", "", "15"), (r1, "0", "", "14"), (r1, "0", "0.01", "9"), (r1, "0", "2.5", "9"), (r1, "8", "", "5"),
+        (r2, "0", "", "12"), (r3, "0", "", "20"), (r3, "3", "", "18")])
     assert read_rows(out / "adverse_events.csv") == [
         {"session_id": an.pseudonym(KEY, "s", "E-2"), "event": "nausea", "severity": "mild", "intervention": ""}]
     assert "likes tea" not in "".join(f.read_text() for f in out.iterdir())
@@ -327,7 +365,9 @@ def test_codes_tables_translate_and_refuse_unknown_values(tmp_path):
         "list; add it there"]
     raw["codes"]["route"] |= {"nasal spray": "IN", "lozenge": "SL"}
     an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
-    assert [r["route"] for r in read_rows(tmp_path / "out" / "sessions.csv")] == ["IV", "IV", "IN", "SL"]
+    assert {r["session_id"]: r["route"] for r in read_rows(tmp_path / "out" / "sessions.csv")} == {
+        an.pseudonym(KEY, "s", "E-1"): "IV", an.pseudonym(KEY, "s", "E-2"): "IV", an.pseudonym(KEY, "s", "E-3"): "IN",
+        an.pseudonym(KEY, "s", "E-4"): "SL"}
     assert {r["site"] for r in read_rows(tmp_path / "out" / "patients.csv")} == {"north", "south"}
 
 

@@ -863,7 +863,39 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
         if unmapped:
             o.header = [c for i, c in enumerate(o.header) if i not in unmapped]
             o.rows = [[v for i, v in enumerate(r) if i not in unmapped] for r in o.rows]
+        _order_rows(o, ROW_ORDER[table])
     return out
+
+
+# The order the export's rows are written in, per table: by pseudonym first, so that nothing of the records'
+# own order (a list sorted by record number or by date) links a pseudonym back to its record by position.
+# Every other column follows as a tie-break, so the order depends on the rows' contents only.
+ROW_ORDER = {
+    "patients": ("patient_id",),
+    "sessions": ("patient_id", "day", "session_id"),
+    "assessments": ("patient_id", "day", "hours_post_dose", "instrument", "score"),
+    "adverse_events": ("session_id", "event", "severity", "intervention"),
+}
+_NUMERIC = {"day", "hours_post_dose", "score"}
+
+
+def _order_rows(o: _Out, columns: tuple[str, ...]) -> None:
+    """Sort a table's rows (and their source lines with them) by `columns`, then by every value: numbers
+    in numeric order (an empty hours_post_dose, a pre-dose questionnaire, before any number)."""
+    at = [o.header.index(c) for c in columns]
+
+    def value(column: str, text: str) -> tuple:
+        if column in _NUMERIC:
+            try:
+                return (1, float(text), "")
+            except ValueError:
+                return (0 if not text else 2, 0.0, text)
+        return (0, 0.0, text)
+
+    keys = [tuple(value(c, row[i]) for c, i in zip(columns, at)) + (tuple(row),) for row in o.rows]
+    order = sorted(range(len(o.rows)), key=keys.__getitem__)
+    o.rows = [o.rows[i] for i in order]
+    o.origin = [o.origin[i] for i in order]
 
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
