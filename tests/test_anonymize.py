@@ -637,6 +637,25 @@ def test_cli_anonymize_then_import(tmp_path, capsys):
     assert cli.main(["import", str(out), "--db", str(tmp_path / "db.duckdb"), "--quiet"]) == cli.EXIT_OK
 
 
+def test_cli_help_says_a_workbook_is_accepted_and_which_flags_are_required(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one help line per option, whatever the terminal
+    with pytest.raises(SystemExit) as done:
+        cli.main(["anonymize", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(
+        "usage: ketamine-outcomes anonymize RECORDS_DIR --mapping MAPPING --key KEY_FILE --out EXPORT_DIR "
+        "[--year-only] [--quiet]\n"
+        "       ketamine-outcomes anonymize RECORDS_DIR --init [--mapping NEW_MAPPING.toml]\n\n"
+        "Turn a clinic's identified records into an anonymized export. --mapping, --key and --out are required, "
+        "except with --init, which writes a mapping skeleton and stops.\n")
+    assert ("  RECORDS_DIR        folder holding the records: CSV files (patients.csv, sessions.csv, …) or one .xlsx "
+            "workbook whose sheets are the tables\n") in text
+    required = text.split("required (except with --init):\n", 1)[1]
+    assert [line.split()[0] for line in required.splitlines() if line.startswith("  --")] == [
+        "--mapping", "--key", "--out"]
+
+
 def test_cli_refusals_exit_non_zero_without_traceback(tmp_path, capsys):
     rec = hand_records(tmp_path / "rec", questionnaires=[["R-1", "2025-03-04", "GAD7", "9"],
                                                          ["R-3", "2025-01-02 10:00", "PHQ9", "18"]])

@@ -585,7 +585,8 @@ def anonymize(
     problems: list[Problem] = []
     if not records_dir.is_dir():
         raise AnonymizeRefused([Problem(str(records_dir), None, None, None, None,
-                                        "no such folder: give the folder holding the records' CSV files")])
+                                        "no such folder: give the folder holding the records (CSV files or one "
+                                        ".xlsx workbook)")])
     sources: dict[str, _Source] = {}
     workbook = _workbook(records_dir, problems)
     if problems:
