@@ -511,6 +511,21 @@ def test_rows_that_cannot_be_converted_and_values_the_importer_refuses_are_named
         "moderate severe"]
 
 
+def test_rows_beyond_those_the_importer_lists_are_counted_and_the_first_of_the_records_listed(tmp_path):
+    # the importer lists 20 rows per kind of problem and counts the rest: the count reaches the refusal, and
+    # the rows listed are the records' first (the check reads the rows in the records' order)
+    rec = edited_records(tmp_path / "rec", {("questionnaires.csv", line, "score"): "x" for line in range(2, 32)})
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [p.line for p in err.value.problems] == list(range(2, 22))
+    text = err.value.report().splitlines()
+    assert text[0] == "Anonymization refused: 30 problems. Nothing was written."
+    assert text[1:] == [
+        f"  questionnaires.csv, table assessments, line {line}, column score, value 'x': not a whole number"
+        for line in range(2, 22)] + [
+        "  questionnaires.csv, table assessments, column score: … and 10 more rows with the same problem"]
+
+
 def test_a_patient_whose_every_date_is_unreadable_is_named_as_such(tmp_path):
     rec = hand_records(tmp_path / "rec", sessions=[
         ["E-1", "R-1", "2025-03-32 09:15", "IV", "clinic", "induction"],

@@ -158,3 +158,19 @@ def test_identifying_values_never_reach_the_problems_table_or_its_csv(tmp_path):
         assert [v for v in IDENTIFYING_EDITS.values() if v in shown] == []
     finally:
         check.discard()
+
+
+def test_the_problems_table_counts_the_rows_the_importer_does_not_list(tmp_path):
+    from identified import edited_records
+
+    records = edited_records(tmp_path / "rec", {("questionnaires.csv", line, "score"): "x" for line in range(2, 32)})
+    check = uploads.check_upload([(p.name, p.read_bytes()) for p in records.glob("*.csv")], kind="records",
+                                 key_path=tmp_path / "k.key")
+    try:
+        assert [(p.line, p.column, p.value) for p in check.problems] == [
+            *((line, "score", "x") for line in range(2, 22)), (None, "score", None)]
+        assert check.problems[-1].message == "… and 10 more rows with the same problem"
+        assert uploads.problems_csv_bytes(check.problems).decode("utf-8").splitlines()[-1] == (
+            "questionnaires.csv,assessments,,score,,… and 10 more rows with the same problem")
+    finally:
+        check.discard()

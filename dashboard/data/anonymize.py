@@ -72,18 +72,32 @@ _SLASHED = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(\s|$|T)")
 
 
 class AnonymizeRefused(Exception):
-    """Nothing was written. `.problems` (ingest.Problem, file and line of the source) say why."""
+    """Nothing was written. `.problems` (ingest.Problem, file and line of the source) say why; `.more`
+    counts the further rows with the same problem as a listed one that the importer did not list (it lists
+    at most ingest.MAX_PER_RULE rows per rule), keyed by the last listed problem of that rule."""
 
-    def __init__(self, problems: list[Problem], report: "AnonymizeReport | None" = None):
+    def __init__(self, problems: list[Problem], report: "AnonymizeReport | None" = None, *,
+                 more: dict[Problem, int] | None = None):
         self.problems = list(problems)
+        self.more = dict(more or {})
         self.anonymize_report = report
         super().__init__(self.report())
 
     def report(self) -> str:
-        n = len(self.problems)
+        n = len(self.problems) + sum(self.more.values())
         lines = [f"Anonymization refused: {n:,} problem{'s' if n != 1 else ''}. Nothing was written."]
-        lines += ["  " + p.describe() for p in self.problems]
+        lines += ["  " + p.describe() for p in self.listed()]
         return "\n".join(lines)
+
+    def listed(self) -> list[Problem]:
+        """The problems, each followed by "… and N more rows with the same problem" where `.more` has it."""
+        out = []
+        for p in self.problems:
+            out.append(p)
+            if self.more.get(p):
+                out.append(Problem(p.file, p.table, None, p.column, None,
+                                   f"… and {self.more[p]:,} more rows with the same problem"))
+        return out
 
 
 @dataclass
@@ -677,7 +691,7 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
     # Every row is written, so that the importer checks the values it carries in this same run; where a
     # row could not be converted (its problem is reported here), the values computed from it (ids, day,
     # hours, quarter, age band) are left empty, and the importer's complaints about them are dropped
-    # (`_merged`): one run names every problem.
+    # (`_to_source`): one run names every problem.
     out = {t: _Out(list(COLUMNS[t])) for t in EXPORT_TABLES}
 
     def emit(table: str, file: str, line: int, row: dict[str, str], values: dict[str, str]) -> None:
@@ -864,7 +878,6 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
         if unmapped:
             o.header = [c for i, c in enumerate(o.header) if i not in unmapped]
             o.rows = [[v for i, v in enumerate(r) if i not in unmapped] for r in o.rows]
-        _order_rows(o, ROW_ORDER[table])
     return out
 
 
@@ -923,7 +936,10 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
                    say: Callable[[str], None], guard: _ValueGuard, converting: list[Problem]) -> None:
     """Write the output into a temporary folder, check it with the importer, and swap it in only when
     neither the conversion (`converting`: the rows that could not be converted) nor the importer found a
-    problem; otherwise raise AnonymizeRefused with both lists merged (`_merged`)."""
+    problem; otherwise raise AnonymizeRefused with both lists merged, without repeats, by table and line.
+
+    The importer checks the rows in the records' order, so that the rows it lists of a rule with many are
+    the first in the records; the files swapped in are then written in ROW_ORDER."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.anonymizing-", dir=out_dir.parent))
     try:
@@ -932,6 +948,8 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         for table, o in outs.items():
             if table == "adverse_events" and "adverse_events" not in mapping.tables:
                 continue
+            order = sorted(range(len(o.rows)), key=lambda i: o.origin[i][1])  # the records' order
+            o.rows, o.origin = [o.rows[i] for i in order], [o.origin[i] for i in order]
             with (export / f"{table}.csv").open("w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f, lineterminator="\n")
                 w.writerow(o.header)
@@ -940,10 +958,18 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         try:
             import_export(export, work / "check.duckdb")
             checked: list[Problem] = []
+            more: dict[Problem, int] = {}
         except ImportRefused as exc:
-            checked = _to_source(exc.problems, outs, mapping, guard, converting)
+            checked, more = _to_source(exc.problems, outs, mapping, guard, converting, exc.more)
         if converting or checked:
-            raise AnonymizeRefused(_sorted(list(dict.fromkeys([*converting, *checked]))), report)
+            raise AnonymizeRefused(_sorted(list(dict.fromkeys([*converting, *checked]))), report, more=more)
+        for table, o in outs.items():
+            if (export / f"{table}.csv").exists():
+                _order_rows(o, ROW_ORDER[table])
+                with (export / f"{table}.csv").open("w", newline="", encoding="utf-8") as f:
+                    w = csv.writer(f, lineterminator="\n")
+                    w.writerow(o.header)
+                    w.writerows(o.rows)
         (export / REPORT_FILE).write_text(report.describe() + "\n", encoding="utf-8")
         folders.swap_in(export, out_dir)  # an earlier output stays until this one is in place
         say(f"Wrote {out_dir}")
@@ -951,28 +977,44 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping,
-               guard: _ValueGuard, converting: Iterable[Problem] = ()) -> list[Problem]:
+def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping, guard: _ValueGuard,
+               converting: Iterable[Problem] = (), more: dict[tuple, int] | None = None,
+               ) -> tuple[list[Problem], dict[Problem, int]]:
     """The importer's problems, named by the source file, line and column they came from; a value is
     quoted only when `guard` allows it (a derived column's value, computed here, is never quoted).
 
     A problem that follows from one the conversion already reported (`converting`) is left out: one in the
     same source cell (a code not in the mapping's list, written empty), or one in a derived column (an id,
-    day, hours, quarter or age band left empty) of a row the conversion reported."""
+    day, hours, quarter or age band left empty) of a row the conversion reported. `more` (the importer's
+    count of rows it did not list, per rule) is returned keyed by the last kept problem of its rule; a rule
+    none of whose listed rows was kept only followed from the conversion's problems and is left out too."""
     cells = {(p.file, p.line, p.column) for p in converting if p.line is not None}
     rows = {(p.file, p.line) for p in converting if p.line is not None}
     result = []
+    last: dict[tuple, Problem] = {}  # the importer's rule -> its last problem kept
     for p in problems:
-        o = outs.get(p.table or "")
-        if o is None or p.line is None or not (0 <= p.line - 2 < len(o.origin)):
-            result.append(Problem(None, p.table, None, p.column, None, p.message))
-            continue
-        file, line = o.origin[p.line - 2]
-        column = mapping.columns.get(p.table, {}).get(p.column or "", p.column)
-        if (file, line, column) in cells or ((p.column or "") in DERIVED and (file, line) in rows):
-            continue
-        if (p.column or "") in DERIVED:
-            result.append(Problem(file, p.table, line, column, None, p.message))
-        else:
-            result.append(guard.problem(file, p.table, line, column, p.column, p.value, p.message))
-    return result
+        named = _source_problem(p, outs, mapping, guard, cells, rows)
+        if named is not None:
+            result.append(named)
+            last[p.rule()] = named
+    counted: dict[Problem, int] = {}
+    for rule, n in (more or {}).items():
+        if rule in last:
+            counted[last[rule]] = counted.get(last[rule], 0) + n
+    return result, counted
+
+
+def _source_problem(p: Problem, outs: dict[str, _Out], mapping: Mapping, guard: _ValueGuard,
+                    cells: set[tuple], rows: set[tuple]) -> Problem | None:
+    """The importer's problem p named by the records' file, line and column, or None when it only follows
+    from a problem the conversion reported (see `_to_source`)."""
+    o = outs.get(p.table or "")
+    if o is None or p.line is None or not (0 <= p.line - 2 < len(o.origin)):
+        return Problem(None, p.table, None, p.column, None, p.message)
+    file, line = o.origin[p.line - 2]
+    column = mapping.columns.get(p.table, {}).get(p.column or "", p.column)
+    if (file, line, column) in cells or ((p.column or "") in DERIVED and (file, line) in rows):
+        return None
+    if (p.column or "") in DERIVED:
+        return Problem(file, p.table, line, column, None, p.message)
+    return guard.problem(file, p.table, line, column, p.column, p.value, p.message)
