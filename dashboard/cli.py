@@ -80,7 +80,8 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     records = Path(args.records_dir)
     if args.init:
         if not records.is_dir():
-            print(f"error: no folder at {records}: give the folder holding the records' CSV files", file=sys.stderr)
+            print(f"error: no folder at {records}: give the folder holding the records (CSV files or one .xlsx "
+                  "workbook)", file=sys.stderr)
             return EXIT_REFUSED
         text = an.init_mapping(records)
         if args.mapping in (None, "-"):
@@ -387,12 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("anonymize", help="turn a clinic's identified records into an anonymized export")
-    p.add_argument("records_dir", metavar="RECORDS_DIR", help="folder of the records' CSV files")
-    p.add_argument("--mapping", metavar="MAPPING",
-                   help="mapping TOML file, or `generic` for the shipped generic layout (with --init: the file to write)")
-    p.add_argument("--key", metavar="KEY_FILE", help="the clinic's secret key file; created (owner-only) on first use")
-    p.add_argument("--out", metavar="EXPORT_DIR", help="folder to write the anonymized export to")
+    p = sub.add_parser(
+        "anonymize", help="turn a clinic's identified records into an anonymized export",
+        usage="%(prog)s RECORDS_DIR --mapping MAPPING --key KEY_FILE --out EXPORT_DIR [--year-only] [--quiet]\n"
+              "       %(prog)s RECORDS_DIR --init [--mapping NEW_MAPPING.toml]",
+        description="Turn a clinic's identified records into an anonymized export. --mapping, --key and --out "
+                    "are required, except with --init, which writes a mapping skeleton and stops.")
+    p.add_argument("records_dir", metavar="RECORDS_DIR",
+                   help="folder holding the records: CSV files (patients.csv, sessions.csv, …) or one .xlsx "
+                        "workbook whose sheets are the tables")
+    needed = p.add_argument_group("required (except with --init)")
+    needed.add_argument("--mapping", metavar="MAPPING",
+                        help="mapping TOML file, or `generic` for the shipped generic layout (with --init: the new "
+                             "file to write; without it, or -, the skeleton is printed)")
+    needed.add_argument("--key", metavar="KEY_FILE",
+                        help="the clinic's secret key file; created (readable by you only) on first use")
+    needed.add_argument("--out", metavar="EXPORT_DIR",
+                        help="folder to write the anonymized export to (new, empty, or an earlier output of anonymize)")
     p.add_argument("--year-only", action="store_true",
                    help="start quarter as the year only (written YYYY-Q1), for sharing outside the clinic")
     p.add_argument("--init", action="store_true", help="write a mapping skeleton from the headers found, then stop")

@@ -5,6 +5,8 @@ details and notes; day 0 becomes a calendar date inside the patient's start quar
 every questionnaire a date-time that places it before or after the session's dose exactly as its
 `hours_post_dose` says. `identify_export` returns every identifying value it wrote, so a test can search
 an anonymized output for each of them. Also used once to write sample_data/example_records/.
+`edited_records` copies those example records with chosen cells replaced (identifying values where codes
+or numbers belong, for the tests of what a refusal may quote).
 """
 
 from __future__ import annotations
@@ -152,3 +154,30 @@ def identify_export(export_dir: Path, out_dir: Path, *, seed: int = 1) -> Identi
     _write(out_dir / "adverse_events.csv", ["encounter_number", "event", "severity", "intervention", "notes"], rows)
     ids.record_of, ids.encounter_of = record, encounter
     return ids
+
+
+EXAMPLE_RECORDS = Path(__file__).resolve().parents[1] / "sample_data" / "example_records"
+# Identifying values of the example records put where a code or a number belongs, as a clinic's spreadsheet
+# can hold them: (file, line, column) -> value. Line 2 is Marguerite Kowalczyk, line 3 Oluwaseun Brannigan,
+# line 4 Bartholomew Yamamoto.
+IDENTIFYING_EDITS = {
+    ("patients.csv", 2, "site"): "marguerite.kowalczyk0@example.org",  # her e-mail address
+    ("patients.csv", 3, "prior_failed_treatments"): "+1 555 201 1001",  # his phone number
+    ("patients.csv", 4, "sex"): "Bartholomew Yamamoto",  # his full name
+    ("adverse_events.csv", 2, "event"): "Patient Marguerite felt faint",  # a sentence
+}
+
+
+def edited_records(out_dir: Path, edits: dict[tuple[str, int, str], str], source: Path = EXAMPLE_RECORDS) -> Path:
+    """A copy of the example records (the generic layout) in out_dir with cells replaced:
+    {(file, line, column): value}, line 1 being the header."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.csv")):
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        for (file, line, column), value in edits.items():
+            if file == path.name:
+                rows[line - 1][rows[0].index(column)] = value
+        with (out_dir / path.name).open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f, lineterminator="\n").writerows(rows)
+    return out_dir

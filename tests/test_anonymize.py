@@ -22,7 +22,7 @@ from dashboard.analysis.settings import Settings
 from dashboard.data import anonymize as an
 from dashboard.data.ingest import import_export
 from dashboard.reports import export
-from identified import identify_export
+from identified import EXAMPLE_RECORDS, IDENTIFYING_EDITS, edited_records, identify_export
 
 GENERIC = an.load_mapping("generic")
 KEY = bytes(range(32))
@@ -145,6 +145,39 @@ def test_same_key_same_pseudonyms_other_key_others(records, anonymized, tmp_path
     assert not set(first) & set(second)
 
 
+def test_output_order_carries_nothing_of_the_source_order(tmp_path):
+    # the example records list patients by record number: written in that order, the pseudonyms could be
+    # linked back to the records by position by anyone holding the list
+    out = tmp_path / "out"
+    an.anonymize(EXAMPLE_RECORDS, GENERIC, KEY, out)
+    records = [r["record_number"] for r in read_rows(EXAMPLE_RECORDS / "patients.csv")]
+    assert records == sorted(records) and len(records) == 60
+    in_source_order = [an.pseudonym(KEY, "p", r) for r in records]
+    written = [r["patient_id"] for r in read_rows(out / "patients.csv")]
+    assert written == sorted(in_source_order) and written != in_source_order
+    sessions = [(r["patient_id"], int(r["day"]), r["session_id"]) for r in read_rows(out / "sessions.csv")]
+    assert sessions == sorted(sessions) and len(sessions) == 484
+    assessments = [(r["patient_id"], int(r["day"]), float(r["hours_post_dose"] or -1), r["instrument"], int(r["score"]))
+                   for r in read_rows(out / "assessments.csv")]
+    assert assessments == sorted(assessments) and len(assessments) == 996
+    events = [r["session_id"] for r in read_rows(out / "adverse_events.csv")]
+    assert events == sorted(events) and len(events) == 204
+    # the same rows in any other order give the same files, byte for byte
+    import csv
+    import random
+
+    shuffled = tmp_path / "shuffled"
+    shuffled.mkdir()
+    for path in EXAMPLE_RECORDS.glob("*.csv"):
+        with path.open(newline="", encoding="utf-8") as f:
+            header, *rows = list(csv.reader(f))
+        random.Random(7).shuffle(rows)
+        write_csv(shuffled / path.name, header, rows)
+    an.anonymize(shuffled, GENERIC, KEY, tmp_path / "again")
+    for name in ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv"):
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes(), name
+
+
 def test_pseudonym_is_keyed_hmac_sha256():
     import hashlib
     import hmac
@@ -204,10 +237,15 @@ def test_transforms_by_hand(tmp_path):
     assert (p[r1]["start_quarter"], p[r1]["age_band"], p[r1]["site"]) == ("2025-Q1", "18-24", "S1")
     assert (p[r2]["start_quarter"], p[r2]["age_band"]) == ("2025-Q2", "35-44")
     assert (p[r3]["start_quarter"], p[r3]["age_band"]) == ("2024-Q4", "65-74")  # 74 on 2024-12-30
-    assert [(r["patient_id"], r["day"]) for r in read_rows(out / "sessions.csv")] == [(r1, "0"), (r1, "7"), (r2, "0")]
-    assert [(r["patient_id"], r["day"], r["hours_post_dose"], r["score"]) for r in read_rows(out / "assessments.csv")] == [
-        (r1, "-7", "", "15"), (r1, "0", "", "14"), (r1, "0", "2.5", "9"), (r1, "0", "0.01", "9"), (r1, "8", "", "5"),
-        (r2, "0", "", "12"), (r3, "0", "", "20"), (r3, "3", "", "18")]
+    # rows by pseudonym (whose order the key decides), then day, then hours after the dose (pre-dose first)
+
+    def by_patient(rows: list[tuple]) -> list[tuple]:
+        return sorted(rows, key=lambda r: r[0])  # stable: each patient's rows keep the order written here
+    assert [(r["patient_id"], r["day"]) for r in read_rows(out / "sessions.csv")] == by_patient(
+        [(r1, "0"), (r1, "7"), (r2, "0")])
+    assert [(r["patient_id"], r["day"], r["hours_post_dose"], r["score"]) for r in read_rows(out / "assessments.csv")] == by_patient([
+        (r1, "-7", "", "15"), (r1, "0", "", "14"), (r1, "0", "0.01", "9"), (r1, "0", "2.5", "9"), (r1, "8", "", "5"),
+        (r2, "0", "", "12"), (r3, "0", "", "20"), (r3, "3", "", "18")])
     assert read_rows(out / "adverse_events.csv") == [
         {"session_id": an.pseudonym(KEY, "s", "E-2"), "event": "nausea", "severity": "mild", "intervention": ""}]
     assert "likes tea" not in "".join(f.read_text() for f in out.iterdir())
@@ -313,17 +351,23 @@ def test_codes_tables_translate_and_refuse_unknown_values(tmp_path):
     rec = hand_records(tmp_path / "rec", sessions=[
         ["E-1", "R-1", "2025-03-04 09:15", "Infusion", "clinic", "induction"],
         ["E-2", "R-1", "2025-03-11 10:00", "infusion", "clinic", "induction"],
-        ["E-3", "R-2", "2025-05-04 08:00", "Nasal spray", "clinic", "induction"]])
+        ["E-3", "R-2", "2025-05-04 08:00", "Nasal spray", "clinic", "induction"],
+        ["E-4", "R-2", "2025-05-05 08:00", "Lozenge", "clinic", "induction"]])
     raw = __import__("tomllib").loads(an.shipped_mapping_path("generic").read_text())
     raw["codes"] = {"route": {"Infusion": "IV"}, "site": {"S1": "north", "S2": "south"}}
     with pytest.raises(an.AnonymizeRefused) as err:
         an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
+    # a code of one word is quoted; several words are never (they could be a name or a sentence)
     assert [p.describe() for p in err.value.problems] == [
-        "sessions.csv, table sessions, line 4, column route, value 'Nasal spray': not in the mapping's "
-        "[codes.route] list; add it there"]
-    raw["codes"]["route"]["nasal spray"] = "IN"
+        "sessions.csv, table sessions, line 4, column route: not in the mapping's [codes.route] list; add it there "
+        "(the value is not shown because it could identify a patient)",
+        "sessions.csv, table sessions, line 5, column route, value 'Lozenge': not in the mapping's [codes.route] "
+        "list; add it there"]
+    raw["codes"]["route"] |= {"nasal spray": "IN", "lozenge": "SL"}
     an.anonymize(rec, an.parse_mapping(raw), KEY, tmp_path / "out")
-    assert [r["route"] for r in read_rows(tmp_path / "out" / "sessions.csv")] == ["IV", "IV", "IN"]
+    assert {r["session_id"]: r["route"] for r in read_rows(tmp_path / "out" / "sessions.csv")} == {
+        an.pseudonym(KEY, "s", "E-1"): "IV", an.pseudonym(KEY, "s", "E-2"): "IV", an.pseudonym(KEY, "s", "E-3"): "IN",
+        an.pseudonym(KEY, "s", "E-4"): "SL"}
     assert {r["site"] for r in read_rows(tmp_path / "out" / "patients.csv")} == {"north", "south"}
 
 
@@ -391,6 +435,109 @@ def test_unknown_references_and_rows_the_importer_refuses_are_named_by_source_li
     problems = refused(rec, tmp_path / "out2")
     assert problems == ["questionnaires.csv, table assessments, line 2, column score, value '99': "
                         "out of range: must be a whole number from 0 to 21"]
+
+
+NOT_SHOWN = " (the value is not shown because it could identify a patient)"
+
+
+def test_identifying_values_where_codes_or_numbers_belong_are_never_quoted(tmp_path):
+    # an e-mail address in site, a phone number in prior_failed_treatments, a full name in sex, a sentence in
+    # an adverse event: each named by file, line and column, never by its value (identified-records.md)
+    rec = edited_records(tmp_path / "rec", IDENTIFYING_EDITS)
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [p.describe() for p in err.value.problems] == [
+        "patients.csv, table patients, line 2, column site: looks like an e-mail address; the data must be "
+        "anonymized first" + NOT_SHOWN,
+        "patients.csv, table patients, line 3, column prior_failed_treatments: not a whole number" + NOT_SHOWN,
+        "patients.csv, table patients, line 4, column sex: not one of: F M X U" + NOT_SHOWN,
+        "adverse_events.csv, table adverse_events, line 2, column event: not one of: dissociation dizziness "
+        "nausea vomiting sedation vertigo headache anxiety hypertension tachycardia hallucination disorientation "
+        "cognitive other" + NOT_SHOWN]
+    assert [p.value for p in err.value.problems] == [None, None, None, None]
+    everything = err.value.report() + repr(err.value.problems)
+    assert [v for v in IDENTIFYING_EDITS.values() if v in everything] == []
+
+
+def test_harmless_codes_and_numbers_are_still_quoted_but_not_names_record_numbers_or_dates(tmp_path):
+    rec = edited_records(tmp_path / "rec", {
+        ("patients.csv", 5, "diagnosis"): "Depression",  # a harmless code: quoted
+        ("patients.csv", 6, "sex"): "Kowalczyk",  # one word, but line 2's last name: not quoted
+        ("sessions.csv", 2, "drug"): "MRN-100007",  # line 3's record number (6 digits): not quoted
+        ("sessions.csv", 3, "route"): "Infusion",
+        ("sessions.csv", 4, "dose_mg"): "Jun-24",  # reads as a date: not quoted
+        ("questionnaires.csv", 2, "score"): "hello",
+    })
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [p.describe() for p in err.value.problems] == [
+        "patients.csv, table patients, line 5, column diagnosis, value 'Depression': not one of: GAD MDD PTSD SAD "
+        "PANIC OCD OTHER",
+        "patients.csv, table patients, line 6, column sex: not one of: F M X U" + NOT_SHOWN,
+        "sessions.csv, table sessions, line 2, column drug: not one of: ketamine esketamine" + NOT_SHOWN,
+        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO",
+        "sessions.csv, table sessions, line 4, column dose_mg: not a number: the spreadsheet shows it as a date; "
+        "format the column as Number and enter the value again" + NOT_SHOWN,
+        "questionnaires.csv, table assessments, line 2, column score, value 'hello': not a whole number"]
+
+
+def test_rows_that_cannot_be_converted_and_values_the_importer_refuses_are_named_in_one_run(tmp_path):
+    # a bad date and an unknown record number used to hide the importer's value checks until they were fixed
+    # (a second run then named the rest): now both kinds come together, sorted by file and line, and an
+    # adverse event of a session whose date cannot be read is checked too (not "not in sessions.csv")
+    date_message = ("this date could not be read: not a date (YYYY-MM-DD, or YYYY-MM-DD HH:MM for a date and "
+                    "time); if your dates are written otherwise, name the format in the mapping's [formats]")
+    rec = edited_records(tmp_path / "rec", {
+        ("patients.csv", 3, "birth_date"): "1962-13-03",
+        ("patients.csv", 4, "diagnosis"): "Depression",
+        ("patients.csv", 7, "site"): "Springfield Downtown",
+        ("sessions.csv", 3, "started_at"): "2025-02-30 09:00",
+        ("sessions.csv", 3, "route"): "Infusion",
+        ("sessions.csv", 5, "record_number"): "MRN-999999",
+        ("questionnaires.csv", 2, "score"): "hello",
+        ("adverse_events.csv", 2, "severity"): "strong",  # an event of the session on sessions.csv line 3
+    })
+    assert refused(rec, tmp_path / "out") == [
+        "patients.csv, table patients, line 3, column birth_date: " + date_message,
+        "patients.csv, table patients, line 4, column diagnosis, value 'Depression': not one of: GAD MDD PTSD SAD "
+        "PANIC OCD OTHER",
+        "patients.csv, table patients, line 7, column site: not a valid code: 1–32 characters of letters, digits, - "
+        "and _" + NOT_SHOWN,
+        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO",
+        "sessions.csv, table sessions, line 3, column started_at: " + date_message,
+        "sessions.csv, table sessions, line 5, column record_number: this record number is not in patients.csv",
+        "questionnaires.csv, table assessments, line 2, column score, value 'hello': not a whole number",
+        "adverse_events.csv, table adverse_events, line 2, column severity, value 'strong': not one of: mild "
+        "moderate severe"]
+
+
+def test_rows_beyond_those_the_importer_lists_are_counted_and_the_first_of_the_records_listed(tmp_path):
+    # the importer lists 20 rows per kind of problem and counts the rest: the count reaches the refusal, and
+    # the rows listed are the records' first (the check reads the rows in the records' order)
+    rec = edited_records(tmp_path / "rec", {("questionnaires.csv", line, "score"): "x" for line in range(2, 32)})
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [p.line for p in err.value.problems] == list(range(2, 22))
+    text = err.value.report().splitlines()
+    assert text[0] == "Anonymization refused: 30 problems. Nothing was written."
+    assert text[1:] == [
+        f"  questionnaires.csv, table assessments, line {line}, column score, value 'x': not a whole number"
+        for line in range(2, 22)] + [
+        "  questionnaires.csv, table assessments, column score: … and 10 more rows with the same problem"]
+
+
+def test_a_patient_whose_every_date_is_unreadable_is_named_as_such(tmp_path):
+    rec = hand_records(tmp_path / "rec", sessions=[
+        ["E-1", "R-1", "2025-03-32 09:15", "IV", "clinic", "induction"],
+        ["E-3", "R-2", "2025-05-04 08:00", "IN", "clinic", "induction"]],
+        questionnaires=[["R-1", "yesterday", "GAD7", "15"], ["R-2", "2025-05-04 07:30", "PHQ9", "12"],
+                        ["R-3", "2024-12-30 10:00", "PHQ9", "20"]], events=[])
+    problems = refused(rec, tmp_path / "out")
+    assert [p.split(": this date")[0] if ": this date" in p else p for p in problems] == [
+        "patients.csv, table patients, line 2, column record_number: this patient's sessions and questionnaires "
+        "have no date that could be read, so day 0 cannot be set",
+        "sessions.csv, table sessions, line 2, column started_at",
+        "questionnaires.csv, table assessments, line 2, column taken_at"]
 
 
 def test_free_text_and_identifier_columns_cannot_be_mapped():
@@ -503,6 +650,25 @@ def test_cli_anonymize_then_import(tmp_path, capsys):
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_text().strip() not in "".join(p.read_text() for p in out.iterdir())
     assert cli.main(["import", str(out), "--db", str(tmp_path / "db.duckdb"), "--quiet"]) == cli.EXIT_OK
+
+
+def test_cli_help_says_a_workbook_is_accepted_and_which_flags_are_required(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one help line per option, whatever the terminal
+    with pytest.raises(SystemExit) as done:
+        cli.main(["anonymize", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(
+        "usage: ketamine-outcomes anonymize RECORDS_DIR --mapping MAPPING --key KEY_FILE --out EXPORT_DIR "
+        "[--year-only] [--quiet]\n"
+        "       ketamine-outcomes anonymize RECORDS_DIR --init [--mapping NEW_MAPPING.toml]\n\n"
+        "Turn a clinic's identified records into an anonymized export. --mapping, --key and --out are required, "
+        "except with --init, which writes a mapping skeleton and stops.\n")
+    assert ("  RECORDS_DIR        folder holding the records: CSV files (patients.csv, sessions.csv, …) or one .xlsx "
+            "workbook whose sheets are the tables\n") in text
+    required = text.split("required (except with --init):\n", 1)[1]
+    assert [line.split()[0] for line in required.splitlines() if line.startswith("  --")] == [
+        "--mapping", "--key", "--out"]
 
 
 def test_cli_refusals_exit_non_zero_without_traceback(tmp_path, capsys):

@@ -81,7 +81,12 @@ CASES = {
     "mixed_endings": (lambda f: rewrite(f / "sessions.csv", mixed_endings), [("sessions.csv", "mixed line endings")]),
     # failing input 3
     "file_names_in_any_case": (lambda f: [(f / "patients.csv").rename(f / "patients.CSV"),
-                                          (f / "sessions.csv").rename(f / "Sessions.Csv")], []),
+                                          (f / "sessions.csv").rename(f / "Sessions.Csv"),
+                                          (f / "adverse_events.csv").rename(f / "Adverse Events.csv")],
+                               [("patients.CSV", "file name matched to patients.csv ignoring case"),
+                                ("Sessions.Csv", "file name matched to sessions.csv ignoring case"),
+                                ("Adverse Events.csv", "file name matched to adverse_events.csv ignoring case, "
+                                                       "spaces and hyphens")]),
     # failing input 4, and the other delimiters
     "semicolons": (lambda f: rewrite(f / "patients.csv", lambda d: d.replace(b",", b";")),
                    [("patients.csv", "separated by semicolons (;), not commas")]),
@@ -89,7 +94,14 @@ CASES = {
              [(t, "separated by tabs, not commas") for t in
               ("patients.csv", "sessions.csv", "assessments.csv", "adverse_events.csv")]),
     "header_case_and_spaces": (lambda f: rewrite(f / "patients.csv", lambda d: d.replace(
-        b"patient_id,site", b" Patient_ID ,SITE ", 1)), []),
+        b"patient_id,site", b" Patient_ID ,SITE ", 1)),
+        [("patients.csv", "column names matched ignoring case and surrounding spaces: ' Patient_ID ' as "
+                          "patient_id, 'SITE ' as site")]),
+    # the newcomer's case: both at once, in the sessions table
+    "file_name_and_header_case": (lambda f: [(f / "sessions.csv").rename(f / "Sessions.CSV"), rewrite(
+        f / "Sessions.CSV", lambda d: d.replace(b"session_id,", b"Session_ID ,", 1))],
+        [("Sessions.CSV", "file name matched to sessions.csv ignoring case"),
+         ("Sessions.CSV", "column names matched ignoring case and surrounding spaces: 'Session_ID ' as session_id")]),
     "values_with_spaces": (lambda f: rewrite(f / "sessions.csv", lambda d: b"\n".join(
         [d.split(b"\n")[0]] + [b", ".join(b"  " + v + b" \t" for v in line.split(b",")) if line else line
                                for line in d.split(b"\n")[1:]])), []),
@@ -136,8 +148,9 @@ def test_parquet_with_the_pandas_index_and_padded_text(tmp_path, plain):
         pq.write_table(table, folder / f"{name.upper()}.parquet")
     got, tolerated, _ = imported(folder, tmp_path)
     assert got == plain
-    assert tolerated == [(f"{t.upper()}.parquet", "ignored the index column __index_level_0__ that pandas writes")
-                         for t in spec.TABLES]
+    assert tolerated == [note for t in spec.TABLES for note in (
+        (f"{t.upper()}.parquet", f"file name matched to {t}.parquet ignoring case"),
+        (f"{t.upper()}.parquet", "ignored the index column __index_level_0__ that pandas writes"))]
 
 
 def write_workbook(path: Path, change=None) -> None:

@@ -137,3 +137,40 @@ def test_a_refused_records_check_leaves_no_new_key(tmp_path):
         assert check.clean and check.key_created == key and key.exists()
     finally:
         check.discard()
+
+
+def test_identifying_values_never_reach_the_problems_table_or_its_csv(tmp_path):
+    # the Import page shows anonymize's problems: an e-mail in site, a phone number in prior_failed_treatments,
+    # a full name in sex and a sentence in an adverse event are named by file, line and column only
+    from identified import IDENTIFYING_EDITS, edited_records
+
+    records = edited_records(tmp_path / "rec", IDENTIFYING_EDITS)
+    check = uploads.check_upload([(p.name, p.read_bytes()) for p in records.glob("*.csv")], kind="records",
+                                 key_path=tmp_path / "k.key")
+    try:
+        assert [(p.file, p.line, p.column, p.value) for p in check.problems] == [
+            ("patients.csv", 2, "site", None), ("patients.csv", 3, "prior_failed_treatments", None),
+            ("patients.csv", 4, "sex", None), ("adverse_events.csv", 2, "event", None)]
+        assert all(p.message.endswith("(the value is not shown because it could identify a patient)")
+                   for p in check.problems)
+        shown = (uploads.problems_csv_bytes(check.problems).decode("utf-8")
+                 + uploads.problems_frame(check.problems).to_csv() + repr(check.problems))
+        assert [v for v in IDENTIFYING_EDITS.values() if v in shown] == []
+    finally:
+        check.discard()
+
+
+def test_the_problems_table_counts_the_rows_the_importer_does_not_list(tmp_path):
+    from identified import edited_records
+
+    records = edited_records(tmp_path / "rec", {("questionnaires.csv", line, "score"): "x" for line in range(2, 32)})
+    check = uploads.check_upload([(p.name, p.read_bytes()) for p in records.glob("*.csv")], kind="records",
+                                 key_path=tmp_path / "k.key")
+    try:
+        assert [(p.line, p.column, p.value) for p in check.problems] == [
+            *((line, "score", "x") for line in range(2, 22)), (None, "score", None)]
+        assert check.problems[-1].message == "… and 10 more rows with the same problem"
+        assert uploads.problems_csv_bytes(check.problems).decode("utf-8").splitlines()[-1] == (
+            "questionnaires.csv,assessments,,score,,… and 10 more rows with the same problem")
+    finally:
+        check.discard()

@@ -12,9 +12,13 @@ names, record numbers, birth dates and calendar dates, and writes the four table
 - every column the mapping does not name is dropped, and a free-text column is never carried over.
 
 Nothing is written unless every row converts and the result passes the importer's own checks
-(`ingest.import_export` into a throw-away database); problems name the source file, line and column, and
-never an identifier's value. The mapping is TOML (read with the standard library's `tomllib`); dates are
-read with `datetime` as ISO 8601, or with the strptime format the mapping names, and a date such as
+(`ingest.import_export` into a throw-away database). Both run in one go, so one refusal names every
+problem: a row that could not be converted still goes into the temporary folder checked, its computed
+values left empty, so that the importer checks the values it carries (`_transform`, `_to_source`).
+Problems name the source file, line and column, and quote a value only when it cannot identify anyone
+(`_ValueGuard`): never an identifier, name, date or free text. The mapping is TOML (read with the
+standard library's `tomllib`); dates are read with `datetime` as ISO 8601, or with the strptime format
+the mapping names, and a date such as
 `03/04/2025` is refused as ambiguous unless the mapping names its format.
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import hmac
 import io
@@ -38,7 +43,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from dashboard.data import folders, spec
+from dashboard.data import dialects, folders, spec
 from dashboard.data.ingest import COLUMNS, ImportRefused, Problem, identifier_kind, import_export
 
 REPORT_FILE = "anonymize-report.txt"
@@ -67,18 +72,32 @@ _SLASHED = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(\s|$|T)")
 
 
 class AnonymizeRefused(Exception):
-    """Nothing was written. `.problems` (ingest.Problem, file and line of the source) say why."""
+    """Nothing was written. `.problems` (ingest.Problem, file and line of the source) say why; `.more`
+    counts the further rows with the same problem as a listed one that the importer did not list (it lists
+    at most ingest.MAX_PER_RULE rows per rule), keyed by the last listed problem of that rule."""
 
-    def __init__(self, problems: list[Problem], report: "AnonymizeReport | None" = None):
+    def __init__(self, problems: list[Problem], report: "AnonymizeReport | None" = None, *,
+                 more: dict[Problem, int] | None = None):
         self.problems = list(problems)
+        self.more = dict(more or {})
         self.anonymize_report = report
         super().__init__(self.report())
 
     def report(self) -> str:
-        n = len(self.problems)
+        n = len(self.problems) + sum(self.more.values())
         lines = [f"Anonymization refused: {n:,} problem{'s' if n != 1 else ''}. Nothing was written."]
-        lines += ["  " + p.describe() for p in self.problems]
+        lines += ["  " + p.describe() for p in self.listed()]
         return "\n".join(lines)
+
+    def listed(self) -> list[Problem]:
+        """The problems, each followed by "… and N more rows with the same problem" where `.more` has it."""
+        out = []
+        for p in self.problems:
+            out.append(p)
+            if self.more.get(p):
+                out.append(Problem(p.file, p.table, None, p.column, None,
+                                   f"… and {self.more[p]:,} more rows with the same problem"))
+        return out
 
 
 @dataclass
@@ -484,6 +503,71 @@ def quarter(d: date, *, year_only: bool = False) -> str:
     return f"{d.year}-Q1" if year_only else f"{d.year}-Q{(d.month - 1) // 3 + 1}"
 
 
+# --- which values a problem may quote ---------------------------------------------------------------------
+
+NOT_SHOWN = "the value is not shown because it could identify a patient"
+SHOWN_MAX_CHARS = 20  # a value quoted in a problem: at most this many characters …
+SHOWN_MAX_DIGITS = 4  # … and digits (a phone number, a date, a record number have more)
+_SHOWN_TOKEN = re.compile(r"^[A-Za-z0-9_+.\-]+$")
+_WORD_SPLIT = re.compile(r"[\W_]+")
+
+
+def _words(folded: str) -> set[str]:
+    """The words of a case-folded text that hold a letter and are at least two characters long."""
+    return {w for w in _WORD_SPLIT.split(folded) if len(w) >= 2 and any(ch.isalpha() for ch in w)}
+
+
+class _ValueGuard:
+    """Which values from the records a problem may quote (docs/choices.md, Issue 14, "Values in problems").
+
+    A value is quoted only when it cannot identify anyone: it stands in a column carried into the export
+    (codes, booleans and numbers: never a record or encounter number, name, date or free-text column); it is
+    one code-like token, 1–20 ASCII letters, digits, `_`, `-`, `+` and `.` (so no spaces, no `@`), with at
+    most 4 digits; it does not read as a date; and neither it nor any of its words is a value, or a word of
+    a value, of the records' identifier and date columns (the mapping's record_number, encounter_number,
+    birth_date, started_at and taken_at, and every column whose name marks an identifier: names, contact
+    details, …). Any other problem keeps its file, line and column, and its message says the value is not
+    shown. The identifying values are collected only when a problem has a value to judge.
+    """
+
+    def __init__(self, sources: dict[str, "_Source"], mapping: Mapping):
+        self._sources = sources
+        self._mapping = mapping
+
+    @functools.cached_property
+    def _identifying(self) -> frozenset[str]:
+        found: set[str] = set()
+        for table, source in self._sources.items():
+            roles = {c.lower() for t, c in self._mapping.columns.get(table, {}).items() if t in ROLES[table]}
+            columns = [h.lower() for h in source.header if h and (h.lower() in roles or identifier_kind(h))]
+            for _line, row in source.rows:
+                for c in columns:
+                    value = row.get(c, "").strip().casefold()
+                    if value:
+                        found.add(value)
+                        found.update(_words(value))
+        return frozenset(found)
+
+    def shows(self, table: str | None, target: str | None, value: str) -> bool:
+        """Whether `value`, read for export column `target` of `table`, may be quoted in a problem."""
+        if table is None or target not in CARRIED.get(table, ()):
+            return False
+        v = value.strip()
+        if not (0 < len(v) <= SHOWN_MAX_CHARS and _SHOWN_TOKEN.match(v)):
+            return False
+        if sum(ch.isdigit() for ch in v) > SHOWN_MAX_DIGITS or dialects.looks_like_date(v):
+            return False
+        folded = v.casefold()
+        return folded not in self._identifying and not (_words(folded) & self._identifying)
+
+    def problem(self, file: str | None, table: str | None, line: int | None, column: str | None,
+                target: str | None, value: str | None, message: str) -> Problem:
+        """A Problem that quotes `value` only when `shows` allows it, else says that it is not shown."""
+        if value is None or self.shows(table, target, value):
+            return Problem(file, table, line, column, value, message)
+        return Problem(file, table, line, column, None, f"{message} ({NOT_SHOWN})")
+
+
 # --- the transformation --------------------------------------------------------------------------------
 
 
@@ -515,7 +599,8 @@ def anonymize(
     problems: list[Problem] = []
     if not records_dir.is_dir():
         raise AnonymizeRefused([Problem(str(records_dir), None, None, None, None,
-                                        "no such folder: give the folder holding the records' CSV files")])
+                                        "no such folder: give the folder holding the records (CSV files or one "
+                                        ".xlsx workbook)")])
     sources: dict[str, _Source] = {}
     workbook = _workbook(records_dir, problems)
     if problems:
@@ -557,11 +642,14 @@ def anonymize(
     if problems:
         raise AnonymizeRefused(problems, report)
 
-    outs = _transform(sources, mapping, key, year_only, problems, report)
+    guard = _ValueGuard(sources, mapping)
+    outs = _transform(sources, mapping, key, year_only, problems, report, guard)
     if problems:
-        raise AnonymizeRefused(_sorted(problems), report)
-    say("Transformed every row; checking the result with the importer")
-    _write_checked(outs, out_dir, report, mapping, say)
+        say(f"{len(problems):,} row problem{'s' if len(problems) != 1 else ''} found; checking the values of "
+            "every row with the importer too")
+    else:
+        say("Transformed every row; checking the result with the importer")
+    _write_checked(outs, out_dir, report, mapping, say, guard, problems)
     return report
 
 
@@ -570,7 +658,7 @@ def _delim_name(d: str) -> str:
 
 
 def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_only: bool,
-               problems: list[Problem], report: AnonymizeReport) -> dict[str, _Out]:
+               problems: list[Problem], report: AnonymizeReport, guard: _ValueGuard) -> dict[str, _Out]:
     cols = mapping.columns
 
     def get(table: str, row: dict[str, str], target: str) -> str:
@@ -594,20 +682,34 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
         if value and table_codes is not None:
             code = table_codes.get(value.casefold())
             if code is None:
-                problems.append(Problem(file, table, line, cols[table][target], value,
-                                        f"not in the mapping's [codes.{target}] list; add it there"))
+                problems.append(guard.problem(file, table, line, cols[table][target], target, value,
+                                              f"not in the mapping's [codes.{target}] list; add it there"))
                 return ""
             return code
         return value
 
-    # patients: record number -> (line, birth date, row)
+    # Every row is written, so that the importer checks the values it carries in this same run; where a
+    # row could not be converted (its problem is reported here), the values computed from it (ids, day,
+    # hours, quarter, age band) are left empty, and the importer's complaints about them are dropped
+    # (`_to_source`): one run names every problem.
+    out = {t: _Out(list(COLUMNS[t])) for t in EXPORT_TABLES}
+
+    def emit(table: str, file: str, line: int, row: dict[str, str], values: dict[str, str]) -> None:
+        for target in CARRIED[table]:
+            values[target] = carried(table, file, line, row, target)
+        out[table].rows.append([values.get(c, "") for c in COLUMNS[table]])
+        out[table].origin.append((file, line))
+
+    # patients: record number -> (line, birth date, row); rows that are no patient of their own
     pat_src = sources["patients"]
     patients: dict[str, tuple[int, date | None, dict[str, str]]] = {}
+    other_patient_rows: list[tuple[int, dict[str, str]]] = []
     for line, row in pat_src.rows:
         rec = get("patients", row, "record_number")
         if not rec:
             problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
                                     "required value empty"))
+            other_patient_rows.append((line, row))
             continue
         born = when("patients", pat_src.file, line, row, "birth_date", mapping.date_format)
         birth = born[0] if born else None
@@ -618,16 +720,20 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
             problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
                                     f"this record number {what} (lines {first_line} and {line}); keep one row "
                                     "per patient"))
+            other_patient_rows.append((line, row))
             continue
         patients[rec] = (line, birth, row)
 
-    # sessions: dates per patient, first session date (day 0)
+    # sessions: dates per patient, first session date (day 0); every row, converted or not
     ses_src = sources["sessions"]
-    sessions: list[tuple[int, str, str, date, dtime | None, dict[str, str]]] = []
+    sessions: list[tuple[int, str, str, date, dtime | None, dict[str, str]]] = []  # converted
+    session_rows: list[tuple[int, str, str, date | None, dict[str, str]]] = []  # all: (line, enc, rec, date, row)
     seen_enc: dict[str, int] = {}
+    mentioned: set[str] = set()  # record numbers that sessions or questionnaires name
     for line, row in ses_src.rows:
         enc = get("sessions", row, "encounter_number")
         rec = get("sessions", row, "record_number")
+        mentioned.add(rec)
         ok = True
         for target, value in (("encounter_number", enc), ("record_number", rec)):
             if not value:
@@ -642,26 +748,33 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
             problems.append(Problem(ses_src.file, "sessions", line, cols["sessions"]["encounter_number"], None,
                                     f"this encounter number appears twice (lines {seen_enc[enc]} and {line})"))
             ok = False
-        seen_enc.setdefault(enc, line)
+            enc = ""  # written without a session id; events refer to the first row of this number
+        elif enc:
+            seen_enc[enc] = line
         started = when("sessions", ses_src.file, line, row, "started_at", mapping.datetime_format)
         if ok and started:
             sessions.append((line, enc, rec, started[0], started[1], row))
+        session_rows.append((line, enc, rec if rec in patients else "", started[0] if started else None, row))
 
     q_src = sources["assessments"]
-    questionnaires: list[tuple[int, str, date, dtime | None, dict[str, str]]] = []
+    questionnaires: list[tuple[int, str, date, dtime | None, dict[str, str]]] = []  # dated, known patient
+    q_rows: list[tuple[int, str, tuple[date, dtime | None] | None, dict[str, str]]] = []  # all
     for line, row in q_src.rows:
         rec = get("assessments", row, "record_number")
+        mentioned.add(rec)
+        taken = None
         if not rec:
             problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["record_number"], None,
                                     "required value empty"))
-            continue
-        if rec not in patients:
+        elif rec not in patients:
             problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["record_number"], None,
                                     f"this record number is not in {pat_src.file}"))
-            continue
-        taken = when("assessments", q_src.file, line, row, "taken_at", mapping.datetime_format)
-        if taken:
-            questionnaires.append((line, rec, taken[0], taken[1], row))
+            rec = ""
+        else:
+            taken = when("assessments", q_src.file, line, row, "taken_at", mapping.datetime_format)
+            if taken:
+                questionnaires.append((line, rec, taken[0], taken[1], row))
+        q_rows.append((line, rec, taken, row))
 
     day0: dict[str, date] = {}
     for _l, _e, rec, d, _t, _r in sessions:
@@ -675,15 +788,18 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
     for _l, _e, rec, d, t, _r in sessions:
         by_day.setdefault((rec, d), []).append(datetime.combine(d, t) if t else None)
 
-    out = {t: _Out(list(COLUMNS[t])) for t in EXPORT_TABLES}
     pid = {rec: pseudonym(key, "p", rec) for rec in patients}
     if len(set(pid.values())) != len(pid):
         problems.append(Problem(pat_src.file, "patients", None, None, None,
                                 "two record numbers gave the same pseudonym; run again with a new key"))
     for rec, (line, birth, row) in patients.items():
+        values = {"patient_id": pid[rec]}
         if rec not in day0:
             problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["record_number"], None,
+                                    "this patient's sessions and questionnaires have no date that could be read, "
+                                    "so day 0 cannot be set" if rec in mentioned else
                                     "this patient has no session and no questionnaire, so day 0 cannot be set"))
+            emit("patients", pat_src.file, line, row, values)
             continue
         band = None
         if birth is not None:
@@ -692,48 +808,42 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
                 problems.append(Problem(pat_src.file, "patients", line, cols["patients"]["birth_date"], None,
                                         "under 18 (or born after) at the first session: no age band of the "
                                         "export fits"))
-        values = {"patient_id": pid[rec], "start_quarter": quarter(day0[rec], year_only=year_only),
-                  "age_band": band or ""}
-        for target in CARRIED["patients"]:
-            values[target] = carried("patients", pat_src.file, line, row, target)
-        out["patients"].rows.append([values.get(c, "") for c in COLUMNS["patients"]])
-        out["patients"].origin.append((pat_src.file, line))
+        values |= {"start_quarter": quarter(day0[rec], year_only=year_only), "age_band": band or ""}
+        emit("patients", pat_src.file, line, row, values)
+    for line, row in other_patient_rows:
+        emit("patients", pat_src.file, line, row, {})
 
-    sid: dict[str, str] = {}
-    for line, enc, rec, d, _t, row in sessions:
-        sid[enc] = pseudonym(key, "s", enc)
-        values = {"session_id": sid[enc], "patient_id": pid[rec], "day": str((d - day0[rec]).days)}
-        for target in CARRIED["sessions"]:
-            values[target] = carried("sessions", ses_src.file, line, row, target)
-        out["sessions"].rows.append([values.get(c, "") for c in COLUMNS["sessions"]])
-        out["sessions"].origin.append((ses_src.file, line))
+    sid: dict[str, str] = {enc: pseudonym(key, "s", enc) for enc in seen_enc}
+    for line, enc, rec, d, row in session_rows:
+        values = {"session_id": sid.get(enc, ""), "patient_id": pid.get(rec, "")}
+        if d is not None and rec in day0:
+            values["day"] = str((d - day0[rec]).days)
+        emit("sessions", ses_src.file, line, row, values)
     if len(set(sid.values())) != len(sid):
         problems.append(Problem(ses_src.file, "sessions", None, None, None,
                                 "two encounter numbers gave the same pseudonym; run again with a new key"))
 
     post = 0
-    for line, rec, d, t, row in questionnaires:
-        hours = ""
-        starts = by_day.get((rec, d))
-        if starts:
-            if t is None or any(s is None for s in starts):
+    for line, rec, taken, row in q_rows:
+        values = {"patient_id": pid.get(rec, "")}
+        if taken is not None:
+            d, t = taken
+            values["day"] = str((d - day0[rec]).days)
+            starts = by_day.get((rec, d))
+            if starts and (t is None or any(s is None for s in starts)):
                 problems.append(Problem(q_src.file, "assessments", line, cols["assessments"]["taken_at"], None,
                                         "taken on a session's date, but without a time of day (on the "
                                         "questionnaire or the session), so it cannot be placed before or "
                                         "after the dose; give both times"))
-                continue
-            taken = datetime.combine(d, t)
-            before = [s for s in starts if s < taken]
-            if before:
-                h = (taken - max(before)).total_seconds() / 3600
-                # hundredths of an hour; a questionnaire seconds after the dose is still after it (> 0)
-                hours = f"{max(round(h, 2), 0.01):g}"
-                post += 1
-        values = {"patient_id": pid[rec], "day": str((d - day0[rec]).days), "hours_post_dose": hours}
-        for target in CARRIED["assessments"]:
-            values[target] = carried("assessments", q_src.file, line, row, target)
-        out["assessments"].rows.append([values.get(c, "") for c in COLUMNS["assessments"]])
-        out["assessments"].origin.append((q_src.file, line))
+            elif starts:
+                at = datetime.combine(d, t)
+                before = [s for s in starts if s < at]
+                if before:
+                    h = (at - max(before)).total_seconds() / 3600
+                    # hundredths of an hour; a questionnaire seconds after the dose is still after it (> 0)
+                    values["hours_post_dose"] = f"{max(round(h, 2), 0.01):g}"
+                    post += 1
+        emit("assessments", q_src.file, line, row, values)
 
     ae_src = sources.get("adverse_events")
     if ae_src is not None:
@@ -744,12 +854,7 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
                                         cols["adverse_events"]["encounter_number"], None,
                                         "required value empty" if not enc else
                                         f"this encounter number is not in {ses_src.file}"))
-                continue
-            values = {"session_id": sid[enc]}
-            for target in CARRIED["adverse_events"]:
-                values[target] = carried("adverse_events", ae_src.file, line, row, target)
-            out["adverse_events"].rows.append([values.get(c, "") for c in COLUMNS["adverse_events"]])
-            out["adverse_events"].origin.append((ae_src.file, line))
+            emit("adverse_events", ae_src.file, line, row, {"session_id": sid.get(enc, "")})
 
     for table in EXPORT_TABLES:
         if table in cols:
@@ -776,6 +881,37 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
     return out
 
 
+# The order the export's rows are written in, per table: by pseudonym first, so that nothing of the records'
+# own order (a list sorted by record number or by date) links a pseudonym back to its record by position.
+# Every other column follows as a tie-break, so the order depends on the rows' contents only.
+ROW_ORDER = {
+    "patients": ("patient_id",),
+    "sessions": ("patient_id", "day", "session_id"),
+    "assessments": ("patient_id", "day", "hours_post_dose", "instrument", "score"),
+    "adverse_events": ("session_id", "event", "severity", "intervention"),
+}
+_NUMERIC = {"day", "hours_post_dose", "score"}
+
+
+def _order_rows(o: _Out, columns: tuple[str, ...]) -> None:
+    """Sort a table's rows (and their source lines with them) by `columns`, then by every value: numbers
+    in numeric order (an empty hours_post_dose, a pre-dose questionnaire, before any number)."""
+    at = [o.header.index(c) for c in columns]
+
+    def value(column: str, text: str) -> tuple:
+        if column in _NUMERIC:
+            try:
+                return (1, float(text), "")
+            except ValueError:
+                return (0 if not text else 2, 0.0, text)
+        return (0, 0.0, text)
+
+    keys = [tuple(value(c, row[i]) for c, i in zip(columns, at)) + (tuple(row),) for row in o.rows]
+    order = sorted(range(len(o.rows)), key=keys.__getitem__)
+    o.rows = [o.rows[i] for i in order]
+    o.origin = [o.origin[i] for i in order]
+
+
 def _sorted(problems: list[Problem]) -> list[Problem]:
     order = {t: i for i, t in enumerate(EXPORT_TABLES)}
     return sorted(problems, key=lambda p: (order.get(p.table or "", -1), p.line or 0, p.column or ""))
@@ -797,7 +933,13 @@ def _check_out_dir(out_dir: Path, fingerprint: str) -> None:
 
 
 def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport, mapping: Mapping,
-                   say: Callable[[str], None]) -> None:
+                   say: Callable[[str], None], guard: _ValueGuard, converting: list[Problem]) -> None:
+    """Write the output into a temporary folder, check it with the importer, and swap it in only when
+    neither the conversion (`converting`: the rows that could not be converted) nor the importer found a
+    problem; otherwise raise AnonymizeRefused with both lists merged, without repeats, by table and line.
+
+    The importer checks the rows in the records' order, so that the rows it lists of a rule with many are
+    the first in the records; the files swapped in are then written in ROW_ORDER."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.anonymizing-", dir=out_dir.parent))
     try:
@@ -806,6 +948,8 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         for table, o in outs.items():
             if table == "adverse_events" and "adverse_events" not in mapping.tables:
                 continue
+            order = sorted(range(len(o.rows)), key=lambda i: o.origin[i][1])  # the records' order
+            o.rows, o.origin = [o.rows[i] for i in order], [o.origin[i] for i in order]
             with (export / f"{table}.csv").open("w", newline="", encoding="utf-8") as f:
                 w = csv.writer(f, lineterminator="\n")
                 w.writerow(o.header)
@@ -813,8 +957,19 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
             report.written[table] = len(o.rows)
         try:
             import_export(export, work / "check.duckdb")
+            checked: list[Problem] = []
+            more: dict[Problem, int] = {}
         except ImportRefused as exc:
-            raise AnonymizeRefused(_to_source(exc.problems, outs, mapping), report) from None
+            checked, more = _to_source(exc.problems, outs, mapping, guard, converting, exc.more)
+        if converting or checked:
+            raise AnonymizeRefused(_sorted(list(dict.fromkeys([*converting, *checked]))), report, more=more)
+        for table, o in outs.items():
+            if (export / f"{table}.csv").exists():
+                _order_rows(o, ROW_ORDER[table])
+                with (export / f"{table}.csv").open("w", newline="", encoding="utf-8") as f:
+                    w = csv.writer(f, lineterminator="\n")
+                    w.writerow(o.header)
+                    w.writerows(o.rows)
         (export / REPORT_FILE).write_text(report.describe() + "\n", encoding="utf-8")
         folders.swap_in(export, out_dir)  # an earlier output stays until this one is in place
         say(f"Wrote {out_dir}")
@@ -822,16 +977,44 @@ def _write_checked(outs: dict[str, _Out], out_dir: Path, report: AnonymizeReport
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping) -> list[Problem]:
-    """The importer's problems, named by the source file, line and column they came from."""
+def _to_source(problems: Iterable[Problem], outs: dict[str, _Out], mapping: Mapping, guard: _ValueGuard,
+               converting: Iterable[Problem] = (), more: dict[tuple, int] | None = None,
+               ) -> tuple[list[Problem], dict[Problem, int]]:
+    """The importer's problems, named by the source file, line and column they came from; a value is
+    quoted only when `guard` allows it (a derived column's value, computed here, is never quoted).
+
+    A problem that follows from one the conversion already reported (`converting`) is left out: one in the
+    same source cell (a code not in the mapping's list, written empty), or one in a derived column (an id,
+    day, hours, quarter or age band left empty) of a row the conversion reported. `more` (the importer's
+    count of rows it did not list, per rule) is returned keyed by the last kept problem of its rule; a rule
+    none of whose listed rows was kept only followed from the conversion's problems and is left out too."""
+    cells = {(p.file, p.line, p.column) for p in converting if p.line is not None}
+    rows = {(p.file, p.line) for p in converting if p.line is not None}
     result = []
+    last: dict[tuple, Problem] = {}  # the importer's rule -> its last problem kept
     for p in problems:
-        o = outs.get(p.table or "")
-        if o is None or p.line is None or not (0 <= p.line - 2 < len(o.origin)):
-            result.append(Problem(None, p.table, None, p.column, None, p.message))
-            continue
-        file, line = o.origin[p.line - 2]
-        column = mapping.columns.get(p.table, {}).get(p.column or "", p.column)
-        value = None if (p.column or "") in DERIVED else p.value
-        result.append(Problem(file, p.table, line, column, value, p.message))
-    return result
+        named = _source_problem(p, outs, mapping, guard, cells, rows)
+        if named is not None:
+            result.append(named)
+            last[p.rule()] = named
+    counted: dict[Problem, int] = {}
+    for rule, n in (more or {}).items():
+        if rule in last:
+            counted[last[rule]] = counted.get(last[rule], 0) + n
+    return result, counted
+
+
+def _source_problem(p: Problem, outs: dict[str, _Out], mapping: Mapping, guard: _ValueGuard,
+                    cells: set[tuple], rows: set[tuple]) -> Problem | None:
+    """The importer's problem p named by the records' file, line and column, or None when it only follows
+    from a problem the conversion reported (see `_to_source`)."""
+    o = outs.get(p.table or "")
+    if o is None or p.line is None or not (0 <= p.line - 2 < len(o.origin)):
+        return Problem(None, p.table, None, p.column, None, p.message)
+    file, line = o.origin[p.line - 2]
+    column = mapping.columns.get(p.table, {}).get(p.column or "", p.column)
+    if (file, line, column) in cells or ((p.column or "") in DERIVED and (file, line) in rows):
+        return None
+    if (p.column or "") in DERIVED:
+        return Problem(file, p.table, line, column, None, p.message)
+    return guard.problem(file, p.table, line, column, p.column, p.value, p.message)

@@ -75,6 +75,29 @@ def table_name(text: str) -> str | None:
     return name if name in spec.TABLES else None
 
 
+def file_name_note(path: Path, table: str) -> str | None:
+    """What the import report says of a table file whose name is not written exactly `table` plus a
+    lower-case ending (`Patients.CSV`, `adverse events.csv`), or None."""
+    if path.stem == table and path.suffix == path.suffix.lower():
+        return None
+    how = "case" if path.stem.lower() == table else "case, spaces and hyphens"
+    return f"file name matched to {table}{path.suffix.lower()} ignoring {how}"
+
+
+HEADERS_NAMED = 5  # header names listed in the note about their case or spaces; the rest are counted
+
+
+def header_names_note(headers: Iterable[str]) -> str | None:
+    """What the import report says of format columns whose header differs from the format's name in case or
+    surrounding spaces (`Session_ID `), each quoted so its spaces show, or None when every name is exact."""
+    changed = [h for h in headers if h != h.strip().lower()]
+    if not changed:
+        return None
+    named = ", ".join(f"{h!r} as {h.strip().lower()}" for h in changed[:HEADERS_NAMED])
+    more = f" and {len(changed) - HEADERS_NAMED} more" if len(changed) > HEADERS_NAMED else ""
+    return f"column names matched ignoring case and surrounding spaces: {named}{more}"
+
+
 def find_table_files(export_dir: Path) -> tuple[dict[str, list[TableFile]], list[tuple[str, str]]]:
     """Every file of the folder that holds one of the four tables, by table, and problems as (file, message).
 
@@ -120,6 +143,7 @@ class CsvLayout:
     """How a CSV file was written: what the importer needs to read it as the plain form."""
 
     header: list[str] = field(default_factory=list)
+    raw_header: list[str] = field(default_factory=list)  # the header's names as written, spaces kept
     delimiter: str = ","
     bom: bool = False
     line_endings: str = "LF"  # "LF", "CRLF", "CR" (old Excel for Mac) or "mixed"
@@ -211,6 +235,7 @@ def sniff_csv(path: Path, expected: Iterable[str]) -> CsvLayout:
         layout.problem_value = first[max(0, exc.start - 20): exc.end + 20].decode("utf-8", "replace").strip()
         return layout
     layout.delimiter, fields = choose_delimiter(line, expected)
+    layout.raw_header = list(fields)
     layout.header = [h.strip() for h in fields]
 
     crlf = cr = lf = 0
@@ -402,6 +427,12 @@ _DATE_LIKE = re.compile(
     r"|\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?|(3[6-9]|[4-6]\d)\d{3})$",
     re.IGNORECASE,
 )
+
+
+def looks_like_date(value: str) -> bool:
+    """Whether text reads as a calendar date as spreadsheets write them (`Jun-24`, `3-1-25`, `18.06.2024`,
+    `2024-06-18 09:00`, an Excel serial day of this century)."""
+    return bool(_DATE_LIKE.match(value.strip()))
 
 
 def excel_date_hint(column: str | None, value: str | None) -> str | None:

@@ -424,6 +424,10 @@ def _find_tables(export_dir: Path, found: _Found) -> dict[str, _Table]:
                 table.blocked = table.unreadable = True
         else:
             table.path, table.fmt, table.sheet = files[0].path, files[0].fmt, files[0].sheet
+            if table.fmt != "xlsx":
+                note = dialects.file_name_note(files[0].path, name)
+                if note:
+                    table.notes.append(note)
             if files[0].path.stat().st_size == 0:
                 found.add(Problem(table.file, name, None, None, None,
                                   "empty file (0 bytes): a table needs at least its header row"))
@@ -479,6 +483,10 @@ def _stage(con: duckdb.DuckDBPyConnection, table: _Table, found: _Found, say: Ca
     roles = {i: dialects.column_role(c, i, table.fmt or "") for i, c in enumerate(columns)}
     # each format column from the file's column at its position (c0, c1, …), or NULL when absent
     position = {_normal(c): i for i, c in enumerate(columns) if _normal(c) in expected}
+    written = layout.raw_header if layout is not None else columns  # a CSV's names before trimming
+    note = dialects.header_names_note([w for w, c in zip(written, columns) if _normal(c) in expected])
+    if note:
+        table.notes.append(note)
     table.columns = [c for c in expected if c in position]
     # values with surrounding spaces are read as the value; an empty cell (quoted too) or only spaces is NULL
     select = ", ".join(

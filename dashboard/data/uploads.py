@@ -155,7 +155,7 @@ def check_upload(
         result.problems = [Problem(str(key_path), None, None, None, None, str(exc))]
         return result
     except an.AnonymizeRefused as exc:
-        result.problems = exc.problems
+        result.problems = exc.listed()  # with "… and N more rows with the same problem" after a rule's last row
         return result
     if created:
         result.key_created = key_path
