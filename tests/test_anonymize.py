@@ -597,6 +597,24 @@ def test_wrong_key_for_an_earlier_output_is_refused_before_writing(tmp_path):
         an.anonymize(rec, GENERIC, KEY, foreign)
 
 
+def test_a_site_that_is_also_a_patients_name_is_refused_never_written(tmp_path):
+    # the importer accepts any short token as a site code, a last name included: the output would carry it
+    rec = hand_records(tmp_path / "rec", patients=[
+        ["R-1", "Ada", "2000-03-05", "Bea", "MDD", ""],
+        ["R-2", "Bea", "1990-05-04", "S2", "GAD", ""],
+        ["R-3", "Cyd", "1950-01-01", "S1", "PTSD", ""],
+    ])
+    out = tmp_path / "out"
+    with pytest.raises(an.AnonymizeRefused) as refused:
+        an.anonymize(rec, GENERIC, KEY, out)
+    assert [(p.file, p.line, p.column, p.value) for p in refused.value.problems] == [
+        ("patients.csv", 2, "site", None)]
+    assert refused.value.problems[0].message == (
+        "this site is also a name, record number or other identifying value of the records; give the sites as "
+        f"codes in the mapping's [codes.site] list ({an.NOT_SHOWN})")
+    assert "Bea" not in refused.value.report() and not out.exists()
+
+
 def test_an_earlier_output_stays_whole_until_the_new_one_is_in_place(tmp_path, monkeypatch):
     # the earlier output is moved aside, not deleted, before the new one takes its place: if that move fails
     # (a full disk, another program holding the folder) the earlier output is back where it was

@@ -62,6 +62,10 @@ ROLES: dict[str, dict[str, bool]] = {
 # Export columns computed here rather than carried over.
 DERIVED = {"patient_id", "session_id", "day", "hours_post_dose", "start_quarter", "age_band"}
 CARRIED = {t: [c for c in COLUMNS[t] if c not in DERIVED] for t in EXPORT_TABLES}
+# Carried columns the importer accepts any short token in (spec.SITE_PATTERN; the others are codes, numbers
+# and yes/no): a value there that is also an identifying value of the records (a last name as the site) is
+# refused.
+FREE_TEXT_CARRIED = {"site"}
 # Words in a column name that mark free text: never carried over, even when mapped.
 FREE_TEXT_WORDS = {"note", "notes", "comment", "comments", "remark", "remarks", "text", "description",
                    "narrative", "memo", "freetext", "summary", "observation", "observations"}
@@ -548,6 +552,12 @@ class _ValueGuard:
                         found.update(_words(value))
         return frozenset(found)
 
+    def identifies(self, value: str) -> bool:
+        """Whether `value`, or one of its words, is a value or word of the records' identifier and date
+        columns (a name, record number, contact detail, date)."""
+        folded = value.strip().casefold()
+        return folded in self._identifying or bool(_words(folded) & self._identifying)
+
     def shows(self, table: str | None, target: str | None, value: str) -> bool:
         """Whether `value`, read for export column `target` of `table`, may be quoted in a problem."""
         if table is None or target not in CARRIED.get(table, ()):
@@ -557,8 +567,7 @@ class _ValueGuard:
             return False
         if sum(ch.isdigit() for ch in v) > SHOWN_MAX_DIGITS or dialects.looks_like_date(v):
             return False
-        folded = v.casefold()
-        return folded not in self._identifying and not (_words(folded) & self._identifying)
+        return not self.identifies(v)
 
     def problem(self, file: str | None, table: str | None, line: int | None, column: str | None,
                 target: str | None, value: str | None, message: str) -> Problem:
@@ -686,6 +695,14 @@ def _transform(sources: dict[str, _Source], mapping: Mapping, key: bytes, year_o
                                               f"not in the mapping's [codes.{target}] list; add it there"))
                 return ""
             return code
+        if target in FREE_TEXT_CARRIED and spec.SITE_PATTERN.match(value) and guard.identifies(value):
+            # the importer accepts any such token here, a patient's last name included (other values it
+            # refuses itself, with a message of its own)
+            problems.append(guard.problem(
+                file, table, line, cols[table][target], target, value,
+                f"this {target} is also a name, record number or other identifying value of the records; give "
+                f"the {target}s as codes in the mapping's [codes.{target}] list"))
+            return ""
         return value
 
     # Every row is written, so that the importer checks the values it carries in this same run; where a
