@@ -226,3 +226,26 @@ def test_a_directors_download_equals_the_command_line_export_and_is_recorded(db,
     first = log.iloc[0]
     assert (first["email"], first["sites"], first["files"], first["query"]) == (
         "director@s1.org", "S1", "ketamine-outcomes-summaries.zip", "site=S1&site=S2&min_cell=0")
+
+
+def test_a_directors_report_download_is_made_within_their_sites(db, tmp_path):
+    """The sidebar's 'Download report (PDF)' for a site director once failed (MediaFileStorageError 'rows': the
+    cover read the whole data set's counts, which a scoped provenance leaves out) while the log recorded the
+    report. The button's data callable gives their report, naming no other site, and records it."""
+    import subprocess
+
+    person = access.person_from_claims(DIRECTOR)
+    settings = access.apply_scope(Settings(min_cell=0), person)
+    ctx = ui.PageContext(db_path=db, signature=store.database_signature(db),
+                         settings=settings, person=person, audit_log=audit.audit_path(db), page="overview")
+    pdf = ui.audited(ctx, ["ketamine-outcomes-report.pdf"], ui.report_bytes_builder(ctx), action="report")()
+    assert pdf.startswith(b"%PDF")
+    (tmp_path / "r.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "r.pdf"), "-"], check=True, capture_output=True,
+                          text=True).stdout.replace("\u00a0", " ")
+    assert not re.findall(r"\bS[2-6]\b", text), "another site is named in a director's report"
+    assert "Sites S1 only: this report covers the sites its reader may see" in re.sub(r"\s+", " ", text)
+    log = audit.read_log(audit.audit_path(db))
+    assert list(log["action"]) == ["report"]
+    assert (log["email"].iloc[0], log["sites"].iloc[0], log["files"].iloc[0]) == (
+        "director@s1.org", "S1", "ketamine-outcomes-report.pdf")

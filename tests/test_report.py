@@ -360,6 +360,28 @@ def test_an_empty_or_too_small_cohort_is_refused_with_a_message(sample_db, tmp_p
     assert not out.exists()
 
 
+def test_a_scoped_report_is_made_and_names_no_other_site(sample_db, tmp_path, capsys):
+    """`report --scope S1` (a site director's report) once failed with a traceback: the cover read the whole
+    data set's row counts, which a scoped provenance leaves out. The report is made, says which sites it
+    covers instead of the whole data set's counts, and no other site's code appears anywhere in it."""
+    pdf = tmp_path / "s1.pdf"
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(pdf), "--scope", "S1"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    pages = pdf_pages(pdf)
+    check_structure(pdf, pages)
+    text = "\n".join(pages)
+    assert not re.findall(r"\bS[2-6]\b", text), "another site is named in a scoped report"
+    cover = re.sub(r"\s+", " ", pages[0])
+    assert "Whole data set" not in cover
+    assert "Sites S1 only: this report covers the sites its reader may see (the whole data set's counts are " \
+           "left out)" in cover
+    # a report of every site still gives the whole data set's counts
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM patients").fetchone()[0]
+        _, sections = report.build_sections(con, Settings())
+    assert f"Whole data set</th><td>{n:,} patients, " in sections[0].blocks[-1]
+
+
 def test_definitions_one_text_for_page_and_report():
     s = Settings(instrument="PHQ9", window=14, min_cell=5)
     md = definitions.definitions_markdown(s)

@@ -385,13 +385,26 @@ def section_cover(b: ReportBuild) -> Section:
             ("Imported", imported.strftime("%d %B %Y, %H:%M UTC") + f" (import {data['import_id']})"),
             ("Database", data["database"]),
             ("Data set id", f"SHA-256 {data['source_sha256'][:16]}…"),
-            ("Whole data set", ", ".join(f"{fmt_count(v)} {t.replace('_', ' ')}" for t, v in data["rows"].items())),
+            _data_set_extent(s, data),
         ]
     else:
         rows = [("Database", data["database"]), ("Imported", "no import recorded")]
     rows.append(("Report made", b.made_at.strftime("%d %B %Y, %H:%M UTC")))
     sec.text(_pairs_html(rows))
     return sec
+
+
+def _data_set_extent(s: Settings, data: dict) -> tuple[str, str]:
+    """The cover's line on how much of the data set the report covers: for someone who sees every site, the
+    whole data set's row counts; for someone limited to some sites (access.md: every report obeys the scope),
+    those sites, since the whole data set's counts include other sites' numbers and are left out of a scoped
+    provenance (export.provenance)."""
+    if s.scope is None:
+        return ("Whole data set", ", ".join(f"{fmt_count(v)} {t.replace('_', ' ')}"
+                                            for t, v in data.get("rows", {}).items()))
+    sites = ", ".join(s.scope or ()) or "no site"
+    return ("Sites", f"{sites} only: this report covers the sites its reader may see (the whole data set's "
+                     "counts are left out)")
 
 
 def _pairs_html(rows: Iterable[tuple[str, str]], columns: int = 1) -> str:
