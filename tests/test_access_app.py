@@ -249,3 +249,44 @@ def test_a_directors_report_download_is_made_within_their_sites(db, tmp_path):
     assert list(log["action"]) == ["report"]
     assert (log["email"].iloc[0], log["sites"].iloc[0], log["files"].iloc[0]) == (
         "director@s1.org", "S1", "ketamine-outcomes-report.pdf")
+
+
+def test_a_viewer_gets_no_benchmark_download(db):
+    """The benchmark page once drew its own benchmark.csv button for anyone limited to some sites, viewers
+    included (access.md: viewers may not download)."""
+    at = signed_in(VIEWER)
+    at.run()
+    at.switch_page("views/benchmark.py").run()
+    assert not at.exception and not at.error
+    assert [b.proto.label for b in at.get("download_button")] == []
+    assert any("Downloads are for site directors" in c.value for c in at.caption)
+
+
+def test_a_directors_benchmark_download_is_audited_and_names_only_their_sites(db, tmp_path, deferred_downloads):
+    """A site director's benchmark.csv from /benchmark was never written to the audit log (the page's own
+    button bypassed `ui.audited`). It now goes through the download helper of every page: recorded, and the
+    command line's bytes for the same scope."""
+    from dashboard import cli
+
+    at = signed_in(DIRECTOR)
+    at.run()
+    at.switch_page("views/benchmark.py").run()
+    assert not at.exception and not at.error
+    buttons = {b.proto.label: b.proto.deferred_file_id for b in at.get("download_button")}
+    assert set(buttons) == {"benchmark.csv", "All summaries (zip)", ui.REPORT_LABEL}
+    got = deferred_downloads[buttons["benchmark.csv"]]()
+    out = tmp_path / "cli"
+    assert cli.main(["export", "--db", str(db), "--out", str(out), "--scope", "S1", "--instrument", "matched"]) == 0
+    assert got == (out / "benchmark.csv").read_bytes()
+    assert {line.split(b",")[0] for line in got.splitlines()[1:]} == {b"S1"}
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(deferred_downloads[buttons["All summaries (zip)"]]())) as zf:
+        assert zf.read("benchmark.csv") == got
+    log = audit.read_log(audit.audit_path(db))
+    assert list(log["action"]) == ["view", "view", "download", "export", "download"]
+    download = log.iloc[2]
+    assert (download["email"], download["role"], download["sites"], download["page"], download["files"],
+            download["query"]) == ("director@s1.org", "site_director", "S1", "benchmark", "benchmark.csv",
+                                   "instrument=matched")

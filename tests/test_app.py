@@ -4,10 +4,12 @@ malformed link, and a missing, corrupt or foreign database."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import threading
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -1069,7 +1071,8 @@ def _strings(value: object) -> list[str]:
     return []
 
 
-def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sample_db, monkeypatch):
+def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sample_db, monkeypatch,
+                                                                    deferred_downloads):
     with duckdb.connect(str(sample_db), read_only=True) as con:
         sites = [r[0] for r in con.sql("SELECT DISTINCT site FROM patients ORDER BY 1").fetchall()]
     assert len(sites) >= 3
@@ -1082,8 +1085,14 @@ def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sa
     assert f"Site {own}" in rendered
     for other in set(sites) - {own}:
         assert not re.search(rf"\b{re.escape(other)}\b", rendered), other
-    labels = [b.proto.label for b in at.get("download_button") if b.proto.label != ui.REPORT_LABEL]
-    assert labels == ["benchmark.csv"]  # no zip of every site's summaries
+    # every page's downloads (ui.render_downloads), each naming only the reader's sites
+    buttons = {b.proto.label: b.proto.deferred_file_id for b in at.get("download_button")
+               if b.proto.label != ui.REPORT_LABEL}
+    assert list(buttons) == ["benchmark.csv", "All summaries (zip)"]
+    got = deferred_downloads[buttons["benchmark.csv"]]()
+    assert {line.split(b",")[0].decode() for line in got.splitlines()[1:]} == {own}
+    with zipfile.ZipFile(io.BytesIO(deferred_downloads[buttons["All summaries (zip)"]]())) as zf:
+        assert zf.read("benchmark.csv") == got
     # the unrestricted page draws every site
     monkeypatch.setattr(ui, "viewer_named_sites", lambda ctx: None)
     at = open_page(make_app(), "views/benchmark.py")

@@ -1174,8 +1174,10 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
     # columns were one per button and one around them (each element costs a rerun's drawing about a millisecond)
     row = st.container(horizontal=True, gap="small")
     for name in files:
-        # a cache hit when the part shown has loaded the file (the cache serves any thread)
-        load = functools.partial(load_summary, ctx.signature, ctx.settings, name)
+        # a cache hit when the part shown has loaded the file (the cache serves any thread); benchmark.csv is
+        # the page's own table, naming only the sites the reader may see (as in the zip)
+        load = (functools.partial(load_benchmark, ctx.signature, ctx.settings, viewer_named_sites(ctx))
+                if name == "benchmark.csv" else functools.partial(load_summary, ctx.signature, ctx.settings, name))
         row.download_button(
             f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, load)),
             file_name=export.download_name(name, ctx.settings),
