@@ -382,6 +382,19 @@ def test_a_scoped_report_is_made_and_names_no_other_site(sample_db, tmp_path, ca
     assert f"Whole data set</th><td>{n:,} patients, " in sections[0].blocks[-1]
 
 
+def test_the_headline_table_ranks_routes_as_the_overview_and_headline_csv(sample_db, tmp_path):
+    """metrics.md "Headline by route": ranked by response rate, ALL last. The PDF once listed the routes in
+    the fixed order IV, IM, SC, IN, SL, PO while the Overview and headline.csv ranked them."""
+    pdf, csv_dir = make(sample_db, tmp_path, [], "ranked")
+    cover = pdf_pages(pdf)[0]
+    table = cover[cover.index("Headline by route"):cover.index("Response: improvement")]
+    labels = [colors.route_label(r) for r in [*spec.ROUTES, spec.ALL]]
+    shown = [label for line in table.splitlines() for label in labels if line.strip().startswith(label + " ")]
+    headline = pd.read_csv(csv_dir / "headline.csv", keep_default_na=False, na_values=[""])
+    assert shown == [colors.route_label(r) for r in headline["route"]]
+    assert shown == ["Sublingual", "Intranasal", "IV infusion", "Subcutaneous", "IM injection", "Oral", "All routes"]
+
+
 def test_definitions_one_text_for_page_and_report():
     s = Settings(instrument="PHQ9", window=14, min_cell=5)
     md = definitions.definitions_markdown(s)

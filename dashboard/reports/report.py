@@ -418,8 +418,19 @@ def _pairs_html(rows: Iterable[tuple[str, str]], columns: int = 1) -> str:
     return f'<table class="pairs pairs-{columns}">{"".join(lines)}</table>'
 
 
+def headline_order(b: ReportBuild, routes: Sequence[str]) -> list[str]:
+    """`routes` in the order of the headline (headline.csv, the Overview's first table: ranked by response
+    rate, a hidden rate after the shown ones, metrics.md "Headline by route"); a route the headline has no
+    row for (no eligible patient) follows in its given order, `ALL` last."""
+    ranked = [str(r) for r in export.compute_summary(b.con, b.settings, "headline.csv")["route"]]
+    rest = [r for r in routes if r not in ranked and r != spec.ALL]
+    order = [r for r in ranked if r in routes and r != spec.ALL] + rest
+    return order + ([spec.ALL] if spec.ALL in routes else [])
+
+
 def section_headline(b: ReportBuild) -> Section:
-    """The headline table by route: patients, response, remission, relief, side effects, maintenance."""
+    """The headline table by route: patients, response, remission, relief, side effects, maintenance; the
+    routes ranked as in headline.csv and on the Overview (`headline_order`)."""
     sec = Section("headline", "Headline by route", new_page=False)
     cohort, response = b.summary("cohort.csv"), b.summary("response_by_route.csv")
     relief, maint = b.summary("time_to_relief.csv"), b.summary("maintenance.csv")
@@ -433,7 +444,7 @@ def section_headline(b: ReportBuild) -> Section:
         (any_se, hidden_mask(any_raw, any_se), {"patient_rate": "any_side_effect"}),
         (maint, b.hidden("maintenance.csv"), {"uptake_rate": "uptake_rate"}),
     ]
-    routes = list(cohort["route"].astype(str))
+    routes = headline_order(b, list(cohort["route"].astype(str)))
     table = pd.DataFrame({"route": routes})
     mask = pd.DataFrame({"route": [False] * len(routes)})
     for df, hid, cols in parts:
