@@ -419,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     Settings.add_arguments(p)
     p.add_argument("--scope", action="append", metavar="SITE",
                    help="only these sites, whatever --site says (repeat for several): a site director's export")
+    p.add_argument("--quiet", action="store_true", help="no progress messages (errors are still said)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="write the PDF report of a cohort (the dashboard's 'Download report')")
@@ -427,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     Settings.add_arguments(p)
     p.add_argument("--scope", action="append", metavar="SITE",
                    help="only these sites, whatever --site says (repeat for several): a site director's report")
+    p.add_argument("--quiet", action="store_true", help="no progress messages (errors are still said)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="start the dashboard (default: the built-in sample data)")

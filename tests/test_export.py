@@ -139,6 +139,19 @@ def test_provenance(hand_db, tmp_path):
     assert p["query_string"] == "integration=no&severity=severe&min_cell=5"
 
 
+def test_export_takes_quiet_as_import_sample_and_anonymize_do(hand_db, tmp_path, capsys):
+    """`export --quiet` was refused ("unrecognized arguments"). It writes no progress lines (export has none);
+    what was written and every error are still said."""
+    out = tmp_path / "q"
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--min-cell", "0", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out == f"Wrote 12 files to {out}: {', '.join([*export.SUMMARY_FILES, 'provenance.json'])}\n"
+    assert cli.main(["export", "--db", str(tmp_path / "missing.duckdb"), "--out", str(out), "--quiet"]) == 1
+    assert "No database" in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["report", "--db", "d", "--out", "r.pdf", "--quiet"]).quiet is True
+
+
 def test_cli_errors_are_messages(hand_db, tmp_path, capsys):
     assert cli.main(["export", "--db", str(hand_db), "--out", str(tmp_path / "x"), "--window", "soon", "--route", "XX"]) == 2
     err = capsys.readouterr().err
