@@ -365,8 +365,9 @@ def test_a_scoped_report_is_made_and_names_no_other_site(sample_db, tmp_path, ca
     data set's row counts, which a scoped provenance leaves out. The report is made, says which sites it
     covers instead of the whole data set's counts, and no other site's code appears anywhere in it."""
     pdf = tmp_path / "s1.pdf"
-    assert cli.main(["report", "--db", str(sample_db), "--out", str(pdf), "--scope", "S1"]) == 0
-    assert "Traceback" not in capsys.readouterr().err
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(pdf), "--scope", "S1", "--site", "S2"]) == 0
+    # a site outside the scope is named and dropped, as in the dashboard (the report covers S1)
+    assert capsys.readouterr().err == "warning: --site: 'S2' is not among the sites of --scope (S1); dropped\n"
     pages = pdf_pages(pdf)
     check_structure(pdf, pages)
     text = "\n".join(pages)
@@ -375,6 +376,9 @@ def test_a_scoped_report_is_made_and_names_no_other_site(sample_db, tmp_path, ca
     assert "Whole data set" not in cover
     assert "Sites S1 only: this report covers the sites its reader may see (the whole data set's counts are " \
            "left out)" in cover
+    assert "site S1 (your access): 446 patients, of whom" in cover  # S1 alone, as the dashboard says it
+    # the command line that reproduces it keeps the scope
+    assert "ketamine-outcomes report --db sample.duckdb --out report.pdf --scope S1" in re.sub(r"\s+", " ", text)
     # a report of every site still gives the whole data set's counts
     with duckdb.connect(str(sample_db), read_only=True) as con:
         n = con.execute("SELECT count(*) FROM patients").fetchone()[0]
