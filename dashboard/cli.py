@@ -167,16 +167,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _scoped(settings, scope: list[str] | None):  # noqa: ANN001, ANN202 - Settings is imported lazily
+    """`settings` limited to the `--scope` sites (a site director's files), with every `--site` outside them
+    named in a warning and dropped, as the dashboard names and drops a link's site outside the person's sites
+    (access.md); the rest of the filters apply. Printed with --quiet too: it changes what is written.
+    Raises SettingsError for a scope that is not site codes."""
+    if scope is None:
+        return settings
+    settings = settings.replace(scope=tuple(scope))  # the scope is never a filter flag (links must never set it)
+    from dashboard.analysis.settings import quoted
+
+    for site in settings.sites_outside_scope():
+        print(f"warning: --site: {quoted(site)} is not among the sites of --scope ({', '.join(settings.scope)}); "
+              "dropped", file=sys.stderr)
+    return settings.within_scope()
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from dashboard.reports import audit
     from dashboard.reports.export import PROVENANCE_FILE, SUMMARY_FILES, write_summaries
     from dashboard.analysis.settings import Settings, SettingsError
 
     try:
-        settings = Settings.from_args(args)
-        if args.scope is not None:
-            # the scope is not a filter flag of Settings (links must never set it): applied here
-            settings = settings.replace(scope=tuple(args.scope))
+        settings = _scoped(Settings.from_args(args), args.scope)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"error: {problem.replace('scope:', '--scope:', 1)}", file=sys.stderr)
@@ -253,9 +266,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from dashboard.reports import audit, report
 
     try:
-        settings = Settings.from_args(args)
-        if args.scope is not None:  # as for export: the scope is never a filter flag
-            settings = settings.replace(scope=tuple(args.scope))
+        settings = _scoped(Settings.from_args(args), args.scope)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"error: {problem.replace('scope:', '--scope:', 1)}", file=sys.stderr)
@@ -430,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace DIR even if it holds files that are not a previous export")
     Settings.add_arguments(p)
     p.add_argument("--scope", action="append", metavar="SITE",
-                   help="only these sites, whatever --site says (repeat for several): a site director's export")
+                   help="only these sites (repeat for several): a site director's export; a --site outside "
+                        "them is named and dropped")
+    p.add_argument("--quiet", action="store_true", help="no progress messages (errors and warnings are still said)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="write the PDF report of a cohort (the dashboard's 'Download report')")
@@ -438,7 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE.pdf")
     Settings.add_arguments(p)
     p.add_argument("--scope", action="append", metavar="SITE",
-                   help="only these sites, whatever --site says (repeat for several): a site director's report")
+                   help="only these sites (repeat for several): a site director's report; a --site outside "
+                        "them is named and dropped")
+    p.add_argument("--quiet", action="store_true", help="no progress messages (errors and warnings are still said)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="start the dashboard (default: the built-in sample data)")

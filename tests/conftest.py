@@ -136,3 +136,20 @@ def page(browser):
     pg.set_default_timeout(90_000)
     yield pg
     context.close()
+
+
+@pytest.fixture
+def deferred_downloads(monkeypatch) -> dict[str, object]:
+    """file id -> the data callable of each download button drawn (what Streamlit runs when it is clicked)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    found: dict[str, object] = {}
+    add = MediaFileManager.add_deferred
+
+    def record(self, data_callable, *args, **kwargs):
+        file_id = add(self, data_callable, *args, **kwargs)
+        found[file_id] = data_callable
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", record)
+    return found

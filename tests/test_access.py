@@ -128,11 +128,13 @@ def test_scoped_summaries_equal_the_site_filter_and_provenance_hides_network_tot
     assert "S2" not in scoped[export.PROVENANCE_FILE].decode()
 
 
-def test_the_command_line_export_applies_a_scope(sample_db, tmp_path, con):
+def test_the_command_line_export_applies_a_scope(sample_db, tmp_path, con, capsys):
     out = tmp_path / "out"
     assert cli.main(["export", "--db", str(sample_db), "--out", str(out), "--min-cell", "0", "--scope", "S1",
                      "--site", "S2", "--site", "S1"]) == 0
-    expected = export.summary_files(con, Settings(site=("S1", "S2"), scope=("S1",), min_cell=0))
+    # S2 is named and dropped, as the dashboard drops a link's site outside the person's sites
+    assert capsys.readouterr().err == "warning: --site: 'S2' is not among the sites of --scope (S1); dropped\n"
+    expected = export.summary_files(con, Settings(site=("S1",), scope=("S1",), min_cell=0))
     for name, data in expected.items():
         assert (out / name).read_bytes() == data, name
     by_site = pd.read_csv(out / "cohort.csv")

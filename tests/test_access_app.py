@@ -5,6 +5,7 @@ stops the page, sign-out ends the session."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -208,7 +209,8 @@ def test_a_directors_download_equals_the_command_line_export_and_is_recorded(db,
     from dashboard import cli
 
     person = access.person_from_claims(DIRECTOR)
-    settings = access.apply_scope(Settings(site=("S1", "S2"), min_cell=0), person)
+    # the link ?site=S1&site=S2&min_cell=0 for an S1 director: S2 is named and dropped (the test above)
+    settings = access.apply_scope(Settings(site=("S1",), min_cell=0), person)
     ctx = ui.PageContext(db_path=db, signature=store.database_signature(db),
                          settings=settings, person=person, audit_log=audit.audit_path(db), page="overview")
     zipped = ui.audited(ctx, ["ketamine-outcomes-summaries.zip"], ui.zip_bytes_builder(ctx))()
@@ -225,4 +227,72 @@ def test_a_directors_download_equals_the_command_line_export_and_is_recorded(db,
     assert list(log["action"]) == ["download", "export"]
     first = log.iloc[0]
     assert (first["email"], first["sites"], first["files"], first["query"]) == (
-        "director@s1.org", "S1", "ketamine-outcomes-summaries.zip", "site=S1&site=S2&min_cell=0")
+        "director@s1.org", "S1", "ketamine-outcomes-summaries.zip", "site=S1&min_cell=0")
+    # the command line drops S2 as the dashboard does, so its provenance.json (compared above) is the same
+    provenance = json.loads((out / export.PROVENANCE_FILE).read_text())
+    assert provenance["filters"]["site"] == ["S1"]
+    assert provenance["command_line_flags"] == ["--site", "S1", "--min-cell", "0", "--scope", "S1"]
+
+
+def test_a_directors_report_download_is_made_within_their_sites(db, tmp_path):
+    """The sidebar's 'Download report (PDF)' for a site director once failed (MediaFileStorageError 'rows': the
+    cover read the whole data set's counts, which a scoped provenance leaves out) while the log recorded the
+    report. The button's data callable gives their report, naming no other site, and records it."""
+    import subprocess
+
+    person = access.person_from_claims(DIRECTOR)
+    settings = access.apply_scope(Settings(min_cell=0), person)
+    ctx = ui.PageContext(db_path=db, signature=store.database_signature(db),
+                         settings=settings, person=person, audit_log=audit.audit_path(db), page="overview")
+    pdf = ui.audited(ctx, ["ketamine-outcomes-report.pdf"], ui.report_bytes_builder(ctx), action="report")()
+    assert pdf.startswith(b"%PDF")
+    (tmp_path / "r.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(tmp_path / "r.pdf"), "-"], check=True, capture_output=True,
+                          text=True).stdout.replace("\u00a0", " ")
+    assert not re.findall(r"\bS[2-6]\b", text), "another site is named in a director's report"
+    assert "Sites S1 only: this report covers the sites its reader may see" in re.sub(r"\s+", " ", text)
+    log = audit.read_log(audit.audit_path(db))
+    assert list(log["action"]) == ["report"]
+    assert (log["email"].iloc[0], log["sites"].iloc[0], log["files"].iloc[0]) == (
+        "director@s1.org", "S1", "ketamine-outcomes-report.pdf")
+
+
+def test_a_viewer_gets_no_benchmark_download(db):
+    """The benchmark page once drew its own benchmark.csv button for anyone limited to some sites, viewers
+    included (access.md: viewers may not download)."""
+    at = signed_in(VIEWER)
+    at.run()
+    at.switch_page("views/benchmark.py").run()
+    assert not at.exception and not at.error
+    assert [b.proto.label for b in at.get("download_button")] == []
+    assert any("Downloads are for site directors" in c.value for c in at.caption)
+
+
+def test_a_directors_benchmark_download_is_audited_and_names_only_their_sites(db, tmp_path, deferred_downloads):
+    """A site director's benchmark.csv from /benchmark was never written to the audit log (the page's own
+    button bypassed `ui.audited`). It now goes through the download helper of every page: recorded, and the
+    command line's bytes for the same scope."""
+    from dashboard import cli
+
+    at = signed_in(DIRECTOR)
+    at.run()
+    at.switch_page("views/benchmark.py").run()
+    assert not at.exception and not at.error
+    buttons = {b.proto.label: b.proto.deferred_file_id for b in at.get("download_button")}
+    assert set(buttons) == {"benchmark.csv", "All summaries (zip)", ui.REPORT_LABEL}
+    got = deferred_downloads[buttons["benchmark.csv"]]()
+    out = tmp_path / "cli"
+    assert cli.main(["export", "--db", str(db), "--out", str(out), "--scope", "S1", "--instrument", "matched"]) == 0
+    assert got == (out / "benchmark.csv").read_bytes()
+    assert {line.split(b",")[0] for line in got.splitlines()[1:]} == {b"S1"}
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(deferred_downloads[buttons["All summaries (zip)"]]())) as zf:
+        assert zf.read("benchmark.csv") == got
+    log = audit.read_log(audit.audit_path(db))
+    assert list(log["action"]) == ["view", "view", "download", "export", "download"]
+    download = log.iloc[2]
+    assert (download["email"], download["role"], download["sites"], download["page"], download["files"],
+            download["query"]) == ("director@s1.org", "site_director", "S1", "benchmark", "benchmark.csv",
+                                   "instrument=matched")

@@ -4,10 +4,12 @@ malformed link, and a missing, corrupt or foreign database."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
 import threading
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -403,6 +405,43 @@ def test_a_malformed_link_is_named_in_a_notice_and_the_rest_applies(make_app):
     assert "Part of this link could not be used" in " ".join(w.value for w in at.warning)
     at.button(key="_ko_dismiss_notice").click().run()
     assert not at.warning
+
+
+def test_a_very_long_link_value_is_shortened_in_the_notice(make_app):
+    """A value (or name) from the link longer than 60 characters is quoted cut at 60 with an ellipsis and its
+    length; a 5,000-character value was once repeated in full in the notice."""
+    x, y = "X" * 5000, "Y" * 300
+    at = make_app(route=["IV", x], window="9" * 5000, site="S" * 5000, **{y: "1"})
+    at.run()
+    assert_clean(at)
+    notice = warnings_shown(at)
+    assert f"route: '{'X' * 60}…' (5,000 characters) is not a route; expected one of IV, IM, SC, IN, SL, PO" in notice
+    assert f"window: '{'9' * 60}…' (5,000 characters) is not a whole number (digits 0-9 only)" in notice
+    assert f"site: '{'S' * 60}…' (5,000 characters) is not a site code" in notice
+    assert f"{'Y' * 60}… (300 characters): not a setting of this dashboard (value '1'); ignored" in notice
+    assert "X" * 61 not in notice and "9" * 61 not in notice and "S" * 61 not in notice and "Y" * 61 not in notice
+    assert context(at).settings.route == ("IV",)  # the rest of the link applies
+    # a value of another part of the link, and of a page's own parts and display choices
+    at = make_app(view="Z" * 400, measure="W" * 400)
+    at.switch_page("views/benchmark.py").run()
+    notice = warnings_shown(at)
+    assert f"view: '{'Z' * 60}…' (400 characters) is not a part of any page" in notice
+    assert f"measure: '{'W' * 60}…' (400 characters) is not one of response, remission" in notice
+    # a value of 60 characters or fewer is quoted whole
+    at = make_app(route="X" * 60)
+    at.run()
+    assert f"route: '{'X' * 60}' is not a route" in warnings_shown(at)
+
+
+def test_a_very_long_unknown_path_is_shortened_on_the_page_not_found_screen():
+    def screen():
+        from dashboard.app import ui
+
+        ui.render_page_not_found("p" * 500, [])
+
+    at = AppTest.from_function(screen)
+    at.run()
+    assert shown(at.error[0].value).startswith(f"**There is no page at “/{'p' * 60}… (500 characters)”.**")
 
 
 def test_a_link_with_the_start_quarter_after_the_end_is_named_in_the_notice_and_the_rest_applies(make_app):
@@ -1071,7 +1110,8 @@ def _strings(value: object) -> list[str]:
     return []
 
 
-def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sample_db, monkeypatch):
+def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sample_db, monkeypatch,
+                                                                    deferred_downloads):
     with duckdb.connect(str(sample_db), read_only=True) as con:
         sites = [r[0] for r in con.sql("SELECT DISTINCT site FROM patients ORDER BY 1").fetchall()]
     assert len(sites) >= 3
@@ -1084,8 +1124,14 @@ def test_the_benchmark_page_for_a_site_director_names_no_other_site(make_app, sa
     assert f"Site {own}" in rendered
     for other in set(sites) - {own}:
         assert not re.search(rf"\b{re.escape(other)}\b", rendered), other
-    labels = [b.proto.label for b in at.get("download_button") if b.proto.label != ui.REPORT_LABEL]
-    assert labels == ["benchmark.csv"]  # no zip of every site's summaries
+    # every page's downloads (ui.render_downloads), each naming only the reader's sites
+    buttons = {b.proto.label: b.proto.deferred_file_id for b in at.get("download_button")
+               if b.proto.label != ui.REPORT_LABEL}
+    assert list(buttons) == ["benchmark.csv", "All summaries (zip)"]
+    got = deferred_downloads[buttons["benchmark.csv"]]()
+    assert {line.split(b",")[0].decode() for line in got.splitlines()[1:]} == {own}
+    with zipfile.ZipFile(io.BytesIO(deferred_downloads[buttons["All summaries (zip)"]]())) as zf:
+        assert zf.read("benchmark.csv") == got
     # the unrestricted page draws every site
     monkeypatch.setattr(ui, "viewer_named_sites", lambda ctx: None)
     at = open_page(make_app(), "views/benchmark.py")
@@ -1104,8 +1150,8 @@ def test_a_link_cannot_inject_a_link_or_an_image(make_app):
     at.run()
     assert_clean(at)
     notice = " ".join(w.value for w in at.warning)
-    # The reader sees the text as written ...
-    assert phishing in shown(notice)
+    # The reader sees the text as written (a name over 60 characters shortened) ...
+    assert f"{phishing[:60]}… ({len(phishing)} characters): not a setting of this dashboard" in shown(notice)
     assert "site: '![px](http://127.0.0.1:8529/t.png)' is not a site code" in shown(notice)
     # ... and no Markdown of it survives: every bracket, parenthesis, "!" and ":" of the link is escaped.
     problems = notice.split("was applied:", 1)[1]

@@ -137,6 +137,48 @@ def test_provenance(hand_db, tmp_path):
     assert p["data_set"]["imported_at"] == "2026-11-01T12:00:00Z"
     assert p["data_set"]["rows"] == {"patients": 8, "sessions": 19, "assessments": 22, "adverse_events": 5}
     assert p["query_string"] == "integration=no&severity=severe&min_cell=5"
+    assert p["command_line_flags"] == ["--integration", "no", "--severity", "severe", "--min-cell", "5"]
+    assert p["scope"] is None
+
+
+def test_export_takes_quiet_as_import_sample_and_anonymize_do(hand_db, tmp_path, capsys):
+    """`export --quiet` was refused ("unrecognized arguments"). It writes no progress lines (export has none);
+    what was written and every error are still said."""
+    out = tmp_path / "q"
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--min-cell", "0", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out == f"Wrote 12 files to {out}: {', '.join([*export.SUMMARY_FILES, 'provenance.json'])}\n"
+    assert cli.main(["export", "--db", str(tmp_path / "missing.duckdb"), "--out", str(out), "--quiet"]) == 1
+    assert "No database" in capsys.readouterr().err
+    assert cli.build_parser().parse_args(["report", "--db", "d", "--out", "r.pdf", "--quiet"]).quiet is True
+
+
+def test_a_site_outside_the_scope_is_named_and_dropped_as_in_the_dashboard(hand_db, tmp_path, capsys):
+    """`export --scope S1 --site S2` wrote an empty cohort without a word. As the dashboard does with a link's
+    site outside the person's sites (access.md: named and dropped), the site is named in a warning and dropped,
+    whether or not it exists; the rest applies, so the export covers the scope."""
+    out = tmp_path / "s"
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--min-cell", "0", "--scope", "S1",
+                     "--site", "S2", "--site", "NOWHERE"]) == 0
+    assert capsys.readouterr().err == (
+        "warning: --site: 'NOWHERE' is not among the sites of --scope (S1); dropped\n"
+        "warning: --site: 'S2' is not among the sites of --scope (S1); dropped\n")
+    cohort = pd.read_csv(out / "cohort.csv", keep_default_na=False)
+    assert cohort["patients"].iloc[-1] == 7  # S1's seven patients (H, at S2, is not among them)
+    p = json.loads(read(out / "provenance.json"))
+    assert p["filters"]["site"] == [] and p["scope"] == ["S1"]
+    assert p["query_string"] == "min_cell=0"
+    # the flags that reproduce these files keep the scope (it is never part of a link)
+    assert p["command_line_flags"] == ["--min-cell", "0", "--scope", "S1"]
+    # a site within the scope stays; --quiet does not silence the warning
+    assert cli.main(["export", "--db", str(hand_db), "--out", str(out), "--scope", "S1", "--scope", "S2",
+                     "--site", "S2", "--site", "S3", "--min-cell", "0", "--quiet"]) == 0
+    assert capsys.readouterr().err == "warning: --site: 'S3' is not among the sites of --scope (S1, S2); dropped\n"
+    p = json.loads(read(out / "provenance.json"))
+    assert p["filters"]["site"] == ["S2"] and p["scope"] == ["S1", "S2"]
+    assert p["command_line_flags"] == ["--site", "S2", "--min-cell", "0", "--scope", "S1", "--scope", "S2"]
+    assert pd.read_csv(out / "cohort.csv", keep_default_na=False)["patients"].iloc[-1] == 1
 
 
 def test_cli_errors_are_messages(hand_db, tmp_path, capsys):

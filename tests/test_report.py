@@ -360,6 +360,45 @@ def test_an_empty_or_too_small_cohort_is_refused_with_a_message(sample_db, tmp_p
     assert not out.exists()
 
 
+def test_a_scoped_report_is_made_and_names_no_other_site(sample_db, tmp_path, capsys):
+    """`report --scope S1` (a site director's report) once failed with a traceback: the cover read the whole
+    data set's row counts, which a scoped provenance leaves out. The report is made, says which sites it
+    covers instead of the whole data set's counts, and no other site's code appears anywhere in it."""
+    pdf = tmp_path / "s1.pdf"
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(pdf), "--scope", "S1", "--site", "S2"]) == 0
+    # a site outside the scope is named and dropped, as in the dashboard (the report covers S1)
+    assert capsys.readouterr().err == "warning: --site: 'S2' is not among the sites of --scope (S1); dropped\n"
+    pages = pdf_pages(pdf)
+    check_structure(pdf, pages)
+    text = "\n".join(pages)
+    assert not re.findall(r"\bS[2-6]\b", text), "another site is named in a scoped report"
+    cover = re.sub(r"\s+", " ", pages[0])
+    assert "Whole data set" not in cover
+    assert "Sites S1 only: this report covers the sites its reader may see (the whole data set's counts are " \
+           "left out)" in cover
+    assert "site S1 (your access): 446 patients, of whom" in cover  # S1 alone, as the dashboard says it
+    # the command line that reproduces it keeps the scope
+    assert "ketamine-outcomes report --db sample.duckdb --out report.pdf --scope S1" in re.sub(r"\s+", " ", text)
+    # a report of every site still gives the whole data set's counts
+    with duckdb.connect(str(sample_db), read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM patients").fetchone()[0]
+        _, sections = report.build_sections(con, Settings())
+    assert f"Whole data set</th><td>{n:,} patients, " in sections[0].blocks[-1]
+
+
+def test_the_headline_table_ranks_routes_as_the_overview_and_headline_csv(sample_db, tmp_path):
+    """metrics.md "Headline by route": ranked by response rate, ALL last. The PDF once listed the routes in
+    the fixed order IV, IM, SC, IN, SL, PO while the Overview and headline.csv ranked them."""
+    pdf, csv_dir = make(sample_db, tmp_path, [], "ranked")
+    cover = pdf_pages(pdf)[0]
+    table = cover[cover.index("Headline by route"):cover.index("Response: improvement")]
+    labels = [colors.route_label(r) for r in [*spec.ROUTES, spec.ALL]]
+    shown = [label for line in table.splitlines() for label in labels if line.strip().startswith(label + " ")]
+    headline = pd.read_csv(csv_dir / "headline.csv", keep_default_na=False, na_values=[""])
+    assert shown == [colors.route_label(r) for r in headline["route"]]
+    assert shown == ["Sublingual", "Intranasal", "IV infusion", "Subcutaneous", "IM injection", "Oral", "All routes"]
+
+
 def test_definitions_one_text_for_page_and_report():
     s = Settings(instrument="PHQ9", window=14, min_cell=5)
     md = definitions.definitions_markdown(s)

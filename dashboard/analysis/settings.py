@@ -82,7 +82,7 @@ class Settings:
         if self.scope is not None:
             raw_scope = (self.scope,) if isinstance(self.scope, str) else tuple(self.scope)
             scope = tuple(sorted(dict.fromkeys(str(v) for v in raw_scope)))
-            problems += [f"scope: {v!r} is not a site code (1–32 letters, digits, '-' or '_')"
+            problems += [f"scope: {quoted(v)} is not a site code (1–32 letters, digits, '-' or '_')"
                          for v in scope if not spec.SITE_PATTERN.match(v)]
             object.__setattr__(self, "scope", scope)
         for name, (allowed, what) in _MULTI.items():
@@ -95,9 +95,9 @@ class Settings:
             for v in values:
                 if allowed is None:
                     if not spec.SITE_PATTERN.match(v):
-                        problems.append(f"{name}: {v!r} is not {article(what)} (1–32 letters, digits, '-' or '_')")
+                        problems.append(f"{name}: {quoted(v)} is not {article(what)} (1–32 letters, digits, '-' or '_')")
                 elif v not in allowed:
-                    problems.append(f"{name}: {v!r} is not {article(what)}; expected one of {', '.join(allowed)}")
+                    problems.append(f"{name}: {quoted(v)} is not {article(what)}; expected one of {', '.join(allowed)}")
             if allowed is not None:
                 values = tuple(sorted(values, key=lambda v: allowed.index(v) if v in allowed else 99))
             else:
@@ -106,39 +106,39 @@ class Settings:
         for name in ("from_quarter", "to_quarter"):
             v = getattr(self, name)
             if v is not None and not spec.QUARTER_PATTERN.match(str(v)):
-                problems.append(f"{name}: {v!r} is not a quarter like 2025-Q3")
+                problems.append(f"{name}: {quoted(v)} is not a quarter like 2025-Q3")
         if (
             self.from_quarter and self.to_quarter
             and spec.QUARTER_PATTERN.match(self.from_quarter) and spec.QUARTER_PATTERN.match(self.to_quarter)
             and self.from_quarter > self.to_quarter
         ):
-            problems.append(f"from_quarter: {self.from_quarter!r} is after to_quarter {self.to_quarter!r}")
+            problems.append(f"from_quarter: {quoted(self.from_quarter)} is after to_quarter {quoted(self.to_quarter)}")
         for name in ("treatment_resistant", "integration"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, bool):
-                problems.append(f"{name}: {v!r} is not yes or no")
+                problems.append(f"{name}: {quoted(v)} is not yes or no")
         if self.instrument not in spec.INSTRUMENT_SETTINGS:
-            problems.append(f"instrument: {self.instrument!r} is not one of {', '.join(spec.INSTRUMENT_SETTINGS)}")
+            problems.append(f"instrument: {quoted(self.instrument)} is not one of {', '.join(spec.INSTRUMENT_SETTINGS)}")
         elif self.instrument == spec.MATCHED and self.min_baseline is not None:
             # each patient is held to their own questionnaire's minimum: one number cannot serve three scales
-            problems.append(MATCHED_MIN_BASELINE_PROBLEM.format(value=repr(self.min_baseline)))
+            problems.append(MATCHED_MIN_BASELINE_PROBLEM.format(value=quoted(self.min_baseline)))
         elif self.min_baseline is not None:
             lo, hi = spec.SCORE_RANGE[self.instrument]
             if not _is_int(self.min_baseline) or not lo <= self.min_baseline <= hi:
                 problems.append(
-                    f"min_baseline: {self.min_baseline!r} is not a whole score from {lo} to {hi} on {self.instrument}"
+                    f"min_baseline: {quoted(self.min_baseline)} is not a whole score from {lo} to {hi} on {self.instrument}"
                 )
         if self.population not in spec.POPULATIONS:
-            problems.append(f"population: {self.population!r} is not one of {', '.join(spec.POPULATIONS)}")
+            problems.append(f"population: {quoted(self.population)} is not one of {', '.join(spec.POPULATIONS)}")
         if self.relief not in spec.RELIEF_THRESHOLDS:
-            problems.append(f"relief: {self.relief!r} is not one of {', '.join(spec.RELIEF_THRESHOLDS)}")
+            problems.append(f"relief: {quoted(self.relief)} is not one of {', '.join(spec.RELIEF_THRESHOLDS)}")
         if not _is_int(self.window) or not 0 <= self.window <= spec.MAX_WINDOW:
-            problems.append(f"window: {self.window!r} is not a whole number of days from 0 to {spec.MAX_WINDOW}")
+            problems.append(f"window: {quoted(self.window)} is not a whole number of days from 0 to {spec.MAX_WINDOW}")
         if not _is_int(self.min_cell) or not 0 <= self.min_cell <= spec.MAX_MIN_CELL:
-            problems.append(f"min_cell: {self.min_cell!r} is not a whole number from 0 to {spec.MAX_MIN_CELL}")
+            problems.append(f"min_cell: {quoted(self.min_cell)} is not a whole number from 0 to {spec.MAX_MIN_CELL}")
         if not _is_int(self.rems_minutes) or not 0 <= self.rems_minutes <= spec.MAX_REMS_MINUTES:
             problems.append(
-                f"rems_minutes: {self.rems_minutes!r} is not a whole number of minutes from 0 to {spec.MAX_REMS_MINUTES}")
+                f"rems_minutes: {quoted(self.rems_minutes)} is not a whole number of minutes from 0 to {spec.MAX_REMS_MINUTES}")
         if problems:
             raise SettingsError(problems)
 
@@ -406,6 +406,26 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+QUOTE_MAX = 60  # characters of a value from a link or flag that a notice repeats; a longer one is cut
+
+
+def shortened(text: Any) -> str:
+    """`text` as a notice repeats it: whole up to QUOTE_MAX characters, else cut there with an ellipsis and
+    its length said ('XXXX…' (5,000 characters)), so a very long link value cannot fill the screen."""
+    text = str(text)
+    if len(text) <= QUOTE_MAX:
+        return text
+    return f"{text[:QUOTE_MAX]}… ({len(text):,} characters)"
+
+
+def quoted(value: Any) -> str:
+    """A value from a link or a flag quoted in a problem: its repr ('IV'), a text longer than QUOTE_MAX
+    characters cut with an ellipsis and its length said ('XXXX…' (5,000 characters))."""
+    if isinstance(value, str) and len(value) > QUOTE_MAX:
+        return f"{value[:QUOTE_MAX] + '…'!r} ({len(value):,} characters)"
+    return repr(value)
+
+
 def article(noun: str) -> str:
     """'a route', 'an age band': the indefinite article a notice needs before a noun."""
     return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
@@ -432,10 +452,10 @@ def _parse_field(name: str, items: list[Any]) -> Any:
             return True
         if low in _NO:
             return False
-        raise SettingsError([f"{name}: {raw!r} is not yes or no"])
+        raise SettingsError([f"{name}: {quoted(raw)} is not yes or no"])
     if name in ("min_baseline", "window", "min_cell", "rems_minutes"):
         if not _DIGITS.fullmatch(raw):
-            raise SettingsError([f"{name}: {raw!r} is not a whole number (digits 0-9 only)"])
+            raise SettingsError([f"{name}: {quoted(raw)} is not a whole number (digits 0-9 only)"])
         return int(raw)
     if name == "instrument":
         # codes are upper case (gad7 -> GAD7); the matched setting is spelled in lower case

@@ -38,6 +38,7 @@ import streamlit as st
 from dashboard.data import spec, store
 from dashboard.analysis.settings import (
     FILTER_NAMES, MATCHED_MIN_BASELINE_PROBLEM, SETTING_NAMES, Settings, SettingsError, iter_defaults, parse_problems,
+    quoted, shortened,
 )
 
 LOG = logging.getLogger("ketamine_outcomes.dashboard")
@@ -489,8 +490,8 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
             problems.extend(display_problems(key, values))
             continue
         if key not in FILTER_NAMES + SETTING_NAMES:
-            shown = ", ".join(repr(v) for v in values)
-            problems.append(f"{key}: not a setting of this dashboard (value {shown}); ignored")
+            shown = ", ".join(quoted(v) for v in values)
+            problems.append(f"{shortened(key)}: not a setting of this dashboard (value {shown}); ignored")
             continue
         known[key] = list(values)
     order = reversed_quarters(known)
@@ -516,13 +517,13 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
                 continue
             if value not in allowed:
                 if key == "site" and scoped:
-                    problems.append(f"site: {value!r} is not among the sites you may see; dropped")
+                    problems.append(f"site: {quoted(value)} is not among the sites you may see; dropped")
                 elif key == "site":
-                    problems.append(f"site: {value!r} is not a site in this database")
+                    problems.append(f"site: {quoted(value)} is not a site in this database")
                 elif key in ("from_quarter", "to_quarter"):
-                    problems.append(f"{key}: no patient in this database started in {value!r}")
+                    problems.append(f"{key}: no patient in this database started in {quoted(value)}")
                 else:
-                    problems.append(f"{key}: {value!r} should be written as one of {', '.join(allowed)}")
+                    problems.append(f"{key}: {quoted(value)} should be written as one of {', '.join(allowed)}")
     return problems
 
 
@@ -755,10 +756,10 @@ def display_problems(key: str, values: Sequence[str]) -> list[str]:
     choice = DISPLAY_CHOICES[key]
     given = [v for v in values if v.strip() != ""]
     if len(given) > 1:
-        return [f"{key}: given {len(given)} times ({', '.join(repr(v) for v in given)}); the page shows its "
+        return [f"{key}: given {len(given)} times ({', '.join(quoted(v) for v in given)}); the page shows its "
                 f"default ({choice.default})"]
     if given and given[0] not in choice.codes:
-        return [f"{key}: {given[0]!r} is not one of {', '.join(choice.codes)}; the page shows its default "
+        return [f"{key}: {quoted(given[0])} is not one of {', '.join(choice.codes)}; the page shows its default "
                 f"({choice.default})"]
     return []
 
@@ -823,11 +824,11 @@ def view_problems(values: Sequence[str]) -> list[str]:
     known = {code for views in PAGE_VIEWS.values() for code in views}
     given = [v for v in values if v.strip() != ""]
     if len(given) > 1:
-        return [f"view: given {len(given)} times ({', '.join(repr(v) for v in given)}); the page opens at its "
+        return [f"view: given {len(given)} times ({', '.join(quoted(v) for v in given)}); the page opens at its "
                 "first part"]
     if given and given[0] not in known:
         parts = "; ".join(f"{page}: {', '.join(views)}" for page, views in PAGE_VIEWS.items())
-        return [f"view: {given[0]!r} is not a part of any page ({parts}); the page opens at its first part"]
+        return [f"view: {quoted(given[0])} is not a part of any page ({parts}); the page opens at its first part"]
     return []
 
 
@@ -1176,8 +1177,10 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
     # columns were one per button and one around them (each element costs a rerun's drawing about a millisecond)
     row = st.container(horizontal=True, gap="small")
     for name in files:
-        # a cache hit when the part shown has loaded the file (the cache serves any thread)
-        load = functools.partial(load_summary, ctx.signature, ctx.settings, name)
+        # a cache hit when the part shown has loaded the file (the cache serves any thread); benchmark.csv is
+        # the page's own table, naming only the sites the reader may see (as in the zip)
+        load = (functools.partial(load_benchmark, ctx.signature, ctx.settings, viewer_named_sites(ctx))
+                if name == "benchmark.csv" else functools.partial(load_summary, ctx.signature, ctx.settings, name))
         row.download_button(
             f"{name}", data=audited(ctx, [name], _csv_builder(export.summary_csv_bytes, load)),
             file_name=export.download_name(name, ctx.settings),
@@ -1597,7 +1600,7 @@ def is_unknown_page(name: str | None, pages: Sequence[Any]) -> bool:
 def render_page_not_found(name: str, pages: Sequence[Any]) -> None:
     """A "page not found" screen naming the path asked for (as plain text) with a link to every page."""
     st.title("Page not found")
-    st.error(f"**There is no page at “/{plain(name)}”.** The link may be mistyped or out of date.",
+    st.error(f"**There is no page at “/{plain(shortened(name))}”.** The link may be mistyped or out of date.",
              icon=":material/search_off:")
     st.markdown("**Go to one of the dashboard's pages:**")
     for p in pages:

@@ -262,7 +262,9 @@ def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
         },
         "min_cell": s.min_cell,
         "query_string": s.to_query_string(),
-        "command_line_flags": s.to_args(),
+        # the flags that reproduce these files: the scope is not part of a link (to_args leaves it out),
+        # but the same numbers need it
+        "command_line_flags": s.to_args() + [flag for site in (s.scope or ()) for flag in ("--scope", site)],
         "data_set": data_set,
         "files": list(SUMMARY_FILES),
     }

@@ -385,13 +385,26 @@ def section_cover(b: ReportBuild) -> Section:
             ("Imported", imported.strftime("%d %B %Y, %H:%M UTC") + f" (import {data['import_id']})"),
             ("Database", data["database"]),
             ("Data set id", f"SHA-256 {data['source_sha256'][:16]}…"),
-            ("Whole data set", ", ".join(f"{fmt_count(v)} {t.replace('_', ' ')}" for t, v in data["rows"].items())),
+            _data_set_extent(s, data),
         ]
     else:
         rows = [("Database", data["database"]), ("Imported", "no import recorded")]
     rows.append(("Report made", b.made_at.strftime("%d %B %Y, %H:%M UTC")))
     sec.text(_pairs_html(rows))
     return sec
+
+
+def _data_set_extent(s: Settings, data: dict) -> tuple[str, str]:
+    """The cover's line on how much of the data set the report covers: for someone who sees every site, the
+    whole data set's row counts; for someone limited to some sites (access.md: every report obeys the scope),
+    those sites, since the whole data set's counts include other sites' numbers and are left out of a scoped
+    provenance (export.provenance)."""
+    if s.scope is None:
+        return ("Whole data set", ", ".join(f"{fmt_count(v)} {t.replace('_', ' ')}"
+                                            for t, v in data.get("rows", {}).items()))
+    sites = ", ".join(s.scope or ()) or "no site"
+    return ("Sites", f"{sites} only: this report covers the sites its reader may see (the whole data set's "
+                     "counts are left out)")
 
 
 def _pairs_html(rows: Iterable[tuple[str, str]], columns: int = 1) -> str:
@@ -405,8 +418,19 @@ def _pairs_html(rows: Iterable[tuple[str, str]], columns: int = 1) -> str:
     return f'<table class="pairs pairs-{columns}">{"".join(lines)}</table>'
 
 
+def headline_order(b: ReportBuild, routes: Sequence[str]) -> list[str]:
+    """`routes` in the order of the headline (headline.csv, the Overview's first table: ranked by response
+    rate, a hidden rate after the shown ones, metrics.md "Headline by route"); a route the headline has no
+    row for (no eligible patient) follows in its given order, `ALL` last."""
+    ranked = [str(r) for r in export.compute_summary(b.con, b.settings, "headline.csv")["route"]]
+    rest = [r for r in routes if r not in ranked and r != spec.ALL]
+    order = [r for r in ranked if r in routes and r != spec.ALL] + rest
+    return order + ([spec.ALL] if spec.ALL in routes else [])
+
+
 def section_headline(b: ReportBuild) -> Section:
-    """The headline table by route: patients, response, remission, relief, side effects, maintenance."""
+    """The headline table by route: patients, response, remission, relief, side effects, maintenance; the
+    routes ranked as in headline.csv and on the Overview (`headline_order`)."""
     sec = Section("headline", "Headline by route", new_page=False)
     cohort, response = b.summary("cohort.csv"), b.summary("response_by_route.csv")
     relief, maint = b.summary("time_to_relief.csv"), b.summary("maintenance.csv")
@@ -420,7 +444,7 @@ def section_headline(b: ReportBuild) -> Section:
         (any_se, hidden_mask(any_raw, any_se), {"patient_rate": "any_side_effect"}),
         (maint, b.hidden("maintenance.csv"), {"uptake_rate": "uptake_rate"}),
     ]
-    routes = list(cohort["route"].astype(str))
+    routes = headline_order(b, list(cohort["route"].astype(str)))
     table = pd.DataFrame({"route": routes})
     mask = pd.DataFrame({"route": [False] * len(routes)})
     for df, hid, cols in parts:

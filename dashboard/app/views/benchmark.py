@@ -3,7 +3,8 @@
 Someone who may see every site gets the funnel plot of all sites (rate against number of patients, with the
 95 % and 99.8 % control limits around the pooled rate) and the table; someone restricted to their own sites
 (docs/access.md, `ui.viewer_named_sites`) gets their own sites on the same distribution, and no other site's
-name or numbers. Every filter but `site` applies (docs/metrics.md "Network benchmark").
+name or numbers. Every filter but `site` applies (docs/metrics.md "Network benchmark"). Downloads go through
+`ui.render_downloads`, as on every page (role check and audit log).
 """
 
 from __future__ import annotations
@@ -99,12 +100,7 @@ ui.render_lazy_section("Sites against the network (table)", "_ko_section_benchma
 hidden = [str(site) for site, v in zip(rows["site"], rows["rate"]) if pd.isna(v)]
 ui.render_disclosure_note(ctx, [f"rates for sites {', '.join(hidden)}"] if hidden else [])
 
-if named_sites is None:
-    ui.render_downloads(ctx, ("benchmark.csv",), key="benchmark")
-else:
-    # the viewer's own file: the zip of all summaries would hold every site, so it is not offered here
-    from dashboard.reports import export
-
-    st.subheader("Download")
-    st.download_button("benchmark.csv", data=lambda: export.summary_csv_bytes(table), file_name="benchmark.csv",
-                       mime="text/csv", on_click="ignore", key="_ko_dl_benchmark_own", icon=":material/download:")
+# the same download helper as every page: no buttons for viewers, every download written to the audit log.
+# For someone limited to some sites, benchmark.csv (alone and in the zip) names only those sites: the core
+# restricts it to the scope of the settings (benchmark.network_benchmark).
+ui.render_downloads(ctx, ("benchmark.csv",), key="benchmark")
