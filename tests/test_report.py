@@ -489,6 +489,42 @@ def test_the_button_makes_the_command_lines_report(sample_db, monkeypatch):
     assert "Weekly improvement from baseline by route" in titles
 
 
+def test_a_browser_page_not_ready_is_replaced_and_the_charts_exported_again(monkeypatch):
+    # kaleido 1.5 may run an export in its tab before the page's script has loaded (seen once on a loaded
+    # machine: "ReferenceError: kaleido_scopes is not defined"): the renderer opens a new browser, once
+    import kaleido
+    import plotly.graph_objects as go
+
+    real = kaleido.Kaleido.calc_fig
+    browsers = []
+
+    async def first_page_not_ready(self, fig, *args, **kwargs):  # noqa: ANN001, ANN202
+        browsers.append(id(self))
+        if len(browsers) == 1:
+            raise RuntimeError("{'type': 'object', 'subtype': 'error', 'description': "
+                               "'ReferenceError: kaleido_scopes is not defined'}")
+        return await real(self, fig, *args, **kwargs)
+
+    monkeypatch.setattr(kaleido.Kaleido, "calc_fig", first_page_not_ready)
+    renderer = report.ChartRenderer()
+    try:
+        svgs = renderer.svgs([go.Figure(go.Bar(x=["IV"], y=[1]))])
+        assert len(svgs) == 1 and svgs[0].lstrip().startswith(b"<svg")
+        assert len(browsers) == 2 and browsers[0] != browsers[1]  # a new browser the second time
+
+        async def never_ready(self, fig, *args, **kwargs):  # noqa: ANN001, ANN202
+            browsers.append(id(self))
+            raise RuntimeError("ReferenceError: kaleido_scopes is not defined")
+
+        monkeypatch.setattr(kaleido.Kaleido, "calc_fig", never_ready)
+        browsers.clear()
+        with pytest.raises(RuntimeError, match="kaleido_scopes"):  # twice in a row: said, not tried again
+            renderer.svgs([go.Figure(go.Bar(x=["IV"], y=[1]))])
+        assert len(browsers) == 2
+    finally:
+        renderer.close()
+
+
 def test_a_renderer_closed_while_its_browser_starts_closes_the_browser():
     # a report that fails while Chromium is still starting (the command line closes the renderer at once)
     # once left the start pending: "Task was destroyed but it is pending!" and Chromium's profile folder behind

@@ -758,6 +758,10 @@ def _print_ready(fig: Any) -> Any:
     return fig
 
 
+# what kaleido's error says when its tab ran an export before its page script had loaded
+PAGE_NOT_READY = "kaleido_scopes is not defined"
+
+
 class ChartRenderer:
     """One kaleido browser (Chromium) on an event loop of its own thread.
 
@@ -789,17 +793,29 @@ class ChartRenderer:
         return self
 
     def svgs(self, figs: Sequence[Any]) -> list[bytes]:
-        """SVG bytes of each Plotly figure (text kept as text, so it prints as vectors)."""
+        """SVG bytes of each Plotly figure (text kept as text, so it prints as vectors).
+
+        A browser whose page was not ready (kaleido 1.5 may run the export in its tab before the page's own
+        script is there: "kaleido_scopes is not defined", seen on a loaded machine) is replaced by a new one
+        and the figures exported again, once."""
         figs = [_print_ready(f) for f in figs]
+
+        async def render() -> list[bytes]:
+            return [await self._kaleido.calc_fig(f, opts=_opts(f)) for f in figs]
+
         with self._lock:
-            self.start()
-            assert self._loop is not None
-            self._opened.result()
-
-            async def render() -> list[bytes]:
-                return [await self._kaleido.calc_fig(f, opts=_opts(f)) for f in figs]
-
-            return asyncio.run_coroutine_threadsafe(render(), self._loop).result()
+            retried = False
+            while True:
+                self.start()
+                assert self._loop is not None
+                self._opened.result()
+                try:
+                    return asyncio.run_coroutine_threadsafe(render(), self._loop).result()
+                except Exception as exc:  # noqa: BLE001 - kaleido's own error types are private
+                    if retried or PAGE_NOT_READY not in str(exc):
+                        raise
+                    retried = True
+                    self.close()
 
     def close(self) -> None:
         if self._loop is None:
