@@ -500,7 +500,9 @@ def test_a_crafted_link_renders_no_link_and_loads_no_image(server, page):
     assert_no_exception(page)
     main = page.locator("[data-testid='stMain']")
     body = main.inner_text().replace("\u2060", "")
-    assert "[Your session expired - log in again](https://evil.example/login): not a setting" in body
+    phishing = "[Your session expired - log in again](https://evil.example/login)"
+    # The name is shown as written, shortened past 60 characters as every value from a link is.
+    assert f"{phishing[:60]}… ({len(phishing)} characters): not a setting" in body
     assert "site: '![px](http://127.0.0.1:8529/t.png)' is not a site code" in body
     assert "a@evil.example www.evil.example" in body  # shown as written …
     hrefs = [a.get_attribute("href") or "" for a in page.query_selector_all("a")]
