@@ -526,6 +526,36 @@ def test_rows_beyond_those_the_importer_lists_are_counted_and_the_first_of_the_r
         "  questionnaires.csv, table assessments, column score: … and 10 more rows with the same problem"]
 
 
+def test_the_conversions_own_problems_are_listed_20_of_a_kind_and_the_rest_counted(tmp_path):
+    # a date column written otherwise on every row: the first 20 rows, then one line counting the rest, as the
+    # importer lists its own (it was 400 lines of the same sentence)
+    rec = edited_records(tmp_path / "rec", {("sessions.csv", line, "started_at"): "2025-13-45 09:00"
+                                            for line in range(2, 402)})
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [p.line for p in err.value.problems] == list(range(2, 22))
+    assert list(err.value.more.values()) == [380]
+    text = err.value.report().splitlines()
+    assert text[0] == "Anonymization refused: 400 problems. Nothing was written."
+    assert len(text) == 22
+    assert text[-1] == "  sessions.csv, table sessions, column started_at: … and 380 more rows with the same problem"
+    assert not (tmp_path / "out").exists()
+
+
+def test_counts_of_rows_not_listed_follow_the_last_listed_row_of_their_kind():
+    def problem(line: int, column: str = "score") -> an.Problem:
+        return an.Problem("q.csv", "assessments", line, column, None, "not a whole number")
+
+    problems = [problem(line) for line in range(2, 27)] + [problem(3, "taken_at")]
+    # the importer's count of 5 was kept under a row (line 10) that is not the last listed of its kind
+    refused = an.AnonymizeRefused(problems, more={problem(10): 5, problem(3, "taken_at"): 2})
+    assert refused.problems == [problem(line) for line in range(2, 22)] + [problem(3, "taken_at")]
+    assert refused.more == {problem(21): 5 + 5, problem(3, "taken_at"): 2}
+    assert refused.report().splitlines()[0] == "Anonymization refused: 33 problems. Nothing was written."
+    assert [p.message for p in refused.listed()][20:] == [
+        "… and 10 more rows with the same problem", "not a whole number", "… and 2 more rows with the same problem"]
+
+
 def test_a_patient_whose_every_date_is_unreadable_is_named_as_such(tmp_path):
     rec = hand_records(tmp_path / "rec", sessions=[
         ["E-1", "R-1", "2025-03-32 09:15", "IV", "clinic", "induction"],

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from dashboard.data import dialects, folders, spec
-from dashboard.data.ingest import COLUMNS, ImportRefused, Problem, identifier_kind, import_export
+from dashboard.data.ingest import COLUMNS, MAX_PER_RULE, ImportRefused, Problem, identifier_kind, import_export
 
 REPORT_FILE = "anonymize-report.txt"
 KEY_BYTES = 32
@@ -76,14 +76,14 @@ _SLASHED = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(\s|$|T)")
 
 
 class AnonymizeRefused(Exception):
-    """Nothing was written. `.problems` (ingest.Problem, file and line of the source) say why; `.more`
-    counts the further rows with the same problem as a listed one that the importer did not list (it lists
-    at most ingest.MAX_PER_RULE rows per rule), keyed by the last listed problem of that rule."""
+    """Nothing was written. `.problems` (ingest.Problem, file and line of the source) say why, at most
+    ingest.MAX_PER_RULE rows of each kind of problem (`Problem.rule`), as the importer lists them; `.more`
+    counts the further rows with the same problem as a listed one (those the importer did not list, and the
+    conversion's own beyond the first MAX_PER_RULE), keyed by the last listed problem of that kind."""
 
     def __init__(self, problems: list[Problem], report: "AnonymizeReport | None" = None, *,
                  more: dict[Problem, int] | None = None):
-        self.problems = list(problems)
-        self.more = dict(more or {})
+        self.problems, self.more = _capped(list(problems), dict(more or {}))
         self.anonymize_report = report
         super().__init__(self.report())
 
@@ -102,6 +102,29 @@ class AnonymizeRefused(Exception):
                 out.append(Problem(p.file, p.table, None, p.column, None,
                                    f"… and {self.more[p]:,} more rows with the same problem"))
         return out
+
+
+def _capped(problems: list[Problem], more: dict[Problem, int]) -> tuple[list[Problem], dict[Problem, int]]:
+    """The first MAX_PER_RULE problems of each kind (`Problem.rule`), in the given order, and `more` with the
+    rest of each kind counted under its last kept problem (where `more`'s counts move too): a column wrong on every row reads in a screenful, not in thousands of lines, as the
+    importer's own report does."""
+    kept: list[Problem] = []
+    listed: dict[tuple, int] = {}
+    last: dict[tuple, Problem] = {}
+    beyond: dict[tuple, int] = {}
+    for p in problems:
+        rule = p.rule()
+        if listed.get(rule, 0) < MAX_PER_RULE:
+            kept.append(p)
+            listed[rule] = listed.get(rule, 0) + 1
+            last[rule] = p
+        else:
+            beyond[rule] = beyond.get(rule, 0) + 1
+    counts: dict[Problem, int] = {}
+    for p, n in [*more.items(), *((last[rule], n) for rule, n in beyond.items())]:
+        under = last.get(p.rule(), p)  # after the last listed row of its kind
+        counts[under] = counts.get(under, 0) + n
+    return kept, {p: n for p, n in counts.items() if n > 0}
 
 
 @dataclass
