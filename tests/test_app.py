@@ -1267,3 +1267,28 @@ def test_matched_downloads_are_the_command_lines_bytes(sample_db, tmp_path):
             assert ui._csv_builder(export.summary_csv_bytes, lambda: summaries[path.name])() == path.read_bytes()
     # the file name carries the instrument (the dashboard's default is not the command line's)
     assert export.download_name("response_by_route.csv", s) == "response_by_route__route-IV-IN__instrument-matched.csv"
+
+
+# --- the downloads' command line ----------------------------------------------------------------------------
+
+
+def test_the_downloads_name_the_export_command_that_writes_the_same_files(make_app, sample_db, tmp_path):
+    # diagnosis=OTHER is computed on PHQ-9 in the dashboard (its one questionnaire) but the command line's default
+    # is GAD-7: "the same as export writes for these filters" gave other numbers (23 responders against 20)
+    at = open_page(make_app(diagnosis="OTHER"), "views/maintenance.py")
+    assert_clean(at)
+    command = "ketamine-outcomes export --db DATABASE --out FOLDER --diagnosis OTHER --instrument PHQ9"
+    captions = [c.value for c in at.caption]
+    assert f"The files are what `{command}` writes, with the same privacy protection." in captions
+    from dashboard import cli
+
+    out = tmp_path / "out"
+    flags = command.split("FOLDER ", 1)[1].split()
+    assert cli.main(["export", "--db", str(sample_db), "--out", str(out), "--quiet", *flags]) == 0
+    s = Settings(diagnosis=("OTHER",), instrument="PHQ9")
+    con = store.open_database(sample_db)
+    try:
+        expected = export.summary_csv_bytes(export.compute_summary(con, s, "maintenance.csv"))
+    finally:
+        con.close()
+    assert (out / "maintenance.csv").read_bytes() == expected

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import threading
 import time
 from collections import OrderedDict
@@ -1167,11 +1168,13 @@ def render_downloads(ctx: PageContext, files: Sequence[str], *, key: str) -> Non
     if ctx.person is not None and not ctx.person.may_download:
         st.caption("Downloads are for site directors and network administrators.")
         return
-    st.caption(
-        "The files are the same as `ketamine-outcomes export` writes for these filters, with the same "
-        "privacy protection."
-    )
     from dashboard.reports import export
+
+    # the exact command: the dashboard's analysis defaults (the matched questionnaire) are not the command
+    # line's (GAD-7), so "these filters" alone would give other numbers
+    command = " ".join(["ketamine-outcomes export --db DATABASE --out FOLDER",
+                        *(shlex.quote(flag) for flag in export.command_line_flags(ctx.settings))])
+    st.caption(f"The files are what `{command}` writes, with the same privacy protection.")
 
     # one row that wraps on a narrow screen: a flex container is one element for the browser to draw, where
     # columns were one per button and one around them (each element costs a rerun's drawing about a millisecond)

@@ -121,6 +121,12 @@ def protect_table(con: duckdb.DuckDBPyConnection, s: Settings, rule: str, raw: p
     return protect(rule, raw, s.min_cell, hidden_elsewhere={column: mask})
 
 
+def command_line_flags(s: Settings) -> list[str]:
+    """The `ketamine-outcomes export` flags that write these files: the settings' own (`to_args`, defaults
+    left out) and the scope, which is not part of a link but changes the numbers."""
+    return s.to_args() + [flag for site in (s.scope or ()) for flag in ("--scope", site)]
+
+
 def raw_summary(con: duckdb.DuckDBPyConnection, s: Settings, file: str) -> pd.DataFrame:
     """One summary table before disclosure control (the PDF report compares it with the protected one to
     tell a hidden cell from an undefined one; never shown or written as it is)."""
@@ -262,9 +268,7 @@ def provenance(con: duckdb.DuckDBPyConnection, s: Settings) -> dict[str, Any]:
         },
         "min_cell": s.min_cell,
         "query_string": s.to_query_string(),
-        # the flags that reproduce these files: the scope is not part of a link (to_args leaves it out),
-        # but the same numbers need it
-        "command_line_flags": s.to_args() + [flag for site in (s.scope or ()) for flag in ("--scope", site)],
+        "command_line_flags": command_line_flags(s),
         "data_set": data_set,
         "files": list(SUMMARY_FILES),
     }
