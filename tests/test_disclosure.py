@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from dashboard.analysis import disclosure
+from dashboard.charts import figures
 from dashboard.reports import export
 
 from dashboard.data import spec
@@ -619,3 +620,29 @@ def test_cell_keys_are_the_pandas_steps(column):
     want = pd.to_numeric(column, errors="coerce").fillna(0).astype("int64").to_numpy()
     np.testing.assert_array_equal(disclosure._cell_keys(column), want)
     assert disclosure._cell_keys(column).dtype == np.int64
+
+
+def test_a_hidden_rates_bound_rests_on_the_published_denominator_never_on_the_true_one():
+    # found by a newcomer: SC's remission hidden with "< 28 %" beside a shown 39 evaluable: 28 % is 11 / 40,
+    # so the bound gave back the true count (40) that the perturbation had moved to 39
+    minus_one = next(key for key in range(0, 2 ** 32, 2 ** 16) if disclosure.noise(key) == -1)
+    plus_one = next(key for key in range(0, 2 ** 32, 2 ** 16) if disclosure.noise(key) == 1)
+
+    def table(evaluable: int, key: int) -> pd.DataFrame:
+        return pd.DataFrame({
+            "route": ["SC", "IV", "ALL"], "patients": [45, 400, 445], "evaluable": [evaluable, 300, 300 + evaluable],
+            "evaluable__key": [key, 7, 11], "responders": [15, 150, 165], "responders__key": [5, 6, 8],
+            "remitters": [4, 100, 104], "remitters__key": [9, 10, 12],
+            "response_rate": [15 / evaluable, 0.5, 165 / (300 + evaluable)], "response_ci_low": [0.2, 0.45, 0.4],
+            "response_ci_high": [0.5, 0.55, 0.6], "remission_rate": [4 / evaluable, 1 / 3, 104 / (300 + evaluable)],
+            "remission_ci_low": [0.0, 0.3, 0.3], "remission_ci_high": [0.2, 0.4, 0.4]})
+
+    # true 40 published as 39, and true 38 published as 39: the same published table, the same bound
+    for evaluable, key in ((40, minus_one), (38, plus_one)):
+        out = disclosure.protect("response_by_route", table(evaluable, key), 11)
+        assert out.at[0, "evaluable"] == 39
+        assert disclosure.hidden_reason(out, 0, "remission_rate") == ("rate_below", 11 / 39)
+        assert figures.cell_text(out, 0, "remission_rate", "pct") == "< 29 %"  # 11 / 39 = 28.2 %, rounded up
+    # a denominator without a key is published as it is, and so is its bound's
+    out = disclosure.protect("response_by_route", table(40, minus_one).drop(columns="evaluable__key"), 11)
+    assert disclosure.hidden_reason(out, 0, "remission_rate") == ("rate_below", 11 / 40)

@@ -364,7 +364,8 @@ def _replace_columns(df: pd.DataFrame, new: Mapping[str, Any], columns: list[str
 # The protected table's attrs[WHY_HIDDEN] says, for hidden cells, what a reader may be told about them
 # without learning more than the rule allows: {column: {row label: (kind, value)}} with kind
 #   "fewer_than": a count from 1 to value-1 (value = k);
-#   "rate_below": a rate whose numerator is such a count over a shown denominator: below value (= k / n);
+#   "rate_below": a rate whose numerator is such a count over a shown denominator: below value (= k / n, n
+#   the denominator as published, perturbed);
 #   "too_few": a rate, median or interval resting on fewer than value (= k) patients;
 #   "rests_on_few": a derived value computed from a count from 1 to k-1 (e.g. a median when fewer than
 #   k patients were relieved);
@@ -407,12 +408,15 @@ def _why_hidden(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray],
         reasons: dict[Any, tuple[str, float]] = {}
         bases = [b for b in rule.at_least_k.get(col, ()) if b in values]
         deps = [d for d in rule.hide_with.get(col, ()) if d in values]
+        published = _published_counts(df, deps[1], values[deps[1]], k) if len(deps) == 2 else None
         for i in np.flatnonzero(h):
             if any(values[b][i] < k for b in bases):
                 reasons[labels[i]] = ("too_few", float(k))
-            elif len(deps) == 2 and deps[0] in below and below[deps[0]][i] and not hidden[deps[1]][i] \
+            elif published is not None and deps[0] in below and below[deps[0]][i] and not hidden[deps[1]][i] \
                     and values[deps[1]][i] > 0 and not col.endswith(("_ci_low", "_ci_high")):
-                reasons[labels[i]] = ("rate_below", float(k / values[deps[1]][i]))
+                # over the denominator as published, as a shown rate is: over the true one, the bound (11 / 40,
+                # "< 28 %" beside a shown 39) gave back the count the perturbation had changed
+                reasons[labels[i]] = ("rate_below", float(k / published[i]))
             elif any(d in below and below[d][i] for d in deps):
                 reasons[labels[i]] = ("rests_on_few", float(k))
             else:
@@ -420,6 +424,18 @@ def _why_hidden(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray],
         if reasons:
             why[col] = reasons
     return why
+
+
+def _published_counts(df: pd.DataFrame, column: str, values: np.ndarray, k: int) -> np.ndarray:
+    """A count column as `perturb_counts` publishes it: `perturbed` for the whole column at once (whole
+    tables, e.g. the trajectory's hundreds of rows): n <= 0 stays n, a count n >= 1 becomes max(n + noise, k),
+    a hidden (NaN) count stays hidden; the count itself when it has no key column or k = 0."""
+    key_column = column + KEY_SUFFIX
+    if k <= 0 or key_column not in df.columns:
+        return values
+    with np.errstate(invalid="ignore"):
+        return np.where(values > 0, np.maximum(np.trunc(values) + noise_array(_cell_keys(df[key_column])), k),
+                        values)
 
 
 def hidden_reason(df: pd.DataFrame, label: Any, column: str) -> tuple[str, float] | None:
@@ -885,12 +901,8 @@ def perturb_counts(name: str, df: pd.DataFrame, k: int) -> pd.DataFrame:
         col = key_col[: -len(KEY_SUFFIX)]
         if col not in kept:
             continue
-        key = _cell_keys(df[key_col])
         raw = np.trunc(df[col].to_numpy(dtype=float, na_value=np.nan))
-        # `perturbed` for the whole column at once (whole tables, e.g. the trajectory's hundreds of rows):
-        # n <= 0 stays n, a shown count n >= 1 becomes max(n + noise, k); a hidden (NaN) count stays hidden
-        with np.errstate(invalid="ignore"):
-            new_arr = np.where(raw > 0, np.maximum(raw + noise_array(key), k), raw)
+        new_arr = _published_counts(df, col, raw, k)
         changed[col] = ~np.isnan(raw) & (new_arr != raw)
         missing = np.isnan(new_arr)
         new[col] = pd.arrays.IntegerArray(np.where(missing, 0, new_arr).astype("int64"), missing)
