@@ -250,6 +250,23 @@ def test_an_unknown_site_is_named_and_exits_non_zero(tmp_path, db, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_an_unknown_scope_is_named_not_written_as_an_empty_cohort(tmp_path, db, capsys, command):
+    # a mistyped --scope wrote an export of zeros ("site s1 (your access)") with exit 0, and a report said
+    # "No patients match these filters"
+    sites = ", ".join(r[0] for r in duckdb.connect(str(db), read_only=True).execute(
+        "SELECT DISTINCT site FROM patients ORDER BY 1").fetchall())
+    out = tmp_path / ("out" if command == "export" else "r.pdf")
+    argv = [command, "--db", str(db), "--out", str(out)]
+    assert cli.main([*argv, "--scope", "s1"]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == (
+        f"error: --scope: 's1' is not a site in this database; its sites are {sites} ('s1' is written 'S1' here).\n")
+    assert cli.main([*argv, "--scope", "S1", "--scope", "S99", "--scope", "T"]) == cli.EXIT_REFUSED
+    assert capsys.readouterr().err == (
+        f"error: --scope: 'S99', 'T' are not sites in this database; its sites are {sites}.\n")
+    assert not out.exists()
+
+
 def test_export_refuses_a_file_and_a_folder_of_other_files(tmp_path, db, capsys):
     a_file = tmp_path / "report.txt"
     a_file.write_text("keep me")

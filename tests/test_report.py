@@ -350,11 +350,17 @@ def test_report_cli_errors(tmp_path, capsys):
 
 def test_an_empty_or_too_small_cohort_is_refused_with_a_message(sample_db, tmp_path, capsys):
     out = tmp_path / "r.pdf"
+    # a site the data set does not have is named as a typo, as the export names it
     assert cli.main(["report", "--db", str(sample_db), "--out", str(out), "--site", "NOWHERE"]) == 1
-    assert "No patients match these filters (site NOWHERE)" in capsys.readouterr().err
+    assert "--site: 'NOWHERE' is not a site in this database; its sites are S1" in capsys.readouterr().err
     with duckdb.connect(str(sample_db), read_only=True) as con:
+        present = set(con.execute("SELECT site, sex::VARCHAR FROM patients GROUP BY ALL").fetchall())
         site, sex = con.execute("SELECT site, sex::VARCHAR FROM patients GROUP BY ALL HAVING count(*) < 11 "
                                 "ORDER BY ALL LIMIT 1").fetchall()[0]
+    nobody = next((s, x) for s in sorted({s for s, _ in present}) for x in spec.SEXES
+                  if (s, x) not in present and x in {x for _, x in present})
+    assert cli.main(["report", "--db", str(sample_db), "--out", str(out), "--site", nobody[0], "--sex", nobody[1]]) == 1
+    assert f"No patients match these filters (site {nobody[0]}; " in capsys.readouterr().err
     assert cli.main(["report", "--db", str(sample_db), "--out", str(out), "--site", site, "--sex", sex]) == 1
     assert "too small to report" in capsys.readouterr().err
     assert not out.exists()

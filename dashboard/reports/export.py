@@ -32,7 +32,7 @@ from dashboard.analysis import adjusted, benchmark, metrics, rems
 
 from dashboard.data import folders, spec, store
 from dashboard.analysis.disclosure import protect
-from dashboard.analysis.settings import FILTER_NAMES, Settings
+from dashboard.analysis.settings import FILTER_NAMES, Settings, quoted
 
 LOG = logging.getLogger("ketamine_outcomes.export")
 
@@ -372,9 +372,21 @@ class ExportError(store.StoreError):
 
 
 def check_known_values(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
-    """Raise ExportError naming every site filter value that is not a site of this database: an unknown site
-    would give an empty cohort that reads as "no patients" rather than as a typo."""
+    """Raise ExportError naming every site of the scope or the site filter that is not a site of this
+    database: an unknown site would give an empty cohort (an export of zeros, a report refused for "no
+    patients") that reads as "no patients" rather than as a typo. Site codes are compared as written; a code
+    that differs only in case is suggested."""
     every = metrics.filter_options(con, s.replace(scope=None))["site"]
+    unknown_scope = [v for v in (s.scope or ()) if v not in every]
+    if unknown_scope:
+        by_case = {v.casefold(): v for v in every}
+        hints = [f"{quoted(v)} is written {quoted(by_case[v.casefold()])} here" for v in unknown_scope
+                 if v.casefold() in by_case]
+        raise ExportError(
+            "--scope: " + ", ".join(quoted(v) for v in unknown_scope)
+            + f" {'is not a site' if len(unknown_scope) == 1 else 'are not sites'} in this database; its sites are "
+            + ", ".join(every) + (f" ({'; '.join(hints)})" if hints else "") + "."
+        )
     sites = metrics.filter_options(con, s)["site"]  # the message names only sites within the person's scope
     unknown = [v for v in s.site if v not in every]  # a real site outside the scope: an empty cohort (access.md)
     if unknown:

@@ -1004,6 +1004,7 @@ def write_report(db_path: str | os.PathLike[str], out: str | os.PathLike[str], s
     require_parts()
 
     def build(con: duckdb.DuckDBPyConnection) -> bytes:
+        export.check_known_values(con, s)  # a mistyped site is named, not reported as an empty cohort
         check_cohort(con, s)
         return report_pdf_bytes(con, s)
 
