@@ -645,6 +645,38 @@ def test_a_site_that_is_also_a_patients_name_is_refused_never_written(tmp_path):
     assert "Bea" not in refused.value.report() and not out.exists()
 
 
+@pytest.mark.parametrize("site", ["100000", "MRN100000", "mrn_100000", "20250408", "KowalczykClinic",
+                                  "S1-Marguerite", "1984"])
+def test_a_site_holding_part_of_an_identifying_value_is_refused_never_written(tmp_path, site):
+    # found by a newcomer: the digits of a record number (MRN-100000), a session's date without its dashes and a
+    # last name run into a word were written into patients.csv as sites; only whole values and words were caught
+    rec = edited_records(tmp_path / "rec", {("patients.csv", 4, "site"): site})
+    out = tmp_path / "out"
+    with pytest.raises(an.AnonymizeRefused) as refused:
+        an.anonymize(rec, GENERIC, KEY, out)
+    assert [(p.file, p.line, p.column, p.value) for p in refused.value.problems] == [
+        ("patients.csv", 4, "site", None)]
+    assert site not in refused.value.report() and not out.exists()
+
+
+@pytest.mark.parametrize("site", ["WaterClinic", "NurseLine-2", "S1", "KET-07"])
+def test_a_site_sharing_only_everyday_words_with_the_notes_is_written(tmp_path, site):
+    # the notes' words (free text: "Resolved with rest and water, nurse informed") are not pieces a site may
+    # not hold: they would refuse most sites' names
+    rec = edited_records(tmp_path / "rec", {("patients.csv", 4, "site"): site})
+    an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert f",{site}," in (tmp_path / "out" / "patients.csv").read_text()
+
+
+def test_a_value_holding_a_birth_year_is_not_quoted(tmp_path):
+    # "line 2, column sex, value '1984'" quoted patient MRN-100000's birth year (1984-07-25)
+    rec = edited_records(tmp_path / "rec", {("patients.csv", 2, "sex"): "1984", ("patients.csv", 3, "sex"): "Q"})
+    with pytest.raises(an.AnonymizeRefused) as refused:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert [(p.line, p.column, p.value) for p in refused.value.problems] == [(2, "sex", None), (3, "sex", "Q")]
+    assert "1984" not in refused.value.report()
+
+
 def test_an_earlier_output_stays_whole_until_the_new_one_is_in_place(tmp_path, monkeypatch):
     # the earlier output is moved aside, not deleted, before the new one takes its place: if that move fails
     # (a full disk, another program holding the folder) the earlier output is back where it was

@@ -539,6 +539,14 @@ _SHOWN_TOKEN = re.compile(r"^[A-Za-z0-9_+.\-]+$")
 _WORD_SPLIT = re.compile(r"[\W_]+")
 
 
+MIN_PIECE = 4  # a site or quoted value holding this many letters or digits of an identifying value is refused
+
+
+def _squeezed(folded: str) -> str:
+    """A case-folded text with everything but its letters and digits left out: `mrn100000` for MRN-100000."""
+    return _WORD_SPLIT.sub("", folded)
+
+
 def _words(folded: str) -> set[str]:
     """The words of a case-folded text that hold a letter and are at least two characters long."""
     return {w for w in _WORD_SPLIT.split(folded) if len(w) >= 2 and any(ch.isalpha() for ch in w)}
@@ -562,24 +570,46 @@ class _ValueGuard:
         self._mapping = mapping
 
     @functools.cached_property
-    def _identifying(self) -> frozenset[str]:
+    def _collected(self) -> tuple[frozenset[str], frozenset[str], str]:
+        """The records' identifying values and their words; the pieces (`_squeezed`, at least
+        MIN_PIECE characters) of those that are not free text; and those pieces joined, to search digits in."""
         found: set[str] = set()
+        pieces: set[str] = set()
         for table, source in self._sources.items():
             roles = {c.lower() for t, c in self._mapping.columns.get(table, {}).items() if t in ROLES[table]}
             columns = [h.lower() for h in source.header if h and (h.lower() in roles or identifier_kind(h))]
+            exact = [c for c in columns if c in roles or not _is_free_text(c)]
             for _line, row in source.rows:
                 for c in columns:
                     value = row.get(c, "").strip().casefold()
                     if value:
                         found.add(value)
-                        found.update(_words(value))
-        return frozenset(found)
+                        words = _words(value)
+                        found.update(words)
+                        if c in exact:
+                            pieces.update(p for p in (_squeezed(value), *words) if len(p) >= MIN_PIECE)
+        return frozenset(found), frozenset(pieces), "\0".join(sorted(pieces))
+
+    @property
+    def _identifying(self) -> frozenset[str]:
+        return self._collected[0]
 
     def identifies(self, value: str) -> bool:
-        """Whether `value`, or one of its words, is a value or word of the records' identifier and date
-        columns (a name, record number, contact detail, date)."""
+        """Whether `value` could carry an identifying value of the records (a name, record number, contact
+        detail, date): it or one of its words is such a value or word (free text's words included); or, with
+        spaces and punctuation left out, it contains one of at least MIN_PIECE characters
+        (`KowalczykClinic`, `MRN100000`) that is not free text's (whose everyday words would refuse most
+        names), or a run of MIN_PIECE digits of one (`100000` of MRN-100000, `20250408` of a session's
+        date, `1984` of a birth date)."""
         folded = value.strip().casefold()
-        return folded in self._identifying or bool(_words(folded) & self._identifying)
+        identifying, pieces, joined = self._collected
+        if folded in identifying or _words(folded) & identifying:
+            return True
+        squeezed = _squeezed(folded)
+        if any(squeezed[i:j] in pieces for i in range(len(squeezed))
+               for j in range(i + MIN_PIECE, len(squeezed) + 1)):
+            return True
+        return any(run in joined for run in re.findall(rf"\d{{{MIN_PIECE},}}", squeezed))
 
     def shows(self, table: str | None, target: str | None, value: str) -> bool:
         """Whether `value`, read for export column `target` of `table`, may be quoted in a problem."""
