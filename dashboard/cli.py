@@ -132,7 +132,8 @@ def cmd_anonymize(args: argparse.Namespace) -> int:
     if created:
         print(f"Created the key file {key_path} (readable by you only). Keep it safe and private: the same key "
               "gives the same pseudonyms next time.", file=sys.stderr)
-    print(report.describe())
+    if not args.quiet:  # the same account is in the output folder (anonymize-report.txt)
+        print(report.describe())
     print(f"Wrote the anonymized export to {out}. Import it with: ketamine-outcomes import {out} --db PATH")
     return EXIT_OK
 

@@ -726,7 +726,10 @@ def test_cli_anonymize_then_import(tmp_path, capsys):
     assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(key), "--out", str(out),
                      "--quiet"]) == cli.EXIT_OK
     stdout, stderr = capsys.readouterr()
-    assert "Created the key file" in stderr and "Wrote the anonymized export" in stdout
+    assert "Created the key file" in stderr
+    # --quiet: the closing line alone (the account of what was transformed is in the output folder)
+    assert stdout == f"Wrote the anonymized export to {out}. Import it with: ketamine-outcomes import {out} --db PATH\n"
+    assert "  adverse_events.csv: 1 row\n" in (out / an.REPORT_FILE).read_text()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_text().strip() not in "".join(p.read_text() for p in out.iterdir())
     assert cli.main(["import", str(out), "--db", str(tmp_path / "db.duckdb"), "--quiet"]) == cli.EXIT_OK
@@ -835,4 +838,4 @@ def test_cli_year_only_writes_each_start_as_its_years_first_quarter(tmp_path, ca
     assert cli.main(["anonymize", str(rec), "--mapping", "generic", "--key", str(tmp_path / "k.key"), "--out",
                      str(out), "--year-only", "--quiet"]) == cli.EXIT_OK
     assert sorted(r["start_quarter"] for r in read_rows(out / "patients.csv")) == ["2024-Q1", "2025-Q1", "2025-Q1"]
-    assert "first session date → start_quarter (year only, written as YYYY-Q1)" in capsys.readouterr().out
+    assert "first session date → start_quarter (year only, written as YYYY-Q1)" in (out / an.REPORT_FILE).read_text()

@@ -100,8 +100,13 @@ class AnonymizeRefused(Exception):
             out.append(p)
             if self.more.get(p):
                 out.append(Problem(p.file, p.table, None, p.column, None,
-                                   f"… and {self.more[p]:,} more rows with the same problem"))
+                                   f"… and {_rows(self.more[p], 'more row')} with the same problem"))
         return out
+
+
+def _rows(n: int, word: str = "row") -> str:
+    """`1 row`, `2 rows`, `1,234 more rows`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _capped(problems: list[Problem], more: dict[Problem, int]) -> tuple[list[Problem], dict[Problem, int]]:
@@ -142,7 +147,7 @@ class AnonymizeReport:
         parts = ["Read:", *(f"  {r}" for r in self.read), "Transformed:", *(f"  {t}" for t in self.transformed),
                  "Dropped (never written):", *(f"  {d}" for d in self.dropped or ["nothing"])]
         if self.written:
-            parts += ["Written:", *(f"  {t}.csv: {n:,} rows" for t, n in self.written.items())]
+            parts += ["Written:", *(f"  {t}.csv: {_rows(n)}" for t, n in self.written.items())]
         parts.append(f"Key fingerprint: {self.key_fingerprint}")
         return "\n".join(parts)
 
@@ -698,9 +703,9 @@ def anonymize(
         dropped = [h for h in source.header if h and h.lower() not in mapped]
         if dropped:
             report.dropped.append(f"{source.file}: " + ", ".join(dropped))
-        report.read.append(f"{source.file}: {len(source.rows):,} rows, delimiter {_delim_name(source.delimiter)}")
+        report.read.append(f"{source.file}: {_rows(len(source.rows))}, delimiter {_delim_name(source.delimiter)}")
         sources[table] = source
-        say(f"Read {source.file}: {len(source.rows):,} rows")
+        say(f"Read {source.file}: {_rows(len(source.rows))}")
     if problems:
         raise AnonymizeRefused(problems, report)
 
