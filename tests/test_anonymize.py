@@ -25,6 +25,11 @@ from dashboard.reports import export
 from identified import EXAMPLE_RECORDS, IDENTIFYING_EDITS, edited_records, identify_export
 
 GENERIC = an.load_mapping("generic")
+
+
+def codes_hint(column: str) -> str:
+    """What a refusal adds to an unknown code of a column the mapping has no [codes.*] list for."""
+    return f"; if your records write these values in other words, translate each one in the mapping's [codes.{column}] list"
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 
@@ -450,10 +455,10 @@ def test_identifying_values_where_codes_or_numbers_belong_are_never_quoted(tmp_p
         "patients.csv, table patients, line 2, column site: looks like an e-mail address; the data must be "
         "anonymized first" + NOT_SHOWN,
         "patients.csv, table patients, line 3, column prior_failed_treatments: not a whole number" + NOT_SHOWN,
-        "patients.csv, table patients, line 4, column sex: not one of: F M X U" + NOT_SHOWN,
+        "patients.csv, table patients, line 4, column sex: not one of: F M X U" + codes_hint("sex") + NOT_SHOWN,
         "adverse_events.csv, table adverse_events, line 2, column event: not one of: dissociation dizziness "
         "nausea vomiting sedation vertigo headache anxiety hypertension tachycardia hallucination disorientation "
-        "cognitive other" + NOT_SHOWN]
+        "cognitive other" + codes_hint("event") + NOT_SHOWN]
     assert [p.value for p in err.value.problems] == [None, None, None, None]
     everything = err.value.report() + repr(err.value.problems)
     assert [v for v in IDENTIFYING_EDITS.values() if v in everything] == []
@@ -472,10 +477,12 @@ def test_harmless_codes_and_numbers_are_still_quoted_but_not_names_record_number
         an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
     assert [p.describe() for p in err.value.problems] == [
         "patients.csv, table patients, line 5, column diagnosis, value 'Depression': not one of: GAD MDD PTSD SAD "
-        "PANIC OCD OTHER",
-        "patients.csv, table patients, line 6, column sex: not one of: F M X U" + NOT_SHOWN,
-        "sessions.csv, table sessions, line 2, column drug: not one of: ketamine esketamine" + NOT_SHOWN,
-        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO",
+        "PANIC OCD OTHER" + codes_hint("primary_diagnosis"),
+        "patients.csv, table patients, line 6, column sex: not one of: F M X U" + codes_hint("sex") + NOT_SHOWN,
+        "sessions.csv, table sessions, line 2, column drug: not one of: ketamine esketamine" + codes_hint("drug")
+        + NOT_SHOWN,
+        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO"
+        + codes_hint("route"),
         "sessions.csv, table sessions, line 4, column dose_mg: not a number: the spreadsheet shows it as a date; "
         "format the column as Number and enter the value again" + NOT_SHOWN,
         "questionnaires.csv, table assessments, line 2, column score, value 'hello': not a whole number"]
@@ -500,15 +507,16 @@ def test_rows_that_cannot_be_converted_and_values_the_importer_refuses_are_named
     assert refused(rec, tmp_path / "out") == [
         "patients.csv, table patients, line 3, column birth_date: " + date_message,
         "patients.csv, table patients, line 4, column diagnosis, value 'Depression': not one of: GAD MDD PTSD SAD "
-        "PANIC OCD OTHER",
+        "PANIC OCD OTHER" + codes_hint("primary_diagnosis"),
         "patients.csv, table patients, line 7, column site: not a valid code: 1–32 characters of letters, digits, - "
         "and _" + NOT_SHOWN,
-        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO",
+        "sessions.csv, table sessions, line 3, column route, value 'Infusion': not one of: IV IM SC IN SL PO"
+        + codes_hint("route"),
         "sessions.csv, table sessions, line 3, column started_at: " + date_message,
         "sessions.csv, table sessions, line 5, column record_number: this record number is not in patients.csv",
         "questionnaires.csv, table assessments, line 2, column score, value 'hello': not a whole number",
         "adverse_events.csv, table adverse_events, line 2, column severity, value 'strong': not one of: mild "
-        "moderate severe"]
+        "moderate severe" + codes_hint("severity")]
 
 
 def test_rows_beyond_those_the_importer_lists_are_counted_and_the_first_of_the_records_listed(tmp_path):

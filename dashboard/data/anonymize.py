@@ -1092,4 +1092,9 @@ def _source_problem(p: Problem, outs: dict[str, _Out], mapping: Mapping, guard: 
         return None
     if (p.column or "") in DERIVED:
         return Problem(file, p.table, line, column, None, p.message)
-    return guard.problem(file, p.table, line, column, p.column, p.value, p.message)
+    message = p.message
+    if message.startswith("not one of:") and p.column and p.column not in mapping.codes:
+        # the records may name the codes in words ("Infusion"): the mapping translates them
+        message += (f"; if your records write these values in other words, translate each one in the "
+                    f"mapping's [codes.{p.column}] list")
+    return guard.problem(file, p.table, line, column, p.column, p.value, message)
