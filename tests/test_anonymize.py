@@ -564,6 +564,18 @@ def test_counts_of_rows_not_listed_follow_the_last_listed_row_of_their_kind():
         "… and 10 more rows with the same problem", "not a whole number", "… and 2 more rows with the same problem"]
 
 
+def test_a_patients_file_with_only_its_header_is_named_as_empty(tmp_path):
+    # it was 1,480 problems ("this record number is not in patients.csv", 20 a kind) and no word of the cause
+    rec = edited_records(tmp_path / "rec", {})
+    header = (rec / "patients.csv").read_text().splitlines()[0]
+    (rec / "patients.csv").write_text(header + "\n")
+    with pytest.raises(an.AnonymizeRefused) as err:
+        an.anonymize(rec, GENERIC, KEY, tmp_path / "out")
+    assert err.value.report().splitlines() == [
+        "Anonymization refused: 1 problem. Nothing was written.",
+        "  patients.csv, table patients: has no rows, only its header: give the file with the clinic's patients"]
+
+
 def test_a_patient_whose_every_date_is_unreadable_is_named_as_such(tmp_path):
     rec = hand_records(tmp_path / "rec", sessions=[
         ["E-1", "R-1", "2025-03-32 09:15", "IV", "clinic", "induction"],

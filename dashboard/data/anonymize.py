@@ -706,6 +706,10 @@ def anonymize(
         report.read.append(f"{source.file}: {_rows(len(source.rows))}, delimiter {_delim_name(source.delimiter)}")
         sources[table] = source
         say(f"Read {source.file}: {_rows(len(source.rows))}")
+        if table == "patients" and not source.rows:
+            # every session and questionnaire would be named "not in patients.csv", a line each
+            problems.append(Problem(source.file, table, None, None, None,
+                                    "has no rows, only its header: give the file with the clinic's patients"))
     if problems:
         raise AnonymizeRefused(problems, report)
 
