@@ -573,6 +573,7 @@ class _ValueGuard:
     def __init__(self, sources: dict[str, "_Source"], mapping: Mapping):
         self._sources = sources
         self._mapping = mapping
+        self._judged: dict[str, bool] = {}  # value (case-folded) -> whether it identifies
 
     @functools.cached_property
     def _collected(self) -> tuple[frozenset[str], frozenset[str], str]:
@@ -583,7 +584,7 @@ class _ValueGuard:
         for table, source in self._sources.items():
             roles = {c.lower() for t, c in self._mapping.columns.get(table, {}).items() if t in ROLES[table]}
             columns = [h.lower() for h in source.header if h and (h.lower() in roles or identifier_kind(h))]
-            exact = [c for c in columns if c in roles or not _is_free_text(c)]
+            not_free_text = [c for c in columns if c in roles or not _is_free_text(c)]
             for _line, row in source.rows:
                 for c in columns:
                     value = row.get(c, "").strip().casefold()
@@ -591,13 +592,9 @@ class _ValueGuard:
                         found.add(value)
                         words = _words(value)
                         found.update(words)
-                        if c in exact:
+                        if c in not_free_text:
                             pieces.update(p for p in (_squeezed(value), *words) if len(p) >= MIN_PIECE)
         return frozenset(found), frozenset(pieces), "\0".join(sorted(pieces))
-
-    @property
-    def _identifying(self) -> frozenset[str]:
-        return self._collected[0]
 
     def identifies(self, value: str) -> bool:
         """Whether `value` could carry an identifying value of the records (a name, record number, contact
@@ -607,6 +604,12 @@ class _ValueGuard:
         names), or a run of MIN_PIECE digits of one (`100000` of MRN-100000, `20250408` of a session's
         date, `1984` of a birth date)."""
         folded = value.strip().casefold()
+        known = self._judged.get(folded)
+        if known is None:  # a site column repeats a few values on every row: each is judged once
+            known = self._judged[folded] = self._identifies(folded)
+        return known
+
+    def _identifies(self, folded: str) -> bool:
         identifying, pieces, joined = self._collected
         if folded in identifying or _words(folded) & identifying:
             return True
