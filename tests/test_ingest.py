@@ -743,3 +743,18 @@ def test_a_database_path_that_cannot_be_written_is_refused_cleanly(tmp_path):
         import_export(write_export(tmp_path / "e", tables()), tmp_path / "afile" / "db.duckdb")
     p = only(info.value)
     assert p.message.startswith("the new database could not be written: ")
+
+
+def test_one_row_left_out_reads_in_the_singular():
+    # "… and 1 more rows with the same problem", "1 problems": one noun per count, through spec.counted
+    problems = [Problem("a.csv", "assessments", line, "score", "x", "not a whole number") for line in range(2, 22)]
+    refused = ImportRefused(problems[:1], more={problems[0].rule(): 1})
+    assert refused.report().splitlines() == [
+        "Import refused: 2 problems. Nothing was imported.",
+        "  a.csv, table assessments, line 2, column score, value 'x': not a whole number",
+        "  … and 1 more row with the same problem"]
+    assert ImportRefused(problems[:1]).report().splitlines()[0] == "Import refused: 1 problem. Nothing was imported."
+    from dashboard.data import spec
+
+    assert [spec.counted(n, "patient") for n in (0, 1, 2, 1234, 1.0)] == [
+        "0 patients", "1 patient", "2 patients", "1,234 patients", "1 patient"]

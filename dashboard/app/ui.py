@@ -1094,7 +1094,7 @@ def cohort_size(ctx: PageContext) -> float:
 def describe_size(n: float, k: int) -> str:
     if pd.isna(n):
         return f"fewer than {k} patients"
-    return f"{int(n):,} patient{'s' if int(n) != 1 else ''}"
+    return spec.counted(n, "patient")
 
 
 def render_cohort_banner(ctx: PageContext) -> None:

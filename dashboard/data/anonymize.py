@@ -89,7 +89,7 @@ class AnonymizeRefused(Exception):
 
     def report(self) -> str:
         n = len(self.problems) + sum(self.more.values())
-        lines = [f"Anonymization refused: {n:,} problem{'s' if n != 1 else ''}. Nothing was written."]
+        lines = [f"Anonymization refused: {spec.counted(n, 'problem')}. Nothing was written."]
         lines += ["  " + p.describe() for p in self.listed()]
         return "\n".join(lines)
 
@@ -100,13 +100,8 @@ class AnonymizeRefused(Exception):
             out.append(p)
             if self.more.get(p):
                 out.append(Problem(p.file, p.table, None, p.column, None,
-                                   f"… and {_rows(self.more[p], 'more row')} with the same problem"))
+                                   f"… and {spec.counted(self.more[p], 'more row')} with the same problem"))
         return out
-
-
-def _rows(n: int, word: str = "row") -> str:
-    """`1 row`, `2 rows`, `1,234 more rows`."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _capped(problems: list[Problem], more: dict[Problem, int]) -> tuple[list[Problem], dict[Problem, int]]:
@@ -147,7 +142,7 @@ class AnonymizeReport:
         parts = ["Read:", *(f"  {r}" for r in self.read), "Transformed:", *(f"  {t}" for t in self.transformed),
                  "Dropped (never written):", *(f"  {d}" for d in self.dropped or ["nothing"])]
         if self.written:
-            parts += ["Written:", *(f"  {t}.csv: {_rows(n)}" for t, n in self.written.items())]
+            parts += ["Written:", *(f"  {t}.csv: {spec.counted(n, 'row')}" for t, n in self.written.items())]
         parts.append(f"Key fingerprint: {self.key_fingerprint}")
         return "\n".join(parts)
 
@@ -706,9 +701,9 @@ def anonymize(
         dropped = [h for h in source.header if h and h.lower() not in mapped]
         if dropped:
             report.dropped.append(f"{source.file}: " + ", ".join(dropped))
-        report.read.append(f"{source.file}: {_rows(len(source.rows))}, delimiter {_delim_name(source.delimiter)}")
+        report.read.append(f"{source.file}: {spec.counted(len(source.rows), 'row')}, delimiter {_delim_name(source.delimiter)}")
         sources[table] = source
-        say(f"Read {source.file}: {_rows(len(source.rows))}")
+        say(f"Read {source.file}: {spec.counted(len(source.rows), 'row')}")
         if table == "patients" and not source.rows:
             # every session and questionnaire would be named "not in patients.csv", a line each
             problems.append(Problem(source.file, table, None, None, None,
@@ -719,7 +714,7 @@ def anonymize(
     guard = _ValueGuard(sources, mapping)
     outs = _transform(sources, mapping, key, year_only, problems, report, guard)
     if problems:
-        say(f"{len(problems):,} row problem{'s' if len(problems) != 1 else ''} found; checking the values of "
+        say(f"{spec.counted(len(problems), 'row problem')} found; checking the values of "
             "every row with the importer too")
     else:
         say("Transformed every row; checking the result with the importer")

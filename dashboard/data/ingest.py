@@ -163,7 +163,7 @@ class ImportRefused(Exception):
 
     def report(self) -> str:
         total = len(self.problems) + sum(self.more.values())
-        head = f"Import refused: {total:,} problem{'s' if total != 1 else ''}"
+        head = f"Import refused: {spec.counted(total, 'problem')}"
         if self.export_dir is not None:
             head += f" in {self.export_dir}"
         tail = "Nothing was imported"
@@ -190,7 +190,7 @@ class ImportRefused(Exception):
             shown[rule] += 1
             if shown[rule] == listed[rule] and self.more.get(rule):
                 # after the last listed row of a rule, the count of its rows left out
-                lines.append(f"  … and {self.more[rule]:,} more rows with the same problem")
+                lines.append(f"  … and {spec.counted(self.more[rule], 'more row')} with the same problem")
         return "\n".join(lines)
 
 
@@ -736,7 +736,7 @@ def _check(con: duckdb.DuckDBPyConnection, tables: dict[str, _Table], found: _Fo
             if n > MAX_PER_RULE and p.rule() not in found.more:
                 found.count_more(p.rule(), n - MAX_PER_RULE)
     n = len(found.problems) + sum(found.more.values()) - before
-    say(f"Checked every value ({time.monotonic() - t0:.1f} s): " + ("no problems" if not n else f"{n:,} problem{'s' if n != 1 else ''}"))
+    say(f"Checked every value ({time.monotonic() - t0:.1f} s): " + ("no problems" if not n else spec.counted(n, "problem")))
 
 
 def _better_message(column: str | None, value: str | None, message: str) -> str:

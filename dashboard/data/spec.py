@@ -176,3 +176,9 @@ def severity_band(instrument: str, score: float) -> str:
         if score >= floors[name]:
             band = name
     return band
+
+
+def counted(n: int, noun: str) -> str:
+    """A whole count with its noun, in the plural unless it is 1: `1 problem`, `2 problems`,
+    `1,234 more rows` (counted(1234, "more row"))."""
+    return f"{int(n):,} {noun}{'' if int(n) == 1 else 's'}"

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from dashboard.data import anonymize as an, dialects
+from dashboard.data import anonymize as an, dialects, spec
 from dashboard.data.ingest import COLUMNS, ImportRefused, ImportSummary, Problem, import_export
 
 KINDS = ("records", "export")
@@ -112,7 +112,7 @@ def check_upload(
     source = work / "upload"
     names, problems = unpack(files, source)
     result = UploadCheck(kind, work, None, problems, files=names)
-    say(f"Received {len(names)} file{'s' if len(names) != 1 else ''}: {', '.join(names) or 'none'}")
+    say(f"Received {spec.counted(len(names), 'file')}: {', '.join(names) or 'none'}")
     if problems:
         return result
     if kind == "export":
@@ -195,7 +195,7 @@ def looks_like_export(folder: Path) -> bool:
 
 def _more(exc: ImportRefused) -> list[Problem]:
     """The importer's count of further rows with the same problem, as rows of the problems table."""
-    return [Problem(rule[0], rule[1], None, rule[2], None, f"… and {n:,} more rows with the same problem")
+    return [Problem(rule[0], rule[1], None, rule[2], None, f"… and {spec.counted(n, 'more row')} with the same problem")
             for rule, n in exc.more.items()]
 
 

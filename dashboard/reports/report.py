@@ -343,7 +343,7 @@ def section_cover(b: ReportBuild) -> Section:
     n = all_row["patients"].iloc[0] if len(all_row) else 0
     eligible = all_row["eligible"].iloc[0] if len(all_row) else 0
     size = (f"fewer than {s.min_cell} patients" if _isnan(n)
-            else f"{fmt_count(n)} patient{'s' if n != 1 else ''}")
+            else spec.counted(n, "patient"))
     sec = Section("cover", "Ketamine outcomes report", new_page=False)
     sec.text(f'<p class="subtitle">{html.escape(s.describe_filters())}: {html.escape(size)}'
              f"{'' if _isnan(eligible) else f', of whom {fmt_count(eligible)} eligible'}.</p>")

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.app import ui
-from dashboard.data import uploads
+from dashboard.data import spec, uploads
 from dashboard.data.ingest import ImportRefused
 from dashboard.reports import audit
 
@@ -53,7 +53,7 @@ if st.button("Check the files", type="primary", disabled=not files):
         check = uploads.check_upload([(f.name, f.getvalue()) for f in files], kind=kind,
                                      key_path=ui.import_key_path(ctx.db_path), progress=status.write)
         n = len(check.problems)
-        status.update(label="Checked: no problems" if check.clean else f"Checked: {n:,} problem{'s' if n != 1 else ''}",
+        status.update(label="Checked: no problems" if check.clean else f"Checked: {spec.counted(n, 'problem')}",
                       state="complete" if check.clean else "error", expanded=False)
     st.session_state[CHECK_KEY] = check
 
@@ -64,7 +64,7 @@ if check is not None:
                 "pseudonyms next time.", icon=":material/key:")
     if check.problems:
         n = len(check.problems)
-        st.error(f"**{n:,} problem{'s' if n != 1 else ''} found: nothing was imported.** Fix them in your files "
+        st.error(f"**{spec.counted(n, 'problem')} found: nothing was imported.** Fix them in your files "
                  "and check again.", icon=":material/error:")
         table = uploads.problems_frame(check.problems)
         # a problem of a whole file has no line: an empty cell, not the grid's "None"
