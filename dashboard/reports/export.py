@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import duckdb
 import numpy as np
@@ -382,19 +382,18 @@ def check_known_values(con: duckdb.DuckDBPyConnection, s: Settings) -> None:
         by_case = {v.casefold(): v for v in every}
         hints = [f"{quoted(v)} is written {quoted(by_case[v.casefold()])} here" for v in unknown_scope
                  if v.casefold() in by_case]
-        raise ExportError(
-            "--scope: " + ", ".join(quoted(v) for v in unknown_scope)
-            + f" {'is not a site' if len(unknown_scope) == 1 else 'are not sites'} in this database; its sites are "
-            + ", ".join(every) + (f" ({'; '.join(hints)})" if hints else "") + "."
-        )
+        raise ExportError(_not_sites("--scope", unknown_scope, every, hints))
     sites = metrics.filter_options(con, s)["site"]  # the message names only sites within the person's scope
     unknown = [v for v in s.site if v not in every]  # a real site outside the scope: an empty cohort (access.md)
     if unknown:
-        raise ExportError(
-            "--site: " + ", ".join(repr(v) for v in unknown)
+        raise ExportError(_not_sites("--site", unknown, sites))
+
+
+def _not_sites(flag: str, unknown: Sequence[str], sites: Sequence[str], hints: Sequence[str] = ()) -> str:
+    """"--site: 'S9' is not a site in this database; its sites are S1, S2." (with `hints` in parentheses)."""
+    return (f"{flag}: " + ", ".join(quoted(v) for v in unknown)
             + f" {'is not a site' if len(unknown) == 1 else 'are not sites'} in this database; its sites are "
-            + ", ".join(sites) + "."
-        )
+            + ", ".join(sites) + (f" ({'; '.join(hints)})" if hints else "") + ".")
 
 
 def is_previous_export(folder: Path) -> bool:
