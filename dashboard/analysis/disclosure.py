@@ -400,6 +400,7 @@ def _why_hidden(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray],
     values = {c: v for c, v in columns.items()
               if c in rule.counts or any(c in deps for deps in (*rule.hide_with.values(), *rule.at_least_k.values()))}
     below = {c: hidden[c] & (values[c] >= 1) & (values[c] < k) for c in hidden}
+    published: dict[str, np.ndarray] = {}  # denominator -> its counts as published, for the rates' bounds
     for c, mask in below.items():
         cells = {labels[i]: ("fewer_than" if mask[i] else "hidden", float(k)) for i in np.flatnonzero(hidden[c])}
         if cells:
@@ -408,15 +409,16 @@ def _why_hidden(df: pd.DataFrame, rule: Rule, hidden: Mapping[str, np.ndarray],
         reasons: dict[Any, tuple[str, float]] = {}
         bases = [b for b in rule.at_least_k.get(col, ()) if b in values]
         deps = [d for d in rule.hide_with.get(col, ()) if d in values]
-        published = _published_counts(df, deps[1], values[deps[1]], k) if len(deps) == 2 else None
         for i in np.flatnonzero(h):
             if any(values[b][i] < k for b in bases):
                 reasons[labels[i]] = ("too_few", float(k))
-            elif published is not None and deps[0] in below and below[deps[0]][i] and not hidden[deps[1]][i] \
+            elif len(deps) == 2 and deps[0] in below and below[deps[0]][i] and not hidden[deps[1]][i] \
                     and values[deps[1]][i] > 0 and not col.endswith(("_ci_low", "_ci_high")):
                 # over the denominator as published, as a shown rate is: over the true one, the bound (11 / 40,
                 # "< 28 %" beside a shown 39) gave back the count the perturbation had changed
-                reasons[labels[i]] = ("rate_below", float(k / published[i]))
+                if deps[1] not in published:  # the rates over one denominator share it
+                    published[deps[1]] = _published_counts(df, deps[1], values[deps[1]], k)
+                reasons[labels[i]] = ("rate_below", float(k / published[deps[1]][i]))
             elif any(d in below and below[d][i] for d in deps):
                 reasons[labels[i]] = ("rests_on_few", float(k))
             else:
