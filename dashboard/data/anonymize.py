@@ -106,8 +106,9 @@ class AnonymizeRefused(Exception):
 
 def _capped(problems: list[Problem], more: dict[Problem, int]) -> tuple[list[Problem], dict[Problem, int]]:
     """The first MAX_PER_RULE problems of each kind (`Problem.rule`), in the given order, and `more` with the
-    rest of each kind counted under its last kept problem (where `more`'s counts move too): a column wrong on every row reads in a screenful, not in thousands of lines, as the
-    importer's own report does."""
+    rest of each kind counted under its last kept problem (where `more`'s counts move too): a column wrong on
+    every row reads in a screenful, not in thousands of lines, as the importer's own report does.
+    (`ingest.cap_problems` keys its counts by rule and re-sorts; a refusal keeps its own order.)"""
     kept: list[Problem] = []
     listed: dict[tuple, int] = {}
     last: dict[tuple, Problem] = {}
@@ -579,7 +580,7 @@ class _ValueGuard:
         for table, source in self._sources.items():
             roles = {c.lower() for t, c in self._mapping.columns.get(table, {}).items() if t in ROLES[table]}
             columns = [h.lower() for h in source.header if h and (h.lower() in roles or identifier_kind(h))]
-            not_free_text = [c for c in columns if c in roles or not _is_free_text(c)]
+            not_free_text = {c for c in columns if c in roles or not _is_free_text(c)}
             for _line, row in source.rows:
                 for c in columns:
                     value = row.get(c, "").strip().casefold()
@@ -589,7 +590,7 @@ class _ValueGuard:
                         found.update(words)
                         if c in not_free_text:
                             pieces.update(p for p in (_squeezed(value), *words) if len(p) >= MIN_PIECE)
-        return frozenset(found), frozenset(pieces), "\0".join(sorted(pieces))
+        return frozenset(found), frozenset(pieces), "\0".join(pieces)
 
     def identifies(self, value: str) -> bool:
         """Whether `value` could carry an identifying value of the records (a name, record number, contact
