@@ -254,8 +254,8 @@ def test_an_unknown_site_is_named_and_exits_non_zero(tmp_path, db, capsys):
 def test_an_unknown_scope_is_named_not_written_as_an_empty_cohort(tmp_path, db, capsys, command):
     # a mistyped --scope wrote an export of zeros ("site s1 (your access)") with exit 0, and a report said
     # "No patients match these filters"
-    sites = ", ".join(r[0] for r in duckdb.connect(str(db), read_only=True).execute(
-        "SELECT DISTINCT site FROM patients ORDER BY 1").fetchall())
+    with duckdb.connect(str(db), read_only=True) as con:
+        sites = ", ".join(r[0] for r in con.execute("SELECT DISTINCT site FROM patients ORDER BY 1").fetchall())
     out = tmp_path / ("out" if command == "export" else "r.pdf")
     argv = [command, "--db", str(db), "--out", str(out)]
     assert cli.main([*argv, "--scope", "s1"]) == cli.EXIT_REFUSED
