@@ -343,3 +343,24 @@ def test_relief_heights_are_not_exact_fractions_when_protected(sample_db):
                    - float(exact.loc[all_row, "relieved_by_day_28"].iloc[0])) < 0.05
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("s", [Settings(site=("S1",)), Settings(site=("S3",)), Settings(diagnosis=("PTSD",)),
+                               Settings(site=("S2",), sex=("F",)), Settings()],
+                         ids=["S1", "S3", "PTSD", "S2-women", "everyone"])
+def test_trend_shows_no_zero_responders_beside_few_evaluable(sample_db, s):
+    """trend.csv (quarters x routes): "0 responders" beside a hidden evaluable count of fewer than k says
+    that nobody of a small group responded, a rate metrics.md forbids. A newcomer found 2-15 such rows per
+    filter state; only a quarter whose ALL has 0 responders (every route's zero follows from it) may show them."""
+    con = duckdb.connect(str(sample_db), read_only=True)
+    try:
+        shown = export.compute_summary(con, s, "trend.csv")
+        true = export.compute_summary(con, dataclasses.replace(s, min_cell=0), "trend.csv")
+    finally:
+        con.close()
+    assert len(shown) == len(true) and (shown["route"] == true["route"]).all()
+    quarter_all = true[true["route"] == spec.ALL].set_index("start_quarter")["responders"]
+    few_zero = (true["evaluable"].between(1, K - 1) & (true["responders"] == 0)
+                & (true["start_quarter"].map(quarter_all) != 0) & (true["route"] != spec.ALL))
+    assert few_zero.any()  # the sample has such cells, so the check below is not empty
+    assert shown.loc[few_zero, "responders"].isna().all(), shown.loc[few_zero]

@@ -14,8 +14,8 @@ showing any of it. The rules per table are data (`TABLES`); docs/choices.md expl
 - row identities (events + censored = patients): never exactly one hidden part;
 - a derived value (rate, interval, median, mean) is hidden when a count it is computed from is hidden or
   its base (the patients it rests on) is below k;
-- tables in two directions (breakdown groups, session numbers) are protected along both, against the
-  totals other tables show;
+- tables in two directions (breakdown groups, start quarters, session numbers) are protected along both,
+  against the totals other tables show;
 - the Kaplan–Meier curve is thinned: a point is kept only where at least k are at risk and at least k
   events happened since the previous kept point, so steps cannot be turned back into small counts; the
   other points are left out.
@@ -275,7 +275,8 @@ def _zeros_of_few(rule: Rule, hidden: dict[str, np.ndarray], values: Mapping[str
     rate from fewer than k patients (metrics.md). The counts a rate or median is computed from (hide_with)
     that are not its base (at_least_k) are such parts. Where the line's ALL (`lines`: each line's route rows
     and its ALL row) is zero too, every route's zero is known from it (nobody in the cohort responded) and
-    stays shown. Tables protected in two directions (TWO_WAY) do not take this step (docs/choices.md)."""
+    stays shown. Of the tables protected in two directions (TWO_WAY) only those in ZEROS_AGREE take this step
+    (docs/choices.md)."""
     for derived, bases in rule.at_least_k.items():
         for base in bases:
             if base not in hidden:
@@ -472,9 +473,15 @@ def _as_nullable_int(s: pd.Series) -> pd.Series:
 
 # --- tables in two directions ----------------------------------------------------------------------------
 
-# name -> the column whose values add up, per route, to a total another table shows: breakdown groups add
-# up to response_by_route, session numbers to side_effects' sessions and sessions with the event.
+# name -> the column whose values add up, per route, to a total another table shows: breakdown groups and
+# start quarters add up to response_by_route, session numbers to side_effects' sessions and sessions with
+# the event.
 TWO_WAY = {"breakdown": "group", "side_effect_by_session_number": "session_number", "trend": "start_quarter"}
+# Two-way tables whose totals' table hides a zero beside a small base by this table's own rule (response_by_route
+# hides "0 responders" of fewer than k evaluable, as breakdown and trend do), so the totals' hidden cells can be
+# computed here exactly and these tables hide such zeros too. side_effects rests its zeros on patients, which
+# the session-number table does not have: it does not take that step (docs/choices.md).
+ZEROS_AGREE = frozenset({"breakdown", "trend"})
 
 
 def _protect_two_way(df: pd.DataFrame, name: str, k: int) -> pd.DataFrame:
@@ -497,11 +504,18 @@ def _protect_two_way(df: pd.DataFrame, name: str, k: int) -> pd.DataFrame:
         total = [i for i in idx if routes[i] == spec.ALL]
         if total:
             within.append(([i for i in idx if routes[i] != spec.ALL], total[0]))
-    # The totals along the second direction, protected as the other table protects them (its counts rule).
+    zeros = name in ZEROS_AGREE
+    if zeros:
+        _zeros_of_few(rule, hidden, values, within)
+    # The totals along the second direction, protected as the other table protects them: its counts rule, and
+    # its zeros beside a small base where it hides them as this table does (ZEROS_AGREE). A total the other
+    # table hides lets nothing be recovered; one it shows must not give back a hidden cell here.
     groups = df.groupby(["route", *others], sort=False)
     along: list[list[int]] = [list(idx) for idx in groups.indices.values()]
     sums = groups[cols].sum().reset_index()
-    totals_hidden = hidden_cells(sums, Rule(counts={c: None for c in cols}, line_keys=tuple(others)), k)
+    totals_rule = Rule(counts={c: None for c in cols}, line_keys=tuple(others),
+                       hide_with=rule.hide_with if zeros else {}, at_least_k=rule.at_least_k if zeros else {})
+    totals_hidden = hidden_cells(sums, totals_rule, k)
     changed = True
     while changed:
         changed = False
