@@ -125,6 +125,17 @@ def test_zero_beside_a_small_hidden_base_is_hidden():
     assert out["responders"].iloc[1] == 0 and out["responders"].iloc[3] == 20
     assert out["remitters"].tolist() == [0, 0, 0, 0]
 
+    # a cohort of 6 evaluable patients, none of whom responded: ALL's 0 is itself a share of a small group, so
+    # neither it nor the routes' zeros (which would follow from it) show (a newcomer's sex-X quarter)
+    few = pd.DataFrame([
+        {"route": "IV", "patients": 4, "evaluable": 4, "responders": 0, "remitters": 0},
+        {"route": "IN", "patients": 3, "evaluable": 2, "responders": 0, "remitters": 0},
+        {"route": "ALL", "patients": 7, "evaluable": 6, "responders": 0, "remitters": 0},
+    ])
+    out = disclosure.protect("response_by_route", few, 11)
+    assert out[["evaluable", "responders", "remitters"]].isna().all().all()
+    assert disclosure.hidden_reason(out, 2, "responders") == ("hidden", 11.0)
+
 
 def test_a_count_hidden_in_another_file_is_hidden_here_too():
     # maintenance.csv's responders are response_by_route.csv's: where that file hides IN's 0 responders (of
@@ -469,8 +480,8 @@ def test_curve_all_hidden_where_routes_would_reveal_a_small_count():
 def test_property_two_way_response_both_directions(name, across, groups, routes, data, k):
     """Breakdown groups and start quarters: within each group and, per route, across groups against the route's
     total in response_by_route (protected there by response_by_route's own rule, zeros of few included). No
-    "0 responders" is shown beside fewer than k evaluable unless its group's ALL is 0 too, and no such zero is
-    given back by a total."""
+    "0 responders" is shown beside fewer than k evaluable (ALL's own included) unless its group's ALL shows 0
+    of k or more, and no such zero is given back by a total."""
     rows = []
     for g in groups:
         for r in routes:
@@ -488,9 +499,11 @@ def test_property_two_way_response_both_directions(name, across, groups, routes,
     rule = disclosure.TABLES[name]
     check_lines(df, out, rule, k)  # within each group
     check_derived(df, out, rule, k)
-    group_all = df[df["route"] == "ALL"].set_index(across)["responders"]
+    group_all = df[df["route"] == "ALL"].set_index(across)
     for i in df.index:
-        if 1 <= df.loc[i, "evaluable"] < k and df.loc[i, "responders"] == 0 and group_all[df.loc[i, across]] != 0:
+        line = group_all.loc[df.loc[i, across]]
+        excused = line["responders"] == 0 and line["evaluable"] >= k  # "nobody responded" of k or more
+        if 1 <= df.loc[i, "evaluable"] < k and df.loc[i, "responders"] == 0 and not excused:
             assert is_hidden(out.loc[i, "responders"]), (i, df.loc[i].to_dict())
     # across groups: a route's cells add up to its total in response_by_route (protected by its own rule)
     totals = df.groupby("route", sort=False)[["evaluable", "responders"]].sum().reset_index()

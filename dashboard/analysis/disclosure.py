@@ -274,8 +274,8 @@ def _zeros_of_few(rule: Rule, hidden: dict[str, np.ndarray], values: Mapping[str
     than k evaluable patients says none responded, "0 censored" of fewer than k that all were relieved: a
     rate from fewer than k patients (metrics.md). The counts a rate or median is computed from (hide_with)
     that are not its base (at_least_k) are such parts. Where the line's ALL (`lines`: each line's route rows
-    and its ALL row) is zero too, every route's zero is known from it (nobody in the cohort responded) and
-    stays shown. Of the tables protected in two directions (TWO_WAY) only those in ZEROS_AGREE take this step
+    and its ALL row) is zero too and shown beside a base of k or more, every route's zero is known from it
+    (nobody in the cohort responded) and stays shown; ALL's own zero beside a small base is hidden. Of the tables protected in two directions (TWO_WAY) only those in ZEROS_AGREE take this step
     (docs/choices.md)."""
     for derived, bases in rule.at_least_k.items():
         for base in bases:
@@ -286,10 +286,14 @@ def _zeros_of_few(rule: Rule, hidden: dict[str, np.ndarray], values: Mapping[str
                     continue
                 zero_of_few = (values[part] == 0) & hidden[base]
                 if zero_of_few.any():
-                    line_total = np.full(len(zero_of_few), np.nan)  # the part's value in each row's ALL
+                    # a zero that follows from its line's ALL zero, which is itself shown (ALL's base is not
+                    # small): "nobody in the cohort responded" is no finding about a small group. ALL's own
+                    # zero beside its small base is one (3 patients of a quarter, none responded), so it and
+                    # its routes' zeros are hidden.
+                    excused = np.zeros(len(zero_of_few), dtype=bool)
                     for members, total in lines:
-                        line_total[[*members, total]] = values[part][total]
-                    hidden[part] |= zero_of_few & (line_total != 0)
+                        excused[[*members, total]] = values[part][total] == 0 and not hidden[base][total]
+                    hidden[part] |= zero_of_few & ~excused
 
 
 def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: int, residual: bool, k: int,
