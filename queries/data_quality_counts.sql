@@ -27,7 +27,7 @@ SELECT
     cell_key(sum(rk) FILTER (WHERE n_sessions = 0)) AS never_dosed__key,
     cell_key(sum(rk) FILTER (WHERE n_sessions > 0)) AS dosed__key,
     cell_key(sum(rk) FILTER (WHERE n_sessions > 0 AND baseline IS NULL)) AS missing_baseline__key,
-    cell_key(sum(rk) FILTER (WHERE n_sessions > 0 AND baseline < $min_baseline)) AS below_min_baseline__key,
+    cell_key(sum(rk) FILTER (WHERE n_sessions > 0 AND baseline < coalesce($min_baseline, scale_min_baseline))) AS below_min_baseline__key,
     cell_key(sum(rk) FILTER (WHERE eligible)) AS eligible__key,
     cell_key(sum(rk) FILTER (WHERE eligible AND n_followups = 0)) AS eligible_without_followup__key,
     cell_key(sum(rk) FILTER (WHERE eligible AND NOT has_endpoint)) AS eligible_without_endpoint__key,

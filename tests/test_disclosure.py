@@ -5,6 +5,8 @@ random cohorts run through the whole export."""
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -668,3 +670,46 @@ def test_a_hidden_rates_bound_rests_on_the_published_denominator_never_on_the_tr
     # a denominator without a key is published as it is, and so is its bound's
     out = disclosure.protect("response_by_route", table(40, minus_one).drop(columns="evaluable__key"), 11)
     assert disclosure.hidden_reason(out, 0, "remission_rate") == ("rate_below", 11 / 40)
+
+
+# --- cell keys in the queries ---------------------------------------------------------------------------------
+
+QUERIES = Path(__file__).resolve().parent.parent / "queries"
+_KEY_FORMS = (  # (the count's expression, its key's expression): the condition must be the same text
+    (r"count\(\*\) FILTER \(WHERE (?P<c>.+)\)", r"cell_key\(sum\(rk\) FILTER \(WHERE (?P<c>.+)\)\)"),
+    (r"sum\(CASE WHEN (?P<c>.+) THEN 1 ELSE 0 END\)(::BIGINT)?", r"cell_key\(sum\(CASE WHEN (?P<c>.+) THEN rk ELSE 0 END\)\)"),
+    (r"count\(\*\)(?P<c>)", r"cell_key\(sum\((rk|record_key\(pk\))\)\)(?P<c>)"),
+)
+
+
+def _select_items(sql: str) -> dict[str, str]:
+    """`name -> expression` of every `<expression> AS <name>` on a line of its own (comments dropped)."""
+    items = {}
+    for line in sql.splitlines():
+        line = line.split("--")[0].strip().rstrip(",")
+        for part in re.split(r",\s+(?=[a-z_]+\()", line) if line.upper().startswith("SELECT") else [line]:
+            m = re.fullmatch(r"(?:SELECT\s+)?(?P<e>.+?)\s+AS\s+(?P<n>\w+)", part.strip())
+            if m:
+                items[m["n"]] = m["e"]
+    return items
+
+
+def test_every_count_key_selects_the_same_patients_as_its_count():
+    """A count's cell key must sum the record keys of exactly the patients the count counts: a key over other
+    patients perturbs by the noise of another set (a newcomer found below_min_baseline's key filtering on the
+    raw $min_baseline, NULL under the matched questionnaire, so its key was always that of nobody and the
+    published count always the true one minus 24: exact differences)."""
+    checked = 0
+    for path in sorted(QUERIES.glob("*.sql")):
+        items = _select_items(path.read_text(encoding="utf-8"))
+        for name, key_expr in items.items():
+            if not name.endswith("__key") or name[:-5] not in items:
+                continue
+            count_expr = items[name[:-5]]
+            for count_form, key_form in _KEY_FORMS:
+                c, k_ = re.fullmatch(count_form, count_expr), re.fullmatch(key_form, key_expr)
+                if c and k_:
+                    assert c["c"] == k_["c"], (path.name, name, c["c"], k_["c"])
+                    checked += 1
+                    break
+    assert checked >= 25  # the queries' patient counts of every form above were compared

@@ -367,3 +367,19 @@ def test_trend_shows_no_zero_responders_beside_few_evaluable(sample_db, s):
     few_zero = true["evaluable"].between(1, K - 1) & (true["responders"] == 0) & ~excused.astype(bool)
     assert few_zero.any()  # the sample has such cells, so the check below is not empty
     assert shown.loc[few_zero, "responders"].isna().all(), shown.loc[few_zero]
+
+
+@pytest.mark.parametrize("instrument", ["GAD7", "matched"])
+def test_every_data_quality_count_has_the_key_of_its_patients(sample_db, instrument):
+    """Under the matched questionnaire the minimum baseline is each questionnaire's own ($min_baseline bound
+    NULL); the "below the minimum" count's key once filtered on the NULL and was always the key of nobody, so
+    the Data page published the true count minus 24 and two sites' counts differenced exactly."""
+    con = duckdb.connect(str(sample_db), read_only=True)
+    try:
+        for s in (Settings(instrument=instrument), Settings(instrument=instrument, site=("S1",))):
+            table = metrics.data_quality(con, s)
+            positive = table["count"] > 0
+            assert positive.sum() >= 5
+            assert (table.loc[positive, "count__key"] != 0).all(), table.loc[positive & (table["count__key"] == 0)]
+    finally:
+        con.close()
