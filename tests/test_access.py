@@ -205,6 +205,22 @@ def test_a_network_admin_sees_every_site():
     assert p.may_import and p.may_read_audit and p.has_access
 
 
+def test_only_a_network_admin_may_lower_the_minimum_cell():
+    """A shared dashboard's viewers and site directors see counts under the default minimum cell at most:
+    their settings are raised to it in the core (a newcomer turned hiding off with `?min_cell=0`)."""
+    viewer = access.person_from_claims({"sub": "v", "role": "viewer", "sites": ["S1"]})
+    director = access.person_from_claims({"sub": "d", "role": "site_director", "sites": ["S1"]})
+    admin = access.person_from_claims({"sub": "a", "role": "network_admin"})
+    for who in (viewer, director):
+        assert who.min_cell_floor == spec.DEFAULT_MIN_CELL == 11
+        assert access.apply_scope(Settings(min_cell=0), who).min_cell == 11
+        assert access.apply_scope(Settings(min_cell=5), who).min_cell == 11
+        assert access.apply_scope(Settings(min_cell=20), who).min_cell == 20  # stricter is anyone's choice
+    for who in (admin, access.local_person()):
+        assert who.min_cell_floor == 0
+        assert access.apply_scope(Settings(min_cell=0), who).min_cell == 0
+
+
 def test_no_role_or_no_sites_means_no_access_and_an_empty_scope():
     nobody = access.person_from_claims({"sub": "x", "email": "x@y.org"})
     assert not nobody.has_access and nobody.scope == () and "no role" in nobody.why_no_access()

@@ -123,6 +123,25 @@ def test_an_s1_director_never_sees_s2_and_the_link_names_it_dropped(db):
     assert set(log["query"]) == {"site=S1&instrument=matched"}  # the dashboard's default instrument
 
 
+def test_a_link_cannot_turn_hiding_off_for_a_viewer_or_director(db):
+    """`?min_cell=0` from a viewer's or site director's link is named and raised to 11 (the number box
+    refuses less); a network admin's is used as it is."""
+    for user in (VIEWER, DIRECTOR):
+        at = signed_in(user, min_cell="0")
+        at.run()
+        assert not at.exception and not at.error
+        assert at.session_state[ui.CONTEXT_KEY].settings.min_cell == 11
+        notice = " ".join(plain_text(w.value) for w in at.warning if "could not be used" in w.value)
+        assert "min_cell: 0 is below 11, the smallest minimum cell your role may use; 11 is used" in notice
+        box = at.number_input(key="min_cell")
+        assert box.value == 11 and box.min == 11 and "11 or more for your role" in box.label
+        assert "min_cell" not in at.query_params  # the link now says what is in force: the default
+    admin = signed_in(ADMIN, min_cell="0")
+    admin.run()
+    assert not admin.exception and admin.session_state[ui.CONTEXT_KEY].settings.min_cell == 0
+    assert admin.number_input(key="min_cell").min == 0
+
+
 def test_a_filter_change_is_a_new_view_and_a_rerun_is_not(db):
     at = signed_in(DIRECTOR)
     at.run()
@@ -209,14 +228,16 @@ def test_a_directors_download_equals_the_command_line_export_and_is_recorded(db,
     from dashboard import cli
 
     person = access.person_from_claims(DIRECTOR)
-    # the link ?site=S1&site=S2&min_cell=0 for an S1 director: S2 is named and dropped (the test above)
+    # the link ?site=S1&site=S2&min_cell=0 for an S1 director: S2 is named and dropped (the test above), and
+    # the minimum cell raised to 11 (a director may not turn hiding off)
     settings = access.apply_scope(Settings(site=("S1",), min_cell=0), person)
+    assert settings.min_cell == 11
     ctx = ui.PageContext(db_path=db, signature=store.database_signature(db),
                          settings=settings, person=person, audit_log=audit.audit_path(db), page="overview")
     zipped = ui.audited(ctx, ["ketamine-outcomes-summaries.zip"], ui.zip_bytes_builder(ctx))()
     out = tmp_path / "cli"
     assert cli.main(["export", "--db", str(db), "--out", str(out), "--site", "S1", "--site", "S2",
-                     "--min-cell", "0", "--scope", "S1"]) == 0
+                     "--scope", "S1"]) == 0
     import io
     import zipfile
 
@@ -227,11 +248,11 @@ def test_a_directors_download_equals_the_command_line_export_and_is_recorded(db,
     assert list(log["action"]) == ["download", "export"]
     first = log.iloc[0]
     assert (first["email"], first["sites"], first["files"], first["query"]) == (
-        "director@s1.org", "S1", "ketamine-outcomes-summaries.zip", "site=S1&min_cell=0")
+        "director@s1.org", "S1", "ketamine-outcomes-summaries.zip", "site=S1")
     # the command line drops S2 as the dashboard does, so its provenance.json (compared above) is the same
     provenance = json.loads((out / export.PROVENANCE_FILE).read_text())
     assert provenance["filters"]["site"] == ["S1"]
-    assert provenance["command_line_flags"] == ["--site", "S1", "--min-cell", "0", "--scope", "S1"]
+    assert provenance["command_line_flags"] == ["--site", "S1", "--scope", "S1"]
 
 
 def test_a_directors_report_download_is_made_within_their_sites(db, tmp_path):

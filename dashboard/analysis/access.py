@@ -7,7 +7,8 @@ The contract is docs/access.md (from the shared spec "Sign-in, per-site access a
 - A person's role and sites come from their identity-provider claims `role` and `sites`; when the provider
   sends no `role` claim, from an access file (CSV `email,role,sites`) that maps e-mail addresses to them.
 - The scope is enforced in the core: `apply_scope(settings, person)` sets `Settings.scope`, which every
-  query binds (`Settings.cohort_params`), so pages, option lists, CSVs and reports obey it by construction.
+  query binds (`Settings.cohort_params`), so pages, option lists, CSVs and reports obey it by construction;
+  it also keeps the minimum cell of anyone but a network admin at or above the default.
 
 Questions other parts ask (no Streamlit here, so the command line and tests use the same answers):
 
@@ -85,6 +86,14 @@ class Person:
         return self.role in (SITE_DIRECTOR, NETWORK_ADMIN)
 
     @property
+    def min_cell_floor(self) -> int:
+        """The smallest minimum cell this person's views may use: any (0 turns hiding off) for a network admin,
+        who holds every site's data (and for the local person, who holds the database file); the default
+        (spec.DEFAULT_MIN_CELL) for everyone else, so a viewer or site director of a shared dashboard never
+        sees a small count by changing a setting or a link (docs/choices.md)."""
+        return 0 if self.sees_all_sites else spec.DEFAULT_MIN_CELL
+
+    @property
     def may_import(self) -> bool:
         return self.role == NETWORK_ADMIN
 
@@ -113,8 +122,9 @@ class Person:
 
 
 def apply_scope(settings: Settings, person: Person) -> Settings:
-    """`settings` computed within what `person` may see (their sites; every site for a network admin)."""
-    return settings.replace(scope=person.scope)
+    """`settings` computed within what `person` may see: their sites (every site for a network admin), and a
+    minimum cell of at least `person.min_cell_floor` (a lower one is raised to it)."""
+    return settings.replace(scope=person.scope, min_cell=max(settings.min_cell, person.min_cell_floor))
 
 
 def local_person() -> Person:

@@ -123,13 +123,14 @@ except Exception:  # noqa: BLE001 - a damaged file must not show a traceback
     )
     st.stop()
 
-link_problems = ui.url_problems(raw_params, options, scoped=person.scope is not None)
+link_problems = ui.url_problems(raw_params, options, scoped=person.scope is not None,
+                                min_cell_floor=person.min_cell_floor)
 ui.note_url_problems(link_problems)
-ui.seed_widgets_from_link(raw_params, options, link_problems)
+ui.seed_widgets_from_link(raw_params, options, link_problems, person.min_cell_floor)
 
 ui.render_person(person)
 banner = st.sidebar.container()
-values = ui.render_sidebar(options, raw_params)
+values = ui.render_sidebar(options, raw_params, person.min_cell_floor)
 # the URL says what the sidebar holds, in codes, and what the page shows (its part, its display choices)
 ui.sync_link(values, ui.link_view(page_path, view), ui.display_choices(page_path, raw_params))
 

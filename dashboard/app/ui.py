@@ -471,13 +471,14 @@ def quarter_order_words(start: str, end: str) -> str:
 
 
 def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]], *,
-                 scoped: bool = False) -> list[str]:
+                 scoped: bool = False, min_cell_floor: int = 0) -> list[str]:
     """Plain-language problems with a link's query parameters, one per parameter and value.
 
     Checks what `Settings.from_query_params` checks, and also what the widgets would silently drop:
     a site or start quarter that is not in this database, and a value not spelled as the widget offers it.
     `scoped`: the options are one person's sites, so a site outside them is named as outside their access
-    (whether or not it exists, which is not theirs to learn).
+    (whether or not it exists, which is not theirs to learn). `min_cell_floor`: the smallest minimum cell
+    the person may use (access.Person.min_cell_floor); a lower one is named and raised to it.
     """
     problems: list[str] = []
     known: dict[str, list[str]] = {}
@@ -508,6 +509,10 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
         problems.append(f"{quarter_order_words(*order)}: both quarters were ignored, so patients of every start "
                         "quarter are shown")
     mentioned = {p.split(":", 1)[0] for p in problems} | (set(QUARTERS) if order else set())
+    below = _below_min_cell_floor(known.get("min_cell"), min_cell_floor) if "min_cell" not in mentioned else None
+    if below is not None:
+        problems.append(f"min_cell: {below} is below {min_cell_floor}, the smallest minimum cell your role may "
+                        f"use; {min_cell_floor} is used")
     spelled = widget_options(options)
     for key, values in known.items():
         if key in mentioned or key not in spelled:
@@ -526,6 +531,15 @@ def url_problems(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequ
                 else:
                     problems.append(f"{key}: {quoted(value)} should be written as one of {', '.join(allowed)}")
     return problems
+
+
+def _below_min_cell_floor(given: Sequence[str] | None, floor: int) -> int | None:
+    """A link's single, well-formed minimum cell when it is below `floor`, else None."""
+    values = [v for v in (given or []) if v.strip() != ""]
+    if len(values) != 1 or parse_problems("min_cell", values):
+        return None
+    value = int(values[0].strip())
+    return value if value < floor else None
 
 
 def dashboard_instrument(instrument: str | None, diagnoses: Sequence[str]) -> str:
@@ -582,7 +596,7 @@ def note_url_problems(problems: list[str]) -> None:
 
 
 def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]],
-                       problems: Sequence[str]) -> dict[str, Any]:
+                       problems: Sequence[str], min_cell_floor: int = 0) -> dict[str, Any]:
     """The sidebar's widget values a link asks for, by parameter name: only what can be used, exactly as
     `url_problems` describes (the rest is named in the notice and its default applies).
 
@@ -591,7 +605,8 @@ def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str
     `window=inf` or `instrument=phq9` leave the default); a numeric minimum baseline is not taken when it
     was refused with the matched instrument. Sites and start quarters are limited to `options` (the
     person's own sites), so a link never reaches outside them. A start quarter after the end quarter takes
-    neither (the notice says so), as any other value that cannot be used: the page still shows the rest.
+    neither (the notice says so), as any other value that cannot be used: the page still shows the rest. A
+    minimum cell below `min_cell_floor` (the person's, access.Person.min_cell_floor) is not taken either.
     """
     allowed = widget_options(options)
     values: dict[str, Any] = {}
@@ -619,11 +634,13 @@ def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str
         except SettingsError:  # out of range: named in the notice, the default applies
             continue
         values[key] = getattr(parsed, key)
+    if values.get("min_cell", min_cell_floor) < min_cell_floor:
+        del values["min_cell"]
     return values
 
 
 def seed_widgets_from_link(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]],
-                           problems: Sequence[str]) -> None:
+                           problems: Sequence[str], min_cell_floor: int = 0) -> None:
     """Set the sidebar's widgets from the link, once per session (a shared link opens a new session); on
     every run give a widget without a value its last value (or default), and drop a site or start quarter
     that the database no longer has (after an import), which the widget would refuse.
@@ -633,9 +650,10 @@ def seed_widgets_from_link(params: Mapping[str, Sequence[str]], options: Mapping
     (`route=IV`) while the sidebar shows words (IV infusion). Streamlit forgets a widget's value after a
     run that did not draw it (an error screen before the sidebar), so the last values drawn are kept
     aside and put back; a number box without a value would read 0, for the minimum cell hiding turned off.
+    A minimum cell below the person's `min_cell_floor` is raised to it (the number box refuses less).
     """
     if not st.session_state.get(SEEDED_KEY):
-        for key, value in link_widget_values(params, options, problems).items():
+        for key, value in link_widget_values(params, options, problems, min_cell_floor).items():
             st.session_state[key] = value
         st.session_state[SEEDED_KEY] = True
     last = st.session_state.get(LAST_VALUES_KEY) or WIDGET_DEFAULTS
@@ -649,6 +667,8 @@ def seed_widgets_from_link(params: Mapping[str, Sequence[str]], options: Mapping
     for key in ("from_quarter", "to_quarter"):
         if st.session_state[key] is not None and st.session_state[key] not in offered[key]:
             st.session_state[key] = None
+    if st.session_state["min_cell"] < min_cell_floor:
+        st.session_state["min_cell"] = min_cell_floor
 
 
 def link_params(values: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -920,12 +940,14 @@ def _words(labels: Mapping[str, str]) -> Callable[[str], str]:
     return shown
 
 
-def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = ()) -> dict[str, Any]:
+def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str] = (),
+                   min_cell_floor: int = 0) -> dict[str, Any]:
     """Every filter and setting; returns the widget values by parameter name (codes, as `Settings` spells
     them). The options are shown in words (IV infusion, Major depression); the link keeps the codes
     (`seed_widgets_from_link` reads it, `sync_link` writes it).
 
     `url_keys` are the parameters of the link being opened: their sections open so the reader sees them.
+    `min_cell_floor`: the smallest minimum cell the person may set (access.Person.min_cell_floor).
     """
     url_keys = tuple(url_keys)
     sb = st.sidebar
@@ -941,7 +963,7 @@ def render_sidebar(options: Mapping[str, Sequence[str]], url_keys: Iterable[str]
     _render_section("More filters", MORE_FILTERS_KEY, MORE_FILTERS, url_keys, v,
                     lambda: _render_more_filters(v, options))
     _render_section("Analysis settings", ANALYSIS_SETTINGS_KEY, ANALYSIS_SETTINGS, url_keys, v,
-                    lambda: _render_analysis_settings(v))
+                    lambda: _render_analysis_settings(v, min_cell_floor))
     sb.button("Reset all filters and settings", on_click=reset_settings, key="_ko_reset", icon=":material/restart_alt:",
               width="stretch")
     return v
@@ -980,8 +1002,9 @@ def _render_more_filters(v: dict[str, Any], options: Mapping[str, Sequence[str]]
                                    help="Band of the baseline score on the chosen questionnaire")
 
 
-def _render_analysis_settings(v: dict[str, Any]) -> None:
-    """The "Analysis settings" section's widgets, their values into `v` (the diagnoses already in it)."""
+def _render_analysis_settings(v: dict[str, Any], min_cell_floor: int = 0) -> None:
+    """The "Analysis settings" section's widgets, their values into `v` (the diagnoses already in it); the
+    minimum cell cannot be set below `min_cell_floor`."""
     # Empty (no instrument in the link) means the dashboard's default, which the placeholder says in
     # words: the selected diagnoses' one questionnaire, or matched to each patient's diagnosis.
     default = dashboard_instrument(None, v["diagnosis"])
@@ -1018,9 +1041,11 @@ def _render_analysis_settings(v: dict[str, Any]) -> None:
         step=1, key="window",
     )
     v["min_cell"] = st.number_input(
-        "Minimum cell (smallest count shown; 0 turns hiding off)", min_value=0, max_value=spec.MAX_MIN_CELL,
-        step=1, key="min_cell",
-        help="Counts below this, and rates resting on fewer patients, are hidden to protect privacy.",
+        "Minimum cell (smallest count shown; 0 turns hiding off)" if min_cell_floor == 0 else
+        f"Minimum cell (smallest count shown; {min_cell_floor} or more for your role)",
+        min_value=min_cell_floor, max_value=spec.MAX_MIN_CELL, step=1, key="min_cell",
+        help="Counts below this, and rates resting on fewer patients, are hidden to protect privacy."
+             + ("" if min_cell_floor == 0 else " Only a network administrator may set it lower."),
     )
     v["rems_minutes"] = st.number_input(
         "Esketamine monitoring minimum (minutes)", min_value=0, max_value=spec.MAX_REMS_MINUTES,
