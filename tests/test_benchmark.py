@@ -211,3 +211,27 @@ def test_a_scoped_export_names_only_the_scope_on_the_whole_network(sample_db, tm
     other = (tmp_path / "s1" / "benchmark.csv").read_text()
     for site in ("S2", "S3", "S4", "S5", "S6"):
         assert site not in other
+
+
+@pytest.mark.parametrize("s", [Settings(), Settings(sex=("X",)), Settings(sex=("X",), instrument="matched"),
+                               Settings(diagnosis=("PTSD",), population="itt")],
+                         ids=["everyone", "sex-X", "sex-X-matched", "PTSD-itt"])
+def test_the_pooled_rate_is_the_cohorts_own_published_rate(sample_db, s):
+    """With no site chosen, the network's pooled rates are the cohort's: the same patients, published the
+    same way as response_by_route.csv's ALL row. A newcomer saw "pooled 37 %" beside the Overview's 54 % for
+    sex X: the pooled rate summed every small site's perturbed counts, and their noise with them."""
+    import duckdb
+
+    con = duckdb.connect(str(sample_db), read_only=True)
+    try:
+        table = export.compute_summary(con, s, "benchmark.csv")
+        response = export.compute_summary(con, s, "response_by_route.csv").set_index("route").loc["ALL"]
+    finally:
+        con.close()
+    for measure, rate in (("response", "response_rate"), ("remission", "remission_rate")):
+        pooled = table.loc[table["measure"] == measure, "network_pooled"].to_numpy(dtype=float)
+        assert len(set(pooled.tolist())) == 1 or np.isnan(pooled).all(), measure
+        if pd.isna(response[rate]):  # hidden in both (fewer than k responders in the whole network)
+            assert np.isnan(pooled).all(), measure
+        else:
+            assert pooled[0] == pytest.approx(float(response[rate]), abs=1e-15), measure

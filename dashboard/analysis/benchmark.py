@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard.analysis import metrics
-from dashboard.analysis.disclosure import noise, perturbed, protect
+from dashboard.analysis.disclosure import CELL_KEY_MODULUS, noise, perturbed, protect
 from dashboard.analysis.settings import Settings
 from dashboard.data import spec
 
@@ -68,13 +68,15 @@ def control_limits(pooled: float, evaluable: np.ndarray | float, z: float) -> tu
     return pooled - half, pooled + half
 
 
-def benchmark_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
+def benchmark_from_counts(counts: pd.DataFrame, pooled: dict[str, float] | None = None) -> pd.DataFrame:
     """benchmark.csv before disclosure control, from per-site counts.
 
     counts: one row per site with columns site, evaluable, responders, remitters (integers). Sites
     without evaluable patients are left out. Returns COLUMNS, rows by site code then measure (response
     first); rates and limits are fractions 0–1, `benchmarked`, `outside_95`, `outside_998` booleans,
-    `position` text or None."""
+    `position` text or None. `pooled` {measure: rate} replaces the pooled rates computed from `counts` (and
+    the control limits around them): the network's rates as published (`published_pooled`)."""
+    pooled_given = pooled
     keep = counts["evaluable"].to_numpy() > 0
     sites = [str(x) for x in counts["site"].to_numpy(dtype=object)[keep]]
     order = sorted(range(len(sites)), key=sites.__getitem__)  # by site code (stable, as sort_values)
@@ -90,6 +92,8 @@ def benchmark_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
         else:
             median = p75 = NAN
         pooled = float(k.sum() / n.sum()) if n.sum() else NAN
+        if pooled_given is not None:
+            pooled = pooled_given[measure]
         lo95, hi95 = control_limits(pooled, n, Z95)
         lo998, hi998 = control_limits(pooled, n, Z998)
         for i, site in enumerate(site_order):
@@ -247,15 +251,35 @@ def perturbed_site_counts(counts: pd.DataFrame, k: int) -> pd.DataFrame:
     return out
 
 
+def published_pooled(counts: pd.DataFrame, k: int) -> dict[str, float] | None:
+    """The network's pooled response and remission rates as published under minimum cell k > 0: its total
+    counts, each perturbed once with the key of all its patients (the sum of the sites' keys modulo 2^32,
+    disclosure.CELL_KEY_MODULUS), exactly as response_by_route.csv's `ALL` row publishes the same patients'
+    counts when no site is chosen. Summing every site's perturbed count instead added up each site's noise
+    (a newcomer saw a pooled 37 % beside the same cohort's 54 %). None when k = 0 or the keys are missing."""
+    if k <= 0 or any(f"{c}__key" not in counts.columns for c in ("evaluable", "responders", "remitters")):
+        return None
+
+    def published(col: str) -> int:
+        key = int(counts[f"{col}__key"].astype("int64").sum()) % CELL_KEY_MODULUS
+        return perturbed(int(counts[col].sum()), key, k)
+
+    n = published("evaluable")
+    # perturbed independently, a part may exceed its whole: the rate is then 1, as in disclosure.RECOMPUTE
+    return {measure: (min(published(col), n) / n if n > 0 else NAN)
+            for measure, col in (("response", "responders"), ("remission", "remitters"))}
+
+
 def protected_benchmark(counts: pd.DataFrame, k: int) -> pd.DataFrame:
     """benchmark.csv's rows under minimum cell k: which cells are hidden is decided on the exact counts
     (`protect_benchmark`, as every table's suppression); the values shown, and the network's median, 75th
-    percentile, pooled rate and the funnel flags, are computed from the perturbed counts, so no rate is an
-    exact fraction that would give a site's or the network's counts back."""
+    percentile and the funnel flags, are computed from the perturbed site counts, and the pooled rate from
+    the network's perturbed totals (`published_pooled`), so no rate is an exact fraction that would give a
+    site's or the network's counts back."""
     exact = protect_benchmark(benchmark_from_counts(perturbed_site_counts(counts, 0)), k)
     if k <= 0:
         return exact
-    shown = benchmark_from_counts(perturbed_site_counts(counts, k))
+    shown = benchmark_from_counts(perturbed_site_counts(counts, k), published_pooled(counts, k))
     # the same rows in the same order (site, then measure): both come from the same sites with patients
     if list(zip(shown["site"], shown["measure"])) != list(zip(exact["site"], exact["measure"])):
         shown = shown.set_index(["site", "measure"]).loc[list(zip(exact["site"], exact["measure"]))].reset_index()
