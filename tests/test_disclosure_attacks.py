@@ -362,11 +362,14 @@ def test_trend_shows_no_zero_responders_beside_few_evaluable(sample_db, s):
         con.close()
     assert len(shown) == len(true) and (shown["route"] == true["route"]).all()
     quarter_all = true[true["route"] == spec.ALL].set_index("start_quarter")
-    # "nobody responded" may show only where the quarter's ALL says so of K or more evaluable patients
-    excused = true["start_quarter"].map((quarter_all["responders"] == 0) & (quarter_all["evaluable"] >= K))
-    few_zero = true["evaluable"].between(1, K - 1) & (true["responders"] == 0) & ~excused.astype(bool)
-    assert few_zero.any()  # the sample has such cells, so the check below is not empty
-    assert shown.loc[few_zero, "responders"].isna().all(), shown.loc[few_zero]
+    found = 0
+    for part, base in (("responders", "evaluable"), ("responders", "patients"), ("evaluable", "patients")):
+        # "nobody responded" (or "nobody evaluable") may show only where the quarter's ALL says so of K or more
+        excused = true["start_quarter"].map((quarter_all[part] == 0) & (quarter_all[base] >= K)).astype(bool)
+        few_zero = true[base].between(1, K - 1) & (true[part] == 0) & ~excused
+        found += int(few_zero.sum())
+        assert shown.loc[few_zero, part].isna().all(), (part, base, shown.loc[few_zero])
+    assert found  # the sample has such cells, so the checks above are not empty
 
 
 @pytest.mark.parametrize("instrument", ["GAD7", "matched"])

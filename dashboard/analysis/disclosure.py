@@ -43,6 +43,9 @@ class Rule:
     at_least_k: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # derived -> bases that must be >= k
     parts: tuple[tuple[str, str, str], ...] = ()  # (total, part, part) in one row
     residual: frozenset[str] = frozenset()  # counts whose ALL may hold patients of no route
+    # count -> the counts of patients it is a part of (a funnel step's earlier steps): its zero beside one of
+    # them hidden as small is a share of a small group, as a rate's zero numerator is (_zeros_of_few)
+    zero_bases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _rates(rate_cols: tuple[str, ...], num: str, den: str, base: str | None = None) -> tuple[dict, dict]:
@@ -84,15 +87,19 @@ _TRAJ = _merge(
 )
 _BREAK = _rates(("response_rate", "response_ci_low", "response_ci_high"), "responders", "evaluable")
 _TREND = _BREAK
+# the funnel's steps, each a part of every earlier one (metrics.md "Cohort"; queries/outcome_counts.sql)
+_FUNNEL = ("patients", "with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint")
+_FUNNEL_ZEROS = {step: tuple(reversed(_FUNNEL[:i])) for i, step in enumerate(_FUNNEL) if i}
+# response_by_route and trend: the evaluable patients, and so their responders, are a part of the patients
+_OUTCOME_ZEROS = {"evaluable": ("patients",), "responders": ("patients",), "remitters": ("patients",)}
 
 TABLES: dict[str, Rule] = {
     "cohort": Rule(
-        counts={c: None for c in ("patients", "with_sessions", "with_baseline", "eligible", "with_followup", "with_endpoint")},
-        residual=frozenset({"patients"}),
+        counts={c: None for c in _FUNNEL}, residual=frozenset({"patients"}), zero_bases=_FUNNEL_ZEROS,
     ),
     "response_by_route": Rule(
         counts={"patients": None, "evaluable": None, "responders": None, "remitters": None},
-        hide_with=_RESP[0], at_least_k=_RESP[1],
+        hide_with=_RESP[0], at_least_k=_RESP[1], zero_bases=_OUTCOME_ZEROS,
     ),
     "time_to_relief": Rule(
         counts={"patients": None, "events": None, "censored": None},
@@ -136,7 +143,7 @@ TABLES: dict[str, Rule] = {
     # metrics.trend: quarters x routes, protected in both directions like the breakdown
     "trend": Rule(
         counts={"patients": None, "evaluable": None, "responders": None}, line_keys=("start_quarter",),
-        hide_with=_TREND[0], at_least_k=_TREND[1],
+        hide_with=_TREND[0], at_least_k=_TREND[1], zero_bases=_OUTCOME_ZEROS,
     ),
 }
 SPECIAL_TABLES = ("time_to_relief_curve", "relief_at_risk", "route_comparison", "logrank", "data_quality",
@@ -272,28 +279,32 @@ def _zeros_of_few(rule: Rule, hidden: dict[str, np.ndarray], values: Mapping[str
                   lines: list[tuple[list[int], int]]) -> None:
     """Hide (in place) a zero beside its hidden small base: a share of a small group. "0 responders" of fewer
     than k evaluable patients says none responded, "0 censored" of fewer than k that all were relieved: a
-    rate from fewer than k patients (metrics.md). The counts a rate or median is computed from (hide_with)
-    that are not its base (at_least_k) are such parts. Where the line's ALL (`lines`: each line's route rows
-    and its ALL row) is zero too and shown beside a base of k or more, every route's zero is known from it
-    (nobody in the cohort responded) and stays shown; ALL's own zero beside a small base is hidden. Of the tables protected in two directions (TWO_WAY) only those in ZEROS_AGREE take this step
-    (docs/choices.md)."""
-    for derived, bases in rule.at_least_k.items():
-        for base in bases:
-            if base not in hidden:
-                continue
-            for part in rule.hide_with.get(derived, ()):
-                if part == base or part not in hidden:
-                    continue
-                zero_of_few = (values[part] == 0) & hidden[base]
-                if zero_of_few.any():
-                    # a zero that follows from its line's ALL zero, which is itself shown (ALL's base is not
-                    # small): "nobody in the cohort responded" is no finding about a small group. ALL's own
-                    # zero beside its small base is one (3 patients of a quarter, none responded), so it and
-                    # its routes' zeros are hidden.
-                    excused = np.zeros(len(zero_of_few), dtype=bool)
-                    for members, total in lines:
-                        excused[[*members, total]] = values[part][total] == 0 and not hidden[base][total]
-                    hidden[part] |= zero_of_few & ~excused
+    rate from fewer than k patients (metrics.md). The parts are the counts a rate or median is computed from
+    (hide_with) besides its base (at_least_k), and a funnel step's zero beside an earlier step (zero_bases):
+    "0 with an endpoint" of 3 eligible says none of them had one. The bases are those hidden before this
+    step (counts 1..k-1, and cells hidden elsewhere), so the order of the pairs does not matter.
+
+    Where the line's ALL (`lines`: each line's route rows and its ALL row) shows zero beside a base of k or
+    more, every route's zero is known from it (nobody in the cohort responded) and stays shown; ALL's own
+    zero beside a small base is hidden. Of the tables protected in two directions (TWO_WAY) only those in
+    ZEROS_AGREE take this step (docs/choices.md)."""
+    small = {c: h.copy() for c, h in hidden.items()}
+    pairs = {(part, base) for derived, bases in rule.at_least_k.items() for base in bases
+             for part in rule.hide_with.get(derived, ()) if part != base}
+    pairs |= {(part, base) for part, bases in rule.zero_bases.items() for base in bases}
+    for part, base in sorted(pairs):
+        if part not in hidden or base not in small:
+            continue
+        zero_of_few = (values[part] == 0) & small[base]
+        if not zero_of_few.any():
+            continue
+        # a zero that follows from its line's ALL zero, itself shown beside a base of k or more: "nobody in
+        # the cohort responded" is no finding about a small group. ALL's own zero beside its small base is
+        # one (3 patients of a quarter, none responded), so it and its routes' zeros are hidden.
+        excused = np.zeros(len(zero_of_few), dtype=bool)
+        for members, total in lines:
+            excused[[*members, total]] = values[part][total] == 0 and not small[base][total]
+        hidden[part] |= zero_of_few & ~excused
 
 
 def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: int, residual: bool, k: int,
@@ -518,7 +529,8 @@ def _protect_two_way(df: pd.DataFrame, name: str, k: int) -> pd.DataFrame:
     along: list[list[int]] = [list(idx) for idx in groups.indices.values()]
     sums = groups[cols].sum().reset_index()
     totals_rule = Rule(counts={c: None for c in cols}, line_keys=tuple(others),
-                       hide_with=rule.hide_with if zeros else {}, at_least_k=rule.at_least_k if zeros else {})
+                       hide_with=rule.hide_with if zeros else {}, at_least_k=rule.at_least_k if zeros else {},
+                       zero_bases=rule.zero_bases if zeros else {})
     totals_hidden = hidden_cells(sums, totals_rule, k)
     changed = True
     while changed:
