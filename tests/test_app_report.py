@@ -121,6 +121,11 @@ def test_hidden_cells_say_fewer_than_k_or_a_bound():
     assert figures.cell_text(out, 2, "responders") == "205"
     assert figures.cell_text(out, 2, "response_rate", "pct") == "29.3 %"
     assert figures.cell_text(disclosure.protect("response_by_route", df, 0), 0, "responders") == "5"
+    # fewer than 11 of 11 evaluable: "< 100 %" would say nothing and read like a result
+    few = df.assign(evaluable=[11, 300, 311], patients=[11, 300, 311], response_rate=[5 / 11, 2 / 3, 205 / 311])
+    out = disclosure.protect("response_by_route", few, 11)
+    assert disclosure.hidden_reason(out, 0, "response_rate")[0] == "rate_below"
+    assert figures.cell_text(out, 0, "response_rate", "pct") == "too few to show"
 
 
 # --- the Overview answers the question ----------------------------------------------------------------------------

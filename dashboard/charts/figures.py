@@ -118,7 +118,8 @@ def hidden_text(df: pd.DataFrame | None, label: object, column: str, *, percent:
     """What a hidden cell of a protected table says on screen, or None when the cell is not hidden.
 
     From `disclosure.hidden_reason`: a count from 1 to k−1 reads "fewer than k"; a rate over a shown
-    denominator whose count is such a count reads "< 1.3 %" (k / n, rounded up); a rate or median resting
+    denominator whose count is such a count reads "< 1.3 %" (k / n, rounded up; "too few to show" when that
+    bound would be 100 %, which says nothing and reads like a result); a rate or median resting
     on fewer than k patients reads "fewer than k patients", one computed from such a count "too few to
     show"; a cell hidden to protect another reads "hidden"
     (it may be k or more, so no bound is claimed). In a table without the record every empty cell reads
@@ -140,7 +141,10 @@ def _reason_text(reason: tuple[str, float], percent: bool) -> str:
     if kind == "fewer_than":
         return f"fewer than {int(value)}"
     if kind == "rate_below":
-        return pct_bound(value) if percent else "hidden"
+        if not percent:
+            return "hidden"
+        # a bound of 100 % (fewer than 11 of 11) says nothing a reader can use and reads like a result
+        return "too few to show" if pct_bound(value) == pct_bound(1.0) else pct_bound(value)
     if kind == "too_few":
         return f"fewer than {int(value)} patients"
     if kind == "rests_on_few":
