@@ -623,6 +623,9 @@ def test_a_display_choice_the_page_does_not_have_is_named_and_the_default_shown(
     assert at.segmented_control(key="_ko_relief_span").value == "8w" and dict(at.query_params) == {}
     assert ui.display_problems("weeks", ["26", "52"]) == [
         "weeks: given 2 times ('26', '52'); the page shows its default (12)"]
+    # numbers are listed in their order, not the widget's (a newcomer read "12, 8, 26, 52")
+    assert ui.display_problems("weeks", ["9"]) == [
+        "weeks: '9' is not one of 8, 12, 26, 52; the page shows its default (12)"]
     # another page's choice (a link kept while moving on) is no problem: this page has none
     at = open_with(make_app(), "views/maintenance.py", days="all")
     assert not at.warning and dict(at.query_params) == {}

@@ -186,6 +186,9 @@ def test_a_file_that_is_not_a_database_is_not_overwritten(tmp_path):
         import_export(write_export(tmp_path / "e", tables()), target)
     assert only(info.value).message.startswith("this file is not a DuckDB database, so the import will not overwrite it")
     assert target.read_text() == "precious,data\n"
+    # the heading names the file at fault, not the export folder (a newcomer read "1 problem in smp")
+    assert info.value.report().splitlines()[0] == (
+        f"Import refused: 1 problem with {target}. Nothing was imported; {target} was left unchanged.")
 
 
 def test_csv_and_parquet_of_the_same_data_give_identical_databases(tmp_path):

@@ -212,3 +212,12 @@ def test_a_repeated_single_valued_key_is_refused(name):
     with pytest.raises(SettingsError) as exc:
         Settings.from_query_params({name: ["11", "0"]})
     assert exc.value.problems == [f"{name}: given 2 times, expected once; the default was used"]
+
+
+def test_reversed_quarters_name_the_end_quarter_in_words_on_the_command_line():
+    """The flag form of the problem must not name the other setting by its link name (a newcomer read
+    "--from-quarter: '2025-Q4' is after to_quarter '2024-Q1'")."""
+    with pytest.raises(SettingsError) as exc:
+        from_flags(["--from-quarter", "2025-Q4", "--to-quarter", "2024-Q1"])
+    assert any("'2025-Q4' is after the end quarter '2024-Q1'" in p for p in exc.value.problems)
+    assert not any("to_quarter" in p for p in exc.value.problems)

@@ -112,7 +112,7 @@ class Settings:
             and spec.QUARTER_PATTERN.match(self.from_quarter) and spec.QUARTER_PATTERN.match(self.to_quarter)
             and self.from_quarter > self.to_quarter
         ):
-            problems.append(f"from_quarter: {quoted(self.from_quarter)} is after to_quarter {quoted(self.to_quarter)}")
+            problems.append(f"from_quarter: {quoted(self.from_quarter)} is after the end quarter {quoted(self.to_quarter)}")
         for name in ("treatment_resistant", "integration"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, bool):

@@ -780,7 +780,9 @@ def display_problems(key: str, values: Sequence[str]) -> list[str]:
         return [f"{key}: given {len(given)} times ({', '.join(quoted(v) for v in given)}); the page shows its "
                 f"default ({choice.default})"]
     if given and given[0] not in choice.codes:
-        return [f"{key}: {quoted(given[0])} is not one of {', '.join(choice.codes)}; the page shows its default "
+        # numbers in their order (weeks 8, 12, 26, 52), whatever order the widget offers them in
+        listed = sorted(choice.codes, key=int) if all(c.isdigit() for c in choice.codes) else choice.codes
+        return [f"{key}: {quoted(given[0])} is not one of {', '.join(listed)}; the page shows its default "
                 f"({choice.default})"]
     return []
 

@@ -164,7 +164,9 @@ class ImportRefused(Exception):
     def report(self) -> str:
         total = len(self.problems) + sum(self.more.values())
         head = f"Import refused: {spec.counted(total, 'problem')}"
-        if self.export_dir is not None:
+        if self.db_path is not None and self.problems and all(p.file == str(self.db_path) for p in self.problems):
+            head += f" with {self.db_path}"  # the database given, not the export (a text file as --db)
+        elif self.export_dir is not None:
             head += f" in {self.export_dir}"
         tail = "Nothing was imported"
         if self.db_path is not None:
