@@ -9,9 +9,10 @@ showing any of it. The rules per table are data (`TABLES`); docs/choices.md expl
   sessions of a route with 5 patients);
 - complementary suppression, per line (the route cells of one column that add up to the `ALL` cell, e.g.
   one event type): when any cell of the line is hidden, at least two cells are hidden and together they
-  hold at least k, adding the smallest shown non-zero cell (then zeros) until that holds. The part of
-  `ALL` no route holds (patients never dosed, in the funnel's first column) counts as a hidden cell;
-- row identities (events + censored = patients): never exactly one hidden part;
+  hold at least k, adding the smallest shown non-zero cell (then zeros) until that holds;
+- row identities (events + censored = patients): never exactly one hidden part; counts equal on every
+  route row (a route's patients and its patients with sessions) hidden together;
+- a zero beside its small hidden base (none responded of 3) hidden like a small count;
 - a derived value (rate, interval, median, mean) is hidden when a count it is computed from is hidden or
   its base (the patients it rests on) is below k;
 - tables in two directions (breakdown groups, start quarters, session numbers) are protected along both,
@@ -42,10 +43,12 @@ class Rule:
     hide_with: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # derived -> counts it reveals
     at_least_k: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # derived -> bases that must be >= k
     parts: tuple[tuple[str, str, str], ...] = ()  # (total, part, part) in one row
-    residual: frozenset[str] = frozenset()  # counts whose ALL may hold patients of no route
     # count -> the counts of patients it is a part of (a funnel step's earlier steps): its zero beside one of
     # them hidden as small is a share of a small group, as a rate's zero numerator is (_zeros_of_few)
     zero_bases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # pairs of counts equal on every route row (a route's patients all have sessions): hidden together there,
+    # or one would give the other back beside it
+    equal_on_routes: tuple[tuple[str, str], ...] = ()
 
 
 def _rates(rate_cols: tuple[str, ...], num: str, den: str, base: str | None = None) -> tuple[dict, dict]:
@@ -95,7 +98,9 @@ _OUTCOME_ZEROS = {"evaluable": ("patients",), "responders": ("patients",), "remi
 
 TABLES: dict[str, Rule] = {
     "cohort": Rule(
-        counts={c: None for c in _FUNNEL}, residual=frozenset({"patients"}), zero_bases=_FUNNEL_ZEROS,
+        # ALL's patients also hold the never-dosed, who have no route; they are ALL's patients minus ALL's
+        # with_sessions, both in the row, so they cover no route cell (docs/choices.md)
+        counts={c: None for c in _FUNNEL}, zero_bases=_FUNNEL_ZEROS, equal_on_routes=(("patients", "with_sessions"),),
     ),
     "response_by_route": Rule(
         counts={"patients": None, "evaluable": None, "responders": None, "remitters": None},
@@ -126,6 +131,8 @@ TABLES: dict[str, Rule] = {
         counts={"responders": None, "responders_in_maintenance": None, "maintenance_patients": None,
                 "maintenance_sessions": "maintenance_patients", "sustained_patients": None},
         hide_with=_MAINT[0], at_least_k=_MAINT[1],
+        # responders followed 8 weeks and responders in maintenance are parts of the responders
+        zero_bases={"sustained_patients": ("responders",), "responders_in_maintenance": ("responders",)},
     ),
     "maintenance_projection": Rule(
         counts={"current_responders": None, "expected_in_maintenance": None},
@@ -244,7 +251,7 @@ def hidden_cells(df: pd.DataFrame, rule: Rule, k: int,
         changed = False
         for c in cols:
             for members, total in lines:
-                if _complement(values[c], hidden[c], members, total, c in rule.residual, k, rank):
+                if _complement(values[c], hidden[c], members, total, k, rank):
                     changed = True
         for total_col, *part_cols in rule.parts:
             if total_col not in hidden or any(p not in hidden for p in part_cols):
@@ -256,6 +263,13 @@ def hidden_cells(df: pd.DataFrame, rule: Rule, k: int,
                 if len(shown) == len(part_cols) - 1 and shown:
                     pick = min(shown, key=lambda p: values[p][i])
                     hidden[pick][i] = True
+                    changed = True
+        for a, b in rule.equal_on_routes:
+            if a in hidden and b in hidden:
+                differ = (routes != spec.ALL) & (hidden[a] != hidden[b])
+                if differ.any():
+                    hidden[a] |= differ
+                    hidden[b] |= differ
                     changed = True
     return hidden
 
@@ -307,7 +321,7 @@ def _zeros_of_few(rule: Rule, hidden: dict[str, np.ndarray], values: Mapping[str
         hidden[part] |= zero_of_few & ~excused
 
 
-def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: int, residual: bool, k: int,
+def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: int, k: int,
                 rank: np.ndarray, pinned: np.ndarray | None = None) -> bool:
     """Hide one more cell of a line if its hidden cells could be recovered from the ALL cell; True if so.
 
@@ -315,14 +329,11 @@ def _complement(v: np.ndarray, hidden: np.ndarray, members: list[int], total: in
     when no other cell is left, the line's total itself is hidden."""
     if hidden[total] or np.isnan(v[total]):
         return False
-    rest = float(v[total] - np.nansum(v[members])) if residual else 0.0
     known = pinned if pinned is not None else np.zeros(len(v), dtype=bool)
     hidden_members = [i for i in members if hidden[i] and not known[i]]
-    if not hidden_members and not (1 <= rest < k):
+    if not hidden_members:
         return False
-    cells = len(hidden_members) + (1 if rest > 0 else 0)
-    held = float(np.nansum(v[hidden_members])) + max(rest, 0.0)
-    if cells >= 2 and held >= k:
+    if len(hidden_members) >= 2 and float(np.nansum(v[hidden_members])) >= k:
         return False
     shown = [i for i in members if not hidden[i] and not known[i] and not np.isnan(v[i])]
     if not shown:
@@ -542,7 +553,7 @@ def _protect_two_way(df: pd.DataFrame, name: str, k: int) -> pd.DataFrame:
                 if len(members) == 1 and values[c][members[0]] >= k and not totals_hidden[c][j]:
                     pinned[members[0]] = True
             for members, total in within:
-                if _complement(values[c], hidden[c], members, total, False, k, rank, pinned):
+                if _complement(values[c], hidden[c], members, total, k, rank, pinned):
                     changed = True
             for j, members in enumerate(along):
                 if not totals_hidden[c][j] and _complement_shown_total(values[c], hidden[c], members, k, rank):
