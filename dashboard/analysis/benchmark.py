@@ -68,15 +68,14 @@ def control_limits(pooled: float, evaluable: np.ndarray | float, z: float) -> tu
     return pooled - half, pooled + half
 
 
-def benchmark_from_counts(counts: pd.DataFrame, pooled: dict[str, float] | None = None) -> pd.DataFrame:
+def benchmark_from_counts(counts: pd.DataFrame, published: dict[str, float] | None = None) -> pd.DataFrame:
     """benchmark.csv before disclosure control, from per-site counts.
 
     counts: one row per site with columns site, evaluable, responders, remitters (integers). Sites
     without evaluable patients are left out. Returns COLUMNS, rows by site code then measure (response
     first); rates and limits are fractions 0–1, `benchmarked`, `outside_95`, `outside_998` booleans,
-    `position` text or None. `pooled` {measure: rate} replaces the pooled rates computed from `counts` (and
-    the control limits around them): the network's rates as published (`published_pooled`)."""
-    pooled_given = pooled
+    `position` text or None. `published` {measure: rate} replaces the pooled rates computed from `counts`
+    (and the control limits around them): the network's rates as published (`published_pooled`)."""
     keep = counts["evaluable"].to_numpy() > 0
     sites = [str(x) for x in counts["site"].to_numpy(dtype=object)[keep]]
     order = sorted(range(len(sites)), key=sites.__getitem__)  # by site code (stable, as sort_values)
@@ -91,9 +90,10 @@ def benchmark_from_counts(counts: pd.DataFrame, pooled: dict[str, float] | None 
             median, p75 = (float(v) for v in np.quantile(rates[benchmarked], [0.5, 0.75], method="linear"))
         else:
             median = p75 = NAN
-        pooled = float(k.sum() / n.sum()) if n.sum() else NAN
-        if pooled_given is not None:
-            pooled = pooled_given[measure]
+        if published is not None:
+            pooled = published[measure]
+        else:
+            pooled = float(k.sum() / n.sum()) if n.sum() else NAN
         lo95, hi95 = control_limits(pooled, n, Z95)
         lo998, hi998 = control_limits(pooled, n, Z998)
         for i, site in enumerate(site_order):
