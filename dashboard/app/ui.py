@@ -596,7 +596,7 @@ def note_url_problems(problems: list[str]) -> None:
 
 
 def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str, Sequence[str]],
-                       problems: Sequence[str], min_cell_floor: int = 0) -> dict[str, Any]:
+                       problems: Sequence[str]) -> dict[str, Any]:
     """The sidebar's widget values a link asks for, by parameter name: only what can be used, exactly as
     `url_problems` describes (the rest is named in the notice and its default applies).
 
@@ -605,8 +605,8 @@ def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str
     `window=inf` or `instrument=phq9` leave the default); a numeric minimum baseline is not taken when it
     was refused with the matched instrument. Sites and start quarters are limited to `options` (the
     person's own sites), so a link never reaches outside them. A start quarter after the end quarter takes
-    neither (the notice says so), as any other value that cannot be used: the page still shows the rest. A
-    minimum cell below `min_cell_floor` (the person's, access.Person.min_cell_floor) is not taken either.
+    neither (the notice says so), as any other value that cannot be used: the page still shows the rest.
+    (A minimum cell below the person's floor is raised by `seed_widgets_from_link`.)
     """
     allowed = widget_options(options)
     values: dict[str, Any] = {}
@@ -634,8 +634,6 @@ def link_widget_values(params: Mapping[str, Sequence[str]], options: Mapping[str
         except SettingsError:  # out of range: named in the notice, the default applies
             continue
         values[key] = getattr(parsed, key)
-    if values.get("min_cell", min_cell_floor) < min_cell_floor:
-        del values["min_cell"]
     return values
 
 
@@ -653,7 +651,7 @@ def seed_widgets_from_link(params: Mapping[str, Sequence[str]], options: Mapping
     A minimum cell below the person's `min_cell_floor` is raised to it (the number box refuses less).
     """
     if not st.session_state.get(SEEDED_KEY):
-        for key, value in link_widget_values(params, options, problems, min_cell_floor).items():
+        for key, value in link_widget_values(params, options, problems).items():
             st.session_state[key] = value
         st.session_state[SEEDED_KEY] = True
     last = st.session_state.get(LAST_VALUES_KEY) or WIDGET_DEFAULTS
